@@ -1,0 +1,99 @@
+"""Small helpers shared by the whole engine: seeds, atomic writes, paths and devices."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def derive_seed(*parts: Any) -> int:
+    """Derive a 63-bit seed from any JSON-able parts by hashing, so seeds never collide by accident.
+
+    >>> derive_seed(0, "shuffle", 3) == derive_seed(0, "shuffle", 3)
+    True
+    """
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def make_generator(*parts: Any, device: str = "cpu") -> "torch.Generator":
+    """A torch.Generator seeded by :func:`derive_seed`; nothing touches the global RNG."""
+    import torch
+
+    gen = torch.Generator(device=device)
+    gen.manual_seed(derive_seed(*parts))
+    return gen
+
+
+def config_hash(config: dict[str, Any], length: int = 12) -> str:
+    """Hash of a config's sorted JSON: the id of a run or evaluation with that config."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; mkstemp would otherwise leave files at 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atlas_home() -> Path:
+    """Folder of the run registry and run artifacts: ``$ATLAS_HOME`` or ``./var``."""
+    return Path(os.environ.get("ATLAS_HOME", "var")).resolve()
+
+
+def data_home() -> Path:
+    """Folder of downloaded dataset files: ``$ATLAS_DATA`` or ``<ATLAS_HOME>/data``."""
+    env = os.environ.get("ATLAS_DATA")
+    return Path(env).resolve() if env else atlas_home() / "data"
+
+
+def assets_models_dir() -> Path:
+    return REPO_ROOT / "assets" / "models"
+
+
+def resolve_device(name: str = "auto") -> "torch.device":
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is a clear error."""
+    import torch
+
+    from core.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
+    return torch.device(name)

@@ -1,0 +1,31 @@
+"""Shared fixtures: every test gets its own ATLAS_HOME so nothing touches ./var."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def atlas_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "atlas-home"
+    monkeypatch.setenv("ATLAS_HOME", str(home))
+    monkeypatch.delenv("ATLAS_DATA", raising=False)
+    return home
+
+
+@pytest.fixture
+def subprocess_env(atlas_home: Path) -> dict[str, str]:
+    """Environment for `python -m core` subprocesses: same ATLAS_HOME, repo on the path, few threads."""
+    env = dict(os.environ)
+    env["ATLAS_HOME"] = str(atlas_home)
+    env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
