@@ -1,0 +1,32 @@
+"""Attacks on one contract (see base.py). ``ATTACKS`` maps a name to its class; ``make_attack`` builds one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.attacks.base import Attack, AttackConfig, AttackResult, validate_eps
+from core.attacks.fgsm import FGSM, NFGSM, FGSMConfig, NFGSMConfig
+from core.attacks.norms import NORMS, lp_norms, project, threat_norm
+from core.attacks.pgd import PGD, PGDConfig
+from core.attacks.trades import TRADESAttack, TRADESConfig
+from core.errors import ConfigError
+
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, NFGSM, PGD, TRADESAttack)}
+
+
+def make_attack(name: str, **kwargs: Any) -> Attack:
+    """Build an attack by registry name with validated keyword arguments."""
+    if name not in ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))}")
+    cls = ATTACKS[name]
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad arguments for attack {name!r}: {exc}") from exc
+
+
+__all__ = [
+    "ATTACKS", "Attack", "AttackConfig", "AttackResult", "FGSM", "FGSMConfig", "NFGSM", "NFGSMConfig", "NORMS",
+    "PGD", "PGDConfig", "TRADESAttack", "TRADESConfig", "lp_norms", "make_attack", "project", "threat_norm",
+    "validate_eps",
+]

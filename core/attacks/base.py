@@ -1,0 +1,178 @@
+"""The Attack contract (foolbox-style template method).
+
+``Attack.__call__`` is the same for every attack: validate ε, put the model in eval mode, call the subclass's
+``_perturb``, then always project onto the ε-ball, clip to the data bounds, restore the model's mode, and decide
+success by re-predicting. Subclasses implement only ``_perturb`` and cannot forget any of those steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from core.attacks.norms import NORMS, lp_norms, project
+from core.errors import ConfigError
+
+Bounds = tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Hyper-parameters shared by every attack; subclasses add their own fields (all keyword-only)."""
+
+    norm: str = "linf"
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ConfigError(f"unknown norm {self.norm!r}; choose from {', '.join(NORMS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns; tensors are detached and live on the input's device."""
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    norms: dict[str, torch.Tensor]
+    logits_adv: torch.Tensor
+    loss_trace: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """Per-sample flag: the attack did not change the prediction away from the true label."""
+        return ~self.success
+
+
+def validate_eps(eps: float | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """ε as a per-sample float tensor; NaN, infinite or negative values are refused with a clear message."""
+    eps_t = torch.as_tensor(eps, dtype=torch.float32, device=device)
+    if eps_t.dim() == 0:
+        eps_t = eps_t.expand(n)
+    if eps_t.shape != (n,):
+        raise ConfigError(f"eps must be a float or a tensor of shape ({n},), got shape {tuple(eps_t.shape)}")
+    if not torch.isfinite(eps_t).all():
+        raise ConfigError("eps must be finite (got NaN or inf)")
+    if (eps_t < 0).any():
+        raise ConfigError(f"eps must be ≥ 0, got {eps_t.min().item():g}")
+    return eps_t.clone()
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Shared validation for config fields; raises ConfigError with the field's name."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'≥' if allow_zero else '>'} 0, got {value!r}")
+
+
+class Attack:
+    """Base class. Subclasses set ``name``, ``config_class`` and implement ``_perturb``."""
+
+    name: ClassVar[str] = "attack"
+    config_class: ClassVar[type[AttackConfig]] = AttackConfig
+
+    def __init__(self, config: AttackConfig | None = None, **kwargs: Any) -> None:
+        if config is not None and kwargs:
+            raise ConfigError("pass either a config object or keyword arguments, not both")
+        self.config = config if config is not None else self.config_class(**kwargs)
+        if not isinstance(self.config, self.config_class):
+            raise ConfigError(f"{self.name} needs a {self.config_class.__name__}, got {type(self.config).__name__}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    def radius(self, eps: torch.Tensor) -> torch.Tensor:
+        """Radius of the ball the result is projected onto; equal to ε except for deliberately wider attacks."""
+        return eps
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: float | torch.Tensor,
+        *,
+        bounds: Bounds = (0.0, 1.0),
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_adv, loss_trace) with every guarantee of the template but no re-prediction (training needs none)."""
+        if x.shape[0] != y.shape[0]:
+            raise ConfigError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        eps_t = validate_eps(eps, x.shape[0], x.device)
+        if generator is None:
+            generator = torch.Generator(device=x.device)
+            generator.manual_seed(0)
+        was_training = model.training
+        model.eval()
+        try:
+            x = x.detach()
+            x_adv, loss_trace = self._perturb(model, x, y, eps_t, generator, bounds)
+            return self.finalize(x, x_adv.detach(), eps_t, bounds), loss_trace
+        finally:
+            model.train(was_training)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: float | torch.Tensor,
+        *,
+        bounds: Bounds = (0.0, 1.0),
+        generator: torch.Generator | None = None,
+    ) -> AttackResult:
+        x_adv, loss_trace = self.perturb(model, x, y, eps, bounds=bounds, generator=generator)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                logits_adv = model(x_adv)
+        finally:
+            model.train(was_training)
+        success = logits_adv.argmax(dim=1) != y
+        return AttackResult(
+            x_adv=x_adv,
+            success=success,
+            norms=lp_norms(x_adv - x.detach()),
+            logits_adv=logits_adv.detach(),
+            loss_trace=loss_trace,
+        )
+
+    def finalize(self, x: torch.Tensor, x_adv: torch.Tensor, eps: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+        """Project onto the ε-ball and clip to the data bounds (the box is convex, so this stays inside both)."""
+        delta = project(x_adv - x, self.radius(eps), self.config.norm)
+        out = x + delta
+        if bounds is not None:
+            out = out.clamp(bounds[0], bounds[1])
+        return out
+
+    def _perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        generator: torch.Generator,
+        bounds: Bounds,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (x_adv, loss_trace). Runs with the model in eval mode; the base projects and clips afterwards."""
+        raise NotImplementedError
+
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def input_gradient(loss_fn: LossFn, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample loss and its gradient w.r.t. the input only (no parameter gradients are computed)."""
+    x_adv = x_adv.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(x_adv)
+        (grad,) = torch.autograd.grad(loss.sum(), x_adv)
+    return loss.detach(), grad.detach()

@@ -1,0 +1,122 @@
+"""Invariants every attack must keep, parametrised over the registry, plus exact answers on a linear model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from core.attacks import ATTACKS, PGD, make_attack, project, threat_norm
+from core.errors import ConfigError
+
+CASES = [
+    ("fgsm", {}), ("fgsm", {"random_start": True, "step_factor": 1.25}), ("nfgsm", {}),
+    ("pgd", {"steps": 5}), ("pgd", {"steps": 5, "norm": "l2"}), ("pgd", {"steps": 3, "restarts": 2}),
+    ("trades", {"steps": 5}),
+]
+IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for name, kw in CASES]
+
+
+def small_model() -> nn.Module:
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.0), nn.Linear(32, 10))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return model
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return torch.rand(24, 1, 8, 8, generator=gen), torch.randint(0, 10, (24,), generator=gen)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
+def test_attack_invariants(name: str, kwargs: dict, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    model = small_model().train()
+    attack = make_attack(name, **kwargs)
+    eps = torch.linspace(0.01, 0.2, len(x))
+    result = attack(model, x, y, eps, generator=torch.Generator().manual_seed(3))
+    radius = attack.radius(eps)
+    assert (threat_norm(result.x_adv - x, attack.config.norm) <= radius + 1e-6).all()
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    assert model.training, "the model's train mode must be restored"
+    with torch.no_grad():
+        model.eval()
+        again = model(result.x_adv).argmax(1)
+    assert torch.equal(result.success, again != y)
+    assert torch.allclose(result.norms["linf"], (result.x_adv - x).flatten(1).abs().amax(1))
+    second = attack(model, x, y, eps, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(second.x_adv, result.x_adv), "same seed must give the same output"
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
+def test_attack_restores_eval_mode_too(name: str, kwargs: dict, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    model = small_model().eval()
+    make_attack(name, **kwargs)(model, *batch, 0.1)
+    assert not model.training
+
+
+def test_pgd_beats_nothing_and_grows_with_eps(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    model = small_model()
+    rates = [PGD(steps=10)(model, x, y, eps).success.float().mean().item() for eps in (0.0, 0.05, 0.3)]
+    clean_wrong = (model(x).argmax(1) != y).float().mean().item()
+    assert rates[0] == pytest.approx(clean_wrong)
+    assert rates[0] <= rates[1] <= rates[2]
+    assert rates[2] > rates[0]
+
+
+def test_pgd_on_linear_model_reaches_analytic_linf_optimum() -> None:
+    """For a binary linear model the ℓ∞ optimum is x − ε·sign(w₁−w₀) when the box does not bind."""
+    torch.manual_seed(0)
+    model = nn.Linear(5, 2)
+    x = torch.full((1, 5), 0.5)
+    y = torch.tensor([0])
+    eps = 0.1
+    result = PGD(steps=20, random_start=False)(model, x, y, eps)
+    direction = (model.weight[1] - model.weight[0]).sign().detach()
+    assert torch.allclose(result.x_adv, x + eps * direction, atol=1e-6)
+
+
+def test_l2_projection_is_exact() -> None:
+    delta = torch.randn(4, 3, 5)
+    out = project(delta, torch.full((4,), 0.5), "l2")
+    assert torch.allclose(out.flatten(1).norm(dim=1), torch.full((4,), 0.5), atol=1e-5)
+    per_patch = project(delta, torch.full((4,), 0.5), "l2patch")
+    assert (per_patch.norm(dim=2) <= 0.5 + 1e-6).all()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, float("inf")], ids=["nan", "negative", "inf"])
+def test_bad_eps_is_refused(bad: float, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    with pytest.raises(ConfigError, match="eps"):
+        PGD()(small_model(), *batch, bad)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"steps": 0}, "steps"), ({"norm": "l7"}, "norm"),
+                                          ({"step_size": -1.0}, "step_size"), ({"restarts": 1.5}, "restarts")])
+def test_bad_config_is_refused(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        PGD(**kwargs)
+
+
+def test_configs_are_hashable_and_frozen() -> None:
+    for cls in ATTACKS.values():
+        config = cls.config_class()
+        assert hash(config) == hash(cls.config_class())
+        with pytest.raises(AttributeError):
+            config.norm = "l2"  # type: ignore[misc]
+
+
+def test_attack_leaves_global_rng_alone(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    model = small_model()
+    before = torch.get_rng_state()
+    PGD(steps=2)(model, *batch, 0.1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_unknown_attack_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown attack"):
+        make_attack("deepfoo")
