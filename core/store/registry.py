@@ -1,0 +1,220 @@
+"""The run registry: SQLite in ATLAS_HOME with WAL and a busy timeout, one short connection per operation.
+
+Short connections keep it safe for several processes (the dashboard, training jobs, the CLI) at once; WAL lets
+readers go on while a writer commits, and the busy timeout makes concurrent writers wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.errors import RegistryError
+from core.store.schema import ACTIVE_STATUSES, SCHEMA, SCHEMA_VERSION
+from core.utils import atlas_home
+
+log = logging.getLogger(__name__)
+BUSY_TIMEOUT_S = 30.0
+_JSON_COLUMNS = {"config_json": "config", "final_metrics_json": "final_metrics", "metrics_json": "metrics",
+                 "summary_json": "summary", "args_json": "args"}
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid exists (zombies count as dead)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in row.keys():
+        value = row[key]
+        if key in _JSON_COLUMNS:
+            out[_JSON_COLUMNS[key]] = json.loads(value) if value else {}
+        else:
+            out[key] = value
+    return out
+
+
+class Registry:
+    """Runs, per-epoch metrics, evaluations and jobs. ``Registry()`` opens (and creates) ``ATLAS_HOME/atlas.db``."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.home = Path(home).resolve() if home is not None else atlas_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "atlas.db"
+        self.runs_dir = self.home / "runs"
+        with self.connect() as con:
+            con.executescript(SCHEMA)
+            con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        try:
+            con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")
+            con.execute("PRAGMA foreign_keys = ON")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # runs ---------------------------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def create_run(self, run_id: str, *, name: str, dataset: str, arch: str, method: str, config: dict[str, Any],
+                   norm: str | None = None, eps: float | None = None, status: str = "pending",
+                   source: str = "trained", readonly: bool = False, checkpoint_path: str | None = None,
+                   final_metrics: dict[str, Any] | None = None, run_dir: str | None = None) -> dict[str, Any]:
+        now = time.time()
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO runs(id, name, dataset, arch, method, norm, eps, config_json, status, source, readonly,"
+                " created_at, updated_at, checkpoint_path, final_metrics_json, run_dir)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, name, dataset, arch, method, norm, eps, json.dumps(config, sort_keys=True), status, source,
+                 int(readonly), now, now, checkpoint_path, json.dumps(final_metrics or {}),
+                 run_dir or str(self.run_dir(run_id))),
+            )
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        with self.connect() as con:
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RegistryError(f"no run with id {run_id!r}; list them with `python -m core runs`")
+        return _decode(row)
+
+    def find_run(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            return self.get_run(run_id)
+        except RegistryError:
+            return None
+
+    def list_runs(self, *, dataset: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        self.reconcile()
+        query, args = "SELECT * FROM runs WHERE 1=1", []
+        if dataset is not None:
+            query, args = query + " AND dataset = ?", [*args, dataset]
+        if status is not None:
+            query, args = query + " AND status = ?", [*args, status]
+        with self.connect() as con:
+            rows = con.execute(query + " ORDER BY created_at DESC", args).fetchall()
+        return [_decode(r) for r in rows]
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        allowed = {"name", "status", "started_at", "finished_at", "epochs_done", "final_metrics", "checkpoint_path",
+                   "pid", "error", "config"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"cannot update run fields {sorted(unknown)}")
+        columns = {("final_metrics_json" if k == "final_metrics" else "config_json" if k == "config" else k):
+                   (json.dumps(v, sort_keys=True) if k in ("final_metrics", "config") else v)
+                   for k, v in fields.items()}
+        columns["updated_at"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in columns)
+        with self.transaction() as con:
+            cur = con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*columns.values(), run_id])
+            if cur.rowcount == 0:
+                raise RegistryError(f"no run with id {run_id!r}")
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        if not name.strip():
+            raise RegistryError("a run's name cannot be empty")
+        self._require_writable(run_id, "rename")
+        self.update_run(run_id, name=name.strip())
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run's rows (its folder is left for the caller to remove). Shipped runs are refused."""
+        run = self._require_writable(run_id, "delete")
+        if run["status"] == "running" and pid_alive(run["pid"]):
+            raise RegistryError(f"run {run_id} is still training (pid {run['pid']}); cancel it first")
+        with self.transaction() as con:
+            con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def _require_writable(self, run_id: str, action: str) -> dict[str, Any]:
+        run = self.get_run(run_id)
+        if run["readonly"]:
+            raise RegistryError(f"run {run_id!r} is a shipped model and cannot be {action}d")
+        return run
+
+    def reconcile(self) -> list[str]:
+        """Mark runs whose training process died (SIGKILL, crash, reboot) as interrupted; return their ids."""
+        with self.connect() as con:
+            rows = con.execute("SELECT id, pid FROM runs WHERE status IN (?, ?)", ACTIVE_STATUSES).fetchall()
+        dead = [r["id"] for r in rows if r["pid"] and not pid_alive(r["pid"])]
+        for run_id in dead:
+            log.warning("run %s lost its process; marking it interrupted", run_id)
+            self.update_run(run_id, status="interrupted", pid=None)
+        return dead
+
+    # epochs -------------------------------------------------------------------------------------------------
+    def add_epoch(self, run_id: str, epoch: int, metrics: dict[str, Any]) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO epochs(run_id, epoch, metrics_json, created_at) VALUES (?,?,?,?)",
+                (run_id, epoch, json.dumps(metrics, sort_keys=True), time.time()),
+            )
+            con.execute("UPDATE runs SET epochs_done = ?, updated_at = ? WHERE id = ?", (epoch, time.time(), run_id))
+
+    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        with self.connect() as con:
+            rows = con.execute("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
+        return [_decode(r) for r in rows]
+
+    def truncate_epochs(self, run_id: str, after: int) -> None:
+        """Drop epochs past ``after`` (a resumed run recomputes them from its last checkpoint)."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, after))
+
+    # evaluations --------------------------------------------------------------------------------------------
+    def add_evaluation(self, eval_id: str, run_id: str, config: dict[str, Any], summary: dict[str, Any],
+                       table_path: str | None = None) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO evaluations(id, run_id, config_json, summary_json, table_path, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (eval_id, run_id, json.dumps(config, sort_keys=True), json.dumps(summary, sort_keys=True),
+                 table_path, time.time()),
+            )
+
+    def get_evaluation(self, eval_id: str) -> dict[str, Any] | None:
+        with self.connect() as con:
+            row = con.execute("SELECT * FROM evaluations WHERE id = ?", (eval_id,)).fetchone()
+        return _decode(row) if row else None
+
+    def evaluations(self, run_id: str) -> list[dict[str, Any]]:
+        with self.connect() as con:
+            rows = con.execute("SELECT * FROM evaluations WHERE run_id = ? ORDER BY created_at", (run_id,)).fetchall()
+        return [_decode(r) for r in rows]

@@ -1,0 +1,43 @@
+"""Shipped default models (assets/models) registered read-only in the run registry."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from core.errors import CheckpointError
+from core.models import read_checkpoint_meta
+from core.store.registry import Registry
+from core.utils import assets_models_dir
+
+log = logging.getLogger(__name__)
+SHIPPED_PREFIX = "shipped-"
+
+
+def register_shipped(registry: Registry, folder: Path | None = None) -> list[str]:
+    """Register (or refresh) every checkpoint in ``folder``; return the run ids. Bad files are skipped loudly."""
+    folder = folder or assets_models_dir()
+    ids = []
+    for meta_path in sorted(folder.glob("*.json")):
+        weights = meta_path.with_suffix(".safetensors")
+        if not weights.exists():
+            continue
+        try:
+            meta = read_checkpoint_meta(weights)
+        except CheckpointError as exc:
+            log.error("skipping shipped model %s: %s", meta_path.name, exc)
+            continue
+        run_id = SHIPPED_PREFIX + meta_path.stem
+        fields = dict(name=meta.get("name", meta_path.stem), dataset=meta.get("dataset", "?"), arch=meta["arch"],
+                      method=meta.get("method", "?"), norm=meta.get("norm"), eps=meta.get("eps"),
+                      config=meta.get("hparams", {}))
+        existing = registry.find_run(run_id)
+        if existing is None:
+            registry.create_run(run_id, status="shipped", source="shipped", readonly=True,
+                                checkpoint_path=str(weights), final_metrics=meta.get("metrics", {}),
+                                run_dir=str(folder), **fields)
+        elif existing["checkpoint_path"] != str(weights) or existing["final_metrics"] != meta.get("metrics", {}):
+            registry.update_run(run_id, checkpoint_path=str(weights), final_metrics=meta.get("metrics", {}),
+                                config=fields["config"])
+        ids.append(run_id)
+    return ids

@@ -1,0 +1,104 @@
+"""The SQLite run registry: CRUD, read-only shipped runs, concurrent writers, dead-process reconciliation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.errors import RegistryError
+from core.store import Registry
+
+WRITER = """
+import sys
+from core.store import Registry
+reg = Registry(sys.argv[1])
+run_id = sys.argv[2]
+reg.create_run(run_id, name=run_id, dataset="digits", arch="smallcnn", method="erm", config={})
+for epoch in range(1, 101):
+    reg.add_epoch(run_id, epoch, {"loss": 1.0 / epoch})
+"""
+
+
+def make_run(reg: Registry, run_id: str = "r1", **kw) -> dict:
+    return reg.create_run(run_id, name=run_id, dataset="digits", arch="smallcnn", method="erm",
+                          config={"lr": 0.1}, **kw)
+
+
+def test_create_get_update_list(atlas_home: Path) -> None:
+    reg = Registry()
+    assert reg.path == atlas_home / "atlas.db"
+    make_run(reg)
+    reg.update_run("r1", status="completed", final_metrics={"clean_acc": 0.9})
+    run = reg.get_run("r1")
+    assert run["status"] == "completed" and run["final_metrics"] == {"clean_acc": 0.9}
+    assert run["config"] == {"lr": 0.1}
+    assert [r["id"] for r in reg.list_runs(dataset="digits")] == ["r1"]
+    assert reg.list_runs(dataset="moons") == []
+
+
+def test_wal_mode_and_busy_timeout() -> None:
+    reg = Registry()
+    with reg.connect() as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
+
+
+def test_unknown_run_is_a_clear_error() -> None:
+    with pytest.raises(RegistryError, match="no run with id 'nope'"):
+        Registry().get_run("nope")
+
+
+def test_shipped_runs_are_read_only() -> None:
+    reg = Registry()
+    make_run(reg, "shipped-x", readonly=True, status="shipped", source="shipped")
+    with pytest.raises(RegistryError, match="shipped"):
+        reg.delete_run("shipped-x")
+    with pytest.raises(RegistryError, match="shipped"):
+        reg.rename_run("shipped-x", "new name")
+    make_run(reg, "mine")
+    reg.rename_run("mine", "renamed")
+    assert reg.get_run("mine")["name"] == "renamed"
+    reg.delete_run("mine")
+    assert reg.find_run("mine") is None
+
+
+def test_epochs_roundtrip_and_truncate() -> None:
+    reg = Registry()
+    make_run(reg)
+    for e in (1, 2, 3):
+        reg.add_epoch("r1", e, {"loss": float(e)})
+    reg.truncate_epochs("r1", 2)
+    assert [e["epoch"] for e in reg.epochs("r1")] == [1, 2]
+    assert reg.get_run("r1")["epochs_done"] == 3
+
+
+def test_two_processes_write_at_once(atlas_home: Path, subprocess_env: dict) -> None:
+    Registry()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(atlas_home), f"w{i}"], env=subprocess_env)
+             for i in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    reg = Registry()
+    for i in range(2):
+        assert len(reg.epochs(f"w{i}")) == 100
+        assert reg.get_run(f"w{i}")["epochs_done"] == 100
+
+
+def test_reconcile_marks_dead_process_interrupted() -> None:
+    reg = Registry()
+    make_run(reg)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    reg.update_run("r1", status="running", pid=dead.pid)
+    assert reg.reconcile() == ["r1"]
+    assert reg.get_run("r1")["status"] == "interrupted"
+
+
+def test_evaluations_roundtrip() -> None:
+    reg = Registry()
+    make_run(reg)
+    reg.add_evaluation("e1", "r1", {"attack": "pgd"}, {"robust_acc": 0.5}, "table.parquet")
+    assert reg.get_evaluation("e1")["summary"] == {"robust_acc": 0.5}
+    assert [e["id"] for e in reg.evaluations("r1")] == ["e1"]
