@@ -1,0 +1,129 @@
+"""Training configuration: one frozen, validated, JSON-round-trippable dataclass.
+
+Its sorted JSON hashes to the run id, so the same command twice names the same run (and resumes it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from core.errors import ConfigError
+
+METHOD_NAMES = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
+OPTIMIZERS = ("sgd", "adam")
+NORMS = ("linf", "l2")
+
+
+def _as_items(value: Any) -> tuple[tuple[str, Any], ...]:
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    return tuple((str(k), _freeze(v)) for k, v in value)
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. ``dataset_params`` and ``arch_kwargs`` are sorted item tuples."""
+
+    dataset: str = "digits"
+    arch: str = "smallcnn"
+    method: str = "erm"
+    dataset_params: tuple[tuple[str, Any], ...] = ()
+    arch_kwargs: tuple[tuple[str, Any], ...] = ()
+    norm: str = "linf"
+    eps: float = 0.1
+    attack_steps: int = 10
+    attack_step_size: float | None = None
+    trades_beta: float = 6.0
+    nfgsm_noise: float = 2.0
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    step_milestones: tuple[float, ...] = (0.5, 0.75)
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    eval_n: int = 256
+    eval_steps: int = 10
+    device: str = "auto"
+    amp: bool = False
+    name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset_params", _as_items(self.dataset_params))
+        object.__setattr__(self, "arch_kwargs", _as_items(self.arch_kwargs))
+        object.__setattr__(self, "step_milestones", tuple(float(m) for m in self.step_milestones))
+        self.validate()
+
+    def validate(self) -> None:
+        _choice("method", self.method, METHOD_NAMES)
+        _choice("norm", self.norm, NORMS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _number("eps", self.eps, low=0.0)
+        if self.method != "erm" and self.eps == 0:
+            raise ConfigError(f"method {self.method!r} needs eps > 0")
+        for name in ("attack_steps", "epochs", "batch_size", "eval_steps"):
+            _integer(name, getattr(self, name), low=1)
+        _integer("eval_n", self.eval_n, low=0)
+        _integer("seed", self.seed, low=0)
+        _number("lr", self.lr, low=0.0, strict=True)
+        _number("momentum", self.momentum, low=0.0, high=1.0)
+        _number("weight_decay", self.weight_decay, low=0.0)
+        _number("trades_beta", self.trades_beta, low=0.0)
+        _number("nfgsm_noise", self.nfgsm_noise, low=0.0)
+        _number("warmup_epochs", self.warmup_epochs, low=0.0)
+        if self.attack_step_size is not None:
+            _number("attack_step_size", self.attack_step_size, low=0.0, strict=True)
+        if any(not 0 < m < 1 for m in self.step_milestones):
+            raise ConfigError("step_milestones are fractions of training in (0, 1), e.g. 0.5,0.75")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["dataset_params"] = dict(self.dataset_params)
+        out["arch_kwargs"] = dict(self.arch_kwargs)
+        out["step_milestones"] = list(self.step_milestones)
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the trained weights (not name, device or extras): hashed into the run id."""
+        out = self.to_dict()
+        for key in ("name", "device", "extra", "amp"):
+            out.pop(key)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+
+
+def _number(name: str, value: Any, *, low: float, high: float | None = None, strict: bool = False) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (strict and value == low) or (high is not None and value > high):
+        bound = f"> {low:g}" if strict else f"≥ {low:g}"
+        raise ConfigError(f"{name} must be {bound}{'' if high is None else f' and ≤ {high:g}'}, got {value!r}")
+
+
+def _integer(name: str, value: Any, *, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name} must be an integer ≥ {low}, got {value!r}")

@@ -1,0 +1,123 @@
+"""One training epoch and the per-epoch evaluation (clean accuracy, PGD robust accuracy, per class)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from core.attacks import PGD, Attack
+from core.data import Dataset
+from core.training.config import TrainConfig
+from core.training.methods import Method
+from core.training.schedules import lr_at
+from core.utils import make_generator
+
+ProgressFn = Callable[[dict[str, Any]], None]
+StopFn = Callable[[], bool]
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    train_acc: float
+    seconds: float
+    stopped: bool
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
+                method: Method, attack: Attack | None, epoch: int, device: torch.device,
+                on_progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> EpochStats:
+    """Run one epoch; return early (``stopped``) at a batch boundary when ``should_stop()`` says so."""
+    start = time.perf_counter()
+    model.train()
+    n = len(data)
+    perm = torch.randperm(n, generator=make_generator(config.seed, "shuffle", epoch))
+    gen = make_generator(config.seed, "attack", epoch, device=str(device) if device.type == "cuda" else "cpu")
+    batches = (n + config.batch_size - 1) // config.batch_size
+    total_steps = batches * config.epochs
+    loss_sum, correct = 0.0, 0
+    for b in range(batches):
+        if should_stop is not None and should_stop():
+            return EpochStats(loss_sum / max(b, 1), correct / max(b * config.batch_size, 1),
+                              time.perf_counter() - start, True)
+        idx = perm[b * config.batch_size:(b + 1) * config.batch_size]
+        x, y = data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
+        x_adv = None
+        if attack is not None:
+            x_adv = attack.perturb(model, x, y, config.eps, bounds=data.bounds, generator=gen)[0]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(config, (epoch - 1) * batches + b, total_steps)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
+            loss, logits = method.loss(model, x, y, x_adv, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item()
+        correct += int((logits.argmax(1) == y).sum())
+        if on_progress is not None:
+            on_progress({"kind": "batch", "epoch": epoch, "batch": b + 1, "batches": batches, "loss": loss.item()})
+    return EpochStats(loss_sum / batches, correct / n, time.perf_counter() - start, False)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: Dataset, device: torch.device, batch_size: int = 512) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(data), batch_size):
+        x, y = data.x[i:i + batch_size].to(device), data.y[i:i + batch_size].to(device)
+        correct += int((model(x).argmax(1) == y).sum())
+    return correct / max(len(data), 1)
+
+
+def robust_flags(model: nn.Module, data: Dataset, attack: Attack, eps: float, device: torch.device,
+                 seed: int, batch_size: int = 256) -> torch.Tensor:
+    """Per-sample flag: correctly classified after the attack (clean mistakes count as not robust)."""
+    flags = []
+    gen = make_generator(seed, "eval-attack", device=str(device) if device.type == "cuda" else "cpu")
+    for i in range(0, len(data), batch_size):
+        x, y = data.x[i:i + batch_size].to(device), data.y[i:i + batch_size].to(device)
+        result = attack(model, x, y, eps, bounds=data.bounds, generator=gen)
+        flags.append(result.logits_adv.argmax(1).eq(y).cpu())
+    return torch.cat(flags) if flags else torch.zeros(0, dtype=torch.bool)
+
+
+def evaluate_epoch(model: nn.Module, test: Dataset, held_out: Dataset, config: TrainConfig,
+                   device: torch.device, with_fgsm: bool) -> dict[str, Any]:
+    """Clean test accuracy, PGD robust accuracy on the held-out subset (overall and per class)."""
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {"clean_acc": accuracy(model, test, device)}
+    if len(held_out) and config.eps > 0:
+        pgd = PGD(norm=config.norm, steps=config.eval_steps)
+        flags = robust_flags(model, held_out, pgd, config.eps, device, config.seed)
+        metrics["robust_acc"] = float(flags.float().mean())
+        per_class = {}
+        for c, name in enumerate(held_out.classes):
+            mask = held_out.y == c
+            if mask.any():
+                per_class[str(name)] = float(flags[mask].float().mean())
+        metrics["per_class_robust_acc"] = per_class
+        if with_fgsm:
+            from core.attacks import FGSM
+
+            fgsm_flags = robust_flags(model, held_out, FGSM(norm=config.norm), config.eps, device, config.seed)
+            metrics["fgsm_acc"] = float(fgsm_flags.float().mean())
+    metrics["eval_seconds"] = time.perf_counter() - start
+    return metrics
+
+
+def detect_catastrophic_overfitting(history: list[dict[str, Any]], current: dict[str, Any]) -> str | None:
+    """Wong et al.'s symptom: PGD robust accuracy collapses while FGSM accuracy stays high."""
+    best = max((h.get("robust_acc", 0.0) for h in history), default=0.0)
+    robust = current.get("robust_acc")
+    if robust is None or best < 0.2:
+        return None
+    collapsed = robust < 0.5 * best and best - robust > 0.15
+    fgsm_gap = current.get("fgsm_acc", robust) - robust > 0.3
+    if collapsed or fgsm_gap:
+        return (f"catastrophic overfitting suspected: PGD robust accuracy {robust:.1%} (best so far {best:.1%})"
+                f"{', FGSM accuracy %.1f%%' % (100 * current['fgsm_acc']) if 'fgsm_acc' in current else ''}")
+    return None

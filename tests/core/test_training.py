@@ -1,0 +1,132 @@
+"""Training on real digits: accuracy, robustness gain of PGD-AT, determinism, resume, cancel, CO detection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.errors import ConfigError
+from core.models import load_checkpoint
+from core.store import Registry
+from core.training import METHODS, TrainConfig, run_id_for, train
+from core.training.epoch import detect_catastrophic_overfitting
+from core.training.schedules import lr_at
+
+FAST = dict(dataset="digits", arch="smallcnn", batch_size=64, lr=0.05, schedule="onecycle", eval_n=128,
+            eval_steps=10)
+
+
+@pytest.fixture(scope="module")
+def erm_and_pgd(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One ERM and one PGD-AT run on digits, shared by the tests that compare them."""
+    reg = Registry(tmp_path_factory.mktemp("home"))
+    erm = train(TrainConfig(**FAST, method="erm", epochs=10), registry=reg)
+    pgd = train(TrainConfig(**{**FAST, "batch_size": 32}, method="pgd-at", eps=0.1, epochs=12, attack_steps=5),
+                registry=reg)
+    return {"erm": erm, "pgd": pgd, "registry": reg}
+
+
+@pytest.mark.slow
+def test_erm_reaches_95_percent(erm_and_pgd: dict) -> None:
+    result = erm_and_pgd["erm"]
+    assert result.status == "completed" and result.epochs_done == 10
+    assert result.final_metrics["clean_acc"] >= 0.95
+
+
+@pytest.mark.slow
+def test_pgd_at_is_clearly_more_robust_than_erm(erm_and_pgd: dict) -> None:
+    erm, pgd = erm_and_pgd["erm"].final_metrics, erm_and_pgd["pgd"].final_metrics
+    assert pgd["robust_acc"] >= erm["robust_acc"] + 0.2, (erm, pgd)
+    assert pgd["clean_acc"] >= 0.85
+
+
+@pytest.mark.slow
+def test_run_is_recorded_everywhere(erm_and_pgd: dict) -> None:
+    result, reg = erm_and_pgd["erm"], erm_and_pgd["registry"]
+    run = reg.get_run(result.run_id)
+    assert run["status"] == "completed" and run["epochs_done"] == 10
+    assert [e["epoch"] for e in reg.epochs(result.run_id)] == list(range(1, 11))
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 11))
+    assert (result.run_dir / "done").exists()
+    model, meta = load_checkpoint(result.checkpoint_path)
+    assert meta["method"] == "erm" and meta["dataset"] == "digits" and meta["metrics"]["epoch"] == 10
+    per_class = result.final_metrics["per_class_robust_acc"]
+    assert sorted(per_class) == [str(i) for i in range(10)]
+
+
+@pytest.mark.slow
+def test_same_config_is_not_retrained(erm_and_pgd: dict) -> None:
+    reg = erm_and_pgd["registry"]
+    again = train(TrainConfig(**FAST, method="erm", epochs=10), registry=reg)
+    assert again.run_id == erm_and_pgd["erm"].run_id and again.status == "completed"
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)[0].state_dict()
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    config = TrainConfig(**FAST, method="fgsm-rs", eps=0.1, epochs=3)
+    full = train(config, registry=Registry(tmp_path / "a"))
+    reg = Registry(tmp_path / "b")
+    calls = {"n": 0}
+    batches_per_epoch = 22
+
+    def stop_in_second_epoch() -> bool:
+        calls["n"] += 1
+        return calls["n"] > batches_per_epoch + 5
+
+    part = train(config, registry=reg, should_stop=stop_in_second_epoch)
+    assert part.status == "cancelled" and part.epochs_done == 1
+    assert reg.get_run(part.run_id)["status"] == "cancelled"
+    resumed = train(config, registry=reg)
+    assert resumed.status == "completed" and resumed.epochs_done == 3
+    a, b = weights(full.checkpoint_path), weights(resumed.checkpoint_path)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_method_runs_one_epoch(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    for name in METHODS:
+        config = TrainConfig(dataset="moons", arch="mlp", method=name, eps=0.05, epochs=1, batch_size=128,
+                             eval_n=64, eval_steps=3, attack_steps=3)
+        result = train(config, registry=reg)
+        assert result.status == "completed", name
+        assert 0.0 <= result.final_metrics["robust_acc"] <= result.final_metrics["clean_acc"] + 0.2
+
+
+def test_run_id_depends_on_what_changes_weights() -> None:
+    base = TrainConfig(**FAST)
+    assert run_id_for(base) == run_id_for(TrainConfig(**FAST, name="other name", device="cpu"))
+    assert run_id_for(base) != run_id_for(TrainConfig(**FAST, seed=1))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"eps": -0.1}, "eps"), ({"eps": float("nan")}, "eps"), ({"epochs": 0}, "epochs"),
+    ({"method": "magic"}, "method"), ({"lr": 0.0}, "lr"), ({"schedule": "zigzag"}, "schedule"),
+    ({"method": "pgd-at", "eps": 0.0}, "eps > 0"), ({"step_milestones": (1.5,)}, "step_milestones"),
+], ids=["neg-eps", "nan-eps", "zero-epochs", "method", "lr", "schedule", "at-needs-eps", "milestones"])
+def test_bad_config_is_refused(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "step"])
+def test_schedules_are_bounded_and_end_low(schedule: str) -> None:
+    config = TrainConfig(schedule=schedule, lr=0.1, epochs=10)
+    lrs = [lr_at(config, s, 100) for s in range(100)]
+    assert max(lrs) <= 0.1 + 1e-12 and min(lrs) >= 0
+    if schedule != "constant":
+        assert lrs[-1] < 0.05
+
+
+def test_catastrophic_overfitting_detector() -> None:
+    history = [{"robust_acc": 0.6}, {"robust_acc": 0.65}]
+    assert detect_catastrophic_overfitting(history, {"robust_acc": 0.62, "fgsm_acc": 0.7}) is None
+    warning = detect_catastrophic_overfitting(history, {"robust_acc": 0.05, "fgsm_acc": 0.9})
+    assert warning and "catastrophic overfitting" in warning
