@@ -1,0 +1,72 @@
+"""``python -m core eval``: clean and robust accuracy of a checkpoint (or a registered run) under one attack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from core.attacks import FGSM, PGD
+from core.data import DATASETS, load_dataset
+from core.errors import ConfigError, DataError
+from core.evaluation import per_sample_table, summarize
+from core.models import load_checkpoint
+from core.utils import resolve_device
+
+
+def _checkpoint_path(args: argparse.Namespace) -> Path:
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    from core.store import Registry
+    from core.store.shipped import register_shipped
+
+    registry = Registry()
+    register_shipped(registry)
+    run = registry.get_run(args.run)
+    if not run["checkpoint_path"]:
+        raise ConfigError(f"run {args.run} has no final checkpoint yet (status {run['status']})")
+    return Path(run["checkpoint_path"])
+
+
+def run(args: argparse.Namespace) -> int:
+    path = _checkpoint_path(args)
+    device = resolve_device(args.device)
+    model, meta = load_checkpoint(path)
+    model.to(device)
+    dataset = args.dataset or meta.get("dataset")
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; available: {', '.join(sorted(DATASETS))}")
+    params = meta.get("dataset_params", {}) if dataset == meta.get("dataset") else {}
+    data = load_dataset(dataset, args.split, **params)
+    if args.n is not None:
+        data = data.subset(args.n)
+    if args.attack == "fgsm":
+        attack = FGSM(norm=args.norm)
+    else:
+        attack = PGD(norm=args.norm, steps=args.steps, step_size=args.step_size, restarts=args.restarts)
+    progress = None
+    if not args.quiet and not args.json:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(data), unit="pt", desc=f"{args.attack} ε={args.eps:g}", file=sys.stderr)
+        progress = bar
+    start = time.perf_counter()
+    table = per_sample_table(model, data, attack, [args.eps], seed=args.seed, batch_size=args.batch_size,
+                             device=device)
+    if progress is not None:
+        progress.update(len(data))
+        progress.close()
+    summary = summarize(table, args.eps, data.classes)
+    out = {"clean_acc": summary["clean_acc"], "robust_acc": summary["robust_acc"], "n": summary["n"],
+           "attack": args.attack, "eps": args.eps, "norm": args.norm,
+           "steps": args.steps if args.attack == "pgd" else 1, "seed": args.seed, "dataset": dataset,
+           "split": args.split, "checkpoint": str(path), "seconds": round(time.perf_counter() - start, 3),
+           "per_class_robust_acc": {k: v["robust_acc"] for k, v in summary["per_class"].items()}}
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        print(f"{dataset}/{args.split} n={out['n']}: clean {out['clean_acc']:.4f}, "
+              f"{args.attack.upper()} ε={args.eps:g} ({args.norm}) robust {out['robust_acc']:.4f}")
+    return 0

@@ -1,0 +1,100 @@
+"""``python -m core runs|data|build-defaults``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from core.errors import ConfigError
+
+
+def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from core.store import Registry
+    from core.store.shipped import register_shipped
+
+    registry = Registry()
+    register_shipped(registry)
+    action = args.action or "list"
+    if action == "list":
+        runs = registry.list_runs(dataset=getattr(args, "dataset", None))
+        if getattr(args, "json", False):
+            print(json.dumps(runs, sort_keys=True, default=str))
+            return 0
+        print(f"{'id':<28} {'dataset':<9} {'arch':<10} {'method':<8} {'eps':>6} {'clean':>6} {'robust':>6} "
+              f"{'status':<11} created")
+        for r in runs:
+            m = r["final_metrics"]
+            created = datetime.fromtimestamp(r["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M")
+            print(f"{r['id']:<28} {r['dataset']:<9} {r['arch']:<10} {r['method']:<8} {_fmt(r['eps'], '{:.3g}'):>6} "
+                  f"{_fmt(m.get('clean_acc')):>6} {_fmt(m.get('robust_acc')):>6} {r['status']:<11} {created}")
+        return 0
+    if action == "show":
+        run = registry.get_run(args.run_id)
+        run["epochs"] = [e["metrics"] for e in registry.epochs(args.run_id)]
+        print(json.dumps(run, indent=None if args.json else 2, sort_keys=True, default=str))
+        return 0
+    if action == "rename":
+        registry.rename_run(args.run_id, args.name)
+        print(f"renamed {args.run_id} to {args.name!r}")
+        return 0
+    run = registry.get_run(args.run_id)
+    registry.delete_run(args.run_id)
+    shutil.rmtree(registry.run_dir(args.run_id), ignore_errors=True)
+    print(f"deleted run {args.run_id} ({run['name']})")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from core.data import DATASETS, download_dataset, verify_dataset
+
+    if args.action == "list":
+        rows = [{"name": s.name, "kind": s.kind, "input_shape": list(s.input_shape), "classes": s.num_classes,
+                 "needs_files": s.needs_files, "description": s.description} for s in DATASETS.values()]
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for r in rows:
+                shape = "×".join(map(str, r["input_shape"]))
+                print(f"{r['name']:<14} {r['kind']:<7} {shape:<9} {r['classes']:>3} classes  "
+                      f"{'files' if r['needs_files'] else 'built-in':<8} {r['description']}")
+        return 0
+    if args.name not in DATASETS:
+        raise ConfigError(f"unknown dataset {args.name!r}; available: {', '.join(sorted(DATASETS))}")
+    if args.action == "download":
+        folder = download_dataset(args.name)
+        print(json.dumps({"dataset": args.name, "folder": str(folder)}) if args.json else f"{args.name}: files in {folder}")
+        return 0
+    report = verify_dataset(args.name)
+    print(json.dumps(report, indent=None if args.json else 2, sort_keys=True, default=str))
+    return 0 if report.get("ok", report.get("loads", False)) else 1
+
+
+def _build_defaults(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.defaults import build_defaults
+
+    def announce(name: str) -> None:
+        if not args.json:
+            print(f"building {name} …", file=sys.stderr, flush=True)
+
+    out = build_defaults(only=args.only, folder=Path(args.out) if args.out else None, on_start=announce)
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        for name, info in out.items():
+            print(f"{name:<24} clean {info['clean_acc']:.3f}  robust {info['robust_acc']:.3f}  "
+                  f"{info['bytes'] / 1024:.0f} KiB  {info['seconds']:.1f} s")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"runs": _runs, "data": _data, "build-defaults": _build_defaults}[args.command](args)

@@ -1,0 +1,179 @@
+"""Argument parsing and dispatch for ``python -m core``. Imports nothing heavy at module level."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import math
+import sys
+from typing import Any, Sequence
+
+EXIT_USAGE = 2
+METHODS = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line (no usage dump) and exits with code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be finite (not NaN or inf)")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be ≥ 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be ≥ 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    return positive_int(text)
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``key=value`` with value parsed as JSON when it can be (numbers, booleans, lists), else a string."""
+    import json
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model (resumes the same config if interrupted)")
+    p.add_argument("--dataset", default="digits", help="dataset name (see `data list`); default digits")
+    p.add_argument("--param", type=key_value, action="append", default=None, metavar="KEY=VALUE",
+                   help="dataset parameter, repeatable (e.g. --param n=2000)")
+    p.add_argument("--arch", default="smallcnn", help="architecture; default smallcnn")
+    p.add_argument("--arch-kwarg", type=key_value, action="append", default=None, metavar="KEY=VALUE")
+    p.add_argument("--method", choices=METHODS, default="erm")
+    p.add_argument("--norm", choices=("linf", "l2"), default="linf")
+    p.add_argument("--eps", type=non_negative_float, default=0.1, help="radius in [0,1] input units")
+    p.add_argument("--attack-steps", type=positive_int, default=10)
+    p.add_argument("--attack-step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
+    p.add_argument("--trades-beta", type=non_negative_float, default=6.0)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    p.add_argument("--lr", type=positive_float, default=0.05)
+    p.add_argument("--momentum", type=non_negative_float, default=0.9)
+    p.add_argument("--weight-decay", type=non_negative_float, default=5e-4)
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--eval-n", type=non_negative_int, default=256, help="held-out points for the PGD check")
+    p.add_argument("--eval-steps", type=positive_int, default=10)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--name", default="", help="display name of the run")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="clean and robust accuracy of a checkpoint or run")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="path to NAME.safetensors (with NAME.json beside it)")
+    src.add_argument("--run", help="run id from `python -m core runs`")
+    p.add_argument("--dataset", default=None, help="default: the checkpoint's own dataset")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd")
+    p.add_argument("--eps", type=non_negative_float, default=0.1)
+    p.add_argument("--norm", choices=("linf", "l2"), default="linf")
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
+    p.add_argument("--restarts", type=positive_int, default=1)
+    p.add_argument("--n", type=positive_int, default=None, help="first N points of the split (default all)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _add_misc(sub: Any) -> None:
+    runs = sub.add_parser("runs", help="list, show, rename or delete runs").add_subparsers(dest="action")
+    lst = runs.add_parser("list", help="list runs (the default)")
+    lst.add_argument("--dataset", default=None)
+    lst.add_argument("--json", action="store_true")
+    show = runs.add_parser("show", help="one run with its per-epoch metrics")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    ren = runs.add_parser("rename")
+    ren.add_argument("run_id")
+    ren.add_argument("name")
+    dele = runs.add_parser("delete", help="delete a run and its folder (not shipped models)")
+    dele.add_argument("run_id")
+    data = sub.add_parser("data", help="datasets: list, download, verify").add_subparsers(dest="action",
+                                                                                          required=True)
+    dl = data.add_parser("list", help="the dataset registry")
+    dl.add_argument("--json", action="store_true")
+    for name, text in (("download", "fetch the standard files (needs a network)"),
+                       ("verify", "check the files on disk and their checksums")):
+        cmd = data.add_parser(name, help=text)
+        cmd.add_argument("name")
+        cmd.add_argument("--json", action="store_true")
+    bd = sub.add_parser("build-defaults", help="retrain the shipped models into assets/models")
+    bd.add_argument("--only", action="append", default=None, help="build only this default (repeatable)")
+    bd.add_argument("--out", default=None, help="output folder (default assets/models)")
+    bd.add_argument("--json", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m core", description="Robustness Atlas engine: train, evaluate and "
+                           "manage adversarially robust models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_misc(sub)
+    return parser
+
+
+COMMANDS = {"train": "core.cli.train_cmd", "eval": "core.cli.eval_cmd", "runs": "core.cli.misc_cmd",
+            "data": "core.cli.misc_cmd", "build-defaults": "core.cli.misc_cmd"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    module = importlib.import_module(COMMANDS[args.command])
+    from core.errors import AtlasError
+
+    try:
+        return int(module.run(args) or 0)
+    except AtlasError as exc:
+        sys.stderr.write(f"python -m core {args.command}: error: {exc}\n")
+        return EXIT_USAGE

@@ -1,0 +1,109 @@
+"""The CLI as a user runs it: real subprocesses, exit codes, one-line errors, JSON output, SIGKILL recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.models import load_checkpoint
+from core.store import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = ["train", "--dataset", "digits", "--method", "pgd-at", "--attack-steps", "3", "--batch-size", "64",
+         "--eval-n", "64", "--eval-steps", "3", "--schedule", "onecycle"]
+
+
+def cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core", *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["eval", "--checkpoint", "x", "--eps", "-1"], "must be ≥ 0"),
+    (["eval", "--checkpoint", "x", "--eps", "nan"], "finite"),
+    (["eval", "--checkpoint", "x", "--steps", "0"], "must be ≥ 1"),
+    (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["train", "--method", "magic"], "invalid choice"),
+    (["train", "--epochs", "-3"], "must be ≥ 1"),
+    (["eval", "--checkpoint", "missing.safetensors"], "missing.safetensors"),
+    (["data", "verify", "nope"], "unknown dataset"),
+    (["runs", "show", "nope"], "no run with id 'nope'"),
+], ids=["neg-eps", "nan-eps", "zero-steps", "unknown-dataset", "bad-method", "neg-epochs", "missing-ckpt",
+        "verify-unknown", "unknown-run"])
+def test_bad_input_gives_one_line_and_exit_2(args: list[str], match: str, subprocess_env: dict) -> None:
+    out = cli(args, subprocess_env)
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and match in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_eval_json_on_a_trained_checkpoint(subprocess_env: dict) -> None:
+    trained = cli([*TRAIN, "--epochs", "2", "--json"], subprocess_env)
+    assert trained.returncode == 0, trained.stderr
+    run = json.loads(trained.stdout)
+    out = cli(["eval", "--checkpoint", run["checkpoint"], "--attack", "pgd", "--eps", "0.1", "--steps", "5",
+               "--n", "40", "--json"], subprocess_env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["n"] == 40 and result["dataset"] == "digits" and result["attack"] == "pgd"
+    assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1
+    by_run = json.loads(cli(["eval", "--run", run["run_id"], "--eps", "0", "--n", "40", "--json"],
+                            subprocess_env).stdout)
+    assert by_run["robust_acc"] == by_run["clean_acc"] == result["clean_acc"]
+    listing = json.loads(cli(["runs", "list", "--json"], subprocess_env).stdout)
+    assert run["run_id"] in {r["id"] for r in listing}
+
+
+def test_data_list_and_verify(subprocess_env: dict) -> None:
+    listing = json.loads(cli(["data", "list", "--json"], subprocess_env).stdout)
+    names = {row["name"] for row in listing}
+    assert {"digits", "moons", "patches", "mnist", "cifar10", "svhn"} <= names
+    missing = cli(["data", "verify", "mnist", "--json"], subprocess_env)
+    assert missing.returncode == 1 and json.loads(missing.stdout)["loads"] is False
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_leaves_a_resumable_run(atlas_home: Path, subprocess_env: dict) -> None:
+    args = [*TRAIN, "--epochs", "4", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "core", *args], env=subprocess_env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        def first_epoch_done() -> bool:
+            runs = Registry(atlas_home).list_runs()
+            return bool(runs) and runs[0]["epochs_done"] >= 1
+
+        wait_for(first_epoch_done, 240, "the first epoch")
+        time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    reg = Registry(atlas_home)
+    run = reg.list_runs()[0]
+    assert run["status"] == "interrupted"
+    done = run["epochs_done"]
+    assert 1 <= done < 4
+    assert [e["epoch"] for e in reg.epochs(run["id"])] == list(range(1, done + 1))
+    ckpt = Path(run["run_dir"]) / "checkpoints" / f"epoch_{done:04d}.safetensors"
+    load_checkpoint(ckpt)
+    resumed = cli([*args, "--json"], subprocess_env)
+    assert resumed.returncode == 0, resumed.stderr
+    final = json.loads(resumed.stdout)
+    assert final["run_id"] == run["id"] and final["status"] == "completed" and final["epochs_done"] == 4
+    assert [e["epoch"] for e in reg.epochs(run["id"])] == [1, 2, 3, 4]
