@@ -8,8 +8,9 @@ success by re-predicting. Subclasses implement only ``_perturb`` and cannot forg
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from core.errors import ConfigError
 Bounds = tuple[float, float] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AttackConfig:
     """Hyper-parameters shared by every attack; subclasses add their own fields (all keyword-only)."""
 
@@ -52,7 +53,10 @@ class AttackResult:
 
 def validate_eps(eps: float | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
     """ε as a per-sample float tensor; NaN, infinite or negative values are refused with a clear message."""
-    eps_t = torch.as_tensor(eps, dtype=torch.float32, device=device)
+    try:
+        eps_t = torch.as_tensor(eps, dtype=torch.float32, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"eps must be a number or a tensor of numbers, got {eps!r}") from exc
     if eps_t.dim() == 0:
         eps_t = eps_t.expand(n)
     if eps_t.shape != (n,):
@@ -62,6 +66,23 @@ def validate_eps(eps: float | torch.Tensor, n: int, device: torch.device) -> tor
     if (eps_t < 0).any():
         raise ConfigError(f"eps must be ≥ 0, got {eps_t.min().item():g}")
     return eps_t.clone()
+
+
+def check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the attack; afterwards every submodule gets back its own mode (frozen BatchNorm stays frozen)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -77,6 +98,8 @@ class Attack:
 
     name: ClassVar[str] = "attack"
     config_class: ClassVar[type[AttackConfig]] = AttackConfig
+    # False for attacks whose ball is deliberately wider than ε (N-FGSM): not for robust accuracy "at ε".
+    evaluates_at_eps: ClassVar[bool] = True
 
     def __init__(self, config: AttackConfig | None = None, **kwargs: Any) -> None:
         if config is not None and kwargs:
@@ -107,16 +130,13 @@ class Attack:
             raise ConfigError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
         eps_t = validate_eps(eps, x.shape[0], x.device)
         if generator is None:
-            generator = torch.Generator(device=x.device)
+            # Deterministic by default: an unseeded attack would make every figure irreproducible.
+            generator = torch.Generator()
             generator.manual_seed(0)
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             x = x.detach()
             x_adv, loss_trace = self._perturb(model, x, y, eps_t, generator, bounds)
             return self.finalize(x, x_adv.detach(), eps_t, bounds), loss_trace
-        finally:
-            model.train(was_training)
 
     def __call__(
         self,
@@ -129,13 +149,8 @@ class Attack:
         generator: torch.Generator | None = None,
     ) -> AttackResult:
         x_adv, loss_trace = self.perturb(model, x, y, eps, bounds=bounds, generator=generator)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                logits_adv = model(x_adv)
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.no_grad():
+            logits_adv = model(x_adv)
         success = logits_adv.argmax(dim=1) != y
         return AttackResult(
             x_adv=x_adv,

@@ -22,18 +22,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.attacks.base import AttackConfig, Bounds, check_positive, input_gradient
+from core.attacks.base import AttackConfig, Bounds, check_bool, check_positive, input_gradient
 from core.attacks.gradient import GradientAttack, clip_to, eps_like
 from core.attacks.norms import ascent_direction, random_in_ball
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FGSMConfig(AttackConfig):
     random_start: bool = False
     step_factor: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_bool("random_start", self.random_start)
         check_positive("step_factor", self.step_factor)
 
 
@@ -54,7 +55,7 @@ class FGSM(GradientAttack):
         return x_adv, loss.unsqueeze(0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NFGSMConfig(AttackConfig):
     noise_factor: float = 2.0
     step_factor: float = 1.0
@@ -70,6 +71,7 @@ class NFGSM(GradientAttack):
 
     name = "nfgsm"
     config_class = NFGSMConfig
+    evaluates_at_eps = False
 
     def radius(self, eps: torch.Tensor) -> torch.Tensor:
         return eps * (self.config.noise_factor + self.config.step_factor)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from core.errors import ConfigError
+
 NORMS = ("linf", "l2", "l2patch")
 _TINY = 1e-12
 
@@ -16,7 +18,7 @@ def _view(t: torch.Tensor, norm: str) -> torch.Tensor:
     """Reshape so that the norm is taken over the last dimension."""
     if norm == "l2patch":
         if t.dim() != 3:
-            raise ValueError(f"the l2patch threat model needs N×P×d inputs, got shape {tuple(t.shape)}")
+            raise ConfigError(f"the l2patch threat model needs N×P×d inputs, got shape {tuple(t.shape)}")
         return t
     return t.reshape(t.shape[0], 1, -1)
 
@@ -65,12 +67,15 @@ def random_in_ball(
     shape: torch.Size, eps: torch.Tensor, norm: str, generator: torch.Generator, device: torch.device
 ) -> torch.Tensor:
     """A uniform sample from the ε-ball (uniform in the box for ℓ∞; uniform in volume for ℓ2)."""
+    # Draw on the generator's own device, then move: the same seed gives the same noise on CPU and GPU.
+    gen_device = generator.device
+    eps = eps.to(device)
     if norm == "linf":
-        u = torch.rand(shape, generator=generator, device=device) * 2 - 1
-        return u * eps.reshape(-1, *([1] * (len(shape) - 1))).to(device)
-    gauss = torch.randn(shape, generator=generator, device=device)
+        u = torch.rand(shape, generator=generator, device=gen_device).to(device) * 2 - 1
+        return u * eps.reshape(-1, *([1] * (len(shape) - 1)))
+    gauss = torch.randn(shape, generator=generator, device=gen_device).to(device)
     view = _view(gauss, norm)
     direction = view / (view.norm(p=2, dim=2, keepdim=True) + _TINY)
     dim = view.shape[2]
-    radius = torch.rand(view.shape[0], view.shape[1], 1, generator=generator, device=device) ** (1.0 / dim)
-    return (direction * radius * _eps_view(eps, view)).reshape(shape)
+    radius = torch.rand(view.shape[0], view.shape[1], 1, generator=generator, device=gen_device).to(device)
+    return (direction * radius ** (1.0 / dim) * _eps_view(eps, view)).reshape(shape)

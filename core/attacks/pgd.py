@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.attacks.base import AttackConfig, Bounds, check_positive, input_gradient
+from core.attacks.base import AttackConfig, Bounds, check_bool, check_positive, input_gradient
 from core.attacks.gradient import GradientAttack, clip_to
 from core.attacks.norms import random_in_ball
 from core.errors import ConfigError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PGDConfig(AttackConfig):
     steps: int = 10
     step_size: float | None = None
@@ -40,6 +40,9 @@ class PGDConfig(AttackConfig):
                 raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}")
         if self.step_size is not None:
             check_positive("step_size", self.step_size)
+        check_bool("random_start", self.random_start)
+        if self.restarts > 1 and not self.random_start:
+            raise ConfigError("restarts > 1 needs random_start=True (otherwise every restart is identical)")
 
     def step_for(self, eps: torch.Tensor) -> torch.Tensor:
         if self.step_size is None:

@@ -24,7 +24,7 @@ from core.attacks.gradient import clip_to
 from core.attacks.pgd import PGD, PGDConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TRADESConfig(PGDConfig):
     init_std: float = 0.001
 
@@ -50,5 +50,5 @@ class TRADESAttack(PGD):
     def initial_point(
         self, x: torch.Tensor, eps: torch.Tensor, generator: torch.Generator, bounds: Bounds
     ) -> torch.Tensor:
-        noise = torch.randn(x.shape, generator=generator, device=x.device) * self.config.init_std
+        noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device) * self.config.init_std
         return clip_to(x + noise, bounds)

@@ -120,3 +120,84 @@ def test_attack_leaves_global_rng_alone(batch: tuple[torch.Tensor, torch.Tensor]
 def test_unknown_attack_is_refused() -> None:
     with pytest.raises(ConfigError, match="unknown attack"):
         make_attack("deepfoo")
+
+
+class ModeRecorder(nn.Module):
+    """Records whether it was in train mode at every forward (an attack must run the model in eval mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = small_model()
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
+def test_model_runs_in_eval_mode_during_attack(name: str, kwargs: dict,
+                                               batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    model = ModeRecorder().train()
+    model.inner[3].eval()  # a deliberately frozen submodule must stay frozen afterwards
+    make_attack(name, **kwargs)(model, *batch, 0.1)
+    assert model.modes and not any(model.modes)
+    assert model.training and not model.inner[3].training
+
+
+class RunawayAttack(PGD):
+    """A deliberately broken subclass: the template must still project and clip its output."""
+
+    def _perturb(self, model, x, y, eps, generator, bounds):
+        return x + 10.0, torch.empty(0)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_template_projects_and_clips_whatever_perturb_returns(norm: str,
+                                                              batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    result = RunawayAttack(norm=norm)(small_model(), x, y, 0.05)
+    assert (threat_norm(result.x_adv - x, norm) <= 0.05 + 1e-6).all()
+    assert result.x_adv.max() <= 1.0
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
+def test_zero_eps_leaves_the_input_unchanged(name: str, kwargs: dict,
+                                             batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    eps = torch.full((len(x),), 0.1)
+    eps[::2] = 0.0
+    result = make_attack(name, **kwargs)(small_model(), x, y, eps)
+    assert torch.equal(result.x_adv[::2], x[::2])
+
+
+@pytest.mark.parametrize("name,kwargs", [c for c in CASES if c[1].get("random_start") or c[0] in ("nfgsm", "pgd")],
+                         ids=[i for c, i in zip(CASES, IDS) if c[1].get("random_start") or c[0] in ("nfgsm", "pgd")])
+def test_generator_seed_matters(name: str, kwargs: dict, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    attack = make_attack(name, **kwargs)
+    a = attack(small_model(), *batch, 0.1, generator=torch.Generator().manual_seed(1)).x_adv
+    b = attack(small_model(), *batch, 0.1, generator=torch.Generator().manual_seed(2)).x_adv
+    assert not torch.equal(a, b)
+
+
+def test_only_nfgsm_reaches_beyond_eps() -> None:
+    eps = torch.tensor([0.1])
+    for name, cls in ATTACKS.items():
+        expected = 3 * eps if name == "nfgsm" else eps
+        assert torch.allclose(cls().radius(eps), expected), name
+        assert cls.evaluates_at_eps == (name != "nfgsm")
+
+
+def test_l2patch_pgd_keeps_every_patch_in_its_ball() -> None:
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4 * 6, 3))
+    x, y = torch.randn(8, 4, 6, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+    result = PGD(norm="l2patch", steps=5)(model, x, y, 0.3, bounds=None)
+    assert ((result.x_adv - x).norm(dim=2) <= 0.3 + 1e-6).all()
+    with pytest.raises(ConfigError, match="l2patch"):
+        PGD(norm="l2patch")(model, x.reshape(8, -1), y, 0.3, bounds=None)
+
+
+def test_restarts_without_random_start_are_refused() -> None:
+    with pytest.raises(ConfigError, match="restarts"):
+        PGD(restarts=3, random_start=False)
