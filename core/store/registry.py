@@ -25,8 +25,17 @@ _JSON_COLUMNS = {"config_json": "config", "final_metrics_json": "final_metrics",
                  "summary_json": "summary", "args_json": "args"}
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid exists (zombies count as dead)."""
+def process_start(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (Linux), so a reused pid is not mistaken for ours."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None, start: int | None = None) -> bool:
+    """Whether the process ``pid`` (started at ``start``, when known) still runs; zombies count as dead."""
     if not pid:
         return False
     try:
@@ -37,9 +46,12 @@ def pid_alive(pid: int | None) -> bool:
         return True
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(") ")[-1][:1] != "Z"
+            fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
         return True
+    if fields[0] == "Z":
+        return False
+    return start is None or int(fields[19]) == start
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
@@ -93,24 +105,52 @@ class Registry:
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
 
-    def create_run(self, run_id: str, *, name: str, dataset: str, arch: str, method: str, config: dict[str, Any],
-                   norm: str | None = None, eps: float | None = None, status: str = "pending",
-                   source: str = "trained", readonly: bool = False, checkpoint_path: str | None = None,
-                   final_metrics: dict[str, Any] | None = None, run_dir: str | None = None) -> dict[str, Any]:
-        now = time.time()
+    def create_run(self, run_id: str, *, or_ignore: bool = False, **fields: Any) -> dict[str, Any]:
+        """Insert a run (see ``_insert_run`` for the fields); ``or_ignore`` keeps an existing one untouched."""
         with self.transaction() as con:
-            con.execute(
-                "INSERT INTO runs(id, name, dataset, arch, method, norm, eps, config_json, status, source, readonly,"
-                " created_at, updated_at, checkpoint_path, final_metrics_json, run_dir)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, name, dataset, arch, method, norm, eps, json.dumps(config, sort_keys=True), status, source,
-                 int(readonly), now, now, checkpoint_path, json.dumps(final_metrics or {}),
-                 run_dir or str(self.run_dir(run_id))),
-            )
+            self._insert_run(con, run_id, or_ignore=or_ignore, **fields)
         return self.get_run(run_id)
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        with self.connect() as con:
+    def _insert_run(self, con: sqlite3.Connection, run_id: str, *, name: str, dataset: str, arch: str,
+                    method: str, config: dict[str, Any], norm: str | None = None, eps: float | None = None,
+                    status: str = "pending", source: str = "trained", readonly: bool = False,
+                    checkpoint_path: str | None = None, final_metrics: dict[str, Any] | None = None,
+                    run_dir: str | None = None, or_ignore: bool = False) -> None:
+        now = time.time()
+        con.execute(
+            f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO runs(id, name, dataset, arch, method, norm, eps,"
+            " config_json, status, source, readonly, created_at, updated_at, checkpoint_path, final_metrics_json,"
+            " run_dir) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, name, dataset, arch, method, norm, eps, json.dumps(config, sort_keys=True), status, source,
+             int(readonly), now, now, checkpoint_path, json.dumps(final_metrics or {}),
+             run_dir or str(self.run_dir(run_id))),
+        )
+
+    def claim_run(self, run_id: str, pid: int, **create_fields: Any) -> dict[str, Any]:
+        """Atomically create the run if needed and mark it running under ``pid``.
+
+        Refuses (RegistryError) when another live process is training it; a completed run is returned as it is,
+        unclaimed, so the caller can see there is nothing to do.
+        """
+        now = time.time()
+        with self.transaction() as con:
+            row = con.execute("SELECT status, pid, pid_start FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                self._insert_run(con, run_id, status="pending", **create_fields)
+            elif row["status"] in ("pending", "running") and row["pid"] != pid and pid_alive(row["pid"],
+                                                                                              row["pid_start"]):
+                raise RegistryError(f"run {run_id} is already being trained by process {row['pid']}")
+            elif row["status"] == "completed":
+                return self.get_run(run_id, con=con)
+            con.execute("UPDATE runs SET status = 'running', pid = ?, pid_start = ?, started_at = ?, updated_at = ?,"
+                        " error = NULL WHERE id = ?", (pid, process_start(pid), now, now, run_id))
+            return self.get_run(run_id, con=con)
+
+    def get_run(self, run_id: str, con: sqlite3.Connection | None = None) -> dict[str, Any]:
+        if con is None:
+            with self.connect() as own:
+                row = own.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        else:
             row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RegistryError(f"no run with id {run_id!r}; list them with `python -m core runs`")
@@ -135,7 +175,7 @@ class Registry:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         allowed = {"name", "status", "started_at", "finished_at", "epochs_done", "final_metrics", "checkpoint_path",
-                   "pid", "error", "config"}
+                   "pid", "pid_start", "error", "config"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update run fields {sorted(unknown)}")
@@ -158,7 +198,7 @@ class Registry:
     def delete_run(self, run_id: str) -> None:
         """Delete a run's rows (its folder is left for the caller to remove). Shipped runs are refused."""
         run = self._require_writable(run_id, "delete")
-        if run["status"] == "running" and pid_alive(run["pid"]):
+        if run["status"] == "running" and pid_alive(run["pid"], run["pid_start"]):
             raise RegistryError(f"run {run_id} is still training (pid {run['pid']}); cancel it first")
         with self.transaction() as con:
             con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
@@ -172,12 +212,19 @@ class Registry:
     def reconcile(self) -> list[str]:
         """Mark runs whose training process died (SIGKILL, crash, reboot) as interrupted; return their ids."""
         with self.connect() as con:
-            rows = con.execute("SELECT id, pid FROM runs WHERE status IN (?, ?)", ACTIVE_STATUSES).fetchall()
-        dead = [r["id"] for r in rows if r["pid"] and not pid_alive(r["pid"])]
-        for run_id in dead:
-            log.warning("run %s lost its process; marking it interrupted", run_id)
-            self.update_run(run_id, status="interrupted", pid=None)
-        return dead
+            rows = con.execute("SELECT id, pid, pid_start FROM runs WHERE status IN (?, ?)",
+                               ACTIVE_STATUSES).fetchall()
+        dead = [(r["id"], r["pid"]) for r in rows if not pid_alive(r["pid"], r["pid_start"])]
+        marked = []
+        for run_id, pid in dead:
+            with self.transaction() as con:
+                # Only if nobody re-claimed the run since we looked (same pid, still active).
+                cur = con.execute("UPDATE runs SET status = 'interrupted', pid = NULL, updated_at = ? WHERE id = ?"
+                                  " AND pid IS ? AND status IN (?, ?)", (time.time(), run_id, pid, *ACTIVE_STATUSES))
+            if cur.rowcount:
+                log.warning("run %s lost its process; marked interrupted", run_id)
+                marked.append(run_id)
+        return marked
 
     # epochs -------------------------------------------------------------------------------------------------
     def add_epoch(self, run_id: str, epoch: int, metrics: dict[str, Any]) -> None:
@@ -197,6 +244,7 @@ class Registry:
         """Drop epochs past ``after`` (a resumed run recomputes them from its last checkpoint)."""
         with self.transaction() as con:
             con.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, after))
+            con.execute("UPDATE runs SET epochs_done = MIN(epochs_done, ?) WHERE id = ?", (after, run_id))
 
     # evaluations --------------------------------------------------------------------------------------------
     def add_evaluation(self, eval_id: str, run_id: str, config: dict[str, Any], summary: dict[str, Any],

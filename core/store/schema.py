@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS runs (
     checkpoint_path TEXT,
     run_dir TEXT,
     pid INTEGER,
+    pid_start INTEGER,
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_dataset ON runs(dataset);

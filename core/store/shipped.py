@@ -33,7 +33,7 @@ def register_shipped(registry: Registry, folder: Path | None = None) -> list[str
                       config=meta.get("hparams", {}))
         existing = registry.find_run(run_id)
         if existing is None:
-            registry.create_run(run_id, status="shipped", source="shipped", readonly=True,
+            registry.create_run(run_id, or_ignore=True, status="shipped", source="shipped", readonly=True,
                                 checkpoint_path=str(weights), final_metrics=meta.get("metrics", {}),
                                 run_dir=str(folder), **fields)
         elif existing["checkpoint_path"] != str(weights) or existing["final_metrics"] != meta.get("metrics", {}):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_epochs_roundtrip_and_truncate() -> None:
         reg.add_epoch("r1", e, {"loss": float(e)})
     reg.truncate_epochs("r1", 2)
     assert [e["epoch"] for e in reg.epochs("r1")] == [1, 2]
-    assert reg.get_run("r1")["epochs_done"] == 3
+    assert reg.get_run("r1")["epochs_done"] == 2
 
 
 def test_two_processes_write_at_once(atlas_home: Path, subprocess_env: dict) -> None:
@@ -94,6 +95,30 @@ def test_reconcile_marks_dead_process_interrupted() -> None:
     reg.update_run("r1", status="running", pid=dead.pid)
     assert reg.reconcile() == ["r1"]
     assert reg.get_run("r1")["status"] == "interrupted"
+
+
+def test_claim_refuses_a_second_live_trainer_and_takes_over_a_dead_one() -> None:
+    reg = Registry()
+    fields = dict(name="r", dataset="digits", arch="smallcnn", method="erm", config={})
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert reg.claim_run("r1", sleeper.pid, **fields)["status"] == "running"
+        with pytest.raises(RegistryError, match=f"already being trained by process {sleeper.pid}"):
+            reg.claim_run("r1", os.getpid(), **fields)
+        assert reg.reconcile() == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert reg.claim_run("r1", os.getpid(), **fields)["pid"] == os.getpid()
+    reg.update_run("r1", status="completed", pid=None)
+    assert reg.claim_run("r1", 12345, **fields)["status"] == "completed"
+
+
+def test_reused_pid_is_not_mistaken_for_the_trainer() -> None:
+    reg = Registry()
+    make_run(reg)
+    reg.update_run("r1", status="running", pid=os.getpid(), pid_start=1)
+    assert reg.reconcile() == ["r1"]
 
 
 def test_evaluations_roundtrip() -> None:
