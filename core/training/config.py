@@ -14,7 +14,7 @@ from core.errors import ConfigError
 METHOD_NAMES = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
 OPTIMIZERS = ("sgd", "adam")
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2", "l2patch")
 
 
 def _as_items(value: Any) -> tuple[tuple[str, Any], ...]:
@@ -98,7 +98,7 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that determine the trained weights (not name, device or extras): hashed into the run id."""
         out = self.to_dict()
-        for key in ("name", "device", "extra", "amp"):
+        for key in ("name", "device", "extra"):
             out.pop(key)
         return out
 

@@ -14,7 +14,7 @@ from core.data import Dataset
 from core.training.config import TrainConfig
 from core.training.methods import Method
 from core.training.schedules import lr_at
-from core.utils import make_generator
+from core.utils import derive_seed, make_generator
 
 ProgressFn = Callable[[dict[str, Any]], None]
 StopFn = Callable[[], bool]
@@ -32,6 +32,17 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Datase
                 method: Method, attack: Attack | None, epoch: int, device: torch.device,
                 on_progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> EpochStats:
     """Run one epoch; return early (``stopped``) at a batch boundary when ``should_stop()`` says so."""
+    # Dropout draws from the global RNG: seed it per epoch inside a fork so runs resume bit-identically.
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(derive_seed(config.seed, "dropout", epoch))
+        return _train_epoch(model, optimizer, data, config, method, attack, epoch, device, on_progress,
+                            should_stop)
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
+                 method: Method, attack: Attack | None, epoch: int, device: torch.device,
+                 on_progress: ProgressFn | None, should_stop: StopFn | None) -> EpochStats:
     start = time.perf_counter()
     model.train()
     n = len(data)

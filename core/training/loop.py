@@ -19,13 +19,14 @@ import torch
 
 from core import __version__
 from core.data import Dataset, load_dataset
+from core.errors import ConfigError, RegistryError
 from core.models import build_model, save_checkpoint
 from core.store import Registry
 from core.training.config import TrainConfig
 from core.training.epoch import (ProgressFn, StopFn, detect_catastrophic_overfitting, evaluate_epoch,
                                  train_epoch)
 from core.training.methods import METHODS
-from core.training.state import last_epoch, load_epoch_state, save_epoch_state
+from core.training.state import last_epoch, load_epoch_state, publish_epoch, save_epoch_state
 from core.utils import atomic_write_text, config_hash, derive_seed, make_generator, resolve_device
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,11 @@ def default_arch_kwargs(config: TrainConfig, train: Dataset) -> dict[str, Any]:
         kwargs.setdefault("in_channels", shape[0])
         if config.arch == "smallcnn":
             kwargs.setdefault("image_size", shape[-1])
-    kwargs.setdefault("num_classes", train.num_classes)
+    if config.arch == "patchnet":
+        kwargs.setdefault("k", train.num_classes)
+        kwargs.setdefault("d", shape[-1])
+    else:
+        kwargs.setdefault("num_classes", train.num_classes)
     return kwargs
 
 
@@ -85,13 +90,39 @@ def _checkpoint_meta(config: TrainConfig, run_id: str, metrics: dict[str, Any]) 
             "metrics": metrics, "atlas_version": __version__}
 
 
-def _ensure_run(registry: Registry, run_id: str, config: TrainConfig) -> dict[str, Any]:
-    run = registry.find_run(run_id)
-    if run is None:
-        run = registry.create_run(run_id, name=config.name or f"{config.dataset}-{config.arch}-{config.method}",
-                                  dataset=config.dataset, arch=config.arch, method=config.method,
-                                  norm=config.norm, eps=config.eps, config=config.to_dict())
-    return run
+@dataclass
+class _Setup:
+    device: torch.device
+    train_data: Dataset
+    test_data: Dataset
+    held_out: Dataset
+    model: torch.nn.Module
+
+
+def _prepare(config: TrainConfig) -> _Setup:
+    """Load data and build the model: every bad input fails here, before the run is registered."""
+    device = resolve_device(config.device)
+    params = dict(config.dataset_params)
+    train_data = load_dataset(config.dataset, "train", **params)
+    test_data = load_dataset(config.dataset, "test", **params)
+    if config.norm == "l2patch" and len(train_data.input_shape) != 2:
+        raise ConfigError(f"the l2patch threat model needs patch data (N×P×d); {config.dataset} has inputs of "
+                          f"shape {train_data.input_shape}")
+    model = build_model(config.arch, seed=derive_seed(config.seed, "init"), **default_arch_kwargs(config, train_data))
+    try:
+        with torch.no_grad():
+            model.eval()(train_data.x[:2])
+    except RuntimeError as exc:
+        raise ConfigError(f"architecture {config.arch!r} does not fit {config.dataset} inputs of shape "
+                          f"{train_data.input_shape}: {exc}") from exc
+    held_out = held_out_subset(test_data, config.eval_n, config.seed)
+    return _Setup(device, train_data, test_data, held_out, model.to(device))
+
+
+def _result_of(registry: Registry, run: dict[str, Any]) -> RunResult:
+    ckpt = Path(run["checkpoint_path"]) if run["checkpoint_path"] else None
+    return RunResult(run["id"], run["status"], run["epochs_done"], Path(run["run_dir"]), ckpt,
+                     [e["metrics"] for e in registry.epochs(run["id"])])
 
 
 def train(config: TrainConfig, *, on_progress: ProgressFn | None = None, should_stop: StopFn | None = None,
@@ -99,30 +130,30 @@ def train(config: TrainConfig, *, on_progress: ProgressFn | None = None, should_
     """Train (or resume) the run defined by ``config``; see the module docstring for what is written where."""
     registry = registry or Registry()
     run_id = run_id_for(config)
-    run = _ensure_run(registry, run_id, config)
-    run_dir = Path(run["run_dir"])
+    existing = registry.find_run(run_id)
+    if existing is not None and existing["status"] == "completed":
+        return _result_of(registry, existing)
+    setup = _prepare(config)
+    run = registry.claim_run(run_id, os.getpid(), name=config.name or f"{config.dataset}-{config.arch}-{config.method}",
+                             dataset=config.dataset, arch=config.arch, method=config.method, norm=config.norm,
+                             eps=config.eps, config=config.to_dict())
     if run["status"] == "completed":
-        log.info("run %s is already complete", run_id)
-        return RunResult(run_id, "completed", run["epochs_done"], run_dir, Path(run["checkpoint_path"]),
-                         [e["metrics"] for e in registry.epochs(run_id)])
-    registry.update_run(run_id, status="running", pid=os.getpid(), started_at=time.time(), error=None)
+        return _result_of(registry, run)
     try:
-        return _train_run(config, registry, run_id, run_dir, on_progress, should_stop)
+        return _train_run(config, setup, registry, run_id, Path(run["run_dir"]), on_progress, should_stop)
     except BaseException as exc:
         registry.update_run(run_id, status="failed" if isinstance(exc, Exception) else "interrupted",
                             pid=None, error=f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _train_run(config: TrainConfig, registry: Registry, run_id: str, run_dir: Path,
+def _write_metrics_file(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m, sort_keys=True) + "\n" for m in history))
+
+
+def _train_run(config: TrainConfig, setup: _Setup, registry: Registry, run_id: str, run_dir: Path,
                on_progress: ProgressFn | None, should_stop: StopFn | None) -> RunResult:
-    device = resolve_device(config.device)
-    params = dict(config.dataset_params)
-    train_data = load_dataset(config.dataset, "train", **params)
-    test_data = load_dataset(config.dataset, "test", **params)
-    held_out = held_out_subset(test_data, config.eval_n, config.seed)
-    arch_kwargs = default_arch_kwargs(config, train_data)
-    model = build_model(config.arch, seed=derive_seed(config.seed, "init"), **arch_kwargs).to(device)
+    model, device = setup.model, setup.device
     optimizer = make_optimizer(model, config)
     method = METHODS[config.method]
     attack = method.make_attack(config)
@@ -132,25 +163,30 @@ def _train_run(config: TrainConfig, registry: Registry, run_id: str, run_dir: Pa
         load_epoch_state(ckpt_dir, start, model, optimizer, device)
     registry.truncate_epochs(run_id, start)
     history = [e["metrics"] for e in registry.epochs(run_id)]
+    if len(history) != start:
+        raise RegistryError(f"run {run_id}: the registry holds {len(history)} epochs but the checkpoints {start}; "
+                            f"delete the run folder {run_dir} to start over")
     for epoch in range(start + 1, config.epochs + 1):
-        stats = train_epoch(model, optimizer, train_data, config, method, attack, epoch, device,
+        stats = train_epoch(model, optimizer, setup.train_data, config, method, attack, epoch, device,
                             on_progress, should_stop)
         if stats.stopped:
             registry.update_run(run_id, status="cancelled", pid=None)
-            ckpt = ckpt_dir / f"epoch_{start:04d}.safetensors" if history else None
-            return RunResult(run_id, "cancelled", len(history), run_dir, ckpt, history)
+            ckpt = ckpt_dir / f"epoch_{start:04d}.safetensors" if start else None
+            return RunResult(run_id, "cancelled", start, run_dir, ckpt, history)
         metrics = {"epoch": epoch, "loss": stats.loss, "train_acc": stats.train_acc,
                    "train_seconds": stats.seconds, "lr": optimizer.param_groups[0]["lr"]}
-        metrics.update(evaluate_epoch(model, test_data, held_out, config, device, method.single_step))
+        metrics.update(evaluate_epoch(model, setup.test_data, setup.held_out, config, device, method.single_step))
         warning = detect_catastrophic_overfitting(history, metrics) if method.single_step else None
         if warning:
             metrics["warning"] = warning
             log.warning("epoch %d: %s", epoch, warning)
+        # Commit order: files, registry row, metrics file, then last.json. A kill anywhere before the last step
+        # resumes from the previous epoch and recomputes this one; truncate_epochs drops its early row.
         save_epoch_state(ckpt_dir, epoch, model, optimizer, _checkpoint_meta(config, run_id, metrics), {})
         registry.add_epoch(run_id, epoch, metrics)
-        with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(metrics, sort_keys=True) + "\n")
         history.append(metrics)
+        _write_metrics_file(run_dir, history)
+        publish_epoch(ckpt_dir, epoch)
         start = epoch
         if on_progress is not None:
             on_progress({"kind": "epoch", "epoch": epoch, "epochs": config.epochs, "metrics": metrics})

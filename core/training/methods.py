@@ -31,8 +31,8 @@ def _ce_on_adv(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.
 def _trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None,
                  config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     assert x_adv is not None
-    logits_both = model(torch.cat([x, x_adv]))
-    logits_clean, logits_adv = logits_both[: len(x)], logits_both[len(x):]
+    # Two passes, as the authors do: one concatenated batch would mix clean and adversarial BatchNorm statistics.
+    logits_clean, logits_adv = model(x), model(x_adv)
     kl = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="batchmean")
     return F.cross_entropy(logits_clean, y) + config.trades_beta * kl, logits_clean
 

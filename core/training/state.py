@@ -49,18 +49,22 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 
 def save_epoch_state(folder: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
                      meta: dict[str, Any], extra: dict[str, Any]) -> Path:
-    """Write epoch ``epoch``'s model and optimizer state, then publish it via last.json; prune old epochs."""
+    """Write epoch ``epoch``'s model and optimizer files. They count only once :func:`publish_epoch` names them."""
     folder.mkdir(parents=True, exist_ok=True)
     ckpt = save_checkpoint(model, meta, folder / f"epoch_{epoch:04d}")
     tensors, opt_meta = _optimizer_to_files(optimizer)
-    atomic_write_bytes(folder / f"optim_{epoch:04d}.safetensors", st_save(tensors) if tensors else st_save({}))
+    atomic_write_bytes(folder / f"optim_{epoch:04d}.safetensors", st_save(tensors))
     atomic_write_json(folder / f"optim_{epoch:04d}.json", {**opt_meta, **extra, "epoch": epoch})
-    atomic_write_json(folder / "last.json", {"epoch": epoch, "checkpoint": ckpt.name})
+    return ckpt
+
+
+def publish_epoch(folder: Path, epoch: int) -> None:
+    """Point last.json at ``epoch`` (the commit point of an epoch), then drop all but the newest epochs."""
+    atomic_write_json(folder / "last.json", {"epoch": epoch, "checkpoint": f"epoch_{epoch:04d}.safetensors"})
     for old in sorted(folder.glob("epoch_*.safetensors"))[:-KEEP_EPOCHS]:
         stem = old.stem.split("_")[1]
         for path in (old, old.with_suffix(".json"), folder / f"optim_{stem}.safetensors", folder / f"optim_{stem}.json"):
             path.unlink(missing_ok=True)
-    return ckpt
 
 
 def last_epoch(folder: Path) -> int:

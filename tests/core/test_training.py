@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -86,18 +87,25 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert reg.get_run(part.run_id)["status"] == "cancelled"
     resumed = train(config, registry=reg)
     assert resumed.status == "completed" and resumed.epochs_done == 3
+    assert [e["epoch"] for e in reg.epochs(part.run_id)] == [1, 2, 3]
+    lines = (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert [m["clean_acc"] for m in resumed.history] == [m["clean_acc"] for m in full.history]
     a, b = weights(full.checkpoint_path), weights(resumed.checkpoint_path)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_every_method_runs_one_epoch(tmp_path: Path) -> None:
+def test_every_method_trains_on_moons(tmp_path: Path) -> None:
     reg = Registry(tmp_path)
     for name in METHODS:
-        config = TrainConfig(dataset="moons", arch="mlp", method=name, eps=0.05, epochs=1, batch_size=128,
+        config = TrainConfig(dataset="moons", arch="mlp", method=name, eps=0.05, epochs=4, batch_size=64,
                              eval_n=64, eval_steps=3, attack_steps=3)
         result = train(config, registry=reg)
+        metrics = result.final_metrics
         assert result.status == "completed", name
-        assert 0.0 <= result.final_metrics["robust_acc"] <= result.final_metrics["clean_acc"] + 0.2
+        assert math.isfinite(metrics["loss"]) and 0.5 < metrics["clean_acc"] <= 1.0, (name, metrics)
+        assert 0.0 <= metrics["robust_acc"] <= 1.0
+        assert ("fgsm_acc" in metrics) == METHODS[name].single_step
 
 
 def test_run_id_depends_on_what_changes_weights() -> None:
@@ -130,3 +138,65 @@ def test_catastrophic_overfitting_detector() -> None:
     assert detect_catastrophic_overfitting(history, {"robust_acc": 0.62, "fgsm_acc": 0.7}) is None
     warning = detect_catastrophic_overfitting(history, {"robust_acc": 0.05, "fgsm_acc": 0.9})
     assert warning and "catastrophic overfitting" in warning
+
+
+CRASHER = """
+import os, sys
+import core.training.loop as loop
+from core.store import Registry
+from core.training import TrainConfig, train
+window = sys.argv[2]
+if window == "before-publish":
+    real = loop.publish_epoch
+    def publish(folder, epoch):
+        if epoch == 2:
+            os._exit(9)
+        real(folder, epoch)
+    loop.publish_epoch = publish
+else:
+    real_update = Registry.update_run
+    def update(self, run_id, **fields):
+        if fields.get("status") == "completed":
+            os._exit(9)
+        real_update(self, run_id, **fields)
+    Registry.update_run = update
+config = TrainConfig(dataset="moons", arch="mlp", method="pgd-at", eps=0.05, epochs=3, batch_size=128,
+                     eval_n=64, eval_steps=3, attack_steps=3)
+train(config, registry=Registry(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("window", ["before-publish", "before-completed"])
+def test_a_kill_in_any_commit_window_resumes_to_the_same_run(window: str, tmp_path: Path,
+                                                             subprocess_env: dict) -> None:
+    import subprocess
+    import sys
+
+    config = TrainConfig(dataset="moons", arch="mlp", method="pgd-at", eps=0.05, epochs=3, batch_size=128,
+                         eval_n=64, eval_steps=3, attack_steps=3)
+    crashed = subprocess.run([sys.executable, "-c", CRASHER, str(tmp_path / "b"), window], env=subprocess_env,
+                             capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == 9, crashed.stderr
+    reg = Registry(tmp_path / "b")
+    assert reg.reconcile() == [run_id_for(config)]
+    resumed = train(config, registry=reg)
+    full = train(config, registry=Registry(tmp_path / "a"))
+    assert resumed.status == "completed" and resumed.epochs_done == 3
+    assert [m["epoch"] for m in resumed.history] == [1, 2, 3]
+    lines = (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    a, b = weights(full.checkpoint_path), weights(resumed.checkpoint_path)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_architecture_fails_before_a_run_is_registered(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    with pytest.raises(ConfigError, match="l2patch"):
+        train(TrainConfig(dataset="moons", arch="mlp", norm="l2patch", epochs=1), registry=reg)
+    with pytest.raises(ConfigError, match="unknown arch|arch"):
+        train(TrainConfig(dataset="moons", arch="transformer", epochs=1), registry=reg)
+    assert reg.list_runs() == []
+
+
+def test_amp_is_part_of_the_run_id() -> None:
+    assert run_id_for(TrainConfig(**FAST)) != run_id_for(TrainConfig(**FAST, amp=True))
