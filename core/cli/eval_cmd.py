@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from core.attacks import FGSM, PGD
-from core.data import DATASETS, load_dataset
+from core.data import DATASETS, Dataset, load_dataset
 from core.errors import ConfigError, DataError
 from core.evaluation import per_sample_table, summarize
 from core.models import load_checkpoint
@@ -30,6 +32,19 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
     return Path(run["checkpoint_path"])
 
 
+def check_fits(model: torch.nn.Module, meta: dict, data: Dataset) -> None:
+    """A clear error when the data do not fit the model (another dataset's shape or number of classes)."""
+    classes = getattr(model, "num_classes", None)
+    if classes is not None and classes != data.num_classes:
+        raise ConfigError(f"the model predicts {classes} classes but {data.name} has {data.num_classes}")
+    try:
+        with torch.no_grad():
+            model(data.x[:1].to(next(model.parameters()).device))
+    except RuntimeError as exc:
+        raise ConfigError(f"the model (trained on {meta.get('dataset')}) does not accept {data.name} inputs of "
+                          f"shape {data.input_shape}") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     path = _checkpoint_path(args)
     device = resolve_device(args.device)
@@ -46,18 +61,24 @@ def run(args: argparse.Namespace) -> int:
         attack = FGSM(norm=args.norm)
     else:
         attack = PGD(norm=args.norm, steps=args.steps, step_size=args.step_size, restarts=args.restarts)
-    progress = None
+    check_fits(model, meta, data)
+    bar = None
     if not args.quiet and not args.json:
         from tqdm import tqdm
 
         bar = tqdm(total=len(data), unit="pt", desc=f"{args.attack} ε={args.eps:g}", file=sys.stderr)
-        progress = bar
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
     start = time.perf_counter()
     table = per_sample_table(model, data, attack, [args.eps], seed=args.seed, batch_size=args.batch_size,
-                             device=device)
-    if progress is not None:
-        progress.update(len(data))
-        progress.close()
+                             device=device, on_progress=progress)
+    if bar is not None:
+        bar.close()
     summary = summarize(table, args.eps, data.classes)
     out = {"clean_acc": summary["clean_acc"], "robust_acc": summary["robust_acc"], "n": summary["n"],
            "attack": args.attack, "eps": args.eps, "norm": args.norm,

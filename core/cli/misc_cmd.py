@@ -47,7 +47,9 @@ def _runs(args: argparse.Namespace) -> int:
         return 0
     run = registry.get_run(args.run_id)
     registry.delete_run(args.run_id)
-    shutil.rmtree(registry.run_dir(args.run_id), ignore_errors=True)
+    folder = registry.run_dir(args.run_id)
+    if folder.exists():
+        shutil.rmtree(folder)
     print(f"deleted run {args.run_id} ({run['name']})")
     return 0
 

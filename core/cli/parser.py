@@ -79,7 +79,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--arch", default="smallcnn", help="architecture; default smallcnn")
     p.add_argument("--arch-kwarg", type=key_value, action="append", default=None, metavar="KEY=VALUE")
     p.add_argument("--method", choices=METHODS, default="erm")
-    p.add_argument("--norm", choices=("linf", "l2"), default="linf")
+    p.add_argument("--norm", choices=("linf", "l2", "l2patch"), default="linf",
+                   help="threat model; l2patch = ℓ2 ball per patch (patches data)")
     p.add_argument("--eps", type=non_negative_float, default=0.1, help="radius in [0,1] input units")
     p.add_argument("--attack-steps", type=positive_int, default=10)
     p.add_argument("--attack-step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
@@ -109,7 +110,8 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd")
     p.add_argument("--eps", type=non_negative_float, default=0.1)
-    p.add_argument("--norm", choices=("linf", "l2"), default="linf")
+    p.add_argument("--norm", choices=("linf", "l2", "l2patch"), default="linf",
+                   help="threat model; l2patch = ℓ2 ball per patch (patches data)")
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
     p.add_argument("--restarts", type=positive_int, default=1)

@@ -7,7 +7,7 @@ summaries are views of it. Points already misclassified clean are not attacked (
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,11 +16,13 @@ from torch import nn
 
 from core.attacks import Attack
 from core.data import Dataset
+from core.errors import ConfigError
 from core.utils import make_generator
 
 
 def eps_column(eps: float) -> str:
-    return f"{eps:.6g}"
+    """Column suffix for one ε: the shortest repr that round-trips, so distinct ε never share a column."""
+    return repr(float(eps))
 
 
 @torch.no_grad()
@@ -34,13 +36,19 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size:
 
 def per_sample_table(model: nn.Module, data: Dataset, attack: Attack, eps_grid: Sequence[float], *,
                      seed: int = 0, batch_size: int = 256, device: torch.device | None = None,
-                     on_progress: Any = None) -> pd.DataFrame:
-    """Attack every correctly classified point at every ε of the grid; return the per-sample table."""
+                     on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Attack every correctly classified point at every ε of the grid; return the per-sample table.
+
+    ``on_progress(done, total)`` is called after every batch, counting attacked points over the whole grid.
+    """
+    if len({eps_column(e) for e in eps_grid}) != len(eps_grid):
+        raise ConfigError(f"the ε grid has repeated values: {list(eps_grid)}")
     device = device or next(model.parameters()).device
     pred_clean = predict(model, data.x, device, batch_size)
     table = pd.DataFrame({"index": np.arange(len(data)), "y": data.y.numpy(), "pred_clean": pred_clean.numpy()})
     todo = torch.nonzero(pred_clean == data.y).flatten()
-    for i, eps in enumerate(eps_grid):
+    done, total = 0, len(todo) * len(eps_grid)
+    for eps in eps_grid:
         col = eps_column(eps)
         adv = pred_clean.clone()
         l2 = torch.zeros(len(data))
@@ -52,11 +60,12 @@ def per_sample_table(model: nn.Module, data: Dataset, attack: Attack, eps_grid: 
                             generator=gen)
             adv[idx] = result.logits_adv.argmax(1).cpu()
             l2[idx], linf[idx] = result.norms["l2"].cpu(), result.norms["linf"].cpu()
+            done += len(idx)
+            if on_progress is not None:
+                on_progress(done, total)
         table[f"pred_adv@{col}"] = adv.numpy()
         table[f"l2@{col}"] = l2.numpy()
         table[f"linf@{col}"] = linf.numpy()
-        if on_progress is not None:
-            on_progress(i + 1, len(eps_grid))
     return table
 
 

@@ -55,8 +55,9 @@ def test_eval_json_on_a_trained_checkpoint(subprocess_env: dict) -> None:
     result = json.loads(out.stdout)
     assert result["n"] == 40 and result["dataset"] == "digits" and result["attack"] == "pgd"
     assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1
-    by_run = json.loads(cli(["eval", "--run", run["run_id"], "--eps", "0", "--n", "40", "--json"],
-                            subprocess_env).stdout)
+    by_run_out = cli(["eval", "--run", run["run_id"], "--eps", "0", "--n", "40", "--json"], subprocess_env)
+    assert by_run_out.returncode == 0, by_run_out.stderr
+    by_run = json.loads(by_run_out.stdout)
     assert by_run["robust_acc"] == by_run["clean_acc"] == result["clean_acc"]
     listing = json.loads(cli(["runs", "list", "--json"], subprocess_env).stdout)
     assert run["run_id"] in {r["id"] for r in listing}
@@ -107,3 +108,24 @@ def test_sigkill_mid_epoch_leaves_a_resumable_run(atlas_home: Path, subprocess_e
     final = json.loads(resumed.stdout)
     assert final["run_id"] == run["id"] and final["status"] == "completed" and final["epochs_done"] == 4
     assert [e["epoch"] for e in reg.epochs(run["id"])] == [1, 2, 3, 4]
+
+
+def test_parser_choices_match_the_engine() -> None:
+    from core.cli import parser
+    from core.training import METHOD_NAMES, SCHEDULES
+
+    assert tuple(parser.METHODS) == tuple(METHOD_NAMES)
+    assert tuple(parser.SCHEDULES) == tuple(SCHEDULES)
+
+
+def test_eval_on_a_mismatched_dataset_is_a_clear_error(subprocess_env: dict) -> None:
+    ckpt = ROOT / "assets" / "models" / "moons-mlp-erm.safetensors"
+    out = cli(["eval", "--checkpoint", str(ckpt), "--dataset", "digits", "--n", "5"], subprocess_env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "2 classes but digits has 10" in out.stderr
+
+
+def test_l2patch_on_images_is_refused_before_a_run_exists(atlas_home: Path, subprocess_env: dict) -> None:
+    out = cli(["train", "--dataset", "digits", "--norm", "l2patch", "--epochs", "1"], subprocess_env)
+    assert out.returncode == 2 and "l2patch threat model needs patch data" in out.stderr
+    assert Registry(atlas_home).list_runs() == []
