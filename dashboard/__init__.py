@@ -1,0 +1,1 @@
+"""The Streamlit app shell: entrypoint, session state, cache wrappers and components."""
