@@ -145,6 +145,16 @@ def _add_misc(sub: Any) -> None:
         cmd = data.add_parser(name, help=text)
         cmd.add_argument("name")
         cmd.add_argument("--json", action="store_true")
+    jobs = sub.add_parser("jobs", help="background jobs: list, cancel (and run, used by the dashboard)")
+    jobs_sub = jobs.add_subparsers(dest="action", required=True)
+    jl = jobs_sub.add_parser("list", help="recent jobs with status and progress")
+    jl.add_argument("--json", action="store_true")
+    jc = jobs_sub.add_parser("cancel", help="stop a job after its current batch (its last epoch is kept)")
+    jc.add_argument("job_id")
+    jsub = jobs_sub.add_parser("submit-train", help="queue a training job from a JSON config (as the dashboard does)")
+    jsub.add_argument("config_json", help='e.g. \'{"dataset": "digits", "method": "pgd-at", "epochs": 5}\'')
+    jr = jobs_sub.add_parser("run", help="run a queued job in this process (the dashboard starts these)")
+    jr.add_argument("job_id")
     bd = sub.add_parser("build-defaults", help="retrain the shipped models into assets/models")
     bd.add_argument("--only", action="append", default=None, help="build only this default (repeatable)")
     bd.add_argument("--out", default=None, help="output folder (default assets/models)")
@@ -163,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": "core.cli.train_cmd", "eval": "core.cli.eval_cmd", "runs": "core.cli.misc_cmd",
-            "data": "core.cli.misc_cmd", "build-defaults": "core.cli.misc_cmd"}
+            "data": "core.cli.misc_cmd", "build-defaults": "core.cli.misc_cmd", "jobs": "core.cli.jobs_cmd"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

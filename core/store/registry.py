@@ -54,7 +54,7 @@ def pid_alive(pid: int | None, start: int | None = None) -> bool:
     return start is None or int(fields[19]) == start
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
+def decode_row(row: sqlite3.Row) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in row.keys():
         value = row[key]
@@ -154,7 +154,7 @@ class Registry:
             row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RegistryError(f"no run with id {run_id!r}; list them with `python -m core runs`")
-        return _decode(row)
+        return decode_row(row)
 
     def find_run(self, run_id: str) -> dict[str, Any] | None:
         try:
@@ -171,7 +171,7 @@ class Registry:
             query, args = query + " AND status = ?", [*args, status]
         with self.connect() as con:
             rows = con.execute(query + " ORDER BY created_at DESC", args).fetchall()
-        return [_decode(r) for r in rows]
+        return [decode_row(r) for r in rows]
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         allowed = {"name", "status", "started_at", "finished_at", "epochs_done", "final_metrics", "checkpoint_path",
@@ -238,7 +238,7 @@ class Registry:
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         with self.connect() as con:
             rows = con.execute("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
-        return [_decode(r) for r in rows]
+        return [decode_row(r) for r in rows]
 
     def truncate_epochs(self, run_id: str, after: int) -> None:
         """Drop epochs past ``after`` (a resumed run recomputes them from its last checkpoint)."""
@@ -260,9 +260,9 @@ class Registry:
     def get_evaluation(self, eval_id: str) -> dict[str, Any] | None:
         with self.connect() as con:
             row = con.execute("SELECT * FROM evaluations WHERE id = ?", (eval_id,)).fetchone()
-        return _decode(row) if row else None
+        return decode_row(row) if row else None
 
     def evaluations(self, run_id: str) -> list[dict[str, Any]]:
         with self.connect() as con:
             rows = con.execute("SELECT * FROM evaluations WHERE run_id = ? ORDER BY created_at", (run_id,)).fetchall()
-        return [_decode(r) for r in rows]
+        return [decode_row(r) for r in rows]

@@ -46,11 +46,14 @@ CREATE TABLE IF NOT EXISTS evaluations (
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
-    run_id TEXT REFERENCES runs(id) ON DELETE SET NULL,
+    run_id TEXT,
     kind TEXT NOT NULL,
+    device TEXT NOT NULL DEFAULT 'cpu',
     args_json TEXT NOT NULL,
     status TEXT NOT NULL,
     pid INTEGER,
+    pid_start INTEGER,
+    log_path TEXT,
     progress REAL NOT NULL DEFAULT 0,
     message TEXT NOT NULL DEFAULT '',
     created_at REAL NOT NULL,
@@ -63,3 +66,5 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 RUN_STATUSES = ("pending", "running", "completed", "cancelled", "interrupted", "failed", "shipped", "imported")
 ACTIVE_STATUSES = ("pending", "running")
+JOB_STATUSES = ("queued", "running", "cancelling", "completed", "cancelled", "failed", "interrupted")
+JOB_ACTIVE = ("queued", "running", "cancelling")

@@ -108,13 +108,16 @@ def _prepare(config: TrainConfig) -> _Setup:
     if config.norm == "l2patch" and len(train_data.input_shape) != 2:
         raise ConfigError(f"the l2patch threat model needs patch data (N×P×d); {config.dataset} has inputs of "
                           f"shape {train_data.input_shape}")
-    model = build_model(config.arch, seed=derive_seed(config.seed, "init"), **default_arch_kwargs(config, train_data))
+    misfit = f"architecture {config.arch!r} does not fit {config.dataset} inputs of shape {train_data.input_shape}"
     try:
+        model = build_model(config.arch, seed=derive_seed(config.seed, "init"),
+                            **default_arch_kwargs(config, train_data))
         with torch.no_grad():
             model.eval()(train_data.x[:2])
-    except RuntimeError as exc:
-        raise ConfigError(f"architecture {config.arch!r} does not fit {config.dataset} inputs of shape "
-                          f"{train_data.input_shape}: {exc}") from exc
+    except (ConfigError, RuntimeError) as exc:
+        if isinstance(exc, ConfigError) and str(exc).startswith("unknown arch"):
+            raise
+        raise ConfigError(f"{misfit}: {exc}") from exc
     held_out = held_out_subset(test_data, config.eval_n, config.seed)
     return _Setup(device, train_data, test_data, held_out, model.to(device))
 

@@ -1,0 +1,147 @@
+"""Jobs in the registry: submit, list, claim a turn (one running job per device), progress, cancel, reconcile.
+
+A job is a separate process (``python -m core jobs run ID``, see runner.py) in its own session, so it outlives
+page switches, browser reloads and dashboard restarts, and cancel can end its whole process group.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from core.errors import RegistryError
+from core.store.registry import Registry, decode_row, pid_alive, process_start
+from core.store.schema import JOB_ACTIVE
+from core.utils import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+
+def create_job(registry: Registry, kind: str, args: dict[str, Any], device: str = "cpu") -> str:
+    job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    log_path = registry.home / "jobs" / f"{job_id}.log"
+    with registry.transaction() as con:
+        con.execute("INSERT INTO jobs(id, kind, device, args_json, status, created_at, log_path)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (job_id, kind, device, json.dumps(args, sort_keys=True), "queued", time.time(), str(log_path)))
+    return job_id
+
+
+def spawn_job(registry: Registry, job_id: str) -> int:
+    """Start the job's process in a new session (its own process group); return its pid."""
+    job = get_job(registry, job_id)
+    log_path = Path(job["log_path"])
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ATLAS_HOME": str(registry.home), "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "core", "jobs", "run", job_id], cwd=REPO_ROOT, env=env,
+                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    update_job(registry, job_id, pid=proc.pid, pid_start=process_start(proc.pid))
+    return proc.pid
+
+
+def submit_job(registry: Registry, kind: str, args: dict[str, Any], device: str = "cpu") -> str:
+    job_id = create_job(registry, kind, args, device)
+    spawn_job(registry, job_id)
+    return job_id
+
+
+def get_job(registry: Registry, job_id: str) -> dict[str, Any]:
+    with registry.connect() as con:
+        row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise RegistryError(f"no job with id {job_id!r}")
+    return decode_row(row)
+
+
+def list_jobs(registry: Registry, *, active_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+    reconcile_jobs(registry)
+    where = f"WHERE status IN ({','.join('?' * len(JOB_ACTIVE))})" if active_only else ""
+    with registry.connect() as con:
+        rows = con.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?",
+                           (*(JOB_ACTIVE if active_only else ()), limit)).fetchall()
+    return [decode_row(r) for r in rows]
+
+
+def update_job(registry: Registry, job_id: str, **fields: Any) -> None:
+    allowed = {"status", "pid", "pid_start", "progress", "message", "started_at", "finished_at", "heartbeat_at",
+               "error", "run_id"}
+    if set(fields) - allowed:
+        raise ValueError(f"cannot update job fields {sorted(set(fields) - allowed)}")
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    with registry.transaction() as con:
+        con.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
+
+
+def try_start(registry: Registry, job_id: str) -> str:
+    """Take the device if it is this job's turn: 'running', 'wait', or the job's final status if it ended."""
+    with registry.transaction() as con:
+        job = con.execute("SELECT status, device, created_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if job["status"] == "cancelling":
+            con.execute("UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?", (time.time(), job_id))
+            return "cancelled"
+        if job["status"] != "queued":
+            return job["status"]
+        busy = con.execute("SELECT id, pid, pid_start FROM jobs WHERE device = ? AND status IN ('running',"
+                           " 'cancelling') AND id != ?", (job["device"], job_id)).fetchall()
+        if any(pid_alive(r["pid"], r["pid_start"]) for r in busy):
+            return "wait"
+        earlier = con.execute("SELECT pid, pid_start FROM jobs WHERE device = ? AND status = 'queued' AND"
+                              " created_at < ?", (job["device"], job["created_at"])).fetchall()
+        if any(pid_alive(r["pid"], r["pid_start"]) for r in earlier):
+            return "wait"
+        now = time.time()
+        con.execute("UPDATE jobs SET status = 'running', started_at = ?, heartbeat_at = ? WHERE id = ?",
+                    (now, now, job_id))
+    return "running"
+
+
+def cancel_job(registry: Registry, job_id: str) -> None:
+    """Ask the job to stop: it finishes its batch, keeps its last epoch and exits. SIGTERM to its group too."""
+    job = get_job(registry, job_id)
+    if job["status"] not in JOB_ACTIVE:
+        raise RegistryError(f"job {job_id} is already {job['status']}")
+    update_job(registry, job_id, status="cancelling")
+    if pid_alive(job["pid"], job["pid_start"]):
+        try:
+            os.killpg(job["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            log.info("job %s ended before the cancel arrived", job_id)
+
+
+def reconcile_jobs(registry: Registry) -> list[str]:
+    """Jobs whose process died (killed, crashed, machine restarted) become 'interrupted'."""
+    with registry.connect() as con:
+        rows = con.execute(f"SELECT id, pid, pid_start FROM jobs WHERE status IN "
+                           f"({','.join('?' * len(JOB_ACTIVE))})", JOB_ACTIVE).fetchall()
+    marked = []
+    for row in rows:
+        if row["pid"] is None or pid_alive(row["pid"], row["pid_start"]):
+            continue
+        with registry.transaction() as con:
+            cur = con.execute("UPDATE jobs SET status = 'interrupted', finished_at = ? WHERE id = ? AND pid IS ?"
+                              f" AND status IN ({','.join('?' * len(JOB_ACTIVE))})",
+                              (time.time(), row["id"], row["pid"], *JOB_ACTIVE))
+        if cur.rowcount:
+            marked.append(row["id"])
+    if marked:
+        registry.reconcile()
+    return marked
+
+
+def eta_seconds(job: dict[str, Any], now: float | None = None) -> float | None:
+    """Remaining seconds extrapolated from progress so far (None until there is progress to go on)."""
+    if job["status"] != "running" or not job["started_at"] or job["progress"] <= 0.01:
+        return None
+    elapsed = (now or time.time()) - job["started_at"]
+    return elapsed * (1 - job["progress"]) / job["progress"]

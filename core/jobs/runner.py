@@ -1,0 +1,104 @@
+"""The body of a job process (``python -m core jobs run ID``): wait for its turn, run, report, end cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from core.errors import AtlasError
+from core.jobs.queue import get_job, try_start, update_job
+from core.store import Registry
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5
+REPORT_EVERY_S = 0.5
+
+
+class JobControl:
+    """Cancel requests arrive as SIGTERM (cancel_job) or as status 'cancelling' in the registry."""
+
+    def __init__(self, registry: Registry, job_id: str) -> None:
+        self.registry, self.job_id = registry, job_id
+        self.cancelled = False
+        self._last_check = 0.0
+        self._last_report = 0.0
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.cancelled = True
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self.cancelled and now - self._last_check > POLL_S:
+            self._last_check = now
+            self.cancelled = get_job(self.registry, self.job_id)["status"] == "cancelling"
+        return self.cancelled
+
+    def report(self, progress: float, message: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_report > REPORT_EVERY_S:
+            self._last_report = now
+            update_job(self.registry, self.job_id, progress=min(max(progress, 0.0), 1.0), message=message,
+                       heartbeat_at=time.time())
+
+
+def _wait_for_turn(registry: Registry, job_id: str, control: JobControl) -> str:
+    while True:
+        state = try_start(registry, job_id)
+        if state != "wait":
+            return state
+        if control.cancelled:
+            update_job(registry, job_id, status="cancelled", finished_at=time.time())
+            return "cancelled"
+        update_job(registry, job_id, message="queued: waiting for the device", heartbeat_at=time.time())
+        time.sleep(POLL_S)
+
+
+def _run_train(registry: Registry, job_id: str, args: dict[str, Any], control: JobControl) -> str:
+    from core.training import TrainConfig, run_id_for, train
+
+    config = TrainConfig.from_dict(args)
+    update_job(registry, job_id, run_id=run_id_for(config))
+
+    def on_progress(event: dict[str, Any]) -> None:
+        epochs = config.epochs
+        if event["kind"] == "batch":
+            done = (event["epoch"] - 1 + event["batch"] / event["batches"]) / epochs
+            control.report(done, f"epoch {event['epoch']}/{epochs}, batch {event['batch']}/{event['batches']}")
+        else:
+            m = event["metrics"]
+            text = (f"epoch {event['epoch']}/{epochs}: clean {m['clean_acc']:.3f}"
+                    + (f", robust {m['robust_acc']:.3f}" if "robust_acc" in m else ""))
+            control.report(event["epoch"] / epochs, text, force=True)
+
+    result = train(config, on_progress=on_progress, should_stop=control.should_stop, registry=registry)
+    return "completed" if result.status == "completed" else "cancelled"
+
+
+KINDS = {"train": _run_train}
+
+
+def run_job(job_id: str, registry: Registry | None = None) -> str:
+    """Run one job to its end; return its final status. Errors end the job as 'failed' with their message."""
+    registry = registry or Registry()
+    job = get_job(registry, job_id)
+    control = JobControl(registry, job_id)
+    state = _wait_for_turn(registry, job_id, control)
+    if state != "running":
+        return state
+    try:
+        final = KINDS[job["kind"]](registry, job_id, job["args"], control)
+        update_job(registry, job_id, status=final, finished_at=time.time(), progress=1.0 if final == "completed"
+                   else get_job(registry, job_id)["progress"], message=f"{final}")
+    except AtlasError as exc:
+        update_job(registry, job_id, status="failed", finished_at=time.time(), error=str(exc), message="failed")
+        log.error("job %s failed: %s", job_id, exc)
+        return "failed"
+    except Exception as exc:
+        update_job(registry, job_id, status="failed", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}",
+                   message="failed")
+        raise
+    return final

@@ -1,0 +1,92 @@
+"""Background jobs as real processes: run to completion, queue one at a time per device, cancel, die, fail."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Callable
+
+import pytest
+
+from core.jobs import cancel_job, eta_seconds, get_job, list_jobs, reconcile_jobs, submit_job
+from core.store import Registry
+from core.training import TrainConfig
+
+MOONS = dict(dataset="moons", arch="mlp", method="pgd-at", eps=0.05, batch_size=64, eval_n=64, eval_steps=3,
+             attack_steps=3, device="cpu")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def job_args(**kw) -> dict:
+    return TrainConfig(**{**MOONS, **kw}).to_dict()
+
+
+@pytest.fixture
+def registry(atlas_home, subprocess_env) -> Registry:
+    os.environ["PYTHONPATH"] = subprocess_env["PYTHONPATH"]
+    return Registry()
+
+
+def test_a_job_trains_in_its_own_process_and_registers_the_run(registry: Registry) -> None:
+    job_id = submit_job(registry, "train", job_args(epochs=2, seed=1))
+    job = get_job(registry, job_id)
+    assert job["pid"] != os.getpid() and job["status"] in ("queued", "running")
+    wait_until(lambda: get_job(registry, job_id)["status"] == "completed", 180, "the job to complete")
+    job = get_job(registry, job_id)
+    assert job["progress"] == 1.0 and job["run_id"]
+    run = registry.get_run(job["run_id"])
+    assert run["status"] == "completed" and run["epochs_done"] == 2
+
+
+def test_jobs_on_one_device_run_one_at_a_time(registry: Registry) -> None:
+    ids = [submit_job(registry, "train", job_args(epochs=3, seed=10 + i)) for i in range(2)]
+    overlap = []
+
+    def all_done() -> bool:
+        states = [get_job(registry, i)["status"] for i in ids]
+        overlap.append(states.count("running") > 1)
+        return all(s == "completed" for s in states)
+
+    wait_until(all_done, 300, "both jobs")
+    assert not any(overlap)
+    first, second = (get_job(registry, i) for i in ids)
+    assert second["started_at"] >= first["finished_at"] - 0.5
+
+
+def test_cancel_stops_a_running_job_and_keeps_its_epochs(registry: Registry) -> None:
+    job_id = submit_job(registry, "train", job_args(dataset="digits", arch="smallcnn", epochs=50, seed=3,
+                                                    batch_size=32, attack_steps=5))
+    wait_until(lambda: get_job(registry, job_id)["progress"] > 0.02, 240, "progress")
+    assert eta_seconds(get_job(registry, job_id)) is not None
+    cancel_job(registry, job_id)
+    wait_until(lambda: get_job(registry, job_id)["status"] == "cancelled", 120, "the cancel")
+    run = registry.get_run(get_job(registry, job_id)["run_id"])
+    assert run["status"] == "cancelled" and run["pid"] is None
+
+
+def test_a_killed_job_is_marked_interrupted(registry: Registry) -> None:
+    job_id = submit_job(registry, "train", job_args(dataset="digits", arch="smallcnn", epochs=50, seed=4,
+                                                    batch_size=32, attack_steps=5))
+    wait_until(lambda: get_job(registry, job_id)["progress"] > 0.01, 240, "progress")
+    os.killpg(get_job(registry, job_id)["pid"], signal.SIGKILL)
+    wait_until(lambda: reconcile_jobs(registry) == [job_id] or get_job(registry, job_id)["status"] == "interrupted",
+               30, "reconcile")
+    assert get_job(registry, job_id)["status"] == "interrupted"
+    assert registry.get_run(get_job(registry, job_id)["run_id"])["status"] == "interrupted"
+
+
+def test_a_bad_job_fails_with_its_message(registry: Registry) -> None:
+    job_id = submit_job(registry, "train", job_args(arch="smallcnn", epochs=1))
+    wait_until(lambda: get_job(registry, job_id)["status"] == "failed", 120, "the failure")
+    assert "does not fit moons" in get_job(registry, job_id)["error"]
+    assert job_id in {j["id"] for j in list_jobs(registry)}
+    assert list_jobs(registry, active_only=True) == []
