@@ -25,13 +25,16 @@ from core.utils import REPO_ROOT
 log = logging.getLogger(__name__)
 
 
-def create_job(registry: Registry, kind: str, args: dict[str, Any], device: str = "cpu") -> str:
+def create_job(registry: Registry, kind: str, args: dict[str, Any], device: str = "cpu",
+               exclusive: bool = True) -> str:
+    """Queue a job. Exclusive jobs run one at a time per device; a non-exclusive one starts at once."""
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     log_path = registry.home / "jobs" / f"{job_id}.log"
     with registry.transaction() as con:
-        con.execute("INSERT INTO jobs(id, kind, device, args_json, status, created_at, log_path)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (job_id, kind, device, json.dumps(args, sort_keys=True), "queued", time.time(), str(log_path)))
+        con.execute("INSERT INTO jobs(id, kind, device, exclusive, args_json, status, created_at, log_path)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (job_id, kind, device, int(exclusive), json.dumps(args, sort_keys=True), "queued", time.time(),
+                     str(log_path)))
     return job_id
 
 
@@ -50,8 +53,9 @@ def spawn_job(registry: Registry, job_id: str) -> int:
     return proc.pid
 
 
-def submit_job(registry: Registry, kind: str, args: dict[str, Any], device: str = "cpu") -> str:
-    job_id = create_job(registry, kind, args, device)
+def submit_job(registry: Registry, kind: str, args: dict[str, Any], device: str = "cpu",
+               exclusive: bool = True) -> str:
+    job_id = create_job(registry, kind, args, device, exclusive)
     spawn_job(registry, job_id)
     return job_id
 
@@ -86,24 +90,28 @@ def update_job(registry: Registry, job_id: str, **fields: Any) -> None:
 def try_start(registry: Registry, job_id: str) -> str:
     """Take the device if it is this job's turn: 'running', 'wait', or the job's final status if it ended."""
     with registry.transaction() as con:
-        job = con.execute("SELECT status, device, created_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        job = con.execute("SELECT status, device, exclusive, created_at FROM jobs WHERE id = ?",
+                          (job_id,)).fetchone()
         if job["status"] == "cancelling":
             con.execute("UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?", (time.time(), job_id))
             return "cancelled"
         if job["status"] != "queued":
             return job["status"]
-        busy = con.execute("SELECT id, pid, pid_start FROM jobs WHERE device = ? AND status IN ('running',"
-                           " 'cancelling') AND id != ?", (job["device"], job_id)).fetchall()
-        if any(pid_alive(r["pid"], r["pid_start"]) for r in busy):
-            return "wait"
-        earlier = con.execute("SELECT pid, pid_start FROM jobs WHERE device = ? AND status = 'queued' AND"
-                              " created_at < ?", (job["device"], job["created_at"])).fetchall()
-        if any(pid_alive(r["pid"], r["pid_start"]) for r in earlier):
+        if job["exclusive"] and _device_taken(con, job_id, job["device"], job["created_at"]):
             return "wait"
         now = time.time()
         con.execute("UPDATE jobs SET status = 'running', started_at = ?, heartbeat_at = ? WHERE id = ?",
                     (now, now, job_id))
     return "running"
+
+
+def _device_taken(con: Any, job_id: str, device: str, created_at: float) -> bool:
+    """Another exclusive job runs on the device, or an older exclusive one waits for it (first come first served)."""
+    busy = con.execute("SELECT pid, pid_start FROM jobs WHERE device = ? AND exclusive = 1 AND status IN"
+                       " ('running', 'cancelling') AND id != ?", (device, job_id)).fetchall()
+    earlier = con.execute("SELECT pid, pid_start FROM jobs WHERE device = ? AND exclusive = 1 AND"
+                          " status = 'queued' AND created_at < ?", (device, created_at)).fetchall()
+    return any(pid_alive(r["pid"], r["pid_start"]) for r in (*busy, *earlier))
 
 
 def cancel_job(registry: Registry, job_id: str) -> None:

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT,
     kind TEXT NOT NULL,
     device TEXT NOT NULL DEFAULT 'cpu',
+    exclusive INTEGER NOT NULL DEFAULT 1,
     args_json TEXT NOT NULL,
     status TEXT NOT NULL,
     pid INTEGER,

@@ -15,6 +15,19 @@ METHOD_NAMES = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
 OPTIMIZERS = ("sgd", "adam")
 NORMS = ("linf", "l2", "l2patch")
+# Architectures that fit each kind of data, first = the sensible default (the Training form offers these).
+ARCHS_FOR_SHAPE = {"image8": ("smallcnn",), "image28": ("smallcnn", "lenet"),
+                   "image32": ("preact_resnet18", "wideresnet", "smallcnn"), "vector": ("mlp",),
+                   "patches": ("patchnet",)}
+
+
+def archs_for(input_shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Architectures that accept inputs of this shape."""
+    if len(input_shape) == 1:
+        return ARCHS_FOR_SHAPE["vector"]
+    if len(input_shape) == 2:
+        return ARCHS_FOR_SHAPE["patches"]
+    return ARCHS_FOR_SHAPE.get(f"image{input_shape[-1]}", ("smallcnn",))
 
 
 def _as_items(value: Any) -> tuple[tuple[str, Any], ...]:
