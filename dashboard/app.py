@@ -13,14 +13,44 @@ import streamlit as st  # noqa: E402
 
 from dashboard import cache, state  # noqa: E402
 
-st.set_page_config(page_title="Robustness Atlas", page_icon="🛡️", layout="wide")
+st.set_page_config(page_title="Robustness Atlas", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
 state.init_state()
+st.html(ROOT / "assets" / "style.css")
 
 with st.sidebar:
-    st.markdown("### Robustness Atlas")
-    names = cache.dataset_names()
-    st.selectbox("Dataset", names, key="_sidebar_dataset", index=names.index(st.session_state[state.DATASET]),
-                 on_change=lambda: st.session_state.update({state.DATASET: st.session_state["_sidebar_dataset"]}))
+    st.markdown("## :material/shield: Robustness Atlas")
+    specs = cache.dataset_specs()
+    names = sorted(specs, key=lambda n: (specs[n]["needs_files"], n))
+    st.selectbox("Dataset", names, index=names.index(st.session_state[state.DATASET]), key="_sb_dataset",
+                 on_change=state.set_from_widget, args=(state.DATASET, "_sb_dataset"),
+                 format_func=lambda n: n + (" (files needed)" if specs[n]["needs_files"] else ""))
+    runs = cache.runs(st.session_state[state.DATASET])
+    state.ensure_models(runs)
+    labels = {r["id"]: r["name"] for r in runs}
+    ids = list(labels)
+    if ids:
+        st.selectbox("Primary model", ids, index=ids.index(st.session_state[state.PRIMARY_RUN]), key="_sb_primary",
+                     format_func=labels.__getitem__, on_change=state.set_from_widget,
+                     args=(state.PRIMARY_RUN, "_sb_primary"))
+        options = [None, *ids]
+        st.selectbox("Comparison model", options, index=options.index(st.session_state[state.COMPARISON_RUN]),
+                     key="_sb_comparison", format_func=lambda i: "— none —" if i is None else labels[i],
+                     on_change=state.set_from_widget, args=(state.COMPARISON_RUN, "_sb_comparison"))
+    else:
+        st.caption("No models for this dataset yet.")
+    devices = cache.devices()
+    st.selectbox("Device", devices, index=devices.index(st.session_state[state.DEVICE])
+                 if st.session_state[state.DEVICE] in devices else 0, key="_sb_device",
+                 on_change=state.set_from_widget, args=(state.DEVICE, "_sb_device"),
+                 help="Where training jobs and attacks run. CUDA appears when a GPU is present.")
+    st.toggle("Teaching mode", value=st.session_state[state.TEACHING], key="_sb_teaching",
+              on_change=state.set_from_widget, args=(state.TEACHING, "_sb_teaching"),
+              help="Show a short 'What am I looking at?' explanation with its paper on every page")
 
-page = st.navigation([st.Page(str(ROOT / "pages" / "hub.py"), title="Model hub", icon="🗂️", default=True)])
+PAGES = ROOT / "pages"
+page = st.navigation({
+    "Models": [st.Page(PAGES / "hub.py", title="Model hub", icon=":material/dashboard:", default=True),
+               st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:", url_path="train")],
+    "Help": [st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],
+})
 page.run()

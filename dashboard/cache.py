@@ -1,7 +1,9 @@
-"""Every cache wrapper of the app. Registry reads are short-lived caches; models are resources."""
+"""Every cache wrapper of the app. Registry reads are short-lived data caches; models are resources keyed by
+run id + file mtime; everything bounded. Never mutate a returned value."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,20 +20,46 @@ def registry() -> Registry:
     return reg
 
 
-@st.cache_data(ttl=2, max_entries=8)
+@st.cache_data(ttl=2, max_entries=16, show_spinner=False)
+def runs(dataset: str | None = None) -> list[dict[str, Any]]:
+    return registry().list_runs(dataset=dataset)
+
+
 def runs_table(dataset: str | None = None) -> pd.DataFrame:
-    rows: list[dict[str, Any]] = []
-    for run in registry().list_runs(dataset=dataset):
+    rows = []
+    for run in runs(dataset):
         metrics = run["final_metrics"]
         rows.append({"id": run["id"], "name": run["name"], "dataset": run["dataset"], "arch": run["arch"],
-                     "method": run["method"], "ε": run["eps"], "clean acc": metrics.get("clean_acc"),
-                     "robust acc": metrics.get("robust_acc"), "status": run["status"],
+                     "method": run["method"], "norm": run["norm"], "ε": run["eps"],
+                     "clean acc": metrics.get("clean_acc"), "robust acc": metrics.get("robust_acc"),
+                     "source": run["source"], "status": run["status"],
                      "created": pd.to_datetime(run["created_at"], unit="s")})
-    return pd.DataFrame(rows)
+    columns = ["id", "name", "dataset", "arch", "method", "norm", "ε", "clean acc", "robust acc", "source",
+               "status", "created"]
+    return pd.DataFrame(rows, columns=columns)
 
 
-@st.cache_data(max_entries=4)
-def dataset_names() -> list[str]:
+@st.cache_data(ttl=1, max_entries=32, show_spinner=False)
+def run_epochs(run_id: str) -> list[dict[str, Any]]:
+    return [e["metrics"] for e in registry().epochs(run_id)]
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def dataset_specs() -> dict[str, dict[str, Any]]:
     from core.data import DATASETS
 
-    return sorted(DATASETS)
+    return {name: {"kind": s.kind, "input_shape": tuple(s.input_shape), "classes": tuple(s.classes),
+                   "needs_files": s.needs_files, "description": s.description} for name, s in DATASETS.items()}
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def file_bytes(path: str, mtime: float) -> bytes:
+    """The bytes of a checkpoint file for download (keyed by mtime so a rewrite is picked up)."""
+    return Path(path).read_bytes()
+
+
+@st.cache_data(max_entries=1, show_spinner=False)
+def devices() -> list[str]:
+    import torch
+
+    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]

@@ -1,4 +1,8 @@
-"""The one place that defines session keys and their defaults (page-specific keys carry a page prefix)."""
+"""The one place that defines session keys and their defaults. Page-specific keys carry a page prefix.
+
+Selections shared across pages (dataset, primary and comparison model, device, teaching mode) live in these
+non-widget keys; the sidebar widgets write them through callbacks.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,44 @@ import streamlit as st
 DATASET = "dataset"
 PRIMARY_RUN = "primary_run"
 COMPARISON_RUN = "comparison_run"
-DEFAULTS: dict[str, Any] = {DATASET: "digits", PRIMARY_RUN: None, COMPARISON_RUN: None}
+DEVICE = "device"
+TEACHING = "teaching_mode"
+AUTO = "auto"
+DEFAULTS: dict[str, Any] = {DATASET: "digits", PRIMARY_RUN: AUTO, COMPARISON_RUN: AUTO, DEVICE: "cpu",
+                            TEACHING: True}
+# The method shown first as primary / comparison: an adversarially trained model next to a standard one.
+PREFERRED_PRIMARY = ("pgd-at", "trades", "fgsm-rs")
+PREFERRED_COMPARISON = ("erm",)
 
 
 def init_state() -> None:
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+def pick(runs: list[dict[str, Any]], methods: tuple[str, ...], exclude: str | None = None) -> str | None:
+    """The first shipped run with a preferred method, else the newest other run."""
+    candidates = [r for r in runs if r["id"] != exclude]
+    for method in methods:
+        for run in candidates:
+            if run["method"] == method and run["source"] == "shipped":
+                return run["id"]
+    return candidates[0]["id"] if candidates else None
+
+
+def ensure_models(runs: list[dict[str, Any]]) -> None:
+    """Keep primary/comparison valid for the current dataset's runs (after a dataset switch or a deletion)."""
+    ids = {r["id"] for r in runs}
+    if st.session_state[DATASET] != st.session_state.get("_models_for_dataset"):
+        st.session_state["_models_for_dataset"] = st.session_state[DATASET]
+        st.session_state[PRIMARY_RUN] = st.session_state[COMPARISON_RUN] = AUTO
+    if st.session_state[PRIMARY_RUN] not in ids:
+        st.session_state[PRIMARY_RUN] = pick(runs, PREFERRED_PRIMARY)
+    comparison = st.session_state[COMPARISON_RUN]
+    # None is the user's explicit "no comparison"; AUTO or a run of another dataset gets the default.
+    if comparison is not None and (comparison not in ids or comparison == st.session_state[PRIMARY_RUN]):
+        st.session_state[COMPARISON_RUN] = pick(runs, PREFERRED_COMPARISON, exclude=st.session_state[PRIMARY_RUN])
+
+
+def set_from_widget(state_key: str, widget_key: str) -> None:
+    st.session_state[state_key] = st.session_state[widget_key]

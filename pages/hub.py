@@ -1,19 +1,110 @@
-"""Model hub: every registered run (shipped, trained, imported) for the selected dataset."""
+"""Model hub: every run (shipped, trained, imported) of the selected dataset; pick, compare, import, manage."""
 
 import streamlit as st
 
+from core.errors import AtlasError
+from core.store.imports import MAX_IMPORT_BYTES, delete_run_files, import_checkpoint
 from dashboard import cache, state
+from dashboard.components.cards import model_card
+from dashboard.components.charts import pareto_figure
+from dashboard.components.teaching import explain
 
 dataset = st.session_state[state.DATASET]
 st.title("Model hub")
-st.caption("Every model the Atlas knows: shipped defaults, your trained runs and imports. "
-           "Robust accuracy is PGD-20 at the model's own ε.")
+if "hub_flash" in st.session_state:
+    st.success(st.session_state.pop("hub_flash"))
+explain("Every model the Atlas knows for this dataset. **Clean accuracy** is measured on the test split; "
+        "**robust accuracy** under a PGD attack of radius ε (the model's own training ε). Adversarial training "
+        "buys robustness with some clean accuracy: the dotted *Pareto front* joins the models nothing beats on "
+        "both axes.", "madry", "dale")
+
 table = cache.runs_table(dataset)
 if table.empty:
-    st.info(f"No models for **{dataset}** yet. Train one with `python -m core train --dataset {dataset}`.")
+    st.info(f"No models for **{dataset}** yet: train one on the Training page or import a checkpoint below.")
 else:
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_order=["name", "arch", "method", "ε", "clean acc", "robust acc", "status", "created"],
-                 column_config={"clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.3f"),
-                                "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1,
-                                                                              format="%.3f")})
+    chart_col, card_col = st.columns([3, 2])
+    with chart_col:
+        primary, comparison = st.session_state[state.PRIMARY_RUN], st.session_state[state.COMPARISON_RUN]
+        st.plotly_chart(pareto_figure(table, highlight=[primary, comparison]), key="hub_pareto")
+        st.caption("Each dot is a model; up and right is better. Larger dots are the primary and comparison "
+                   "models. Hover for names.")
+    with card_col:
+        runs = {r["id"]: r for r in cache.runs(dataset)}
+        for run_id, role in ((primary, "primary"), (comparison, "comparison")):
+            if run_id in runs:
+                model_card(runs[run_id], role)
+
+    st.subheader("All models")
+    event = st.dataframe(
+        table, hide_index=True, key="hub_table", on_select="rerun", selection_mode="single-row",
+        column_order=["name", "arch", "method", "norm", "ε", "clean acc", "robust acc", "status", "created"],
+        column_config={"clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
+                       "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
+                       "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    st.caption("Click a column header to sort; select a row to act on that model.")
+    rows = event.selection.rows
+    if rows:
+        run = cache.runs(dataset)[rows[0]] if rows[0] < len(cache.runs(dataset)) else None
+        if run is not None:
+            st.markdown(f"**Selected:** {run['name']}")
+            cols = st.columns(5)
+            if cols[0].button("Make primary", key="hub_make_primary"):
+                st.session_state[state.PRIMARY_RUN] = run["id"]
+                st.rerun()
+            if cols[1].button("Make comparison", key="hub_make_comparison"):
+                st.session_state[state.COMPARISON_RUN] = run["id"]
+                st.rerun()
+            if run["checkpoint_path"]:
+                from pathlib import Path
+
+                path = Path(run["checkpoint_path"])
+                if path.exists():
+                    cols[2].download_button("Download weights", cache.file_bytes(str(path), path.stat().st_mtime),
+                                            file_name=f"{run['id']}.safetensors", key="hub_dl_weights")
+                    meta = path.with_suffix(".json")
+                    cols[3].download_button("Download JSON", cache.file_bytes(str(meta), meta.stat().st_mtime),
+                                            file_name=f"{run['id']}.json", key="hub_dl_json")
+            if not run["readonly"]:
+                with cols[4].popover("Rename / delete"):
+                    new_name = st.text_input("New name", value=run["name"], key="hub_rename_text")
+                    if st.button("Rename", key="hub_rename"):
+                        try:
+                            cache.registry().rename_run(run["id"], new_name)
+                            cache.runs.clear()
+                            st.rerun()
+                        except AtlasError as exc:
+                            st.error(str(exc))
+                    if st.button("Delete this model", type="primary", key="hub_delete"):
+                        try:
+                            delete_run_files(cache.registry(), run["id"])
+                            cache.runs.clear()
+                            st.rerun()
+                        except AtlasError as exc:
+                            st.error(str(exc))
+            else:
+                cols[4].caption("Shipped models are read-only.")
+
+with st.expander("Import a checkpoint", icon=":material/upload_file:"):
+    st.markdown("Upload a checkpoint as two files: `NAME.safetensors` (weights) and `NAME.json` (metadata: "
+                "`arch`, `arch_kwargs`, `dataset`, …), as written by `python -m core train` or downloaded here. "
+                f"Limit {MAX_IMPORT_BYTES // 2**20} MiB. Files are validated before anything is stored; pickles "
+                "are never opened.")
+    uploads = st.file_uploader("Checkpoint files", type=["safetensors", "json"], accept_multiple_files=True,
+                               key="hub_upload")
+    import_name = st.text_input("Display name (optional)", key="hub_import_name")
+    if st.button("Import", key="hub_import", disabled=not uploads):
+        weights = [f for f in uploads if f.name.endswith(".safetensors")]
+        metas = [f for f in uploads if f.name.endswith(".json")]
+        if len(weights) != 1 or len(metas) != 1:
+            st.error(f"Refused: upload exactly one .safetensors and one .json file (got {len(weights)} and "
+                     f"{len(metas)}).")
+        else:
+            try:
+                run = import_checkpoint(cache.registry(), weights[0].getvalue(), metas[0].getvalue(),
+                                        name=import_name or None)
+                cache.runs.clear()
+                st.session_state["hub_flash"] = (f"Imported **{run['name']}** for dataset {run['dataset']} as run "
+                                                 f"`{run['id']}`.")
+                st.rerun()
+            except AtlasError as exc:
+                st.error(f"Refused: {exc}")

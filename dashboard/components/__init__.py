@@ -1,0 +1,1 @@
+"""Reusable view pieces: plotly chart builders, model cards, teaching notes."""

@@ -1,0 +1,81 @@
+"""Plotly chart builders. Every chart has a title and labelled axes; pages add a one-line caption."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.evaluation import pareto_front
+
+METHOD_COLOURS = {"erm": "#64748b", "fgsm-rs": "#0ea5e9", "n-fgsm": "#6366f1", "pgd-at": "#c2410c",
+                  "trades": "#16a34a"}
+LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=90), font=dict(size=13),
+              legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0))
+
+
+def pareto_figure(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figure:
+    """Clean vs robust accuracy of all runs with metrics, the Pareto front as a staircase."""
+    data = table.dropna(subset=["clean acc", "robust acc"])
+    fig = go.Figure()
+    for method, group in data.groupby("method"):
+        sizes = np.where(group["id"].isin(highlight), 18, 11)
+        fig.add_trace(go.Scatter(
+            x=group["clean acc"].to_numpy(float), y=group["robust acc"].to_numpy(float), mode="markers",
+            name=str(method), marker=dict(size=sizes, color=METHOD_COLOURS.get(str(method), "#a855f7"),
+                                          line=dict(width=1, color="white")),
+            text=group["name"].to_numpy(str), customdata=group["ε"].to_numpy(float),
+            hovertemplate="%{text}<br>clean %{x:.3f} · robust %{y:.3f} at ε=%{customdata}<extra></extra>"))
+    if len(data):
+        x, y = pareto_front(data["clean acc"].to_numpy(float), data["robust acc"].to_numpy(float))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="Pareto front", line=dict(dash="dot", color="#111"),
+                                 line_shape="vh", hoverinfo="skip"))
+    fig.update_layout(title="Clean vs robust accuracy", xaxis_title="clean test accuracy",
+                      yaxis_title="robust accuracy (PGD at the model's ε)", height=420, **LAYOUT)
+    fig.update_xaxes(range=_axis_range(data["clean acc"]), tickformat=".0%")
+    fig.update_yaxes(range=_axis_range(data["robust acc"]), tickformat=".0%")
+    return fig
+
+
+def _axis_range(values: pd.Series) -> list[float]:
+    low = float(values.min()) if len(values) else 0.0
+    return [max(0.0, low - 0.05), 1.01]
+
+
+def training_curves(epochs: list[dict[str, Any]], title: str) -> go.Figure:
+    """Loss (left axis) and clean / robust / FGSM accuracy (right axis) per epoch."""
+    x = np.array([e["epoch"] for e in epochs])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=np.array([e["loss"] for e in epochs]), name="training loss", yaxis="y2",
+                             line=dict(color="#94a3b8", dash="dash")))
+    for key, name, colour in (("clean_acc", "clean accuracy", "#2563eb"), ("robust_acc", "PGD robust accuracy",
+                              "#c2410c"), ("fgsm_acc", "FGSM accuracy", "#0ea5e9")):
+        if any(key in e for e in epochs):
+            fig.add_trace(go.Scatter(x=x, y=np.array([e.get(key, np.nan) for e in epochs]), name=name,
+                                     mode="lines+markers", line=dict(color=colour)))
+    warned = [e["epoch"] for e in epochs if e.get("warning")]
+    for epoch in warned:
+        fig.add_vline(x=epoch, line=dict(color="#dc2626", dash="dot"), annotation_text="CO?")
+    fig.update_layout(title=title, xaxis=dict(title="epoch", dtick=1 if len(x) <= 20 else None), height=360,
+                      yaxis=dict(title="accuracy", range=[0, 1.02], tickformat=".0%"),
+                      yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False), **LAYOUT)
+    return fig
+
+
+def per_class_heatmap(epochs: list[dict[str, Any]], title: str) -> go.Figure | None:
+    """Per-class PGD robust accuracy as a class × epoch heatmap (None before the first evaluated epoch)."""
+    rows = [e for e in epochs if e.get("per_class_robust_acc")]
+    if not rows:
+        return None
+    classes = list(rows[-1]["per_class_robust_acc"])
+    z = np.array([[e["per_class_robust_acc"].get(c, np.nan) for e in rows] for c in classes], dtype=float)
+    fig = go.Figure(go.Heatmap(z=z, x=np.array([e["epoch"] for e in rows]), y=np.array(classes, dtype=str),
+                               zmin=0, zmax=1, colorscale="RdYlGn", colorbar=dict(title="robust acc"),
+                               hovertemplate="class %{y}, epoch %{x}: %{z:.2f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis=dict(title="epoch", dtick=1 if len(rows) <= 20 else None),
+                      yaxis_title="class", height=360,
+                      **{k: v for k, v in LAYOUT.items() if k != "legend"})
+    fig.update_yaxes(type="category")
+    return fig

@@ -1,0 +1,82 @@
+"""The jobs panel of the Training page: status, progress, ETA, cancel/resume, live per-epoch charts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from core.errors import AtlasError
+from core.jobs import cancel_job, eta_seconds, list_jobs, submit_job
+from dashboard import cache
+from dashboard.components.charts import per_class_heatmap, training_curves
+
+STATUS_COLOUR = {"queued": "gray", "running": "blue", "cancelling": "orange", "completed": "green",
+                 "cancelled": "orange", "failed": "red", "interrupted": "red"}
+
+
+def _title(job: dict[str, Any]) -> str:
+    a = job["args"]
+    name = a.get("name") or f"{a.get('dataset')} · {a.get('arch')} · {a.get('method')}"
+    return f"{name} (ε={a.get('eps')}, {a.get('epochs')} epochs)"
+
+
+def _job_row(job: dict[str, Any]) -> None:
+    with st.container(border=True, key=f"job_{job['id']}"):
+        head, actions = st.columns([5, 1])
+        colour = STATUS_COLOUR.get(job["status"], "gray")
+        head.markdown(f"**{_title(job)}**  :{colour}-badge[{job['status']}]")
+        eta = eta_seconds(job)
+        text = job["message"] or ""
+        if eta is not None:
+            text += f" · about {eta:.0f} s left"
+        head.progress(float(job["progress"]), text=text or " ")
+        if job["error"]:
+            head.error(job["error"])
+        if job["status"] in ("queued", "running"):
+            if actions.button("Cancel", key=f"train_cancel_{job['id']}"):
+                try:
+                    cancel_job(cache.registry(), job["id"])
+                except AtlasError as exc:
+                    st.error(str(exc))
+        elif job["status"] in ("interrupted", "cancelled", "failed") and job["kind"] == "train":
+            run = cache.registry().find_run(job["run_id"]) if job["run_id"] else None
+            if run is None or run["status"] != "completed":
+                if actions.button("Resume", key=f"train_resume_{job['id']}",
+                                  help="Continue from the last finished epoch"):
+                    submit_job(cache.registry(), "train", job["args"], device=job["device"])
+                    st.rerun(scope="fragment")
+
+
+def _live_charts(job: dict[str, Any]) -> None:
+    epochs = cache.run_epochs(job["run_id"]) if job["run_id"] else []
+    if not epochs:
+        st.caption("Charts appear after the first epoch.")
+        return
+    for e in epochs:
+        if e.get("warning"):
+            st.warning(f"Epoch {e['epoch']}: {e['warning']}", icon="⚠️")
+    left, right = st.columns(2)
+    left.plotly_chart(training_curves(epochs, "Loss and accuracy per epoch"), key=f"train_curves_{job['id']}")
+    left.caption("Accuracy on the left axis (PGD robust accuracy on a held-out subset at the training ε); "
+                 "loss dashed, right axis. A red line marks suspected catastrophic overfitting.")
+    heat = per_class_heatmap(epochs, "Per-class robust accuracy")
+    if heat is not None:
+        right.plotly_chart(heat, key=f"train_heat_{job['id']}")
+        right.caption("Rows are classes, columns epochs; red = easily attacked, green = robust.")
+
+
+@st.fragment(run_every=1.0)
+def jobs_panel() -> None:
+    """Re-runs every second on its own, so progress moves without rerunning the page."""
+    jobs = list_jobs(cache.registry(), limit=12)
+    if not jobs:
+        st.info("No training jobs yet. Fill in the form above and press **Start training**.")
+        return
+    for job in jobs[:6]:
+        _job_row(job)
+    labels = {j["id"]: _title(j) + f" — {j['status']}" for j in jobs if j["kind"] == "train"}
+    if labels:
+        chosen = st.selectbox("Live charts for", list(labels), format_func=labels.__getitem__,
+                              key="train_chart_job")
+        _live_charts(next(j for j in jobs if j["id"] == chosen))

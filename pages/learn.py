@@ -1,0 +1,34 @@
+"""Learn: how to read the dashboard, a guided tour for a lecture, and the four papers."""
+
+import streamlit as st
+
+from dashboard.components.teaching import PAPERS
+
+st.title("Learn")
+st.markdown("""
+**Robustness Atlas** shows *why* neural networks break under tiny, deliberately chosen input changes —
+adversarial examples — and what adversarial training changes inside them.
+
+#### Reading the dashboard
+- **ε (epsilon)** is the attacker's budget: how far each pixel may move, in the image's own [0, 1] scale.
+  ε = 0.1 on a digit means every pixel may change by at most a tenth of black-to-white.
+- **Clean accuracy** is accuracy on untouched test images; **robust accuracy** is accuracy when an attacker
+  (PGD: many small gradient steps, each projected back into the ε-ball) gets to perturb every test image.
+- **Standard (ERM)** models are accurate but fragile; **adversarially trained** models (PGD-AT, TRADES,
+  FGSM-RS) trade a little clean accuracy for much higher robust accuracy. The hub's Pareto chart shows that trade.
+- The sidebar's **primary** and **comparison** models are used side by side on every page.
+
+#### A 15-minute tour for a lecture
+1. **Model hub** — show the scatter: the standard digits model sits far right but low; the PGD-AT model is
+   almost as accurate and far more robust. Make PGD-AT primary and ERM the comparison.
+2. **Train** — start a 5-epoch PGD-AT run on digits (about half a minute on a laptop) and watch clean and robust
+   accuracy climb epoch by epoch, and which digits stay easy to attack in the per-class heatmap.
+3. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
+   Then open the papers below.
+""")
+st.subheader("The four papers behind the Atlas")
+for key in ("geometry", "dale", "lili", "classwise"):
+    title, url = PAPERS[key]
+    st.markdown(f"- [{title}]({url})")
+st.caption("Also: Madry et al. 2018 (PGD adversarial training), Wong et al. 2020 (FGSM-RS), Zhang et al. 2019 "
+           "(TRADES), de Jorge et al. 2022 (N-FGSM).")

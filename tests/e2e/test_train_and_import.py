@@ -1,0 +1,93 @@
+"""A user's flows in a real browser: train from the form and see the run in the hub; import and refuse files."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.ui import TIMEOUT_MS, assert_healthy, choose, go_to, open_app, options_of, selected, shot
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+JOB_ROWS = "[class*='st-key-job_']"
+
+
+def test_train_from_the_form_while_a_second_session_watches(server: str, browser, page, artifacts: Path) -> None:
+    open_app(page, server)
+    go_to(page, "Train", "Train a model")
+    page.get_by_label("Epochs").fill("3")
+    page.get_by_label("Name (optional)").fill("e2e pgd run")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Queued job").wait_for(timeout=TIMEOUT_MS)
+
+    other = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    other.console_errors = []
+    other.on("console", lambda msg: other.console_errors.append(msg.text) if msg.type == "error" else None)
+    open_app(other, server)
+    choose(other, "Dataset", "moons")
+    go_to(other, "Train", "Train a model")
+    other.locator(JOB_ROWS).filter(has_text="e2e pgd run").first.wait_for(timeout=TIMEOUT_MS)
+
+    for watcher in (page, other):
+        watcher.locator(JOB_ROWS).filter(has_text="e2e pgd run").filter(
+            has_text="completed").first.wait_for(timeout=180_000)
+    page.get_by_text("Per-class robust accuracy").first.wait_for(timeout=TIMEOUT_MS)
+    shot(page, artifacts, "train-job-completed")
+    assert selected(page, "Dataset") == "digits"
+    assert selected(other, "Dataset") == "moons"
+
+    go_to(page, "Model hub", "Model hub")
+    assert "e2e pgd run" in options_of(page, "Primary model")
+    assert_healthy(page)
+    assert_healthy(other)
+    other.context.close()
+
+
+def _upload(page, files: list[Path], name: str | None = None) -> None:
+    page.get_by_text("Import a checkpoint").click()
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(f) for f in files])
+    for f in files:
+        page.get_by_text(f.name).first.wait_for(timeout=TIMEOUT_MS)
+    if name is not None:
+        page.get_by_label("Display name (optional)").fill(name)
+        page.get_by_label("Display name (optional)").press("Enter")
+        page.wait_for_timeout(500)
+    page.get_by_role("button", name="Import", exact=True).click()
+
+
+def test_import_a_checkpoint(server: str, page, tmp_path: Path, artifacts: Path) -> None:
+    src = ROOT / "assets" / "models" / "digits-smallcnn-trades"
+    files = []
+    for suffix in (".safetensors", ".json"):
+        dst = tmp_path / f"mine{suffix}"
+        dst.write_bytes(src.with_suffix(suffix).read_bytes())
+        files.append(dst)
+    open_app(page, server)
+    _upload(page, files, name="my imported trades")
+    page.get_by_test_id("stAlertContentSuccess").filter(has_text="my imported trades").wait_for(timeout=TIMEOUT_MS)
+    shot(page, artifacts, "import-ok")
+    assert "my imported trades" in options_of(page, "Primary model")
+    assert_healthy(page)
+
+
+class Boom:
+    def __reduce__(self):
+        return (open, ("/tmp/atlas-e2e-pwned", "w"))
+
+
+def test_a_pickle_disguised_as_a_checkpoint_is_refused(server: str, page, tmp_path: Path, artifacts: Path) -> None:
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps(Boom()))
+    meta = tmp_path / "evil.json"
+    meta.write_bytes((ROOT / "assets" / "models" / "digits-smallcnn-erm.json").read_bytes())
+    open_app(page, server)
+    _upload(page, [evil, meta])
+    alert = page.get_by_test_id("stAlertContentError").filter(has_text="Refused")
+    alert.wait_for(timeout=TIMEOUT_MS)
+    assert "pickle" in alert.inner_text()
+    shot(page, artifacts, "import-pickle-refused")
+    assert not Path("/tmp/atlas-e2e-pwned").exists()
+    assert "evil" not in " ".join(options_of(page, "Primary model"))
+    assert_healthy(page)

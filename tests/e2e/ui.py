@@ -1,0 +1,60 @@
+"""Small helpers for driving the Streamlit UI with Playwright like a user (clicks, not deep links)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TIMEOUT_MS = 60_000
+
+
+def open_app(page, server: str) -> None:
+    page.goto(server, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Model hub").wait_for(timeout=TIMEOUT_MS)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
+
+
+def go_to(page, link: str, heading: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link).click()
+    page.get_by_role("heading", name=heading).wait_for(timeout=TIMEOUT_MS)
+
+
+def combobox(page, label: str):
+    return page.get_by_test_id("stSelectbox").filter(has_text=label).get_by_role("combobox")
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    combobox(page, label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_timeout(300)
+
+
+def selected(page, label: str) -> str:
+    return combobox(page, label).input_value()
+
+
+def options_of(page, label: str) -> list[str]:
+    combobox(page, label).click()
+    page.get_by_role("option").first.wait_for(timeout=TIMEOUT_MS)
+    names = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    return [n.strip() for n in names]
+
+
+def assert_healthy(page) -> None:
+    """No Streamlit exception box and no browser console error."""
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]').first.inner_text()
+    assert page.console_errors == []
+
+
+def shot(page, folder: Path, name: str) -> None:
+    """Screenshot of the whole page. Streamlit scrolls inside its main container, so the viewport is stretched
+    to the content's height for the picture and restored afterwards."""
+    page.wait_for_timeout(400)
+    size = page.viewport_size
+    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 6000))})
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(folder / f"{name}.png"))
+    page.set_viewport_size(size)
