@@ -54,3 +54,4 @@ page = st.navigation({
     "Help": [st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],
 })
 page.run()
+cache.warm_engine()

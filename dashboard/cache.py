@@ -3,6 +3,9 @@ run id + file mtime; everything bounded. Never mutate a returned value."""
 
 from __future__ import annotations
 
+import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,33 @@ def file_bytes(path: str, mtime: float) -> bytes:
 
 @st.cache_data(max_entries=1, show_spinner=False)
 def devices() -> list[str]:
+    """CPU, plus every CUDA device. Asks torch only where an NVIDIA driver is present, so a laptop without a GPU
+    does not import torch just to draw the sidebar."""
+    if not Path("/proc/driver/nvidia/version").exists() and shutil.which("nvidia-smi") is None:
+        return ["cpu"]
     import torch
 
     return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+WARM_DELAY_S = 4.0
+
+
+def _import_engine() -> None:
+    time.sleep(WARM_DELAY_S)
+    import core.data  # noqa: F401
+    import core.evaluation.table  # noqa: F401
+    import core.models  # noqa: F401
+    import core.training  # noqa: F401
+
+
+@st.cache_resource
+def warm_engine() -> threading.Thread:
+    """Import torch and the engine in the background once per server, a moment after the first page is drawn.
+
+    The hub needs no torch, so the first page renders fast; by the time someone opens a page that trains or
+    attacks, the imports are done (a page that needs them earlier just waits on Python's import lock).
+    """
+    thread = threading.Thread(target=_import_engine, name="atlas-warm-engine", daemon=True)
+    thread.start()
+    return thread

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 import numpy as np
-import torch
+from core.lazy import torch
 
 from core.data.registry import LoadedData, check_range, dataset_info, register_dataset
 from core.errors import DataError

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
-import torch
+from core.lazy import torch
 
 from core.data.registry import LoadedData, check_range, register_dataset
 from core.errors import ConfigError

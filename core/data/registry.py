@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
-import torch
+from core.lazy import torch
 
 from core.errors import ConfigError, DataError
 

@@ -16,7 +16,7 @@ import math
 from typing import Callable
 
 import numpy as np
-import torch
+from core.lazy import torch
 
 from core.data.registry import LoadedData, check_range, register_dataset
 from core.utils import derive_seed

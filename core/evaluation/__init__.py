@@ -1,6 +1,19 @@
-"""Evaluation: everything is derived from one per-sample table (see table.py)."""
+"""Evaluation: everything is derived from one per-sample table (see table.py).
 
-from core.evaluation.pareto import pareto_front, pareto_mask
-from core.evaluation.table import eps_column, per_sample_table, predict, summarize
+Exports resolve lazily so that the light parts (the Pareto front) do not import torch.
+"""
 
-__all__ = ["pareto_front", "pareto_mask", "eps_column", "per_sample_table", "predict", "summarize"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {"pareto_front": "pareto", "pareto_mask": "pareto", "eps_column": "table", "per_sample_table": "table",
+            "predict": "table", "summarize": "table"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'core.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"core.evaluation.{_EXPORTS[name]}"), name)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CheckpointError
-from core.models import load_checkpoint
 from core.store.registry import Registry
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
@@ -29,6 +28,8 @@ def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, n
                               f"{max_bytes / 2**20:.0f} MiB")
     if len(meta_json) > 1024 * 1024:
         raise CheckpointError("the JSON metadata file is larger than 1 MiB; it is not a checkpoint's metadata")
+    from core.models import load_checkpoint
+
     digest = hashlib.sha256(weights).hexdigest()[:12]
     run_id = f"import-{digest}"
     if registry.find_run(run_id) is not None:

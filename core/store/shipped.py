@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 from core.errors import CheckpointError
-from core.models import read_checkpoint_meta
 from core.store.registry import Registry
 from core.utils import assets_models_dir
 
 log = logging.getLogger(__name__)
 SHIPPED_PREFIX = "shipped-"
+REQUIRED = {"arch": str, "arch_kwargs": dict, "format": str}
+
+
+def read_shipped_meta(path: Path) -> dict:
+    """The JSON of a shipped checkpoint, checked for the keys the registry needs. Plain JSON on purpose: listing
+    models must not import torch; the full validation runs when a model is loaded."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} is not readable JSON: {exc}") from exc
+    for key, kind in REQUIRED.items():
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"{path.name} lacks {key!r} ({kind.__name__})")
+    return meta
 
 
 def register_shipped(registry: Registry, folder: Path | None = None) -> list[str]:
@@ -23,7 +37,7 @@ def register_shipped(registry: Registry, folder: Path | None = None) -> list[str
         if not weights.exists():
             continue
         try:
-            meta = read_checkpoint_meta(weights)
+            meta = read_shipped_meta(meta_path)
         except CheckpointError as exc:
             log.error("skipping shipped model %s: %s", meta_path.name, exc)
             continue

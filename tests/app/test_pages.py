@@ -78,3 +78,17 @@ def test_train_form_offers_only_fitting_architectures() -> None:
     assert at.selectbox(key="train_arch").options == ["smallcnn"]
     at.selectbox(key="_sb_dataset").select("moons").run()
     assert at.selectbox(key="train_arch").options == ["mlp"]
+
+
+def test_the_hub_renders_without_importing_torch(subprocess_env: dict) -> None:
+    """The cold-start budget depends on it: torch (~1.5 s) is imported in the background after the first page."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+             f"at = AppTest.from_file({APP!r}, default_timeout=90).run()\n"
+             "assert not at.exception, at.exception\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], env=subprocess_env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

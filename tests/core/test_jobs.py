@@ -90,3 +90,17 @@ def test_a_bad_job_fails_with_its_message(registry: Registry) -> None:
     assert "does not fit moons" in get_job(registry, job_id)["error"]
     assert job_id in {j["id"] for j in list_jobs(registry)}
     assert list_jobs(registry, active_only=True) == []
+
+
+def test_a_job_outlives_the_process_that_started_it(registry: Registry, subprocess_env: dict) -> None:
+    """What a dashboard restart looks like: the submitting process exits, the job goes on and finishes."""
+    import json
+    import subprocess
+    import sys
+
+    config = json.dumps({**MOONS, "epochs": 2, "seed": 7})
+    out = subprocess.run([sys.executable, "-m", "core", "jobs", "submit-train", config], env=subprocess_env,
+                         capture_output=True, text=True, timeout=60, check=True)
+    job_id = out.stdout.strip()
+    wait_until(lambda: get_job(registry, job_id)["status"] == "completed", 180, "the orphaned job")
+    assert registry.get_run(get_job(registry, job_id)["run_id"])["status"] == "completed"
