@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from core.attacks.base import Attack, AttackConfig, AttackResult, validate_eps
+from core.attacks.deepfool import DeepFool, DeepFoolConfig
 from core.attacks.fgsm import FGSM, NFGSM, FGSMConfig, NFGSMConfig
 from core.attacks.norms import NORMS, lp_norms, project, threat_norm
 from core.attacks.pgd import PGD, PGDConfig
+from core.attacks.tpgd import TemperaturePGD, TPGDConfig
 from core.attacks.trades import TRADESAttack, TRADESConfig
 from core.errors import ConfigError
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, NFGSM, PGD, TRADESAttack)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (FGSM, NFGSM, PGD, TemperaturePGD, TRADESAttack, DeepFool)
+}
 
 
 def make_attack(name: str, **kwargs: Any) -> Attack:
@@ -26,7 +30,7 @@ def make_attack(name: str, **kwargs: Any) -> Attack:
 
 
 __all__ = [
-    "ATTACKS", "Attack", "AttackConfig", "AttackResult", "FGSM", "FGSMConfig", "NFGSM", "NFGSMConfig", "NORMS",
-    "PGD", "PGDConfig", "TRADESAttack", "TRADESConfig", "lp_norms", "make_attack", "project", "threat_norm",
+    "ATTACKS", "Attack", "AttackConfig", "AttackResult", "DeepFool", "DeepFoolConfig", "FGSM", "FGSMConfig", "NFGSM",
+    "NFGSMConfig", "NORMS", "PGD", "PGDConfig", "TPGDConfig", "TRADESAttack", "TRADESConfig", "TemperaturePGD", "lp_norms", "make_attack", "project", "threat_norm",
     "validate_eps",
 ]

@@ -12,7 +12,8 @@ from core.errors import ConfigError
 CASES = [
     ("fgsm", {}), ("fgsm", {"random_start": True, "step_factor": 1.25}), ("nfgsm", {}),
     ("pgd", {"steps": 5}), ("pgd", {"steps": 5, "norm": "l2"}), ("pgd", {"steps": 3, "restarts": 2}),
-    ("trades", {"steps": 5}),
+    ("trades", {"steps": 5}), ("tpgd", {"steps": 5, "temperature": 0.1}), ("deepfool", {}),
+    ("deepfool", {"norm": "linf"}),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for name, kw in CASES]
 
