@@ -13,7 +13,8 @@ CASES = [
     ("fgsm", {}), ("fgsm", {"random_start": True, "step_factor": 1.25}), ("nfgsm", {}),
     ("pgd", {"steps": 5}), ("pgd", {"steps": 5, "norm": "l2"}), ("pgd", {"steps": 3, "restarts": 2}),
     ("trades", {"steps": 5}), ("tpgd", {"steps": 5, "temperature": 0.1}), ("deepfool", {}),
-    ("deepfool", {"norm": "linf"}),
+    ("deepfool", {"norm": "linf"}), ("apgd", {"steps": 10}), ("apgd", {"steps": 10, "loss": "dlr", "norm": "l2"}),
+    ("apgd", {"steps": 10, "loss": "dlr", "targets": 3}),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for name, kw in CASES]
 
@@ -172,8 +173,11 @@ def test_zero_eps_leaves_the_input_unchanged(name: str, kwargs: dict,
     assert torch.equal(result.x_adv[::2], x[::2])
 
 
-@pytest.mark.parametrize("name,kwargs", [c for c in CASES if c[1].get("random_start") or c[0] in ("nfgsm", "pgd")],
-                         ids=[i for c, i in zip(CASES, IDS) if c[1].get("random_start") or c[0] in ("nfgsm", "pgd")])
+RANDOM = ("nfgsm", "pgd", "apgd")
+
+
+@pytest.mark.parametrize("name,kwargs", [c for c in CASES if c[1].get("random_start") or c[0] in RANDOM],
+                         ids=[i for c, i in zip(CASES, IDS) if c[1].get("random_start") or c[0] in RANDOM])
 def test_generator_seed_matters(name: str, kwargs: dict, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
     attack = make_attack(name, **kwargs)
     a = attack(small_model(), *batch, 0.1, generator=torch.Generator().manual_seed(1)).x_adv

@@ -68,3 +68,25 @@ def test_deepfool_margins_are_larger_after_adversarial_training() -> None:
         assert result.success.float().mean() > 0.95
         medians[name] = result.norms["l2"].median().item()
     assert medians["pgd-at"] > 1.5 * medians["erm"], medians
+
+
+def test_checkpoints_follow_the_authors_schedule() -> None:
+    from core.attacks.apgd import checkpoints
+
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+
+
+@pytest.mark.parametrize("name", ["erm", "pgd-at"])
+def test_apgd_is_at_least_as_strong_as_pgd_on_shipped_models(name: str) -> None:
+    from core.attacks import APGD
+
+    test = load_dataset("digits", "test").subset(200)
+    model, _ = load_checkpoint(MODELS / f"digits-smallcnn-{name}.safetensors")
+    gen = torch.Generator().manual_seed(0)
+    pgd = PGD(steps=10)(model, test.x, test.y, 0.1, generator=gen).robust.float().mean().item()
+    apgd_ce = APGD(steps=50)(model, test.x, test.y, 0.1, generator=gen).robust.float().mean().item()
+    apgd_t = APGD(steps=50, loss="dlr", targets=3)(model, test.x, test.y, 0.1, generator=gen)
+    worst = (~(APGD(steps=50)(model, test.x, test.y, 0.1, generator=torch.Generator().manual_seed(0)).success
+               | apgd_t.success)).float().mean().item()
+    assert apgd_ce <= pgd + 0.005, (apgd_ce, pgd)
+    assert worst <= apgd_ce
