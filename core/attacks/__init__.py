@@ -7,6 +7,7 @@ from typing import Any
 from core.attacks.apgd import APGD, APGDConfig, dlr_loss
 from core.attacks.base import Attack, AttackConfig, AttackResult, validate_eps
 from core.attacks.deepfool import DeepFool, DeepFoolConfig
+from core.attacks.ensemble import QuickConfig, QuickEnsemble
 from core.attacks.fgsm import FGSM, NFGSM, FGSMConfig, NFGSMConfig
 from core.attacks.norms import NORMS, lp_norms, project, threat_norm
 from core.attacks.pgd import PGD, PGDConfig
@@ -15,7 +16,7 @@ from core.attacks.trades import TRADESAttack, TRADESConfig
 from core.errors import ConfigError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, NFGSM, PGD, TemperaturePGD, APGD, TRADESAttack, DeepFool)
+    cls.name: cls for cls in (FGSM, NFGSM, PGD, TemperaturePGD, APGD, TRADESAttack, DeepFool, QuickEnsemble)
 }
 
 
@@ -31,7 +32,7 @@ def make_attack(name: str, **kwargs: Any) -> Attack:
 
 
 __all__ = [
-    "APGD", "APGDConfig", "dlr_loss", "ATTACKS", "Attack", "AttackConfig", "AttackResult", "DeepFool", "DeepFoolConfig", "FGSM", "FGSMConfig", "NFGSM",
+    "APGD", "APGDConfig", "dlr_loss", "QuickConfig", "QuickEnsemble", "ATTACKS", "Attack", "AttackConfig", "AttackResult", "DeepFool", "DeepFoolConfig", "FGSM", "FGSMConfig", "NFGSM",
     "NFGSMConfig", "NORMS", "PGD", "PGDConfig", "TPGDConfig", "TRADESAttack", "TRADESConfig", "TemperaturePGD", "lp_norms", "make_attack", "project", "threat_norm",
     "validate_eps",
 ]

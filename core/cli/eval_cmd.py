@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from core.attacks import FGSM, PGD
+from core.attacks import APGD, FGSM, PGD, Attack, DeepFool, QuickEnsemble, TemperaturePGD
 from core.data import DATASETS, Dataset, load_dataset
 from core.errors import ConfigError, DataError
 from core.evaluation import per_sample_table, summarize
@@ -30,6 +30,22 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
     if not run["checkpoint_path"]:
         raise ConfigError(f"run {args.run} has no final checkpoint yet (status {run['status']})")
     return Path(run["checkpoint_path"])
+
+
+def build_attack(args: argparse.Namespace) -> Attack:
+    """The attack a CLI name stands for, with the flags that apply to it."""
+    if args.attack == "fgsm":
+        return FGSM(norm=args.norm)
+    if args.attack == "pgd":
+        return PGD(norm=args.norm, steps=args.steps, step_size=args.step_size, restarts=args.restarts)
+    if args.attack == "tpgd":
+        return TemperaturePGD(norm=args.norm, steps=args.steps, step_size=args.step_size, restarts=args.restarts,
+                              temperature=args.temperature)
+    if args.attack == "apgd":
+        return APGD(norm=args.norm, steps=args.steps)
+    if args.attack == "deepfool":
+        return DeepFool(norm=args.norm)
+    return QuickEnsemble(norm=args.norm, steps=args.steps)
 
 
 def check_fits(model: torch.nn.Module, meta: dict, data: Dataset) -> None:
@@ -57,10 +73,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(dataset, args.split, **params)
     if args.n is not None:
         data = data.subset(args.n)
-    if args.attack == "fgsm":
-        attack = FGSM(norm=args.norm)
-    else:
-        attack = PGD(norm=args.norm, steps=args.steps, step_size=args.step_size, restarts=args.restarts)
+    attack = build_attack(args)
     check_fits(model, meta, data)
     bar = None
     if not args.quiet and not args.json:
@@ -82,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(table, args.eps, data.classes)
     out = {"clean_acc": summary["clean_acc"], "robust_acc": summary["robust_acc"], "n": summary["n"],
            "attack": args.attack, "eps": args.eps, "norm": args.norm,
-           "steps": args.steps if args.attack == "pgd" else 1, "seed": args.seed, "dataset": dataset,
+           "steps": 1 if args.attack == "fgsm" else args.steps, "seed": args.seed, "dataset": dataset,
            "split": args.split, "checkpoint": str(path), "seconds": round(time.perf_counter() - start, 3),
            "per_class_robust_acc": {k: v["robust_acc"] for k, v in summary["per_class"].items()}}
     if args.json:

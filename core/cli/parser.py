@@ -108,13 +108,16 @@ def _add_eval(sub: Any) -> None:
     src.add_argument("--run", help="run id from `python -m core runs`")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's own dataset")
     p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd")
+    p.add_argument("--attack", choices=("fgsm", "pgd", "tpgd", "apgd", "deepfool", "quick"), default="pgd",
+                   help="quick = APGD-CE then targeted APGD-DLR on points still robust (worst case per point); "
+                        "deepfool = minimal-norm, capped at --eps")
     p.add_argument("--eps", type=non_negative_float, default=0.1)
     p.add_argument("--norm", choices=("linf", "l2", "l2patch"), default="linf",
                    help="threat model; l2patch = ℓ2 ball per patch (patches data)")
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
     p.add_argument("--restarts", type=positive_int, default=1)
+    p.add_argument("--temperature", type=positive_float, default=1.0, help="T for tpgd (T = 1 is PGD)")
     p.add_argument("--n", type=positive_int, default=None, help="first N points of the split (default all)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=256)

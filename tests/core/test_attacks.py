@@ -14,7 +14,7 @@ CASES = [
     ("pgd", {"steps": 5}), ("pgd", {"steps": 5, "norm": "l2"}), ("pgd", {"steps": 3, "restarts": 2}),
     ("trades", {"steps": 5}), ("tpgd", {"steps": 5, "temperature": 0.1}), ("deepfool", {}),
     ("deepfool", {"norm": "linf"}), ("apgd", {"steps": 10}), ("apgd", {"steps": 10, "loss": "dlr", "norm": "l2"}),
-    ("apgd", {"steps": 10, "loss": "dlr", "targets": 3}),
+    ("apgd", {"steps": 10, "loss": "dlr", "targets": 3}), ("quick", {"steps": 5}),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for name, kw in CASES]
 

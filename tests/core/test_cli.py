@@ -129,3 +129,14 @@ def test_l2patch_on_images_is_refused_before_a_run_exists(atlas_home: Path, subp
     out = cli(["train", "--dataset", "digits", "--norm", "l2patch", "--epochs", "1"], subprocess_env)
     assert out.returncode == 2 and "l2patch threat model needs patch data" in out.stderr
     assert Registry(atlas_home).list_runs() == []
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "tpgd", "apgd", "deepfool", "quick"])
+def test_eval_runs_every_attack_name(attack: str, subprocess_env: dict) -> None:
+    ckpt = ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors"
+    out = cli(["eval", "--checkpoint", str(ckpt), "--attack", attack, "--eps", "0.1", "--steps", "5", "--n", "30",
+               "--json"], subprocess_env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["attack"] == attack and result["n"] == 30
+    assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1

@@ -90,3 +90,16 @@ def test_apgd_is_at_least_as_strong_as_pgd_on_shipped_models(name: str) -> None:
                | apgd_t.success)).float().mean().item()
     assert apgd_ce <= pgd + 0.005, (apgd_ce, pgd)
     assert worst <= apgd_ce
+
+
+def test_quick_ensemble_is_the_worst_case_of_its_parts() -> None:
+    from core.attacks import APGD, QuickEnsemble
+
+    test = load_dataset("digits", "test").subset(150)
+    model, _ = load_checkpoint(MODELS / "digits-smallcnn-pgd-at.safetensors")
+    quick = QuickEnsemble(steps=30)(model, test.x, test.y, 0.1, generator=torch.Generator().manual_seed(0))
+    for part in (APGD(steps=30), APGD(steps=30, loss="dlr", targets=3)):
+        alone = part(model, test.x, test.y, 0.1, generator=torch.Generator().manual_seed(0))
+        assert quick.robust.float().mean() <= alone.robust.float().mean() + 1e-9
+    clean_wrong = model(test.x).argmax(1) != test.y
+    assert quick.success[clean_wrong].all()
