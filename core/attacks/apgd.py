@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.attacks.base import AttackConfig, Bounds, LossFn, input_gradient
+from core.attacks.base import AttackConfig, Bounds, LossFn, check_int, input_gradient
 from core.attacks.gradient import GradientAttack, clip_to, eps_like
 from core.attacks.norms import ascent_direction, project, random_in_ball
 from core.errors import ConfigError
@@ -42,10 +42,8 @@ class APGDConfig(AttackConfig):
             raise ConfigError(f"APGD supports norm 'linf' or 'l2', got {self.norm!r}")
         if self.loss not in ("ce", "dlr"):
             raise ConfigError(f"APGD loss must be 'ce' or 'dlr', got {self.loss!r}")
-        for name, low in (("steps", 1), ("targets", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        check_int("steps", self.steps)
+        check_int("targets", self.targets, low=0)
         if self.targets and self.loss != "dlr":
             raise ConfigError("targeted APGD uses the DLR loss: set loss='dlr'")
         if not isinstance(self.rho, (int, float)) or not 0 < self.rho <= 1 or not math.isfinite(self.rho):

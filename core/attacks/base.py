@@ -68,6 +68,11 @@ def validate_eps(eps: float | torch.Tensor, n: int, device: torch.device) -> tor
     return eps_t.clone()
 
 
+def check_int(name: str, value: object, low: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name} must be an integer ≥ {low}, got {value!r}")
+
+
 def check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")

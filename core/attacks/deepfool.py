@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.attacks.base import Attack, AttackConfig, Bounds, check_positive
+from core.attacks.base import Attack, AttackConfig, Bounds, check_int, check_positive
 from core.attacks.gradient import clip_to
 from core.errors import ConfigError
 
@@ -39,10 +39,8 @@ class DeepFoolConfig(AttackConfig):
         super().__post_init__()
         if self.norm not in ("l2", "linf"):
             raise ConfigError(f"DeepFool supports norm 'l2' or 'linf', got {self.norm!r}")
-        for name in ("steps", "candidates"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}")
+        check_int("steps", self.steps)
+        check_int("candidates", self.candidates)
         check_positive("overshoot", self.overshoot, allow_zero=True)
 
 

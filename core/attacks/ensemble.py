@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from core.attacks.apgd import APGD
-from core.attacks.base import Attack, AttackConfig, Bounds
-from core.errors import ConfigError
+from core.attacks.base import Attack, AttackConfig, Bounds, check_int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,10 +27,8 @@ class QuickConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("steps", "targets"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}")
+        check_int("steps", self.steps)
+        check_int("targets", self.targets)
 
     def members(self) -> list[Attack]:
         return [APGD(norm=self.norm, steps=self.steps),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.attacks.base import AttackConfig, Bounds, check_bool, check_positive, input_gradient
+from core.attacks.base import AttackConfig, Bounds, check_bool, check_int, check_positive, input_gradient
 from core.attacks.gradient import GradientAttack, clip_to
 from core.attacks.norms import random_in_ball
 from core.errors import ConfigError
@@ -34,10 +34,8 @@ class PGDConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("steps", "restarts"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}")
+        check_int("steps", self.steps)
+        check_int("restarts", self.restarts)
         if self.step_size is not None:
             check_positive("step_size", self.step_size)
         check_bool("random_start", self.random_start)
