@@ -55,6 +55,13 @@ def dataset_specs() -> dict[str, dict[str, Any]]:
                    "needs_files": s.needs_files, "description": s.description} for name, s in DATASETS.items()}
 
 
+@st.cache_data(ttl=5, max_entries=16, show_spinner=False)
+def missing_files(dataset: str) -> list[str]:
+    from core.data import missing_files as missing
+
+    return missing(dataset)
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
 def file_bytes(path: str, mtime: float) -> bytes:
     """The bytes of a checkpoint file for download (keyed by mtime so a rewrite is picked up)."""

@@ -6,6 +6,7 @@ from core.errors import AtlasError
 from core.jobs import submit_job
 from core.training import METHODS, SCHEDULES, TrainConfig
 from core.training.config import archs_for
+from core.training.preflight import preflight
 from dashboard import cache, state
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.teaching import explain
@@ -19,6 +20,10 @@ explain("Training runs in a **separate process**: you can switch pages, reload o
         "*catastrophic overfitting*: PGD accuracy suddenly collapsing); **PGD-AT** on multi-step attacks; "
         "**TRADES** balances clean accuracy against a KL robustness term with β.", "madry", "dale")
 st.markdown(f"Dataset: **{dataset}** ({spec['description']}) — change it in the sidebar.")
+if spec["needs_files"] and cache.missing_files(dataset):
+    st.warning(f"**{dataset}** needs its standard files, which are not on this machine. Run "
+               f"`python -m core data download {dataset}` (with a network) or place them in the data folder; "
+               "until then no job can start for it.", icon=":material/folder_off:")
 
 archs = archs_for(spec["input_shape"])
 with st.form("train_form"):
@@ -54,6 +59,7 @@ if submitted:
                              trades_beta=float(beta), epochs=int(epochs), lr=float(lr), schedule=schedule,
                              batch_size=int(batch), seed=int(seed), name=name.strip(),
                              device=st.session_state[state.DEVICE])
+        preflight(config)
         job_id = submit_job(cache.registry(), "train", config.to_dict(), device=config.device,
                             exclusive=not parallel)
         st.success(f"Queued job `{job_id}`. Progress appears below.")

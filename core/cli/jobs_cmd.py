@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
             config = TrainConfig.from_dict(json.loads(args.config_json))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config_json is not valid JSON: {exc}") from exc
+        from core.training.preflight import preflight
+
+        preflight(config)
         job_id = submit_job(registry, "train", config.to_dict(), device=config.device)
         print(job_id)
         return 0

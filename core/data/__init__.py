@@ -20,7 +20,7 @@ from core.data.registry import (
 )
 from core.data import synthetic as _synthetic  # noqa: F401  (registers digits and the toy sets)
 from core.data import patches as _patches  # noqa: F401  (registers patches)
-from core.data.files import download_dataset, verify_dataset
+from core.data.files import download_dataset, missing_files, verify_dataset
 
 __all__ = [
     "DATASETS",
@@ -28,7 +28,7 @@ __all__ = [
     "DatasetSpec",
     "LoadedData",
     "dataset_info",
-    "download_dataset",
+    "download_dataset", "missing_files",
     "load_dataset",
     "register_dataset",
     "verify_dataset",

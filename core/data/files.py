@@ -368,3 +368,12 @@ def verify_dataset(name: str, folder: str | Path | None = None) -> dict[str, Any
     except DataError as err:
         report.update(loads=False, error=str(err))
     return report
+
+
+def missing_files(name: str, folder: str | Path | None = None) -> list[str]:
+    """Expected files absent from the dataset's folder ([] for built-in datasets). Presence only, so it is instant;
+    ``verify_dataset`` checks contents. A decompressed IDX file counts for its ``.gz``."""
+    spec = dataset_info(name)
+    target = Path(folder) if folder is not None else data_home() / name
+    return [f for f in spec.files
+            if not (target / f).exists() and not (f.endswith(".gz") and (target / f[:-3]).exists())]

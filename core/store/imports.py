@@ -16,6 +16,7 @@ from typing import Any
 
 from core.errors import CheckpointError
 from core.store.registry import Registry
+from core.store.shipped import created_timestamp
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 
@@ -49,6 +50,7 @@ def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, n
         dataset=str(meta.get("dataset", "unknown")), arch=meta["arch"], method=str(meta.get("method", "unknown")),
         norm=meta.get("norm"), eps=_float_or_none(meta.get("eps")), config=meta.get("hparams", {}) or {},
         status="imported", source="imported", checkpoint_path=str(folder / "model.safetensors"),
+        created_at=created_timestamp(meta),
         final_metrics=metrics, run_dir=str(folder))
 
 

@@ -115,14 +115,14 @@ class Registry:
                     method: str, config: dict[str, Any], norm: str | None = None, eps: float | None = None,
                     status: str = "pending", source: str = "trained", readonly: bool = False,
                     checkpoint_path: str | None = None, final_metrics: dict[str, Any] | None = None,
-                    run_dir: str | None = None, or_ignore: bool = False) -> None:
+                    run_dir: str | None = None, or_ignore: bool = False, created_at: float | None = None) -> None:
         now = time.time()
         con.execute(
             f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO runs(id, name, dataset, arch, method, norm, eps,"
             " config_json, status, source, readonly, created_at, updated_at, checkpoint_path, final_metrics_json,"
             " run_dir) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, name, dataset, arch, method, norm, eps, json.dumps(config, sort_keys=True), status, source,
-             int(readonly), now, now, checkpoint_path, json.dumps(final_metrics or {}),
+             int(readonly), created_at or now, now, checkpoint_path, json.dumps(final_metrics or {}),
              run_dir or str(self.run_dir(run_id))),
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from core.errors import CheckpointError
@@ -13,6 +14,14 @@ from core.utils import assets_models_dir
 log = logging.getLogger(__name__)
 SHIPPED_PREFIX = "shipped-"
 REQUIRED = {"arch": str, "arch_kwargs": dict, "format": str}
+
+
+def created_timestamp(meta: dict) -> float | None:
+    """The checkpoint's own creation time (ISO text in its JSON) as a timestamp, when it has one."""
+    try:
+        return datetime.fromisoformat(str(meta["created_at"])).timestamp()
+    except (KeyError, ValueError):
+        return None
 
 
 def read_shipped_meta(path: Path) -> dict:
@@ -48,6 +57,7 @@ def register_shipped(registry: Registry, folder: Path | None = None) -> list[str
         existing = registry.find_run(run_id)
         if existing is None:
             registry.create_run(run_id, or_ignore=True, status="shipped", source="shipped", readonly=True,
+                                created_at=created_timestamp(meta),
                                 checkpoint_path=str(weights), final_metrics=meta.get("metrics", {}),
                                 run_dir=str(folder), **fields)
         elif existing["checkpoint_path"] != str(weights) or existing["final_metrics"] != meta.get("metrics", {}):

@@ -41,7 +41,8 @@ def pareto_figure(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figu
 
 def _axis_range(values: pd.Series) -> list[float]:
     low = float(values.min()) if len(values) else 0.0
-    return [max(0.0, low - 0.05), 1.01]
+    # Just past 100 % so the top points are not cut, but never far enough for a "101 %" tick.
+    return [max(0.0, low - 0.05), 1.004]
 
 
 def training_curves(epochs: list[dict[str, Any]], title: str) -> go.Figure:

@@ -39,7 +39,7 @@ def _job_row(job: dict[str, Any]) -> None:
                     cancel_job(cache.registry(), job["id"])
                 except AtlasError as exc:
                     st.error(str(exc))
-        elif job["status"] in ("interrupted", "cancelled", "failed") and job["kind"] == "train":
+        elif job["status"] in ("interrupted", "cancelled") and job["kind"] == "train":
             run = cache.registry().find_run(job["run_id"]) if job["run_id"] else None
             if run is None or run["status"] != "completed":
                 if actions.button("Resume", key=f"train_resume_{job['id']}",

@@ -92,3 +92,13 @@ def test_the_hub_renders_without_importing_torch(subprocess_env: dict) -> None:
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_training_a_dataset_without_its_files_is_refused_before_queueing(atlas_home: Path) -> None:
+    at = open_app()
+    at.selectbox(key="_sb_dataset").select("mnist").run()
+    at.switch_page("../pages/train.py").run()
+    assert any("needs its standard files" in w.value for w in at.warning)
+    at.button[0].click().run()
+    assert any("Not started" in e.value and "python -m core data download mnist" in e.value for e in at.error)
+    assert list_jobs(Registry(atlas_home)) == []

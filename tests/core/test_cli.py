@@ -140,3 +140,10 @@ def test_eval_runs_every_attack_name(attack: str, subprocess_env: dict) -> None:
     result = json.loads(out.stdout)
     assert result["attack"] == attack and result["n"] == 30
     assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1
+
+
+def test_submit_train_refuses_a_dataset_without_files(atlas_home: Path, subprocess_env: dict) -> None:
+    out = cli(["jobs", "submit-train", '{"dataset": "mnist", "method": "erm", "epochs": 1}'], subprocess_env)
+    assert out.returncode == 2 and "mnist needs its files" in out.stderr
+    listing = cli(["jobs", "list", "--json"], subprocess_env)
+    assert json.loads(listing.stdout) == []
