@@ -79,8 +79,10 @@ def _build_theory(name: str, config: TheoryConfig, folder: Path) -> dict[str, An
     meta = {"name": f"patches two-layer net · {kind}", "dataset": "patches", "dataset_params": config.data_params(),
             "method": "pgd-at" if config.adversarial else "erm", "norm": "l2patch", "eps": config.eps,
             "seed": config.init_seed, "hparams": config.to_dict(), "shipped": True, "history": result.history,
-            "metrics": {"clean_acc": final["clean_acc"], "robust_acc": final["robust_acc"], "U": final["U"],
-                        "V": final["V"], "attack": f"pgd-{config.test_pgd_steps} (l2 per patch)",
+            "metrics": {"clean_acc": final["clean_acc"], "robust_acc": final["robust_acc"],
+                        "robust_acc_pgd_no_start": final["robust_acc_pgd"], "U": final["U"], "V": final["V"],
+                        "attack": f"worst of PGD-{config.test_pgd_steps} (no start, random start) and the "
+                                  "feature-shift probe, l2 per patch",
                         "eps": config.eps, "norm": "l2patch"}}
     path = save_checkpoint(result.model, meta, folder / name)
     return {**meta["metrics"], "bytes": path.stat().st_size}

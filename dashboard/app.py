@@ -29,12 +29,14 @@ with st.sidebar:
     labels = {r["id"]: r["name"] for r in runs}
     ids = list(labels)
     if ids:
-        st.selectbox("Primary model", ids, index=ids.index(st.session_state[state.PRIMARY_RUN]), key="_sb_primary",
-                     format_func=labels.__getitem__, on_change=state.set_from_widget,
-                     args=(state.PRIMARY_RUN, "_sb_primary"))
-        options = [None, *ids]
-        st.selectbox("Comparison model", options, index=options.index(st.session_state[state.COMPARISON_RUN]),
-                     key="_sb_comparison", format_func=lambda i: "— none —" if i is None else labels[i],
+        # The shared state is the truth (pages change it too): copy it into the widgets before drawing them.
+        st.session_state["_sb_primary"] = st.session_state[state.PRIMARY_RUN]
+        st.selectbox("Primary model", ids, key="_sb_primary", format_func=labels.__getitem__,
+                     on_change=state.set_from_widget, args=(state.PRIMARY_RUN, "_sb_primary"))
+        options = [None, *(i for i in ids if i != st.session_state[state.PRIMARY_RUN])]
+        st.session_state["_sb_comparison"] = st.session_state[state.COMPARISON_RUN]
+        st.selectbox("Comparison model", options, key="_sb_comparison",
+                     format_func=lambda i: "— none —" if i is None else labels[i],
                      on_change=state.set_from_widget, args=(state.COMPARISON_RUN, "_sb_comparison"))
     else:
         st.caption("No models for this dataset yet.")

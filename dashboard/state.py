@@ -54,3 +54,17 @@ def ensure_models(runs: list[dict[str, Any]]) -> None:
 
 def set_from_widget(state_key: str, widget_key: str) -> None:
     st.session_state[state_key] = st.session_state[widget_key]
+
+
+def assign_role(role: str, run_id: str) -> None:
+    """Make ``run_id`` the primary or comparison model; if it holds the other role, the two swap."""
+    other = COMPARISON_RUN if role == PRIMARY_RUN else PRIMARY_RUN
+    if st.session_state[other] == run_id:
+        st.session_state[other] = st.session_state[role]
+    st.session_state[role] = run_id
+
+
+def after_table_change(message: str) -> None:
+    """After a rename or delete: a fresh hub table (no stale selection) and a message on the next run."""
+    st.session_state["hub_table_version"] = st.session_state.get("hub_table_version", 0) + 1
+    st.session_state["hub_flash"] = message

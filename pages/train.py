@@ -5,7 +5,7 @@ import streamlit as st
 from core.errors import AtlasError
 from core.jobs import submit_job
 from core.training import METHODS, SCHEDULES, TrainConfig
-from core.training.config import archs_for
+from core.training.config import MAX_EPS, archs_for, default_eps
 from core.training.preflight import preflight
 from dashboard import cache, state
 from dashboard.components.jobs import jobs_panel
@@ -30,16 +30,17 @@ with st.form("train_form"):
     c1, c2, c3 = st.columns(3)
     arch = c1.selectbox("Architecture", archs, key="train_arch")
     method = c2.selectbox("Method", list(METHODS), index=list(METHODS).index("pgd-at"), key="train_method",
-                          format_func=lambda m: f"{m} — {METHODS[m].description}")
+                          help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in METHODS))
     norm = c3.selectbox("Threat model", ["l2patch"] if spec["kind"] == "theory" else ["linf", "l2"],
                         key="train_norm")
     c1, c2, c3, c4 = st.columns(4)
-    eps = c1.number_input("ε (input scale [0,1])", min_value=0.0, max_value=10.0, value=0.1, step=0.01,
-                          format="%.3f", key="train_eps")
+    eps = c1.number_input("ε (input scale [0,1])", min_value=0.0, max_value=MAX_EPS["l2"],
+                          value=default_eps(dataset), step=0.01, format="%.3f", key=f"train_eps_{dataset}",
+                          help=f"At most {MAX_EPS['linf']:g} for ℓ∞ (the whole [0,1] range)")
     steps = c2.number_input("Attack steps", min_value=1, max_value=100, value=5, key="train_steps")
     step_size = c3.number_input("Attack step size (0 = 2.5·ε/steps)", min_value=0.0, max_value=1.0, value=0.0,
                                 step=0.005, format="%.4f", key="train_step_size")
-    beta = c4.number_input("TRADES β", min_value=0.0, max_value=50.0, value=3.0, key="train_beta")
+    beta = c4.number_input("TRADES β (TRADES only)", min_value=0.0, max_value=50.0, value=3.0, key="train_beta")
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("Epochs", min_value=1, max_value=500, value=10, key="train_epochs")
     lr = c2.number_input("Learning rate", min_value=1e-5, max_value=10.0, value=0.05, format="%.4f", key="train_lr")
@@ -62,6 +63,7 @@ if submitted:
         preflight(config)
         job_id = submit_job(cache.registry(), "train", config.to_dict(), device=config.device,
                             exclusive=not parallel)
+        st.session_state["train_chart_job"] = job_id
         st.success(f"Queued job `{job_id}`. Progress appears below.")
     except AtlasError as exc:
         st.error(f"Not started: {exc}")

@@ -32,7 +32,8 @@ def make_attack(name: str, **kwargs: Any) -> Attack:
 
 
 __all__ = [
-    "APGD", "APGDConfig", "dlr_loss", "QuickConfig", "QuickEnsemble", "ATTACKS", "Attack", "AttackConfig", "AttackResult", "DeepFool", "DeepFoolConfig", "FGSM", "FGSMConfig", "NFGSM",
-    "NFGSMConfig", "NORMS", "PGD", "PGDConfig", "TPGDConfig", "TRADESAttack", "TRADESConfig", "TemperaturePGD", "lp_norms", "make_attack", "project", "threat_norm",
-    "validate_eps",
+    "APGD", "APGDConfig", "ATTACKS", "Attack", "AttackConfig", "AttackResult", "DeepFool", "DeepFoolConfig",
+    "FGSM", "FGSMConfig", "NFGSM", "NFGSMConfig", "NORMS", "PGD", "PGDConfig", "QuickConfig", "QuickEnsemble",
+    "TPGDConfig", "TRADESAttack", "TRADESConfig", "TemperaturePGD", "dlr_loss", "lp_norms", "make_attack",
+    "project", "threat_norm", "validate_eps",
 ]

@@ -15,6 +15,7 @@ from core.data import DATASETS, Dataset, load_dataset
 from core.errors import ConfigError, DataError
 from core.evaluation import per_sample_table, summarize
 from core.models import load_checkpoint
+from core.training.config import MAX_EPS
 from core.utils import resolve_device
 
 
@@ -73,8 +74,17 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(dataset, args.split, **params)
     if args.n is not None:
         data = data.subset(args.n)
-    attack = build_attack(args)
     check_fits(model, meta, data)
+    # Unless told otherwise, evaluate a model in its own threat model (as the hub reports it).
+    own = dataset == meta.get("dataset")
+    if args.eps is None:
+        args.eps = float(meta["eps"]) if own and isinstance(meta.get("eps"), (int, float)) else 0.1
+    if args.norm is None:
+        args.norm = meta["norm"] if own and meta.get("norm") in ("linf", "l2", "l2patch") else "linf"
+    if args.eps > MAX_EPS[args.norm]:
+        raise ConfigError(f"eps {args.eps:g} is beyond the {args.norm} limit {MAX_EPS[args.norm]:g} of the [0,1] input "
+                          "scale")
+    attack = build_attack(args)
     bar = None
     if not args.quiet and not args.json:
         from tqdm import tqdm

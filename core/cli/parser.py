@@ -111,9 +111,10 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--attack", choices=("fgsm", "pgd", "tpgd", "apgd", "deepfool", "quick"), default="pgd",
                    help="quick = APGD-CE then targeted APGD-DLR on points still robust (worst case per point); "
                         "deepfool = minimal-norm, capped at --eps")
-    p.add_argument("--eps", type=non_negative_float, default=0.1)
-    p.add_argument("--norm", choices=("linf", "l2", "l2patch"), default="linf",
-                   help="threat model; l2patch = ℓ2 ball per patch (patches data)")
+    p.add_argument("--eps", type=non_negative_float, default=None,
+                   help="radius in [0,1] input units (default: the checkpoint's own ε, else 0.1)")
+    p.add_argument("--norm", choices=("linf", "l2", "l2patch"), default=None,
+                   help="threat model (default: the checkpoint's own, else linf)")
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
     p.add_argument("--restarts", type=positive_int, default=1)
@@ -192,3 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AtlasError as exc:
         sys.stderr.write(f"python -m core {args.command}: error: {exc}\n")
         return EXIT_USAGE
+    except BrokenPipeError:
+        # `python -m core runs | head` closed the pipe: not an error of ours.
+        sys.stderr.close()
+        return 0

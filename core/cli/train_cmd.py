@@ -43,22 +43,28 @@ class StopFlag:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    stop = StopFlag()
-    bar = None
-    if not args.quiet and not args.json:
-        from tqdm import tqdm
+    from core.training.preflight import preflight
 
-        bar = tqdm(total=config.epochs, unit="epoch", desc=f"train {run_id_for(config)}", file=sys.stderr)
+    preflight(config)
+    stop = StopFlag()
+    bars: list[Any] = []
 
     def on_progress(event: dict[str, Any]) -> None:
-        if bar is not None and event["kind"] == "epoch":
+        # The bar appears with the first progress, so errors found while setting up stay a clean one-liner.
+        if args.quiet or args.json:
+            return
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=config.epochs, unit="epoch", desc=f"train {run_id_for(config)}", file=sys.stderr))
+        if event["kind"] == "epoch":
             m = event["metrics"]
-            bar.set_postfix(loss=f"{m['loss']:.3f}", clean=f"{m['clean_acc']:.3f}",
-                            robust=f"{m.get('robust_acc', float('nan')):.3f}")
-            bar.update(1)
+            bars[0].set_postfix(loss=f"{m['loss']:.3f}", clean=f"{m['clean_acc']:.3f}",
+                                robust=f"{m.get('robust_acc', float('nan')):.3f}")
+            bars[0].update(1)
 
     result = train(config, on_progress=on_progress, should_stop=stop)
-    if bar is not None:
+    for bar in bars:
         bar.close()
     out = {"run_id": result.run_id, "status": result.status, "epochs_done": result.epochs_done,
            "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,

@@ -33,14 +33,19 @@ def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, n
 
     digest = hashlib.sha256(weights).hexdigest()[:12]
     run_id = f"import-{digest}"
-    if registry.find_run(run_id) is not None:
-        raise CheckpointError(f"this checkpoint is already imported as run {run_id}")
     with tempfile.TemporaryDirectory(dir=registry.home, prefix=".import-") as tmp:
         staged = Path(tmp) / "model.safetensors"
         staged.write_bytes(weights)
         staged.with_suffix(".json").write_bytes(meta_json)
-        model, meta = load_checkpoint(staged, max_bytes=max_bytes)
+        try:
+            model, meta = load_checkpoint(staged, max_bytes=max_bytes)
+        except CheckpointError as exc:
+            # Name the user's files, not our temporary copies.
+            text = str(exc).replace(str(staged.with_suffix(".json")), "the .json file")
+            raise CheckpointError(text.replace(str(staged), "the .safetensors file")) from exc
         _check_meta(meta)
+        if registry.find_run(run_id) is not None:
+            raise CheckpointError(f"this checkpoint is already imported as run {run_id}")
         folder = registry.home / "imports" / run_id
         folder.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(tmp, folder)

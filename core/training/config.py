@@ -21,6 +21,18 @@ ARCHS_FOR_SHAPE = {"image8": ("smallcnn",), "image28": ("smallcnn", "lenet"),
                    "patches": ("patchnet",)}
 
 
+# The usual ε per dataset in the [0,1] input scale (ℓ∞), as in the literature and the shipped models.
+DEFAULT_EPS = {"digits": 0.1, "mnist": 0.3, "fashion-mnist": 0.1, "cifar10": 8 / 255, "svhn": 8 / 255,
+               "patches": 0.25}
+TOY_EPS = 0.05
+MAX_EPS = {"linf": 1.0, "l2": 100.0, "l2patch": 100.0}
+MAX_NAME = 120
+
+
+def default_eps(dataset: str) -> float:
+    return DEFAULT_EPS.get(dataset, TOY_EPS)
+
+
 def archs_for(input_shape: tuple[int, ...]) -> tuple[str, ...]:
     """Architectures that accept inputs of this shape."""
     if len(input_shape) == 1:
@@ -81,9 +93,12 @@ class TrainConfig:
     def validate(self) -> None:
         _choice("method", self.method, METHOD_NAMES)
         _choice("norm", self.norm, NORMS)
+        # ε lives in the [0,1] input scale: beyond 1 in ℓ∞ every image can become any other.
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _number("eps", self.eps, low=0.0)
+        _number("eps", self.eps, low=0.0, high=MAX_EPS[self.norm])
+        if len(self.name) > MAX_NAME:
+            raise ConfigError(f"name is {len(self.name)} characters; at most {MAX_NAME}")
         if self.method != "erm" and self.eps == 0:
             raise ConfigError(f"method {self.method!r} needs eps > 0")
         for name in ("attack_steps", "epochs", "batch_size", "eval_steps"):

@@ -83,8 +83,15 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
                            weight_decay=config.weight_decay, nesterov=config.momentum > 0)
 
 
+def default_name(config: TrainConfig, run_id: str) -> str:
+    """A name that tells runs apart: method, ε (not for ERM), epochs, seed and a short id."""
+    eps = "" if config.method == "erm" else f" ε={config.eps:g}"
+    return (f"{config.dataset} {config.arch} · {config.method}{eps} · {config.epochs} ep · seed {config.seed}"
+            f" · {run_id[:4]}")
+
+
 def _checkpoint_meta(config: TrainConfig, run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"name": config.name or f"{config.dataset}-{config.arch}-{config.method}", "run_id": run_id,
+    return {"name": config.name or default_name(config, run_id), "run_id": run_id,
             "dataset": config.dataset, "dataset_params": dict(config.dataset_params), "method": config.method,
             "norm": config.norm, "eps": config.eps, "seed": config.seed, "hparams": config.to_dict(),
             "metrics": metrics, "atlas_version": __version__}
@@ -137,7 +144,7 @@ def train(config: TrainConfig, *, on_progress: ProgressFn | None = None, should_
     if existing is not None and existing["status"] == "completed":
         return _result_of(registry, existing)
     setup = _prepare(config)
-    run = registry.claim_run(run_id, os.getpid(), name=config.name or f"{config.dataset}-{config.arch}-{config.method}",
+    run = registry.claim_run(run_id, os.getpid(), name=config.name or default_name(config, run_id),
                              dataset=config.dataset, arch=config.arch, method=config.method, norm=config.norm,
                              eps=config.eps, config=config.to_dict())
     if run["status"] == "completed":

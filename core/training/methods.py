@@ -19,7 +19,8 @@ from torch import nn
 from core.attacks import FGSM, NFGSM, PGD, Attack, TRADESAttack
 from core.training.config import TrainConfig
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None, TrainConfig], tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None, TrainConfig],
+                  tuple[torch.Tensor, torch.Tensor]]
 
 
 def _ce_on_adv(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None,

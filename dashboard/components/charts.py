@@ -30,8 +30,11 @@ def pareto_figure(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figu
             hovertemplate="%{text}<br>clean %{x:.3f} · robust %{y:.3f} at ε=%{customdata}<extra></extra>"))
     if len(data):
         x, y = pareto_front(data["clean acc"].to_numpy(float), data["robust acc"].to_numpy(float))
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="Pareto front", line=dict(dash="dot", color="#111"),
-                                 line_shape="vh", hoverinfo="skip"))
+        # A ring marks every Pareto-optimal model; the staircase needs two of them to be a line.
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) > 1 else "markers",
+                                 name="Pareto-optimal", line=dict(dash="dot", color="#111"), line_shape="vh",
+                                 marker=dict(size=22, symbol="circle-open", color="#111", line=dict(width=2)),
+                                 hoverinfo="skip"))
     fig.update_layout(title="Clean vs robust accuracy", xaxis_title="clean test accuracy",
                       yaxis_title="robust accuracy (PGD at the model's ε)", height=420, **LAYOUT)
     fig.update_xaxes(range=_axis_range(data["clean acc"]), tickformat=".0%")
@@ -61,7 +64,8 @@ def training_curves(epochs: list[dict[str, Any]], title: str) -> go.Figure:
         fig.add_vline(x=epoch, line=dict(color="#dc2626", dash="dot"), annotation_text="CO?")
     fig.update_layout(title=title, xaxis=dict(title="epoch", dtick=1 if len(x) <= 20 else None), height=360,
                       yaxis=dict(title="accuracy", range=[0, 1.02], tickformat=".0%"),
-                      yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False), **LAYOUT)
+                      yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False, tickformat=".3g"),
+                      **LAYOUT)
     return fig
 
 

@@ -27,7 +27,7 @@ def _job_row(job: dict[str, Any]) -> None:
         colour = STATUS_COLOUR.get(job["status"], "gray")
         head.markdown(f"**{_title(job)}**  :{colour}-badge[{job['status']}]")
         eta = eta_seconds(job)
-        text = job["message"] or ""
+        text = "" if job["message"] == job["status"] else job["message"] or ""
         if eta is not None:
             text += f" · about {eta:.0f} s left"
         head.progress(float(job["progress"]), text=text or " ")
@@ -69,14 +69,18 @@ def _live_charts(job: dict[str, Any]) -> None:
 @st.fragment(run_every=1.0)
 def jobs_panel() -> None:
     """Re-runs every second on its own, so progress moves without rerunning the page."""
-    jobs = list_jobs(cache.registry(), limit=12)
+    jobs = list_jobs(cache.registry(), limit=50)
     if not jobs:
         st.info("No training jobs yet. Fill in the form above and press **Start training**.")
         return
     for job in jobs[:6]:
         _job_row(job)
+    if len(jobs) > 6:
+        st.caption(f"Showing the 6 most recent of {len(jobs)} jobs (`python -m core jobs list` lists all).")
     labels = {j["id"]: _title(j) + f" — {j['status']}" for j in jobs if j["kind"] == "train"}
     if labels:
+        if st.session_state.get("train_chart_job") not in labels:
+            st.session_state["train_chart_job"] = next(iter(labels))
         chosen = st.selectbox("Live charts for", list(labels), format_func=labels.__getitem__,
                               key="train_chart_job")
         _live_charts(next(j for j in jobs if j["id"] == chosen))

@@ -65,7 +65,7 @@ def test_dataset_switch_resets_models_to_that_dataset() -> None:
 def test_train_form_refuses_invalid_values_and_starts_nothing(atlas_home: Path) -> None:
     at = open_app()
     at.switch_page("../pages/train.py").run()
-    at.number_input(key="train_eps").set_value(0.0)
+    at.number_input(key="train_eps_digits").set_value(0.0)
     at.button[0].click().run()
     assert not at.exception
     assert any("Not started" in e.value and "eps > 0" in e.value for e in at.error)

@@ -147,3 +147,13 @@ def test_submit_train_refuses_a_dataset_without_files(atlas_home: Path, subproce
     assert out.returncode == 2 and "mnist needs its files" in out.stderr
     listing = cli(["jobs", "list", "--json"], subprocess_env)
     assert json.loads(listing.stdout) == []
+
+
+def test_eval_uses_the_checkpoint_threat_model_and_refuses_eps_beyond_range(subprocess_env: dict) -> None:
+    ckpt = str(ROOT / "assets" / "models" / "moons-mlp-pgd-at.safetensors")
+    out = cli(["eval", "--checkpoint", ckpt, "--n", "20", "--steps", "3", "--json"], subprocess_env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["eps"], result["norm"]) == (0.05, "linf")
+    refused = cli(["eval", "--checkpoint", ckpt, "--eps", "5"], subprocess_env)
+    assert refused.returncode == 2 and "beyond the linf limit" in refused.stderr
