@@ -41,7 +41,10 @@ else:
         table, hide_index=True, key=f"hub_table_{st.session_state.get('hub_table_version', 0)}",
         on_select="rerun", selection_mode="single-row",
         column_order=["name", "arch", "method", "norm", "ε", "clean acc", "robust acc", "status", "created"],
-        column_config={"clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
+        column_config={"norm": st.column_config.TextColumn(width="small"),
+                       "ε": st.column_config.NumberColumn(width="small"),
+                       "status": st.column_config.TextColumn(width="small"),
+                       "clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
                        "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
                        "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
     st.caption("Click a column header to sort; select a row to act on that model.")
