@@ -69,6 +69,24 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+class StopOnSignal:
+    """A should-stop callable set by SIGTERM/SIGINT: training stops at the next batch boundary, keeping the last
+    finished epoch (the CLI and background jobs both use it)."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
 def atlas_home() -> Path:
     """Folder of the run registry and run artifacts: ``$ATLAS_HOME`` or ``./var``."""
     return Path(os.environ.get("ATLAS_HOME", "var")).resolve()

@@ -65,6 +65,5 @@ def assign_role(role: str, run_id: str) -> None:
 
 
 def after_table_change(message: str) -> None:
-    """After a rename or delete: a fresh hub table (no stale selection) and a message on the next run."""
-    st.session_state["hub_table_version"] = st.session_state.get("hub_table_version", 0) + 1
+    """After a rename or delete: a message on the next run (the table's key follows its ids by itself)."""
     st.session_state["hub_flash"] = message

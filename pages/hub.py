@@ -1,9 +1,12 @@
 """Model hub: every run (shipped, trained, imported) of the selected dataset; pick, compare, import, manage."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.errors import AtlasError
 from core.store.imports import MAX_IMPORT_BYTES, delete_run_files, import_checkpoint
+from core.utils import config_hash
 from dashboard import cache, state
 from dashboard.components.cards import model_card
 from dashboard.components.charts import pareto_figure
@@ -20,6 +23,7 @@ explain("Every model the Atlas knows for this dataset. **Clean accuracy** is mea
         "both axes (the dotted staircase joins them when there are several).", "madry", "dale")
 
 table = cache.runs_table(dataset)
+runs = {r["id"]: r for r in cache.runs(dataset)}
 if table.empty:
     st.info(f"No models for **{dataset}** yet: train one on the Training page or import a checkpoint below.")
 else:
@@ -30,15 +34,16 @@ else:
         st.caption("Each dot is a model; up and right is better. Larger dots are the primary and comparison "
                    "models, rings the Pareto-optimal ones. Hover for names.")
     with card_col:
-        runs = {r["id"]: r for r in cache.runs(dataset)}
         for run_id, role in ((primary, "primary"), (comparison, "comparison")):
             if run_id in runs:
                 model_card(runs[run_id], role)
 
     st.subheader("All models")
-    # A new key after a rename or delete drops the old row selection, so no action can hit the wrong model.
+    # Keyed by the ids it shows: when runs appear or go (a job finishes, a delete), the row selection resets
+    # instead of silently pointing at another model.
+    table_key = config_hash(list(table["id"]), length=8)
     event = st.dataframe(
-        table, hide_index=True, key=f"hub_table_{st.session_state.get('hub_table_version', 0)}",
+        table, hide_index=True, key=f"hub_table_{table_key}",
         on_select="rerun", selection_mode="single-row",
         column_order=["name", "arch", "method", "norm", "ε", "clean acc", "robust acc", "status", "created"],
         column_config={"norm": st.column_config.TextColumn(width="small"),
@@ -50,7 +55,7 @@ else:
     st.caption("Click a column header to sort; select a row to act on that model.")
     rows = event.selection.rows
     if rows:
-        run = cache.runs(dataset)[rows[0]] if rows[0] < len(cache.runs(dataset)) else None
+        run = runs.get(table["id"].iloc[rows[0]]) if rows[0] < len(table) else None
         if run is not None:
             st.markdown(f"**Selected:** {run['name']}")
             cols = st.columns(5)
@@ -61,8 +66,6 @@ else:
                 state.assign_role(state.COMPARISON_RUN, run["id"])
                 st.rerun()
             if run["checkpoint_path"]:
-                from pathlib import Path
-
                 path = Path(run["checkpoint_path"])
                 if path.exists():
                     cols[2].download_button("Download weights", cache.file_bytes(str(path), path.stat().st_mtime),
@@ -81,9 +84,8 @@ else:
                             st.rerun()
                         except AtlasError as exc:
                             st.error(str(exc))
-                    version = st.session_state.get("hub_table_version", 0)
                     sure = st.checkbox(f"Yes, delete “{run['name']}” and its files",
-                                       key=f"hub_delete_sure_{version}")
+                                       key=f"hub_delete_sure_{table_key}")
                     if st.button("Delete this model", type="primary", key="hub_delete", disabled=not sure):
                         try:
                             delete_run_files(cache.registry(), run["id"])

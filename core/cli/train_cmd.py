@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from typing import Any
 
 from core.data import DATASETS
 from core.errors import ConfigError
 from core.training import TrainConfig, run_id_for, train
+from core.utils import StopOnSignal
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -26,27 +26,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-class StopFlag:
-    """Set by SIGTERM/SIGINT; the loop stops at the next batch boundary and keeps the last finished epoch."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def __call__(self) -> bool:
-        return self.requested
-
-
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     from core.training.preflight import preflight
 
     preflight(config)
-    stop = StopFlag()
+    stop = StopOnSignal()
     bars: list[Any] = []
 
     def on_progress(event: dict[str, Any]) -> None:

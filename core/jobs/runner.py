@@ -3,39 +3,38 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from typing import Any
 
 from core.errors import AtlasError
 from core.jobs.queue import get_job, try_start, update_job
 from core.store import Registry
+from core.utils import StopOnSignal
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
 REPORT_EVERY_S = 0.5
 
 
-class JobControl:
+class JobControl(StopOnSignal):
     """Cancel requests arrive as SIGTERM (cancel_job) or as status 'cancelling' in the registry."""
 
     def __init__(self, registry: Registry, job_id: str) -> None:
+        super().__init__()
         self.registry, self.job_id = registry, job_id
-        self.cancelled = False
         self._last_check = 0.0
         self._last_report = 0.0
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.cancelled = True
+    @property
+    def cancelled(self) -> bool:
+        return self.requested
 
     def should_stop(self) -> bool:
         now = time.monotonic()
-        if not self.cancelled and now - self._last_check > POLL_S:
+        if not self.requested and now - self._last_check > POLL_S:
             self._last_check = now
-            self.cancelled = get_job(self.registry, self.job_id)["status"] == "cancelling"
-        return self.cancelled
+            self.requested = get_job(self.registry, self.job_id)["status"] == "cancelling"
+        return self.requested
 
     def report(self, progress: float, message: str, *, force: bool = False) -> None:
         now = time.monotonic()

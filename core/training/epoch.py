@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from core.attacks import PGD, Attack
+from core.attacks import FGSM, PGD, Attack
 from core.data import Dataset
 from core.training.config import TrainConfig
 from core.training.methods import Method
@@ -112,8 +112,6 @@ def evaluate_epoch(model: nn.Module, test: Dataset, held_out: Dataset, config: T
                 per_class[str(name)] = float(flags[mask].float().mean())
         metrics["per_class_robust_acc"] = per_class
         if with_fgsm:
-            from core.attacks import FGSM
-
             fgsm_flags = robust_flags(model, held_out, FGSM(norm=config.norm), config.eps, device, config.seed)
             metrics["fgsm_acc"] = float(fgsm_flags.float().mean())
     metrics["eval_seconds"] = time.perf_counter() - start

@@ -20,7 +20,7 @@ import torch
 from core import __version__
 from core.data import Dataset, load_dataset
 from core.errors import ConfigError, RegistryError
-from core.models import build_model, save_checkpoint
+from core.models import ARCHS, build_model, save_checkpoint
 from core.store import Registry
 from core.training.config import TrainConfig
 from core.training.epoch import (ProgressFn, StopFn, detect_catastrophic_overfitting, evaluate_epoch,
@@ -115,16 +115,16 @@ def _prepare(config: TrainConfig) -> _Setup:
     if config.norm == "l2patch" and len(train_data.input_shape) != 2:
         raise ConfigError(f"the l2patch threat model needs patch data (N×P×d); {config.dataset} has inputs of "
                           f"shape {train_data.input_shape}")
-    misfit = f"architecture {config.arch!r} does not fit {config.dataset} inputs of shape {train_data.input_shape}"
+    if config.arch not in ARCHS:
+        raise ConfigError(f"unknown architecture {config.arch!r}; known: {', '.join(sorted(ARCHS))}")
     try:
         model = build_model(config.arch, seed=derive_seed(config.seed, "init"),
                             **default_arch_kwargs(config, train_data))
         with torch.no_grad():
             model.eval()(train_data.x[:2])
     except (ConfigError, RuntimeError) as exc:
-        if isinstance(exc, ConfigError) and str(exc).startswith("unknown arch"):
-            raise
-        raise ConfigError(f"{misfit}: {exc}") from exc
+        raise ConfigError(f"architecture {config.arch!r} does not fit {config.dataset} inputs of shape "
+                          f"{train_data.input_shape}: {exc}") from exc
     held_out = held_out_subset(test_data, config.eval_n, config.seed)
     return _Setup(device, train_data, test_data, held_out, model.to(device))
 
@@ -192,7 +192,7 @@ def _train_run(config: TrainConfig, setup: _Setup, registry: Registry, run_id: s
             log.warning("epoch %d: %s", epoch, warning)
         # Commit order: files, registry row, metrics file, then last.json. A kill anywhere before the last step
         # resumes from the previous epoch and recomputes this one; truncate_epochs drops its early row.
-        save_epoch_state(ckpt_dir, epoch, model, optimizer, _checkpoint_meta(config, run_id, metrics), {})
+        save_epoch_state(ckpt_dir, epoch, model, optimizer, _checkpoint_meta(config, run_id, metrics))
         registry.add_epoch(run_id, epoch, metrics)
         history.append(metrics)
         _write_metrics_file(run_dir, history)

@@ -48,13 +48,13 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 
 
 def save_epoch_state(folder: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     meta: dict[str, Any], extra: dict[str, Any]) -> Path:
+                     meta: dict[str, Any]) -> Path:
     """Write epoch ``epoch``'s model and optimizer files. They count only once :func:`publish_epoch` names them."""
     folder.mkdir(parents=True, exist_ok=True)
     ckpt = save_checkpoint(model, meta, folder / f"epoch_{epoch:04d}")
     tensors, opt_meta = _optimizer_to_files(optimizer)
     atomic_write_bytes(folder / f"optim_{epoch:04d}.safetensors", st_save(tensors))
-    atomic_write_json(folder / f"optim_{epoch:04d}.json", {**opt_meta, **extra, "epoch": epoch})
+    atomic_write_json(folder / f"optim_{epoch:04d}.json", {**opt_meta, "epoch": epoch})
     return ckpt
 
 

@@ -65,7 +65,7 @@ def training_curves(epochs: list[dict[str, Any]], title: str) -> go.Figure:
     fig.update_layout(title=title, xaxis=dict(title="epoch", dtick=1 if len(x) <= 20 else None), height=360,
                       yaxis=dict(title="accuracy", range=[0, 1.02], tickformat=".0%"),
                       yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False, tickformat=".3g"),
-                      **LAYOUT)
+                      **{**LAYOUT, "legend": {**LAYOUT["legend"], "y": -0.3}})
     return fig
 
 
