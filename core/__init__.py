@@ -4,4 +4,11 @@ Pure Python + torch; never imports streamlit. Submodules are imported lazily by 
 ``python -m core --help`` stays instant.
 """
 
+import os
+
+# OpenMP threads that spin while waiting make two busy processes on one small CPU (the dashboard attacking while a
+# training job runs) 4-10x slower; passive waiting removes that. libgomp reads it once, so set it before torch
+# loads; an explicit setting by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
