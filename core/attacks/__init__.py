@@ -6,17 +6,21 @@ from typing import Any
 
 from core.attacks.apgd import APGD, APGDConfig, dlr_loss
 from core.attacks.base import Attack, AttackConfig, AttackResult, validate_eps
+from core.attacks.cw import CarliniWagnerL2, CWConfig
 from core.attacks.deepfool import DeepFool, DeepFoolConfig
-from core.attacks.ensemble import QuickConfig, QuickEnsemble
+from core.attacks.ensemble import FullConfig, FullEnsemble, QuickConfig, QuickEnsemble
 from core.attacks.fgsm import FGSM, NFGSM, FGSMConfig, NFGSMConfig
+from core.attacks.fmn import FMN, FMNConfig
 from core.attacks.norms import NORMS, lp_norms, project, threat_norm
 from core.attacks.pgd import PGD, PGDConfig
+from core.attacks.square import Square, SquareConfig
 from core.attacks.tpgd import TemperaturePGD, TPGDConfig
 from core.attacks.trades import TRADESAttack, TRADESConfig
 from core.errors import ConfigError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, NFGSM, PGD, TemperaturePGD, APGD, TRADESAttack, DeepFool, QuickEnsemble)
+    cls.name: cls for cls in (FGSM, NFGSM, PGD, TemperaturePGD, APGD, TRADESAttack, DeepFool, CarliniWagnerL2, FMN,
+                              Square, QuickEnsemble, FullEnsemble)
 }
 
 
@@ -32,8 +36,9 @@ def make_attack(name: str, **kwargs: Any) -> Attack:
 
 
 __all__ = [
-    "APGD", "APGDConfig", "ATTACKS", "Attack", "AttackConfig", "AttackResult", "DeepFool", "DeepFoolConfig",
-    "FGSM", "FGSMConfig", "NFGSM", "NFGSMConfig", "NORMS", "PGD", "PGDConfig", "QuickConfig", "QuickEnsemble",
+    "APGD", "APGDConfig", "ATTACKS", "Attack", "AttackConfig", "AttackResult", "CWConfig", "CarliniWagnerL2",
+    "DeepFool", "DeepFoolConfig", "FGSM", "FGSMConfig", "FMN", "FMNConfig", "FullConfig", "FullEnsemble", "NFGSM",
+    "NFGSMConfig", "NORMS", "PGD", "PGDConfig", "QuickConfig", "QuickEnsemble", "Square", "SquareConfig",
     "TPGDConfig", "TRADESAttack", "TRADESConfig", "TemperaturePGD", "dlr_loss", "lp_norms", "make_attack",
     "project", "threat_norm", "validate_eps",
 ]

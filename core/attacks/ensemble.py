@@ -1,12 +1,23 @@
-"""The quick ensemble: APGD-CE, then targeted APGD-DLR against the top classes, each only on points still robust.
+"""Ensembles: several attacks in sequence, each only on points still robust; the result is the worst case per point.
 
-Practice from Croce & Hein 2020 (AutoAttack): report the worst case per point over all attacks, never an average,
-and run later attacks only on points the earlier ones did not break. The result is one Attack, so every
-evaluation view (per-sample table, curves, per-class charts) works with it unchanged.
+Practice from Croce & Hein 2020 (AutoAttack), https://arxiv.org/abs/2003.01690: report the worst case per point
+over all attacks, never an average, and run later attacks only on points the earlier ones did not break. Each
+ensemble is one Attack, so every evaluation view (per-sample table, curves, per-class charts) works unchanged.
 
-Arguments (keyword-only config): ``norm`` ("linf"), ``steps`` (100 per attack), ``targets`` (3). Example::
+* ``quick``: APGD-CE, then targeted APGD-DLR against the top ``targets`` classes.
+  Arguments (keyword-only config): ``norm`` ("linf"), ``steps`` (100 per attack), ``targets`` (3).
+* ``full``: APGD-CE, APGD-T (DLR) against up to ``targets`` classes, FMN (minimal-norm; it counts only where its
+  perturbation, projected onto the ε-ball, still fools) and, for ℓ∞, Square with ``square_queries`` queries — the
+  AutoAttack standard set with FMN in the place of FAB-T. Points only Square breaks are a gradient-masking red flag.
+  Arguments (keyword-only config): ``norm`` ("linf" or "l2"; Square runs only for linf), ``steps`` (100 per
+  gradient attack), ``targets`` (9), ``square_queries`` (5000).
+Targeted members are skipped for models with fewer than 4 classes (the targeted DLR loss needs them). A point
+no member breaks comes back as the first member's (APGD-CE's) point.
+Shapes: x N×…, y N; ``loss_trace`` is members×N: row k flags the points still robust after the first k+1 members
+(a skipped member repeats the row before). Example::
 
     result = QuickEnsemble(steps=50)(model, x, y, eps=0.1, generator=gen)
+    worst = FullEnsemble(norm="linf")(model, x, y, eps=0.1, generator=gen)
 """
 
 from __future__ import annotations
@@ -18,6 +29,9 @@ from torch import nn
 
 from core.attacks.apgd import APGD
 from core.attacks.base import Attack, AttackConfig, Bounds, check_int
+from core.attacks.fmn import FMN
+from core.attacks.square import Square
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,24 +49,63 @@ class QuickConfig(AttackConfig):
                 APGD(norm=self.norm, steps=self.steps, loss="dlr", targets=self.targets)]
 
 
-class QuickEnsemble(Attack):
-    name = "quick"
-    config_class = QuickConfig
+@dataclass(frozen=True, kw_only=True)
+class FullConfig(AttackConfig):
+    steps: int = 100
+    targets: int = 9
+    square_queries: int = 5000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.norm not in ("linf", "l2"):
+            raise ConfigError(f"the full ensemble supports norm 'linf' or 'l2', got {self.norm!r}")
+        check_int("steps", self.steps)
+        check_int("targets", self.targets)
+        check_int("square_queries", self.square_queries)
+
+    def members(self) -> list[Attack]:
+        members: list[Attack] = [
+            APGD(norm=self.norm, steps=self.steps),
+            APGD(norm=self.norm, steps=self.steps, loss="dlr", targets=self.targets),
+            FMN(norm=self.norm, steps=self.steps),
+        ]
+        if self.norm == "linf":
+            members.append(Square(queries=self.square_queries))
+        return members
+
+
+class SequentialEnsemble(Attack):
+    """Base of the ensembles: runs ``config.members()`` in order, each on the points still robust."""
 
     def _perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
         generator: torch.Generator, bounds: Bounds,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Each member's result is already projected onto the ε-ball by its own template, so a minimal-norm
+        # member (FMN) counts exactly where its capped result still fools.
         x_adv = x.clone()
         with torch.no_grad():
-            robust = model(x).argmax(1) == y
-        for attack in self.config.members():
+            logits = model(x)
+        robust = logits.argmax(1) == y
+        trace = []
+        for k, attack in enumerate(self.config.members()):  # type: ignore[attr-defined]
             todo = torch.nonzero(robust).flatten()
-            if len(todo) == 0:
-                break
-            if attack.config.targets and model(x[:1]).shape[1] < 4:
-                continue
-            result = attack(model, x[todo], y[todo], eps[todo], bounds=bounds, generator=generator)
-            x_adv[todo] = result.x_adv
-            robust[todo[result.success]] = False
-        return x_adv, robust.float().unsqueeze(0)
+            targeted = getattr(attack.config, "targets", 0) > 0
+            if len(todo) and not (targeted and logits.shape[1] < 4):
+                result = attack(model, x[todo], y[todo], eps[todo], bounds=bounds, generator=generator)
+                # A point no member breaks keeps the first member's (highest-loss) point, not the last one's.
+                keep = torch.ones_like(result.success) if k == 0 else result.success
+                x_adv[todo[keep]] = result.x_adv[keep]
+                robust[todo[result.success]] = False
+            trace.append(robust.float())
+        return x_adv, torch.stack(trace)
+
+
+class QuickEnsemble(SequentialEnsemble):
+    name = "quick"
+    config_class = QuickConfig
+
+
+class FullEnsemble(SequentialEnsemble):
+    name = "full"
+    config_class = FullConfig

@@ -22,6 +22,7 @@ from torch import nn
 from core.attacks.base import Bounds, LossFn, check_positive
 from core.attacks.gradient import clip_to
 from core.attacks.pgd import PGD, PGDConfig
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +32,8 @@ class TRADESConfig(PGDConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive("init_std", self.init_std, allow_zero=True)
+        if self.target is not None:
+            raise ConfigError("the TRADES attack maximises the KL to the clean prediction; it takes no target")
 
 
 class TRADESAttack(PGD):

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from core.attacks import APGD, FGSM, PGD, Attack, DeepFool, QuickEnsemble, TemperaturePGD
+from core.attacks import (APGD, FGSM, FMN, PGD, Attack, CarliniWagnerL2, DeepFool, FullEnsemble, QuickEnsemble,
+                          Square, TemperaturePGD)
 from core.data import DATASETS, Dataset, load_dataset
 from core.errors import ConfigError, DataError
-from core.evaluation import per_sample_table, summarize
+from core.evaluation import eps_column, per_sample_table, summarize
 from core.models import load_checkpoint
 from core.training.config import MAX_EPS
 from core.utils import resolve_device
@@ -33,20 +34,61 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
     return Path(run["checkpoint_path"])
 
 
+# Iterations when --steps is not given: the CLI's historical 20 for PGD-like attacks, the papers' 100 otherwise.
+DEFAULT_STEPS = {"pgd": 20, "tpgd": 20, "apgd": 20, "quick": 20, "cw": 100, "fmn": 100, "full": 100}
+DEFAULT_QUERIES = {"square": 1000, "full": 5000}
+# Attacks defined for one norm only: without --norm they use it instead of the checkpoint's.
+ONLY_NORM = {"cw": "l2", "square": "linf"}
+TARGETED = ("pgd", "tpgd")
+
+
 def build_attack(args: argparse.Namespace) -> Attack:
     """The attack a CLI name stands for, with the flags that apply to it."""
-    if args.attack == "fgsm":
-        return FGSM(norm=args.norm)
-    if args.attack == "pgd":
-        return PGD(norm=args.norm, steps=args.steps, step_size=args.step_size, restarts=args.restarts)
-    if args.attack == "tpgd":
-        return TemperaturePGD(norm=args.norm, steps=args.steps, step_size=args.step_size, restarts=args.restarts,
-                              temperature=args.temperature)
-    if args.attack == "apgd":
-        return APGD(norm=args.norm, steps=args.steps)
-    if args.attack == "deepfool":
-        return DeepFool(norm=args.norm)
-    return QuickEnsemble(norm=args.norm, steps=args.steps)
+    name, norm = args.attack, args.norm
+    steps = args.steps or DEFAULT_STEPS.get(name, 1)
+    queries = args.queries or DEFAULT_QUERIES.get(name, 1)
+    if name == "fgsm":
+        return FGSM(norm=norm)
+    if name in TARGETED:
+        pgd_args = {"norm": norm, "steps": steps, "step_size": args.step_size, "restarts": args.restarts,
+                    "target": args.target}
+        return PGD(**pgd_args) if name == "pgd" else TemperaturePGD(**pgd_args, temperature=args.temperature)
+    if name == "apgd":
+        return APGD(norm=norm, steps=steps)
+    if name == "deepfool":
+        return DeepFool(norm=norm)
+    if name == "cw":
+        return CarliniWagnerL2(norm=norm, steps=steps)
+    if name == "fmn":
+        return FMN(norm=norm, steps=steps)
+    if name == "square":
+        return Square(norm=norm, queries=queries)
+    if name == "full":
+        return FullEnsemble(norm=norm, steps=steps, square_queries=queries)
+    return QuickEnsemble(norm=norm, steps=steps)
+
+
+def drop_target_class(data: Dataset, target: int) -> tuple[Dataset, int]:
+    """The points a targeted attack can aim from (label ≠ target) and how many were left out."""
+    if target >= data.num_classes:
+        raise ConfigError(f"target class {target} is outside the {data.num_classes} classes of {data.name} "
+                          f"(0–{data.num_classes - 1})")
+    keep = data.y != target
+    return data.subset(indices=keep), int((~keep).sum())
+
+
+def resolve_threat(args: argparse.Namespace, meta: dict, own: bool) -> None:
+    """Fill in --norm and --eps: a single-norm attack's own norm, else the checkpoint's threat model (as the
+    hub reports it), else linf; the checkpoint's ε only where the norm is its own (an ℓ∞ radius is no ℓ2 one)."""
+    own_norm = meta.get("norm") if own and meta.get("norm") in ("linf", "l2", "l2patch") else None
+    if args.norm is None:
+        args.norm = ONLY_NORM.get(args.attack, own_norm or "linf")
+    if args.eps is None:
+        own_eps = meta.get("eps") if args.norm == own_norm else None
+        args.eps = float(own_eps) if isinstance(own_eps, (int, float)) else 0.1
+    if args.eps > MAX_EPS[args.norm]:
+        raise ConfigError(f"eps {args.eps:g} is beyond the {args.norm} limit {MAX_EPS[args.norm]:g} of the [0,1] input "
+                          "scale")
 
 
 def check_fits(model: torch.nn.Module, meta: dict, data: Dataset) -> None:
@@ -62,7 +104,16 @@ def check_fits(model: torch.nn.Module, meta: dict, data: Dataset) -> None:
                           f"shape {data.input_shape}") from exc
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse flags that cannot work before anything is loaded (a wrong norm is known without the checkpoint)."""
+    if args.target is not None and args.attack not in TARGETED:
+        raise ConfigError(f"--target applies to {' and '.join(TARGETED)} only, not {args.attack}")
+    if args.norm is not None:
+        build_attack(args)
+
+
 def run(args: argparse.Namespace) -> int:
+    check_flags(args)
     path = _checkpoint_path(args)
     device = resolve_device(args.device)
     model, meta = load_checkpoint(path)
@@ -75,15 +126,10 @@ def run(args: argparse.Namespace) -> int:
     if args.n is not None:
         data = data.subset(args.n)
     check_fits(model, meta, data)
-    # Unless told otherwise, evaluate a model in its own threat model (as the hub reports it).
-    own = dataset == meta.get("dataset")
-    if args.eps is None:
-        args.eps = float(meta["eps"]) if own and isinstance(meta.get("eps"), (int, float)) else 0.1
-    if args.norm is None:
-        args.norm = meta["norm"] if own and meta.get("norm") in ("linf", "l2", "l2patch") else "linf"
-    if args.eps > MAX_EPS[args.norm]:
-        raise ConfigError(f"eps {args.eps:g} is beyond the {args.norm} limit {MAX_EPS[args.norm]:g} of the [0,1] input "
-                          "scale")
+    dropped = 0
+    if args.target is not None:
+        data, dropped = drop_target_class(data, args.target)
+    resolve_threat(args, meta, own=dataset == meta.get("dataset"))
     attack = build_attack(args)
     bar = None
     if not args.quiet and not args.json:
@@ -105,12 +151,23 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(table, args.eps, data.classes)
     out = {"clean_acc": summary["clean_acc"], "robust_acc": summary["robust_acc"], "n": summary["n"],
            "attack": args.attack, "eps": args.eps, "norm": args.norm,
-           "steps": 1 if args.attack == "fgsm" else args.steps, "seed": args.seed, "dataset": dataset,
+           "steps": getattr(attack.config, "steps", 1), "seed": args.seed, "dataset": dataset,
            "split": args.split, "checkpoint": str(path), "seconds": round(time.perf_counter() - start, 3),
+           "config": attack.config.to_dict(), "target": args.target, "dropped": dropped,
            "per_class_robust_acc": {k: v["robust_acc"] for k, v in summary["per_class"].items()}}
+    if args.target is not None:
+        # robust_acc counts any misclassification; this is the share of points the attack sent to the target.
+        out["target_rate"] = float((table[f"pred_adv@{eps_column(args.eps)}"] == args.target).mean())
+    report(args, out)
+    return 0
+
+
+def report(args: argparse.Namespace, out: dict) -> None:
     if args.json:
         print(json.dumps(out, sort_keys=True))
-    else:
-        print(f"{dataset}/{args.split} n={out['n']}: clean {out['clean_acc']:.4f}, "
-              f"{args.attack.upper()} ε={args.eps:g} ({args.norm}) robust {out['robust_acc']:.4f}")
-    return 0
+        return
+    if args.target is not None:
+        print(f"--target {args.target}: left out {out['dropped']} points of that class (a targeted attack needs "
+              f"another class); {out['target_rate']:.4f} of the rest now predicted as {args.target}")
+    print(f"{out['dataset']}/{args.split} n={out['n']}: clean {out['clean_acc']:.4f}, "
+          f"{args.attack.upper()} ε={args.eps:g} ({args.norm}) robust {out['robust_acc']:.4f}")

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 EXIT_USAGE = 2
 METHODS = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
+EVAL_ATTACKS = ("fgsm", "pgd", "tpgd", "apgd", "deepfool", "cw", "fmn", "square", "quick", "full")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -108,14 +109,20 @@ def _add_eval(sub: Any) -> None:
     src.add_argument("--run", help="run id from `python -m core runs`")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's own dataset")
     p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--attack", choices=("fgsm", "pgd", "tpgd", "apgd", "deepfool", "quick"), default="pgd",
-                   help="quick = APGD-CE then targeted APGD-DLR on points still robust (worst case per point); "
-                        "deepfool = minimal-norm, capped at --eps")
+    p.add_argument("--attack", choices=EVAL_ATTACKS, default="pgd",
+                   help="quick = APGD-CE then targeted APGD-DLR on points still robust; full = APGD-CE, APGD-T "
+                        "(9 targets), FMN and (linf) Square, the same way (both: worst case per point); deepfool, "
+                        "cw (l2 only) and fmn are minimal-norm, capped at --eps; square = black-box, linf only")
     p.add_argument("--eps", type=non_negative_float, default=None,
                    help="radius in [0,1] input units (default: the checkpoint's own ε, else 0.1)")
     p.add_argument("--norm", choices=("linf", "l2", "l2patch"), default=None,
-                   help="threat model (default: the checkpoint's own, else linf)")
-    p.add_argument("--steps", type=positive_int, default=20)
+                   help="threat model (default: l2 for cw, else the checkpoint's own, else linf)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="iterations (default 20 for pgd/tpgd/apgd/quick; 100 for fmn, full, and cw per search step)")
+    p.add_argument("--queries", type=positive_int, default=None,
+                   help="Square's query budget (default 1000 for square, 5000 inside full)")
+    p.add_argument("--target", type=non_negative_int, default=None, metavar="CLASS",
+                   help="targeted pgd/tpgd toward CLASS; points of that class are left out (and counted)")
     p.add_argument("--step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
     p.add_argument("--restarts", type=positive_int, default=1)
     p.add_argument("--temperature", type=positive_float, default=1.0, help="T for tpgd (T = 1 is PGD)")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.attacks import ATTACKS, PGD, make_attack, project, threat_norm
+from core.attacks import ATTACKS, PGD, Attack, make_attack, project, threat_norm
 from core.errors import ConfigError
 
 CASES = [
@@ -15,6 +15,9 @@ CASES = [
     ("trades", {"steps": 5}), ("tpgd", {"steps": 5, "temperature": 0.1}), ("deepfool", {}),
     ("deepfool", {"norm": "linf"}), ("apgd", {"steps": 10}), ("apgd", {"steps": 10, "loss": "dlr", "norm": "l2"}),
     ("apgd", {"steps": 10, "loss": "dlr", "targets": 3}), ("quick", {"steps": 5}),
+    ("cw", {"steps": 5, "search_steps": 2}), ("fmn", {"steps": 10}), ("fmn", {"steps": 10, "norm": "l2"}),
+    ("square", {"queries": 30}), ("full", {"steps": 3, "targets": 3, "square_queries": 20}),
+    ("full", {"steps": 3, "targets": 2, "norm": "l2"}),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for name, kw in CASES]
 
@@ -36,9 +39,19 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_attack_invariants(name: str, kwargs: dict, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    check_invariants(make_attack(name, **kwargs), *batch)
+
+
+@pytest.mark.parametrize("name", ["pgd", "tpgd"])
+def test_targeted_attack_invariants(name: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
     x, y = batch
+    keep = y != 4
+    check_invariants(make_attack(name, steps=5, target=4), x[keep], y[keep])
+
+
+def check_invariants(attack: Attack, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Inside the (per-sample) ε-ball and the box, mode restored, success = re-prediction, seed → same output."""
     model = small_model().train()
-    attack = make_attack(name, **kwargs)
     eps = torch.linspace(0.01, 0.2, len(x))
     result = attack(model, x, y, eps, generator=torch.Generator().manual_seed(3))
     radius = attack.radius(eps)
@@ -112,10 +125,11 @@ def test_configs_are_hashable_and_frozen() -> None:
             config.norm = "l2"  # type: ignore[misc]
 
 
-def test_attack_leaves_global_rng_alone(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+@pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
+def test_attack_leaves_global_rng_alone(name: str, kwargs: dict, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
     model = small_model()
     before = torch.get_rng_state()
-    PGD(steps=2)(model, *batch, 0.1, generator=torch.Generator().manual_seed(0))
+    make_attack(name, **kwargs)(model, *batch, 0.1, generator=torch.Generator().manual_seed(0))
     assert torch.equal(before, torch.get_rng_state())
 
 
@@ -173,7 +187,7 @@ def test_zero_eps_leaves_the_input_unchanged(name: str, kwargs: dict,
     assert torch.equal(result.x_adv[::2], x[::2])
 
 
-RANDOM = ("nfgsm", "pgd", "apgd")
+RANDOM = ("nfgsm", "pgd", "apgd", "square", "full")
 
 
 @pytest.mark.parametrize("name,kwargs", [c for c in CASES if c[1].get("random_start") or c[0] in RANDOM],
@@ -206,3 +220,22 @@ def test_l2patch_pgd_keeps_every_patch_in_its_ball() -> None:
 def test_restarts_without_random_start_are_refused() -> None:
     with pytest.raises(ConfigError, match="restarts"):
         PGD(restarts=3, random_start=False)
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("square", {"norm": "l2"}, "linf"), ("cw", {"norm": "linf"}, "'l2'"), ("fmn", {"norm": "l2patch"}, "FMN"),
+    ("fmn", {"gamma_init": 1.5}, "gamma_init"), ("cw", {"search_steps": 0}, "search_steps"),
+    ("square", {"p_init": 2.0}, "p_init"), ("full", {"norm": "l2patch"}, "full ensemble"),
+    ("pgd", {"target": -1}, "target"), ("tpgd", {"target": 1.5}, "target"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_new_attack_configs_are_validated(name: str, kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make_attack(name, **kwargs)
+
+
+def test_full_ensemble_runs_square_only_for_linf() -> None:
+    from core.attacks import FullEnsemble
+
+    linf = [type(a).__name__ for a in FullEnsemble().config.members()]
+    l2 = [type(a).__name__ for a in FullEnsemble(norm="l2").config.members()]
+    assert linf == ["APGD", "APGD", "FMN", "Square"] and l2 == ["APGD", "APGD", "FMN"]

@@ -35,8 +35,11 @@ def cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.Complete
     (["eval", "--checkpoint", "missing.safetensors"], "missing.safetensors"),
     (["data", "verify", "nope"], "unknown dataset"),
     (["runs", "show", "nope"], "no run with id 'nope'"),
+    (["eval", "--checkpoint", "x", "--attack", "square", "--norm", "l2"], "Square is implemented for norm 'linf' only"),
+    (["eval", "--checkpoint", "x", "--attack", "cw", "--norm", "linf"], "norm must be 'l2'"),
+    (["eval", "--checkpoint", "x", "--attack", "apgd", "--target", "3"], "--target applies to pgd and tpgd only"),
 ], ids=["neg-eps", "nan-eps", "zero-steps", "unknown-dataset", "bad-method", "neg-epochs", "missing-ckpt",
-        "verify-unknown", "unknown-run"])
+        "verify-unknown", "unknown-run", "square-l2", "cw-linf", "target-not-pgd"])
 def test_bad_input_gives_one_line_and_exit_2(args: list[str], match: str, subprocess_env: dict) -> None:
     out = cli(args, subprocess_env)
     assert out.returncode == 2, out.stderr
@@ -157,3 +160,45 @@ def test_eval_uses_the_checkpoint_threat_model_and_refuses_eps_beyond_range(subp
     assert (result["eps"], result["norm"]) == (0.05, "linf")
     refused = cli(["eval", "--checkpoint", ckpt, "--eps", "5"], subprocess_env)
     assert refused.returncode == 2 and "beyond the linf limit" in refused.stderr
+
+
+ERM = str(ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors")
+
+
+def test_eval_fmn_json(subprocess_env: dict) -> None:
+    out = cli(["eval", "--checkpoint", ERM, "--attack", "fmn", "--n", "20", "--json"], subprocess_env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["attack"] == "fmn" and result["n"] == 20 and result["steps"] == 100
+    assert result["config"]["norm"] == result["norm"] == "linf"
+    assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1
+
+
+@pytest.mark.parametrize("attack,extra", [("cw", ["--steps", "5"]), ("square", ["--queries", "30"]),
+                                          ("full", ["--steps", "3", "--queries", "20"])])
+def test_eval_runs_the_new_attacks(attack: str, extra: list[str], subprocess_env: dict) -> None:
+    out = cli(["eval", "--checkpoint", ERM, "--attack", attack, "--n", "20", "--json", *extra], subprocess_env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["attack"] == attack and result["norm"] == ("l2" if attack == "cw" else "linf")
+    assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1
+
+
+def test_eval_target_leaves_out_the_target_class(subprocess_env: dict) -> None:
+    from core.data import load_dataset
+
+    same = int((load_dataset("digits", "test").y[:40] == 3).sum())
+    assert same > 0, "the first 40 test digits must include some 3s for this test to mean anything"
+    out = cli(["eval", "--checkpoint", ERM, "--attack", "pgd", "--target", "3", "--eps", "0.3", "--steps", "5",
+               "--n", "40", "--json"], subprocess_env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["target"], result["dropped"], result["n"]) == (3, same, 40 - same)
+    assert "3" not in result["per_class_robust_acc"] and result["config"]["target"] == 3
+    assert result["target_rate"] > 0.5
+    text = cli(["eval", "--checkpoint", ERM, "--attack", "tpgd", "--target", "3", "--steps", "2", "--n", "40",
+                "--quiet"], subprocess_env)
+    assert text.returncode == 0 and f"left out {same} points" in text.stdout
+    refused = cli(["eval", "--checkpoint", ERM, "--attack", "pgd", "--target", "10", "--n", "5"], subprocess_env)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 2 and len(lines) == 1 and "outside the 10 classes of digits" in lines[0]
