@@ -77,7 +77,27 @@ def _run_train(registry: Registry, job_id: str, args: dict[str, Any], control: J
     return "completed" if result.status == "completed" else "cancelled"
 
 
-KINDS = {"train": _run_train}
+def _run_eval(registry: Registry, job_id: str, args: dict[str, Any], control: JobControl) -> str:
+    from core.evaluation.suite import EvalSpec, EvaluationCancelled, evaluate
+    from core.utils import resolve_device
+
+    spec = EvalSpec.from_dict(args["spec"])
+    update_job(registry, job_id, run_id=spec.run_id)
+
+    def on_progress(done: int, total: int) -> None:
+        control.report(done / max(total, 1), f"{spec.attack}: {done}/{total} attacks")
+
+    try:
+        result = evaluate(spec, registry=registry, device=resolve_device(args.get("device", "cpu")),
+                          on_progress=on_progress, should_stop=control.should_stop)
+    except EvaluationCancelled:
+        return "cancelled"
+    robust = min(result.summary["robust_acc"].values())
+    control.report(1.0, f"{spec.attack}: robust {robust:.3f}", force=True)
+    return "completed"
+
+
+KINDS = {"train": _run_train, "eval": _run_eval}
 
 
 def run_job(job_id: str, registry: Registry | None = None) -> str:

@@ -1,0 +1,125 @@
+"""Views of per-sample tables: curves, per-class accuracy, flip matrices, disparity, gains, weight norms.
+
+Every function here reads tables produced by ``per_sample_table`` / ``evaluate`` and computes nothing adversarial
+itself, so each chart of the Robustness page is a cheap projection of something already persisted.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from core.evaluation.table import eps_column
+
+
+def robust_flags(table: pd.DataFrame, eps: float) -> np.ndarray:
+    """Per point: still correctly classified at ``eps`` (from the minimal norm when the table has one)."""
+    if "min_norm" in table:
+        return ((table["pred_clean"] == table["y"]) & (table["min_norm"] > eps)).to_numpy()
+    col = f"pred_adv@{eps_column(eps)}"
+    if col not in table:
+        raise KeyError(f"ε = {eps:g} is not in this table's grid")
+    return (table[col] == table["y"]).to_numpy()
+
+
+def table_eps(table: pd.DataFrame) -> list[float]:
+    """The ε values a fixed-ε table was computed at."""
+    return sorted(float(c.split("@", 1)[1]) for c in table.columns if c.startswith("pred_adv@"))
+
+
+def robust_curve(table: pd.DataFrame, eps_grid: Sequence[float]) -> pd.DataFrame:
+    """Robust accuracy at every ε of the grid (a minimal-norm table answers any ε)."""
+    return pd.DataFrame({"eps": np.asarray(eps_grid, dtype=float),
+                         "robust_acc": [float(robust_flags(table, e).mean()) for e in eps_grid]})
+
+
+def per_class_accuracy(table: pd.DataFrame, eps: float, classes: Sequence[str]) -> pd.DataFrame:
+    """Clean and robust accuracy per class at ``eps`` (one row per class, in class order)."""
+    clean = (table["pred_clean"] == table["y"]).to_numpy()
+    robust = robust_flags(table, eps)
+    y = table["y"].to_numpy()
+    rows = []
+    for c, name in enumerate(classes):
+        mask = y == c
+        rows.append({"class": str(name), "n": int(mask.sum()),
+                     "clean_acc": float(clean[mask].mean()) if mask.any() else float("nan"),
+                     "robust_acc": float(robust[mask].mean()) if mask.any() else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def class_eps_matrix(table: pd.DataFrame, eps_grid: Sequence[float], classes: Sequence[str]) -> pd.DataFrame:
+    """Robust accuracy per class (rows) and ε (columns)."""
+    data = {f"{e:g}": per_class_accuracy(table, e, classes)["robust_acc"].to_numpy() for e in eps_grid}
+    return pd.DataFrame(data, index=[str(c) for c in classes])
+
+
+def flip_matrix(table: pd.DataFrame, eps: float, num_classes: int) -> np.ndarray:
+    """Counts of (true class → prediction under attack at ``eps``) over the points the attack broke.
+
+    Points wrong already on clean data count at their clean prediction; robust points are not counted, so the
+    matrix shows where the errors go, and its diagonal is empty.
+    """
+    col = f"pred_adv@{eps_column(eps)}"
+    if col not in table:
+        raise KeyError(f"ε = {eps:g} is not in this table's grid")
+    y = table["y"].to_numpy()
+    pred = table[col].to_numpy()
+    wrong = pred != y
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (y[wrong], pred[wrong]), 1)
+    return counts
+
+
+def disparity(per_class: pd.DataFrame) -> dict[str, float | str]:
+    """How unequal robustness is across classes: spread, worst class against the mean, best and worst names."""
+    robust = per_class["robust_acc"].to_numpy(dtype=float)
+    ok = np.isfinite(robust)
+    if not ok.any():
+        return {"std": float("nan"), "mean": float("nan"), "worst_gap": float("nan"), "worst": "", "best": ""}
+    valid = per_class[ok]
+    worst, best = valid.loc[valid["robust_acc"].idxmin()], valid.loc[valid["robust_acc"].idxmax()]
+    mean = float(robust[ok].mean())
+    return {"std": float(robust[ok].std()), "mean": mean, "worst_gap": float(worst["robust_acc"] - mean),
+            "worst": str(worst["class"]), "best": str(best["class"]),
+            "worst_acc": float(worst["robust_acc"]), "best_acc": float(best["robust_acc"])}
+
+
+def class_gain(base: pd.DataFrame, strong: pd.DataFrame, eps: float, classes: Sequence[str]) -> pd.DataFrame:
+    """Per class, how many points of robust accuracy a stronger attack removes compared to a baseline."""
+    a = per_class_accuracy(base, eps, classes)
+    b = per_class_accuracy(strong, eps, classes)
+    return pd.DataFrame({"class": a["class"], "base": a["robust_acc"], "strong": b["robust_acc"],
+                         "gain": a["robust_acc"] - b["robust_acc"]})
+
+
+def worst_case(tables: Sequence[pd.DataFrame], eps: float) -> np.ndarray:
+    """Per point: robust against every attack of the list (the worst case per point, never an average)."""
+    flags = [robust_flags(t, eps) for t in tables]
+    return np.logical_and.reduce(flags) if flags else np.zeros(0, dtype=bool)
+
+
+def last_layer(model: nn.Module, num_classes: int) -> nn.Linear:
+    """The classifier head: the last ``nn.Linear`` with one output per class."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    if not heads:
+        raise ValueError(f"the model has no linear layer with {num_classes} outputs")
+    return heads[-1]
+
+
+@torch.no_grad()
+def class_weight_norms(model: nn.Module, num_classes: int) -> np.ndarray:
+    """‖W_c‖₂ of the classifier head's row for each class (Tian et al.: weaker classes have smaller rows)."""
+    return last_layer(model, num_classes).weight.detach().norm(dim=1).cpu().numpy()
+
+
+def min_norms_by_class(table: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """The finite minimal perturbation norms of correctly classified points, labelled by class (for a violin)."""
+    clean = table["pred_clean"] == table["y"]
+    finite = np.isfinite(table["min_norm"])
+    rows = table[clean & finite]
+    return pd.DataFrame({"class": [str(classes[int(c)]) for c in rows["y"]],
+                         "min_norm": rows["min_norm"].to_numpy(dtype=float)})

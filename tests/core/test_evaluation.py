@@ -1,0 +1,165 @@
+"""Persisted evaluations, their views, the standard bundle and evaluation jobs, on the shipped digits models."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import ConfigError
+from core.evaluation import views
+from core.evaluation.bundle import attack_summary, combine, standard_bundle
+from core.evaluation.suite import EvalSpec, evaluate, load_run_model, run_data, table_path
+from core.jobs import get_job, submit_job
+from core.store import Registry
+from core.store.shipped import register_shipped
+
+PGD_AT, ERM = "shipped-digits-smallcnn-pgd-at", "shipped-digits-smallcnn-erm"
+
+
+@pytest.fixture
+def registry(atlas_home: Path) -> Registry:
+    reg = Registry()
+    register_shipped(reg)
+    return reg
+
+
+def spec(**kw) -> EvalSpec:
+    fields = dict(run_id=PGD_AT, dataset="digits", attack="pgd", attack_kwargs={"steps": 5}, eps_grid=(0.1,), n=60)
+    fields.update(kw)
+    return EvalSpec.make(**fields)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"eps_grid": (float("nan"),)}, "finite"), ({"eps_grid": (-0.1,)}, "finite number ≥ 0"),
+    ({"eps_grid": (1.5,)}, "beyond the linf limit"), ({"eps_grid": ()}, "at least one"),
+    ({"attack": "nope"}, "unknown attack"), ({"n": 0}, "positive integer"), ({"split": "val"}, "split"),
+], ids=["nan", "negative", "too-large", "empty", "unknown-attack", "n-zero", "split"])
+def test_bad_specs_are_refused_with_a_clear_message(kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        spec(**kw)
+
+
+def test_spec_ids_are_stable_distinct_and_round_trip() -> None:
+    a, b = spec(), spec(eps_grid=(0.2,))
+    assert a.eval_id == spec().eval_id and a.eval_id != b.eval_id
+    assert EvalSpec.from_dict(a.to_dict()) == a
+    minimal = spec(attack="deepfool", attack_kwargs={"norm": "l2"}, eps_grid=(0.3,))
+    assert minimal.eps_grid == (100.0,), "a minimal-norm run is capped at the norm's limit, whatever was asked"
+
+
+def test_an_evaluation_is_computed_once_then_read_from_the_store(registry: Registry) -> None:
+    first = evaluate(spec(), registry=registry)
+    assert not first.cached and table_path(registry, spec()).is_file()
+    row = registry.get_evaluation(spec().eval_id)
+    assert row["summary"]["robust_acc"]["0.1"] == pytest.approx(first.summary["robust_acc"]["0.1"])
+    again = evaluate(spec(), registry=registry)
+    assert again.cached and again.table.equals(first.table)
+    table_path(registry, spec()).unlink()
+    assert not evaluate(spec(), registry=registry).cached, "a lost table file is recomputed"
+
+
+def test_robust_accuracy_falls_with_eps_and_reaches_zero_at_half(registry: Registry) -> None:
+    grid = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+    for run_id in (ERM, PGD_AT):
+        table = evaluate(spec(run_id=run_id, attack_kwargs={"steps": 20}, eps_grid=grid, n=120),
+                         registry=registry).table
+        curve = views.robust_curve(table, grid)["robust_acc"].to_numpy()
+        assert np.all(np.diff(curve) <= 1e-9), f"{run_id}: {curve}"
+        assert curve[0] > 0.9 and curve[-1] <= 0.02, f"{run_id}: {curve}"
+
+
+def test_one_minimal_norm_run_agrees_with_pgd_within_a_few_points(registry: Registry) -> None:
+    minimal = evaluate(spec(attack="fmn", attack_kwargs={"norm": "linf"}, n=150), registry=registry).table
+    assert (minimal.loc[minimal["pred_clean"] != minimal["y"], "min_norm"] == 0).all()
+    grid = (0.05, 0.1, 0.15, 0.2)
+    pgd = evaluate(spec(attack_kwargs={"steps": 10}, eps_grid=grid, n=150), registry=registry).table
+    from_curve = views.robust_curve(minimal, grid)["robust_acc"].to_numpy()
+    from_pgd = views.robust_curve(pgd, grid)["robust_acc"].to_numpy()
+    assert np.abs(from_curve - from_pgd).max() <= 0.05, (from_curve, from_pgd)
+
+
+def test_per_class_views_are_consistent(registry: Registry) -> None:
+    table = evaluate(spec(run_id=ERM, n=200), registry=registry).table
+    data = run_data({"dataset": "digits"}, "digits", "test", 200)
+    per_class = views.per_class_accuracy(table, 0.1, data.classes)
+    overall = views.robust_curve(table, [0.1])["robust_acc"][0]
+    assert (per_class["robust_acc"] * per_class["n"]).sum() / per_class["n"].sum() == pytest.approx(overall)
+    flips = views.flip_matrix(table, 0.1, 10)
+    assert np.trace(flips) == 0
+    assert flips.sum() == int((table["pred_adv@0.1"] != table["y"]).sum())
+    spread = views.disparity(per_class)
+    assert spread["worst_acc"] <= spread["mean"] <= spread["best_acc"]
+    model, _ = load_run_model(registry, ERM)
+    norms = views.class_weight_norms(model, 10)
+    assert norms.shape == (10,) and (norms > 0).all()
+
+
+def test_the_worst_case_is_never_above_any_attack(registry: Registry) -> None:
+    bundle = standard_bundle(PGD_AT, "digits", eps=0.15, norm="linf", top=0.3, n=80)
+    tables = {"min-norm": evaluate(bundle.curve, registry=registry).table}
+    for label, s in bundle.at_eps:
+        if label in ("pgd-10", "quick", "tpgd T=0.1"):
+            tables[label] = evaluate(s, registry=registry).table
+    summary = attack_summary(tables, 0.15).set_index("attack")["robust_acc"]
+    assert summary["worst case per point"] <= summary.drop("worst case per point").min() + 1e-12
+    combined = combine(tables, 0.15)
+    broken = ~combined["robust"] & (combined["pred_clean"] == combined["y"])
+    assert (combined.loc[broken, "pred_adv@0.15"] != combined.loc[broken, "y"]).all()
+
+
+def test_an_evaluation_job_runs_in_its_own_process_and_persists(registry: Registry, subprocess_env: dict) -> None:
+    os.environ["PYTHONPATH"] = subprocess_env["PYTHONPATH"]
+    s = spec(attack="quick", attack_kwargs={"steps": 10}, n=40)
+    job_id = submit_job(registry, "eval", {"spec": s.to_dict(), "device": "cpu"})
+    deadline = time.monotonic() + 120
+    while get_job(registry, job_id)["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job = get_job(registry, job_id)
+    assert job["status"] == "completed", job["error"]
+    assert job["run_id"] == PGD_AT and job["progress"] == 1.0
+    assert evaluate(s, registry=registry).cached, "the page reads the table the job wrote"
+
+
+def test_a_malformed_job_spec_fails_with_its_message(registry: Registry, subprocess_env: dict) -> None:
+    os.environ["PYTHONPATH"] = subprocess_env["PYTHONPATH"]
+    bad = {**spec().to_dict(), "eps_grid": [-1.0]}
+    job_id = submit_job(registry, "eval", {"spec": bad, "device": "cpu"})
+    deadline = time.monotonic() + 60
+    while get_job(registry, job_id)["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job = get_job(registry, job_id)
+    assert job["status"] == "failed" and "≥ 0" in job["error"]
+
+
+def test_the_model_is_evaluated_in_eval_mode_and_left_as_found(registry: Registry) -> None:
+    model, _ = load_run_model(registry, PGD_AT)
+    model.train()
+    evaluate(spec(n=20), registry=registry, model=model)
+    assert model.training
+    assert torch.is_grad_enabled()
+
+
+def test_new_weights_invalidate_a_stored_evaluation(registry: Registry, tmp_path: Path) -> None:
+    """A run id names a config, so resuming or retraining it keeps the id; its old tables must not be reused."""
+    from core.models import load_checkpoint, save_checkpoint
+    from core.store.imports import delete_run_files, import_checkpoint
+
+    model, meta = load_checkpoint(Path(registry.get_run(ERM)["checkpoint_path"]))
+    save_checkpoint(model, meta, tmp_path / "mine.safetensors")
+    run = import_checkpoint(registry, (tmp_path / "mine.safetensors").read_bytes(),
+                            (tmp_path / "mine.json").read_bytes())
+    s = spec(run_id=run["id"], n=30)
+    evaluate(s, registry=registry)
+    assert evaluate(s, registry=registry).cached
+    with torch.no_grad():
+        model.head.weight.mul_(-1.0)
+    save_checkpoint(model, meta, run["checkpoint_path"])
+    assert not evaluate(s, registry=registry).cached, "changed weights are evaluated afresh"
+    delete_run_files(registry, run["id"])
+    assert not (registry.home / "evaluations" / run["id"]).exists()
+    assert registry.get_evaluation(s.eval_id) is None

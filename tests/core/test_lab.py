@@ -1,0 +1,138 @@
+"""The Attack Lab engine (one example, a whole ε grid in one call) and uploaded images (converted or refused)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.attacks import threat_norm
+from core.data import load_dataset
+from core.data.upload import MAX_UPLOAD_BYTES, image_to_input
+from core.errors import ConfigError, DataError
+from core.evaluation.lab import minimal_flip, sweep_example
+from core.models import load_checkpoint
+
+MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+GRID = np.linspace(0.0, 0.3, 31)
+
+
+@pytest.fixture(scope="module")
+def erm():
+    model, _ = load_checkpoint(MODELS / "digits-smallcnn-erm.safetensors")
+    data = load_dataset("digits", "test")
+    return model, data
+
+
+def test_one_call_gives_every_eps_of_the_grid(erm) -> None:
+    model, data = erm
+    x, y = data.x[3], int(data.y[3])
+    sweep = sweep_example(model, x, y, "pgd", {"steps": 10}, GRID)
+    assert sweep.x_adv.shape == (len(GRID), *x.shape) and sweep.probs_adv.shape == (len(GRID), 10)
+    assert sweep.loss_trace.shape == (10, len(GRID))
+    delta = torch.from_numpy(sweep.x_adv - sweep.x[None])
+    assert (threat_norm(delta, "linf") <= torch.from_numpy(GRID).float() + 1e-6).all()
+    assert sweep.pred_adv[0] == sweep.pred_clean == y, "ε = 0 leaves the prediction alone"
+    flip = sweep.flip_index()
+    assert flip is not None and (sweep.pred_adv[flip:] != y).mean() > 0.8
+    assert np.allclose(sweep.probs_adv.sum(1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError):
+        sweep.x_adv[0, 0, 0, 0] = 1.0  # cached results are read-only
+
+
+def test_the_grid_equals_separate_attacks_at_each_eps(erm) -> None:
+    """Batching the grid changes nothing: PGD without a random start is the same alone or in the batch."""
+    model, data = erm
+    x, y = data.x[7], int(data.y[7])
+    sweep = sweep_example(model, x, y, "pgd", {"steps": 5, "random_start": False}, GRID[::10])
+    from core.attacks import PGD
+
+    for i, eps in enumerate(GRID[::10]):
+        alone = PGD(steps=5, random_start=False)(model, x[None], torch.tensor([y]), float(eps))
+        assert np.allclose(alone.x_adv[0].numpy(), sweep.x_adv[i], atol=1e-6)
+
+
+def test_minimal_flip_really_flips(erm) -> None:
+    model, data = erm
+    x, y = data.x[3], int(data.y[3])
+    found = minimal_flip(model, x, y, "linf")
+    assert found["eps"] is not None and 0 < found["eps"] < 0.5 and found["pred"] != y
+    sweep = sweep_example(model, x, y, "pgd", {"steps": 20}, GRID)
+    assert found["eps"] <= sweep.eps_grid[sweep.flip_index()] * 1.5
+
+
+def test_bad_lab_requests_get_clear_messages(erm) -> None:
+    model, data = erm
+    x, y = data.x[0], int(data.y[0])
+    with pytest.raises(ConfigError, match="true class"):
+        sweep_example(model, x, y, "pgd", {"steps": 5, "target": y}, GRID)
+    with pytest.raises(ConfigError, match="beyond"):
+        sweep_example(model, x, y, "pgd", {"steps": 5}, [0.0, 2.0])
+    with pytest.raises(ConfigError, match="steps"):
+        sweep_example(model, x, y, "pgd", {"steps": 0}, GRID)
+    with pytest.raises(ConfigError, match="finite"):
+        sweep_example(model, x, y, "pgd", {"steps": 5}, [0.0, float("nan")])
+
+
+def png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_a_dark_drawing_on_white_becomes_a_digit_in_the_dataset_format() -> None:
+    image = Image.new("RGB", (120, 120), "white")
+    for i in range(30, 90):
+        for j in range(45, 75):
+            image.putpixel((j, i), (0, 0, 0))
+    array, notes = image_to_input(png(image), (1, 8, 8))
+    assert array.shape == (1, 8, 8) and array.dtype == np.float32
+    assert 0.0 <= array.min() and array.max() <= 1.0
+    assert array[0, 4, 4] > 0.5 and array[0, 0, 0] < 0.05, "inverted: a light stroke on black, like digits"
+    assert any("inverted" in n for n in notes) and any("greyscale" in n for n in notes)
+
+
+def test_transparent_and_colour_images_are_converted() -> None:
+    rgba = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+    array, notes = image_to_input(png(rgba), (3, 8, 8), background="light")
+    assert array.shape == (3, 8, 8) and np.allclose(array, 1.0), "transparent pixels become white"
+    grey = Image.new("L", (8, 8), 128)
+    array, notes = image_to_input(png(grey), (3, 8, 8), invert="no")
+    assert np.allclose(array, 128 / 255, atol=1e-6) and any("repeated to RGB" in n for n in notes)
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header declaring a huge image, with one tiny compressed row: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("data,match", [
+    (b"", "empty"), (b"this is not an image at all", "not an image"), (b"\x80\x04K\x01.", "not an image"),
+    (b"\0" * (MAX_UPLOAD_BYTES + 1), "MiB"), (_bomb_png(100_000, 100_000), "pixels"),
+    (_bomb_png(5000, 5000), "pixels"),
+], ids=["empty", "text", "pickle", "huge-file", "bomb-header", "too-many-pixels"])
+def test_bad_uploads_are_refused_with_a_clear_message(data: bytes, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        image_to_input(data, (1, 8, 8))
+
+
+def test_a_truncated_image_is_refused() -> None:
+    good = png(Image.new("L", (64, 64), 200), "JPEG")
+    with pytest.raises(DataError, match="decoded"):
+        image_to_input(good[: len(good) // 2], (1, 8, 8))
+
+
+def test_non_image_datasets_refuse_uploads() -> None:
+    with pytest.raises(DataError, match="not an image"):
+        image_to_input(png(Image.new("L", (8, 8))), (2,))
