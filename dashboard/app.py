@@ -53,6 +53,9 @@ PAGES = ROOT / "pages"
 page = st.navigation({
     "Models": [st.Page(PAGES / "hub.py", title="Model hub", icon=":material/dashboard:", default=True),
                st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:", url_path="train")],
+    "Attacks": [st.Page(PAGES / "attack_lab.py", title="Attack Lab", icon=":material/bolt:", url_path="attack-lab"),
+                st.Page(PAGES / "robustness.py", title="Robustness", icon=":material/monitoring:",
+                        url_path="robustness")],
     "Help": [st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],
 })
 page.run()

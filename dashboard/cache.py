@@ -100,3 +100,82 @@ def warm_engine() -> threading.Thread:
     thread = threading.Thread(target=_import_engine, name="atlas-warm-engine", daemon=True)
     thread.start()
     return thread
+
+
+# models, data and attacks --------------------------------------------------------------------------------------
+def _checkpoint_mtime(run_id: str) -> float:
+    run = registry().get_run(run_id)
+    path = run["checkpoint_path"]
+    return Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _model(run_id: str, device: str, mtime: float) -> tuple[Any, dict[str, Any]]:
+    from core.evaluation.suite import load_run_model
+
+    return load_run_model(registry(), run_id, device)
+
+
+def model(run_id: str, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """(model in eval mode, checkpoint meta), reloaded when the checkpoint file changes. Do not train it."""
+    return _model(run_id, device, _checkpoint_mtime(run_id))
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the data…")
+def run_dataset(run_id: str, dataset: str, split: str = "test") -> Any:
+    """The data a run is evaluated on (its own dataset parameters when the dataset is its own)."""
+    from core.evaluation.suite import run_data
+
+    _, meta = model(run_id)
+    return run_data(meta, dataset, split)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _evaluation(eval_id: str, _spec: Any, device: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from core.evaluation.suite import evaluate
+
+    model_, _ = model(_spec.run_id, device)
+    result = evaluate(_spec, registry=registry(), model=model_, device=device)
+    return result.table, result.summary
+
+
+def evaluation(spec: Any, device: str = "cpu") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The persisted per-sample table of an EvalSpec (computed once, ever; then read from the run's store)."""
+    return _evaluation(spec.eval_id, spec, device)
+
+
+def stored_evaluation(spec: Any) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The table of ``spec`` only if some process (e.g. a background job) has already computed it."""
+    from core.evaluation.suite import load_persisted
+
+    found = load_persisted(registry(), spec)
+    return None if found is None else (found.table, found.summary)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def sweep(run_id: str, device: str, example_key: str, _x: Any, y: int, attack: str,
+          attack_items: tuple[tuple[str, Any], ...], eps_grid: tuple[float, ...], seed: int) -> Any:
+    """The Attack Lab's whole ε grid for one example, one batched attack call (the slider only indexes into it).
+
+    ``example_key`` names the example (dataset index, or the upload's hash), so the tensor itself is not hashed.
+    """
+    from core.evaluation import lab
+
+    model_, _ = model(run_id, device)
+    return lab.sweep_example(model_, _x, y, attack, dict(attack_items), list(eps_grid), seed=seed)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def minimal_flip(run_id: str, device: str, example_key: str, _x: Any, y: int, norm: str) -> dict[str, Any]:
+    from core.evaluation import lab
+
+    model_, _ = model(run_id, device)
+    return lab.minimal_flip(model_, _x, y, norm)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def trust_checks(run_id: str, dataset: str, eps: float, norm: str, device: str) -> list[dict[str, Any]]:
+    from core.evaluation.suite import trust_checks_for
+
+    model_, _ = model(run_id, device)
+    return trust_checks_for(registry(), run_id, dataset, eps=eps, norm=norm, device=device, model=model_)

@@ -17,6 +17,11 @@ STATUS_COLOUR = {"queued": "gray", "running": "blue", "cancelling": "orange", "c
 
 def _title(job: dict[str, Any]) -> str:
     a = job["args"]
+    if job["kind"] == "eval":
+        spec = a["spec"]
+        run = cache.registry().find_run(spec["run_id"])
+        eps = ", ".join(f"{e:g}" for e in spec["eps_grid"])
+        return f"Evaluate {run['name'] if run else spec['run_id']}: {spec['attack']} at ε = {eps} ({spec['dataset']})"
     name = a.get("name") or f"{a.get('dataset')} · {a.get('arch')} · {a.get('method')}"
     return f"{name} (ε={a.get('eps')}, {a.get('epochs')} epochs)"
 
@@ -67,16 +72,25 @@ def _live_charts(job: dict[str, Any]) -> None:
 
 
 @st.fragment(run_every=1.0)
-def jobs_panel() -> None:
-    """Re-runs every second on its own, so progress moves without rerunning the page."""
-    jobs = list_jobs(cache.registry(), limit=50)
+def jobs_panel(kind: str = "train") -> None:
+    """Re-runs every second on its own, so progress moves without rerunning the page. Shows jobs of ``kind``."""
+    jobs = [j for j in list_jobs(cache.registry(), limit=50) if j["kind"] == kind]
     if not jobs:
-        st.info("No training jobs yet. Fill in the form above and press **Start training**.")
+        st.info("No training jobs yet. Fill in the form above and press **Start training**." if kind == "train"
+                else "No background evaluations yet.")
         return
     for job in jobs[:6]:
         _job_row(job)
     if len(jobs) > 6:
         st.caption(f"Showing the 6 most recent of {len(jobs)} jobs (`python -m core jobs list` lists all).")
+    if kind != "train":
+        # A finished evaluation changes the page's numbers: rerun the whole page once when one completes.
+        finished = {j["id"] for j in jobs if j["status"] == "completed"}
+        seen = st.session_state.setdefault(f"_jobs_seen_{kind}", finished)
+        if finished - seen:
+            st.session_state[f"_jobs_seen_{kind}"] = finished
+            st.rerun(scope="app")
+        return
     labels = {j["id"]: _title(j) + f" — {j['status']}" for j in jobs if j["kind"] == "train"}
     if labels:
         if st.session_state.get("train_chart_job") not in labels:

@@ -1,0 +1,178 @@
+"""The Attack Lab's inputs: which example (by class, index, at random, among those that flip, or uploaded) and
+which attack with which parameters. Each returns a small frozen record the page hands to the cached engine."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from core.errors import AtlasError
+from core.evaluation.bundle import eps_range
+from dashboard import cache
+
+GRID_POINTS = 41
+MODES = ("By class", "By index", "At random", "Among those that flip", "Upload your own")
+
+
+@dataclass(frozen=True)
+class Example:
+    key: str
+    x: Any          # torch tensor, the dataset's input shape
+    y: int
+    label: str
+
+
+@dataclass(frozen=True)
+class AttackChoice:
+    name: str
+    items: tuple[tuple[str, Any], ...]
+    grid: tuple[float, ...]
+    norm: str
+    label: str
+    trace_label: str | None
+    start_index: int
+
+
+# label → (registry name, fixed kwargs, norms it supports, parameters it takes, what its trace records)
+ATTACK_UI: dict[str, tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...], str | None]] = {
+    "PGD": ("pgd", {}, ("linf", "l2"), ("steps", "restarts", "target"), "cross-entropy loss"),
+    "FGSM": ("fgsm", {}, ("linf", "l2"), (), None),
+    "Temperature-PGD": ("tpgd", {}, ("linf", "l2"), ("steps", "temperature", "target"), "tempered CE loss"),
+    "APGD-CE": ("apgd", {}, ("linf", "l2"), ("steps",), "cross-entropy loss"),
+    "APGD-DLR, targeted (top 3)": ("apgd", {"loss": "dlr", "targets": 3}, ("linf", "l2"), ("steps",),
+                                   "DLR loss (first target)"),
+    "DeepFool (minimal)": ("deepfool", {}, ("linf", "l2"), (), None),
+    "FMN (minimal)": ("fmn", {}, ("linf", "l2"), ("steps",), None),
+    "C&W-ℓ2 (minimal)": ("cw", {}, ("l2",), ("steps",), None),
+    "Square (black-box)": ("square", {}, ("linf",), ("queries",), None),
+    "Quick ensemble": ("quick", {}, ("linf", "l2"), ("steps",), None),
+}
+
+
+def _flipping_indices(run_id: str, device: str, dataset: str, eps: float, norm: str) -> np.ndarray:
+    from core.evaluation.suite import EvalSpec
+
+    spec = EvalSpec.make(run_id=run_id, dataset=dataset, attack="pgd", attack_kwargs={"steps": 10, "norm": norm},
+                         eps_grid=(eps,))
+    table, _ = cache.evaluation(spec, device)
+    col = [c for c in table.columns if c.startswith("pred_adv@")][0]
+    return table.loc[(table["pred_clean"] == table["y"]) & (table[col] != table["y"]), "index"].to_numpy()
+
+
+def _from_dataset(data: Any, index: int, how: str) -> Example:
+    y = int(data.y[index])
+    return Example(key=f"{data.name}:{data.split}:{index}", x=data.x[index], y=y,
+                   label=f"{data.name} test #{index} (class {data.classes[y]}, {how})")
+
+
+def _upload(data: Any) -> Example | None:
+    from core.data.upload import image_to_input
+
+    file = st.file_uploader("Your image (PNG, JPEG, GIF, BMP, WebP or TIFF, ≤ 8 MB)", key="lab_upload",
+                            type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"])
+    left, right = st.columns(2)
+    invert = left.radio("Invert", ("auto", "yes", "no"), horizontal=True, key="lab_invert",
+                        help="Digits and MNIST are light strokes on black; 'auto' inverts a dark drawing on white.")
+    if file is None:
+        st.info("Upload an image; it is converted to the dataset's size and channels.")
+        return None
+    raw = file.getvalue()
+    background = "dark" if data.name in ("digits", "mnist", "fashion-mnist") else "light"
+    try:
+        array, notes = image_to_input(raw, tuple(data.input_shape), invert=invert, background=background)
+    except AtlasError as exc:
+        st.error(f"{file.name}: {exc}")
+        return None
+    import torch
+
+    label = right.selectbox("True class of your image", range(len(data.classes)), key="lab_upload_label",
+                            format_func=lambda c: str(data.classes[c]))
+    st.caption("Converted: " + "; ".join(notes) + ".")
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    return Example(key=f"upload:{digest}:{invert}", x=torch.from_numpy(array), y=int(label),
+                   label=f"your upload {file.name} (class {data.classes[label]})")
+
+
+def pick_example(data: Any, run_id: str, device: str) -> Example | None:
+    mode = st.segmented_control("Example", MODES, default=MODES[0], key="lab_mode") or MODES[0]
+    n = len(data)
+    if mode == "By class":
+        left, right = st.columns(2)
+        cls = left.selectbox("Class", range(len(data.classes)), key="lab_class",
+                             format_func=lambda c: str(data.classes[c]))
+        members = np.nonzero(data.y.numpy() == cls)[0]
+        which = right.number_input(f"Which one (1–{len(members)})", 1, len(members), 1, key="lab_which")
+        return _from_dataset(data, int(members[min(which, len(members)) - 1]), f"#{which} of its class")
+    if mode == "By index":
+        index = st.number_input(f"Test index (0–{n - 1})", 0, n - 1, 0, key="lab_index")
+        return _from_dataset(data, int(index), "by index")
+    if mode == "At random":
+        if st.button("Another one", icon=":material/casino:", key="lab_draw"):
+            st.session_state["lab_draws"] = st.session_state.get("lab_draws", 0) + 1
+        draw = st.session_state.get("lab_draws", 0)
+        index = int(np.random.default_rng(draw).integers(n))
+        return _from_dataset(data, index, f"random draw {draw}")
+    if mode == "Among those that flip":
+        run = cache.registry().get_run(run_id)
+        eps, norm = float(run["eps"] or 0.1), run["norm"] if run["norm"] in ("linf", "l2") else "linf"
+        with st.spinner("Finding the examples PGD-10 flips…"):
+            flipping = _flipping_indices(run_id, device, data.name, eps, norm)
+        if len(flipping) == 0:
+            st.info(f"PGD-10 at ε = {eps:g} flips none of the primary model's test points; pick another way.")
+            return None
+        index = st.selectbox(f"{len(flipping)} test points PGD-10 flips at the model's ε = {eps:g}",
+                             flipping.tolist(), key="lab_flip",
+                             format_func=lambda i: f"#{i} (class {data.classes[int(data.y[i])]})")
+        return _from_dataset(data, int(index), "flips under PGD-10")
+    return _upload(data)
+
+
+def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None:
+    from core.attacks import ATTACKS
+
+    run = cache.registry().get_run(run_id)
+    labels = [k for k, v in ATTACK_UI.items() if v[0] in ATTACKS]
+    cols = st.columns([2, 1, 1, 1, 1])
+    label = cols[0].selectbox("Attack", labels, key="lab_attack")
+    name, fixed, norms, params, trace_label = ATTACK_UI[label]
+    own_norm = run["norm"] if run["norm"] in norms else norms[0]
+    norm = cols[1].selectbox("Norm", norms, index=norms.index(own_norm), key=f"lab_norm_{name}",
+                             format_func={"linf": "ℓ∞", "l2": "ℓ2"}.__getitem__)
+    kwargs: dict[str, Any] = {**fixed, "norm": norm}
+    slot = 2
+    for param in params:
+        target = cols[slot] if slot < len(cols) else st
+        slot += 1
+        if param == "steps":
+            kwargs["steps"] = int(target.number_input("Steps", 1, 1000, 10 if name in ("pgd", "tpgd") else 100,
+                                                      key=f"lab_steps_{name}"))
+        elif param == "restarts":
+            kwargs["restarts"] = int(target.number_input("Restarts", 1, 20, 1, key="lab_restarts"))
+            if kwargs["restarts"] > 1:
+                kwargs["random_start"] = True
+        elif param == "temperature":
+            kwargs["temperature"] = float(target.number_input("Temperature T", 0.01, 100.0, 1.0, step=0.1,
+                                                              key="lab_temperature", format="%.2f"))
+        elif param == "queries":
+            kwargs["queries"] = int(target.number_input("Queries", 10, 10000, 1000, step=100, key="lab_queries"))
+        elif param == "target":
+            options = [None, *range(len(data.classes))]
+            chosen = target.selectbox("Target class", options, key=f"lab_target_{name}",
+                                      format_func=lambda c: "none (untargeted)" if c is None else str(data.classes[c]))
+            if chosen is not None:
+                if chosen == example.y:
+                    st.error(f"The target class {data.classes[chosen]} is this example's true class: a targeted "
+                             "attack needs another class.")
+                    return None
+                kwargs["target"] = int(chosen)
+    top = eps_range(norm, tuple(data.input_shape), run["eps"] if run["norm"] == norm else None)
+    grid = tuple(float(v) for v in np.round(np.linspace(0.0, top, GRID_POINTS), 6))
+    model_eps = float(run["eps"]) if run["eps"] and run["norm"] == norm else grid[GRID_POINTS // 4]
+    start = int(np.abs(np.asarray(grid) - model_eps).argmin())
+    return AttackChoice(name=name, items=tuple(sorted(kwargs.items())), grid=grid, norm=norm,
+                        label=f"{label} ({'ℓ∞' if norm == 'linf' else 'ℓ2'})", trace_label=trace_label,
+                        start_index=start)

@@ -1,0 +1,86 @@
+"""Attack Lab: one example, one attack, a live ε slider, the primary and comparison models side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.errors import AtlasError
+from dashboard import cache, state
+from dashboard.components import lab_controls
+from dashboard.components.lab_views import model_panel
+from dashboard.components.teaching import explain
+
+st.title("Attack Lab")
+explain(
+    "Pick one test image and an attack. The attack is run **once** for a whole grid of budgets ε (in one batched "
+    "call), so the slider below only looks results up: move it and watch the prediction hold, then break. "
+    "The middle image is the perturbation δ = adversarial − clean, shown with a diverging colour map and its "
+    "own scale, because it is usually far too faint to see at image scale. *Smallest flipping ε* is the minimal "
+    "perturbation a minimal-norm attack (FMN or DeepFool) finds. An adversarially trained model needs a much "
+    "larger ε to be fooled, and its perturbations start to look like the other class.", "geometry", "madry")
+
+dataset = st.session_state[state.DATASET]
+primary, comparison = st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN)
+device = st.session_state[state.DEVICE]
+if not primary:
+    st.info("There is no model for this dataset yet: pick another dataset in the sidebar or train one.")
+    st.stop()
+spec = cache.dataset_specs()[dataset]
+if len(spec["input_shape"]) != 3:
+    st.info(f"The Attack Lab shows images; **{dataset}** has {spec['input_shape'][0]}-dimensional points. "
+            "Pick an image dataset (digits is the default) in the sidebar.")
+    st.stop()
+try:
+    data = cache.run_dataset(primary, dataset)
+except AtlasError as exc:
+    st.error(str(exc))
+    st.stop()
+
+example = lab_controls.pick_example(data, primary, device)
+if example is None:
+    st.stop()
+attack = lab_controls.pick_attack(data, primary, example)
+if attack is None:
+    st.stop()
+
+runs = [r for r in (primary, comparison) if r]
+sweeps, flips = {}, {}
+with st.spinner("Attacking the example at every ε of the grid…"):
+    for run_id in runs:
+        try:
+            sweeps[run_id] = cache.sweep(run_id, device, example.key, example.x, example.y, attack.name,
+                                         attack.items, attack.grid, 0)
+            flips[run_id] = cache.minimal_flip(run_id, device, example.key, example.x, example.y, attack.norm)
+        except AtlasError as exc:
+            st.error(f"{cache.registry().get_run(run_id)['name']}: {exc}")
+            st.stop()
+
+
+@st.fragment
+def live_panel() -> None:
+    """Only this fragment reruns when the slider moves; it indexes into the cached sweeps, computing nothing."""
+    grid = np.asarray(attack.grid)
+    eps = st.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0, max_value=float(grid[-1]),
+                    value=float(grid[min(attack.start_index, len(grid) - 1)]), step=float(grid[1] - grid[0]),
+                    format="%.3f", key="lab_eps", help="Moving the slider only looks up the precomputed grid.")
+    index = int(np.abs(grid - eps).argmin())
+    columns = st.columns(len(runs), gap="large")
+    for column, run_id in zip(columns, runs):
+        with column:
+            run = cache.registry().get_run(run_id)
+            role = "Primary" if run_id == primary else "Comparison"
+            sweep = sweeps[run_id]
+            model_panel(sweep, index, flips[run_id], data.classes, label=f"{role}: {run['name']}",
+                        key=f"lab_{role.lower()}", trace_label=attack.trace_label)
+            first = sweep.flip_index()
+            st.caption("On this grid the prediction first changes at ε = "
+                       + (f"{sweep.eps_grid[first]:.3f}." if first is not None else "— (never, up to "
+                          f"{sweep.eps_grid[-1]:.3f}).") + f" Grid of {len(grid)} budgets computed in "
+                       f"{sweep.seconds * 1000:.0f} ms.")
+
+
+live_panel()
+st.caption(f"Example: {example.label}. Attack: {attack.label}. "
+           + ("Each model is attacked with its own gradients (white-box)." if attack.name != "square"
+              else "Square uses only the model's output scores (black-box)."))

@@ -1,0 +1,153 @@
+"""Robustness: curves over ε for several models, per-class analysis, trust checks, export, background evaluations."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.errors import AtlasError
+from core.evaluation import views
+from core.evaluation.bundle import combine, eps_range, standard_bundle
+from dashboard import cache, state
+from dashboard.components import evaluations as ev
+from dashboard.components import robustness_charts as charts
+from dashboard.components.jobs import jobs_panel
+from dashboard.components.teaching import explain
+from dashboard.components.trust import trust_panel
+
+st.title("Robustness")
+explain(
+    "How much of the test set survives an attacker with budget ε. One **minimal-norm** attack (FMN or DeepFool) "
+    "finds, for every test point, the smallest perturbation that flips it, so one run draws the whole curve; PGD-10 "
+    "checks a few of its points (open circles). At the chosen ε every model also meets PGD-100, Temperature-PGD "
+    "and the quick AutoAttack-style ensemble, and a point counts as robust only if it survives **all** of them "
+    "(the star). The per-class views show that robustness is very unequal between classes, and where the errors "
+    "go.", "classwise", "madry")
+
+dataset = st.session_state[state.DATASET]
+device = st.session_state[state.DEVICE]
+runs = [r for r in cache.runs(dataset) if r["checkpoint_path"]]
+if not runs:
+    st.info("There is no finished model for this dataset yet: pick another dataset or train one.")
+    st.stop()
+names = {r["id"]: r["name"] for r in runs}
+default = [r for r in (st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN))
+           if r in names]
+spec = cache.dataset_specs()[dataset]
+primary = cache.registry().get_run(default[0] if default else runs[0]["id"])
+norms = ("linf", "l2") if primary["norm"] != "l2patch" else ("l2patch",)
+
+cols = st.columns([3, 1, 1, 1])
+chosen = cols[0].multiselect("Models", list(names), default=default, format_func=names.__getitem__,
+                             key="rob_models", max_selections=4)
+norm = cols[1].selectbox("Norm", norms, key="rob_norm", format_func=charts.NORM_LABEL.__getitem__,
+                         index=norms.index(primary["norm"]) if primary["norm"] in norms else 0)
+top = eps_range(norm, spec["input_shape"], primary["eps"] if primary["norm"] == norm else None)
+grid = [round(v, 4) for v in np.linspace(top / 16, top, 16)]
+own = float(primary["eps"]) if primary["norm"] == norm and primary["eps"] else grid[4]
+eps = cols[2].select_slider("ε for the per-class views", options=sorted({*grid, round(own, 4)}),
+                            value=round(own, 4), key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}")
+n_choice = cols[3].selectbox("Test points", (100, 200, 360, 1000, "all"), index=2, key="rob_n",
+                             help="The first N points of the test split; larger is slower but tighter.")
+if not chosen:
+    st.info("Choose at least one model.")
+    st.stop()
+if norm == "l2patch":
+    st.info("The patch models' per-patch ℓ2 threat model has no minimal-norm attack; see the Theory page "
+            "(issue 7) for their robustness. Pick digits or a toy dataset for this page.")
+    st.stop()
+
+results = []
+for run_id in chosen:
+    bundle = standard_bundle(run_id, dataset, eps=eps, norm=norm, top=top,
+                             n=None if n_choice == "all" else int(n_choice))
+    try:
+        results.append(ev.run_bundle(run_id, names[run_id], bundle, device))
+    except AtlasError as exc:
+        st.error(f"{names[run_id]}: {exc}")
+if not results:
+    st.stop()
+data = cache.run_dataset(results[0].run_id, dataset)
+classes = [str(c) for c in data.classes]
+
+st.plotly_chart(charts.curve_figure([ev.curve_entry(r) for r in results], eps, norm), key="rob_curve")
+gaps = ", ".join(f"{r.name}: {ev.check_gap(r):.1f}" for r in results)
+st.caption(f"Lines: one {results[0].bundle.curve.attack.upper()} run per model (robust at ε ⇔ its minimal "
+           f"perturbation exceeds ε). Circles: PGD-10 at four ε; largest gap to the line in points — {gaps}. "
+           "Stars: worst case per point over every attack at the chosen ε.")
+summary = pd.concat([ev.summary_rows(r) for r in results])
+order = list(dict.fromkeys(summary["attack"]))
+st.dataframe(summary.pivot(index="attack", columns="model", values="robust_acc").reindex(order),
+             column_config={r.name: st.column_config.NumberColumn(format="percent") for r in results},
+             key="rob_summary")
+
+st.subheader("Per class")
+focus = results[0]
+if len(results) > 1:
+    pick = st.segmented_control("Model", [r.name for r in results], default=results[0].name, key="rob_focus")
+    focus = next((r for r in results if r.name == pick), results[0])
+per_class = ev.worst_per_class(focus, classes)
+spread = views.disparity(per_class)
+m = st.columns(4)
+m[0].metric("mean class robustness", f"{spread['mean']:.1%}")
+m[1].metric("least robust class", f"{spread['worst']} · {spread['worst_acc']:.1%}")
+m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}")
+m[3].metric("spread (std) · worst − mean", f"{spread['std']:.1%}", f"{spread['worst_gap'] * 100:+.1f} points",
+            delta_color="normal" if spread["worst_gap"] >= 0 else "inverse")
+left, right = st.columns(2)
+left.plotly_chart(charts.class_bars(per_class, eps), key="rob_bars")
+left.caption("Blue: clean accuracy; orange: robust accuracy, worst case over all attacks at ε.")
+right.plotly_chart(charts.class_eps_heatmap(ev.class_eps(focus, classes)), key="rob_heat")
+right.caption("Rows are classes, columns ε (from the minimal-norm run): where each class gives way.")
+combined = combine(focus.tables, eps)
+left, right = st.columns(2)
+left.plotly_chart(charts.flip_heatmap(views.flip_matrix(combined, eps, len(classes)), classes, eps), key="rob_flip")
+left.caption("Row: true class; column: the class the strongest successful attack sent the point to. "
+             "Points that stay correct are not counted.")
+right.plotly_chart(charts.norm_violin(views.min_norms_by_class(focus.curve, classes), eps, norm,
+                                      focus.bundle.curve.attack.upper(), classes), key="rob_violin")
+right.caption("Distribution of the smallest flipping perturbation per class; below the dotted line = broken at ε.")
+left, right = st.columns(2)
+left.plotly_chart(charts.gain_bars(ev.gains(focus, classes)), key="rob_gain")
+left.caption("How many points of each class's PGD-10 robust accuracy a stronger attack removes (Tian et al.: "
+             "stronger attacks gain mostly on the weak classes).")
+right.plotly_chart(charts.temperature_figure(ev.temperature_sweep(focus, classes)), key="rob_temp")
+right.caption("Robust accuracy per class under Temperature-PGD as T varies (T = 1 is PGD-10).")
+try:
+    model, _ = cache.model(focus.run_id, device)
+    w = views.class_weight_norms(model, len(classes))
+    corr = float(np.corrcoef(w, per_class["robust_acc"].to_numpy())[0, 1]) if len(w) > 2 else float("nan")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.weight_norm_scatter(per_class, w), key="rob_wnorm")
+    left.caption(f"One dot per class: the norm of its classifier row against its robustness (Pearson r = {corr:.2f}).")
+except ValueError as exc:
+    st.info(f"No class-weight view: {exc}.")
+    right = st.container()
+
+with right:
+    trust_panel(focus.run_id, dataset, eps, norm, device)
+
+st.subheader("Export and background evaluations")
+out = combined
+c1, c2, c3 = st.columns(3)
+c1.download_button("Per-sample table (CSV)", out.to_csv(index=False).encode(), f"{focus.run_id}_eps{eps:g}.csv",
+                   "text/csv", key="rob_csv", icon=":material/download:")
+buffer = io.BytesIO()
+out.to_parquet(buffer, index=False)
+c2.download_button("Per-sample table (parquet)", buffer.getvalue(), f"{focus.run_id}_eps{eps:g}.parquet",
+                   "application/octet-stream", key="rob_parquet", icon=":material/download:")
+if focus.bundle.full.attack == "full" and not focus.has_full:
+    if c3.button("Run the full ensemble (background job)", key="rob_full", icon=":material/rocket_launch:",
+                 help="APGD-CE, APGD-T against 9 classes, FMN and Square on the points still robust. It runs "
+                      "as a separate process; the page picks the result up when it is done."):
+        from core.jobs import submit_job
+
+        submit_job(cache.registry(), "eval", {"spec": focus.bundle.full.to_dict(), "device": device},
+                   device=device)
+        st.toast("Full evaluation queued.")
+elif focus.has_full:
+    c3.success("The full ensemble is included in the worst case.")
+jobs_panel(kind="eval")

@@ -1,0 +1,84 @@
+"""Attack Lab and Robustness pages under AppTest on the shipped digits models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import core.evaluation.lab as lab
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=240).run()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def verdicts(at: AppTest) -> list[str]:
+    return [m.value for m in at.metric if m.label == "prediction"]
+
+
+def test_the_eps_slider_changes_the_prediction_without_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = lab.sweep_example
+
+    def counting(*args, **kwargs):
+        calls.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lab, "sweep_example", counting)
+    at = open_page("attack_lab")
+    assert len(calls) == 2, "one batched grid per model (primary and comparison)"
+    slider = at.slider(key="lab_eps")
+    slider.set_value(0.0).run()
+    at_zero = verdicts(at)
+    assert at_zero == ["0", "0"], "class 0's first test digit is correct at ε = 0 for both models"
+    at.slider(key="lab_eps").set_value(slider.max).run()
+    at_max = verdicts(at)
+    assert not at.exception
+    assert at_max != at_zero and all(v != "0" for v in at_max), "both models are fooled at the largest ε"
+    assert len(calls) == 2, "moving the slider only indexed into the cached grids"
+
+
+def test_changing_the_attack_recomputes_once_per_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = lab.sweep_example
+    monkeypatch.setattr(lab, "sweep_example", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    at = open_page("attack_lab")
+    at.selectbox(key="lab_attack").set_value("FGSM").run()
+    assert not at.exception
+    assert calls == ["pgd", "pgd", "fgsm", "fgsm"]
+
+
+def test_a_target_equal_to_the_true_class_is_refused_on_screen() -> None:
+    at = open_page("attack_lab")
+    at.selectbox(key="lab_target_pgd").set_value(0).run()
+    assert not at.exception
+    assert any("true class" in e.value for e in at.error)
+    assert not at.slider, "nothing is attacked"
+
+
+@pytest.mark.parametrize("mode", ["By index", "At random", "Among those that flip"])
+def test_every_way_of_picking_an_example_works(mode: str) -> None:
+    at = open_page("attack_lab")
+    at.segmented_control(key="lab_mode").set_value(mode).run()
+    assert not at.exception and not at.error
+    assert len(verdicts(at)) == 2
+
+
+def test_the_robustness_page_shows_curves_classes_and_trust() -> None:
+    at = AppTest.from_file(APP, default_timeout=600).run()
+    at.session_state["rob_n"] = 200
+    at.switch_page("../pages/robustness.py").run()
+    assert not at.exception, at.exception
+    labels = [m.label for m in at.metric]
+    assert "least robust class" in labels and "most robust class" in labels
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 8, len(charts)
+    assert any("green" in m.value for m in at.markdown), "the trust summary is shown"

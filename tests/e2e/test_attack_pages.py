@@ -1,0 +1,79 @@
+"""The Attack Lab and the Robustness page in a real browser: slider, upload, charts, no errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.e2e.ui import TIMEOUT_MS, assert_healthy, go_to, open_app, shot
+
+pytestmark = pytest.mark.e2e
+BADGES = '[data-testid="stMarkdownContainer"] h4'
+
+
+def verdicts(page) -> list[str]:
+    return [t.strip() for t in page.locator(BADGES).all_inner_texts()]
+
+
+def test_the_lab_slider_breaks_the_standard_model_live(server: str, page, artifacts: Path) -> None:
+    open_app(page, server)
+    go_to(page, "Attack Lab", "Attack Lab")
+    slider = page.get_by_role("slider")
+    slider.wait_for(timeout=TIMEOUT_MS)
+    page.get_by_text("Comparison: digits SmallCNN · ERM").wait_for(timeout=TIMEOUT_MS)
+    shot(page, artifacts, "lab-start")
+    slider.focus()
+    page.keyboard.press("Home")
+    page.get_by_text("still 0").first.wait_for(timeout=TIMEOUT_MS)
+    assert all("still 0" in v for v in verdicts(page)), verdicts(page)
+    page.keyboard.press("End")
+    page.get_by_text("fooled").first.wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+    assert any("fooled" in v for v in verdicts(page)), verdicts(page)
+    shot(page, artifacts, "lab-max-eps")
+    assert_healthy(page)
+
+
+def _png_digit() -> bytes:
+    image = Image.new("L", (96, 96), 255)
+    ImageDraw.Draw(image).line([(48, 12), (48, 84)], fill=0, width=14)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: Path, tmp_path: Path) -> None:
+    open_app(page, server)
+    go_to(page, "Attack Lab", "Attack Lab")
+    page.get_by_role("slider").wait_for(timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="Upload your own").click()
+    chooser = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    chooser.wait_for(state="attached", timeout=TIMEOUT_MS)
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    chooser.set_input_files(str(bad))
+    page.get_by_text("not an image Pillow can read").wait_for(timeout=TIMEOUT_MS)
+    assert page.get_by_role("slider").count() == 0, "nothing is attacked"
+    shot(page, artifacts, "lab-upload-refused")
+    good = tmp_path / "one.png"
+    good.write_bytes(_png_digit())
+    chooser.set_input_files(str(good))
+    page.get_by_text("your upload one.png").wait_for(timeout=TIMEOUT_MS)
+    page.get_by_role("slider").wait_for(timeout=TIMEOUT_MS)
+    assert "inverted" in page.get_by_text("Converted:").inner_text()
+    shot(page, artifacts, "lab-upload")
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_the_robustness_page_draws_every_view(server: str, page, artifacts: Path) -> None:
+    open_app(page, server)
+    go_to(page, "Robustness", "Robustness")
+    page.get_by_text("Can these numbers be trusted?").wait_for(timeout=300_000)
+    page.get_by_text("Where attacked points go").wait_for(timeout=TIMEOUT_MS)
+    assert page.locator(".js-plotly-plot").count() >= 8
+    assert "least robust class" in page.locator('[data-testid="stMetric"]').all_inner_texts()[1]
+    shot(page, artifacts, "robustness")
+    assert_healthy(page)
