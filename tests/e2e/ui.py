@@ -15,7 +15,7 @@ def open_app(page, server: str) -> None:
 
 def go_to(page, link: str, heading: str) -> None:
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link).click()
-    page.get_by_role("heading", name=heading).wait_for(timeout=TIMEOUT_MS)
+    page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=TIMEOUT_MS)
 
 
 def combobox(page, label: str):
