@@ -78,14 +78,25 @@ class APGD(GradientAttack):
     name = "apgd"
     config_class = APGDConfig
 
-    def _loss(self, model: nn.Module, y: torch.Tensor, target: torch.Tensor | None) -> LossFn:
-        if self.config.loss == "ce":
-            return lambda x_adv: F.cross_entropy(model(x_adv), y, reduction="none")
-        return lambda x_adv: dlr_loss(model(x_adv), y, target)
+    def _loss(self, model: nn.Module, y: torch.Tensor,
+              target: torch.Tensor | None) -> tuple[LossFn, dict[str, torch.Tensor]]:
+        """Per-sample loss, and a dict holding the last logits: one forward pass serves the loss, the gradient and
+        the "already fooled?" check of each step."""
+        last: dict[str, torch.Tensor] = {}
+
+        def loss_fn(x_adv: torch.Tensor) -> torch.Tensor:
+            logits = model(x_adv)
+            last["logits"] = logits.detach()
+            if self.config.loss == "ce":
+                return F.cross_entropy(logits, y, reduction="none")
+            return dlr_loss(logits, y, target)
+
+        return loss_fn, last
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
              target: torch.Tensor | None, generator: torch.Generator, bounds: Bounds) -> tuple[torch.Tensor, ...]:
-        norm, steps, loss_fn = self.config.norm, self.config.steps, self._loss(model, y, target)
+        norm, steps = self.config.norm, self.config.steps
+        loss_fn, last = self._loss(model, y, target)
         step = 2.0 * eps.clone()
         x_adv = clip_to(x + random_in_ball(x.shape, eps, norm, generator, x.device), bounds)
         loss, grad = input_gradient(loss_fn, x_adv)
@@ -103,8 +114,7 @@ class APGD(GradientAttack):
             x_prev, x_adv = x_adv, clip_to(x + project(moved - x, eps, norm), bounds)
             loss, grad = input_gradient(loss_fn, x_adv)
             trace.append(loss)
-            with torch.no_grad():
-                now_fooled = model(x_adv).argmax(1) != y
+            now_fooled = last["logits"].argmax(1) != y
             x_fooled[now_fooled & ~fooled] = x_adv[now_fooled & ~fooled]
             fooled |= now_fooled
             better = loss > loss_best
