@@ -35,7 +35,7 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
 
 
 # Iterations when --steps is not given: the CLI's historical 20 for PGD-like attacks, the papers' 100 otherwise.
-DEFAULT_STEPS = {"pgd": 20, "tpgd": 20, "apgd": 20, "quick": 20, "cw": 100, "fmn": 100, "full": 100}
+DEFAULT_STEPS = {"pgd": 20, "tpgd": 20, "apgd": 20, "quick": 50, "cw": 100, "fmn": 100, "full": 100}
 DEFAULT_QUERIES = {"square": 1000, "full": 5000}
 # Attacks defined for one norm only: without --norm they use it instead of the checkpoint's.
 ONLY_NORM = {"cw": "l2", "square": "linf"}
@@ -158,8 +158,22 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None:
         # robust_acc counts any misclassification; this is the share of points the attack sent to the target.
         out["target_rate"] = float((table[f"pred_adv@{eps_column(args.eps)}"] == args.target).mean())
+    if args.trust:
+        out["trust"] = trust(model, data, args, device)
     report(args, out)
     return 0
+
+
+def trust(model: torch.nn.Module, data: Dataset, args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """The gradient-masking checks on the first 150 points, as shown on the Robustness page."""
+    from core.evaluation.trust import run_trust_checks
+
+    if args.norm not in ("linf", "l2"):
+        raise ConfigError(f"--trust needs the linf or l2 threat model, not {args.norm}")
+    subset = data.subset(150)
+    checks = run_trust_checks(model, subset.x.to(device), subset.y.to(device), eps=args.eps, norm=args.norm,
+                              bounds=data.bounds, seed=args.seed, device=device)
+    return [{"key": c.key, "status": c.status, "title": c.title, "finding": c.finding} for c in checks]
 
 
 def report(args: argparse.Namespace, out: dict) -> None:
@@ -171,3 +185,5 @@ def report(args: argparse.Namespace, out: dict) -> None:
               f"another class); {out['target_rate']:.4f} of the rest now predicted as {args.target}")
     print(f"{out['dataset']}/{args.split} n={out['n']}: clean {out['clean_acc']:.4f}, "
           f"{args.attack.upper()} ε={args.eps:g} ({args.norm}) robust {out['robust_acc']:.4f}")
+    for check in out.get("trust", []):
+        print(f"  [{check['status']:>5}] {check['title']}: {check['finding']}")

@@ -131,6 +131,8 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--trust", action="store_true",
+                   help="also run the gradient-masking trust checks (red/amber/green) on the first 150 points")
     p.add_argument("--quiet", action="store_true")
 
 

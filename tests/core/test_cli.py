@@ -202,3 +202,14 @@ def test_eval_target_leaves_out_the_target_class(subprocess_env: dict) -> None:
     refused = cli(["eval", "--checkpoint", ERM, "--attack", "pgd", "--target", "10", "--n", "5"], subprocess_env)
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
     assert refused.returncode == 2 and len(lines) == 1 and "outside the 10 classes of digits" in lines[0]
+
+
+def test_eval_reports_the_trust_checks_on_request(subprocess_env: dict) -> None:
+    ckpt = ROOT / "assets" / "models" / "digits-smallcnn-pgd-at.safetensors"
+    out = cli(["eval", "--checkpoint", str(ckpt), "--attack", "pgd", "--steps", "5", "--n", "40", "--trust",
+               "--json"], subprocess_env)
+    assert out.returncode == 0, out.stderr
+    checks = json.loads(out.stdout)["trust"]
+    assert {c["key"] for c in checks} >= {"gradients", "blackbox", "large_eps", "softmax"}
+    assert all(c["status"] in ("green", "amber", "red") for c in checks)
+    assert next(c for c in checks if c["key"] == "softmax")["status"] == "green"
