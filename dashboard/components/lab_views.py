@@ -7,70 +7,71 @@ from typing import Any, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 import streamlit as st
 
-def _grey(z: np.ndarray, coloraxis: str) -> go.Heatmap:
-    return go.Heatmap(z=z, coloraxis=coloraxis, hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>")
+# The slider re-renders these figures on every move, so they are built from plain dicts in one constructor call and
+# without a template: plotly's make_subplots, update_* calls and template merging cost ~100 ms per model.
+BASE = dict(font=dict(size=13), plot_bgcolor="white", paper_bgcolor="white", hoverlabel=dict(font_size=13))
+GRID = dict(gridcolor="#e5e7eb", zerolinecolor="#cbd5e1")
+DOMAINS = ([0.0, 0.3], [0.35, 0.65], [0.7, 1.0])
+PIXEL_HOVER = "row %{y}, col %{x}: %{z:.3f}<extra></extra>"
 
 
-def _rgb(x: np.ndarray) -> go.Image:
-    return go.Image(z=(np.clip(x.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8))
+def _panel(x: np.ndarray, axis: str, coloraxis: str, hover: str = PIXEL_HOVER) -> dict[str, Any]:
+    """One image as a trace: greyscale as a heatmap (crisp pixels at any size), colour as an RGB image."""
+    refs = dict(xaxis=f"x{axis}", yaxis=f"y{axis}")
+    if x.ndim == 2 or x.shape[0] == 1:
+        return dict(type="heatmap", z=x if x.ndim == 2 else x[0], coloraxis=coloraxis, hovertemplate=hover, **refs)
+    return dict(type="image", z=(np.clip(x.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8), **refs)
 
 
 def triptych(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str]) -> tuple[go.Figure, float]:
-    """Clean | perturbation | adversarial in one figure, equal sizes, square pixels.
+    """Clean | perturbation | adversarial in one figure, equal sizes, square pixels (C×H×W images in [0,1]).
 
-    Images are C×H×W in [0,1]: greyscale as heatmaps (crisp pixels at any size), colour as RGB images. The
-    perturbation (mean over channels) uses a diverging colour map centred on 0; returns its colour-scale limit.
+    The perturbation (mean over channels) uses a diverging colour map centred on 0; returns its colour limit.
     """
     delta = (x_adv - x).mean(axis=0)
     scale = float(np.abs(delta).max()) or 1e-3
     titles = [titles[0], f"{titles[1]} (±{scale:.3f})", titles[2]]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.05)
-    grey = x.shape[0] == 1
-    fig.add_trace(_grey(x[0], "coloraxis") if grey else _rgb(x), row=1, col=1)
-    fig.add_trace(go.Heatmap(z=delta, coloraxis="coloraxis2",
-                             hovertemplate="row %{y}, col %{x}: δ = %{z:+.3f}<extra></extra>"), row=1, col=2)
-    fig.add_trace(_grey(x_adv[0], "coloraxis") if grey else _rgb(x_adv), row=1, col=3)
-    fig.update_layout(
+    data = [_panel(x, "", "coloraxis"),
+            _panel(delta, "2", "coloraxis2", "row %{y}, col %{x}: δ = %{z:+.3f}<extra></extra>"),
+            _panel(x_adv, "3", "coloraxis")]
+    layout: dict[str, Any] = dict(
+        BASE, height=260, margin=dict(l=5, r=5, t=30, b=5),
         coloraxis=dict(colorscale="gray", cmin=0.0, cmax=1.0, showscale=False),
         coloraxis2=dict(colorscale="RdBu_r", cmid=0.0, cmin=-scale, cmax=scale, showscale=False),
-        height=260, margin=dict(l=5, r=5, t=30, b=5), template="plotly_white", font=dict(size=13))
-    fig.update_annotations(font_size=14)
-    for col in (1, 2, 3):
-        fig.update_xaxes(visible=False, constrain="domain", row=1, col=col)
-        fig.update_yaxes(visible=False, autorange="reversed", constrain="domain", row=1, col=col,
-                         scaleanchor="x" if col == 1 else f"x{col}")
-    return fig, scale
+        annotations=[dict(text=t, x=(low + high) / 2, y=1.0, xref="paper", yref="paper", yanchor="bottom",
+                          showarrow=False, font=dict(size=13)) for t, (low, high) in zip(titles, DOMAINS)])
+    for i, domain in enumerate(DOMAINS):
+        suffix = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{suffix}"] = dict(domain=domain, visible=False, constrain="domain", anchor=f"y{suffix}")
+        layout[f"yaxis{suffix}"] = dict(visible=False, autorange="reversed", constrain="domain",
+                                        scaleanchor=f"x{suffix}", anchor=f"x{suffix}")
+    return go.Figure(data=data, layout=layout), scale
 
 
 def probs_figure(probs_clean: np.ndarray, probs_adv: np.ndarray, classes: Sequence[str], k: int = 5) -> go.Figure:
     """Top-k probabilities before and after the attack (the union of both top-k lists, most likely first)."""
     order = list(dict.fromkeys([*np.argsort(-probs_clean)[:k], *np.argsort(-probs_adv)[:k]]))[: k + 2]
     names = np.array([f"class {classes[i]}" for i in order])
-    fig = go.Figure()
-    fig.add_trace(go.Bar(y=names, x=probs_clean[order], orientation="h", name="clean", marker_color="#2563eb",
-                         hovertemplate="%{y}: %{x:.1%}<extra>clean</extra>"))
-    fig.add_trace(go.Bar(y=names, x=probs_adv[order], orientation="h", name="adversarial", marker_color="#c2410c",
-                         hovertemplate="%{y}: %{x:.1%}<extra>adversarial</extra>"))
-    fig.update_layout(title="Top classes before and after", barmode="group", height=300, template="plotly_white",
-                      margin=dict(l=80, r=10, t=46, b=40), xaxis=dict(title="probability", range=[0, 1],
-                                                                      tickformat=".0%"),
-                      yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.25, x=0),
-                      font=dict(size=13))
-    return fig
+    data = [dict(type="bar", y=names, x=probs[order], orientation="h", name=name, marker=dict(color=colour),
+                 hovertemplate="%{y}: %{x:.1%}<extra>" + name + "</extra>")
+            for probs, name, colour in ((probs_clean, "clean", "#2563eb"), (probs_adv, "adversarial", "#c2410c"))]
+    layout = dict(BASE, title=dict(text="Top classes before and after"), barmode="group", height=300,
+                  margin=dict(l=80, r=10, t=46, b=40),
+                  xaxis=dict(GRID, title=dict(text="probability"), range=[0, 1], tickformat=".0%"),
+                  yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.25, x=0))
+    return go.Figure(data=data, layout=layout)
 
 
 def loss_figure(trace: np.ndarray, eps: float, label: str) -> go.Figure:
     """The attack's loss at each iteration, at the slider's ε."""
-    steps = np.arange(1, len(trace) + 1)
-    fig = go.Figure(go.Scatter(x=steps, y=trace, mode="lines+markers", line=dict(color="#c2410c"),
-                               hovertemplate="step %{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(title=f"{label} at ε = {eps:.3g}", xaxis_title="iteration", yaxis_title=label, height=260,
-                      yaxis_tickformat=".3~g",
-                      template="plotly_white", margin=dict(l=60, r=10, t=46, b=50), font=dict(size=13))
-    return fig
+    data = [dict(type="scatter", x=np.arange(1, len(trace) + 1), y=trace, mode="lines+markers",
+                 line=dict(color="#c2410c"), hovertemplate="step %{x}: %{y:.3f}<extra></extra>")]
+    layout = dict(BASE, title=dict(text=f"{label} at ε = {eps:.3g}"), height=260, margin=dict(l=60, r=10, t=46, b=50),
+                  xaxis=dict(GRID, title=dict(text="iteration")),
+                  yaxis=dict(GRID, title=dict(text=label), tickformat=".3~g"))
+    return go.Figure(data=data, layout=layout)
 
 
 def png_bytes(x: np.ndarray) -> bytes:
