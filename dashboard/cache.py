@@ -144,12 +144,11 @@ def evaluation(spec: Any, device: str = "cpu") -> tuple[pd.DataFrame, dict[str, 
     return _evaluation(spec.eval_id, spec, device)
 
 
-def stored_evaluation(spec: Any) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """The table of ``spec`` only if some process (e.g. a background job) has already computed it."""
-    from core.evaluation.suite import load_persisted
+def is_stored(spec: Any) -> bool:
+    """Whether some process (e.g. a background job) has already computed ``spec``; reads no table."""
+    from core.evaluation.suite import is_persisted
 
-    found = load_persisted(registry(), spec)
-    return None if found is None else (found.table, found.summary)
+    return is_persisted(registry(), spec)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

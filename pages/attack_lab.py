@@ -45,6 +45,7 @@ if attack is None:
     st.stop()
 
 runs = [r for r in (primary, comparison) if r]
+titles = {r: f"{'Primary' if r == primary else 'Comparison'}: {cache.registry().get_run(r)['name']}" for r in runs}
 sweeps, flips = {}, {}
 with st.spinner("Attacking the example at every ε of the grid…"):
     for run_id in runs:
@@ -53,7 +54,7 @@ with st.spinner("Attacking the example at every ε of the grid…"):
                                          attack.items, attack.grid, 0)
             flips[run_id] = cache.minimal_flip(run_id, device, example.key, example.x, example.y, attack.norm)
         except AtlasError as exc:
-            st.error(f"{cache.registry().get_run(run_id)['name']}: {exc}")
+            st.error(f"{titles[run_id]}: {exc}")
             st.stop()
 
 
@@ -68,11 +69,9 @@ def live_panel() -> None:
     columns = st.columns(len(runs), gap="large")
     for column, run_id in zip(columns, runs):
         with column:
-            run = cache.registry().get_run(run_id)
-            role = "Primary" if run_id == primary else "Comparison"
             sweep = sweeps[run_id]
-            model_panel(sweep, index, flips[run_id], data.classes, label=f"{role}: {run['name']}",
-                        key=f"lab_{role.lower()}", trace_label=attack.trace_label)
+            model_panel(sweep, index, flips[run_id], data.classes, label=titles[run_id],
+                        key=f"lab_{'primary' if run_id == primary else 'comparison'}", trace_label=attack.trace_label)
             first = sweep.flip_index()
             st.caption("On this grid the prediction first changes at ε = "
                        + (f"{sweep.eps_grid[first]:.3f}." if first is not None else "— (never, up to "

@@ -80,7 +80,8 @@ st.caption(f"Lines: one {results[0].bundle.curve.attack.upper()} run per model (
            "Stars: worst case per point over every attack at the chosen ε.")
 summary = pd.concat([ev.summary_rows(r) for r in results])
 order = list(dict.fromkeys(summary["attack"]))
-st.dataframe(summary.pivot(index="attack", columns="model", values="robust_acc").reindex(order),
+st.dataframe(summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
+                 index=order, columns=[r.name for r in results]),
              column_config={r.name: st.column_config.NumberColumn(format="percent") for r in results},
              key="rob_summary")
 

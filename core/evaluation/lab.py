@@ -50,13 +50,6 @@ def _frozen(array: torch.Tensor) -> np.ndarray:
     return out
 
 
-def check_example(x: torch.Tensor, y: int, input_shape: tuple[int, ...], num_classes: int) -> None:
-    if tuple(x.shape) != tuple(input_shape):
-        raise ConfigError(f"the example has shape {tuple(x.shape)}, the model expects {tuple(input_shape)}")
-    if not 0 <= int(y) < num_classes:
-        raise ConfigError(f"label {y} is not one of the model's {num_classes} classes")
-
-
 def sweep_example(model: nn.Module, x: torch.Tensor, y: int, attack_name: str, attack_kwargs: dict[str, Any],
                   eps_grid: np.ndarray | list[float], *, seed: int = 0, bounds: Bounds = (0.0, 1.0)) -> EpsSweep:
     """Attack one example at every ε of ``eps_grid`` in one batched call."""
@@ -103,7 +96,3 @@ def minimal_flip(model: nn.Module, x: torch.Tensor, y: int, norm: str, *, seed: 
     return {"eps": float(result.norms[norm][0]), "method": method, "pred": int(result.logits_adv.argmax(1)[0]),
             "note": ""}
 
-
-def top_k(probs: np.ndarray, classes: list[str] | tuple[str, ...], k: int = 3) -> list[tuple[str, float]]:
-    order = np.argsort(-probs)[:k]
-    return [(str(classes[i]), float(probs[i])) for i in order]

@@ -136,6 +136,14 @@ def load_run_model(registry: Registry, run_id: str, device: torch.device | str =
     return model.eval(), meta
 
 
+def run_meta(registry: Registry, run_id: str) -> dict[str, Any]:
+    """A run's checkpoint JSON (dataset parameters included), read without loading the weights."""
+    run = registry.get_run(run_id)
+    if not run["checkpoint_path"]:
+        raise ConfigError(f"run {run_id} has no final checkpoint yet (status {run['status']})")
+    return read_checkpoint_meta(checkpoint_paths(run["checkpoint_path"])[1])
+
+
 def run_data(meta: dict[str, Any], dataset: str, split: str = "test", n: int | None = None) -> Dataset:
     """The data a model is evaluated on: its own dataset with its own parameters, or another dataset as given."""
     params = meta.get("dataset_params", {}) if dataset == meta.get("dataset") else {}
@@ -172,20 +180,22 @@ def table_path(registry: Registry, spec: EvalSpec) -> Path:
 
 def weights_digest(registry: Registry, run_id: str) -> str:
     """SHA-256 of a run's final weights (from its checkpoint JSON): a stored evaluation is valid only for these."""
-    run = registry.get_run(run_id)
-    if not run["checkpoint_path"]:
-        raise ConfigError(f"run {run_id} has no final checkpoint yet (status {run['status']})")
-    return read_checkpoint_meta(checkpoint_paths(run["checkpoint_path"])[1])["sha256"]
+    return run_meta(registry, run_id)["sha256"]
+
+
+def is_persisted(registry: Registry, spec: EvalSpec) -> bool:
+    """Whether ``load_persisted`` would find the table (without reading it)."""
+    row = registry.get_evaluation(spec.eval_id)
+    return (row is not None and bool(row["table_path"]) and Path(row["table_path"]).is_file()
+            and row["config"].get("weights_sha256") == weights_digest(registry, spec.run_id))
 
 
 def load_persisted(registry: Registry, spec: EvalSpec) -> Evaluation | None:
     """The stored evaluation of ``spec``, or None when it was never computed, its file has gone, or the run's
     weights have changed since (a run id names a config; resuming or retraining it changes the weights)."""
+    if not is_persisted(registry, spec):
+        return None
     row = registry.get_evaluation(spec.eval_id)
-    if row is None or not row["table_path"] or not Path(row["table_path"]).is_file():
-        return None
-    if row["config"].get("weights_sha256") != weights_digest(registry, spec.run_id):
-        return None
     table = pd.read_parquet(row["table_path"])
     return Evaluation(spec=spec, table=table, summary=row["summary"], cached=True)
 
@@ -201,7 +211,7 @@ def evaluate(spec: EvalSpec, *, registry: Registry, model: nn.Module | None = No
     if model is None:
         model, meta = load_run_model(registry, spec.run_id, device)
     else:
-        meta = {"dataset": spec.dataset}
+        meta = run_meta(registry, spec.run_id)
     if data is None:
         data = run_data(meta, spec.dataset, spec.split, spec.n)
     start = time.perf_counter()
@@ -248,7 +258,7 @@ def trust_checks_for(registry: Registry, run_id: str, dataset: str, *, eps: floa
     if model is None:
         model, meta = load_run_model(registry, run_id, device)
     else:
-        meta = {"dataset": dataset}
+        meta = run_meta(registry, run_id)
     data = run_data(meta, dataset, "test", n)
     checks = run_trust_checks(model, data.x.to(device), data.y.to(device), eps=float(eps), norm=norm,
                               bounds=data.bounds, seed=seed, device=device)

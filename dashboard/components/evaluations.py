@@ -33,7 +33,7 @@ class ModelResults:
 def run_bundle(run_id: str, name: str, bundle: Bundle, device: str) -> ModelResults:
     """Each spec comes from the store when computed before (by anyone), else is computed here and stored."""
     specs = [("curve", bundle.curve), ("checks", bundle.checks), *bundle.at_eps]
-    done = [s for _, s in specs if cache.stored_evaluation(s) is not None]
+    done = [s for _, s in specs if cache.is_stored(s)]
     tables: dict[str, pd.DataFrame] = {}
     bar = st.progress(0.0, text=f"{name}: evaluating…") if len(done) < len(specs) else None
     for i, (label, spec) in enumerate(specs):
@@ -42,12 +42,13 @@ def run_bundle(run_id: str, name: str, bundle: Bundle, device: str) -> ModelResu
         tables[label], _ = cache.evaluation(spec, device)
     if bar is not None:
         bar.empty()
-    full = cache.stored_evaluation(bundle.full) if bundle.full.attack == "full" else None
+    # The full ensemble is a background job: read its table once it exists, never start it here.
+    has_full = bundle.full.attack == "full" and cache.is_stored(bundle.full)
     at_eps = {k: tables[k] for k, _ in bundle.at_eps}
-    if full is not None:
-        at_eps["full"] = full[0]
+    if has_full:
+        at_eps["full"], _ = cache.evaluation(bundle.full, device)
     return ModelResults(run_id=run_id, name=name, bundle=bundle, curve=tables["curve"], checks=tables["checks"],
-                        at_eps=at_eps, has_full=full is not None)
+                        at_eps=at_eps, has_full=has_full)
 
 
 def curve_entry(results: ModelResults) -> dict[str, Any]:

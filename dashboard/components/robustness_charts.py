@@ -78,7 +78,8 @@ def flip_heatmap(counts: np.ndarray, classes: Sequence[str], eps: float) -> go.F
 
 def norm_violin(norms: pd.DataFrame, eps: float, norm: str, method: str, classes: Sequence[str]) -> go.Figure:
     fig = go.Figure(go.Violin(x=norms["class"].to_numpy(str), y=norms["min_norm"].to_numpy(float), box_visible=True,
-                              meanline_visible=True, points=False, line_color="#2563eb", fillcolor="#bfdbfe",
+                              meanline_visible=True, points=False, spanmode="hard", line_color="#2563eb",
+                              fillcolor="#bfdbfe",
                               name="minimal norm", hoverinfo="y"))
     fig.add_hline(y=eps, line_dash="dot", line_color="#c2410c", annotation_text=f"ε = {eps:g}")
     fig.update_layout(title=f"Minimal perturbation per class ({method})", xaxis_title="class",
