@@ -78,58 +78,63 @@ class APGD(GradientAttack):
     name = "apgd"
     config_class = APGDConfig
 
-    def _loss(self, model: nn.Module, y: torch.Tensor,
-              target: torch.Tensor | None) -> tuple[LossFn, dict[str, torch.Tensor]]:
-        """Per-sample loss, and a dict holding the last logits: one forward pass serves the loss, the gradient and
-        the "already fooled?" check of each step."""
-        last: dict[str, torch.Tensor] = {}
-
-        def loss_fn(x_adv: torch.Tensor) -> torch.Tensor:
-            logits = model(x_adv)
-            last["logits"] = logits.detach()
-            if self.config.loss == "ce":
-                return F.cross_entropy(logits, y, reduction="none")
-            return dlr_loss(logits, y, target)
-
-        return loss_fn, last
-
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
              target: torch.Tensor | None, generator: torch.Generator, bounds: Bounds) -> tuple[torch.Tensor, ...]:
-        norm, steps = self.config.norm, self.config.steps
-        loss_fn, last = self._loss(model, y, target)
+        """One APGD run. A point leaves the batch as soon as it is fooled (its first fooling iterate is its answer,
+        so the other points' iterates are unchanged); its trace is NaN from then on."""
+        norm, steps, n = self.config.norm, self.config.steps, len(x)
+        last: dict[str, torch.Tensor] = {}
+
+        def loss_at(rows: torch.Tensor) -> LossFn:
+            # One forward pass serves the loss, the gradient and the "fooled yet?" check of each step.
+            def loss_fn(x_adv: torch.Tensor) -> torch.Tensor:
+                logits = model(x_adv)
+                last["logits"] = logits.detach()
+                if self.config.loss == "ce":
+                    return F.cross_entropy(logits, y[rows], reduction="none")
+                return dlr_loss(logits, y[rows], None if target is None else target[rows])
+            return loss_fn
+
+        rows = torch.arange(n, device=x.device)
         step = 2.0 * eps.clone()
         x_adv = clip_to(x + random_in_ball(x.shape, eps, norm, generator, x.device), bounds)
-        loss, grad = input_gradient(loss_fn, x_adv)
+        loss, grad = input_gradient(loss_at(rows), x_adv)
+        fooled = last["logits"].argmax(1) != y
         x_best, loss_best, grad_best = x_adv.clone(), loss.clone(), grad.clone()
-        fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        x_fooled = x_adv.clone()
-        x_prev = x_adv.clone()
+        x_fooled, x_prev = x_adv.clone(), x_adv.clone()
+        trace = torch.full((steps, n), float("nan"), dtype=loss.dtype, device=x.device)
         marks, last_mark = checkpoints(steps), 0
         best_at_mark, halved_at_mark = loss_best.clone(), torch.zeros_like(fooled)
-        trace = []
         for i in range(steps):
+            rows = torch.nonzero(~fooled).flatten()
+            if len(rows) == 0:
+                break
             momentum = 0.75 if i > 0 else 1.0
-            z = clip_to(x + project(x_adv + eps_like(step, x) * ascent_direction(grad, norm) - x, eps, norm), bounds)
-            moved = x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - x_prev)
-            x_prev, x_adv = x_adv, clip_to(x + project(moved - x, eps, norm), bounds)
-            loss, grad = input_gradient(loss_fn, x_adv)
-            trace.append(loss)
-            now_fooled = last["logits"].argmax(1) != y
-            x_fooled[now_fooled & ~fooled] = x_adv[now_fooled & ~fooled]
-            fooled |= now_fooled
-            better = loss > loss_best
-            x_best[better], grad_best[better], loss_best[better] = x_adv[better], grad[better], loss[better]
+            xa, ea, now_adv = x[rows], eps[rows], x_adv[rows]
+            z = clip_to(xa + project(now_adv + eps_like(step[rows], xa) * ascent_direction(grad[rows], norm) - xa,
+                                     ea, norm), bounds)
+            moved = now_adv + momentum * (z - now_adv) + (1 - momentum) * (now_adv - x_prev[rows])
+            new_adv = clip_to(xa + project(moved - xa, ea, norm), bounds)
+            x_prev[rows], x_adv[rows] = now_adv, new_adv
+            loss_a, grad_a = input_gradient(loss_at(rows), new_adv)
+            grad[rows], trace[i, rows] = grad_a, loss_a
+            now_fooled = last["logits"].argmax(1) != y[rows]
+            x_fooled[rows[now_fooled]] = new_adv[now_fooled]
+            fooled[rows[now_fooled]] = True
+            better = loss_a > loss_best[rows]
+            up = rows[better]
+            x_best[up], grad_best[up], loss_best[up] = new_adv[better], grad_a[better], loss_a[better]
             if i + 1 in marks:
                 # Include the loss just before the window: k comparisons for k steps, as the authors count.
-                window = torch.stack(trace[max(last_mark - 1, 0):i + 1])
+                window = trace[max(last_mark - 1, 0):i + 1]
                 rises = (window[1:] > window[:-1]).sum(0)
                 oscillating = rises < self.config.rho * (i + 1 - last_mark)
                 stalled = ~halved_at_mark & (loss_best <= best_at_mark)
-                halve = oscillating | stalled
+                halve = (oscillating | stalled) & ~fooled
                 step[halve] /= 2.0
                 x_adv[halve], grad[halve] = x_best[halve], grad_best[halve]
                 halved_at_mark, best_at_mark, last_mark = halve, loss_best.clone(), i + 1
-        return torch.where(fooled.view(-1, *([1] * (x.dim() - 1))), x_fooled, x_best), fooled, torch.stack(trace)
+        return torch.where(fooled.view(-1, *([1] * (x.dim() - 1))), x_fooled, x_best), fooled, trace
 
     def _perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,

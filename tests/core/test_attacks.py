@@ -239,3 +239,24 @@ def test_full_ensemble_runs_square_only_for_linf() -> None:
     linf = [type(a).__name__ for a in FullEnsemble().config.members()]
     l2 = [type(a).__name__ for a in FullEnsemble(norm="l2").config.members()]
     assert linf == ["APGD", "APGD", "FMN", "Square"] and l2 == ["APGD", "APGD", "FMN"]
+
+
+def test_apgd_drops_points_once_fooled(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """A fooled point leaves the batch: its trace is NaN from then on, a robust point's trace is complete, and the
+    result still agrees with re-prediction."""
+    x, _ = batch
+    model = small_model().eval()
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every point clean-correct
+    result = make_attack("apgd", steps=20)(model, x, y, eps=0.01, generator=torch.Generator().manual_seed(0))
+    trace = result.loss_trace
+    assert trace.shape == (20, len(x))
+    finite = torch.isfinite(trace)
+    robust = ~result.success
+    assert robust.any() and result.success.any()
+    assert finite[:, robust].all()
+    # For every fooled point the finite prefix is contiguous and shorter than the run (or empty: fooled at start).
+    for j in torch.nonzero(result.success).flatten():
+        steps_run = int(finite[:, j].sum())
+        assert steps_run < 20 and finite[:steps_run, j].all()
+    assert torch.equal(model(result.x_adv).argmax(1) != y, result.success)
