@@ -80,6 +80,7 @@ def delete_run_files(registry: Registry, run_id: str) -> None:
     folder = Path(run["run_dir"]) if run["run_dir"] else None
     if folder is not None and folder.exists() and registry.home in folder.resolve().parents:
         shutil.rmtree(folder)
-    evaluations = registry.home / "evaluations" / run_id
-    if evaluations.exists():
-        shutil.rmtree(evaluations)
+    for kind in ("evaluations", "latent"):
+        stored = registry.home / kind / run_id
+        if stored.exists():
+            shutil.rmtree(stored)
