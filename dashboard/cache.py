@@ -3,6 +3,7 @@ run id + file mtime; everything bounded. Never mutate a returned value."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -89,13 +90,19 @@ def _import_engine() -> None:
     import core.models  # noqa: F401
     import core.training  # noqa: F401
 
+    if os.environ.get("ATLAS_WARM_UMAP", "1") != "0":
+        from core.latent.projection import warm_up
+
+        warm_up()
+
 
 @st.cache_resource
 def warm_engine() -> threading.Thread:
     """Import torch and the engine in the background once per server, a moment after the first page is drawn.
 
     The hub needs no torch, so the first page renders fast; by the time someone opens a page that trains or
-    attacks, the imports are done (a page that needs them earlier just waits on Python's import lock).
+    attacks, the imports are done (a page that needs them earlier just waits on Python's import lock). Then UMAP's
+    numba code is compiled (``ATLAS_WARM_UMAP=0`` skips it), so the first latent map is not held up by that.
     """
     thread = threading.Thread(target=_import_engine, name="atlas-warm-engine", daemon=True)
     thread.start()
@@ -178,3 +185,26 @@ def trust_checks(run_id: str, dataset: str, eps: float, norm: str, device: str) 
 
     model_, _ = model(run_id, device)
     return trust_checks_for(registry(), run_id, dataset, eps=eps, norm=norm, device=device, model=model_)
+
+
+# latent space ----------------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=16, show_spinner=False)
+def layers(run_id: str, device: str) -> dict[str, str]:
+    """{layer name: readable label} for a run's model (penultimate first)."""
+    from core.latent import describe_layer, layer_names
+
+    model_, _ = model(run_id, device)
+    return {name: describe_layer(model_, name) for name in layer_names(model_)}
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def _latent(spec: Any, device: str, mtime: float) -> Any:
+    from core.latent import latent_map
+
+    model_, _ = model(spec.run_id, device)
+    return latent_map(spec, registry=registry(), model=model_, device=device)
+
+
+def latent(spec: Any, device: str = "cpu") -> Any:
+    """A latent map (persisted under the run; recomputed only when the checkpoint changes). Do not mutate it."""
+    return _latent(spec, device, _checkpoint_mtime(spec.run_id))

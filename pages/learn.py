@@ -30,7 +30,10 @@ adversarial examples — and what adversarial training changes inside them.
    perturbation, amplified; on the robust model it starts to draw strokes of the other digit.
 4. **Robustness** — the curves show the whole test set at once; below them, which digits are weakest and where
    their errors go, and the trust panel checks that the numbers are not an artefact of masked gradients.
-5. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
+5. **Latent space** — scrub ε on the map of the penultimate layer: the standard model's adversarial twins leave
+   their class's cluster for another's at small ε, the PGD-AT model's stay home much longer. Box a cluster to see
+   which digits are in it.
+6. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
    Then open the papers below.
 """)
 st.subheader("The four papers behind the Atlas")

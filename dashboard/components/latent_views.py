@@ -1,0 +1,186 @@
+"""Figures and panels of the Latent page: the clean/adversarial scatter with its ε animation, the measures, the
+drift matrix and the gallery of selected points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard.components.lab_views import BASE, GRID
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+WEBGL_ABOVE = 1000
+
+
+@dataclass(frozen=True)
+class Layers:
+    """Which layers of the picture to draw."""
+
+    clean: bool = True
+    adversarial: bool = True
+    lines: bool = True
+
+
+def _colour(c: int) -> str:
+    return PALETTE[c % len(PALETTE)]
+
+
+def _traces(latent: Any, index: int, classes: Sequence[str], layers: Layers, kind: str) -> tuple[list[dict], list]:
+    """The traces for ε index ``index`` (0 = clean only) and, per trace, the sample rows its points are."""
+    y, clean_xy = latent.y, latent.clean_xy
+    data: list[dict] = []
+    rows: list[np.ndarray] = []
+    if layers.lines and index > 0:
+        adv_xy = latent.positions(index)
+        seg = np.full((len(y) * 3, 2), np.nan, dtype=np.float32)
+        seg[0::3], seg[1::3] = clean_xy, adv_xy
+        data.append(dict(type=kind, x=seg[:, 0], y=seg[:, 1], mode="lines", name="clean → adversarial",
+                         line=dict(color="rgba(100,116,139,0.22)", width=1), hoverinfo="skip", legendgroup="lines",
+                         showlegend=True))
+        rows.append(np.empty(0, dtype=np.int64))
+    if layers.clean:
+        for c in range(len(classes)):
+            members = np.nonzero(y == c)[0]
+            data.append(dict(
+                type=kind, x=clean_xy[members, 0], y=clean_xy[members, 1], mode="markers",
+                name=f"class {classes[c]}", legendgroup=f"class{c}",
+                marker=dict(color=_colour(c), size=6, opacity=0.8, line=dict(width=0)),
+                customdata=members, hovertemplate=f"#%{{customdata}} · true {classes[c]} (clean)<extra></extra>"))
+            rows.append(members)
+    if layers.adversarial and index > 0:
+        adv_xy, pred = latent.positions(index), latent.predictions(index)
+        for c in range(len(classes)):
+            members = np.nonzero(pred == c)[0]
+            data.append(dict(
+                type=kind, x=adv_xy[members, 0], y=adv_xy[members, 1], mode="markers",
+                name=f"adversarial → {classes[c]}", legendgroup=f"class{c}", showlegend=not layers.clean,
+                marker=dict(color=_colour(c), size=8, symbol="x-thin-open" if kind == "scatter" else "x",
+                            line=dict(width=1.6, color=_colour(c))),
+                customdata=members, text=np.array([str(classes[t]) for t in y[members]], dtype=object),
+                hovertemplate=(f"#%{{customdata}} · true %{{text}} → predicted {classes[c]} "
+                               "(adversarial)<extra></extra>")))
+            rows.append(members)
+    return data, rows
+
+
+def latent_figure(latent: Any, index: int, classes: Sequence[str], layers: Layers, title: str,
+                  eps_label: str, animate: bool = False) -> tuple[go.Figure, list[np.ndarray]]:
+    """The scatter at ε index ``index``; with ``animate``, plotly frames for every ε and a ▶ button that plays
+    them in the browser (9× the data, so only on request). Returns the figure and the sample rows of each trace
+    (to resolve a box/lasso selection)."""
+    n_points = len(latent.y) * (1 + (index > 0))
+    kind = "scattergl" if n_points > WEBGL_ABOVE else "scatter"
+    data, rows = _traces(latent, index, classes, layers, kind)
+    all_xy = np.concatenate([latent.clean_xy, latent.adv_xy.reshape(-1, 2)])
+    pad = 0.05 * (all_xy.max(0) - all_xy.min(0) + 1e-9)
+    lo, hi = all_xy.min(0) - pad, all_xy.max(0) + pad
+    labels = ["clean", *(f"{e:g}" for e in latent.eps_grid)]
+    frames = ([dict(name=label, data=_traces(latent, i, classes, layers, kind)[0]) for i, label in enumerate(labels)]
+              if animate else [])
+    axis = dict(GRID, showticklabels=False, title=None)
+    layout = dict(
+        BASE, title=dict(text=title), height=560, margin=dict(l=10, r=10, t=50, b=10), dragmode="select",
+        xaxis=dict(axis, range=[float(lo[0]), float(hi[0])]),
+        yaxis=dict(axis, range=[float(lo[1]), float(hi[1])]),
+        legend=dict(orientation="v", font=dict(size=11), itemsizing="constant"),
+        updatemenus=[] if not animate else [dict(
+                          type="buttons", direction="left", x=0.0, y=-0.02, xanchor="left", yanchor="top",
+                          showactive=False, buttons=[
+                              dict(label="▶ animate ε", method="animate",
+                                   args=[None, dict(frame=dict(duration=700, redraw=True), fromcurrent=False,
+                                                    transition=dict(duration=0))]),
+                              dict(label="❚❚", method="animate",
+                                   args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])],
+        annotations=[dict(text=f"ε = {eps_label}", x=1.0, y=1.0, xref="paper", yref="paper", xanchor="right",
+                          yanchor="bottom", showarrow=False, font=dict(size=13))])
+    return go.Figure(data=data, layout=layout, frames=frames), rows
+
+
+def selected_rows(event: Any, rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Sample rows of the points a box/lasso selection caught (each row once, in order of first appearance)."""
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+        getattr(getattr(event, "selection", None), "points", []) or []
+    picked: list[int] = []
+    for point in points:
+        curve, index = point.get("curve_number"), point.get("point_index", point.get("point_number"))
+        if curve is None or index is None or curve >= len(rows) or index >= len(rows[curve]):
+            continue
+        picked.append(int(rows[curve][index]))
+    return np.array(list(dict.fromkeys(picked)), dtype=np.int64)
+
+
+def measures_table(maps: dict[str, Any], index: int) -> pd.DataFrame:
+    """One row per model: the measures of core.latent.metrics at ε index ``index`` beside the clean ones."""
+    out = []
+    for name, latent in maps.items():
+        s = latent.scores
+        row = {"model": name.split(":")[0], "k-NN acc (clean)": float(s["knn_clean"]),
+               "silhouette (clean)": float(s["silhouette_clean"])}
+        if index > 0:
+            i = index - 1
+            row.update({"robust acc": float((latent.pred_adv[i] == latent.y).mean()),
+                        "k-NN acc (adv.)": float(s["knn_adv"][i]), "silhouette (adv.)": float(s["silhouette_adv"][i]),
+                        "still nearest own centroid": float(s["nearest_true"][i]),
+                        "dist. to own centroid ÷ clean": float(s["true_ratio"][i])})
+        out.append(row)
+    return pd.DataFrame(out).set_index("model").T
+
+
+def measures_over_eps(maps: dict[str, Any], eps_label: str) -> go.Figure:
+    """Robust accuracy (dashed) and k-NN accuracy of the adversarial features (solid) over the ε grid, per model."""
+    data = []
+    for i, (name, latent) in enumerate(maps.items()):
+        eps = np.concatenate([[0.0], latent.eps_grid])
+        robust = np.concatenate([[(latent.pred_clean == latent.y).mean()], (latent.pred_adv == latent.y).mean(1)])
+        knn = np.concatenate([[latent.scores["knn_clean"]], latent.scores["knn_adv"]])
+        colour = ("#c2410c", "#64748b")[i % 2]
+        role = name.split(":")[0]
+        data += [dict(type="scatter", x=eps, y=knn, mode="lines+markers", name=f"k-NN acc · {role}",
+                      line=dict(color=colour), hovertemplate="ε %{x:g}: %{y:.1%}<extra>k-NN · " + name + "</extra>"),
+                 dict(type="scatter", x=eps, y=robust, mode="lines", name=f"robust acc · {role}",
+                      line=dict(color=colour, dash="dash"),
+                      hovertemplate="ε %{x:g}: %{y:.1%}<extra>robust · " + name + "</extra>")]
+    layout = dict(BASE, title=dict(text="Does the layer still sort the classes?"), height=360,
+                  margin=dict(l=60, r=10, t=50, b=50), legend=dict(orientation="h", y=-0.25, font=dict(size=11)),
+                  xaxis=dict(GRID, title=dict(text=f"ε ({eps_label})")),
+                  yaxis=dict(GRID, title=dict(text="accuracy"), tickformat=".0%", range=[0, 1.02]))
+    return go.Figure(data=data, layout=layout)
+
+
+def drift_figure(latent: Any, index: int, classes: Sequence[str], title: str) -> go.Figure:
+    """True class → class of the nearest clean centroid of the adversarial point, as row shares."""
+    counts = latent.scores["drift"][index - 1].astype(float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    names = [str(c) for c in classes]
+    data = [dict(type="heatmap", z=shares, x=names, y=names, colorscale="Blues", zmin=0, zmax=1,
+                 text=counts.astype(int), texttemplate="%{text}", customdata=counts,
+                 hovertemplate=("true %{y} → nearest centroid %{x}: %{z:.0%} (%{customdata:.0f} points)"
+                                "<extra></extra>"),
+                 colorbar=dict(title=dict(text="share"), tickformat=".0%"))]
+    layout = dict(BASE, title=dict(text=title), height=380, margin=dict(l=60, r=10, t=50, b=50),
+                  xaxis=dict(title=dict(text="nearest clean class centroid (adversarial point)"), type="category"),
+                  yaxis=dict(title=dict(text="true class"), autorange="reversed", type="category"))
+    return go.Figure(data=data, layout=layout)
+
+
+def gallery(images: np.ndarray, rows: np.ndarray, latent: Any, index: int, classes: Sequence[str],
+            limit: int = 24) -> None:
+    """The selected sample images, large and crisp, with their true and adversarial labels."""
+    shown = rows[:limit]
+    pictures, captions = [], []
+    for r in shown:
+        img = images[r]
+        img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+        scale = max(1, 96 // img.shape[0])
+        pictures.append(np.kron(img, np.ones((scale, scale) + (1,) * (img.ndim - 2))).clip(0, 1))
+        after = classes[int(latent.predictions(index)[r])]
+        captions.append(f"#{int(latent.indices[r])} · {classes[int(latent.y[r])]} → {after}")
+    st.image(pictures, caption=captions, width=96)
+    if len(rows) > limit:
+        st.caption(f"Showing {limit} of {len(rows)} selected points.")

@@ -1,0 +1,159 @@
+"""Latent space: UMAP / PCA / t-SNE maps of a layer's features, clean and adversarial, scrubbed through ε."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.errors import AtlasError
+from core.evaluation.bundle import eps_range
+from core.latent import LatentSpec
+from core.latent.projection import LABELS
+from dashboard import cache, state
+from dashboard.components import latent_views as views
+from dashboard.components.teaching import explain
+
+st.title("Latent space")
+explain(
+    "Each dot is one test image, placed by what a layer of the network makes of it (its **features**), squeezed "
+    "to 2-D. Clean images (dots) are coloured by their true class; each image's adversarial twin (×), found by an "
+    "attack with budget ε, is coloured by what the model now predicts, and a thin line joins the two. Move ε and "
+    "watch the twins leave their cluster for another class's. The map is fitted on the clean points only; the "
+    "adversarial points are placed into the same map, so clean and adversarial positions are comparable. A "
+    "standard model's clusters dissolve at small ε; an adversarially trained model's hold much longer.",
+    "madry", "geometry")
+with st.expander("What UMAP distances do and do not mean", icon=":material/info:"):
+    st.markdown(
+        "- UMAP keeps **neighbourhoods**: points close on the map are usually close in feature space.\n"
+        "- It does **not** keep distances between clusters or cluster sizes: a gap twice as wide is not twice as "
+        "far, and a tight cluster is not necessarily a tight class. Read the numbers in the table (computed in the "
+        "full feature space) rather than the picture for sizes and distances.\n"
+        "- A new point (an adversarial twin) is placed near the clean points it is closest to in feature space; "
+        "if it lands inside another class's cluster, its features really resemble that class's.\n"
+        "- PCA is a linear projection: distances are faithful along two axes and blind to the rest. t-SNE cannot "
+        "place new points, so it embeds clean and adversarial features together, and the clean map then depends on "
+        "the attack too.")
+
+dataset = st.session_state[state.DATASET]
+device = st.session_state[state.DEVICE]
+primary, comparison = st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN)
+if not primary:
+    st.info("There is no model for this dataset yet: pick another dataset in the sidebar or train one.")
+    st.stop()
+runs = [r for r in (primary, comparison) if r]
+registry = cache.registry()
+names = {r: registry.get_run(r)["name"] for r in runs}
+primary_run = registry.get_run(primary)
+if primary_run["norm"] == "l2patch":
+    st.info("The patch models live in a per-patch threat model with no image features to map; see the theory "
+            "page. Pick digits or a toy dataset.")
+    st.stop()
+try:
+    layer_labels = cache.layers(primary, device)
+    data = cache.run_dataset(primary, dataset)
+except AtlasError as exc:
+    st.error(str(exc))
+    st.stop()
+spec_shape = cache.dataset_specs()[dataset]["input_shape"]
+
+with st.form("lat_form", border=False):
+    cols = st.columns([2, 1, 1, 1, 1, 1])
+    layer = cols[0].selectbox("Layer", list(layer_labels), format_func=layer_labels.__getitem__, key="lat_layer",
+                              help="Features are read from this layer by a forward hook.")
+    projection = cols[1].selectbox("Projection", ("umap", "pca", "tsne"), format_func=LABELS.__getitem__,
+                                   key="lat_projection")
+    n_points = cols[2].selectbox("Points", (100, 200, 450, 1000, 2000), index=2, key="lat_n",
+                                 help="The first N points of the split.")
+    split = cols[3].selectbox("Split", ("test", "train"), key="lat_split")
+    attack = cols[4].selectbox("Attack", ("pgd", "fgsm"), key="lat_attack",
+                               format_func={"pgd": "PGD-10", "fgsm": "FGSM"}.__getitem__)
+    norms = ("linf", "l2")
+    norm = cols[5].selectbox("Norm", norms, key="lat_norm", format_func={"linf": "ℓ∞", "l2": "ℓ2"}.__getitem__,
+                             index=norms.index(primary_run["norm"]) if primary_run["norm"] in norms else 0)
+    st.form_submit_button("Draw the maps", icon=":material/scatter_plot:")
+
+split_size = len(cache.run_dataset(primary, dataset, split))
+n = min(int(n_points), split_size)
+if n < n_points:
+    st.info(f"The {split} split of {dataset} has {split_size} points: the maps use all {split_size}.")
+top = eps_range(norm, spec_shape, primary_run["eps"] if primary_run["norm"] == norm else None)
+grid = tuple(float(e) for e in np.round(np.linspace(top / 8, top, 8), 4))
+
+maps, notes = {}, []
+with st.spinner(f"Attacking {n} points at {len(grid)} budgets and projecting their features…"):
+    for run_id in runs:
+        run_layer = layer if layer in cache.layers(run_id, device) else "penultimate"
+        if run_layer != layer:
+            notes.append(f"{names[run_id]} has no layer {layer}; its map uses the penultimate layer.")
+        spec = LatentSpec(run_id=run_id, dataset=dataset, eps_grid=grid, split=split, n=n, layer=run_layer,
+                          attack=attack, norm=norm, projection=projection)
+        try:
+            maps[run_id] = cache.latent(spec, device)
+        except AtlasError as exc:
+            st.error(f"{names[run_id]}: {exc}")
+if not maps:
+    st.stop()
+for latent in maps.values():
+    if latent.info["note"]:
+        notes.append(latent.info["note"])
+for note in dict.fromkeys(notes):
+    st.warning(note)
+images = cache.run_dataset(primary, dataset, split).x[:n].numpy()
+classes = [str(c) for c in data.classes]
+
+
+@st.fragment
+def scrub() -> None:
+    """Only this fragment reruns when ε, the toggles or a selection change; it indexes the cached maps."""
+    labels = ["clean", *(f"{e:g}" for e in grid)]
+    c1, c2, c3, c4, c5 = st.columns([3, 1, 1, 1, 1])
+    pick = c1.select_slider(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, image scale 0–1)", options=labels,
+                            value=labels[min(4, len(labels) - 1)], key="lat_eps",
+                            help="Scrubbing only looks up the precomputed maps.")
+    index = labels.index(pick)
+    layers = views.Layers(clean=c2.toggle("clean points", True, key="lat_show_clean"),
+                          adversarial=c3.toggle("adversarial points", True, key="lat_show_adv"),
+                          lines=c4.toggle("lines", True, key="lat_show_lines"))
+    animate = c5.toggle("animation", False, key="lat_animate",
+                        help="Adds every ε to the charts and a ▶ button that plays them in the browser.")
+    columns = st.columns(len(maps), gap="medium")
+    selected: dict[str, np.ndarray] = {}
+    for column, (run_id, latent) in zip(columns, maps.items()):
+        role = "primary" if run_id == primary else "comparison"
+        title = f"{'Primary' if role == 'primary' else 'Comparison'}: {names[run_id]}"
+        fig, rows = views.latent_figure(latent, index, classes, layers, title, pick, animate)
+        event = column.plotly_chart(fig, key=f"lat_chart_{role}", on_select="rerun", selection_mode=("box", "lasso"))
+        selected[run_id] = views.selected_rows(event, rows)
+        secs = latent.info["seconds"]
+        column.caption(
+            f"{latent.info['method_label']} of {latent.info['layer_label']} ({latent.info['feature_dim']} features), "
+            f"{len(latent.y)} points. Dots: clean, by true class; ×: adversarial, by predicted class. "
+            + ("Read from the store." if latent.info.get("cached") else
+               f"Computed in {sum(secs.values()):.1f} s (attack {secs['attack']:.1f} s, fit {secs['fit']:.1f} s)."))
+    by_name = {("Primary" if r == primary else "Comparison") + f": {names[r]}": m for r, m in maps.items()}
+    left, right = st.columns(2, gap="medium")
+    table = views.measures_table(by_name, index)
+    left.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns},
+                   key="lat_measures")
+    right.plotly_chart(views.measures_over_eps(by_name, "ℓ∞" if norm == "linf" else "ℓ2"), key="lat_over_eps")
+    left.caption("Measured in the layer's full feature space, not on the map. k-NN accuracy: the 5 nearest clean "
+               "points vote (clean: leave-one-out). Silhouette: how well the true classes form clusters (−1…1). "
+               "Distance to own centroid ÷ clean: how far the twins moved from their class's centre.")
+    right.caption("Solid: k-NN accuracy of the adversarial features (does the layer still put them with their "
+                  "class?). Dashed: robust accuracy of the model. A robust model keeps both up longer.")
+    if index > 0:
+        columns = st.columns(len(maps), gap="medium")
+        for column, (run_id, latent) in zip(columns, maps.items()):
+            column.plotly_chart(views.drift_figure(latent, index, classes, f"Drift toward class — {names[run_id]}"),
+                                key=f"lat_drift_{run_id}")
+        st.caption("Row: true class; column: the class whose clean centroid the adversarial point now lies nearest. "
+                   "Off-diagonal mass is where the attack moved the features.")
+    for run_id, rows in selected.items():
+        if len(rows):
+            st.markdown(f"**Selected in {names[run_id]}** ({len(rows)} points, at ε = {pick})")
+            views.gallery(images, rows, maps[run_id], index, classes)
+    if not any(len(r) for r in selected.values()):
+        st.caption("Drag a box (or lasso) over points in a map to see their images here.")
+
+
+scrub()

@@ -1,0 +1,90 @@
+"""Latent page under AppTest on the shipped digits models (PCA keeps these fast; the browser test draws UMAP)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import core.latent.maps as maps
+from dashboard.components import latent_views as views
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def open_latent(**state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.session_state["lat_projection"] = "pca"
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page("../pages/latent.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def primary_points(at: AppTest) -> dict[str, list]:
+    """name → x coordinates of every trace of the primary map (from the spec sent to the browser)."""
+    chart = next(c for c in at.get("plotly_chart") if "Primary" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    return {t["name"]: t["x"] for t in spec["data"]}
+
+
+def test_scrubbing_moves_the_adversarial_points_without_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = maps.compute_map
+    monkeypatch.setattr(maps, "compute_map", lambda *a, **k: calls.append(a[2].run_id) or real(*a, **k))
+    at = open_latent()
+    assert len(calls) == 2, "one map per model (primary and comparison)"
+    before = primary_points(at)
+    assert "class 0" in before and any(name.startswith("adversarial") for name in before)
+    at.select_slider(key="lat_eps").set_value("0.3").run()
+    assert not at.exception
+    after = primary_points(at)
+    assert after["class 0"] == before["class 0"], "clean points stay where the map put them"
+    moved = [n for n in after if n.startswith("adversarial") and after[n] != before.get(n)]
+    assert moved, "the adversarial points moved"
+    assert len(calls) == 2, "scrubbing only indexed into the cached maps"
+    at.select_slider(key="lat_eps").set_value("clean").run()
+    assert not any(n.startswith("adversarial") for n in primary_points(at)), "at ε = 0 there are no twins"
+    assert len(calls) == 2
+
+
+def test_measures_table_and_animation_frames() -> None:
+    at = open_latent()
+    table = at.dataframe[0].value
+    assert list(table.index[:2]) == ["k-NN acc (clean)", "silhouette (clean)"]
+    robust_row = table.loc["k-NN acc (adv.)"]
+    assert robust_row.iloc[0] > robust_row.iloc[1], "the PGD-AT model's features keep their class better than ERM's"
+    at.toggle(key="lat_animate").set_value(True).run()
+    chart = next(c for c in at.get("plotly_chart") if "Primary" in c.proto.spec)
+    assert len(json.loads(chart.proto.spec)["frames"]) == 9, "clean + 8 ε"
+
+
+def test_too_many_points_fall_back_to_the_whole_split() -> None:
+    at = open_latent(lat_n=2000)
+    assert any("has 450 points" in i.value for i in at.info)
+    assert not at.error
+
+
+def test_a_selection_resolves_to_the_right_samples() -> None:
+    rng = np.random.default_rng(0)
+    n = 30
+    latent = maps.LatentMap(eps_grid=np.array([0.1]), indices=np.arange(n), y=np.arange(n) % 3,
+                            pred_clean=np.arange(n) % 3, pred_adv=(np.arange(n)[None] + 1) % 3,
+                            clean_xy=rng.normal(size=(n, 2)).astype(np.float32),
+                            adv_xy=rng.normal(size=(1, n, 2)).astype(np.float32), scores={}, info={})
+    fig, rows = views.latent_figure(latent, 1, ["a", "b", "c"], views.Layers(), "t", "0.1")
+    names = [t.name for t in fig.data]
+    clean_b, adv_c = names.index("class b"), names.index("adversarial → c")
+    event = {"selection": {"points": [{"curve_number": clean_b, "point_index": 2},
+                                      {"curve_number": adv_c, "point_index": 0},
+                                      {"curve_number": clean_b, "point_index": 2}]}}
+    picked = views.selected_rows(event, rows)
+    assert picked.tolist() == [7, 1], "clean 'b' #2 is sample 7; the first twin predicted 'c' is sample 1"
+    assert latent.y[7] == 1 and latent.pred_adv[0, 1] == 2
+    # The trace's own coordinates are those of the picked samples.
+    assert fig.data[clean_b].x[2] == latent.clean_xy[7, 0]
