@@ -11,6 +11,7 @@ from core.attacks.deepfool import DeepFool, DeepFoolConfig
 from core.attacks.ensemble import FullConfig, FullEnsemble, QuickConfig, QuickEnsemble
 from core.attacks.fgsm import FGSM, NFGSM, FGSMConfig, NFGSMConfig
 from core.attacks.fmn import FMN, FMNConfig
+from core.attacks.langevin import Langevin, LangevinConfig
 from core.attacks.norms import NORMS, lp_norms, project, threat_norm
 from core.attacks.pgd import PGD, PGDConfig
 from core.attacks.square import Square, SquareConfig
@@ -20,7 +21,7 @@ from core.errors import ConfigError
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls for cls in (FGSM, NFGSM, PGD, TemperaturePGD, APGD, TRADESAttack, DeepFool, CarliniWagnerL2, FMN,
-                              Square, QuickEnsemble, FullEnsemble)
+                              Square, QuickEnsemble, FullEnsemble, Langevin)
 }
 
 
@@ -39,6 +40,6 @@ __all__ = [
     "APGD", "APGDConfig", "ATTACKS", "Attack", "AttackConfig", "AttackResult", "CWConfig", "CarliniWagnerL2",
     "DeepFool", "DeepFoolConfig", "FGSM", "FGSMConfig", "FMN", "FMNConfig", "FullConfig", "FullEnsemble", "NFGSM",
     "NFGSMConfig", "NORMS", "PGD", "PGDConfig", "QuickConfig", "QuickEnsemble", "Square", "SquareConfig",
-    "TPGDConfig", "TRADESAttack", "TRADESConfig", "TemperaturePGD", "dlr_loss", "lp_norms", "make_attack",
-    "project", "threat_norm", "validate_eps",
+    "TPGDConfig", "TRADESAttack", "Langevin", "LangevinConfig", "TRADESConfig", "TemperaturePGD", "dlr_loss",
+    "lp_norms", "make_attack", "project", "threat_norm", "validate_eps",
 ]

@@ -18,6 +18,7 @@ CASES = [
     ("cw", {"steps": 5, "search_steps": 2}), ("fmn", {"steps": 10}), ("fmn", {"steps": 10, "norm": "l2"}),
     ("square", {"queries": 30}), ("full", {"steps": 3, "targets": 3, "square_queries": 20}),
     ("full", {"steps": 3, "targets": 2, "norm": "l2"}),
+    ("langevin", {"steps": 5}), ("langevin", {"steps": 5, "noise": "gaussian", "norm": "l2"}),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for name, kw in CASES]
 
