@@ -10,7 +10,7 @@ import sys
 from typing import Any, Sequence
 
 EXIT_USAGE = 2
-METHODS = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades")
+METHODS = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades", "mart", "dale", "dale-kl")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
 EVAL_ATTACKS = ("fgsm", "pgd", "tpgd", "apgd", "deepfool", "cw", "fmn", "square", "quick", "full")
 
@@ -58,6 +58,14 @@ def non_negative_int(text: str) -> int:
     return positive_int(text)
 
 
+def float_list(text: str) -> tuple[float, ...]:
+    """``1,2,0.5`` → (1.0, 2.0, 0.5); the engine checks the values (positive, one per class)."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
 def key_value(text: str) -> tuple[str, Any]:
     """``key=value`` with value parsed as JSON when it can be (numbers, booleans, lists), else a string."""
     import json
@@ -86,6 +94,17 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--attack-steps", type=positive_int, default=10)
     p.add_argument("--attack-step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
     p.add_argument("--trades-beta", type=non_negative_float, default=6.0)
+    p.add_argument("--mart-beta", type=non_negative_float, default=5.0)
+    p.add_argument("--dale-noise", choices=("laplacian", "gaussian"), default="laplacian",
+                   help="DALE: Langevin noise inside (laplacian) or outside (gaussian) the sign")
+    p.add_argument("--dale-noise-scale", type=float, default=1e-3, help="DALE: noise scale c (≥ 0)")
+    p.add_argument("--dale-rho", type=float, default=0.1, help="DALE: bound ρ on the clean loss (> 0)")
+    p.add_argument("--dale-nu", type=float, default=1.0, help="DALE: initial ν (kept fixed when --dale-dual-lr 0)")
+    p.add_argument("--dale-dual-lr", type=float, default=1e-3, help="DALE: dual step η_d")
+    p.add_argument("--class-weighting", choices=("none", "fixed", "adaptive"), default="none")
+    p.add_argument("--class-weights", type=float_list, default=(), metavar="W0,W1,…",
+                   help="one positive weight per class (with --class-weighting fixed)")
+    p.add_argument("--class-weight-strength", type=float, default=0.5, help="adaptive weighting strength in [0,1]")
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")

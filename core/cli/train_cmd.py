@@ -22,7 +22,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         attack_step_size=args.attack_step_size, trades_beta=args.trades_beta, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, eval_n=args.eval_n,
-        eval_steps=args.eval_steps, device=args.device, name=args.name,
+        eval_steps=args.eval_steps, device=args.device, name=args.name, mart_beta=args.mart_beta,
+        dale_noise=args.dale_noise, dale_noise_scale=args.dale_noise_scale, dale_rho=args.dale_rho,
+        dale_nu=args.dale_nu, dale_dual_lr=args.dale_dual_lr, class_weighting=args.class_weighting,
+        class_weights=tuple(args.class_weights), class_weight_strength=args.class_weight_strength,
     )
 
 

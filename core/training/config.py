@@ -11,7 +11,9 @@ from typing import Any
 
 from core.errors import ConfigError
 
-METHOD_NAMES = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades")
+METHOD_NAMES = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades", "mart", "dale", "dale-kl")
+DALE_NOISES = ("laplacian", "gaussian")
+CLASS_WEIGHTINGS = ("none", "fixed", "adaptive")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
 OPTIMIZERS = ("sgd", "adam")
 NORMS = ("linf", "l2", "l2patch")
@@ -67,6 +69,15 @@ class TrainConfig:
     attack_step_size: float | None = None
     trades_beta: float = 6.0
     nfgsm_noise: float = 2.0
+    mart_beta: float = 5.0
+    dale_noise: str = "laplacian"
+    dale_noise_scale: float = 1e-3
+    dale_rho: float = 0.1
+    dale_nu: float = 1.0
+    dale_dual_lr: float = 1e-3
+    class_weighting: str = "none"
+    class_weights: tuple[float, ...] = ()
+    class_weight_strength: float = 0.5
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -88,6 +99,8 @@ class TrainConfig:
         object.__setattr__(self, "dataset_params", _as_items(self.dataset_params))
         object.__setattr__(self, "arch_kwargs", _as_items(self.arch_kwargs))
         object.__setattr__(self, "step_milestones", tuple(float(m) for m in self.step_milestones))
+        if isinstance(self.class_weights, (list, tuple)):
+            object.__setattr__(self, "class_weights", tuple(self.class_weights))
         self.validate()
 
     def validate(self) -> None:
@@ -115,12 +128,34 @@ class TrainConfig:
             _number("attack_step_size", self.attack_step_size, low=0.0, strict=True)
         if any(not 0 < m < 1 for m in self.step_milestones):
             raise ConfigError("step_milestones are fractions of training in (0, 1), e.g. 0.5,0.75")
+        self._validate_dale_and_weights()
+
+    def _validate_dale_and_weights(self) -> None:
+        _number("mart_beta", self.mart_beta, low=0.0)
+        _choice("dale_noise", self.dale_noise, DALE_NOISES)
+        _number("dale_noise_scale (the Langevin noise c)", self.dale_noise_scale, low=0.0)
+        _number("dale_rho (the clean-loss bound ρ)", self.dale_rho, low=0.0, strict=True)
+        _number("dale_nu (ν)", self.dale_nu, low=0.0)
+        _number("dale_dual_lr (η_d; 0 keeps ν fixed)", self.dale_dual_lr, low=0.0)
+        _choice("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)
+        _number("class_weight_strength", self.class_weight_strength, low=0.0, high=1.0)
+        if not isinstance(self.class_weights, tuple):
+            raise ConfigError(f"class_weights must be a list of numbers, got {self.class_weights!r}")
+        if self.class_weighting == "fixed":
+            if not self.class_weights:
+                raise ConfigError("class_weighting 'fixed' needs class_weights, one positive number per class")
+            for i, w in enumerate(self.class_weights):
+                if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w <= 0:
+                    raise ConfigError(f"class weight {i} must be a positive finite number, got {w!r}")
+        elif self.class_weights:
+            raise ConfigError("class_weights are used only with class_weighting 'fixed'")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["dataset_params"] = dict(self.dataset_params)
         out["arch_kwargs"] = dict(self.arch_kwargs)
         out["step_milestones"] = list(self.step_milestones)
+        out["class_weights"] = list(self.class_weights)
         return out
 
     def identity(self) -> dict[str, Any]:
@@ -128,6 +163,10 @@ class TrainConfig:
         out = self.to_dict()
         for key in ("name", "device", "extra"):
             out.pop(key)
+        # Options added after runs existed are left out at their defaults, so those runs keep their ids.
+        for key, default in LATER_DEFAULTS.items():
+            if out.get(key) == default:
+                out.pop(key)
         return out
 
     @classmethod
@@ -137,6 +176,12 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
         return cls(**data)
+
+
+LATER_DEFAULTS: dict[str, Any] = {
+    "mart_beta": 5.0, "dale_noise": "laplacian", "dale_noise_scale": 1e-3, "dale_rho": 0.1, "dale_nu": 1.0,
+    "dale_dual_lr": 1e-3, "class_weighting": "none", "class_weights": [], "class_weight_strength": 0.5,
+}
 
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:

@@ -11,8 +11,9 @@ from torch import nn
 
 from core.attacks import FGSM, PGD, Attack
 from core.data import Dataset
+from core.training.classwise import weighted_mean
 from core.training.config import TrainConfig
-from core.training.methods import Method
+from core.training.methods import Method, MethodState
 from core.training.schedules import lr_at
 from core.utils import derive_seed, make_generator
 
@@ -30,19 +31,22 @@ class EpochStats:
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
                 method: Method, attack: Attack | None, epoch: int, device: torch.device,
-                on_progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> EpochStats:
-    """Run one epoch; return early (``stopped``) at a batch boundary when ``should_stop()`` says so."""
+                on_progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+                state: MethodState | None = None) -> EpochStats:
+    """Run one epoch; return early (``stopped``) at a batch boundary when ``should_stop()`` says so. ``state``
+    (ν, class weights, running loss parts) is updated in place."""
+    state = state if state is not None else MethodState()
     # Dropout draws from the global RNG: seed it per epoch inside a fork so runs resume bit-identically.
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(derive_seed(config.seed, "dropout", epoch))
         return _train_epoch(model, optimizer, data, config, method, attack, epoch, device, on_progress,
-                            should_stop)
+                            should_stop, state)
 
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
                  method: Method, attack: Attack | None, epoch: int, device: torch.device,
-                 on_progress: ProgressFn | None, should_stop: StopFn | None) -> EpochStats:
+                 on_progress: ProgressFn | None, should_stop: StopFn | None, state: MethodState) -> EpochStats:
     start = time.perf_counter()
     model.train()
     n = len(data)
@@ -63,10 +67,18 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Datas
         for group in optimizer.param_groups:
             group["lr"] = lr_at(config, (epoch - 1) * batches + b, total_steps)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
-            loss, logits = method.loss(model, x, y, x_adv, config)
+            per_sample, logits, parts = method.loss(model, x, y, x_adv, config, state)
+            loss = weighted_mean(per_sample, y, state.class_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        for name, value in parts.items():
+            state.add(name, value)
+        ratio = getattr(attack, "last_noise_to_grad", None)
+        if ratio is not None:
+            state.add("noise_to_grad", ratio)
+        if method.after_step is not None:
+            method.after_step(state, parts, config)
         loss_sum += loss.item()
         correct += int((logits.argmax(1) == y).sum())
         if on_progress is not None:

@@ -22,10 +22,11 @@ from core.data import Dataset, load_dataset
 from core.errors import ConfigError, RegistryError
 from core.models import ARCHS, build_model, save_checkpoint
 from core.store import Registry
+from core.training.classwise import check_class_weights, weights_for_epoch
 from core.training.config import TrainConfig
 from core.training.epoch import (ProgressFn, StopFn, detect_catastrophic_overfitting, evaluate_epoch,
                                  train_epoch)
-from core.training.methods import METHODS
+from core.training.methods import METHODS, MethodState
 from core.training.state import last_epoch, load_epoch_state, publish_epoch, save_epoch_state
 from core.utils import atomic_write_text, config_hash, derive_seed, make_generator, resolve_device
 
@@ -125,6 +126,8 @@ def _prepare(config: TrainConfig) -> _Setup:
     except (ConfigError, RuntimeError) as exc:
         raise ConfigError(f"architecture {config.arch!r} does not fit {config.dataset} inputs of shape "
                           f"{train_data.input_shape}: {exc}") from exc
+    if config.class_weighting == "fixed":
+        check_class_weights(config.class_weights, train_data.num_classes)
     held_out = held_out_subset(test_data, config.eval_n, config.seed)
     return _Setup(device, train_data, test_data, held_out, model.to(device))
 
@@ -176,15 +179,28 @@ def _train_run(config: TrainConfig, setup: _Setup, registry: Registry, run_id: s
     if len(history) != start:
         raise RegistryError(f"run {run_id}: the registry holds {len(history)} epochs but the checkpoints {start}; "
                             f"delete the run folder {run_dir} to start over")
+    # ν and the class weights continue from the last finished epoch's metrics, so a resumed run goes on as before.
+    state = MethodState(nu=history[-1].get("nu", config.dale_nu) if history else config.dale_nu)
+    classes = [str(c) for c in setup.train_data.classes]
     for epoch in range(start + 1, config.epochs + 1):
+        weights = weights_for_epoch(config, classes, history[-1] if history else None)
+        state.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
+        state.reset_epoch()
         stats = train_epoch(model, optimizer, setup.train_data, config, method, attack, epoch, device,
-                            on_progress, should_stop)
+                            on_progress, should_stop, state)
         if stats.stopped:
             registry.update_run(run_id, status="cancelled", pid=None)
             ckpt = ckpt_dir / f"epoch_{start:04d}.safetensors" if start else None
             return RunResult(run_id, "cancelled", start, run_dir, ckpt, history)
         metrics = {"epoch": epoch, "loss": stats.loss, "train_acc": stats.train_acc,
-                   "train_seconds": stats.seconds, "lr": optimizer.param_groups[0]["lr"]}
+                   "train_seconds": stats.seconds, "lr": optimizer.param_groups[0]["lr"], **state.means()}
+        if method.uses_nu:
+            metrics["nu"] = state.nu
+        if weights is not None:
+            metrics["class_weights"] = dict(zip(classes, weights))
+        train_robust = state.train_robust_per_class()
+        if train_robust is not None:
+            metrics["train_robust_per_class"] = dict(zip(classes, train_robust))
         metrics.update(evaluate_epoch(model, setup.test_data, setup.held_out, config, device, method.single_step))
         warning = detect_catastrophic_overfitting(history, metrics) if method.single_step else None
         if warning:
