@@ -37,6 +37,8 @@ TRAIN_DEFAULTS: dict[str, TrainConfig] = {
     "digits-smallcnn-pgd-at": TrainConfig(**_DIGITS, method="pgd-at", epochs=20, batch_size=32,
                                           attack_steps=5,
                                           name="digits SmallCNN · PGD-AT ε=0.1"),
+    "digits-smallcnn-dale": TrainConfig(**_DIGITS, method="dale", epochs=20, batch_size=32, attack_steps=5,
+                                        name="digits SmallCNN · DALE ε=0.1"),
     "digits-smallcnn-trades": TrainConfig(**_DIGITS, method="trades", epochs=20, batch_size=32,
                                           attack_steps=5, trades_beta=3.0,
                                           name="digits SmallCNN · TRADES ε=0.1"),
