@@ -56,6 +56,8 @@ page = st.navigation({
     "Attacks": [st.Page(PAGES / "attack_lab.py", title="Attack Lab", icon=":material/bolt:", url_path="attack-lab"),
                 st.Page(PAGES / "robustness.py", title="Robustness", icon=":material/monitoring:",
                         url_path="robustness")],
+    "Defences": [st.Page(PAGES / "tradeoffs.py", title="Trade-off Explorer", icon=":material/balance:",
+                         url_path="tradeoffs")],
     "Inside the model": [st.Page(PAGES / "latent.py", title="Latent space", icon=":material/bubble_chart:",
                                  url_path="latent")],
     "Help": [st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],

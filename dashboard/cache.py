@@ -208,3 +208,33 @@ def _latent(spec: Any, device: str, mtime: float) -> Any:
 def latent(spec: Any, device: str = "cpu") -> Any:
     """A latent map (persisted under the run; recomputed only when the checkpoint changes). Do not mutate it."""
     return _latent(spec, device, _checkpoint_mtime(spec.run_id))
+
+
+# trade-offs -------------------------------------------------------------------------------------------------------
+@st.cache_data(ttl=2, max_entries=64, show_spinner=False)
+def run_history(run_id: str) -> list[dict[str, Any]]:
+    """Per-epoch metrics: the registry's rows for runs trained here, the checkpoint's history for shipped ones."""
+    rows = run_epochs(run_id)
+    if rows:
+        return rows
+    from core.evaluation.suite import run_meta
+
+    run = registry().get_run(run_id)
+    return list(run_meta(registry(), run_id).get("history", [])) if run["checkpoint_path"] else []
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _logit_bias(run_id: str, device: str, mtime: float, dataset: str, eps: float, norm: str,
+                bound: float) -> Any:
+    from core.training.classwise import tune_logit_bias
+
+    model_, _ = model(run_id, device)
+    data = run_dataset(run_id, dataset)
+    half = len(data) // 2
+    # Tuned on even-indexed test points, reported on the odd ones: the bias never sees the points it is judged on.
+    return tune_logit_bias(model_, data.subset(indices=range(0, 2 * half, 2)), eps=eps, norm=norm,
+                           max_clean_drop=bound, evaluate_on=data.subset(indices=range(1, 2 * half, 2)))
+
+
+def logit_bias(run_id: str, dataset: str, eps: float, norm: str, bound: float, device: str = "cpu") -> Any:
+    return _logit_bias(run_id, device, _checkpoint_mtime(run_id), dataset, eps, norm, bound)

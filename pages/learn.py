@@ -33,7 +33,10 @@ adversarial examples — and what adversarial training changes inside them.
 5. **Latent space** — scrub ε on the map of the penultimate layer: the standard model's adversarial twins leave
    their class's cluster for another's at small ε, the PGD-AT model's stay home much longer. Box a cluster to see
    which digits are in it.
-6. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
+6. **Trade-off Explorer** — the shipped DALE model is as accurate as PGD-AT and nearly as robust; its loss chart
+   shows the clean loss held under the bound ρ while the dual variable ν adjusts. Tune a logit bias for the
+   weakest digit and see what it costs.
+7. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
    Then open the papers below.
 """)
 st.subheader("The four papers behind the Atlas")

@@ -1,0 +1,153 @@
+"""Trade-off Explorer: clean vs robust, worst class vs mean, training curves of DALE and friends, class-wise
+defences (weighted training from here, a logit bias at inference)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import AtlasError
+from core.jobs import submit_job
+from core.training import TrainConfig
+from core.training.config import archs_for, default_eps
+from core.training.preflight import preflight
+from dashboard import cache, state
+from dashboard.components import charts
+from dashboard.components import tradeoff_charts as tc
+from dashboard.components.jobs import jobs_panel
+from dashboard.components.teaching import explain
+
+st.title("Trade-off Explorer")
+explain(
+    "Every robust model trades something: clean accuracy, or the robustness of its weakest classes. The top charts "
+    "place every model of this dataset; the curves below show how a run got there.", "dale", "classwise")
+with st.expander("The constrained-learning view (DALE)", icon=":material/balance:", expanded=False):
+    st.markdown(
+        "Robey et al. write adversarial training as a **constrained** problem: make the robust loss ℓ_ro small "
+        "*subject to* the clean loss ℓ_nom ≤ ρ. Its Lagrangian is ℓ_ro + ν·(ℓ_nom − ρ); the dual variable ν is "
+        "learned alongside the weights: it **grows while the clean loss is above ρ** and shrinks to 0 when the "
+        "constraint holds, so the method spends exactly as much effort on clean accuracy as the bound asks for. "
+        "The perturbations are not one worst case per point but **samples** from a distribution that favours "
+        "high-loss δ, drawn by Langevin steps: a sign-gradient step plus noise (T → 0 gives back PGD). "
+        "Watch the loss chart: ℓ_nom settles at or below the dotted ρ line while ν adjusts.")
+
+dataset = st.session_state[state.DATASET]
+device = st.session_state[state.DEVICE]
+runs = [r for r in cache.runs(dataset) if r["final_metrics"]]
+if not runs:
+    st.info("No model of this dataset has results yet: train one below or pick another dataset.")
+by_id = {r["id"]: r for r in runs}
+highlight = [r for r in (st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN))
+             if r in by_id]
+
+if runs:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.pareto_figure(cache.runs_table(dataset), highlight), key="to_pareto")
+    left.caption("One dot per model (large: primary and comparison); the dotted staircase links the models no "
+                 "other beats on both axes.")
+    table = tc.class_table(runs)
+    if len(table):
+        right.plotly_chart(tc.worst_vs_mean(table), key="to_worst")
+        right.caption("Below the dotted diagonal, the weakest class lags the average; class-wise defences try to "
+                      "lift it without lowering the mean.")
+
+    st.subheader("How the runs trained")
+    default = [r for r in highlight + [r["id"] for r in runs if r["method"].startswith("dale")] if r in by_id]
+    chosen = st.multiselect("Runs", list(by_id), default=list(dict.fromkeys(default))[:4],
+                            format_func=lambda r: by_id[r]["name"], key="to_runs", max_selections=6)
+    histories = {by_id[r]["name"]: cache.run_history(r) for r in chosen}
+    histories = {k: v for k, v in histories.items() if v}
+    if histories:
+        rho = {by_id[r]["name"]: float(by_id[r]["config"].get("dale_rho", 0.1)) for r in chosen
+               if by_id[r]["method"].startswith("dale")}
+        left, right = st.columns(2)
+        left.plotly_chart(tc.accuracy_curves(histories), key="to_acc")
+        left.caption("Solid: clean test accuracy; dashed: PGD robust accuracy on the held-out points; dotted: FGSM "
+                     "(single-step methods).")
+        right.plotly_chart(tc.loss_curves(histories, rho), key="to_loss")
+        right.caption("Mean training losses per epoch; the dotted line is a DALE run's bound ρ on the clean loss.")
+        left, right = st.columns(2)
+        if any("nu" in h for v in histories.values() for h in v):
+            left.plotly_chart(tc.nu_curves(histories), key="to_nu")
+            ratios = {name: v[-1].get("noise_to_grad") for name, v in histories.items() if "noise_to_grad" in v[-1]}
+            left.caption("ν rises while the clean loss exceeds ρ and falls toward 0 once it is below. Langevin "
+                         "noise ÷ gradient (last epoch): " + ", ".join(f"{n}: {r:.3g}" for n, r in ratios.items())
+                         + " — it grows with the batch size, because the attack ascends a batch mean.")
+        per_class = {by_id[r]["name"]: by_id[r]["final_metrics"].get("per_class_robust_acc") for r in chosen}
+        per_class = {k: v for k, v in per_class.items() if v}
+        if per_class:
+            right.plotly_chart(tc.per_class_bars(per_class, "PGD at each run's ε"), key="to_bars")
+            right.caption("Final per-class robust accuracy of the chosen runs side by side.")
+    elif chosen:
+        st.info("The chosen runs have no per-epoch history (imported checkpoints carry none).")
+
+st.subheader("Logit bias for the weakest class (inference time)")
+if runs:
+    c1, c2, c3 = st.columns([3, 1, 1])
+    bias_run = c1.selectbox("Model", list(by_id), format_func=lambda r: by_id[r]["name"], key="to_bias_run",
+                            index=list(by_id).index(highlight[0]) if highlight else 0)
+    bound = c2.number_input("Max clean-accuracy drop (points)", min_value=0.0, max_value=20.0, value=1.0, step=0.5,
+                            key="to_bias_bound")
+    run = by_id[bias_run]
+    if run["norm"] in ("linf", "l2") and c3.button("Tune the bias", key="to_bias_go", icon=":material/tune:"):
+        try:
+            with st.spinner("Trying each bias against a fresh PGD-10 attack on the biased model…"):
+                result = cache.logit_bias(bias_run, dataset, float(run["eps"] or default_eps(dataset)),
+                                          run["norm"], bound / 100, device)
+            before, after = result.before, result.after
+            st.dataframe(pd.DataFrame({
+                "without bias": [before["clean_acc"], before["robust_acc"], before["worst_robust_acc"]],
+                "with bias": [after["clean_acc"], after["robust_acc"], after["worst_robust_acc"]]},
+                index=["clean accuracy", "mean robust accuracy", "worst-class robust accuracy"]),
+                column_config={c: st.column_config.NumberColumn(format="percent")
+                               for c in ("without bias", "with bias")}, key="to_bias_table")
+            st.caption(f"Bias {max(result.bias):g} on class {result.worst_class}'s logit, chosen on half of the test "
+                       f"split (clean accuracy allowed to drop by ≤ {bound:g} points there) and reported on the "
+                       "other half. Each candidate is attacked afresh with the bias in place (white-box).")
+        except AtlasError as exc:
+            st.error(str(exc))
+
+st.subheader("Launch a DALE or class-weighted run")
+with st.form("to_launch"):
+    c1, c2, c3, c4 = st.columns(4)
+    method = c1.selectbox("Method", ("dale", "dale-kl", "mart", "pgd-at", "trades"), key="to_method")
+    eps = c2.number_input("ε", min_value=0.001, max_value=1.0, value=default_eps(dataset), format="%.3f",
+                          key="to_eps")
+    epochs = c3.number_input("Epochs", min_value=1, max_value=200, value=10, key="to_epochs")
+    steps = c4.number_input("Attack / Langevin steps", min_value=1, max_value=50, value=5, key="to_steps")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    rho = c1.number_input("ρ (clean-loss bound)", value=0.1, format="%.3f", key="to_rho")
+    noise = c2.selectbox("Langevin noise", ("laplacian", "gaussian"), key="to_noise")
+    scale = c3.number_input("noise scale c", value=1e-3, format="%.4f", key="to_scale")
+    nu = c4.number_input("ν₀", value=1.0, format="%.3f", key="to_nu0")
+    dual = c5.number_input("η_d (0 = fixed ν)", value=1e-3, format="%.4f", key="to_dual")
+    c1, c2, c3 = st.columns([1, 2, 1])
+    weighting = c1.selectbox("Class weighting", ("none", "adaptive", "fixed"), key="to_weighting")
+    weights_text = c2.text_input("Fixed weights (one per class, comma-separated)", key="to_weights",
+                                 placeholder="e.g. 1,1,1,2,1,1,1,1,2,1")
+    strength = c3.number_input("Adaptive strength", min_value=0.0, max_value=1.0, value=0.5, key="to_strength")
+    launched = st.form_submit_button("Start training", type="primary")
+
+def parse_weights(text: str) -> tuple[float, ...] | None:
+    try:
+        return tuple(float(w) for w in text.replace(" ", "").split(",") if w)
+    except ValueError:
+        return None
+
+
+weights = parse_weights(weights_text) if weighting == "fixed" else ()
+if launched and weights is None:
+    st.error("Not started: the fixed weights must be numbers separated by commas.")
+elif launched:
+    try:
+        config = TrainConfig(dataset=dataset, arch=archs_for(cache.dataset_specs()[dataset]["input_shape"])[0], method=method, eps=float(eps),
+                             epochs=int(epochs), attack_steps=int(steps), batch_size=32, schedule="onecycle",
+                             dale_rho=float(rho), dale_noise=noise, dale_noise_scale=float(scale), dale_nu=float(nu),
+                             dale_dual_lr=float(dual), class_weighting=weighting, class_weights=weights,
+                             class_weight_strength=float(strength), device=device)
+        preflight(config)
+        job_id = submit_job(cache.registry(), "train", config.to_dict(), device=device)
+        st.success(f"Queued job `{job_id}`; it appears here and on the Train page.")
+    except AtlasError as exc:
+        st.error(f"Not started: {exc}")
+jobs_panel()

@@ -1,0 +1,73 @@
+"""Trade-off Explorer under AppTest: charts of the shipped models, the logit bias, refusals before a job starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core.jobs import cancel_job, list_jobs
+from dashboard import cache
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("../pages/tradeoffs.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def launch(at: AppTest, **values) -> AppTest:
+    for key, value in values.items():
+        widget = at.selectbox(key=key) if key in ("to_method", "to_weighting", "to_noise") else (
+            at.text_input(key=key) if key == "to_weights" else at.number_input(key=key))
+        widget.set_value(value)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_shipped_dale_run_shows_its_constraint_curves() -> None:
+    at = open_page()
+    chosen = at.multiselect(key="to_runs").value
+    assert "shipped-digits-smallcnn-dale" in chosen
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Dual variable" in t for t in titles) and any("ρ = 0.1" in t for t in titles)
+    assert any("Worst class vs mean" in t for t in titles)
+
+
+def test_the_logit_bias_is_tuned_and_reported() -> None:
+    at = open_page()
+    at.button(key="to_bias_go").click().run()
+    assert not at.exception
+    table = at.dataframe[-1].value
+    assert list(table.columns) == ["without bias", "with bias"]
+    drop = table.loc["clean accuracy", "without bias"] - table.loc["clean accuracy", "with bias"]
+    assert table.loc["worst-class robust accuracy", "with bias"] >= 0 and drop < 0.05
+
+
+def test_bad_dale_options_are_refused_before_a_job_starts() -> None:
+    at = launch(open_page(), to_rho=0.0)
+    assert any("ρ" in e.value and "must be > 0" in e.value for e in at.error)
+    at = launch(open_page(), to_scale=-0.01)
+    assert any("noise" in e.value for e in at.error)
+    at = launch(open_page(), to_weighting="fixed", to_weights="1,2,3")
+    assert any("3 values but the dataset has 10 classes" in e.value for e in at.error)
+    at = launch(open_page(), to_weighting="fixed", to_weights="1,1,1,1,1,1,1,1,1,-2")
+    assert any("positive" in e.value for e in at.error)
+    assert list_jobs(cache.registry()) == [], "nothing was queued"
+
+
+def test_a_class_weighted_dale_run_is_queued() -> None:
+    at = launch(open_page(), to_weighting="adaptive", to_epochs=1)
+    assert any("Queued job" in s.value for s in at.success)
+    jobs = list_jobs(cache.registry())
+    try:
+        assert len(jobs) == 1 and jobs[0]["args"]["method"] == "dale", jobs
+        assert jobs[0]["args"]["class_weighting"] == "adaptive"
+    finally:
+        for job in jobs:
+            cancel_job(cache.registry(), job["id"])
