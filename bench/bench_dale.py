@@ -1,0 +1,80 @@
+"""DALE epoch time vs PGD-AT with the same number of attack steps (issue 8), and the shipped DALE model's claim.
+
+Usage: python bench/bench_dale.py [--repeats 5] [--steps 5] [--out bench/RESULTS.md]
+
+1. One training epoch on digits (SmallCNN, batch 32, ε = 0.1): DALE (Laplacian Langevin, K steps, primal-dual ν)
+   and PGD-AT (PGD-K), interleaved, median over repeats. Target: DALE ≤ 1.2× PGD-AT.
+2. The shipped digits models' PGD-20 figures (assets/models/*.json): DALE's clean accuracy ≥ PGD-AT's and its
+   robust accuracy within 2 points (the paper's claim, checked on our data either way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import emit  # noqa: E402
+
+
+def epoch_seconds(method: str, steps: int, repeat: int) -> float:
+    import torch
+
+    from core.data import load_dataset
+    from core.models import build_model
+    from core.training import TrainConfig
+    from core.training.epoch import train_epoch
+    from core.training.loop import make_optimizer
+    from core.training.methods import METHODS, MethodState
+
+    config = TrainConfig(dataset="digits", method=method, eps=0.1, batch_size=32, attack_steps=steps, epochs=20,
+                         schedule="onecycle", seed=repeat)
+    data = load_dataset("digits", "train")
+    model = build_model("smallcnn", seed=repeat, in_channels=1, image_size=8, num_classes=10)
+    optimizer = make_optimizer(model, config)
+    spec = METHODS[method]
+    stats = train_epoch(model, optimizer, data, config, spec, spec.make_attack(config), 1, torch.device("cpu"),
+                        state=MethodState(nu=config.dale_nu))
+    return stats.seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    epoch_seconds("dale", args.steps[0], 99)  # warm-up
+    rows = []
+    for steps in args.steps:
+        times: dict[str, list[float]] = {"dale": [], "pgd-at": []}
+        for repeat in range(args.repeats):
+            for method in times:
+                times[method].append(epoch_seconds(method, steps, repeat))
+        dale, pgd = statistics.median(times["dale"]), statistics.median(times["pgd-at"])
+        rows.append(f"| epoch, digits, batch 32, {steps} attack steps (median of {args.repeats}) | {dale:.2f} s | "
+                    f"{pgd:.2f} s | {dale / pgd:.2f}× | ≤ 1.2× | {'pass' if dale / pgd <= 1.2 else '**miss**'} |")
+    shipped = {m: json.loads((ROOT / "assets" / "models" / f"digits-smallcnn-{m}.json").read_text())["metrics"]
+               for m in ("dale", "pgd-at")}
+    clean_ok = shipped["dale"]["clean_acc"] >= shipped["pgd-at"]["clean_acc"]
+    gap = 100 * (shipped["dale"]["robust_acc"] - shipped["pgd-at"]["robust_acc"])
+    lines = ["", f"### DALE (issue 8) — {time.strftime('%Y-%m-%d')}, `python bench/bench_dale.py`", "",
+             "| what | DALE | PGD-AT (peer, same run) | ratio | target | verdict |", "|---|---|---|---|---|---|",
+             *rows,
+             f"| shipped model, clean acc (PGD-20 eval, 450 test points) | {shipped['dale']['clean_acc']:.3f} | "
+             f"{shipped['pgd-at']['clean_acc']:.3f} | — | ≥ PGD-AT | {'pass' if clean_ok else '**miss**'} |",
+             f"| shipped model, robust acc PGD-20 ε=0.1 | {shipped['dale']['robust_acc']:.3f} | "
+             f"{shipped['pgd-at']['robust_acc']:.3f} | {gap:+.1f} pt | within 2 pt | "
+             f"{'pass' if abs(gap) <= 2 or gap > 0 else '**miss**'} |"]
+    emit(lines, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
