@@ -59,7 +59,9 @@ page = st.navigation({
     "Defences": [st.Page(PAGES / "tradeoffs.py", title="Trade-off Explorer", icon=":material/balance:",
                          url_path="tradeoffs")],
     "Inside the model": [st.Page(PAGES / "latent.py", title="Latent space", icon=":material/bubble_chart:",
-                                 url_path="latent")],
+                                 url_path="latent"),
+                         st.Page(PAGES / "theory.py", title="Theory Lab", icon=":material/functions:",
+                                 url_path="theory")],
     "Help": [st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],
 })
 page.run()

@@ -150,8 +150,11 @@ def _record(t: int, model: torch.nn.Module, loss: float, data: dict[str, torch.T
 
 
 def simulate(config: TheoryConfig, *, on_progress: Callable[[dict[str, float]], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> TheoryResult:
-    """Train the patch network by full-batch GD (ST or AT) and record the feature-learning trajectory."""
+             should_stop: Callable[[], bool] | None = None,
+             on_weights: Callable[[torch.Tensor], None] | None = None) -> TheoryResult:
+    """Train the patch network by full-batch GD (ST or AT) and record the feature-learning trajectory.
+
+    ``on_progress`` gets each recorded row, ``on_weights`` a copy of the weights (k×m×d) at the same moments."""
     train = load_dataset("patches", "train", **config.data_params())
     test = load_dataset("patches", "test", **config.data_params())
     u, v = patch_features(config.k, config.d, config.data_seed)
@@ -172,6 +175,8 @@ def simulate(config: TheoryConfig, *, on_progress: Callable[[dict[str, float]], 
             history.append(_record(t, model, loss.item(), data, config))
             if on_progress is not None:
                 on_progress(history[-1])
+            if on_weights is not None:
+                on_weights(model.weight.detach().clone())
         if t == config.iterations or (should_stop is not None and should_stop()):
             break
         model.zero_grad(set_to_none=True)

@@ -1,0 +1,74 @@
+"""Figures of the Theory Lab: U(t) and V(t) per class, accuracy over t, and the ⟨w_{j,r}, x_p⟩ heatmap."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dashboard.components.lab_views import BASE, GRID
+
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _layout(title: str, y_title: str, height: int = 330, **extra: Any) -> dict[str, Any]:
+    return dict(BASE, title=dict(text=title), height=height, margin=dict(l=60, r=10, t=50, b=45),
+                xaxis=dict(GRID, title=dict(text="iteration t")), yaxis=dict(GRID, title=dict(text=y_title)),
+                legend=dict(font=dict(size=11)), **extra)
+
+
+def features_figure(history: Sequence[dict[str, Any]], k: int, title: str, y_max: float) -> go.Figure:
+    """U_j(t) (solid) and V_j(t) (dashed) per class j: how much each neuron group has aligned with u_j and v_j."""
+    t = np.array([h["t"] for h in history])
+    data = []
+    for j in range(k):
+        colour = CLASS_COLOURS[j % len(CLASS_COLOURS)]
+        data.append(dict(type="scatter", x=t, y=np.array([h[f"U_{j}"] for h in history]), mode="lines",
+                         name=f"U_{j} (robust)", line=dict(color=colour, width=2.5)))
+        data.append(dict(type="scatter", x=t, y=np.array([h[f"V_{j}"] for h in history]), mode="lines",
+                         name=f"V_{j} (non-robust)", line=dict(color=colour, dash="dash")))
+    layout = _layout(title, "max_r ⟨w_{j,r}, feature⟩")
+    layout["yaxis"]["range"] = [min(0.0, *(d["y"].min() for d in data if len(d["y"]))), y_max]
+    return go.Figure(data=data, layout=layout)
+
+
+def accuracy_figure(history: Sequence[dict[str, Any]], title: str, chance: float) -> go.Figure:
+    t = np.array([h["t"] for h in history])
+    series = (("clean_acc", "clean", "solid", "#0f172a"), ("robust_acc_pgd", "robust (PGD from x)", "dash", "#c2410c"),
+              ("robust_acc", "robust (worst case)", "dot", "#7c3aed"))
+    data = [dict(type="scatter", x=t, y=np.array([h[key] for h in history]), mode="lines", name=name,
+                 line=dict(color=colour, dash=dash)) for key, name, dash, colour in series]
+    data.append(dict(type="scatter", x=[0, max(int(t.max()) if len(t) else 1, 1)], y=[chance, chance], mode="lines",
+                     name="chance", line=dict(color="#94a3b8", dash="dot", width=1), hoverinfo="skip"))
+    layout = _layout(title, "test accuracy")
+    layout["yaxis"].update(range=[0, 1.02], tickformat=".0%")
+    return go.Figure(data=data, layout=layout)
+
+
+ROLE_COLOURS = {1: "#16a34a", 2: "#c2410c", 0: "#94a3b8"}
+ROLE_LABELS = {1: "robust", 2: "non-robust", 0: "noise"}
+
+
+def heatmap_figure(heat: dict[str, Any], title: str) -> go.Figure:
+    """Rows: class j · neuron r; columns: the example's patches, robust first, then non-robust, then noise."""
+    z = heat["z"]
+    limit = float(np.abs(z).max()) or 1.0
+    columns = np.arange(z.shape[1])
+    data = [dict(type="heatmap", z=z, x=columns, y=heat["rows"], colorscale="RdBu_r", zmid=0, zmin=-limit,
+                 zmax=limit, customdata=np.broadcast_to(heat["patches"], z.shape),
+                 hovertemplate="%{y}, patch %{customdata}: %{z:.3f}<extra></extra>",
+                 colorbar=dict(title=dict(text="⟨w, x_p⟩")))]
+    shapes, annotations = [], []
+    roles = heat["roles"]
+    for role in (1, 2, 0):
+        where = np.nonzero(roles == role)[0]
+        if len(where):
+            shapes.append(dict(type="rect", xref="x", yref="paper", x0=where[0] - 0.5, x1=where[-1] + 0.5, y0=1.0,
+                               y1=1.04, fillcolor=ROLE_COLOURS[role], line=dict(width=0)))
+            annotations.append(dict(text=f"{ROLE_LABELS[role]} ({len(where)})", x=(where[0] + where[-1]) / 2, y=1.05,
+                                    xref="x", yref="paper", showarrow=False, yanchor="bottom", font=dict(size=11)))
+    layout = dict(BASE, title=dict(text=title, y=0.97), height=380, margin=dict(l=120, r=10, t=70, b=40),
+                  xaxis=dict(title=dict(text="patch (sorted by role)"), showgrid=False),
+                  yaxis=dict(autorange="reversed", tickfont=dict(size=10)), shapes=shapes, annotations=annotations)
+    return go.Figure(data=data, layout=layout)

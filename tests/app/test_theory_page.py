@@ -1,0 +1,44 @@
+"""Theory Lab under AppTest: both runs go in the background, the page redraws them, the theorem panel appears."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("../pages/theory.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_runs_draw_live_and_end_with_the_theorem_panel() -> None:
+    at = open_page()
+    at.number_input(key="th_iters").set_value(20)
+    next(b for b in at.button if "Run standard" in b.label).click().run()
+    runs = at.session_state["th_runs"]
+    deadline = time.monotonic() + 240
+    while not all(r.done for r in runs.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception, at.exception
+    assert [r.status for r in runs.values()] == ["done", "done"]
+    assert runs["at"].config.adversarial and not runs["st"].config.adversarial
+    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    assert len(charts) == 6 and sum("U_0 (robust)" in c for c in charts) == 2
+    claims = [m.value for m in at.markdown if "agree" in m.value]
+    assert len(claims) == 4
+
+
+def test_a_bad_data_model_is_refused_before_anything_runs() -> None:
+    at = open_page()
+    at.number_input(key="th_d").set_value(6)  # 2k = 8 > d: the features cannot be orthonormal
+    next(b for b in at.button if "Run standard" in b.label).click().run()
+    assert any("2k ≤ d" in e.value for e in at.error)
+    assert "th_runs" not in at.session_state
