@@ -1,0 +1,50 @@
+"""What the Features page shows for one model: attributions clean vs adversarial over a sample, unit scores and an
+ablation of the most attack-sensitive useful units. The adversarial inputs are PGD-10 at the given ε."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.attacks import PGD
+from core.features.attributions import attribute, low_frequency_share, rank_correlation, summary, topk_overlap
+from core.features.units import ablation_study, unit_activations, unit_scores
+from core.utils import make_generator
+
+
+def adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, *, steps: int = 10,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_adv, adversarial predictions) from PGD-``steps``."""
+    result = PGD(norm=norm, steps=steps)(model, x, y, eps, generator=make_generator(seed, "features"))
+    return result.x_adv.cpu(), result.logits_adv.argmax(1).cpu()
+
+
+def attribution_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, method: str,
+                       *, seed: int = 0) -> dict[str, Any]:
+    """Maps toward the true class for clean and adversarial inputs, per-sample change measures and their means."""
+    x_adv, pred_adv = adversarial(model, x, y, eps, norm, seed=seed)
+    clean = attribute(model, x, y, method, seed=seed)
+    adv = attribute(model, x_adv, y, method, seed=seed)
+    per_sample = {"rank_correlation": rank_correlation(clean, adv).numpy(),
+                  "topk_overlap": topk_overlap(clean, adv).numpy()}
+    if clean.dim() == 4:
+        per_sample["low_freq_clean"] = low_frequency_share(clean).numpy()
+        per_sample["low_freq_adv"] = low_frequency_share(adv).numpy()
+    return {"x_adv": x_adv.numpy(), "pred_adv": pred_adv.numpy(), "clean": clean.numpy(), "adv": adv.numpy(),
+            "per_sample": per_sample, "summary": summary(clean, adv)}
+
+
+def unit_report(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, *,
+                ablate: int = 5, seed: int = 0, num_classes: int | None = None) -> dict[str, Any]:
+    x_adv, _ = adversarial(model, x, y, eps, norm, seed=seed)
+    scores = unit_scores(model, layer, x, y, x_adv, num_classes)
+    off = scores.nonrobust_useful(ablate)
+    study = ablation_study(model, layer, x, y, off, eps=eps, norm=norm, seed=seed)
+    return {"usefulness": scores.usefulness, "robustness": scores.robustness, "movement": scores.movement,
+            "quadrant": scores.quadrant(), "ablated_units": off, "ablation": study,
+            "clean_act": unit_activations(model, layer, x[:1]).numpy()[0],
+            "adv_act": unit_activations(model, layer, x_adv[:1]).numpy()[0],
+            "most_moved": [int(i) for i in np.argsort(-scores.movement)[:10]]}
