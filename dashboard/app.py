@@ -60,6 +60,8 @@ page = st.navigation({
                          url_path="tradeoffs")],
     "Inside the model": [st.Page(PAGES / "latent.py", title="Latent space", icon=":material/bubble_chart:",
                                  url_path="latent"),
+                         st.Page(PAGES / "features.py", title="Features", icon=":material/filter_center_focus:",
+                                 url_path="features"),
                          st.Page(PAGES / "theory.py", title="Theory Lab", icon=":material/functions:",
                                  url_path="theory")],
     "Help": [st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],

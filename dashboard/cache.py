@@ -238,3 +238,34 @@ def _logit_bias(run_id: str, device: str, mtime: float, dataset: str, eps: float
 
 def logit_bias(run_id: str, dataset: str, eps: float, norm: str, bound: float, device: str = "cpu") -> Any:
     return _logit_bias(run_id, device, _checkpoint_mtime(run_id), dataset, eps, norm, bound)
+
+
+# features ---------------------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=16, show_spinner=False)
+def _attributions(run_id: str, device: str, mtime: float, dataset: str, n: int, eps: float, norm: str,
+                  method: str) -> dict[str, Any]:
+    from core.features.report import attribution_report
+
+    model_, _ = model(run_id, device)
+    data = run_dataset(run_id, dataset).subset(n)
+    return attribution_report(model_, data.x, data.y, eps, norm, method)
+
+
+def attributions(run_id: str, dataset: str, n: int, eps: float, norm: str, method: str,
+                 device: str = "cpu") -> dict[str, Any]:
+    return _attributions(run_id, device, _checkpoint_mtime(run_id), dataset, n, eps, norm, method)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _units(run_id: str, device: str, mtime: float, dataset: str, n: int, eps: float, norm: str, layer: str,
+           ablate: int) -> dict[str, Any]:
+    from core.features.report import unit_report
+
+    model_, _ = model(run_id, device)
+    data = run_dataset(run_id, dataset).subset(n)
+    return unit_report(model_, layer, data.x, data.y, eps, norm, ablate=ablate, num_classes=len(data.classes))
+
+
+def units(run_id: str, dataset: str, n: int, eps: float, norm: str, layer: str, ablate: int,
+          device: str = "cpu") -> dict[str, Any]:
+    return _units(run_id, device, _checkpoint_mtime(run_id), dataset, n, eps, norm, layer, ablate)

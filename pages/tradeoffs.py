@@ -140,7 +140,8 @@ if launched and weights is None:
     st.error("Not started: the fixed weights must be numbers separated by commas.")
 elif launched:
     try:
-        config = TrainConfig(dataset=dataset, arch=archs_for(cache.dataset_specs()[dataset]["input_shape"])[0], method=method, eps=float(eps),
+        arch = archs_for(cache.dataset_specs()[dataset]["input_shape"])[0]
+        config = TrainConfig(dataset=dataset, arch=arch, method=method, eps=float(eps),
                              epochs=int(epochs), attack_steps=int(steps), batch_size=32, schedule="onecycle",
                              dale_rho=float(rho), dale_noise=noise, dale_noise_scale=float(scale), dale_nu=float(nu),
                              dale_dual_lr=float(dual), class_weighting=weighting, class_weights=weights,
