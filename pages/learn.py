@@ -36,7 +36,9 @@ adversarial examples — and what adversarial training changes inside them.
 6. **Trade-off Explorer** — the shipped DALE model is as accurate as PGD-AT and nearly as robust; its loss chart
    shows the clean loss held under the bound ρ while the dual variable ν adjusts. Tune a logit bias for the
    weakest digit and see what it costs.
-7. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
+7. **Features** and **Theory Lab** — which pixels each model leans on, clean and attacked; then the model problem
+   where the theory is exact: run standard and adversarial training side by side and watch which feature wins.
+8. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
    Then open the papers below.
 """)
 st.subheader("The four papers behind the Atlas")

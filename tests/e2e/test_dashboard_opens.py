@@ -16,6 +16,7 @@ def test_every_page_renders(server: str, page, artifacts: Path) -> None:
     assert "Robustness Atlas" in page.locator('[data-testid="stSidebar"]').inner_text()
     shot(page, artifacts, "page-hub")
     for link, heading, name in (("Train", "Train a model", "page-train"), ("Learn", "Learn", "page-learn"),
+                                ("Theory Lab", "Theory Lab", "page-theory"), ("Features", "Features", "page-features"),
                                 ("Model hub", "Model hub", "page-hub-again")):
         go_to(page, link, heading)
         shot(page, artifacts, name)
