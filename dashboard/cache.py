@@ -3,6 +3,7 @@ run id + file mtime; everything bounded. Never mutate a returned value."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import threading
@@ -201,7 +202,8 @@ def layers(run_id: str, device: str) -> dict[str, str]:
 def _latent(spec: Any, device: str, mtime: float) -> Any:
     from core.latent import latent_map
 
-    model_, _ = model(spec.run_id, device)
+    # A private copy: forward hooks on the shared cached model would see (and disturb) other sessions' passes.
+    model_ = copy.deepcopy(model(spec.run_id, device)[0])
     return latent_map(spec, registry=registry(), model=model_, device=device)
 
 
@@ -246,7 +248,7 @@ def _attributions(run_id: str, device: str, mtime: float, dataset: str, n: int, 
                   method: str) -> dict[str, Any]:
     from core.features.report import attribution_report
 
-    model_, _ = model(run_id, device)
+    model_ = copy.deepcopy(model(run_id, device)[0])  # captum's Grad-CAM hooks must not touch the shared model
     data = run_dataset(run_id, dataset).subset(n)
     return attribution_report(model_, data.x, data.y, eps, norm, method)
 
@@ -261,7 +263,7 @@ def _units(run_id: str, device: str, mtime: float, dataset: str, n: int, eps: fl
            ablate: int) -> dict[str, Any]:
     from core.features.report import unit_report
 
-    model_, _ = model(run_id, device)
+    model_ = copy.deepcopy(model(run_id, device)[0])  # the ablation hook must not touch the shared model
     data = run_dataset(run_id, dataset).subset(n)
     return unit_report(model_, layer, data.x, data.y, eps, norm, ablate=ablate, num_classes=len(data.classes))
 

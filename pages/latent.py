@@ -85,9 +85,9 @@ with st.spinner(f"Attacking {n} points at {len(grid)} budgets and projecting the
         run_layer = layer if layer in cache.layers(run_id, device) else "penultimate"
         if run_layer != layer:
             notes.append(f"{names[run_id]} has no layer {layer}; its map uses the penultimate layer.")
-        spec = LatentSpec(run_id=run_id, dataset=dataset, eps_grid=grid, split=split, n=n, layer=run_layer,
-                          attack=attack, norm=norm, projection=projection)
         try:
+            spec = LatentSpec(run_id=run_id, dataset=dataset, eps_grid=grid, split=split, n=n, layer=run_layer,
+                              attack=attack, norm=norm, projection=projection)
             maps[run_id] = cache.latent(spec, device)
         except AtlasError as exc:
             st.error(f"{names[run_id]}: {exc}")

@@ -97,21 +97,22 @@ def live() -> None:
             if run.status == "failed":
                 st.error(f"The run failed: {run.error}")
                 continue
-            st.progress(run.progress(), text=f"{run.status} · t = {run.history[-1]['t'] if run.history else 0}")
-            if not run.history:
+            history = list(run.history)  # one snapshot: the worker thread keeps appending
+            st.progress(run.progress(), text=f"{run.status} · t = {history[-1]['t'] if history else 0}")
+            if not history:
                 continue
             y_max = 1.1 * max(max(h["U"], h["V"], *(h[f"U_{j}"] for j in range(run.config.k)),
                                    *(h[f"V_{j}"] for j in range(run.config.k))) for r in runs.values()
-                              for h in r.history) + 0.05
+                              for h in list(r.history)) + 0.05
             chance = 1 / run.config.k
-            st.plotly_chart(views.features_figure(run.history, run.config.k, "Feature alignment U_j(t), V_j(t)",
+            st.plotly_chart(views.features_figure(history, run.config.k, "Feature alignment U_j(t), V_j(t)",
                                                   y_max), key=f"th_feat_{key}")
-            st.plotly_chart(views.accuracy_figure(run.history, "Test accuracy over t", chance), key=f"th_acc_{key}")
+            st.plotly_chart(views.accuracy_figure(history, "Test accuracy over t", chance), key=f"th_acc_{key}")
             if run.weights is not None:
                 st.plotly_chart(views.heatmap_figure(example_heat(run), "⟨w_{j,r}, x_p⟩ on the first test input"),
                                 key=f"th_heat_{key}")
             if run.done:
-                finals[key] = run.history[-1]
+                finals[key] = history[-1]
     if len(finals) == 2:
         st.subheader("What the theorem says, and this run")
         for row in verdict(finals["st"], finals["at"], 1 / runs["st"].config.k):

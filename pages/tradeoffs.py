@@ -72,7 +72,7 @@ if runs:
             ratios = {name: v[-1].get("noise_to_grad") for name, v in histories.items() if "noise_to_grad" in v[-1]}
             left.caption("ν rises while the clean loss exceeds ρ and falls toward 0 once it is below. Langevin "
                          "noise ÷ gradient (last epoch): " + ", ".join(f"{n}: {r:.3g}" for n, r in ratios.items())
-                         + " — it grows with the batch size, because the attack ascends a batch mean.")
+                         + " — with Laplacian noise it grows with the batch size, because the attack ascends a batch mean.")
         per_class = {by_id[r]["name"]: by_id[r]["final_metrics"].get("per_class_robust_acc") for r in chosen}
         per_class = {k: v for k, v in per_class.items() if v}
         if per_class:

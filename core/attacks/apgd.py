@@ -9,7 +9,8 @@ Threat model: ℓ∞ or ℓ2 ball of radius ε, clipped to the data bounds. Rand
 
 Arguments (keyword-only config): ``norm`` ("linf"), ``steps`` (100), ``loss`` ("ce" or "dlr"), ``rho`` (0.75),
 ``targets`` (0 = untargeted; n > 0 runs targeted DLR against each of the n most likely other classes, keeping the
-first success per point). Example::
+first success per point). A point leaves the batch as soon as it is fooled, so its trace is NaN from then on (all
+NaN when the random start already fools it). Example::
 
     result = APGD(loss="dlr", targets=3, steps=50)(model, x, y, eps=0.1, generator=gen)
 """

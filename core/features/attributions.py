@@ -87,19 +87,27 @@ def _flat(maps: torch.Tensor) -> torch.Tensor:
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman correlation of |a| and |b| per sample (ties broken by position)."""
-    ra, rb = _flat(a).argsort(1).argsort(1).double(), _flat(b).argsort(1).argsort(1).double()
+    """Spearman correlation of |a| and |b| per sample, ties ranked by their average (NaN where a map is constant,
+    e.g. an all-zero Grad-CAM: nothing to correlate)."""
+    from scipy.stats import rankdata
+
+    ra = torch.from_numpy(rankdata(_flat(a).numpy(), axis=1, method="average"))
+    rb = torch.from_numpy(rankdata(_flat(b).numpy(), axis=1, method="average"))
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    return ((ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)).float()
+    denom = ra.norm(dim=1) * rb.norm(dim=1)
+    return torch.where(denom > 0, (ra * rb).sum(1) / denom.clamp_min(1e-12), torch.nan).float()
 
 
 def topk_overlap(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
-    """Share of the top ``fraction`` of |a|'s features that are also in |b|'s top ``fraction``, per sample."""
+    """Share of the top ``fraction`` of |a|'s features that are also in |b|'s top ``fraction``, per sample (NaN
+    where either map is constant: its top is arbitrary)."""
     flat_a, flat_b = _flat(a), _flat(b)
     k = max(1, int(round(fraction * flat_a.shape[1])))
     top_a = torch.zeros_like(flat_a, dtype=torch.bool).scatter_(1, flat_a.topk(k, dim=1).indices, True)
     top_b = torch.zeros_like(flat_b, dtype=torch.bool).scatter_(1, flat_b.topk(k, dim=1).indices, True)
-    return ((top_a & top_b).sum(1).float() / k)
+    overlap = (top_a & top_b).sum(1).float() / k
+    constant = (flat_a.amax(1) == flat_a.amin(1)) | (flat_b.amax(1) == flat_b.amin(1))
+    return torch.where(constant, torch.nan, overlap)
 
 
 def dct_matrix(n: int) -> torch.Tensor:
@@ -126,8 +134,8 @@ def low_frequency_share(maps: torch.Tensor, cutoff: float = 0.25) -> torch.Tenso
 
 def summary(clean: torch.Tensor, adversarial: torch.Tensor, fraction: float = 0.1) -> dict[str, Any]:
     """Mean change measures over a sample of clean/adversarial attribution maps."""
-    out = {"rank_correlation": float(rank_correlation(clean, adversarial).mean()),
-           "topk_overlap": float(topk_overlap(clean, adversarial, fraction).mean())}
+    out = {"rank_correlation": float(rank_correlation(clean, adversarial).nanmean()),
+           "topk_overlap": float(topk_overlap(clean, adversarial, fraction).nanmean())}
     if clean.dim() == 4:
         out["low_freq_clean"] = float(low_frequency_share(clean).mean())
         out["low_freq_adv"] = float(low_frequency_share(adversarial).mean())

@@ -17,8 +17,10 @@ from core.utils import make_generator
 
 def adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, *, steps: int = 10,
                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_adv, adversarial predictions) from PGD-``steps``."""
-    result = PGD(norm=norm, steps=steps)(model, x, y, eps, generator=make_generator(seed, "features"))
+    """(x_adv, adversarial predictions) from PGD-``steps``, on the CPU."""
+    device = next(model.parameters()).device
+    result = PGD(norm=norm, steps=steps)(model, x.to(device), y.to(device), eps,
+                                         generator=make_generator(seed, "features"))
     return result.x_adv.cpu(), result.logits_adv.argmax(1).cpu()
 
 

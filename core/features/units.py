@@ -84,7 +84,7 @@ def unit_activations(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Ten
 
 def unit_scores(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
                 num_classes: int | None = None) -> UnitScores:
-    clean, adv = unit_activations(model, layer, x).double(), unit_activations(model, layer, x_adv).double()
+    clean, adv = unit_activations(model, layer, x).double(), unit_activations(model, layer, x_adv).double()  # CPU
     y = y.cpu()
     classes = int(num_classes or int(y.max()) + 1)
     means = torch.stack([clean[y == c].mean(0) if bool((y == c).any()) else clean.mean(0) for c in range(classes)])
@@ -122,6 +122,9 @@ def ablation_study(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tenso
     """Clean and PGD robust accuracy with and without ``units`` switched off (the attack sees the ablated model)."""
     from core.attacks import PGD
     from core.utils import make_generator
+
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
 
     def measure() -> tuple[float, float]:
         model.eval()

@@ -83,14 +83,16 @@ class BiasResult:
 def class_report(model: nn.Module, data: Dataset, eps: float, norm: str, steps: int = 10,
                  seed: int = 0) -> dict[str, Any]:
     """Clean and PGD robust accuracy, overall and per class, with the worst class."""
+    device = next(model.parameters()).device
+    x, y = data.x.to(device), data.y.to(device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        clean = model(data.x).argmax(1) == data.y
+        clean = (model(x).argmax(1) == y).cpu()
     model.train(was_training)
-    result = PGD(norm=norm, steps=steps)(model, data.x, data.y, eps, bounds=data.bounds,
+    result = PGD(norm=norm, steps=steps)(model, x, y, eps, bounds=data.bounds,
                                          generator=make_generator(seed, "logit-bias"))
-    robust = result.logits_adv.argmax(1) == data.y
+    robust = (result.logits_adv.argmax(1) == y).cpu()
     per_class = {str(c): float(robust[data.y == i].float().mean()) for i, c in enumerate(data.classes)
                  if bool((data.y == i).any())}
     worst = min(per_class, key=per_class.__getitem__)

@@ -149,6 +149,9 @@ class TrainConfig:
                     raise ConfigError(f"class weight {i} must be a positive finite number, got {w!r}")
         elif self.class_weights:
             raise ConfigError("class_weights are used only with class_weighting 'fixed'")
+        if self.class_weighting == "adaptive" and self.method == "erm":
+            raise ConfigError("adaptive class weights follow per-class robustness under the training attack; "
+                              "ERM has no attack: use fixed weights or an adversarial method")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

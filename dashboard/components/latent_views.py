@@ -36,10 +36,12 @@ def _traces(latent: Any, index: int, classes: Sequence[str], layers: Layers, kin
     y, clean_xy = latent.y, latent.clean_xy
     data: list[dict] = []
     rows: list[np.ndarray] = []
-    if layers.lines and index > 0:
-        adv_xy = latent.positions(index)
-        seg = np.full((len(y) * 3, 2), np.nan, dtype=np.float32)
-        seg[0::3], seg[1::3] = clean_xy, adv_xy
+    # Every ε index (the clean one too) gets the same trace slots, empty where there is nothing to draw: plotly's
+    # animation updates traces by position, so a frame with fewer traces would leave stale points behind.
+    if layers.lines:
+        seg = np.full((len(y) * 3 if index > 0 else 0, 2), np.nan, dtype=np.float32)
+        if index > 0:
+            seg[0::3], seg[1::3] = clean_xy, latent.positions(index)
         data.append(dict(type=kind, x=seg[:, 0], y=seg[:, 1], mode="lines", name="clean → adversarial",
                          line=dict(color="rgba(100,116,139,0.22)", width=1), hoverinfo="skip", legendgroup="lines",
                          showlegend=True))
@@ -53,10 +55,10 @@ def _traces(latent: Any, index: int, classes: Sequence[str], layers: Layers, kin
                 marker=dict(color=_colour(c), size=6, opacity=0.8, line=dict(width=0)),
                 customdata=members, hovertemplate=f"#%{{customdata}} · true {classes[c]} (clean)<extra></extra>"))
             rows.append(members)
-    if layers.adversarial and index > 0:
+    if layers.adversarial:
         adv_xy, pred = latent.positions(index), latent.predictions(index)
         for c in range(len(classes)):
-            members = np.nonzero(pred == c)[0]
+            members = np.nonzero(pred == c)[0] if index > 0 else np.empty(0, dtype=np.int64)
             data.append(dict(
                 type=kind, x=adv_xy[members, 0], y=adv_xy[members, 1], mode="markers",
                 name=f"adversarial → {classes[c]}", legendgroup=f"class{c}", showlegend=not layers.clean,

@@ -171,10 +171,11 @@ def test_logit_bias_respects_the_clean_accuracy_bound(bound: float) -> None:
     ({"class_weighting": "fixed", "class_weights": [1.0, 0.0]}, "positive"),
     ({"class_weighting": "fixed", "class_weights": [1.0, float("nan")]}, "positive"),
     ({"class_weights": [1.0, 2.0]}, "only with"), ({"class_weight_strength": 2.0}, "class_weight_strength"),
+    ({"method": "erm", "class_weighting": "adaptive"}, "ERM has no attack"),
 ])
 def test_bad_dale_and_weight_options_are_refused(fields: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        TrainConfig(method="dale", **fields)
+        TrainConfig(**{"method": "dale", **fields})
 
 
 def test_wrong_number_of_class_weights_fails_before_the_run_is_registered() -> None:

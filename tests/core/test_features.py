@@ -108,3 +108,11 @@ def test_ablation_switches_units_off_and_restores_the_model(digits) -> None:
     study = ablation_study(model, "penultimate", x, y, [0, 1, 2], eps=0.1, steps=3)
     assert set(study) >= {"clean_acc", "robust_acc", "clean_acc_ablated", "robust_acc_ablated"}
     assert torch.equal(model(x), before)
+
+
+def test_constant_maps_have_no_rank_correlation_and_ties_are_averaged() -> None:
+    zeros = torch.zeros(1, 1, 8, 8)
+    assert torch.isnan(rank_correlation(zeros, zeros)).all() and torch.isnan(topk_overlap(zeros, zeros)).all()
+    a, b = torch.tensor([[0.0, 0.0, 1.0, 2.0]]), torch.tensor([[0.0, 0.0, 2.0, 1.0]])
+    # Average ranks (1.5, 1.5, 3, 4) vs (1.5, 1.5, 4, 3): ρ = 3.5 / 4.5; breaking ties by position would give 0.8.
+    assert rank_correlation(a, b).item() == pytest.approx(7 / 9)
