@@ -244,13 +244,29 @@ def logit_bias(run_id: str, dataset: str, eps: float, norm: str, bound: float, d
 
 # features ---------------------------------------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False)
+def _feature_sample(run_id: str, device: str, mtime: float, dataset: str, n: int, eps: float,
+                    norm: str) -> dict[str, Any]:
+    """The first n test points and their PGD-10 adversarial twins: one attack shared by both feature reports."""
+    from core.features.report import adversarial
+
+    model_, _ = model(run_id, device)
+    data = run_dataset(run_id, dataset).subset(n)
+    x_adv, pred_adv = adversarial(model_, data.x, data.y, eps, norm)
+    return {"x": data.x, "y": data.y, "x_adv": x_adv, "pred_adv": pred_adv.numpy(), "classes": len(data.classes)}
+
+
+def feature_sample(run_id: str, dataset: str, n: int, eps: float, norm: str, device: str = "cpu") -> dict[str, Any]:
+    return _feature_sample(run_id, device, _checkpoint_mtime(run_id), dataset, n, eps, norm)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
 def _attributions(run_id: str, device: str, mtime: float, dataset: str, n: int, eps: float, norm: str,
                   method: str) -> dict[str, Any]:
     from core.features.report import attribution_report
 
+    sample = feature_sample(run_id, dataset, n, eps, norm, device)
     model_ = copy.deepcopy(model(run_id, device)[0])  # captum's Grad-CAM hooks must not touch the shared model
-    data = run_dataset(run_id, dataset).subset(n)
-    return attribution_report(model_, data.x, data.y, eps, norm, method)
+    return attribution_report(model_, sample["x"], sample["y"], sample["x_adv"], method)
 
 
 def attributions(run_id: str, dataset: str, n: int, eps: float, norm: str, method: str,
@@ -263,9 +279,10 @@ def _units(run_id: str, device: str, mtime: float, dataset: str, n: int, eps: fl
            ablate: int) -> dict[str, Any]:
     from core.features.report import unit_report
 
+    sample = feature_sample(run_id, dataset, n, eps, norm, device)
     model_ = copy.deepcopy(model(run_id, device)[0])  # the ablation hook must not touch the shared model
-    data = run_dataset(run_id, dataset).subset(n)
-    return unit_report(model_, layer, data.x, data.y, eps, norm, ablate=ablate, num_classes=len(data.classes))
+    return unit_report(model_, layer, sample["x"], sample["y"], sample["x_adv"], eps, norm, ablate=ablate,
+                       num_classes=sample["classes"])
 
 
 def units(run_id: str, dataset: str, n: int, eps: float, norm: str, layer: str, ablate: int,

@@ -55,11 +55,13 @@ data = cache.run_dataset(primary, dataset)
 classes = [str(c) for c in data.classes]
 i = int(example)
 for run_id, rep in reports.items():
-    pred = classes[int(rep["pred_adv"][i])]
+    sample = cache.feature_sample(run_id, dataset, int(n), eps, norm, device)
+    pred = classes[int(sample["pred_adv"][i])]
     labels = [f"clean ({classes[int(data.y[i])]})", f"{LABELS[method]} · clean", f"adversarial → {pred}",
               f"{LABELS[method]} · adversarial"]
-    st.plotly_chart(views.attribution_figure(data.x[i].numpy(), rep["clean"][i], rep["x_adv"][i], rep["adv"][i],
-                                             names[run_id], labels), key=f"feat_maps_{run_id}")
+    figure = views.attribution_figure(data.x[i].numpy(), rep["clean"][i], sample["x_adv"][i].numpy(), rep["adv"][i],
+                                      names[run_id], labels)
+    st.plotly_chart(figure, key=f"feat_maps_{run_id}")
 st.caption("Red: pixels that raise the true class's score; blue: pixels that lower it. The two maps of a model "
            "share one colour scale.")
 

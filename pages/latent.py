@@ -111,10 +111,12 @@ def scrub() -> None:
                             value=labels[min(4, len(labels) - 1)], key="lat_eps",
                             help="Scrubbing only looks up the precomputed maps.")
     index = labels.index(pick)
-    layers = views.Layers(clean=c2.toggle("clean points", True, key="lat_show_clean"),
-                          adversarial=c3.toggle("adversarial points", True, key="lat_show_adv"),
-                          lines=c4.toggle("lines", True, key="lat_show_lines"))
-    animate = c5.toggle("animation", False, key="lat_animate",
+    layers = views.Layers(clean=c2.toggle("clean ●", True, key="lat_show_clean"),
+                          adversarial=c3.toggle("adversarial ×", True, key="lat_show_adv"),
+                          lines=c4.toggle("lines", False, key="lat_show_lines",
+                                          help="A line from each clean point to its adversarial twin. Off at "
+                                               "first: drawing them makes every ε step about twice as slow."))
+    animate = c5.toggle("animate", False, key="lat_animate",
                         help="Adds every ε to the charts and a ▶ button that plays them in the browser.")
     columns = st.columns(len(maps), gap="medium")
     selected: dict[str, np.ndarray] = {}
@@ -135,12 +137,11 @@ def scrub() -> None:
     table = views.measures_table(by_name, index)
     left.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns},
                    key="lat_measures")
-    right.plotly_chart(views.measures_over_eps(by_name, "ℓ∞" if norm == "linf" else "ℓ2"), key="lat_over_eps")
-    left.caption("Measured in the layer's full feature space, not on the map. k-NN accuracy: the 5 nearest clean "
-               "points vote (clean: leave-one-out). Silhouette: how well the true classes form clusters (−1…1). "
-               "Distance to own centroid ÷ clean: how far the twins moved from their class's centre.")
-    right.caption("Solid: k-NN accuracy of the adversarial features (does the layer still put them with their "
-                  "class?). Dashed: robust accuracy of the model. A robust model keeps both up longer.")
+    right.markdown(f"**Measures at ε = {pick}**")
+    right.caption("Measured in the layer's full feature space, not on the map. k-NN accuracy: the 5 nearest clean "
+                  "points vote (clean: leave-one-out). Silhouette: how well the true classes form clusters (−1…1). "
+                  "Still nearest own centroid: share of twins closest to their true class's clean centre. "
+                  "Distance to own centroid ÷ clean: how far the twins moved from their class's centre.")
     if index > 0:
         columns = st.columns(len(maps), gap="medium")
         for column, (run_id, latent) in zip(columns, maps.items()):
@@ -157,3 +158,10 @@ def scrub() -> None:
 
 
 scrub()
+# Over the whole grid, so it does not depend on the slider: drawn once, outside the fragment.
+left, right = st.columns(2, gap="medium")
+left.plotly_chart(views.measures_over_eps({("Primary" if r == primary else "Comparison") + f": {names[r]}": m
+                                           for r, m in maps.items()}, "ℓ∞" if norm == "linf" else "ℓ2"),
+                  key="lat_over_eps")
+right.caption("Solid: k-NN accuracy of the adversarial features at each ε (does the layer still put them with "
+              "their class?). Dashed: robust accuracy of the model. A robust model keeps both up longer.")

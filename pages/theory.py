@@ -44,11 +44,13 @@ with st.form("th_form"):
     iterations = c[5].number_input("iterations", 10, 3000, D.iterations, step=50, key="th_iters")
     eps = c[6].number_input("ε (per patch ℓ2)", 0.0, 5.0, D.eps, step=0.05, key="th_eps")
     steps = c[7].number_input("attack steps", 1, 20, D.train_pgd_steps, key="th_steps")
-    init_seed = st.number_input("init seed (the race depends on it; see the note below)", 0, 10_000, D.init_seed,
-                                key="th_seed")
+    init_seed = st.columns([1, 3])[0].number_input("init seed (the race depends on it)", 0, 10_000, D.init_seed,
+                                                   key="th_seed")
     go = st.form_submit_button("Run standard and adversarial training", type="primary", icon=":material/play_arrow:")
 
-if go:
+if go and float(eps) <= 0:
+    st.error("Not started: ε must be > 0, otherwise adversarial training is standard training.")
+elif go:
     try:
         base = TheoryConfig(k=int(k), d=int(d), P=int(p), n_robust=int(n_robust), n_nonrobust=int(n_nonrobust),
                             alpha=float(alpha), beta=float(beta), sigma_n=float(sigma_n), m=int(m), q=int(q),

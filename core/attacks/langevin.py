@@ -93,11 +93,12 @@ class Langevin(GradientAttack):
             noise = cfg.noise_scale * self._noise(x.shape, generator, x.device)
             if cfg.noise == "laplacian":
                 moved = x_adv + step_b * ascent_direction(grad + noise, norm)
-                ratios.append(float(noise.abs().mean() / grad.abs().mean().clamp_min(1e-30)))
+                ratios.append(noise.abs().mean() / grad.abs().mean().clamp_min(1e-30))
             else:
                 signed = step_b * ascent_direction(grad, norm)
                 moved = x_adv + signed + noise
-                ratios.append(float(noise.abs().mean() / signed.abs().mean().clamp_min(1e-30)))
+                ratios.append(noise.abs().mean() / signed.abs().mean().clamp_min(1e-30))
             x_adv = clip_to(x + project(moved - x, eps, norm), bounds)
-        self.last_noise_to_grad = sum(ratios) / len(ratios) if cfg.noise_scale > 0 else 0.0
+        # One device sync per call, not one per step (this runs inside every training batch).
+        self.last_noise_to_grad = float(torch.stack(ratios).mean()) if cfg.noise_scale > 0 else 0.0
         return x_adv, torch.stack(trace)

@@ -1,5 +1,6 @@
 """What the Features page shows for one model: attributions clean vs adversarial over a sample, unit scores and an
-ablation of the most attack-sensitive useful units. The adversarial inputs are PGD-10 at the given ε."""
+ablation of the most attack-sensitive useful units. The adversarial inputs (PGD-10, ``adversarial``) are computed
+once and shared by both reports."""
 
 from __future__ import annotations
 
@@ -24,10 +25,9 @@ def adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, 
     return result.x_adv.cpu(), result.logits_adv.argmax(1).cpu()
 
 
-def attribution_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, method: str,
+def attribution_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, method: str,
                        *, seed: int = 0) -> dict[str, Any]:
     """Maps toward the true class for clean and adversarial inputs, per-sample change measures and their means."""
-    x_adv, pred_adv = adversarial(model, x, y, eps, norm, seed=seed)
     clean = attribute(model, x, y, method, seed=seed)
     adv = attribute(model, x_adv, y, method, seed=seed)
     per_sample = {"rank_correlation": rank_correlation(clean, adv).numpy(),
@@ -35,13 +35,14 @@ def attribution_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
     if clean.dim() == 4:
         per_sample["low_freq_clean"] = low_frequency_share(clean).numpy()
         per_sample["low_freq_adv"] = low_frequency_share(adv).numpy()
-    return {"x_adv": x_adv.numpy(), "pred_adv": pred_adv.numpy(), "clean": clean.numpy(), "adv": adv.numpy(),
+    return {"clean": clean.numpy(), "adv": adv.numpy(),
             "per_sample": per_sample, "summary": summary(clean, adv)}
 
 
-def unit_report(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, *,
-                ablate: int = 5, seed: int = 0, num_classes: int | None = None) -> dict[str, Any]:
-    x_adv, _ = adversarial(model, x, y, eps, norm, seed=seed)
+def unit_report(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, eps: float,
+                norm: str, *, ablate: int = 5, seed: int = 0, num_classes: int | None = None) -> dict[str, Any]:
+    """Unit scores from clean vs ``x_adv`` activations, and an ablation of the k most attack-sensitive useful
+    units (whose robust accuracy needs a fresh attack on the ablated model, hence ε and norm)."""
     scores = unit_scores(model, layer, x, y, x_adv, num_classes)
     off = scores.nonrobust_useful(ablate)
     study = ablation_study(model, layer, x, y, off, eps=eps, norm=norm, seed=seed)

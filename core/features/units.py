@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.errors import ConfigError
-from core.latent.hooks import PENULTIMATE, _classifier, _module
+from core.latent.hooks import extract_features, hook_point
 
 
 @dataclass(frozen=True)
@@ -50,41 +49,14 @@ class UnitScores:
         return [int(i) for i in useful[np.argsort(-self.movement[useful])][:k]]
 
 
-def _target(model: nn.Module, layer: str) -> tuple[nn.Module, bool]:
-    if layer == PENULTIMATE:
-        head = _classifier(model)
-        if head is None:
-            raise ConfigError("the model has no linear head, so no penultimate layer")
-        return model.get_submodule(head), True
-    return _module(model, layer), False
-
-
-@torch.no_grad()
 def unit_activations(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
-    """N×U activations (conv channels averaged over space) at ``layer``."""
-    module, pre = _target(model, layer)
-    captured: list[torch.Tensor] = []
-
-    def keep(value: torch.Tensor) -> None:
-        value = value[0] if isinstance(value, (tuple, list)) else value
-        captured.append(value.detach().float().mean(dim=tuple(range(2, value.dim()))) if value.dim() > 2
-                        else value.detach().float())
-
-    handle = (module.register_forward_pre_hook(lambda _m, args: keep(args)) if pre
-              else module.register_forward_hook(lambda _m, _a, out: keep(out)))
-    was_training = model.training
-    try:
-        model.eval()
-        model(x.to(next(model.parameters()).device))
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return captured[0].cpu()
+    """N×U activations (convolution channels averaged over space) at ``layer``, on the CPU."""
+    return extract_features(model, x, layer, spatial_mean=True)
 
 
 def unit_scores(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
                 num_classes: int | None = None) -> UnitScores:
-    clean, adv = unit_activations(model, layer, x).double(), unit_activations(model, layer, x_adv).double()  # CPU
+    clean, adv = unit_activations(model, layer, x).double(), unit_activations(model, layer, x_adv).double()
     y = y.cpu()
     classes = int(num_classes or int(y.max()) + 1)
     means = torch.stack([clean[y == c].mean(0) if bool((y == c).any()) else clean.mean(0) for c in range(classes)])
@@ -100,7 +72,7 @@ def unit_scores(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, 
 @contextmanager
 def ablated(model: nn.Module, layer: str, units: Sequence[int]) -> Iterator[nn.Module]:
     """Within the block, ``units`` of ``layer`` output 0 (for ``penultimate``: the head's input features)."""
-    module, pre = _target(model, layer)
+    module, pre = hook_point(model, layer)
     index = torch.as_tensor(list(units), dtype=torch.long)
 
     def zero(value: torch.Tensor) -> torch.Tensor:

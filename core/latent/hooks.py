@@ -58,23 +58,31 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
         raise ConfigError(f"the model has no layer {layer!r}; choose from {', '.join(layer_names(model))}") from None
 
 
-@torch.no_grad()
-def extract_features(model: nn.Module, x: torch.Tensor, layer: str = PENULTIMATE, *,
-                     batch_size: int = 1024) -> torch.Tensor:
-    """N×D float32 CPU features of ``x`` at ``layer`` (flattened from dim 1), computed in eval mode in batches on
-    the model's device. The model's mode is restored and its hooks removed, whatever happens."""
+def hook_point(model: nn.Module, layer: str) -> tuple[nn.Module, bool]:
+    """(module, pre): where ``layer``'s values appear — the input of the linear head for ``penultimate`` (a
+    forward pre-hook), else the named submodule's output (a forward hook)."""
     if layer == PENULTIMATE:
         head = _classifier(model)
         if head is None:
             raise ConfigError(f"{type(model).__name__} has no linear head, so no penultimate layer; choose from "
                               f"{', '.join(layer_names(model)) or 'none'}")
-        target, pre = model.get_submodule(head), True
-    else:
-        target, pre = _module(model, layer), False
+        return model.get_submodule(head), True
+    return _module(model, layer), False
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, x: torch.Tensor, layer: str = PENULTIMATE, *, batch_size: int = 1024,
+                     spatial_mean: bool = False) -> torch.Tensor:
+    """N×D float32 CPU features of ``x`` at ``layer`` (flattened from dim 1; with ``spatial_mean``, convolution
+    channels averaged over space instead), computed in eval mode in batches on the model's device. The model's
+    mode is restored and its hooks removed, whatever happens."""
+    target, pre = hook_point(model, layer)
     captured: list[torch.Tensor] = []
 
     def keep(value: Any) -> None:
         value = value[0] if isinstance(value, (tuple, list)) else value
+        if spatial_mean and value.dim() > 2:
+            value = value.mean(dim=tuple(range(2, value.dim())))
         captured.append(value.detach().flatten(1).float().cpu())
 
     handle = (target.register_forward_pre_hook(lambda _m, args: keep(args)) if pre

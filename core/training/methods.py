@@ -41,8 +41,9 @@ class MethodState:
     def count_robust(self, y: torch.Tensor, logits_adv: torch.Tensor) -> None:
         """Tally, per class, the training points whose adversarial input the model still gets right."""
         k = logits_adv.shape[1]
-        hits = torch.bincount(y[logits_adv.detach().argmax(1) == y], minlength=k).cpu()
-        seen = torch.bincount(y, minlength=k).cpu()
+        # Kept on the model's device and read once per epoch: no device sync inside the batch loop.
+        hits = torch.bincount(y, weights=(logits_adv.detach().argmax(1) == y).float(), minlength=k)
+        seen = torch.bincount(y, minlength=k)
         self.robust_hits = hits if self.robust_hits is None else self.robust_hits + hits
         self.robust_seen = seen if self.robust_seen is None else self.robust_seen + seen
 
@@ -52,7 +53,7 @@ class MethodState:
     def train_robust_per_class(self) -> list[float] | None:
         if self.robust_seen is None:
             return None
-        return (self.robust_hits.float() / self.robust_seen.clamp_min(1).float()).tolist()
+        return (self.robust_hits.float() / self.robust_seen.clamp_min(1).float()).cpu().tolist()
 
     def add(self, name: str, value: float) -> None:
         self.sums[name] = self.sums.get(name, 0.0) + value

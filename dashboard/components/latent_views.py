@@ -24,7 +24,7 @@ class Layers:
 
     clean: bool = True
     adversarial: bool = True
-    lines: bool = True
+    lines: bool = True  # the page starts with lines off: hundreds of SVG segments double a slider redraw
 
 
 def _colour(c: int) -> str:
@@ -43,8 +43,8 @@ def _traces(latent: Any, index: int, classes: Sequence[str], layers: Layers, kin
         if index > 0:
             seg[0::3], seg[1::3] = clean_xy, latent.positions(index)
         data.append(dict(type=kind, x=seg[:, 0], y=seg[:, 1], mode="lines", name="clean → adversarial",
-                         line=dict(color="rgba(100,116,139,0.22)", width=1), hoverinfo="skip", legendgroup="lines",
-                         showlegend=True))
+                         line=dict(color="rgba(100,116,139,0.22)", width=1), hoverinfo="skip",
+                         legendgroup="lines", showlegend=True))
         rows.append(np.empty(0, dtype=np.int64))
     if layers.clean:
         for c in range(len(classes)):

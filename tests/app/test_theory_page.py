@@ -42,3 +42,8 @@ def test_a_bad_data_model_is_refused_before_anything_runs() -> None:
     next(b for b in at.button if "Run standard" in b.label).click().run()
     assert any("2k ≤ d" in e.value for e in at.error)
     assert "th_runs" not in at.session_state
+    at.number_input(key="th_d").set_value(64)
+    at.number_input(key="th_eps").set_value(0.0)
+    next(b for b in at.button if "Run standard" in b.label).click().run()
+    assert any("ε must be > 0" in e.value for e in at.error)
+    assert "th_runs" not in at.session_state
