@@ -288,3 +288,47 @@ def _units(run_id: str, device: str, mtime: float, dataset: str, n: int, eps: fl
 def units(run_id: str, dataset: str, n: int, eps: float, norm: str, layer: str, ablate: int,
           device: str = "cpu") -> dict[str, Any]:
     return _units(run_id, device, _checkpoint_mtime(run_id), dataset, n, eps, norm, layer, ablate)
+
+
+# geometry ---------------------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=24, show_spinner=False)
+def _plane_comparison(runs_: tuple[tuple[str, str], ...], device: str, mtimes: tuple[float, ...], example_key: str,
+                      _x: Any, y: int, spec: Any, other_key: str | None, _other: Any) -> Any:
+    from core.geometry.local import compare_on_plane
+
+    models = {label: model(run_id, device)[0] for run_id, label in runs_}
+    x = _x.to(device)
+    return compare_on_plane(models, x, y, spec, other=None if _other is None else _other.to(device))
+
+
+def plane_comparison(runs_: list[tuple[str, str]], device: str, example_key: str, x: Any, y: int, spec: Any,
+                     other_key: str | None = None, other: Any = None) -> Any:
+    """Sections, paths, profiles and curvatures of (run id, label) models on the first one's plane."""
+    mtimes = tuple(_checkpoint_mtime(r) for r, _ in runs_)
+    return _plane_comparison(tuple(runs_), device, mtimes, example_key, x, y, spec, other_key, other)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _curvature_sample(run_id: str, device: str, mtime: float, dataset: str, n: int) -> dict[str, Any]:
+    from core.geometry.local import curvature_sample
+
+    data = run_dataset(run_id, dataset)
+    n = min(n, len(data))
+    return curvature_sample(model(run_id, device)[0], data.x[:n].to(device), data.y[:n].to(device))
+
+
+def curvature_sample(run_id: str, dataset: str, n: int, device: str = "cpu") -> dict[str, Any]:
+    """Hessian, CURE and random-vs-adversarial distances on the first n test inputs."""
+    return _curvature_sample(run_id, device, _checkpoint_mtime(run_id), dataset, n)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _geometry_analysis(spec: Any, device: str, mtime: float) -> Any:
+    from core.geometry.analysis import analysis
+
+    return analysis(spec, registry=registry(), model=model(spec.run_id, device)[0], device=device)
+
+
+def geometry_analysis(spec: Any, device: str = "cpu") -> Any:
+    """A persisted geometry analysis (DeepFool margins, DCT margins, universal perturbation), computed if missing."""
+    return _geometry_analysis(spec, device, _checkpoint_mtime(spec.run_id))

@@ -97,7 +97,23 @@ def _run_eval(registry: Registry, job_id: str, args: dict[str, Any], control: Jo
     return "completed"
 
 
-KINDS = {"train": _run_train, "eval": _run_eval}
+def _run_geometry(registry: Registry, job_id: str, args: dict[str, Any], control: JobControl) -> str:
+    from core.geometry.analysis import AnalysisCancelled, analysis, spec_from_dict
+    from core.utils import resolve_device
+
+    spec = spec_from_dict(args["spec"])
+    update_job(registry, job_id, run_id=spec.run_id)
+    try:
+        analysis(spec, registry=registry, device=str(resolve_device(args.get("device", "cpu"))),
+                 on_progress=lambda fraction, text: control.report(fraction, f"{spec.kind}: {text}"),
+                 should_stop=control.should_stop)
+    except AnalysisCancelled:
+        return "cancelled"
+    control.report(1.0, f"{spec.kind}: done", force=True)
+    return "completed"
+
+
+KINDS = {"train": _run_train, "eval": _run_eval, "geometry": _run_geometry}
 
 
 def run_job(job_id: str, registry: Registry | None = None) -> str:

@@ -1,0 +1,249 @@
+"""Figures of the Geometry page: cross-sections, margin profiles, loss surfaces, and the heavy analyses' charts."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboard.components.charts import LAYOUT
+
+# Light class colours for regions (strong overlays stay readable on them), one per class.
+REGION_COLOURS = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
+                  "#9edae5", "#d9d9d9", "#fdd0a2", "#c7e9c0")
+MODEL_COLOURS = ("#c2410c", "#2563eb")
+_PLAIN = {k: v for k, v in LAYOUT.items() if k != "legend"}
+
+
+def _class_scale(num_classes: int) -> list[list[Any]]:
+    scale: list[list[Any]] = []
+    for k in range(num_classes):
+        colour = REGION_COLOURS[k % len(REGION_COLOURS)]
+        scale += [[k / num_classes, colour], [(k + 1) / num_classes, colour]]
+    return scale
+
+
+def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *, colour_by: str = "class",
+                   eps_label: str = "", height: int = 470) -> go.Figure:
+    """Predicted class (or logit margin) over the plane, the boundary, the ε-ball's section, the attack path."""
+    section, plane = local.section, view.plane
+    k = len(classes)
+    fig = go.Figure()
+    names = np.asarray([str(c) for c in classes], dtype=object)[section.pred]
+    if colour_by == "margin":
+        limit = float(np.nanpercentile(np.abs(section.margin), 98)) or 1.0
+        fig.add_trace(go.Heatmap(x=section.a, y=section.b, z=section.margin, zmin=-limit, zmax=limit, zmid=0,
+                                 colorscale="RdBu", colorbar=dict(title="margin", len=0.8), customdata=names,
+                                 hovertemplate="a=%{x:.3f}, b=%{y:.3f}<br>class %{customdata}, margin "
+                                               "%{z:.3f}<extra></extra>", name="margin"))
+    else:
+        fig.add_trace(go.Heatmap(x=section.a, y=section.b, z=section.pred, zmin=-0.5, zmax=k - 0.5,
+                                 colorscale=_class_scale(k), showscale=False, customdata=section.margin,
+                                 hovertemplate="a=%{x:.3f}, b=%{y:.3f}<br>class %{z}, margin "
+                                               "%{customdata:.3f}<extra></extra>", name="regions"))
+        for c in np.unique(section.pred):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"class {classes[c]}",
+                                     marker=dict(symbol="square", size=12,
+                                                 color=REGION_COLOURS[c % len(REGION_COLOURS)])))
+    fig.add_trace(go.Contour(x=section.a, y=section.b, z=section.margin, showscale=False, hoverinfo="skip",
+                             contours=dict(start=0, end=0, size=1, coloring="lines"), ncontours=1,
+                             colorscale=[[0, "#111"], [1, "#111"]],
+                             line=dict(color="#111", width=2.5), name="boundary of x's class", showlegend=True))
+    ball = view.ball
+    fig.add_trace(go.Scatter(x=ball[:, 0], y=ball[:, 1], mode="lines", name=f"ε-ball section{eps_label}",
+                             line=dict(color="#7c3aed", width=2, dash="dash"), hoverinfo="skip"))
+    if local.path is not None and len(local.path.ab) > 1:
+        ab = local.path.ab
+        fig.add_trace(go.Scatter(x=ab[:, 0], y=ab[:, 1], mode="lines+markers", name=f"{local.path.attack} path",
+                                 line=dict(color="#dc2626", width=2), marker=dict(size=6, color="#dc2626"),
+                                 customdata=np.stack([np.arange(len(ab)), local.path.off_plane,
+                                                      np.asarray(local.path.preds[:len(ab)])], axis=1),
+                                 hovertemplate="step %{customdata[0]}: prediction %{customdata[2]}<br>"
+                                               "off the plane by %{customdata[1]:.3f}<extra></extra>"))
+        fig.add_annotation(x=ab[-1, 0], y=ab[-1, 1], ax=ab[-2, 0], ay=ab[-2, 1], xref="x", yref="y", axref="x",
+                           ayref="y", showarrow=True, arrowhead=3, arrowsize=1.3, arrowcolor="#dc2626", text="")
+    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", name="x", marker=dict(symbol="star", size=16,
+                             color="#111", line=dict(color="white", width=1)), hoverinfo="name"))
+    fig.update_layout(title=title, height=height, xaxis_title=f"a along û ({plane.u_label})",
+                      yaxis_title=f"b along v̂ ({plane.v_label})", **LAYOUT)
+    fig.update_xaxes(range=[section.a[0], section.a[-1]], constrain="domain")
+    fig.update_yaxes(range=[section.b[0], section.b[-1]], scaleanchor="x", scaleratio=1, constrain="domain")
+    return fig
+
+
+def profile_figure(results: dict[str, Any], plane: Any) -> go.Figure:
+    """Logit margin of x's class along the normal (solid) and along the random direction (dotted)."""
+    fig = go.Figure()
+    for (name, local), colour in zip(results.items(), MODEL_COLOURS):
+        p = local.profile
+        fig.add_trace(go.Scatter(x=p.t, y=p.margin_normal, name=f"{name}: along û ({plane.u_label})",
+                                 line=dict(color=colour, width=2.5)))
+        fig.add_trace(go.Scatter(x=p.t, y=p.margin_random, name=f"{name}: along v̂ (random)",
+                                 line=dict(color=colour, width=2, dash="dot")))
+    fig.add_hline(y=0, line=dict(color="#111", width=1), annotation_text="decision boundary",
+                  annotation_position="bottom right")
+    fig.update_layout(title="Margin profile: f_c − max_{k≠c} f_k through x", height=460,
+                      xaxis_title="distance from x along the direction (ℓ2, input units)",
+                      yaxis_title="logit margin of x's class",
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=140),
+                         "legend": {**LAYOUT["legend"], "y": -0.22}})
+    return fig
+
+
+def surface_figure(local: Any, title: str) -> go.Figure:
+    s = local.surface
+    fig = go.Figure(go.Surface(x=s.a, y=s.b, z=s.loss, colorscale="Viridis", colorbar=dict(title="loss", len=0.7),
+                               hovertemplate="a=%{x:.3f}, b=%{y:.3f}: loss %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=540, scene=dict(xaxis_title="a (û)", yaxis_title="b (v̂)",
+                                                          zaxis_title="cross-entropy", aspectmode="cube",
+                                                          camera=dict(eye=dict(x=1.9, y=-1.9, z=1.2))),
+                      **{**_PLAIN, "margin": dict(l=0, r=0, t=50, b=10)})
+    return fig
+
+
+def local_table(results: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for name, local in results.items():
+        rows.append({"model": name, "DeepFool distance ‖r‖₂": local.deepfool_distance,
+                     "boundary along û (section)": local.section.distance_along_u(),
+                     "Hessian top eigenvalue": local.hessian, "CURE ‖Δ∇ℓ‖/h": local.cure,
+                     "boundary curvature κ": local.boundary.kappa,
+                     "grid points evaluated": local.section.evaluated,
+                     "section time (ms)": local.section.seconds * 1000})
+    return pd.DataFrame(rows)
+
+
+def sample_figure(stats: dict[str, dict[str, np.ndarray]], key: str, title: str, axis: str,
+                  log: bool = False) -> go.Figure:
+    """Box plots of one per-input statistic for each model."""
+    fig = go.Figure()
+    for (name, values), colour in zip(stats.items(), MODEL_COLOURS):
+        v = np.asarray(values[key], dtype=float)
+        v = v[np.isfinite(v)]
+        fig.add_trace(go.Box(y=v, name=name, marker_color=colour, boxmean=True, boxpoints="all", jitter=0.4,
+                             pointpos=0, marker=dict(size=4, opacity=0.5)))
+    fig.update_layout(title=title, height=380, yaxis_title=axis, showlegend=False, **_PLAIN)
+    if log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def sample_table(stats: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    rows = []
+    for name, s in stats.items():
+        finite_random = np.isfinite(s["random"])
+        rows.append({"model": name, "median Hessian top eigenvalue": float(np.median(s["hessian"])),
+                     "median CURE": float(np.median(s["cure"])),
+                     "median DeepFool distance": float(np.nanmedian(np.where(np.isfinite(s["adversarial"]),
+                                                                             s["adversarial"], np.nan))),
+                     "median random distance": float(np.median(s["random"])),
+                     "median random ÷ adversarial": float(np.median(s["ratio"])),
+                     "√d": float(s["sqrt_dim"][0]),
+                     "inputs with no random crossing": int((~finite_random).sum())})
+    return pd.DataFrame(rows)
+
+
+def margin_boxes(results: dict[str, Any], classes: Sequence[str], norm: str) -> go.Figure:
+    """DeepFool margins per true class (correctly classified points), one box per model and class."""
+    fig = go.Figure()
+    for (name, result), colour in zip(results.items(), MODEL_COLOURS):
+        margin = np.asarray(getattr(result, f"margin_{norm}"), dtype=float)
+        keep = result.correct & np.isfinite(margin)
+        labels = np.asarray([str(classes[int(c)]) for c in result.y[keep]])
+        fig.add_trace(go.Box(x=labels, y=margin[keep], name=name, marker_color=colour, boxpoints=False))
+    fig.update_layout(title=f"DeepFool {'ℓ2' if norm == 'l2' else 'ℓ∞'} margin per class", boxmode="group",
+                      height=420, xaxis_title="true class", yaxis_title=f"‖r‖{'₂' if norm == 'l2' else '∞'}",
+                      **LAYOUT)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=[str(c) for c in classes])
+    return fig
+
+
+def dct_figure(results: dict[str, Any]) -> go.Figure:
+    """Median ‖r‖₂ per DCT subspace (low → high frequency) with the inter-quartile band; inf drawn at the top."""
+    fig = go.Figure()
+    finite_top = max([float(np.nanmax(np.where(np.isfinite(r.q75), r.q75, np.nan), initial=0.0))
+                      for r in results.values()] + [float(np.nanmax(np.where(np.isfinite(r.medians), r.medians,
+                                                                                  np.nan), initial=0.0))
+                                                     for r in results.values()])
+    ceiling = 1.15 * finite_top if finite_top > 0 else 1.0
+    for (name, r), colour in zip(results.items(), MODEL_COLOURS):
+        x = np.arange(1, len(r.medians) + 1)
+        med = np.where(np.isfinite(r.medians), r.medians, ceiling)
+        q25 = np.where(np.isfinite(r.q25), r.q25, ceiling)
+        q75 = np.where(np.isfinite(r.q75), r.q75, ceiling)
+        fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([q75, q25[::-1]]), fill="toself",
+                                 mode="lines", fillcolor=colour, opacity=0.18, line=dict(width=0), hoverinfo="skip",
+                                 name=f"{name}: inter-quartile", showlegend=False))
+        inf = ~np.isfinite(r.medians)
+        fig.add_trace(go.Scatter(x=x, y=med, mode="lines+markers", name=name, line=dict(color=colour, width=2.5),
+                                 marker=dict(size=np.where(inf, 14, 8), symbol=np.where(inf, "triangle-up", "circle")),
+                                 customdata=np.stack([r.invariant, r.starts], axis=1),
+                                 hovertemplate="subspace %{x} (frequencies from %{customdata[1]}): median "
+                                               "%{y:.3f}<br>%{customdata[0]} points invariant<extra></extra>"))
+    fig.add_hline(y=ceiling, line=dict(color="#94a3b8", dash="dot"), annotation_text="∞ (invariant: no flip)",
+                  annotation_position="top left")
+    fig.update_layout(title="Margin along DCT subspaces, low → high frequency", height=420,
+                      xaxis_title="subspace (block on the DCT diagonal; 1 = lowest frequencies)",
+                      yaxis_title="median ‖r‖₂ (band: 25–75 %)", **LAYOUT)
+    fig.update_yaxes(range=[0, ceiling * 1.08])
+    fig.update_xaxes(dtick=1)
+    return fig
+
+
+def image_figure(image: np.ndarray, title: str, *, diverging: bool = True) -> go.Figure:
+    """A single image (C×H×W, channel-mean shown) with its own symmetric colour scale."""
+    z = np.asarray(image, dtype=float)
+    z = z.mean(axis=0) if z.ndim == 3 else z
+    limit = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=z[::-1], colorscale="RdBu" if diverging else "Greys", zmid=0 if diverging else None,
+                               zmin=-limit if diverging else None, zmax=limit if diverging else None,
+                               colorbar=dict(len=0.8), hovertemplate="%{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=340, **{**_PLAIN, "margin": dict(l=20, r=20, t=50, b=20)})
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return fig
+
+
+def fooling_figure(results: dict[str, Any], target: float) -> go.Figure:
+    fig = go.Figure()
+    for (name, r), colour in zip(results.items(), MODEL_COLOURS):
+        x = np.arange(1, len(r.fooling_rate) + 1)
+        fig.add_trace(go.Scatter(x=x, y=r.fooling_rate, mode="lines+markers", name=name, line=dict(color=colour)))
+        best = int(r.info.get("best_pass", len(x)))
+        fig.add_trace(go.Scatter(x=[best], y=[r.fooling_rate[best - 1]], mode="markers", showlegend=False,
+                                 marker=dict(size=16, symbol="circle-open", color=colour, line=dict(width=2)),
+                                 hovertemplate="kept: pass %{x}<extra></extra>"))
+    fig.add_hline(y=target, line=dict(color="#111", dash="dot"), annotation_text="target 1 − δ")
+    fig.update_layout(title="Fooling rate after each pass", height=360, xaxis_title="pass over the images",
+                      yaxis_title="fooling rate", **LAYOUT)
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_xaxes(dtick=1)
+    return fig
+
+
+def label_figure(result: Any, classes: Sequence[str], title: str) -> go.Figure:
+    names = [str(c) for c in classes]
+    fig = go.Figure([go.Bar(x=names, y=result.clean_label_counts, name="f(x)", marker_color="#94a3b8"),
+                     go.Bar(x=names, y=result.adv_label_counts, name="f(x + v)", marker_color="#c2410c")])
+    fig.update_layout(title=title, barmode="group", height=340, xaxis_title="predicted class",
+                      yaxis_title="images", **LAYOUT)
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def singular_figure(results: dict[str, Any]) -> go.Figure:
+    fig = go.Figure()
+    for (name, r), colour in zip(results.items(), MODEL_COLOURS):
+        k = np.arange(1, len(r.singular_normals) + 1)
+        fig.add_trace(go.Scatter(x=k, y=r.singular_normals, name=f"{name}: DeepFool normals",
+                                 line=dict(color=colour, width=2.5)))
+        fig.add_trace(go.Scatter(x=k, y=r.singular_random, name=f"{name}: random vectors",
+                                 line=dict(color=colour, width=1.5, dash="dot")))
+    fig.update_layout(title="Singular values of stacked unit normals vs random", height=420,
+                      xaxis_title="index", yaxis_title="singular value (log)",
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=130), "legend": {**LAYOUT["legend"],
+                                                                                       "y": -0.22}})
+    fig.update_yaxes(type="log")
+    return fig
