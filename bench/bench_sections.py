@@ -44,7 +44,7 @@ def section_times(model_name: str, dataset: str, images: int, repeats: int) -> t
     for i in range(images):
         x, y = data.x[i], int(data.y[i])
         plane = make_plane(model, x, y, "deepfool")
-        extent = auto_extent([_deepfool_distance(model, x, y)], ball_section(plane, spec.eps, spec.norm), 1.0)
+        extent = auto_extent([_deepfool_distance(model, x)], ball_section(plane, spec.eps, spec.norm), 1.0)
         cross_section(model, plane, extent=extent)  # warm
         for _ in range(repeats):
             start = time.perf_counter()

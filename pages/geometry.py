@@ -11,7 +11,8 @@ import torch
 
 from core.errors import AtlasError
 from core.geometry.local import SectionSpec
-from core.geometry.planes import PLANE_LABELS, PLANES
+from core.geometry.planes import PLANES
+from core.geometry.sections import DEFAULT_RESOLUTION, MAX_PATH_STEPS, RESOLUTIONS
 from dashboard import cache, state
 from dashboard.components import geometry_views as views
 from dashboard.components import lab_controls
@@ -44,7 +45,13 @@ except AtlasError as exc:
 is_image = len(data.input_shape) == 3
 runs = [r for r in (primary, comparison) if r]
 names = {r: cache.registry().get_run(r)["name"] for r in runs}
-run_eps = float(cache.registry().get_run(primary)["eps"] or 0.1)
+primary_run = cache.registry().get_run(primary)
+run_norm = primary_run["norm"] if primary_run["norm"] in ("linf", "l2") else "linf"
+run_eps = float(primary_run["eps"] or 0.1)
+sqrt_d = math.sqrt(int(np.prod(data.input_shape)))
+# The model's own budget in its own norm; in the other norm, the ℓ2 length of an ℓ∞ corner (×√d) or back.
+default_eps = {run_norm: run_eps, "l2" if run_norm == "linf" else "linf":
+               run_eps * sqrt_d if run_norm == "linf" else run_eps / sqrt_d}
 
 if is_image:
     example = lab_controls.pick_example(data, primary, device)
@@ -73,19 +80,19 @@ with st.container(border=True):
                                       min(1, len(data) - 1), key="geo_other")
         other, other_key = data.x[int(other_index)], f"{data.name}:{data.split}:{int(other_index)}"
         c1.caption(f"class {data.classes[int(data.y[int(other_index)])]}")
-    norm = c2.segmented_control("Norm", ("linf", "l2"), default="linf", key="geo_norm",
+    norm = c2.segmented_control("Norm", ("linf", "l2"), default=run_norm, key="geo_norm",
                                 format_func=lambda n: "ℓ∞" if n == "linf" else "ℓ2") or "linf"
-    eps = c2.number_input("ε", value=run_eps if norm == "linf" else round(run_eps * 8, 3), step=0.01,
+    eps = c2.number_input("ε", value=round(default_eps[norm], 3), step=0.01,
                           format="%.3f", key=f"geo_eps_{norm}", help="The budget whose ball is drawn and the PGD "
                           "path's budget (input scale 0–1).")
-    resolution = c3.number_input("Finest grid points per side", 17, 4096, 129, step=32, key="geo_res",
-                                 help="33, 65, 129, 257 or 513; other values are rounded down. The grid is "
-                                      "adaptive: only cells the boundary crosses are refined.")
+    resolution = c3.select_slider("Finest grid points per side", RESOLUTIONS, value=DEFAULT_RESOLUTION,
+                                  key="geo_res", help="The grid is adaptive: a 17 × 17 grid first, then only cells "
+                                                      "the boundary crosses are refined, level by level.")
     zoom = c3.slider("Zoom out", 0.25, 4.0, 1.0, 0.25, key="geo_zoom",
                      help="× the automatic half-width (1.6 × the farthest DeepFool boundary or ε-ball reach)")
     path = c4.selectbox("Attack path", ("pgd", "deepfool", "none"), key="geo_path",
                         format_func={"pgd": "PGD (no random start)", "deepfool": "DeepFool", "none": "none"}.get)
-    steps = c4.number_input("Path steps", 1, 500, 10, key="geo_steps")
+    steps = c4.number_input("Path steps", 1, MAX_PATH_STEPS, 10, key="geo_steps")
     colour_by = c4.segmented_control("Colour by", ("class", "margin"), default="class", key="geo_colour") or "class"
 
 if not math.isfinite(eps) or eps <= 0:
@@ -122,13 +129,19 @@ with tab_section:
             flipped = local.path is not None and local.path.preds[-1] != local.prediction
             st.caption(
                 f"Prediction at x: **{data.classes[local.prediction]}** (true {data.classes[example.y]}). "
-                f"Boundary along û at a = {local.section.distance_along_u():.3f}; DeepFool distance "
+                f"On this plane the boundary crosses the û axis at a = {local.section.distance_along_u():.3f}; "
+                f"this model's own DeepFool distance (along its own, bending path) is "
                 f"{local.deepfool_distance:.3f}. "
                 + ("" if local.path is None else
                    f"The {local.path.attack} path {'flips it to **' + str(data.classes[local.path.preds[-1]]) + '**' if flipped else 'does not flip it'}"
                    f" and ends {local.path.off_plane[-1]:.3f} off the plane."))
-    st.dataframe(views.local_table(view.results), hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.4g") for c in views.local_table(view.results).columns[1:]})
+    table = views.local_table(view.results)
+    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                                         for c in table.columns[1:]})
+    st.caption("Hessian: the largest-magnitude eigenvalue of the loss's input-Hessian (power iteration, 20 "
+               "Hessian-vector products). CURE: how much the loss gradient turns over a step of 0.1 along its sign. "
+               "κ: curvature of the boundary curve on this plane where it crosses the û axis (fitted over ± half "
+               "the model's distance to it); κ > 0 bends away from x, κ < 0 wraps around x, 0 is flat.")
     st.caption(f"{example.label}. Grid {spec.resolution}×{spec.resolution} over ±{view.extent:.3f} "
                f"(ℓ2 units of input space; the plane is not clipped to the pixel range). Whole view computed in "
                f"{view.seconds:.2f} s. Off the plane: how far the attack's iterate is from the slice — an attack moves "
@@ -155,8 +168,9 @@ with tab_curv:
                                                "ratio"), key="geo_ratio")
         st.caption("Expect much lower curvature after adversarial training (Hessian and CURE), and a random ÷ "
                    f"adversarial ratio near √d = {next(iter(stats.values()))['sqrt_dim'][0]:.1f} where the boundary "
-                   "is locally flat. Random directions that meet no boundary within 40× the DeepFool distance count "
-                   "as infinite.")
+                   "is locally flat. Random rays that meet no boundary within 40× the DeepFool distance count "
+                   "as infinite (a ray pointing away from the boundary never meets it); inputs DeepFool cannot flip "
+                   "have no ratio. Distances are unclipped: they measure the function, not the pixel box.")
     else:
         st.caption("Press the button to measure; it takes a few seconds per model and is remembered.")
 

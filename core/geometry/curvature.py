@@ -8,13 +8,15 @@ https://arxiv.org/abs/1811.09716.
   on Hessian-vector products (double back-propagation; ~20 iterations), one Rayleigh quotient per input.
 - ``cure_curvature``: ‖∇ℓ(x + h·z) − ∇ℓ(x)‖ / h with z = sign(∇ℓ)/‖sign(∇ℓ)‖₂.
 - ``boundary_curvature``: the curvature of the decision boundary itself in the plane (û = normal, v̂ = random):
-  the distance t(b) to the boundary along û from x + b·v̂ for a few offsets b, fitted by t ≈ t₀ + t₁b + κb²/2.
-  κ = 0 for a flat (linear) boundary whatever the loss does; this is the picture's "curved along the normal, flat
-  along random directions" as a number, and it works for ReLU networks, whose logits have zero Hessian almost
-  everywhere.
-- ``margin_profile``: logit margin along a direction. ``boundary_distance``: first label change along
-  directions (scan, then bisection). ``random_vs_adversarial``: bisection distances along random directions vs
-  the DeepFool distance; for a flat boundary their ratio grows like √d.
+  the distance t(b) to the boundary along û from x + b·v̂ for offsets b ∈ [−s, s], s = half the model's own
+  distance t₀, fitted by t ≈ t₀ + t₁b + t₂b²; κ = 2t₂ / (1 + t₁²)^{3/2}, the curvature of that curve at b = 0.
+  κ > 0: the boundary bends away from x; κ < 0: it bends around x. κ = 0 for a flat (linear) boundary whatever
+  the loss does, and it works for ReLU networks, whose logits have zero Hessian almost everywhere. The span is
+  relative to t₀, so κ does not depend on how far the page zooms out.
+- ``margin_profile``: logit margin along a direction. ``boundary_distance``: first label change along rays
+  (scan, then bisection). ``random_vs_adversarial``: bisection distances along random rays vs the (unclipped)
+  DeepFool distance; for a flat boundary their ratio grows like √d (a ray pointing away from the boundary never
+  meets it, so the median counts those as infinite).
 The input space is not clipped to the pixel range here: these measure the function.
 """
 
@@ -27,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.attacks import DeepFool
 from core.attacks.base import eval_mode
+from core.attacks.deepfool import deepfool_run
 from core.errors import ConfigError
 from core.geometry.planes import Plane
 from core.utils import make_generator
@@ -131,31 +133,42 @@ def boundary_distance(model: nn.Module, starts: torch.Tensor, directions: torch.
 
 @dataclass
 class BoundaryCurvature:
-    kappa: float            # curvature of the boundary curve in the plane (1 / input units)
-    distance: float         # distance t₀ to the boundary along û from x
-    offsets: np.ndarray     # b values
-    distances: np.ndarray   # t(b), inf where no boundary within the search range
+    kappa: float            # curvature of the boundary curve in the plane at b = 0 (1 / input units); NaN: unknown
+    distance: float         # distance t₀ to the boundary along û from x (inf: none within t_max)
+    offsets: np.ndarray     # b values (empty when t₀ is infinite)
+    distances: np.ndarray   # t(b); NaN where the start is not in x's class, inf where no boundary was found
 
 
-def boundary_curvature(model: nn.Module, plane: Plane, *, span: float, points: int = 9,
-                       t_max: float | None = None) -> BoundaryCurvature:
-    """Fit t(b) ≈ t₀ + t₁b + κb²/2 to the distances along û from x + b·v̂, b ∈ [−span, span]."""
-    if not math.isfinite(span) or span <= 0:
-        raise ConfigError(f"the span must be a positive number, got {span}")
+def boundary_curvature(model: nn.Module, plane: Plane, *, t_max: float, relative_span: float = 0.5,
+                       points: int = 9) -> BoundaryCurvature:
+    """κ of the boundary curve a = t(b) in the plane, from t(b) on b ∈ [−s, s], s = relative_span · t₀."""
+    if not math.isfinite(t_max) or t_max <= 0:
+        raise ConfigError(f"t_max must be a positive number, got {t_max}")
+    if not math.isfinite(relative_span) or relative_span <= 0:
+        raise ConfigError(f"the relative span must be a positive number, got {relative_span}")
     if points < 3:
         raise ConfigError("boundary curvature needs at least 3 offsets")
+    zero = torch.zeros(1)
+    with torch.no_grad(), eval_mode(model):
+        cls = model(plane.points(zero, zero)).argmax(1)
+    direction = plane.u.reshape(1, *plane.shape)
+    t0 = float(boundary_distance(model, plane.points(zero, zero), direction, cls, t_max=t_max)[0])
+    if not math.isfinite(t0):
+        return BoundaryCurvature(math.nan, t0, np.empty(0), np.empty(0))
+    span = relative_span * t0
     offsets = torch.linspace(-span, span, points, device=plane.u.device)
     starts = plane.points(torch.zeros_like(offsets), offsets)
     with torch.no_grad(), eval_mode(model):
-        cls = model(plane.points(torch.zeros(1), torch.zeros(1))).argmax(1).repeat(points)
-    dirs = plane.u.reshape(1, *plane.shape).expand(points, *plane.shape)
-    dist = boundary_distance(model, starts, dirs, cls, t_max=t_max or 20 * span).double().cpu().numpy()
+        inside = (model(starts).argmax(1) == cls).cpu().numpy()
+    dist = boundary_distance(model, starts, direction.expand(points, *plane.shape), cls.repeat(points),
+                             t_max=t_max).double().cpu().numpy()
+    dist[~inside] = math.nan  # a start already outside x's class has no distance to "its" boundary
     b = offsets.double().cpu().numpy()
     ok = np.isfinite(dist)
     if ok.sum() < 3:
-        return BoundaryCurvature(math.nan, float(dist[points // 2]), b, dist)
-    c2, c1, c0 = np.polyfit(b[ok], dist[ok], 2)
-    return BoundaryCurvature(float(2 * c2), float(dist[points // 2]), b, dist)
+        return BoundaryCurvature(math.nan, t0, b, dist)
+    t2, t1, _ = np.polyfit(b[ok], dist[ok], 2)
+    return BoundaryCurvature(float(2 * t2 / (1 + t1 ** 2) ** 1.5), t0, b, dist)
 
 
 @dataclass
@@ -185,9 +198,9 @@ def margin_profile(model: nn.Module, plane: Plane, *, extent: float, points: int
 
 @dataclass
 class DistanceRatio:
-    adversarial: np.ndarray      # per input: DeepFool ℓ2 distance
-    random: np.ndarray           # per input: median bisection distance along random directions (inf: none found)
-    ratio: np.ndarray            # random / adversarial
+    adversarial: np.ndarray      # per input: unclipped DeepFool ℓ2 distance (inf: DeepFool did not flip it)
+    random: np.ndarray           # per input: median bisection distance along random rays (inf: most found none)
+    ratio: np.ndarray            # random / adversarial (NaN where DeepFool did not flip the input)
     dim: int
 
     @property
@@ -199,8 +212,9 @@ def random_vs_adversarial(model: nn.Module, x: torch.Tensor, *, directions: int 
                           reach: float = 40.0) -> DistanceRatio:
     """DeepFool ℓ2 distance vs distance to the boundary along random unit directions, per input.
 
-    Random distances are searched up to ``reach`` × the DeepFool distance; directions with no change within it
-    count as infinite, so a median of inf means most random directions never meet the boundary there.
+    Random distances are searched up to ``reach`` × the DeepFool distance (or the diagonal √d of the unit box
+    where DeepFool found none); rays with no change within it count as infinite, so a median of inf means most
+    random rays never meet the boundary there.
     """
     if not torch.isfinite(x).all():
         raise ConfigError("the inputs have NaN or infinite values")
@@ -208,16 +222,15 @@ def random_vs_adversarial(model: nn.Module, x: torch.Tensor, *, directions: int 
         raise ConfigError(f"directions must be between 1 and 256, got {directions}")
     with torch.no_grad(), eval_mode(model):
         cls = model(x).argmax(1)
-    adv = DeepFool(norm="l2")(model, x, cls, eps=1e3)
-    d_adv = _per_sample(adv.x_adv - x).norm(dim=1)
-    flipped = adv.logits_adv.argmax(1) != cls
-    d_adv = torch.where(flipped, d_adv, torch.full_like(d_adv, math.inf))
+    adv = deepfool_run(model, x, norm="l2", bounds=None)
+    d_adv = _per_sample(adv.r).norm(dim=1)
+    d_adv = torch.where(adv.converged, d_adv, torch.full_like(d_adv, math.inf))
     gen = make_generator("random-directions", seed, device=str(x.device))
     dim = _per_sample(x).shape[1]
     r = torch.randn(len(x), directions, dim, generator=gen, device=x.device)
     r = r / r.norm(dim=2, keepdim=True)
     starts = x.repeat_interleave(directions, dim=0)
-    reach_t = torch.where(torch.isfinite(d_adv), d_adv * reach, torch.full_like(d_adv, 1.0))
+    reach_t = torch.where(torch.isfinite(d_adv), d_adv * reach, torch.full_like(d_adv, math.sqrt(dim)))
     # One search radius per input: scan all its directions up to reach × its own DeepFool distance.
     dists = []
     for i in range(len(x)):
@@ -228,5 +241,5 @@ def random_vs_adversarial(model: nn.Module, x: torch.Tensor, *, directions: int 
     median = np.median(d_rand, axis=1)
     adv_np = d_adv.double().cpu().numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = median / adv_np
+        ratio = np.where(np.isfinite(adv_np), median / adv_np, np.nan)
     return DistanceRatio(adv_np, median, ratio, dim)

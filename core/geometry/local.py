@@ -25,7 +25,8 @@ from core.geometry.curvature import (
     BoundaryCurvature, MarginProfile, boundary_curvature, cure_curvature, hessian_top_eigenvalue, margin_profile,
     random_vs_adversarial,
 )
-from core.geometry.planes import PLANES, Plane, ball_section, deepfool_step, make_plane
+from core.geometry.planes import PLANES, Plane, ball_section, deepfool_direction, make_plane
+from core.training.config import MAX_EPS
 from core.geometry.sections import (
     DEFAULT_RESOLUTION, MAX_PATH_STEPS, AttackPath, LossSurface, Section, attack_path, capped_resolution,
     cross_section, loss_surface,
@@ -74,6 +75,10 @@ class SectionSpec:
         if kwargs.get("zoom", 1.0) > MAX_ZOOM:
             notes.append(f"zoom {kwargs['zoom']:g} capped at {MAX_ZOOM:g}")
             kwargs["zoom"] = MAX_ZOOM
+        norm, eps = kwargs.get("norm", "linf"), kwargs.get("eps", 0.1)
+        if norm in MAX_EPS and isinstance(eps, (int, float)) and math.isfinite(eps) and eps > MAX_EPS[norm]:
+            notes.append(f"ε = {eps:g} capped at {MAX_EPS[norm]:g}, the largest {norm} budget")
+            kwargs["eps"] = MAX_EPS[norm]
         steps = int(kwargs.get("path_steps", 10))
         if steps > MAX_PATH_STEPS or steps < 1:
             kwargs["path_steps"] = min(max(steps, 1), MAX_PATH_STEPS)
@@ -110,11 +115,10 @@ class PlaneComparison:
     notes: list[str] = field(default_factory=list)
 
 
-def _deepfool_distance(model: nn.Module, x: torch.Tensor, y: int) -> float:
-    r = deepfool_step(model, x, y)
-    with torch.no_grad(), eval_mode(model):
-        flipped = model((x.flatten() + r).reshape(1, *x.shape)).argmax(1) != model(x[None]).argmax(1)
-    return float(r.norm()) if bool(flipped) else math.inf
+def _deepfool_distance(model: nn.Module, x: torch.Tensor) -> float:
+    """‖r‖₂ of unclipped ℓ2 DeepFool (overshoot 0.02 included); inf when it does not flip the prediction."""
+    r = deepfool_direction(model, x)
+    return float(r.norm()) if float(r.norm()) > 0 else math.inf
 
 
 def auto_extent(distances: list[float], ball: np.ndarray, zoom: float) -> float:
@@ -133,7 +137,7 @@ def compare_on_plane(models: dict[str, nn.Module], x: torch.Tensor, y: int, spec
     first = next(iter(models.values()))
     plane = make_plane(first, x, y, spec.plane, other=other, seed=spec.seed)
     ball = ball_section(plane, spec.eps, spec.norm)
-    distances = {name: _deepfool_distance(m, x, y) for name, m in models.items()}
+    distances = {name: _deepfool_distance(m, x) for name, m in models.items()}
     extent = auto_extent(list(distances.values()), ball, spec.zoom)
     notes = list(plane.notes)
     if plane.kind == "image" and other is not None:
@@ -153,7 +157,8 @@ def compare_on_plane(models: dict[str, nn.Module], x: torch.Tensor, y: int, spec
             surface=loss_surface(model, plane, y, extent=extent, resolution=spec.surface_resolution),
             hessian=float(hessian_top_eigenvalue(model, x[None], target)[0]),
             cure=float(cure_curvature(model, x[None], target)[0]),
-            boundary=boundary_curvature(model, plane, span=0.5 * extent, t_max=2 * extent),
+            boundary=boundary_curvature(model, plane, t_max=max(4 * extent, 4 * distances[name])
+                                        if math.isfinite(distances[name]) else 4 * extent),
             deepfool_distance=distances[name], prediction=pred)
     return PlaneComparison(plane, extent, ball, results, time.perf_counter() - started, notes)
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.attacks import DeepFool
 from core.attacks.base import eval_mode
+from core.attacks.deepfool import deepfool_run
 from core.errors import ConfigError
 from core.utils import make_generator
 
@@ -94,10 +94,11 @@ def loss_gradient(model: nn.Module, x: torch.Tensor, y: int) -> torch.Tensor:
     return grad.flatten()
 
 
-def deepfool_step(model: nn.Module, x: torch.Tensor, y: int) -> torch.Tensor:
-    """The ℓ2 DeepFool perturbation r of one input (flattened; zero if it found no boundary)."""
-    result = DeepFool(norm="l2", steps=50)(model, x.unsqueeze(0), torch.tensor([y], device=x.device), eps=1e3)
-    return (result.x_adv[0] - x).flatten()
+def deepfool_direction(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The ℓ2 DeepFool perturbation r of one input, unclipped (the function's own geometry, like the sections),
+    flattened, overshoot included; zero if DeepFool did not flip the prediction within its 50 iterations."""
+    run = deepfool_run(model, x.unsqueeze(0), norm="l2", steps=50, bounds=None)
+    return run.r[0].flatten() if bool(run.converged[0]) else torch.zeros_like(x.flatten())
 
 
 def make_plane(model: nn.Module, x: torch.Tensor, y: int, kind: str, *, other: torch.Tensor | None = None,
@@ -110,7 +111,7 @@ def make_plane(model: nn.Module, x: torch.Tensor, y: int, kind: str, *, other: t
     x = x.detach()
     if not torch.isfinite(x).all():
         raise ConfigError("the input has NaN or infinite values")
-    flat = x.flatten().float()
+    flat = x.flatten().float().clone()  # a view would carry (and pickle) its whole dataset's storage
     d = flat.numel()
     if d < 2:
         raise ConfigError(f"a plane needs at least 2 input dimensions, the input has {d}")
@@ -118,7 +119,7 @@ def make_plane(model: nn.Module, x: torch.Tensor, y: int, kind: str, *, other: t
     notes: list[str] = []
     first: torch.Tensor | None = None
     if kind == "deepfool":
-        first = _unit(deepfool_step(model, x, y).float())
+        first = _unit(deepfool_direction(model, x).float())
         if first is None:
             notes.append("DeepFool found no boundary from this point (zero step); the loss gradient is used instead.")
             kind = "gradient"
@@ -160,7 +161,7 @@ def plane_from(origin: torch.Tensor, u: torch.Tensor, w: torch.Tensor, *, shape:
     second = orthogonal_to(first, w.flatten().float())
     if second is None:
         raise ConfigError("the two directions are parallel (or the second is zero): they do not span a plane")
-    return Plane(origin=origin.flatten().float(), u=first, v=second, kind="custom", u_label=u_label,
+    return Plane(origin=origin.flatten().float().clone(), u=first, v=second, kind="custom", u_label=u_label,
                  v_label=v_label, shape=shape)
 
 

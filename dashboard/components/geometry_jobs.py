@@ -29,7 +29,7 @@ def _same_spec(job: dict[str, Any], spec: Any) -> bool:
 def _jobs_for(specs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The newest geometry job of each spec (label → job)."""
     found: dict[str, dict[str, Any]] = {}
-    for job in list_jobs(cache.registry(), limit=100):
+    for job in list_jobs(cache.registry(), limit=1000):
         if job["kind"] != "geometry":
             continue
         for label, spec in specs.items():
@@ -88,12 +88,26 @@ def _margins(data: Any, labels: list[tuple[str, str]], device: str) -> None:
     n = left.slider("Test inputs", 50, min(2000, len(data)), min(200, len(data)), 50, key="geo_margin_n")
     norm = right.segmented_control("Norm", ("l2", "linf"), default="l2", key="geo_margin_norm",
                                    format_func=lambda v: "ℓ2" if v == "l2" else "ℓ∞") or "l2"
+    try:
+        specs = {label: MarginSpec(run_id=run_id, dataset=data.name, n=int(n)) for run_id, label in labels}
+        stored = {label: stored_analysis(spec, registry=cache.registry()) for label, spec in specs.items()}
+    except AtlasError as exc:
+        st.error(str(exc))
+        return
+    wanted = tuple(sorted(specs))
+    if any(r is None for r in stored.values()):
+        if st.button(f"Compute DeepFool margins on {n} test inputs", key="geo_margin_go",
+                     icon=":material/play_arrow:", type="primary"):
+            st.session_state["geo_margin_for"] = (wanted, int(n))
+        if st.session_state.get("geo_margin_for") != (wanted, int(n)):
+            st.caption("DeepFool (ℓ2 and ℓ∞) on every input of the sample; a few seconds per model on digits. "
+                       "Results are stored with each model and reused.")
+            return
     results = {}
     with st.spinner("DeepFool on every input (both norms; stored with the model)…"):
-        for run_id, label in labels:
+        for label, spec in specs.items():
             try:
-                results[label] = cache.geometry_analysis(MarginSpec(run_id=run_id, dataset=data.name, n=int(n)),
-                                                         device)
+                results[label] = stored[label] or cache.geometry_analysis(spec, device)
             except AtlasError as exc:
                 st.error(f"{label}: {exc}")
                 return

@@ -40,9 +40,10 @@ def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *,
                                                "%{z:.3f}<extra></extra>", name="margin"))
     else:
         fig.add_trace(go.Heatmap(x=section.a, y=section.b, z=section.pred, zmin=-0.5, zmax=k - 0.5,
-                                 colorscale=_class_scale(k), showscale=False, customdata=section.margin,
-                                 hovertemplate="a=%{x:.3f}, b=%{y:.3f}<br>class %{z}, margin "
-                                               "%{customdata:.3f}<extra></extra>", name="regions"))
+                                 colorscale=_class_scale(k), showscale=False,
+                                 customdata=np.stack([names, np.round(section.margin, 4)], axis=-1),
+                                 hovertemplate="a=%{x:.3f}, b=%{y:.3f}<br>class %{customdata[0]}, margin "
+                                               "%{customdata[1]}<extra></extra>", name="regions"))
         for c in np.unique(section.pred):
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"class {classes[c]}",
                                      marker=dict(symbol="square", size=12,
@@ -108,7 +109,7 @@ def local_table(results: dict[str, Any]) -> pd.DataFrame:
     for name, local in results.items():
         rows.append({"model": name, "DeepFool distance ‖r‖₂": local.deepfool_distance,
                      "boundary along û (section)": local.section.distance_along_u(),
-                     "Hessian top eigenvalue": local.hessian, "CURE ‖Δ∇ℓ‖/h": local.cure,
+                     "Hessian eigenvalue": local.hessian, "CURE ‖Δ∇ℓ‖/h": local.cure,
                      "boundary curvature κ": local.boundary.kappa,
                      "grid points evaluated": local.section.evaluated,
                      "section time (ms)": local.section.seconds * 1000})
@@ -125,7 +126,7 @@ def sample_figure(stats: dict[str, dict[str, np.ndarray]], key: str, title: str,
         fig.add_trace(go.Box(y=v, name=name, marker_color=colour, boxmean=True, boxpoints="all", jitter=0.4,
                              pointpos=0, marker=dict(size=4, opacity=0.5)))
     fig.update_layout(title=title, height=380, yaxis_title=axis, showlegend=False, **_PLAIN)
-    if log:
+    if log and all((np.asarray(v[key], dtype=float)[np.isfinite(v[key])] > 0).all() for v in stats.values()):
         fig.update_yaxes(type="log")
     return fig
 
@@ -136,10 +137,10 @@ def sample_table(stats: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
         finite_random = np.isfinite(s["random"])
         rows.append({"model": name, "median Hessian top eigenvalue": float(np.median(s["hessian"])),
                      "median CURE": float(np.median(s["cure"])),
-                     "median DeepFool distance": float(np.nanmedian(np.where(np.isfinite(s["adversarial"]),
-                                                                             s["adversarial"], np.nan))),
+                     "median DeepFool distance": float(np.median(s["adversarial"])),
                      "median random distance": float(np.median(s["random"])),
-                     "median random ÷ adversarial": float(np.median(s["ratio"])),
+                     "median random ÷ adversarial": float(np.nanmedian(s["ratio"])),
+                     "inputs DeepFool cannot flip": int((~np.isfinite(s["adversarial"])).sum()),
                      "√d": float(s["sqrt_dim"][0]),
                      "inputs with no random crossing": int((~finite_random).sum())})
     return pd.DataFrame(rows)
@@ -176,6 +177,10 @@ def dct_figure(results: dict[str, Any]) -> go.Figure:
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([q75, q25[::-1]]), fill="toself",
                                  mode="lines", fillcolor=colour, opacity=0.18, line=dict(width=0), hoverinfo="skip",
                                  name=f"{name}: inter-quartile", showlegend=False))
+        full = float(r.info.get("full_median", np.nan))
+        if np.isfinite(full):
+            fig.add_hline(y=min(full, ceiling), line=dict(color=colour, dash="dash", width=1),
+                          annotation_text=f"{name.split(':')[0]}: unconstrained DeepFool", annotation_font_size=11)
         inf = ~np.isfinite(r.medians)
         fig.add_trace(go.Scatter(x=x, y=med, mode="lines+markers", name=name, line=dict(color=colour, width=2.5),
                                  marker=dict(size=np.where(inf, 14, 8), symbol=np.where(inf, "triangle-up", "circle")),

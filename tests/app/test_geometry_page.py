@@ -51,13 +51,11 @@ def test_sections_of_both_models_on_one_plane_and_every_plane_type() -> None:
     assert "ℓ2" in ball["name"]
 
 
-def test_sizes_beyond_limits_are_capped_and_bad_budgets_refused() -> None:
+def test_budgets_beyond_limits_are_capped_and_bad_budgets_refused() -> None:
     at = open_page()
-    at.number_input(key="geo_res").set_value(300).run()
-    assert any("using 257 points per side" in i.value for i in at.info)
-    at.number_input(key="geo_res").set_value(33)
-    at.number_input(key="geo_steps").set_value(400).run()
-    assert any("path steps 400 capped to 50" in i.value for i in at.info)
+    at.select_slider(key="geo_res").set_value(33)
+    at.number_input(key="geo_eps_linf").set_value(5.0).run()
+    assert any("ε = 5 capped at 1" in i.value for i in at.info)
     at.number_input(key="geo_eps_linf").set_value(-0.1).run()
     assert any("ε must be a positive number" in e.value for e in at.error)
     assert not at.get("plotly_chart")
@@ -65,11 +63,11 @@ def test_sizes_beyond_limits_are_capped_and_bad_budgets_refused() -> None:
 
 def test_curvature_statistics_over_a_sample() -> None:
     at = open_page()
-    at.number_input(key="geo_res").set_value(33)
+    at.select_slider(key="geo_res").set_value(33)
     at.slider(key="geo_sample_n").set_value(10)
     at.button(key="geo_sample_go").click().run()
     assert not at.exception, at.exception
-    stats = at.dataframe[1].value
+    stats = next(d.value for d in at.dataframe if "median Hessian top eigenvalue" in d.value.columns)
     at_row, erm_row = stats.iloc[0], stats.iloc[1]
     assert at_row["median Hessian top eigenvalue"] < erm_row["median Hessian top eigenvalue"]
     assert at_row["median DeepFool distance"] > erm_row["median DeepFool distance"]
@@ -93,7 +91,8 @@ def wait_for_geometry_jobs(deadline_s: float = 240) -> list[dict]:
 
 def test_heavy_analyses_run_as_jobs_and_are_stored_per_run() -> None:
     at = open_page()
-    at.number_input(key="geo_res").set_value(33).run()
+    at.select_slider(key="geo_res").set_value(33).run()
+    at.button(key="geo_margin_go").click().run()
     margins = next(d.value for d in at.dataframe if "ρ_adv = mean ‖r‖/‖x‖" in d.value.columns)
     assert margins["median ‖r‖"].iloc[0] > margins["median ‖r‖"].iloc[1]  # PGD-AT (primary) farther than ERM
     at.slider(key="geo_dct_n").set_value(20)

@@ -213,8 +213,9 @@ def registry_sha(registry: Registry) -> str:
     return run_meta(registry, ERM)["sha256"]
 
 
-def test_a_geometry_job_runs_in_its_own_process_and_persists(registry: Registry, subprocess_env: dict) -> None:
-    os.environ["PYTHONPATH"] = subprocess_env["PYTHONPATH"]
+def test_a_geometry_job_runs_in_its_own_process_and_persists(registry: Registry, subprocess_env: dict,
+                                                              monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", subprocess_env["PYTHONPATH"])
     spec = DCTMarginSpec(run_id=ERM, dataset="digits", n=10, steps=40)
     job_id = submit_job(registry, "geometry", {"spec": spec.to_dict(), "device": "cpu"})
     deadline = time.monotonic() + 120

@@ -57,7 +57,7 @@ def test_linear_section_is_a_straight_boundary_at_the_analytic_distance() -> Non
     assert section.distance_along_u() == pytest.approx(distance, abs=1e-4)
     assert section.evaluated < 0.2 * 129 ** 2  # the adaptive grid refines only along the boundary
     assert set(np.unique(section.pred)) == {0, 1}
-    curvature = boundary_curvature(model, plane, span=distance)
+    curvature = boundary_curvature(model, plane, t_max=5 * distance)
     assert abs(curvature.kappa) < 1e-4 and curvature.distance == pytest.approx(distance, rel=1e-4)
 
 
@@ -194,3 +194,25 @@ def test_both_models_share_one_plane_and_the_robust_one_is_farther(digits_models
     assert view.extent >= 1.6 * max(r.deepfool_distance for r in view.results.values()) - 1e-9
     assert view.results["at"].deepfool_distance > view.results["erm"].deepfool_distance
     assert view.results["at"].surface.loss.shape == (9, 9)
+
+
+def test_a_comparison_does_not_carry_its_dataset_and_kappa_ignores_the_zoom(digits_models) -> None:
+    import pickle
+
+    data = load_dataset("digits")
+    big = torch.cat([data.x] * 8)  # x as a view into a large tensor, as the page's examples are
+    views = {}
+    for zoom in (1.0, 3.0):
+        spec, _ = SectionSpec.checked(plane="deepfool", resolution=33, zoom=zoom, surface_resolution=5, path="none")
+        views[zoom] = compare_on_plane({"erm": digits_models["erm"]}, big[7], int(data.y[7]), spec)
+    assert len(pickle.dumps(views[1.0])) < 0.05 * big.numel() * 4
+    k1, k3 = views[1.0].results["erm"].boundary.kappa, views[3.0].results["erm"].boundary.kappa
+    assert math.isfinite(k1) and k1 == pytest.approx(k3, rel=1e-4)  # only the bisection grid differs
+
+
+def test_no_ratio_where_deepfool_finds_no_boundary() -> None:
+    model = linear_model(d=10)
+    with torch.no_grad():
+        model.head.weight.zero_()
+    ratio = random_vs_adversarial(model, torch.full((2, 10), 0.3), directions=4)
+    assert np.isinf(ratio.adversarial).all() and np.isnan(ratio.ratio).all()
