@@ -66,7 +66,8 @@ page = st.navigation({
                                  url_path="features"),
                          st.Page(PAGES / "theory.py", title="Theory Lab", icon=":material/functions:",
                                  url_path="theory")],
-    "Help": [st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],
+    "Help": [st.Page(PAGES / "playground.py", title="Playground", icon=":material/toys:", url_path="playground"),
+             st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],
 })
 page.run()
 cache.warm_engine()

@@ -19,7 +19,7 @@ adversarial examples — and what adversarial training changes inside them.
   digits set it costs almost none. The hub's scatter shows where each model sits.
 - The sidebar's **primary** and **comparison** models are used side by side on every page.
 
-#### A 15-minute tour for a lecture
+#### A 20-minute tour for a lecture
 1. **Model hub** — show the scatter: the standard digits model is accurate but sits low (about half of the
    test digits fall to a PGD attack at ε = 0.1); the PGD-AT model is as accurate and far more robust. PGD-AT is
    already the primary model and ERM the comparison.
@@ -30,15 +30,21 @@ adversarial examples — and what adversarial training changes inside them.
    perturbation, amplified; on the robust model it starts to draw strokes of the other digit.
 4. **Robustness** — the curves show the whole test set at once; below them, which digits are weakest and where
    their errors go, and the trust panel checks that the numbers are not an artefact of masked gradients.
-5. **Latent space** — scrub ε on the map of the penultimate layer: the standard model's adversarial twins leave
+5. **Geometry** — the same digit, sliced: along the DeepFool normal the boundary is close and curved, along a
+   random direction far and flat. The PGD-AT model's boundary on the same plane sits farther out; its loss
+   surface is a flatter valley. The last tab finds one *universal* perturbation that fools most digits at once.
+6. **Latent space** — scrub ε on the map of the penultimate layer: the standard model's adversarial twins leave
    their class's cluster for another's at small ε, the PGD-AT model's stay home much longer. Box a cluster to see
    which digits are in it.
-6. **Trade-off Explorer** — the shipped DALE model is as accurate as PGD-AT and nearly as robust; its loss chart
+7. **Trade-off Explorer** — the shipped DALE model is as accurate as PGD-AT and nearly as robust; its loss chart
    shows the clean loss held under the bound ρ while the dual variable ν adjusts. Tune a logit bias for the
    weakest digit and see what it costs.
-7. **Features** and **Theory Lab** — which pixels each model leans on, clean and attacked; then the model problem
+8. **Features** and **Theory Lab** — which pixels each model leans on, clean and attacked; then the model problem
    where the theory is exact: run standard and adversarial training side by side and watch which feature wins.
-8. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
+9. **Playground** — for the first minutes of a class: two-moon data, a small network trained live, standard and
+   adversarial side by side; the ε-squares show which points an attacker can flip, and the Langevin panel shows
+   DALE's cloud of perturbations collapsing to PGD's single point as the temperature goes to 0.
+10. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
    Then open the papers below.
 """)
 st.subheader("The four papers behind the Atlas")

@@ -17,6 +17,8 @@ def test_every_page_renders(server: str, page, artifacts: Path) -> None:
     shot(page, artifacts, "page-hub")
     for link, heading, name in (("Train", "Train a model", "page-train"), ("Learn", "Learn", "page-learn"),
                                 ("Theory Lab", "Theory Lab", "page-theory"), ("Features", "Features", "page-features"),
+                                ("Geometry", "Decision-boundary geometry", "page-geometry"),
+                                ("Playground", "Playground", "page-playground"),
                                 ("Model hub", "Model hub", "page-hub-again")):
         go_to(page, link, heading)
         shot(page, artifacts, name)

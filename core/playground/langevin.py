@@ -1,0 +1,149 @@
+"""The Langevin panel: DALE's perturbation distribution around one point, next to PGD's single worst case.
+
+METHODS.md §2 (Robey et al., NeurIPS 2021): DALE trains on samples of λ(δ|x,y) ∝ [ℓ(f(x+δ), y) − t]₊ drawn
+by Langevin steps δ ← Π_Δ[δ + η·sign(∇_δ ℓ_pert + c·Laplace(0, 1))]; as the noise vanishes this is PGD.
+For one point x this module computes, in input coordinates of the 2-D plane:
+
+* the loss heatmap CE(f(x + δ), y) on a grid over the ε-ball (outside the ball or outside [0, 1]²: NaN),
+  and the margin z_y − max_{k≠y} z_k on the same grid (its zero line is the decision boundary);
+* ``samples`` independent Langevin chains started at x, run by :class:`core.attacks.Langevin` (Laplacian
+  noise inside the sign, as the authors' code) on ``samples`` copies of x;
+* PGD's point: :class:`core.attacks.PGD` started at x (no random start) with the same steps and step size.
+
+Temperature. The sampler's noise scale c is set from the temperature T as c = T · ḡ, where ḡ is the mean
+absolute gradient the sampler sees at x (of the batch mean of ℓ_pert over the ``samples`` copies, so ḡ already
+carries the 1/``samples`` factor of the authors' batch-mean ascent). T is therefore noise measured in units of
+the gradient, whatever the batch size or how steep the loss is at x. T ≪ 1: the sign is almost always the
+gradient's and every chain follows PGD. T = 1: a coordinate with an average gradient steps against it with
+probability ½·e⁻¹ ≈ 0.18, and the chains spread over the high-loss region. T ≫ 1: a random walk, close to data
+augmentation. ``last_noise_to_grad`` of the sampler (mean |noise| ÷ mean |gradient| over the run) stays near T.
+At T = 0 (c = 0, and the chains start at δ = 0) every sample is exactly PGD's point: the gradients of
+log(1 − p_y) and of the cross-entropy −log p_y are positive multiples of each other, so their signs agree step by
+step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.attacks import PGD, Langevin
+from core.attacks.base import input_gradient
+from core.attacks.langevin import log_one_minus_p
+from core.errors import ConfigError
+from core.utils import make_generator
+
+MAX_SAMPLES = 1000
+MAX_PANEL_STEPS = 100
+MAX_PANEL_GRID = 121
+MAX_TEMPERATURE = 100.0
+
+
+@dataclass(frozen=True)
+class LangevinPanel:
+    """Everything the panel draws for one point (numpy, input coordinates)."""
+
+    x: np.ndarray  # (2,)
+    y: int
+    eps: float
+    norm: str
+    temperature: float
+    noise_scale: float  # c = T · ḡ
+    axis_x: np.ndarray  # heatmap columns
+    axis_y: np.ndarray  # heatmap rows
+    loss: np.ndarray  # rows × columns, NaN outside the ball or [0, 1]²
+    margin: np.ndarray  # z_y − max_{k≠y} z_k on the same grid (< 0: misclassified)
+    samples: np.ndarray  # samples × 2
+    sample_loss: np.ndarray
+    sample_fooled: np.ndarray
+    pgd_point: np.ndarray  # (2,)
+    pgd_loss: float
+    pgd_fooled: bool
+    noise_to_grad: float
+
+    @property
+    def spread(self) -> float:
+        """Mean distance of the samples from PGD's point (0 at T = 0)."""
+        return float(np.linalg.norm(self.samples - self.pgd_point, axis=1).mean())
+
+
+def _check(name: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
+def ball_grid(x: np.ndarray, eps: float, norm: str, resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column and row coordinates of a grid over the ε-ball's bounding box, and a mask of the cells inside
+    both the ball and [0, 1]²."""
+    axis_x = np.linspace(x[0] - eps, x[0] + eps, resolution, dtype=np.float32)
+    axis_y = np.linspace(x[1] - eps, x[1] + eps, resolution, dtype=np.float32)
+    dx, dy = np.meshgrid(axis_x - x[0], axis_y - x[1])
+    inside = np.hypot(dx, dy) <= eps * (1 + 1e-6) if norm == "l2" else np.ones_like(dx, dtype=bool)
+    xx, yy = np.meshgrid(axis_x, axis_y)
+    inside &= (xx >= 0) & (xx <= 1) & (yy >= 0) & (yy <= 1)
+    return axis_x, axis_y, inside
+
+
+@torch.no_grad()
+def _loss_and_margin(model: nn.Module, axis_x: np.ndarray, axis_y: np.ndarray, y: int) -> tuple[np.ndarray, ...]:
+    xx, yy = np.meshgrid(axis_x, axis_y)
+    points = torch.from_numpy(np.stack([xx.ravel(), yy.ravel()], axis=1))
+    logits = model(points)
+    labels = torch.full((len(points),), y, dtype=torch.int64)
+    loss = F.cross_entropy(logits, labels, reduction="none")
+    others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+    margin = logits[:, y] - others
+    return loss.reshape(xx.shape).numpy(), margin.reshape(xx.shape).numpy()
+
+
+def noise_scale_for(model: nn.Module, x: torch.Tensor, y: int, temperature: float, samples: int) -> float:
+    """c = T · ḡ: ḡ is the mean |∇_δ| of the batch-mean ℓ_pert over ``samples`` copies of x, at δ = 0."""
+    if temperature == 0:
+        return 0.0
+    label = torch.tensor([y])
+    _, grad = input_gradient(lambda v: log_one_minus_p(model(v), label), x[None])
+    mean_grad = float(grad.abs().mean()) / samples
+    # A flat loss (saturated softmax) has no gradient: any positive noise then gives a random walk.
+    return temperature * max(mean_grad, 1e-12)
+
+
+def langevin_panel(model: nn.Module, x: torch.Tensor, y: int, *, eps: float, norm: str = "linf",
+                   temperature: float = 1.0, samples: int = 200, steps: int = 40, step_size: float | None = None,
+                   resolution: int = 61, seed: int = 0) -> LangevinPanel:
+    """DALE's Langevin samples at temperature T and PGD's point for the point ``x`` (shape (2,)) of class ``y``.
+
+    ``steps`` and ``step_size`` (None → ε/10, so a chain can cross the ball twice) are shared by the
+    sampler and by PGD, which is what makes T = 0 give PGD's point exactly. Raises ConfigError on bad values.
+    """
+    _check("eps", eps, 1e-6, 1.0)
+    _check("temperature T", temperature, 0.0, MAX_TEMPERATURE)
+    _check("samples", samples, 1, MAX_SAMPLES)
+    _check("steps", steps, 1, MAX_PANEL_STEPS)
+    _check("resolution", resolution, 5, MAX_PANEL_GRID)
+    if x.shape != (2,):
+        raise ConfigError(f"the Langevin panel needs one 2-D point, got shape {tuple(x.shape)}")
+    model.eval()
+    step = eps / 10 if step_size is None else step_size
+    c = noise_scale_for(model, x, y, temperature, samples)
+    sampler = Langevin(norm=norm, steps=steps, step_size=step, noise="laplacian", noise_scale=c, init_scale=0.0)
+    copies, labels = x.expand(samples, 2).clone(), torch.full((samples,), y, dtype=torch.int64)
+    chains = sampler(model, copies, labels, eps, generator=make_generator(seed, "playground-langevin"))
+    pgd = PGD(norm=norm, steps=steps, step_size=step, random_start=False)(model, x[None], labels[:1], eps)
+    x_np = x.numpy()
+    axis_x, axis_y, inside = ball_grid(x_np, eps, norm, int(resolution))
+    loss, margin = _loss_and_margin(model, axis_x, axis_y, y)
+    with torch.no_grad():
+        sample_loss = F.cross_entropy(chains.logits_adv, labels, reduction="none").numpy()
+        pgd_loss = float(F.cross_entropy(pgd.logits_adv, labels[:1]))
+    return LangevinPanel(
+        x=x_np, y=y, eps=eps, norm=norm, temperature=temperature, noise_scale=c, axis_x=axis_x, axis_y=axis_y,
+        loss=np.where(inside, loss, np.nan), margin=np.where(inside, margin, np.nan),
+        samples=chains.x_adv.numpy(), sample_loss=sample_loss, sample_fooled=chains.success.numpy(),
+        pgd_point=pgd.x_adv[0].numpy(), pgd_loss=pgd_loss, pgd_fooled=bool(pgd.success[0]),
+        noise_to_grad=sampler.last_noise_to_grad)

@@ -1,0 +1,231 @@
+"""Playground: toy 2-D data, an MLP trained live with standard and adversarial training side by side, and
+DALE's Langevin perturbations around a clicked point next to PGD's worst case."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.errors import AtlasError
+from core.playground import (
+    ACTIVATIONS, DATASETS, METHOD_LABELS, LangevinPanel, PlaygroundConfig, default_noise, langevin_panel,
+    load_weights,
+)
+from dashboard import playground_runner as runner
+from dashboard.components import playground_views as views
+from dashboard.components.teaching import explain
+
+ADVERSARIAL = ("pgd-at", "fgsm-rs", "trades", "dale")
+TEMPERATURES = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+DEFAULT = PlaygroundConfig()
+ROLES = (("standard", "Standard (ERM)"), ("adversarial", "Adversarial"))
+
+st.title("Playground")
+explain(
+    "A small neural network (an MLP) learns to separate two-dimensional points, live, in the spirit of the "
+    "TensorFlow Playground. The background colour is the class the network predicts at each place in the "
+    "plane; the black line is its decision boundary. The attacker may move every point anywhere inside its "
+    "**ε-ball** (a square for ℓ∞, a circle for ℓ2). A filled marker is **robust at ε**: PGD (many small "
+    "gradient steps, each projected back into the ball) cannot push it across the boundary. An open marker is "
+    "classified correctly but not robustly; the red arrow shows where PGD moves it. ✕ marks a mistake even "
+    "without an attacker.\n\n"
+    "Both panels train the same MLP from the same starting weights on the same points. **Standard training "
+    "(ERM)** only asks for correct answers, so its boundary passes close to the points. **Adversarial training** "
+    "trains on the attacked points instead, which pushes the boundary at least ε away from the data where it "
+    "can — watch the boundary move and the margin open up. Below, the **Langevin panel** shows what DALE "
+    "trains on: not PGD's single worst-case point but samples from a distribution over the ε-ball that "
+    "favours high loss; its temperature T moves it between PGD (T → 0) and random noise (large T).",
+    "madry", "dale")
+
+
+def _controls() -> dict:
+    """The settings as raw values (checked and capped by PlaygroundConfig.capped)."""
+    with st.container(border=True):
+        c = st.columns([1.3, 1, 1, 1, 0.2, 1, 1, 1.2])
+        dataset = c[0].selectbox("Toy data", DATASETS, key="pg_dataset")
+        n = c[1].number_input("Points n", 10, 5000, DEFAULT.n, step=50, key="pg_n",
+                              help="Training points (capped at 1,000 so the page stays live)")
+        noise = c[2].number_input("Noise", 0.0, 0.5, default_noise(dataset), step=0.01, format="%.2f",
+                                  key=f"pg_noise_{dataset}")
+        seed = c[3].number_input("Seed", 0, 10_000, DEFAULT.seed, key="pg_seed", help="Data and initial weights")
+        depth = c[5].number_input("Hidden layers", 0, 10, DEFAULT.depth, key="pg_depth")
+        width = c[6].number_input("Width", 1, 512, DEFAULT.width, step=8, key="pg_width")
+        activation = c[7].selectbox("Activation", ACTIVATIONS, key="pg_activation")
+        c = st.columns([1.3, 1, 1, 1, 0.2, 1, 1, 1.2])
+        method = c[0].selectbox("Adversarial method", ADVERSARIAL, format_func=METHOD_LABELS.__getitem__,
+                                key="pg_method", help="Trained next to standard training (ERM)")
+        eps = c[1].number_input("ε", 0.0, 1.0, DEFAULT.eps, step=0.01, format="%.3f", key="pg_eps",
+                                help="The attacker's budget in input units (the plane is [0, 1]²)")
+        norm = c[2].selectbox("Norm", ("linf", "l2"), key="pg_norm",
+                              format_func={"linf": "ℓ∞ (square)", "l2": "ℓ2 (circle)"}.get)
+        lr = c[3].number_input("Learning rate", 0.0, 5.0, DEFAULT.lr, step=0.005, format="%.3f", key="pg_lr")
+        steps = c[5].number_input("Steps", 1, 20_000, DEFAULT.steps, step=100, key="pg_steps")
+        batch = c[6].number_input("Batch size", 0, 5000, 0, step=16, key="pg_batch", help="0 = full batch")
+        attack_steps = c[7].number_input("Attack steps", 1, 50, DEFAULT.attack_steps, key="pg_attack_steps",
+                                         help="Steps of the training attack (PGD-AT, TRADES, DALE)")
+        with st.expander("More settings"):
+            c = st.columns(4)
+            grid = c[0].number_input("Grid resolution", 10, 400, DEFAULT.grid, step=10, key="pg_grid",
+                                     help="The decision regions are drawn on grid × grid cells (capped at 200)")
+            beta = c[1].number_input("TRADES β", 0.0, 50.0, DEFAULT.trades_beta, key="pg_beta")
+            eval_steps = c[2].number_input("PGD steps for 'robust at ε'", 1, 50, DEFAULT.eval_steps,
+                                           key="pg_eval_steps")
+            test_n = c[3].number_input("Held-out points", 10, 5000, DEFAULT.test_n, step=50, key="pg_test_n")
+    return dict(dataset=dataset, n=int(n), noise=float(noise), seed=int(seed), depth=int(depth), width=int(width),
+                activation=activation, method=method, eps=float(eps), norm=norm, lr=float(lr), steps=int(steps),
+                batch_size=int(batch) or None, attack_steps=int(attack_steps), trades_beta=float(beta),
+                eval_steps=int(eval_steps), grid=int(grid), test_n=int(test_n))
+
+
+config, notes = None, []
+try:
+    config, notes = PlaygroundConfig.capped(**_controls())
+except AtlasError as exc:
+    st.error(f"Not started: {exc}", icon=":material/error:")
+for note in notes:
+    st.info(note, icon=":material/straighten:")
+
+runs: dict[str, runner.PlaygroundRun] | None = st.session_state.get("pg_runs")
+b = st.columns([1, 1, 6])
+# A callback, not the button's return value: it fires exactly once per click, even when a polling rerun
+# interrupts the run the click started.
+b[0].button("Restart" if runs else "Start", type="primary", icon=":material/play_arrow:", key="pg_start",
+            disabled=config is None, on_click=st.session_state.__setitem__, args=("pg_start_requested", True))
+start = st.session_state.pop("pg_start_requested", False)
+if b[1].button("Stop", icon=":material/stop:", key="pg_stop", disabled=not runs):
+    runner.stop_all(runs)
+changed = runs is not None and config is not None and runs["adversarial"].config != config
+if config is not None and (start or changed):
+    runner.stop_all(runs)
+    runs = st.session_state["pg_runs"] = runner.start_pair(config)
+    if changed and not start:
+        st.toast("Settings changed: both runs restarted", icon=":material/restart_alt:")
+
+if not runs:
+    st.info("Press **Start** to train both networks; every later change of a setting restarts them.")
+    st.stop()
+
+if "pg_clicked" in st.session_state:  # a click on a plane selects the Langevin panel's point
+    st.session_state["pg_point"] = st.session_state.pop("pg_clicked")
+show = st.columns([1, 1, 4])
+show_balls = show[0].toggle("ε-balls", value=True, key="pg_show_balls")
+show_arrows = show[1].toggle("Adversarial arrows", value=True, key="pg_show_arrows")
+finished = all(r.done for r in runs.values())
+
+
+def _clicked_point(event: object, x: np.ndarray) -> int | None:
+    """The training point nearest to a click or selection on the plane, if any."""
+    points = getattr(getattr(event, "selection", None), "points", None) or []
+    if not points or "x" not in points[0]:
+        return None
+    where = np.array([points[0]["x"], points[0]["y"]], dtype=np.float32)
+    return int(np.argmin(((x - where) ** 2).sum(1)))
+
+
+def _panel(role: str, run: runner.PlaygroundRun, x: np.ndarray, y: np.ndarray) -> None:
+    cfg = run.config
+    label = "Standard (ERM)" if role == "standard" else f"Adversarial ({METHOD_LABELS[cfg.method]})"
+    st.markdown(f"#### {label}")
+    if run.status == "failed":
+        st.error(f"The run failed: {run.error}")
+        return
+    frame = run.frame
+    if frame is None:
+        st.progress(0.0, text="starting…")
+        return
+    st.progress(min(run.progress(), 1.0), text=f"{run.status} · step {frame.step} of {cfg.steps} · "
+                                                f"{frame.seconds:.1f} s")
+    m = st.columns(3)
+    m[0].metric("Clean accuracy", f"{frame.clean_acc:.1%}", help="On held-out points")
+    m[1].metric(f"Robust at ε = {cfg.eps:g}", f"{frame.robust_acc:.1%}", help="Held-out points PGD cannot flip")
+    m[2].metric("Training loss", f"{frame.loss:.3g}")
+    fig = views.decision_figure(frame, x, y, run.data.classes, eps=cfg.eps, norm=cfg.norm, show_balls=show_balls,
+                                show_arrows=show_arrows, selected=st.session_state.get("pg_point"),
+                                title=f"Decision regions · step {frame.step}")
+    event = st.plotly_chart(fig, key=f"pg_plane_{role}", on_select="rerun", selection_mode="points")
+    picked = _clicked_point(event, x)
+    if picked is not None and picked != st.session_state.get("pg_point"):
+        st.session_state["pg_clicked"] = picked
+        st.rerun()
+    st.plotly_chart(views.accuracy_figure(list(run.history), "Accuracy over training", eps=cfg.eps,
+                                          chance=1 / len(run.data.classes)), key=f"pg_acc_{role}")
+
+
+@st.fragment(run_every=None if finished else 0.5)
+def live() -> None:
+    """Redraws both runs from their latest frames; stops polling once both have finished."""
+    x, y = runs["standard"].data.train.x.numpy(), runs["standard"].data.train.y.numpy()
+    for column, (role, _) in zip(st.columns(2, gap="large"), ROLES):
+        with column:
+            _panel(role, runs[role], x, y)
+    st.caption("Colours: the predicted class (pale = unsure). Markers: filled = robust at ε, open = correct but "
+               "PGD flips it (red arrow to its adversarial point), ✕ = misclassified. Click a point to inspect it "
+               "in the Langevin panel below. Accuracy is measured on held-out points drawn the same way.")
+    if not finished and all(r.done for r in runs.values()):
+        st.rerun()  # once, so the page is drawn again without the polling timer
+
+
+live()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _langevin(config: PlaygroundConfig, role: str, step: int, _weights: dict, index: int, temperature: float,
+              samples: int, steps: int) -> LangevinPanel:
+    """DALE's samples for one point of one run at one step (a run's weights at a step follow from its config)."""
+    data = runs[role].data
+    model = load_weights(config, len(data.classes), _weights)
+    return langevin_panel(model, data.train.x[index], int(data.train.y[index]), eps=config.eps, norm=config.norm,
+                          temperature=temperature, samples=samples, steps=steps, seed=config.seed)
+
+
+@st.fragment
+def langevin_section() -> None:
+    """The Langevin panel: reruns on its own when its controls move."""
+    st.subheader("Langevin panel: DALE's perturbations vs PGD's worst case")
+    c = st.columns([1.2, 1, 2, 1, 1])
+    role = c[0].radio("Model", [r for r, _ in ROLES], index=1, horizontal=True, key="pg_lp_role",
+                      format_func=dict(ROLES).__getitem__)
+    run = runs[role]
+    n = len(run.data.train)
+    st.session_state["pg_point"] = min(int(st.session_state.get("pg_point", 0)), n - 1)
+    index = c[1].number_input("Point (or click one)", 0, n - 1, key="pg_point")
+    temperature = c[2].select_slider("Temperature T", TEMPERATURES, value=1.0, key="pg_T",
+                                     help="Langevin noise in units of the loss gradient at the point; 0 = PGD")
+    samples = c[3].number_input("Samples", 10, 1000, 200, step=50, key="pg_lp_samples")
+    steps = c[4].number_input("Langevin steps", 1, 100, 40, key="pg_lp_steps")
+    frame = run.frame
+    if frame is None:
+        st.info("Waiting for the first frame of this run.")
+        return
+    try:
+        panel = _langevin(run.config, role, frame.step, frame.weights, int(index), float(temperature),
+                          int(samples), int(steps))
+    except AtlasError as exc:
+        st.error(f"Cannot sample: {exc}")
+        return
+    left, right = st.columns([3, 2], gap="large")
+    name = run.data.classes[panel.y]
+    left.plotly_chart(views.langevin_figure(panel, name), key="pg_langevin")
+    with right:
+        m = st.columns(2)
+        m[0].metric("Samples that fool the model", f"{panel.sample_fooled.mean():.0%}")
+        m[1].metric("PGD's point", "fools it" if panel.pgd_fooled else "still correct")
+        m = st.columns(2)
+        m[0].metric("Mean loss of the samples", f"{panel.sample_loss.mean():.3g}",
+                    delta=f"{panel.sample_loss.mean() / max(panel.pgd_loss, 1e-30):.2g}× PGD's", delta_color="off")
+        m[1].metric("Spread around PGD's point", f"{panel.spread:.4f}", help="Mean distance of the samples to the "
+                    "star, in input units; 0 means every sample is PGD's point")
+        st.caption(f"Model of the {dict(ROLES)[role].lower()} run at step {frame.step}; point {index} "
+                   f"(class {name}); noise scale c = {panel.noise_scale:.2e}, measured noise/gradient ratio "
+                   f"{panel.noise_to_grad:.2f}.")
+        st.markdown(
+            "The heatmap is the loss of the true class (log colour scale) at every place the attacker may move "
+            "the point to; the cyan line is the decision boundary inside the ball. **PGD** climbs the loss to "
+            "one point, the star. **DALE** (Robey et al., 2021) trains on samples of a distribution that "
+            "favours high loss, drawn by Langevin steps: the same signed gradient steps plus Laplace noise "
+            "inside the sign, scaled by T. Lower T and the cloud collapses onto the star (T = 0 *is* PGD); "
+            "raise it and the samples spread over the whole high-loss region, until at large T they are almost "
+            "random noise — data augmentation.")
+
+
+langevin_section()

@@ -1,0 +1,68 @@
+"""Playground under AppTest: both runs train in the background, the page draws their frames, a click-free point
+choice drives the Langevin panel, and a bad setting is refused before anything runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("../pages/playground.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def wait_for(runs: dict, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(r.done for r in runs.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(r.status == "done" for r in runs.values()), [(r.status, r.error) for r in runs.values()]
+
+
+def test_training_draws_both_panels_and_the_langevin_panel() -> None:
+    at = open_page()
+    assert any("Press **Start**" in i.value for i in at.info)
+    at.number_input(key="pg_steps").set_value(120)
+    at.number_input(key="pg_grid").set_value(400)  # the widget allows it; the Playground caps it at 200
+    at.button(key="pg_start").click().run()
+    assert not at.exception, at.exception
+    assert any("grid capped at 200" in i.value for i in at.info)
+    runs = at.session_state["pg_runs"]
+    assert runs["standard"].config.method == "erm" and runs["adversarial"].config.method == "pgd-at"
+    assert runs["standard"].data is runs["adversarial"].data
+    wait_for(runs)
+    at.run()
+    assert not at.exception, at.exception
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert sum("Decision regions" in s for s in specs) == 2
+    assert sum("Accuracy over training" in s for s in specs) == 2
+    assert sum("DALE's samples at T" in s for s in specs) == 1
+    labels = [m.label for m in at.metric]
+    assert labels.count("Clean accuracy") == 2 and "Samples that fool the model" in labels
+    assert float(at.metric[0].value.rstrip("%")) >= 90  # the standard run's clean accuracy on moons
+    at.select_slider(key="pg_T").set_value(0.0).run()
+    spread = next(m for m in at.metric if m.label == "Spread around PGD's point")
+    assert float(spread.value) == 0.0  # T = 0: every Langevin sample is PGD's point
+
+
+def test_a_change_restarts_and_bad_input_is_refused() -> None:
+    at = open_page()
+    at.number_input(key="pg_steps").set_value(30)
+    at.button(key="pg_start").click().run()
+    first = at.session_state["pg_runs"]
+    at.number_input(key="pg_width").set_value(16).run()
+    second = at.session_state["pg_runs"]
+    assert second is not first and all(r.stop.is_set() for r in first.values())
+    assert second["adversarial"].config.width == 16
+    at.number_input(key="pg_eps").set_value(0.0).run()
+    assert any("needs ε > 0" in e.value for e in at.error)
+    assert at.session_state["pg_runs"] is second  # nothing restarted with the refused setting
+    assert at.button(key="pg_start").disabled
+    wait_for(second)

@@ -1,0 +1,128 @@
+"""The Playground's engine: default settings learn moons, the verdicts agree with PGD, T → 0 gives PGD's point,
+caps come with notes, and bad input is refused with a clear ConfigError."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.attacks import PGD
+from core.errors import ConfigError
+from core.playground import (
+    LIMITS, PlaygroundConfig, iter_frames, langevin_panel, load_data, load_weights, robust_points, train_playground,
+)
+from core.utils import make_generator
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[PlaygroundConfig, object, torch.nn.Module]:
+    """The default Playground run (ERM on moons), trained to the end once for the module."""
+    config = PlaygroundConfig()
+    frame = train_playground(config)
+    data = load_data(config)
+    return config, frame, load_weights(config, len(data.classes), frame.weights)
+
+
+def test_defaults_learn_moons_to_high_clean_accuracy(trained) -> None:
+    config, frame, _ = trained
+    assert config.dataset == "moons" and config.method == "erm"
+    assert frame.step == config.steps
+    assert frame.clean_acc >= 0.95 and frame.train_clean_acc >= 0.95
+    assert frame.probs.shape == (config.grid, config.grid, 2)
+    np.testing.assert_allclose(frame.probs.sum(2), 1.0, atol=1e-5)
+
+
+def test_adversarial_training_is_more_robust_than_standard(trained) -> None:
+    config, standard, _ = trained
+    frame = train_playground(PlaygroundConfig(method="pgd-at", steps=200))
+    assert frame.clean_acc >= 0.9
+    assert frame.robust_acc > standard.robust_acc
+
+
+def test_frames_come_first_after_one_step_then_by_time_and_at_the_end() -> None:
+    config = PlaygroundConfig(method="dale", steps=30, n=100, test_n=50)
+    frames = list(iter_frames(config, interval=0.0))
+    assert [f.step for f in frames] == list(range(1, 31))
+    assert all(f.nu is not None for f in frames)  # DALE's ν is reported
+    lazy = list(iter_frames(config, interval=math.inf))
+    assert [f.step for f in lazy] == [1, 30]
+    stopped = list(iter_frames(config, should_stop=lambda: True))
+    assert [f.step for f in stopped] == [0]
+
+
+def test_robust_flags_agree_with_a_pgd_attack(trained) -> None:
+    config, _, model = trained
+    data = load_data(config)
+    verdict = robust_points(model, data.train.x, data.train.y, config)
+    result = PGD(norm=config.norm, steps=config.eval_steps, random_start=False)(
+        model, data.train.x, data.train.y, config.eps, generator=make_generator(0))
+    with torch.no_grad():
+        correct = model(data.train.x).argmax(1) == data.train.y
+    expected = correct & ~result.success
+    assert np.array_equal(verdict.robust, expected.numpy())
+    np.testing.assert_allclose(verdict.x_adv, result.x_adv.numpy(), atol=1e-6)
+    assert (~verdict.robust).any() and verdict.robust.any()
+    moved = np.abs(verdict.x_adv - data.train.x.numpy()).max(1)
+    assert (moved <= config.eps + 1e-6).all()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_langevin_at_zero_temperature_is_pgd(trained, norm: str) -> None:
+    config, _, model = trained
+    data = load_data(config)
+    x, y = data.train.x[3], int(data.train.y[3])
+    cold = langevin_panel(model, x, y, eps=0.08, norm=norm, temperature=0.0, samples=50, steps=15)
+    # ℓ∞ signs agree exactly; an ℓ2 direction is the normalised gradient, and PGD's cross-entropy gradient
+    # carries the rounding of 1 − p_y (the sampler's log(1 − p_y) form does not): agreement to 1e-4 of a unit.
+    tolerance = 1e-6 if norm == "linf" else 1e-4
+    assert np.abs(cold.samples - cold.pgd_point).max() < tolerance and cold.spread < tolerance
+    warm = langevin_panel(model, x, y, eps=0.08, norm=norm, temperature=3.0, samples=50, steps=15)
+    assert warm.spread > 10 * cold.spread + 1e-3
+    assert 1.0 < warm.noise_to_grad < 9.0  # T is the noise in units of the gradient
+    inside = ~np.isnan(warm.loss)
+    assert inside.any() and np.nanmax(warm.loss) >= warm.pgd_loss - 0.5
+    delta = warm.samples - warm.x
+    size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+    assert (size <= 0.08 + 1e-6).all()
+
+
+def test_sizes_above_their_limits_are_capped_with_a_note() -> None:
+    config, notes = PlaygroundConfig.capped(n=50_000, grid=1000, width=4096, steps=10**6, eps=0.9, batch_size=64)
+    assert (config.n, config.grid, config.width, config.steps) == (LIMITS["n"], 200, 128, 5000)
+    assert config.eps == LIMITS["eps"] and config.batch_size == 64
+    assert len(notes) == 5 and any("n capped at 1000" in note for note in notes)
+    config, notes = PlaygroundConfig.capped(n=40, batch_size=100)
+    assert config.batch_size is None and "full batch" in notes[0]
+    assert PlaygroundConfig.capped() == (PlaygroundConfig(), [])
+    with pytest.raises(ConfigError, match="capped lowers it"):
+        PlaygroundConfig(grid=1000)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"eps": float("nan")}, "eps must be a finite number"),
+    ({"eps": -0.1}, "eps must be ≥ 0"),
+    ({"method": "pgd-at", "eps": 0.0}, "needs ε > 0"),
+    ({"lr": 0.0}, "lr must be > 0"),
+    ({"n": 2.5}, "n must be a whole number"),
+    ({"noise": float("inf")}, "noise must be a finite number"),
+    ({"dataset": "mnist"}, "dataset must be one of"),
+    ({"norm": "l1"}, "norm must be one of"),
+    ({"depth": -1}, "depth must be ≥ 0"),
+    ({"colour": "red"}, "unknown Playground option"),
+], ids=["nan-eps", "negative-eps", "adversarial-eps-0", "zero-lr", "fractional-n", "inf-noise", "dataset",
+        "norm", "negative-depth", "unknown-key"])
+def test_bad_input_is_refused_with_a_clear_message(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PlaygroundConfig.capped(**values)
+
+
+def test_langevin_panel_refuses_bad_values(trained) -> None:
+    config, _, model = trained
+    x = load_data(config).train.x[0]
+    with pytest.raises(ConfigError, match="temperature T must be a finite number"):
+        langevin_panel(model, x, 0, eps=0.05, temperature=float("nan"))
+    with pytest.raises(ConfigError, match="samples must be between"):
+        langevin_panel(model, x, 0, eps=0.05, samples=10**6)
