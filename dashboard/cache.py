@@ -332,3 +332,16 @@ def _geometry_analysis(spec: Any, device: str, mtime: float) -> Any:
 def geometry_analysis(spec: Any, device: str = "cpu") -> Any:
     """A persisted geometry analysis (DeepFool margins, DCT margins, universal perturbation), computed if missing."""
     return _geometry_analysis(spec, device, _checkpoint_mtime(spec.run_id))
+
+
+# playground -------------------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=64, show_spinner=False)
+def playground_langevin(config: Any, step: int, _weights: dict[str, Any], _data: Any, index: int, temperature: float,
+                        samples: int, steps: int) -> Any:
+    """DALE's samples around one training point of a Playground run at one step (the run's config fixes its data
+    and, with the step, its weights)."""
+    from core.playground import langevin_panel, load_weights
+
+    model_ = load_weights(config, len(_data.classes), _weights)
+    return langevin_panel(model_, _data.train.x[index], int(_data.train.y[index]), eps=config.eps, norm=config.norm,
+                          temperature=temperature, samples=samples, steps=steps, seed=config.seed)

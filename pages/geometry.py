@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import streamlit as st
-import torch
 
 from core.errors import AtlasError
 from core.geometry.local import SectionSpec

@@ -7,10 +7,8 @@ import numpy as np
 import streamlit as st
 
 from core.errors import AtlasError
-from core.playground import (
-    ACTIVATIONS, DATASETS, METHOD_LABELS, LangevinPanel, PlaygroundConfig, default_noise, langevin_panel,
-    load_weights,
-)
+from core.playground import ACTIVATIONS, DATASETS, METHOD_LABELS, PlaygroundConfig, default_noise
+from dashboard import cache
 from dashboard import playground_runner as runner
 from dashboard.components import playground_views as views
 from dashboard.components.teaching import explain
@@ -168,16 +166,6 @@ def live() -> None:
 live()
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _langevin(config: PlaygroundConfig, role: str, step: int, _weights: dict, index: int, temperature: float,
-              samples: int, steps: int) -> LangevinPanel:
-    """DALE's samples for one point of one run at one step (a run's weights at a step follow from its config)."""
-    data = runs[role].data
-    model = load_weights(config, len(data.classes), _weights)
-    return langevin_panel(model, data.train.x[index], int(data.train.y[index]), eps=config.eps, norm=config.norm,
-                          temperature=temperature, samples=samples, steps=steps, seed=config.seed)
-
-
 @st.fragment
 def langevin_section() -> None:
     """The Langevin panel: reruns on its own when its controls move."""
@@ -198,8 +186,8 @@ def langevin_section() -> None:
         st.info("Waiting for the first frame of this run.")
         return
     try:
-        panel = _langevin(run.config, role, frame.step, frame.weights, int(index), float(temperature),
-                          int(samples), int(steps))
+        panel = cache.playground_langevin(run.config, frame.step, frame.weights, run.data, int(index),
+                                          float(temperature), int(samples), int(steps))
     except AtlasError as exc:
         st.error(f"Cannot sample: {exc}")
         return

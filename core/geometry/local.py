@@ -26,11 +26,11 @@ from core.geometry.curvature import (
     random_vs_adversarial,
 )
 from core.geometry.planes import PLANES, Plane, ball_section, deepfool_direction, make_plane
-from core.training.config import MAX_EPS
 from core.geometry.sections import (
-    DEFAULT_RESOLUTION, MAX_PATH_STEPS, AttackPath, LossSurface, Section, attack_path, capped_resolution,
-    cross_section, loss_surface,
+    DEFAULT_RESOLUTION, MAX_PATH_STEPS, RESOLUTIONS, AttackPath, LossSurface, Section, attack_path,
+    capped_resolution, cross_section, loss_surface,
 )
+from core.training.config import MAX_EPS
 
 PATHS = ("pgd", "deepfool", "none")
 MAX_ZOOM = 20.0
@@ -62,7 +62,10 @@ class SectionSpec:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {value}")
-        capped_resolution(self.resolution)  # type check only; ``checked`` caps
+        if self.eps > MAX_EPS[self.norm]:
+            raise ConfigError(f"eps must be at most {MAX_EPS[self.norm]:g} for {self.norm}, got {self.eps}")
+        if self.resolution not in RESOLUTIONS:
+            raise ConfigError(f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}, got {self.resolution}")
 
     @classmethod
     def checked(cls, **kwargs: Any) -> tuple["SectionSpec", list[str]]:
@@ -113,11 +116,15 @@ class PlaneComparison:
     results: dict[str, LocalGeometry]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    other_at: np.ndarray | None = None  # (a, b) of the other image on an "image" plane
 
 
 def _deepfool_distance(model: nn.Module, x: torch.Tensor) -> float:
     """‖r‖₂ of unclipped ℓ2 DeepFool (overshoot 0.02 included); inf when it does not flip the prediction."""
-    r = deepfool_direction(model, x)
+    return _length(deepfool_direction(model, x))
+
+
+def _length(r: torch.Tensor) -> float:
     return float(r.norm()) if float(r.norm()) > 0 else math.inf
 
 
@@ -135,15 +142,18 @@ def compare_on_plane(models: dict[str, nn.Module], x: torch.Tensor, y: int, spec
         raise ConfigError("compare_on_plane needs at least one model")
     started = time.perf_counter()
     first = next(iter(models.values()))
-    plane = make_plane(first, x, y, spec.plane, other=other, seed=spec.seed)
+    steps = {name: deepfool_direction(m, x) for name, m in models.items()}
+    plane = make_plane(first, x, y, spec.plane, other=other, seed=spec.seed, normal=next(iter(steps.values())))
     ball = ball_section(plane, spec.eps, spec.norm)
-    distances = {name: _deepfool_distance(m, x) for name, m in models.items()}
+    distances = {name: _length(r) for name, r in steps.items()}
     extent = auto_extent(list(distances.values()), ball, spec.zoom)
     notes = list(plane.notes)
+    other_at = None
     if plane.kind == "image" and other is not None:
         gap = float((other.flatten().float().to(x.device) - x.flatten().float()).norm())
         extent = max(extent, 1.2 * gap * spec.zoom)
-        notes.append(f"The other image lies at a = {gap:.3f} on the û axis.")
+        other_at = np.array([gap, 0.0])
+        notes.append(f"The other image lies at a = {gap:.3f} on the û axis (the square marker).")
     results = {}
     for name, model in models.items():
         with torch.no_grad(), eval_mode(model):
@@ -160,7 +170,7 @@ def compare_on_plane(models: dict[str, nn.Module], x: torch.Tensor, y: int, spec
             boundary=boundary_curvature(model, plane, t_max=max(4 * extent, 4 * distances[name])
                                         if math.isfinite(distances[name]) else 4 * extent),
             deepfool_distance=distances[name], prediction=pred)
-    return PlaneComparison(plane, extent, ball, results, time.perf_counter() - started, notes)
+    return PlaneComparison(plane, extent, ball, results, time.perf_counter() - started, notes, other_at)
 
 
 def curvature_sample(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, directions: int = 8,

@@ -102,8 +102,9 @@ def deepfool_direction(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def make_plane(model: nn.Module, x: torch.Tensor, y: int, kind: str, *, other: torch.Tensor | None = None,
-               seed: int = 0) -> Plane:
-    """The plane of ``kind`` (see ``PLANES``) through x; ``other`` is the target image for ``kind="image"``."""
+               seed: int = 0, normal: torch.Tensor | None = None) -> Plane:
+    """The plane of ``kind`` (see ``PLANES``) through x; ``other`` is the target image for ``kind="image"``;
+    ``normal`` is the model's DeepFool step at x when the caller already has it (``deepfool_direction``)."""
     if kind not in PLANES:
         raise ConfigError(f"unknown plane {kind!r}; choose from {', '.join(PLANES)}")
     if kind == "image" and other is None:
@@ -119,7 +120,7 @@ def make_plane(model: nn.Module, x: torch.Tensor, y: int, kind: str, *, other: t
     notes: list[str] = []
     first: torch.Tensor | None = None
     if kind == "deepfool":
-        first = _unit(deepfool_direction(model, x).float())
+        first = _unit((deepfool_direction(model, x) if normal is None else normal).float())
         if first is None:
             notes.append("DeepFool found no boundary from this point (zero step); the loss gradient is used instead.")
             kind = "gradient"

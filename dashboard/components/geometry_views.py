@@ -65,6 +65,11 @@ def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *,
                                                "off the plane by %{customdata[1]:.3f}<extra></extra>"))
         fig.add_annotation(x=ab[-1, 0], y=ab[-1, 1], ax=ab[-2, 0], ay=ab[-2, 1], xref="x", yref="y", axref="x",
                            ayref="y", showarrow=True, arrowhead=3, arrowsize=1.3, arrowcolor="#dc2626", text="")
+    if view.other_at is not None:
+        fig.add_trace(go.Scatter(x=[view.other_at[0]], y=[view.other_at[1]], mode="markers", name="the other image",
+                                 marker=dict(symbol="square", size=13, color="#111", line=dict(color="white",
+                                                                                               width=1)),
+                                 hoverinfo="name"))
     fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", name="x", marker=dict(symbol="star", size=16,
                              color="#111", line=dict(color="white", width=1)), hoverinfo="name"))
     fig.update_layout(title=title, height=height, xaxis_title=f"a along û ({plane.u_label})",

@@ -45,6 +45,7 @@ def test_sections_of_both_models_on_one_plane_and_every_plane_type() -> None:
     assert "random" in charts(at)[0]["layout"]["xaxis"]["title"]["text"]
     at.selectbox(key="geo_plane").set_value("image").run()
     assert any("other image lies at" in i.value for i in at.info)
+    assert any(t.get("name") == "the other image" for t in charts(at)[0]["data"])
     at.segmented_control(key="geo_norm").set_value("l2").run()
     assert not at.exception, at.exception
     ball = next(t for t in charts(at)[0]["data"] if (t.get("name") or "").startswith("ε-ball"))
