@@ -366,3 +366,14 @@ def test_smoothed_relu_gradient(q: float, rho: float) -> None:
     near = torch.tensor([rho - 1e-6, rho + 1e-6], dtype=torch.float64, requires_grad=True)
     smoothed_relu(near, q, rho).sum().backward()
     assert torch.allclose(near.grad, torch.ones(2, dtype=torch.float64), atol=1e-4)
+
+
+def test_smoothed_relu_second_derivative_and_the_relu_case() -> None:
+    """The hand-written backward is itself differentiable (Hessian-vector products), and q = 1 is the ReLU."""
+    z = torch.tensor([-0.7, 0.01, 0.2, 0.49, 0.51, 1.5], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: smoothed_relu(t, 3.0, 0.5), (z,))
+    (grad,) = torch.autograd.grad(smoothed_relu(z, 3.0, 0.5).sum(), z, create_graph=True)
+    (second,) = torch.autograd.grad(grad.sum(), z)
+    expected = torch.where((z > 0) & (z < 0.5), 2 * z / 0.25, torch.zeros_like(z))  # (q−1)·z^(q−2)/ρ^(q−1)
+    assert torch.allclose(second, expected.detach())
+    assert torch.equal(smoothed_relu(z.detach(), 1.0, 0.5), torch.relu(z.detach()))
