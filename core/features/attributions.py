@@ -5,8 +5,8 @@ Saliency), Input×Gradient, GradientSHAP (baselines: black and white images), Gr
 to the input). Captum draws its noise from torch's (and numpy's) global generators: every call seeds them inside
 ``fork_rng`` and restores numpy's state, so results are reproducible and the caller's RNG is left alone. The
 model runs in eval mode and its mode is restored. Measures: Spearman rank correlation and top-k overlap of
-|attribution| between two maps (clean vs adversarial), and the share of attribution energy in low DCT
-frequencies. Example::
+|attribution| between two maps (clean vs adversarial), the share of attribution energy in low DCT frequencies, and
+the share of |attribution| on the image's strokes (bright pixels). Example::
 
     maps = attribute(model, x, y, "integrated_gradients")          # same shape as x
     rho = rank_correlation(maps, attribute(model, x_adv, y, "integrated_gradients"))
@@ -132,11 +132,30 @@ def low_frequency_share(maps: torch.Tensor, cutoff: float = 0.25) -> torch.Tenso
     return (energy[:, low].sum(1) / energy.flatten(1).sum(1).clamp_min(1e-30)).float()
 
 
-def summary(clean: torch.Tensor, adversarial: torch.Tensor, fraction: float = 0.1) -> dict[str, Any]:
-    """Mean change measures over a sample of clean/adversarial attribution maps."""
+def stroke_share(maps: torch.Tensor, x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Share of |attribution| (summed over channels) on the image's strokes — pixels whose channel-mean intensity
+    exceeds ``threshold`` — per sample; NaN where a map is all zero or the image has no stroke pixel. Meant for
+    grey images on a dark background (digits, MNIST); for colour photos "strokes" are just the bright pixels."""
+    if maps.dim() != 4 or maps.shape != x.shape:
+        raise ConfigError(f"the stroke share needs N×C×H×W maps shaped like the images, got {tuple(maps.shape)} "
+                          f"and {tuple(x.shape)}")
+    mass = maps.abs().sum(1).flatten(1).double()
+    strokes = (x.detach().cpu().float().mean(1).flatten(1) > threshold)
+    total = mass.sum(1)
+    share = (mass * strokes).sum(1) / total.clamp_min(1e-30)
+    return torch.where((total > 0) & strokes.any(1), share, torch.nan).float()
+
+
+def summary(clean: torch.Tensor, adversarial: torch.Tensor, fraction: float = 0.1, *,
+            x: torch.Tensor | None = None, x_adv: torch.Tensor | None = None) -> dict[str, Any]:
+    """Mean change measures over a sample of clean/adversarial attribution maps (with the images: the share on
+    the strokes too, each map on its own image)."""
     out = {"rank_correlation": float(rank_correlation(clean, adversarial).nanmean()),
            "topk_overlap": float(topk_overlap(clean, adversarial, fraction).nanmean())}
     if clean.dim() == 4:
         out["low_freq_clean"] = float(low_frequency_share(clean).mean())
         out["low_freq_adv"] = float(low_frequency_share(adversarial).mean())
+        if x is not None and x_adv is not None:
+            out["strokes_clean"] = float(stroke_share(clean, x).nanmean())
+            out["strokes_adv"] = float(stroke_share(adversarial, x_adv).nanmean())
     return out

@@ -1,4 +1,5 @@
-"""What the Features page shows for one model: attributions clean vs adversarial over a sample, unit scores and an
+"""What the Features page shows for one model: attributions clean vs adversarial over a sample, unit scores, the
+activations of the units the attack moves most (per example: channel means, and spatial maps for convolutions) and an
 ablation of the most attack-sensitive useful units. The adversarial inputs (PGD-10, ``adversarial``) are computed
 once and shared by both reports."""
 
@@ -11,8 +12,9 @@ import torch
 from torch import nn
 
 from core.attacks import PGD
-from core.features.attributions import attribute, low_frequency_share, rank_correlation, summary, topk_overlap
-from core.features.units import ablation_study, unit_activations, unit_scores
+from core.features.attributions import (attribute, low_frequency_share, rank_correlation, stroke_share, summary,
+                                        topk_overlap)
+from core.features.units import ablation_study, unit_activations, unit_maps, unit_scores
 from core.utils import make_generator
 
 
@@ -35,8 +37,10 @@ def attribution_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv
     if clean.dim() == 4:
         per_sample["low_freq_clean"] = low_frequency_share(clean).numpy()
         per_sample["low_freq_adv"] = low_frequency_share(adv).numpy()
+        per_sample["strokes_clean"] = stroke_share(clean, x).numpy()
+        per_sample["strokes_adv"] = stroke_share(adv, x_adv).numpy()
     return {"clean": clean.numpy(), "adv": adv.numpy(),
-            "per_sample": per_sample, "summary": summary(clean, adv)}
+            "per_sample": per_sample, "summary": summary(clean, adv, x=x, x_adv=x_adv)}
 
 
 def unit_report(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, eps: float,
@@ -46,8 +50,13 @@ def unit_report(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, 
     scores = unit_scores(model, layer, x, y, x_adv, num_classes)
     off = scores.nonrobust_useful(ablate)
     study = ablation_study(model, layer, x, y, off, eps=eps, norm=norm, seed=seed)
+    most_moved = [int(i) for i in np.argsort(-scores.movement)[:10]]
+    clean_maps, adv_maps = unit_maps(model, layer, x), unit_maps(model, layer, x_adv)
     return {"usefulness": scores.usefulness, "robustness": scores.robustness, "movement": scores.movement,
             "quadrant": scores.quadrant(), "ablated_units": off, "ablation": study,
-            "clean_act": unit_activations(model, layer, x[:1]).numpy()[0],
-            "adv_act": unit_activations(model, layer, x_adv[:1]).numpy()[0],
-            "most_moved": [int(i) for i in np.argsort(-scores.movement)[:10]]}
+            "clean_act": unit_activations(model, layer, x).numpy(),
+            "adv_act": unit_activations(model, layer, x_adv).numpy(),
+            # Spatial maps (N×4×H×W) of the 4 most-moved channels, for convolutional layers only.
+            "clean_maps": None if clean_maps is None else clean_maps[:, most_moved[:4]].numpy(),
+            "adv_maps": None if adv_maps is None else adv_maps[:, most_moved[:4]].numpy(),
+            "most_moved": most_moved}

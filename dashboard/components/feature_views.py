@@ -62,14 +62,72 @@ def quadrant_figure(report: dict[str, Any], title: str) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def activation_figure(report: dict[str, Any], title: str) -> go.Figure:
-    """The first example's activations of the 10 units the attack moves most, clean vs adversarial."""
+def activation_figure(report: dict[str, Any], example: int, title: str) -> go.Figure:
+    """One example's activations of the 10 units the attack moves most (over the sample), clean vs adversarial."""
     units = report["most_moved"]
     names = np.array([f"unit {u}" for u in units])
-    data = [dict(type="bar", x=names, y=report[key][units], name=name, marker=dict(color=colour))
+    data = [dict(type="bar", x=names, y=report[key][example][units], name=name, marker=dict(color=colour))
             for key, name, colour in (("clean_act", "clean", "#2563eb"), ("adv_act", "adversarial", "#c2410c"))]
     layout = dict(BASE, title=dict(text=title), height=340, barmode="group", margin=dict(l=60, r=10, t=50, b=60),
                   xaxis=dict(title=dict(text="units that move most under attack (over the sample)")),
                   yaxis=dict(GRID, title=dict(text="activation (channel mean for convolutions)")),
+                  legend=dict(orientation="h", y=-0.3))
+    return go.Figure(data=data, layout=layout)
+
+
+def activation_maps_figure(report: dict[str, Any], example: int, title: str) -> go.Figure:
+    """Spatial activation maps of the 4 most-moved channels for one example: clean (top row) vs adversarial
+    (bottom row), each channel's pair on one colour scale."""
+    clean, adv, units = report["clean_maps"][example], report["adv_maps"][example], report["most_moved"][:4]
+    cols = len(clean)
+    gap = 0.04
+    width = (1 - gap * (cols - 1)) / cols
+    data, layout = [], dict(BASE, title=dict(text=title), height=360, margin=dict(l=70, r=10, t=70, b=10))
+    annotations = []
+    for row, (maps, label) in enumerate(((clean, "clean"), (adv, "adversarial"))):
+        for col in range(cols):
+            i = row * cols + col
+            suffix = "" if i == 0 else str(i + 1)
+            top = max(float(np.abs(clean[col]).max()), float(np.abs(adv[col]).max())) or 1e-6
+            domain_x = [col * (width + gap), col * (width + gap) + width]
+            domain_y = [0.52, 1.0] if row == 0 else [0.0, 0.46]
+            data.append(dict(type="heatmap", z=maps[col], colorscale="Viridis", zmin=0 if maps.min() >= 0 else -top,
+                             zmax=top, showscale=False, xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                             hovertemplate=f"unit {units[col]} ({label})<br>row %{{y}}, col %{{x}}: %{{z:.3f}}"
+                                           "<extra></extra>"))
+            layout[f"xaxis{suffix}"] = dict(domain=domain_x, visible=False, constrain="domain", anchor=f"y{suffix}")
+            layout[f"yaxis{suffix}"] = dict(domain=domain_y, visible=False, autorange="reversed",
+                                            scaleanchor=f"x{suffix}", constrain="domain", anchor=f"x{suffix}")
+            if row == 0:
+                annotations.append(dict(text=f"unit {units[col]}", x=(domain_x[0] + domain_x[1]) / 2, y=1.0,
+                                        xref="paper", yref="paper", yanchor="bottom", showarrow=False))
+        annotations.append(dict(text=label, x=-0.01, y=0.76 if row == 0 else 0.23, xref="paper", yref="paper",
+                                xanchor="right", showarrow=False, textangle=-90))
+    layout["annotations"] = annotations
+    return go.Figure(data=data, layout=layout)
+
+
+MEASURES = {"rank_correlation": "rank correlation<br>clean vs adv.", "topk_overlap": "top-10% overlap<br>clean vs adv.",
+            "low_freq_clean": "low-frequency<br>energy (clean)", "low_freq_adv": "low-frequency<br>energy (adv.)",
+            "strokes_clean": "share on<br>strokes (clean)", "strokes_adv": "share on<br>strokes (adv.)"}
+RUN_COLOURS = ("#2563eb", "#c2410c")
+
+
+def measures_figure(per_sample: dict[str, dict[str, np.ndarray]], title: str) -> go.Figure:
+    """Box plots of each per-sample attribution measure, one colour per model (``per_sample``: name → measures)."""
+    data, low = [], 0.0
+    for (name, measures), colour in zip(per_sample.items(), RUN_COLOURS):
+        xs, ys = [], []
+        for key, label in MEASURES.items():
+            if key in measures:
+                values = np.asarray(measures[key], dtype=float)
+                values = values[np.isfinite(values)]
+                xs += [label] * len(values)
+                ys += values.tolist()
+                low = min(low, float(values.min(initial=0.0)))
+        data.append(dict(type="box", x=xs, y=ys, name=name, marker=dict(color=colour), boxpoints="outliers",
+                         hovertemplate="%{y:.3f}<extra>" + name + "</extra>"))
+    layout = dict(BASE, title=dict(text=title), height=380, boxmode="group", margin=dict(l=60, r=10, t=50, b=90),
+                  yaxis=dict(GRID, title=dict(text="per sample point"), range=[low - 0.05, 1.05]),
                   legend=dict(orientation="h", y=-0.3))
     return go.Figure(data=data, layout=layout)

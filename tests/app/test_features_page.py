@@ -16,11 +16,20 @@ def test_features_page_shows_maps_measures_units_and_ablation() -> None:
     at.session_state["feat_n"] = 20
     at.switch_page("../pages/features.py").run()
     assert not at.exception, at.exception
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = [s["layout"]["title"]["text"] for s in specs]
     assert sum(t.startswith("Primary") for t in titles) == 2 and sum(t.startswith("Comparison") for t in titles) == 2
     measures = at.dataframe[0].value
     assert (measures.loc["rank correlation clean vs adv."].abs() <= 1).all()
     assert measures.loc["low-frequency energy (clean)"].between(0, 1).all()
+    assert measures.loc["share on the strokes (clean)"].between(0, 1).all()
+    boxes = next(s for s in specs if "each measure over the 20 points" in s["layout"]["title"]["text"])
+    assert [len(trace["y"]) for trace in boxes["data"]] == [6 * 20, 6 * 20], "six measures × 20 points, per model"
+    at.selectbox(key="feat_layer").set_value("body").run()
+    assert not at.exception, at.exception
+    maps = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    maps = [s for s in maps if "activation maps" in s["layout"]["title"]["text"]]
+    assert len(maps) == 2 and len(maps[0]["data"]) == 8, "4 channels × clean/adversarial, for both models"
     ablation = at.dataframe[1].value
     assert list(ablation.columns) == ["all units", "5 switched off"]
     at.slider(key="feat_k").set_value(8).run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,7 +9,7 @@ from torch import nn
 from core.data import load_dataset
 from core.errors import ConfigError
 from core.features import (METHODS, ablated, ablation_study, attribute, low_frequency_share, rank_correlation,
-                           topk_overlap, unit_scores)
+                           stroke_share, topk_overlap, unit_activations, unit_maps, unit_scores)
 from core.features.attributions import dct_matrix
 from core.models import build_model, load_checkpoint
 from tests.core.test_models import _single_thread  # noqa: F401 (autouse fixture)
@@ -116,3 +115,25 @@ def test_constant_maps_have_no_rank_correlation_and_ties_are_averaged() -> None:
     a, b = torch.tensor([[0.0, 0.0, 1.0, 2.0]]), torch.tensor([[0.0, 0.0, 2.0, 1.0]])
     # Average ranks (1.5, 1.5, 3, 4) vs (1.5, 1.5, 4, 3): ρ = 3.5 / 4.5; breaking ties by position would give 0.8.
     assert rank_correlation(a, b).item() == pytest.approx(7 / 9)
+
+
+def test_stroke_share_counts_attribution_on_bright_pixels() -> None:
+    x = torch.zeros(3, 1, 4, 4)
+    x[:, 0, 1, :] = 1.0                                  # one bright row: 4 of 16 pixels are "strokes"
+    on = torch.zeros(1, 1, 4, 4)
+    on[0, 0, 1, 2] = -3.0                                # all |attribution| on a stroke pixel (sign ignored)
+    uniform = torch.ones(1, 1, 4, 4)
+    shares = stroke_share(torch.cat([on, uniform, torch.zeros(1, 1, 4, 4)]), x)
+    assert shares[:2].tolist() == pytest.approx([1.0, 0.25])
+    assert torch.isnan(shares[2]), "an all-zero map has no share"
+    with pytest.raises(ConfigError, match="shaped like the images"):
+        stroke_share(torch.ones(3, 1, 4, 4), torch.ones(3, 1, 8, 8))
+
+
+def test_unit_maps_are_spatial_for_convolutions_only(digits) -> None:
+    model, x, _ = digits
+    maps = unit_maps(model, "body", x)
+    assert maps is not None and maps.dim() == 4 and len(maps) == len(x)
+    means = maps.mean(dim=(2, 3))
+    assert torch.allclose(means, unit_activations(model, "body", x), atol=1e-6), "channel means of the maps"
+    assert unit_maps(model, "penultimate", x) is None
