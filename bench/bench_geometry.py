@@ -14,18 +14,16 @@ Usage: OMP_NUM_THREADS=1 python bench/bench_geometry.py [--repeats 5] [--threads
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from common import emit  # noqa: E402
+from common import emit, timed  # noqa: E402
 
 from core.attacks.deepfool import deepfool_run  # noqa: E402
 from core.data import load_dataset  # noqa: E402
@@ -35,16 +33,6 @@ from core.geometry.universal import UAPSpec, compute_uap  # noqa: E402
 from core.models import load_checkpoint  # noqa: E402
 
 NAMES = ("erm", "pgd-at")
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def fmt(values: object) -> str:

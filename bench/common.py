@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
+from typing import Callable
 
 
 def emit(lines: list[str], out: Path | None) -> None:
@@ -12,3 +15,14 @@ def emit(lines: list[str], out: Path | None) -> None:
     if out is not None:
         with open(out, "a", encoding="utf-8") as fh:
             fh.write(text + "\n")
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
