@@ -30,6 +30,7 @@ from core.data import load_dataset  # noqa: E402
 from core.data.patches import patch_features  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.theory import TheoryConfig, simulate  # noqa: E402
+from core.theory.simulate import SHIFT_ANGLES  # noqa: E402
 
 
 class NumpyPatchNet:
@@ -109,10 +110,12 @@ def numpy_simulate(config: TheoryConfig, rng: np.random.Generator) -> list[dict[
             start = direction * rng.random((*xt.shape[:2], 1)).astype(np.float32) ** (1 / config.d) * config.eps
             fooled_b = net.logits(numpy_pgd(net, xt, yt, config.eps, config.test_pgd_steps, start)).argmax(1) != yt
             shift = np.zeros(len(yt), dtype=bool)
-            for j in range(config.k):
-                for feature in (u[j], v[j]):
-                    shift |= (net.logits(xt + config.eps * feature / np.linalg.norm(feature)).argmax(1) != yt) \
-                        & (yt != j)
+            for features in (u, v):
+                unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+                for j in range(config.k):
+                    for theta in SHIFT_ANGLES:
+                        moved = xt + config.eps * (np.sin(theta) * unit[j] - np.cos(theta) * unit[yt][:, None, :])
+                        shift |= (net.logits(moved.astype(np.float32)).argmax(1) != yt) & (yt != j)
             history.append({"t": t, "loss": loss, "U": float(proj_u.mean()), "V": float(proj_v.mean()),
                             "noise_memorisation": mem, "clean_acc": clean,
                             "robust_acc": float((~(fooled_a | fooled_b | shift)).mean()),

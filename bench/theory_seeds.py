@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import emit  # noqa: E402
 from core.theory import TheoryConfig, simulate  # noqa: E402
+from core.theory.views import verdict  # noqa: E402
 
 
 def parse_range(text: str) -> list[int]:
@@ -37,16 +38,22 @@ def main() -> None:
         at = simulate(TheoryConfig(init_seed=seed, adversarial=True, iterations=args.iterations,
                                    record_every=args.iterations))
         rows.append((seed, st.final, at.final))
-        print(seed, st.final["U"], st.final["V"], at.final["U"], at.final["V"], flush=True, file=sys.stderr)
+        print(seed, *(f"{r.final[k]:.3f}" for r in (st, at) for k in ("U", "V", "robust_acc_pgd")), flush=True,
+              file=sys.stderr)
     lines = [f"### Li & Li simulation vs init seed ({args.iterations} iterations, METHODS.md §3 defaults)", "",
              f"Command: `python bench/theory_seeds.py --seeds {args.seeds[0]}-{args.seeds[-1]} "
              f"--iterations {args.iterations}`", "",
              "Robust = worst case (PGD from x, PGD from a random start, feature-shift probe); "
              "in brackets PGD from x alone, the paper's measure.", "",
-             "| seed | ST U | ST V | ST robust | AT U | AT V | AT robust |", "|---|---|---|---|---|---|---|"]
+             "Claims as core/theory/views.py's verdict checks them: ST ends with V > 4U and worst-case robust "
+             "accuracy ≤ chance + 0.15; AT ends with U > 4V and PGD-from-x robust accuracy ≥ 0.6.", "",
+             "| seed | ST U | ST V | ST robust | AT U | AT V | AT robust | all four claims |",
+             "|---|---|---|---|---|---|---|---|"]
     for seed, st, at in rows:
+        claims = all(row["agrees"] for row in verdict(st, at, 1 / TheoryConfig().k))
         lines.append(f"| {seed} | {st['U']:.2f} | {st['V']:.2f} | {st['robust_acc']:.2f} ({st['robust_acc_pgd']:.2f}) "
-                     f"| {at['U']:.2f} | {at['V']:.3f} | {at['robust_acc']:.2f} ({at['robust_acc_pgd']:.2f}) |")
+                     f"| {at['U']:.2f} | {at['V']:.3f} | {at['robust_acc']:.2f} ({at['robust_acc_pgd']:.2f}) | "
+                     f"{'yes' if claims else 'no'} |")
     def med(key: str, idx: int) -> float:
         return statistics.median(r[idx][key] for r in rows)
 

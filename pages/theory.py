@@ -122,8 +122,8 @@ def live() -> None:
             st.markdown(f"{icon} **{row['claim']}** — {row['value']}: "
                         f"{'agrees' if row['agrees'] else 'does not agree'}.")
         st.caption("The paper measures robustness with PGD started at x. The worst case over PGD from a random "
-                   "start and a gradient-free probe (ε along another class's feature on every patch) is much lower "
-                   "for AT: the smoothed ReLU is flat near 0, which hides the gradient from PGD started at x. "
+                   "start and a gradient-free probe (every patch moved by ε toward another class's feature) is much "
+                   "lower for AT: the smoothed ReLU is flat near 0, which hides the gradient from PGD started at x. "
                    "Both are shown. The race also depends on the initial weights: change the init seed and see.")
     if not finished and all(r.done for r in runs.values()):
         st.rerun()  # once, so the page is drawn again without the polling timer

@@ -6,8 +6,8 @@ U(t) = mean_j max_r ⟨w_{j,r}, u_j⟩ (robust feature learned), V(t) = mean_j m
 noise memorisation max |⟨w_{j,r}, ξ_{i,p}⟩|, clean and PGD-robust test accuracy.
 Defaults are METHODS.md §3's. The feature-learning claims reproduce (ST grows V; AT grows U and keeps V small).
 The robustness claim does not survive a worst-case evaluation: PGD started at x reports AT ≈ 76 % robust, but a
-random start or the gradient-free feature-shift probe (ε along another class's feature on every patch) brings it
-to ≈ 0 % — σ̃ is flat near 0, which masks the gradient. Both figures are recorded: ``robust_acc`` (worst case)
+random start or the gradient-free feature-shift probe (every patch moved by ε toward another class's feature, and
+partly away from its own) brings it to ≈ 0 % — σ̃ is flat near 0, which masks the gradient. Both figures are recorded: ``robust_acc`` (worst case)
 and ``robust_acc_pgd`` (PGD from x, the paper's measure).
 """
 
@@ -73,6 +73,9 @@ class TheoryConfig:
                 raise ConfigError(f"{name} must be a finite number ≥ 0, got {value!r}")
         if self.lr == 0 or self.rho == 0:
             raise ConfigError("lr and rho must be > 0")
+        if self.eps == 0:
+            raise ConfigError("ε must be > 0: with ε = 0 adversarial training is standard training and there is no "
+                              "robust accuracy to measure")
 
     def data_params(self) -> dict[str, Any]:
         keys = ("k", "d", "P", "n_robust", "alpha", "n_nonrobust", "beta", "sigma_n", "n_train", "n_test")
@@ -108,17 +111,25 @@ def _pgd(config: TheoryConfig, steps: int) -> PGD:
     return PGD(norm="l2patch", steps=steps, random_start=False)
 
 
+SHIFT_ANGLES = (0.5 * math.pi, 0.25 * math.pi, math.atan2(2.0, 1.0))  # pure shift, and two mixes with removal
+
+
 def feature_shift_fooled(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                          u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """A gradient-free probe of the per-patch threat model: add ε·u_j (or ε·v_j) to every patch for each other
-    class j. The network sums over patches, so many small shifts add up; gradient attacks that start at x can miss
-    this because σ̃ is flat near 0 (gradient masking)."""
+    """A gradient-free probe of the per-patch threat model: move every patch by ε·(sin θ·f_j − cos θ·f_y) for each
+    other class j, f one of the feature families (u or v) and a few angles θ (θ = 90°: add ε·f_j only; smaller θ
+    also removes part of the true class's feature). u and v are orthonormal, so every patch moves by exactly ε.
+    The network sums over patches, so many small shifts add up; gradient attacks that start at x can miss this
+    because σ̃ is flat near 0 (gradient masking)."""
     fooled = torch.zeros(len(y), dtype=torch.bool)
     with torch.no_grad():
-        for j in range(len(u)):
-            for feature in (u[j], v[j]):
-                shifted = model(x + eps * feature / feature.norm()).argmax(1) != y
-                fooled |= shifted & (y != j)
+        for features in (u, v):
+            unit = features / features.norm(dim=1, keepdim=True)
+            own = unit[y][:, None, :]  # N×1×d: the true class's feature, the same on every patch
+            for j in range(len(unit)):
+                for theta in SHIFT_ANGLES:
+                    shift = eps * (math.sin(theta) * unit[j] - math.cos(theta) * own)
+                    fooled |= (model(x + shift).argmax(1) != y) & (y != j)
     return fooled
 
 

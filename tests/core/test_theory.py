@@ -11,24 +11,28 @@ from core.theory import TheoryConfig, feature_alignment, simulate
 
 @pytest.fixture(scope="module")
 def runs() -> dict:
-    short = dict(iterations=300, record_every=50)
-    return {"st": simulate(TheoryConfig(adversarial=False, **short)),
-            "at": simulate(TheoryConfig(adversarial=True, **short))}
+    """The default parameters (METHODS.md §3: 600 iterations), recorded every 100 iterations."""
+    return {"st": simulate(TheoryConfig(adversarial=False, record_every=100)),
+            "at": simulate(TheoryConfig(adversarial=True, record_every=100))}
 
 
 @pytest.mark.slow
 def test_standard_training_learns_non_robust_features(runs: dict) -> None:
     st = runs["st"]
     first, last = st.history[0], st.final
-    assert last["V"] > 5 * first["V"] and last["V"] > 2 * last["U"]
+    assert last["V"] > 5 * first["V"] and last["V"] > 4 * last["U"], "V ≫ U"
     assert last["clean_acc"] >= 0.95
+    assert last["robust_acc"] <= 0.25 + 0.15, "worst-case robust accuracy near chance (1/k = 0.25)"
+    assert last["robust_acc"] < last["robust_acc_pgd"], "PGD from x alone overstates it (masking)"
 
 
 @pytest.mark.slow
 def test_adversarial_training_learns_robust_features(runs: dict) -> None:
     st, at = runs["st"].final, runs["at"].final
-    assert at["U"] > 3 * st["U"]
+    assert at["U"] > 3 * st["U"] and at["U"] > 10 * at["V"], "U ≫ V"
     assert at["V"] < 0.5 * st["V"]
+    assert at["clean_acc"] >= 0.95
+    assert at["robust_acc_pgd"] >= 0.6, "the paper's claim, with the paper's measure (PGD from x)"
 
 
 @pytest.mark.slow
@@ -43,13 +47,8 @@ def test_pgd_without_a_start_overstates_robustness_in_the_patch_threat_model(run
 
 @pytest.mark.slow
 def test_history_is_recorded_at_the_requested_interval(runs: dict) -> None:
-    assert [h["t"] for h in runs["st"].history] == [0, 50, 100, 150, 200, 250, 300]
+    assert [h["t"] for h in runs["st"].history] == [0, 100, 200, 300, 400, 500, 600]
     assert {"U_0", "V_3", "noise_memorisation", "loss"} <= set(runs["st"].final)
-
-
-def test_zero_eps_trains_and_evaluates() -> None:
-    result = simulate(TheoryConfig(eps=0.0, adversarial=True, iterations=2, record_every=1))
-    assert result.final["robust_acc"] == result.final["robust_acc_pgd"] == result.final["clean_acc"]
 
 
 def test_feature_alignment_picks_the_best_neuron() -> None:
@@ -62,8 +61,10 @@ def test_feature_alignment_picks_the_best_neuron() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"n_robust": 10, "n_nonrobust": 60}, {"k": 40}, {"lr": 0.0},
-                                    {"eps": float("nan")}, {"lr": float("nan")}, {"alpha": -1.0}],
-                         ids=["too-many-patches", "too-many-classes", "zero-lr", "nan-eps", "nan-lr", "neg-alpha"])
+                                    {"eps": float("nan")}, {"eps": 0.0}, {"eps": -0.1}, {"lr": float("nan")},
+                                    {"alpha": -1.0}],
+                         ids=["too-many-patches", "too-many-classes", "zero-lr", "nan-eps", "zero-eps", "neg-eps",
+                              "nan-lr", "neg-alpha"])
 def test_bad_theory_config_is_refused(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         TheoryConfig(**kwargs)

@@ -37,9 +37,11 @@ def test_simulate_reports_weights_as_it_records() -> None:
 
 
 def test_verdict_states_each_claim() -> None:
-    st = {"U": 0.1, "V": 1.5, "robust_acc_pgd": 0.25, "robust_acc": 0.2}
+    st = {"U": 0.1, "V": 1.5, "robust_acc_pgd": 0.5, "robust_acc": 0.3}
     at = {"U": 2.4, "V": 0.04, "robust_acc_pgd": 0.78, "robust_acc": 0.0}
     rows = verdict(st, at, chance=0.25)
     assert [r["agrees"] for r in rows] == [True, True, True, True]
     rows = verdict({**st, "V": 0.1}, {**at, "robust_acc_pgd": 0.3}, chance=0.25)
     assert [r["agrees"] for r in rows] == [False, True, True, False]
+    rows = verdict({**st, "robust_acc": 0.45}, {**at, "V": 1.0}, chance=0.25)
+    assert [r["agrees"] for r in rows] == [True, False, False, True], "ST judged by its worst case; U ≫ V means > 4×"
