@@ -1,4 +1,5 @@
-"""Attack Lab and Robustness pages under AppTest on the shipped digits models."""
+"""Attack Lab page under AppTest on the shipped digits models (the Robustness page is driven in a real browser:
+tests/e2e/test_lab_and_robustness_browser.py)."""
 
 from __future__ import annotations
 
@@ -71,14 +72,3 @@ def test_every_way_of_picking_an_example_works(mode: str) -> None:
     assert not at.exception and not at.error
     assert len(verdicts(at)) == 2
 
-
-def test_the_robustness_page_shows_curves_classes_and_trust() -> None:
-    at = AppTest.from_file(APP, default_timeout=600).run()
-    at.session_state["rob_n"] = 200
-    at.switch_page("../pages/robustness.py").run()
-    assert not at.exception, at.exception
-    labels = [m.label for m in at.metric]
-    assert "least robust class" in labels and "most robust class" in labels
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 8, len(charts)
-    assert any("green" in m.value for m in at.markdown), "the trust summary is shown"

@@ -25,7 +25,7 @@ def erm_and_pgd(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One ERM and one PGD-AT run on digits, shared by the tests that compare them."""
     reg = Registry(tmp_path_factory.mktemp("home"))
     erm = train(TrainConfig(**FAST, method="erm", epochs=10), registry=reg)
-    pgd = train(TrainConfig(**{**FAST, "batch_size": 32}, method="pgd-at", eps=0.1, epochs=12, attack_steps=5),
+    pgd = train(TrainConfig(**{**FAST, "batch_size": 32}, method="pgd-at", eps=0.1, epochs=8, attack_steps=3),
                 registry=reg)
     return {"erm": erm, "pgd": pgd, "registry": reg}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -75,5 +76,7 @@ def test_the_robustness_page_draws_every_view(server: str, page, artifacts: Path
     page.get_by_text("Where attacked points go").wait_for(timeout=TIMEOUT_MS)
     assert page.locator(".js-plotly-plot").count() >= 8
     assert "least robust class" in page.locator('[data-testid="stMetric"]').all_inner_texts()[1]
+    badge = page.get_by_text(re.compile(r"\d+ green · \d+ amber · \d+ red")).first.inner_text()
+    assert sum(int(n) for n in re.findall(r"\d+", badge)) >= 5, f"the trust summary counts the checks: {badge}"
     shot(page, artifacts, "robustness")
     assert_healthy(page)
