@@ -69,11 +69,12 @@ st.caption("Red: pixels that raise the true class's score; blue: pixels that low
            "share one colour scale.")
 
 if reports:
-    table = pd.DataFrame({names[r]: rep["summary"] for r, rep in reports.items()}).rename(index={
+    short = {r: "Primary" if r == primary else "Comparison" for r in reports}  # full names in the boxes' legend
+    table = pd.DataFrame({short[r]: rep["summary"] for r, rep in reports.items()}).rename(index={
         "rank_correlation": "rank correlation clean vs adv.", "topk_overlap": "top-10% overlap clean vs adv.",
         "low_freq_clean": "low-frequency energy (clean)", "low_freq_adv": "low-frequency energy (adv.)",
         "strokes_clean": "share on the strokes (clean)", "strokes_adv": "share on the strokes (adv.)"})
-    c1, c2 = st.columns([1, 2], gap="medium")
+    c1, c2 = st.columns([2, 3], gap="medium")
     c1.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns},
                  key="feat_measures")
     c2.plotly_chart(views.measures_figure({names[r]: rep["per_sample"] for r, rep in reports.items()},

@@ -23,6 +23,7 @@ def test_features_page_shows_maps_measures_units_and_ablation() -> None:
     assert (measures.loc["rank correlation clean vs adv."].abs() <= 1).all()
     assert measures.loc["low-frequency energy (clean)"].between(0, 1).all()
     assert measures.loc["share on the strokes (clean)"].between(0, 1).all()
+    assert list(measures.columns) == ["Primary", "Comparison"], "short headers: the table is narrow"
     boxes = next(s for s in specs if "each measure over the 20 points" in s["layout"]["title"]["text"])
     assert [len(trace["y"]) for trace in boxes["data"]] == [6 * 20, 6 * 20], "six measures × 20 points, per model"
     at.selectbox(key="feat_layer").set_value("body").run()
