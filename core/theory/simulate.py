@@ -7,8 +7,8 @@ noise memorisation max |⟨w_{j,r}, ξ_{i,p}⟩|, clean and PGD-robust test accu
 Defaults are METHODS.md §3's. The feature-learning claims reproduce (ST grows V; AT grows U and keeps V small).
 The robustness claim does not survive a worst-case evaluation: PGD started at x reports AT ≈ 76 % robust, but a
 random start or the gradient-free feature-shift probe (every patch moved by ε toward another class's feature, and
-partly away from its own) brings it to ≈ 0 % — σ̃ is flat near 0, which masks the gradient. Both figures are recorded: ``robust_acc`` (worst case)
-and ``robust_acc_pgd`` (PGD from x, the paper's measure).
+partly away from its own) brings it to ≈ 0 % — σ̃ is flat near 0, which masks the gradient. Both figures are
+recorded: ``robust_acc`` (worst case) and ``robust_acc_pgd`` (PGD from x, the paper's measure).
 """
 
 from __future__ import annotations
