@@ -121,7 +121,8 @@ def live() -> None:
             icon = ":material/check_circle:" if row["agrees"] else ":material/cancel:"
             st.markdown(f"{icon} **{row['claim']}** — {row['value']}: "
                         f"{'agrees' if row['agrees'] else 'does not agree'}.")
-        st.caption("The paper measures robustness with PGD started at x. The worst case over PGD from a random "
+        st.caption("The paper measures robustness with PGD started at x; ST's non-robustness is judged here by the "
+                   "worst case, because PGD from x is masked for ST too. The worst case over PGD from a random "
                    "start and a gradient-free probe (every patch moved by ε toward another class's feature) is much "
                    "lower for AT: the smoothed ReLU is flat near 0, which hides the gradient from PGD started at x. "
                    "Both are shown. The race also depends on the initial weights: change the init seed and see.")
