@@ -54,28 +54,11 @@ def unit_activations(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Ten
     return extract_features(model, x, layer, spatial_mean=True)
 
 
-@torch.no_grad()
 def unit_maps(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor | None:
-    """N×U×H×W spatial activations of a convolutional ``layer`` on the CPU (eval mode, mode and hooks restored),
-    or None where the layer has no spatial extent (a linear layer, ``penultimate``)."""
-    module, pre = hook_point(model, layer)
-    captured: list[torch.Tensor] = []
-
-    def keep(value: torch.Tensor) -> None:
-        captured.append(value.detach().float().cpu())
-
-    handle = (module.register_forward_pre_hook(lambda _m, args: keep(args[0])) if pre
-              else module.register_forward_hook(lambda _m, _a, out: keep(out)))
-    was_training = model.training
-    device = next(model.parameters()).device
-    try:
-        model.eval()
-        model(x.to(device))
-    finally:
-        handle.remove()
-        model.train(was_training)
-    out = captured[0]
-    return out if out.dim() == 4 else None
+    """N×U×H×W spatial activations of a convolutional ``layer`` on the CPU, or None where the layer has no spatial
+    extent (a linear layer, ``penultimate``)."""
+    maps = extract_features(model, x, layer, keep_shape=True)
+    return maps if maps.dim() == 4 else None
 
 
 def unit_scores(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,

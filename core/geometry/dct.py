@@ -244,6 +244,5 @@ def dct_margins(spec: DCTMarginSpec, *, registry: Any, model: nn.Module | None =
                     should_stop=should_stop)
 
 
-
 ANALYSIS = Analysis(kind=DCTMarginSpec.kind, spec=DCTMarginSpec, result=DCTMargins, compute=compute_dct_margins,
                     max_n=MAX_N)

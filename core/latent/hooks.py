@@ -72,10 +72,10 @@ def hook_point(model: nn.Module, layer: str) -> tuple[nn.Module, bool]:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, x: torch.Tensor, layer: str = PENULTIMATE, *, batch_size: int = 1024,
-                     spatial_mean: bool = False) -> torch.Tensor:
+                     spatial_mean: bool = False, keep_shape: bool = False) -> torch.Tensor:
     """N×D float32 CPU features of ``x`` at ``layer`` (flattened from dim 1; with ``spatial_mean``, convolution
-    channels averaged over space instead), computed in eval mode in batches on the model's device. The model's
-    mode is restored and its hooks removed, whatever happens."""
+    channels averaged over space instead; with ``keep_shape``, the layer's own N×… shape), computed in eval mode in
+    batches on the model's device. The model's mode is restored and its hooks removed, whatever happens."""
     target, pre = hook_point(model, layer)
     captured: list[torch.Tensor] = []
 
@@ -83,7 +83,8 @@ def extract_features(model: nn.Module, x: torch.Tensor, layer: str = PENULTIMATE
         value = value[0] if isinstance(value, (tuple, list)) else value
         if spatial_mean and value.dim() > 2:
             value = value.mean(dim=tuple(range(2, value.dim())))
-        captured.append(value.detach().flatten(1).float().cpu())
+        value = value.detach() if keep_shape else value.detach().flatten(1)
+        captured.append(value.float().cpu())
 
     handle = (target.register_forward_pre_hook(lambda _m, args: keep(args)) if pre
               else target.register_forward_hook(lambda _m, _args, out: keep(out)))

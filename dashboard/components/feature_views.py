@@ -70,7 +70,7 @@ def activation_figure(report: dict[str, Any], example: int, title: str) -> go.Fi
             for key, name, colour in (("clean_act", "clean", "#2563eb"), ("adv_act", "adversarial", "#c2410c"))]
     layout = dict(BASE, title=dict(text=title), height=340, barmode="group", margin=dict(l=60, r=10, t=50, b=60),
                   xaxis=dict(title=dict(text="units that move most under attack (over the sample)")),
-                  yaxis=dict(GRID, title=dict(text="activation (channel mean for convolutions)")),
+                  yaxis=dict(GRID, title=dict(text="activation (channel mean)")),
                   legend=dict(orientation="h", y=-0.3))
     return go.Figure(data=data, layout=layout)
 
