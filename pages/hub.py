@@ -10,12 +10,14 @@ from core.utils import config_hash
 from dashboard import cache, state
 from dashboard.components.cards import model_card
 from dashboard.components.charts import pareto_figure
+from dashboard.components.plugins import plugin_notices
 from dashboard.components.teaching import explain
 
 dataset = st.session_state[state.DATASET]
 st.title("Model hub")
 if "hub_flash" in st.session_state:
     st.success(st.session_state.pop("hub_flash"))
+plugin_notices()
 explain("Every model the Atlas knows for this dataset. **Clean accuracy** is measured on the test split; "
         "**robust accuracy** under a PGD attack of radius ε (the model's own training ε). Adversarial training "
         "raises robust accuracy a lot; on hard datasets (CIFAR-10) it usually costs clean accuracy, while on the "

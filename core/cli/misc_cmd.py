@@ -1,9 +1,10 @@
-"""``python -m core runs|data|build-defaults``."""
+"""``python -m core runs|data|plugins|build-defaults``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -79,6 +80,26 @@ def _data(args: argparse.Namespace) -> int:
     return 0 if report.get("ok", report.get("loads", False)) else 1
 
 
+def _plugins(args: argparse.Namespace) -> int:
+    # The listing says everything the import-time warnings would, so keep them from printing it twice.
+    logging.getLogger("core.models.plugins").setLevel(logging.ERROR)
+    from core.models.plugins import ENV_VAR, load_plugins
+
+    reports = load_plugins()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], sort_keys=True))
+    elif not reports:
+        print(f"no plugins: set {ENV_VAR} to .py files or module names, separated by ':' or ','")
+    for r in [] if args.json else reports:
+        if r.error:
+            print(f"FAILED   {r.entry}\n         {r.error}")
+        else:
+            print(f"{'warning' if r.warning else 'ok':<8} {r.entry} → {', '.join(r.archs) or '(none)'}  [{r.source}]")
+            if r.warning:
+                print(f"         {r.warning}")
+    return 1 if any(not r.ok for r in reports) else 0
+
+
 def _build_defaults(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -99,4 +120,4 @@ def _build_defaults(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"runs": _runs, "data": _data, "build-defaults": _build_defaults}[args.command](args)
+    return {"runs": _runs, "data": _data, "plugins": _plugins, "build-defaults": _build_defaults}[args.command](args)

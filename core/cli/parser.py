@@ -187,6 +187,9 @@ def _add_misc(sub: Any) -> None:
     jsub.add_argument("config_json", help='e.g. \'{"dataset": "digits", "method": "pgd-at", "epochs": 5}\'')
     jr = jobs_sub.add_parser("run", help="run a queued job in this process (the dashboard starts these)")
     jr.add_argument("job_id")
+    plugins = sub.add_parser("plugins", help="the ATLAS_PLUGINS modules, their architectures and errors "
+                             "(exit code 1 when one failed)")
+    plugins.add_argument("--json", action="store_true")
     bd = sub.add_parser("build-defaults", help="retrain the shipped models into assets/models")
     bd.add_argument("--only", action="append", default=None, help="build only this default (repeatable)")
     bd.add_argument("--out", default=None, help="output folder (default assets/models)")
@@ -205,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": "core.cli.train_cmd", "eval": "core.cli.eval_cmd", "runs": "core.cli.misc_cmd",
-            "data": "core.cli.misc_cmd", "build-defaults": "core.cli.misc_cmd", "jobs": "core.cli.jobs_cmd"}
+            "data": "core.cli.misc_cmd", "build-defaults": "core.cli.misc_cmd", "jobs": "core.cli.jobs_cmd",
+            "plugins": "core.cli.misc_cmd"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

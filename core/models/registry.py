@@ -21,6 +21,8 @@ from core.errors import ConfigError
 
 __all__ = [
     "ARCHS",
+    "ArchitectureClash",
+    "class_path",
     "register_arch",
     "build_model",
     "check_arch_kwargs",
@@ -37,12 +39,28 @@ ARCHS: dict[str, type[nn.Module]] = {}
 ModuleT = TypeVar("ModuleT", bound=type[nn.Module])
 
 
+def class_path(cls: type) -> str:
+    """``module.QualName`` of a class, which says where a registered architecture comes from."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class ArchitectureClash(ConfigError):
+    """``register_arch`` was given a name that another class already holds; the registry is left unchanged."""
+
+    def __init__(self, name: str, existing: type, new: type) -> None:
+        super().__init__(f"architecture {name!r} is already registered to {class_path(existing)}")
+        self.name, self.existing, self.new = name, existing, new
+
+
 def register_arch(name: str) -> Callable[[ModuleT], ModuleT]:
-    """Class decorator: make an architecture buildable as ``build_model(name, ...)`` and loadable from checkpoints."""
+    """Class decorator: make an architecture buildable as ``build_model(name, ...)`` and loadable from checkpoints.
+
+    A name already held by another class raises :class:`ArchitectureClash` (a ConfigError, hence a ValueError).
+    """
 
     def decorate(cls: ModuleT) -> ModuleT:
         if name in ARCHS and ARCHS[name] is not cls:
-            raise ValueError(f"architecture {name!r} is already registered to {ARCHS[name].__qualname__}")
+            raise ArchitectureClash(name, ARCHS[name], cls)
         ARCHS[name] = cls
         return cls
 
@@ -51,7 +69,10 @@ def register_arch(name: str) -> Callable[[ModuleT], ModuleT]:
 
 def _arch_class(arch: str) -> type[nn.Module]:
     if not isinstance(arch, str) or arch not in ARCHS:
-        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
+        # Imported here: plugins.py imports this module, and an unknown name is the rare path.
+        from core.models.plugins import unknown_arch_hint
+
+        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}{unknown_arch_hint()}")
     return ARCHS[arch]
 
 
