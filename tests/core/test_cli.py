@@ -1,31 +1,34 @@
-"""The CLI as a user runs it: real subprocesses, exit codes, one-line errors, JSON output, SIGKILL recovery."""
+"""The CLI as a user runs it: exit codes, one-line errors, JSON output, SIGKILL recovery.
+
+Most tests call ``core.cli.parser.main`` in this process (the code ``python -m core`` runs after start-up: argument
+parsing, the command, the one-line error handler), which saves the 4-5 s torch import of a fresh interpreter per
+call. Real ``python -m core`` subprocesses remain where the process is the fact under test: the exit status and the
+stderr/stdout of the interpreter itself (test_python_m_core_exits_2_with_one_line_and_no_traceback) and the
+process killed by SIGKILL (test_sigkill_mid_epoch_leaves_a_resumable_run; this process then resumes its run)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
+import torch
 
+from core.cli.parser import main
 from core.models import load_checkpoint
 from core.store import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["train", "--dataset", "digits", "--method", "pgd-at", "--attack-steps", "3", "--batch-size", "64",
          "--eval-n", "64", "--eval-steps", "3", "--schedule", "onecycle"]
-
-
-def cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-@pytest.mark.parametrize("args,match", [
+BAD_INPUT = [
     (["eval", "--checkpoint", "x", "--eps", "-1"], "must be ≥ 0"),
     (["eval", "--checkpoint", "x", "--eps", "nan"], "finite"),
     (["eval", "--checkpoint", "x", "--steps", "0"], "must be ≥ 1"),
@@ -38,39 +41,119 @@ def cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.Complete
     (["eval", "--checkpoint", "x", "--attack", "square", "--norm", "l2"], "Square is implemented for norm 'linf' only"),
     (["eval", "--checkpoint", "x", "--attack", "cw", "--norm", "linf"], "norm must be 'l2'"),
     (["eval", "--checkpoint", "x", "--attack", "apgd", "--target", "3"], "--target applies to pgd and tpgd only"),
-], ids=["neg-eps", "nan-eps", "zero-steps", "unknown-dataset", "bad-method", "neg-epochs", "missing-ckpt",
-        "verify-unknown", "unknown-run", "square-l2", "cw-linf", "target-not-pgd"])
-def test_bad_input_gives_one_line_and_exit_2(args: list[str], match: str, subprocess_env: dict) -> None:
-    out = cli(args, subprocess_env)
+]
+BAD_INPUT_IDS = ["neg-eps", "nan-eps", "zero-steps", "unknown-dataset", "bad-method", "neg-epochs", "missing-ckpt",
+                 "verify-unknown", "unknown-run", "square-l2", "cw-linf", "target-not-pgd"]
+
+Cli = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+def subprocess_cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    """A real ``python -m core ARGS`` process."""
+    return subprocess.run([sys.executable, "-m", "core", *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _exit_status(code: object) -> int:
+    """The process exit status ``sys.exit(code)`` gives: None → 0, an int as is, anything else is printed to stderr
+    and gives 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``python -m core ARGS`` in this process, answered like ``subprocess.run``: returncode, stdout, stderr.
+
+    As in a fresh interpreter started by :func:`subprocess_cli`: cwd is the repo root, torch uses one thread
+    (OMP_NUM_THREADS=1), the root logger has no handlers so ``logging.basicConfig`` in ``main`` writes to (the
+    captured) stderr. ATLAS_HOME is the per-test folder set by the autouse ``atlas_home`` fixture. What a call
+    changes in this process is put back after it: SIGTERM/SIGINT handlers (StopOnSignal), the root logger, torch's
+    thread count. torchrun's variables are removed so no call starts a process group (which could not be undone).
+    An uncaught exception propagates and fails the test (a subprocess would print a traceback)."""
+    monkeypatch.chdir(ROOT)
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+
+    def call(args: list[str]) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        root = logging.getLogger()
+        saved_handlers, saved_level = root.handlers[:], root.level
+        saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        saved_threads = torch.get_num_threads()
+        root.handlers = []
+        root.setLevel(logging.WARNING)
+        torch.set_num_threads(1)
+        try:
+            try:
+                code = main(list(args))
+            except SystemExit as exc:
+                code = _exit_status(exc.code)
+            out, err = capsys.readouterr()
+        finally:
+            for handler in root.handlers:
+                if handler not in saved_handlers:
+                    handler.close()
+            root.handlers = saved_handlers
+            root.setLevel(saved_level)
+            for sig, handler in saved_signals.items():
+                signal.signal(sig, handler)
+            torch.set_num_threads(saved_threads)
+        return subprocess.CompletedProcess(["python", "-m", "core", *args], int(code), out, err)
+
+    return call
+
+
+@pytest.mark.parametrize("args,match", BAD_INPUT, ids=BAD_INPUT_IDS)
+def test_bad_input_gives_one_line_and_exit_2(args: list[str], match: str, cli: Cli) -> None:
+    out = cli(args)
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and match in lines[0], out.stderr
     assert "Traceback" not in out.stderr
 
 
-def test_eval_json_on_a_trained_checkpoint(subprocess_env: dict) -> None:
-    trained = cli([*TRAIN, "--epochs", "2", "--json"], subprocess_env)
+@pytest.mark.parametrize("args,match", [BAD_INPUT[0], BAD_INPUT[6]], ids=["argparse-error", "error-after-torch-import"])
+def test_python_m_core_exits_2_with_one_line_and_no_traceback(args: list[str], match: str,
+                                                             subprocess_env: dict) -> None:
+    """The interpreter itself: exit status 2 and one stderr line from an argparse error (SystemExit inside main) and
+    from an engine error after eval's heavy imports (main's return value through sys.exit); nothing on stdout, so
+    import-time output cannot spoil --json."""
+    out = subprocess_cli(args, subprocess_env)
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and match in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stdout == "", out.stdout
+
+
+def test_eval_json_on_a_trained_checkpoint(cli: Cli) -> None:
+    trained = cli([*TRAIN, "--epochs", "2", "--json"])
     assert trained.returncode == 0, trained.stderr
     run = json.loads(trained.stdout)
     out = cli(["eval", "--checkpoint", run["checkpoint"], "--attack", "pgd", "--eps", "0.1", "--steps", "5",
-               "--n", "40", "--json"], subprocess_env)
+               "--n", "40", "--json"])
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["n"] == 40 and result["dataset"] == "digits" and result["attack"] == "pgd"
     assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1
-    by_run_out = cli(["eval", "--run", run["run_id"], "--eps", "0", "--n", "40", "--json"], subprocess_env)
+    by_run_out = cli(["eval", "--run", run["run_id"], "--eps", "0", "--n", "40", "--json"])
     assert by_run_out.returncode == 0, by_run_out.stderr
     by_run = json.loads(by_run_out.stdout)
     assert by_run["robust_acc"] == by_run["clean_acc"] == result["clean_acc"]
-    listing = json.loads(cli(["runs", "list", "--json"], subprocess_env).stdout)
+    listing = json.loads(cli(["runs", "list", "--json"]).stdout)
     assert run["run_id"] in {r["id"] for r in listing}
 
 
-def test_data_list_and_verify(subprocess_env: dict) -> None:
-    listing = json.loads(cli(["data", "list", "--json"], subprocess_env).stdout)
+def test_data_list_and_verify(cli: Cli) -> None:
+    listing = json.loads(cli(["data", "list", "--json"]).stdout)
     names = {row["name"] for row in listing}
     assert {"digits", "moons", "patches", "mnist", "cifar10", "svhn"} <= names
-    missing = cli(["data", "verify", "mnist", "--json"], subprocess_env)
+    missing = cli(["data", "verify", "mnist", "--json"])
     assert missing.returncode == 1 and json.loads(missing.stdout)["loads"] is False
 
 
@@ -84,7 +167,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_leaves_a_resumable_run(atlas_home: Path, subprocess_env: dict) -> None:
+def test_sigkill_mid_epoch_leaves_a_resumable_run(atlas_home: Path, subprocess_env: dict, cli: Cli) -> None:
     args = [*TRAIN, "--epochs", "4", "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "core", *args], env=subprocess_env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -106,7 +189,7 @@ def test_sigkill_mid_epoch_leaves_a_resumable_run(atlas_home: Path, subprocess_e
     assert [e["epoch"] for e in reg.epochs(run["id"])] == list(range(1, done + 1))
     ckpt = Path(run["run_dir"]) / "checkpoints" / f"epoch_{done:04d}.safetensors"
     load_checkpoint(ckpt)
-    resumed = cli([*args, "--json"], subprocess_env)
+    resumed = cli([*args, "--json"])  # another process (this one) picks the run up
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads(resumed.stdout)
     assert final["run_id"] == run["id"] and final["status"] == "completed" and final["epochs_done"] == 4
@@ -121,52 +204,52 @@ def test_parser_choices_match_the_engine() -> None:
     assert tuple(parser.SCHEDULES) == tuple(SCHEDULES)
 
 
-def test_eval_on_a_mismatched_dataset_is_a_clear_error(subprocess_env: dict) -> None:
+def test_eval_on_a_mismatched_dataset_is_a_clear_error(cli: Cli) -> None:
     ckpt = ROOT / "assets" / "models" / "moons-mlp-erm.safetensors"
-    out = cli(["eval", "--checkpoint", str(ckpt), "--dataset", "digits", "--n", "5"], subprocess_env)
+    out = cli(["eval", "--checkpoint", str(ckpt), "--dataset", "digits", "--n", "5"])
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "2 classes but digits has 10" in out.stderr
 
 
-def test_l2patch_on_images_is_refused_before_a_run_exists(atlas_home: Path, subprocess_env: dict) -> None:
-    out = cli(["train", "--dataset", "digits", "--norm", "l2patch", "--epochs", "1"], subprocess_env)
+def test_l2patch_on_images_is_refused_before_a_run_exists(atlas_home: Path, cli: Cli) -> None:
+    out = cli(["train", "--dataset", "digits", "--norm", "l2patch", "--epochs", "1"])
     assert out.returncode == 2 and "l2patch threat model needs patch data" in out.stderr
     assert Registry(atlas_home).list_runs() == []
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "tpgd", "apgd", "deepfool", "quick"])
-def test_eval_runs_every_attack_name(attack: str, subprocess_env: dict) -> None:
+def test_eval_runs_every_attack_name(attack: str, cli: Cli) -> None:
     ckpt = ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors"
     out = cli(["eval", "--checkpoint", str(ckpt), "--attack", attack, "--eps", "0.1", "--steps", "5", "--n", "30",
-               "--json"], subprocess_env)
+               "--json"])
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["attack"] == attack and result["n"] == 30
     assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1
 
 
-def test_submit_train_refuses_a_dataset_without_files(atlas_home: Path, subprocess_env: dict) -> None:
-    out = cli(["jobs", "submit-train", '{"dataset": "mnist", "method": "erm", "epochs": 1}'], subprocess_env)
+def test_submit_train_refuses_a_dataset_without_files(atlas_home: Path, cli: Cli) -> None:
+    out = cli(["jobs", "submit-train", '{"dataset": "mnist", "method": "erm", "epochs": 1}'])
     assert out.returncode == 2 and "mnist needs its files" in out.stderr
-    listing = cli(["jobs", "list", "--json"], subprocess_env)
+    listing = cli(["jobs", "list", "--json"])
     assert json.loads(listing.stdout) == []
 
 
-def test_eval_uses_the_checkpoint_threat_model_and_refuses_eps_beyond_range(subprocess_env: dict) -> None:
+def test_eval_uses_the_checkpoint_threat_model_and_refuses_eps_beyond_range(cli: Cli) -> None:
     ckpt = str(ROOT / "assets" / "models" / "moons-mlp-pgd-at.safetensors")
-    out = cli(["eval", "--checkpoint", ckpt, "--n", "20", "--steps", "3", "--json"], subprocess_env)
+    out = cli(["eval", "--checkpoint", ckpt, "--n", "20", "--steps", "3", "--json"])
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert (result["eps"], result["norm"]) == (0.05, "linf")
-    refused = cli(["eval", "--checkpoint", ckpt, "--eps", "5"], subprocess_env)
+    refused = cli(["eval", "--checkpoint", ckpt, "--eps", "5"])
     assert refused.returncode == 2 and "beyond the linf limit" in refused.stderr
 
 
 ERM = str(ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors")
 
 
-def test_eval_fmn_json(subprocess_env: dict) -> None:
-    out = cli(["eval", "--checkpoint", ERM, "--attack", "fmn", "--n", "20", "--json"], subprocess_env)
+def test_eval_fmn_json(cli: Cli) -> None:
+    out = cli(["eval", "--checkpoint", ERM, "--attack", "fmn", "--n", "20", "--json"])
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["attack"] == "fmn" and result["n"] == 20 and result["steps"] == 100
@@ -176,38 +259,38 @@ def test_eval_fmn_json(subprocess_env: dict) -> None:
 
 @pytest.mark.parametrize("attack,extra", [("cw", ["--steps", "5"]), ("square", ["--queries", "30"]),
                                           ("full", ["--steps", "3", "--queries", "20"])])
-def test_eval_runs_the_new_attacks(attack: str, extra: list[str], subprocess_env: dict) -> None:
-    out = cli(["eval", "--checkpoint", ERM, "--attack", attack, "--n", "20", "--json", *extra], subprocess_env)
+def test_eval_runs_the_new_attacks(attack: str, extra: list[str], cli: Cli) -> None:
+    out = cli(["eval", "--checkpoint", ERM, "--attack", attack, "--n", "20", "--json", *extra])
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["attack"] == attack and result["norm"] == ("l2" if attack == "cw" else "linf")
     assert 0 <= result["robust_acc"] <= result["clean_acc"] <= 1
 
 
-def test_eval_target_leaves_out_the_target_class(subprocess_env: dict) -> None:
+def test_eval_target_leaves_out_the_target_class(cli: Cli) -> None:
     from core.data import load_dataset
 
     same = int((load_dataset("digits", "test").y[:40] == 3).sum())
     assert same > 0, "the first 40 test digits must include some 3s for this test to mean anything"
     out = cli(["eval", "--checkpoint", ERM, "--attack", "pgd", "--target", "3", "--eps", "0.3", "--steps", "5",
-               "--n", "40", "--json"], subprocess_env)
+               "--n", "40", "--json"])
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert (result["target"], result["dropped"], result["n"]) == (3, same, 40 - same)
     assert "3" not in result["per_class_robust_acc"] and result["config"]["target"] == 3
     assert result["target_rate"] > 0.5
     text = cli(["eval", "--checkpoint", ERM, "--attack", "tpgd", "--target", "3", "--steps", "2", "--n", "40",
-                "--quiet"], subprocess_env)
+                "--quiet"])
     assert text.returncode == 0 and f"left out {same} points" in text.stdout
-    refused = cli(["eval", "--checkpoint", ERM, "--attack", "pgd", "--target", "10", "--n", "5"], subprocess_env)
+    refused = cli(["eval", "--checkpoint", ERM, "--attack", "pgd", "--target", "10", "--n", "5"])
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
     assert refused.returncode == 2 and len(lines) == 1 and "outside the 10 classes of digits" in lines[0]
 
 
-def test_eval_reports_the_trust_checks_on_request(subprocess_env: dict) -> None:
+def test_eval_reports_the_trust_checks_on_request(cli: Cli) -> None:
     ckpt = ROOT / "assets" / "models" / "digits-smallcnn-pgd-at.safetensors"
     out = cli(["eval", "--checkpoint", str(ckpt), "--attack", "pgd", "--steps", "5", "--n", "40", "--trust",
-               "--json"], subprocess_env)
+               "--json"])
     assert out.returncode == 0, out.stderr
     checks = json.loads(out.stdout)["trust"]
     assert {c["key"] for c in checks} >= {"gradients", "blackbox", "large_eps", "softmax"}
