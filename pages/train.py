@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.distributed import DistContext
 from core.errors import AtlasError
 from core.jobs import submit_job
 from core.training import METHODS, SCHEDULES, TrainConfig
@@ -51,6 +52,12 @@ with st.form("train_form"):
     name = c2.text_input("Name (optional)", key="train_name")
     parallel = c3.checkbox("Run in parallel", key="train_parallel",
                            help="Start now even if another job is training on this device")
+    gpus = len(cache.devices()) - 1
+    processes = 1
+    if gpus > 1:
+        processes = st.selectbox("GPUs", list(range(1, gpus + 1)), index=gpus - 1, key="train_gpus",
+                                 help="More than one runs the job under torchrun with DistributedDataParallel, one "
+                                      "process per GPU; the batch size is the global batch and must divide evenly")
     submitted = st.form_submit_button("Start training", type="primary")
 
 if submitted:
@@ -61,8 +68,11 @@ if submitted:
                              batch_size=int(batch), seed=int(seed), name=name.strip(),
                              device=st.session_state[state.DEVICE])
         preflight(config)
-        job_id = submit_job(cache.registry(), "train", config.to_dict(), device=config.device,
-                            exclusive=not parallel)
+        args = config.to_dict()
+        if processes > 1:
+            DistContext(world_size=processes).check_batch(config.batch_size)
+            args["processes"] = processes
+        job_id = submit_job(cache.registry(), "train", args, device=config.device, exclusive=not parallel)
         st.session_state["train_chart_job"] = job_id
         st.success(f"Queued job `{job_id}`. Progress appears below.")
     except AtlasError as exc:

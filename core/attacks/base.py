@@ -8,7 +8,7 @@ success by re-predicting. Subclasses implement only ``_perturb`` and cannot forg
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
@@ -26,13 +26,35 @@ class AttackConfig:
     """Hyper-parameters shared by every attack; subclasses add their own fields (all keyword-only)."""
 
     norm: str = "linf"
+    # Autocast dtype of the attack's forward and backward passes. The projection, the clipping and the final
+    # success check always run in fp32.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ConfigError(f"unknown norm {self.norm!r}; choose from {', '.join(NORMS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["precision"] == "fp32":
+            # Left out at its default, so configs (and the evaluation ids hashed from them) stay as they were.
+            out.pop("precision")
+        return out
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_for(precision: str, device: torch.device) -> AbstractContextManager:
+    """Autocast to ``precision`` on ``device`` (a no-op for fp32). fp16 autocast needs a GPU."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("fp16 attacks need a CUDA GPU; use bf16 on a CPU")
+    return torch.autocast(device.type, dtype=_AUTOCAST[precision])
 
 
 @dataclass
@@ -140,8 +162,9 @@ class Attack:
             generator.manual_seed(0)
         with eval_mode(model):
             x = x.detach()
-            x_adv, loss_trace = self._perturb(model, x, y, eps_t, generator, bounds)
-            return self.finalize(x, x_adv.detach(), eps_t, bounds), loss_trace
+            with autocast_for(self.config.precision, x.device):
+                x_adv, loss_trace = self._perturb(model, x, y, eps_t, generator, bounds)
+            return self.finalize(x, x_adv.detach().to(x.dtype), eps_t, bounds), loss_trace.float()
 
     def __call__(
         self,

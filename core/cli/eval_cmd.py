@@ -6,18 +6,23 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from core.attacks import (APGD, FGSM, FMN, PGD, Attack, CarliniWagnerL2, DeepFool, FullEnsemble, QuickEnsemble,
                           Square, TemperaturePGD)
 from core.data import DATASETS, Dataset, load_dataset
+from core.distributed import DistContext
 from core.errors import ConfigError, DataError
 from core.evaluation import eps_column, per_sample_table, summarize
 from core.models import load_checkpoint
 from core.training.config import MAX_EPS
-from core.utils import resolve_device
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _checkpoint_path(args: argparse.Namespace) -> Path:
@@ -43,7 +48,14 @@ TARGETED = ("pgd", "tpgd")
 
 
 def build_attack(args: argparse.Namespace) -> Attack:
-    """The attack a CLI name stands for, with the flags that apply to it."""
+    """The attack a CLI name stands for, with the flags that apply to it (and --precision for all)."""
+    attack = _named_attack(args)
+    if args.precision != "fp32":
+        attack.config = replace(attack.config, precision=args.precision)
+    return attack
+
+
+def _named_attack(args: argparse.Namespace) -> Attack:
     name, norm = args.attack, args.norm
     steps = args.steps or DEFAULT_STEPS.get(name, 1)
     queries = args.queries or DEFAULT_QUERIES.get(name, 1)
@@ -114,8 +126,19 @@ def check_flags(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_flags(args)
-    path = _checkpoint_path(args)
-    device = resolve_device(args.device)
+    from core.distributed import init_distributed, shutdown
+
+    dist, device = init_distributed(args.device)
+    try:
+        return _run(args, dist, device)
+    finally:
+        shutdown()
+
+
+def _run(args: argparse.Namespace, dist: DistContext, device: torch.device) -> int:
+    """Evaluate; under torchrun the attacked batches are shared out and rank 0 reports the merged table."""
+    path = _checkpoint_path(args) if dist.is_main else None
+    path = dist.broadcast(path)
     model, meta = load_checkpoint(path)
     model.to(device)
     dataset = args.dataset or meta.get("dataset")
@@ -132,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_threat(args, meta, own=dataset == meta.get("dataset"))
     attack = build_attack(args)
     bar = None
-    if not args.quiet and not args.json:
+    if not args.quiet and not args.json and dist.is_main:
         from tqdm import tqdm
 
         bar = tqdm(total=len(data), unit="pt", desc=f"{args.attack} ε={args.eps:g}", file=sys.stderr)
@@ -145,23 +168,41 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     table = per_sample_table(model, data, attack, [args.eps], seed=args.seed, batch_size=args.batch_size,
-                             device=device, on_progress=progress)
+                             device=device, on_progress=progress, dist=dist)
     if bar is not None:
         bar.close()
+    if not dist.is_main:
+        return 0
     summary = summarize(table, args.eps, data.classes)
     out = {"clean_acc": summary["clean_acc"], "robust_acc": summary["robust_acc"], "n": summary["n"],
            "attack": args.attack, "eps": args.eps, "norm": args.norm,
            "steps": getattr(attack.config, "steps", 1), "seed": args.seed, "dataset": dataset,
            "split": args.split, "checkpoint": str(path), "seconds": round(time.perf_counter() - start, 3),
            "config": attack.config.to_dict(), "target": args.target, "dropped": dropped,
-           "per_class_robust_acc": {k: v["robust_acc"] for k, v in summary["per_class"].items()}}
+           "per_class_robust_acc": {k: v["robust_acc"] for k, v in summary["per_class"].items()},
+           "world_size": dist.world_size, "precision": args.precision}
     if args.target is not None:
         # robust_acc counts any misclassification; this is the share of points the attack sent to the target.
         out["target_rate"] = float((table[f"pred_adv@{eps_column(args.eps)}"] == args.target).mean())
+    if args.table:
+        out["table"] = write_table(table, Path(args.table))
     if args.trust:
         out["trust"] = trust(model, data, args, device)
     report(args, out)
     return 0
+
+
+def write_table(table: pd.DataFrame, path: Path) -> str:
+    """The per-sample table as CSV or parquet, by the file's suffix (written atomically)."""
+    from core.utils import atomic_write_bytes
+
+    if path.suffix not in (".csv", ".parquet"):
+        raise ConfigError(f"--table must end in .csv or .parquet, got {path.name!r}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--table: the folder {path.parent} does not exist")
+    data = table.to_csv(index=False).encode() if path.suffix == ".csv" else table.to_parquet(index=False)
+    atomic_write_bytes(path, data)
+    return str(path)
 
 
 def trust(model: torch.nn.Module, data: Dataset, args: argparse.Namespace, device: torch.device) -> list[dict]:
@@ -172,7 +213,7 @@ def trust(model: torch.nn.Module, data: Dataset, args: argparse.Namespace, devic
         raise ConfigError(f"--trust needs the linf or l2 threat model, not {args.norm}")
     subset = data.subset(150)
     checks = run_trust_checks(model, subset.x.to(device), subset.y.to(device), eps=args.eps, norm=args.norm,
-                              bounds=data.bounds, seed=args.seed, device=device)
+                              bounds=data.bounds, seed=args.seed, device=device, precision=args.precision)
     return [{"key": c.key, "status": c.status, "title": c.title, "finding": c.finding} for c in checks]
 
 

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import math
+import os
 import sys
 from typing import Any, Sequence
 
@@ -115,7 +116,14 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--eval-n", type=non_negative_int, default=256, help="held-out points for the PGD check")
     p.add_argument("--eval-steps", type=positive_int, default=10)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]; under torchrun one GPU per process")
+    p.add_argument("--config", default=None, metavar="FILE.json",
+                   help="the whole training config as JSON (as a run's config.json); the other options are ignored")
+    p.add_argument("--recipe", default=None, help="start from a named recipe (cifar10-fgsm-rs, cifar10-pgd-at); "
+                   "flags given beside it override its values")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bf16 autocast; fp16 on GPUs without bf16)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory layout (faster convs on GPUs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step's model")
     p.add_argument("--name", default="", help="display name of the run")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -148,7 +156,12 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--n", type=positive_int, default=None, help="first N points of the split (default all)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]; under torchrun one GPU per process")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="autocast dtype of the attack's passes (success is always checked in fp32); with --trust a "
+                        "check compares it with fp32")
+    p.add_argument("--table", default=None, metavar="FILE.csv|FILE.parquet",
+                   help="also write the per-sample table (one row per point) to this file")
     p.add_argument("--json", action="store_true")
     p.add_argument("--trust", action="store_true",
                    help="also run the gradient-masking trust checks (red/amber/green) on the first 150 points")
@@ -223,7 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except AtlasError as exc:
-        sys.stderr.write(f"python -m core {args.command}: error: {exc}\n")
+        # Under torchrun every rank may raise the same error: rank 0 says it plainly, the others name themselves.
+        rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
+        prefix = "" if rank == "0" else f"[rank {rank}] "
+        sys.stderr.write(f"{prefix}python -m core {args.command}: error: {exc}\n")
         return EXIT_USAGE
     except BrokenPipeError:
         # `python -m core runs | head` closed the pipe: not an error of ours.

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from core.data import DATASETS
-from core.errors import ConfigError
+from core.errors import ConfigError, RegistryError
 from core.training import TrainConfig, run_id_for, train
 from core.utils import StopOnSignal
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    if args.dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {args.dataset!r}; available: {', '.join(sorted(DATASETS))}")
-    return TrainConfig(
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
         dataset=args.dataset, arch=args.arch, method=args.method, dataset_params=dict(args.param or []),
         arch_kwargs=dict(args.arch_kwarg or []), norm=args.norm, eps=args.eps, attack_steps=args.attack_steps,
         attack_step_size=args.attack_step_size, trades_beta=args.trades_beta, epochs=args.epochs,
@@ -26,7 +26,44 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         dale_noise=args.dale_noise, dale_noise_scale=args.dale_noise_scale, dale_rho=args.dale_rho,
         dale_nu=args.dale_nu, dale_dual_lr=args.dale_dual_lr, class_weighting=args.class_weighting,
         class_weights=tuple(args.class_weights), class_weight_strength=args.class_weight_strength,
+        amp=args.amp, channels_last=args.channels_last, compile=args.compile,
     )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.config:
+        return _config_file(Path(args.config))
+    fields = _fields(args)
+    if args.recipe:
+        from core.cli.parser import build_parser
+        from core.training.recipes import recipe
+
+        # A recipe fills in every value the user left at its default; flags they gave win.
+        defaults = _fields(build_parser().parse_args(["train"]))
+        fields.update({k: v for k, v in recipe(args.recipe).items() if fields.get(k) == defaults.get(k)})
+    if fields["dataset"] not in DATASETS:
+        raise ConfigError(f"unknown dataset {fields['dataset']!r}; available: {', '.join(sorted(DATASETS))}")
+    return TrainConfig(**fields)
+
+
+def lost_rank(exc: Exception, config: TrainConfig) -> RegistryError:
+    """A collective failed because another process of the torchrun job died: say so in one line, and how to go
+    on (the last finished epoch is on disk)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # gloo's messages start with its source location and end with boilerplate: keep the sentence that says what.
+    detail = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0][:160]
+    return RegistryError(f"another process of this torchrun job stopped ({detail}); run {run_id_for(config)} keeps "
+                         "its last finished epoch: run the same command again to resume it")
+
+
+def _config_file(path: Path) -> TrainConfig:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--config {path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of training options")
+    return TrainConfig.from_dict(data)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,9 +88,22 @@ def run(args: argparse.Namespace) -> int:
                                 robust=f"{m.get('robust_acc', float('nan')):.3f}")
             bars[0].update(1)
 
-    result = train(config, on_progress=on_progress, should_stop=stop)
+    from core.distributed import init_distributed, lost_peer, shutdown
+
+    dist, device = init_distributed(config.device)
+    try:
+        dist.check_batch(config.batch_size)
+        result = train(config, on_progress=on_progress, should_stop=stop, dist=dist, device=device)
+    except RuntimeError as exc:
+        if dist.enabled and lost_peer(exc):
+            raise lost_rank(exc, config) from exc
+        raise
+    finally:
+        shutdown()
     for bar in bars:
         bar.close()
+    if not dist.is_main:
+        return 0 if result.status in ("completed", "cancelled") else 1
     out = {"run_id": result.run_id, "status": result.status, "epochs_done": result.epochs_done,
            "checkpoint": str(result.checkpoint_path) if result.checkpoint_path else None,
            "metrics": {k: v for k, v in result.final_metrics.items() if k != "per_class_robust_acc"}}

@@ -16,6 +16,7 @@ from torch import nn
 
 from core.attacks import Attack
 from core.data import Dataset
+from core.distributed import SINGLE, DistContext
 from core.errors import ConfigError
 from core.utils import make_generator
 
@@ -36,10 +37,14 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size:
 
 def per_sample_table(model: nn.Module, data: Dataset, attack: Attack, eps_grid: Sequence[float], *,
                      seed: int = 0, batch_size: int = 256, device: torch.device | None = None,
-                     on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                     on_progress: Callable[[int, int], None] | None = None,
+                     dist: DistContext = SINGLE) -> pd.DataFrame:
     """Attack every correctly classified point at every ε of the grid; return the per-sample table.
 
     ``on_progress(done, total)`` is called after every batch, counting attacked points over the whole grid.
+    Every batch draws its randomness from its own generator (seed, ε, batch number), so under torchrun the
+    batches can be shared out over the ranks (batch b on rank b mod world size) and the merged table, which every
+    rank gets, equals the single-process one exactly.
     """
     if len({eps_column(e) for e in eps_grid}) != len(eps_grid):
         raise ConfigError(f"the ε grid has repeated values: {list(eps_grid)}")
@@ -47,15 +52,20 @@ def per_sample_table(model: nn.Module, data: Dataset, attack: Attack, eps_grid: 
     pred_clean = predict(model, data.x, device, batch_size)
     table = pd.DataFrame({"index": np.arange(len(data)), "y": data.y.numpy(), "pred_clean": pred_clean.numpy()})
     todo = torch.nonzero(pred_clean == data.y).flatten()
-    done, total = 0, len(todo) * len(eps_grid)
+    mine = [b for b in range(0, len(todo), batch_size) if (b // batch_size) % dist.world_size == dist.rank]
+    done, total = 0, sum(len(todo[b:b + batch_size]) for b in mine) * len(eps_grid)
+    gen_device = str(device) if device.type == "cuda" else "cpu"
     for eps in eps_grid:
         col = eps_column(eps)
         adv = pred_clean.clone()
         l2 = torch.zeros(len(data))
         linf = torch.zeros(len(data))
-        gen = make_generator(seed, "eval", col, device=str(device) if device.type == "cuda" else "cpu")
-        for start in range(0, len(todo), batch_size):
+        for start in mine:
             idx = todo[start:start + batch_size]
+            # Batch 0 keeps the key of the one generator used before batches had their own: results on up to
+            # one batch of points are unchanged.
+            batch_key = (start // batch_size,) if start else ()
+            gen = make_generator(seed, "eval", col, *batch_key, device=gen_device)
             result = attack(model, data.x[idx].to(device), data.y[idx].to(device), eps, bounds=data.bounds,
                             generator=gen)
             adv[idx] = result.logits_adv.argmax(1).cpu()
@@ -63,10 +73,25 @@ def per_sample_table(model: nn.Module, data: Dataset, attack: Attack, eps_grid: 
             done += len(idx)
             if on_progress is not None:
                 on_progress(done, total)
+        if dist.enabled:
+            adv, l2, linf = _merge_shards(dist, todo, batch_size, adv, l2, linf)
         table[f"pred_adv@{col}"] = adv.numpy()
         table[f"l2@{col}"] = l2.numpy()
         table[f"linf@{col}"] = linf.numpy()
     return table
+
+
+def _merge_shards(dist: DistContext, todo: torch.Tensor, batch_size: int, *columns: torch.Tensor
+                  ) -> tuple[torch.Tensor, ...]:
+    """Every rank's attacked rows gathered into full columns (rows no rank attacked keep their clean values)."""
+    shards = dist.gather([c.numpy() for c in columns])
+    merged = [c.clone() for c in columns]
+    for rank, arrays in enumerate(shards):
+        rows = torch.cat([todo[b:b + batch_size] for b in range(0, len(todo), batch_size)
+                          if (b // batch_size) % dist.world_size == rank] or [todo[:0]])
+        for out, array in zip(merged, arrays):
+            out[rows] = torch.from_numpy(array)[rows]
+    return tuple(merged)
 
 
 def summarize(table: pd.DataFrame, eps: float, classes: Sequence[str] | None = None) -> dict[str, Any]:

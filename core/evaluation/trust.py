@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.attacks import FGSM, NORMS, PGD, Attack, TemperaturePGD, make_attack, validate_eps
-from core.attacks.base import Bounds, eval_mode
+from core.attacks.base import PRECISIONS, Bounds, autocast_for, eval_mode
 from core.errors import ConfigError
 from core.utils import make_generator
 
@@ -66,6 +66,9 @@ PROB_TOL = 1e-3
 SOFTMAX_RED = 0.9
 # 8. Randomness: two forward passes in eval mode differ by more than this (relative to the logits' scale).
 RANDOM_TOL = 1e-4
+# 9. Precision (only for low-precision evaluations): PGD in bf16/fp16 leaves this many more points robust than fp32.
+PRECISION_GAP_AMBER = 0.01
+PRECISION_GAP_RED = 0.03
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,37 @@ def check_randomness(probe: _Probe) -> TrustCheck:
                       {"max_abs_diff": diff, "max_abs_logit": scale})
 
 
+def _zero_gradient_fraction(probe: _Probe, precision: str) -> float:
+    x = probe.x.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), autocast_for(precision, probe.x.device):
+        loss = F.cross_entropy(probe.model(x).float(), probe.y, reduction="none")
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    return float((grad.reshape(probe.n, -1) == 0).all(1).float().mean())
+
+
+def check_precision(probe: _Probe, precision: str) -> TrustCheck:
+    """Low-precision attacks against the same attack in fp32: rounding can flatten the loss surface (masking)."""
+    probe.pgd10()
+    low = probe.robust(f"pgd10-{precision}", PGD(norm=probe.norm, steps=PGD_STEPS, precision=precision))
+    fp32_acc, low_acc = probe.acc("pgd10"), probe.acc(f"pgd10-{precision}")
+    gap = low_acc - fp32_acc
+    zero_frac, fp32_zero = _zero_gradient_fraction(probe, precision), _zero_gradient_fraction(probe, "fp32")
+    finding = (f"PGD-{PGD_STEPS} leaves {_pct(low_acc)} robust in {precision} and {_pct(fp32_acc)} in fp32 "
+               f"({100 * gap:+.1f} points); {_pct(zero_frac)} of the points have an all-zero {precision} input "
+               "gradient.")
+    explanation = (
+        f"Attacks run in {precision} to save time; rounding the logits and gradients can hide the direction that "
+        "breaks a point, which is gradient masking by precision, not robustness. Red above "
+        f"{100 * PRECISION_GAP_RED:g} points more robust than in fp32 (or more all-zero gradients), amber above "
+        f"{100 * PRECISION_GAP_AMBER:g}: report the fp32 numbers.")
+    status = _grade(gap, PRECISION_GAP_AMBER, PRECISION_GAP_RED)
+    if zero_frac > fp32_zero:
+        status = RED
+    return TrustCheck("precision", f"{precision} attacks match fp32", status, finding, explanation,
+                      {"precision": precision, "fp32_robust_acc": fp32_acc, "low_robust_acc": low_acc, "gap": gap,
+                       "zero_fraction": zero_frac, "fp32_zero_fraction": fp32_zero})
+
+
 CHECKS: tuple[Callable[[_Probe], TrustCheck], ...] = (
     check_gradients, check_blackbox, check_large_eps, check_fgsm, check_steps, check_temperature, check_softmax,
     check_randomness,
@@ -299,8 +333,12 @@ CHECKS: tuple[Callable[[_Probe], TrustCheck], ...] = (
 
 def run_trust_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
                      bounds: Bounds = (0.0, 1.0), seed: int = 0, device: torch.device | str | None = None,
-                     on_progress: Callable[[int, int], None] | None = None) -> list[TrustCheck]:
+                     on_progress: Callable[[int, int], None] | None = None,
+                     precision: str = "fp32") -> list[TrustCheck]:
     """Run every trust check on the given points (about 100–200 are enough) and return them in display order.
+
+    With ``precision`` bf16 or fp16 (the evaluation's attacks ran in it) one more check compares PGD in that
+    precision with PGD in fp32.
 
     ``on_progress(done, total)`` is called after each check. Attacks are seeded from ``seed``; the global RNG is
     never touched. Errors propagate: a check that cannot run is a bug, not a finding.
@@ -316,13 +354,18 @@ def run_trust_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps:
         param = next(model.parameters(), None)
         device = param.device if param is not None else x.device
     probe = _Probe(model, x.detach().to(device), y.to(device), float(eps), norm, bounds, seed)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    todo = list(CHECKS)
+    if precision != "fp32":
+        todo.append(lambda p: check_precision(p, precision))
     checks = []
     with eval_mode(model):
-        for done, check in enumerate(CHECKS, start=1):
+        for done, check in enumerate(todo, start=1):
             checks.append(check(probe))
             LOGGER.debug("trust check %s: %s", checks[-1].key, checks[-1].status)
             if on_progress is not None:
-                on_progress(done, len(CHECKS))
+                on_progress(done, len(todo))
     return checks
 
 

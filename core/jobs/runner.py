@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
-from core.errors import AtlasError
+from core.errors import AtlasError, RegistryError
 from core.jobs.queue import get_job, try_start, update_job
 from core.store import Registry
-from core.utils import StopOnSignal
+from core.utils import REPO_ROOT, StopOnSignal, atomic_write_json
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
@@ -59,8 +63,12 @@ def _wait_for_turn(registry: Registry, job_id: str, control: JobControl) -> str:
 def _run_train(registry: Registry, job_id: str, args: dict[str, Any], control: JobControl) -> str:
     from core.training import TrainConfig, run_id_for, train
 
+    args = dict(args)
+    processes = args.pop("processes", 1)
     config = TrainConfig.from_dict(args)
     update_job(registry, job_id, run_id=run_id_for(config))
+    if processes > 1:
+        return _run_train_distributed(registry, job_id, config, processes, control)
 
     def on_progress(event: dict[str, Any]) -> None:
         epochs = config.epochs
@@ -75,6 +83,41 @@ def _run_train(registry: Registry, job_id: str, args: dict[str, Any], control: J
 
     result = train(config, on_progress=on_progress, should_stop=control.should_stop, registry=registry)
     return "completed" if result.status == "completed" else "cancelled"
+
+
+def _run_train_distributed(registry: Registry, job_id: str, config: Any, processes: int,
+                           control: JobControl) -> str:
+    """The same training under ``torchrun --nproc_per_node=N`` (one GPU per process, gloo CPU processes without
+    GPUs). Rank 0 writes the registry, so progress is read from there; cancel is SIGTERM to torchrun, which hands
+    it to every rank and they stop together at a batch boundary."""
+    from core.training import run_id_for
+
+    run_id = run_id_for(config)
+    config_path = registry.home / "jobs" / f"{job_id}.config.json"
+    atomic_write_json(config_path, config.to_dict())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           "-m", "core", "--", "train", "--config", str(config_path), "--quiet", "--json"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    signalled = False
+    while proc.poll() is None:
+        if not signalled and control.should_stop():
+            proc.send_signal(signal.SIGTERM)
+            signalled = True
+        done = len(registry.epochs(run_id)) if registry.find_run(run_id) else 0
+        control.report(done / config.epochs, f"{processes} processes: epoch {done}/{config.epochs}")
+        time.sleep(POLL_S)
+    out, err = proc.communicate()
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    if proc.returncode == 0:
+        status = json.loads(out.strip().splitlines()[-1])["status"]
+        return "completed" if status == "completed" else "cancelled"
+    if control.cancelled:
+        return "cancelled"
+    ours = [line for line in err.splitlines() if "python -m core train: error:" in line]
+    raise RegistryError(ours[0].split("error: ", 1)[1] if ours else
+                        f"torchrun with {processes} processes exited with code {proc.returncode}; see the job log")
 
 
 def _run_eval(registry: Registry, job_id: str, args: dict[str, Any], control: JobControl) -> str:

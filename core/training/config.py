@@ -92,6 +92,8 @@ class TrainConfig:
     eval_steps: int = 10
     device: str = "auto"
     amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
     name: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -114,6 +116,9 @@ class TrainConfig:
             raise ConfigError(f"name is {len(self.name)} characters; at most {MAX_NAME}")
         if self.method != "erm" and self.eps == 0:
             raise ConfigError(f"method {self.method!r} needs eps > 0")
+        for name in ("amp", *SPEED_OPTIONS):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("attack_steps", "epochs", "batch_size", "eval_steps"):
             _integer(name, getattr(self, name), low=1)
         _integer("eval_n", self.eval_n, low=0)
@@ -162,9 +167,10 @@ class TrainConfig:
         return out
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the trained weights (not name, device or extras): hashed into the run id."""
+        """The fields that determine the trained weights (not name, device, memory layout, compilation or extras):
+        hashed into the run id, so the same run can be resumed with other speed options."""
         out = self.to_dict()
-        for key in ("name", "device", "extra"):
+        for key in ("name", "device", "extra", *SPEED_OPTIONS):
             out.pop(key)
         # Options added after runs existed are left out at their defaults, so those runs keep their ids.
         for key, default in LATER_DEFAULTS.items():
@@ -181,6 +187,8 @@ class TrainConfig:
         return cls(**data)
 
 
+# Options that change speed, not the maths (up to float rounding): left out of the run id.
+SPEED_OPTIONS = ("channels_last", "compile")
 LATER_DEFAULTS: dict[str, Any] = {
     "mart_beta": 5.0, "dale_noise": "laplacian", "dale_noise_scale": 1e-3, "dale_rho": 0.1, "dale_nu": 1.0,
     "dale_dual_lr": 1e-3, "class_weighting": "none", "class_weights": [], "class_weight_strength": 0.5,

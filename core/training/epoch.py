@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -11,6 +12,7 @@ from torch import nn
 
 from core.attacks import FGSM, PGD, Attack
 from core.data import Dataset
+from core.distributed import SINGLE, DistContext
 from core.training.classwise import weighted_mean
 from core.training.config import TrainConfig
 from core.training.methods import Method, MethodState
@@ -32,58 +34,123 @@ class EpochStats:
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
                 method: Method, attack: Attack | None, epoch: int, device: torch.device,
                 on_progress: ProgressFn | None = None, should_stop: StopFn | None = None,
-                state: MethodState | None = None) -> EpochStats:
+                state: MethodState | None = None, *, dist: DistContext = SINGLE,
+                train_model: nn.Module | None = None) -> EpochStats:
     """Run one epoch; return early (``stopped``) at a batch boundary when ``should_stop()`` says so. ``state``
-    (ν, class weights, running loss parts) is updated in place."""
+    (ν, class weights, running loss parts) is updated in place.
+
+    Under torchrun every rank walks the same shuffled global batches and trains on its contiguous share of each;
+    ``train_model`` is then the DistributedDataParallel wrapper of ``model`` (the attack runs on ``model`` itself,
+    so its input gradients trigger no gradient all-reduce). Each rank's loss is its share of the global batch's
+    (weighted) mean, so the averaged gradient is exactly the single-process one on the same global batch."""
     state = state if state is not None else MethodState()
     # Dropout draws from the global RNG: seed it per epoch inside a fork so runs resume bit-identically.
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(derive_seed(config.seed, "dropout", epoch))
-        return _train_epoch(model, optimizer, data, config, method, attack, epoch, device, on_progress,
-                            should_stop, state)
+        torch.manual_seed(derive_seed(config.seed, "dropout", epoch, *_rank_key(dist)))
+        return _train_epoch(model, train_model or model, optimizer, data, config, method, attack, epoch, device,
+                            on_progress, should_stop, state, dist)
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset, config: TrainConfig,
-                 method: Method, attack: Attack | None, epoch: int, device: torch.device,
-                 on_progress: ProgressFn | None, should_stop: StopFn | None, state: MethodState) -> EpochStats:
+def _rank_key(dist: DistContext) -> tuple[int, ...]:
+    # Random streams get the rank in their key only under torchrun: a single process keeps its historical seeds.
+    return (dist.rank,) if dist.enabled else ()
+
+
+def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.optim.Optimizer, data: Dataset,
+                 config: TrainConfig, method: Method, attack: Attack | None, epoch: int, device: torch.device,
+                 on_progress: ProgressFn | None, should_stop: StopFn | None, state: MethodState,
+                 dist: DistContext) -> EpochStats:
     start = time.perf_counter()
     model.train()
     n = len(data)
     perm = torch.randperm(n, generator=make_generator(config.seed, "shuffle", epoch))
-    gen = make_generator(config.seed, "attack", epoch, device=str(device) if device.type == "cuda" else "cpu")
+    gen = make_generator(config.seed, "attack", epoch, *_rank_key(dist),
+                         device=str(device) if device.type == "cuda" else "cpu")
     batches = (n + config.batch_size - 1) // config.batch_size
     total_steps = batches * config.epochs
     loss_sum, correct = 0.0, 0
+    autocast = amp_context(config, device)
     for b in range(batches):
-        if should_stop is not None and should_stop():
-            return EpochStats(loss_sum / max(b, 1), correct / max(b * config.batch_size, 1),
+        if dist.any(should_stop is not None and should_stop()):
+            seen = min(b * config.batch_size, n)
+            return EpochStats(loss_sum / max(b, 1), _global_count(dist, correct, device) / max(seen, 1),
                               time.perf_counter() - start, True)
-        idx = perm[b * config.batch_size:(b + 1) * config.batch_size]
+        batch = perm[b * config.batch_size:(b + 1) * config.batch_size]
+        idx = batch.tensor_split(dist.world_size)[dist.rank] if dist.enabled else batch
         x, y = data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
+        if config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         x_adv = None
         if attack is not None:
-            x_adv = attack.perturb(model, x, y, config.eps, bounds=data.bounds, generator=gen)[0]
+            with autocast():
+                x_adv = attack.perturb(model, x, y, config.eps, bounds=data.bounds, generator=gen)[0]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(config, (epoch - 1) * batches + b, total_steps)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
-            per_sample, logits, parts = method.loss(model, x, y, x_adv, config, state)
-            loss = weighted_mean(per_sample, y, state.class_weights)
+        with autocast():
+            per_sample, logits, parts = method.loss(train_model, x, y, x_adv, config, state)
+            if dist.enabled:
+                loss = _share_of_global_mean(per_sample, y, data.y[batch].to(device), state.class_weights, dist)
+            else:
+                loss = weighted_mean(per_sample, y, state.class_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        for name, value in parts.items():
-            state.add(name, value)
         ratio = getattr(attack, "last_noise_to_grad", None)
         if ratio is not None:
-            state.add("noise_to_grad", ratio)
+            parts = {**parts, "noise_to_grad": ratio}
+        batch_loss = loss.item()
+        if dist.enabled:
+            batch_loss, parts = _reduce_step(dist, batch_loss, parts, len(idx), len(batch), device)
+        for name, value in parts.items():
+            state.add(name, value)
         if method.after_step is not None:
             method.after_step(state, parts, config)
-        loss_sum += loss.item()
+        loss_sum += batch_loss
         correct += int((logits.argmax(1) == y).sum())
-        if on_progress is not None:
-            on_progress({"kind": "batch", "epoch": epoch, "batch": b + 1, "batches": batches, "loss": loss.item()})
-    return EpochStats(loss_sum / batches, correct / n, time.perf_counter() - start, False)
+        if on_progress is not None and dist.is_main:
+            on_progress({"kind": "batch", "epoch": epoch, "batch": b + 1, "batches": batches, "loss": batch_loss})
+    if dist.enabled:
+        state.reduce_robust(dist)
+    return EpochStats(loss_sum / batches, _global_count(dist, correct, device) / n, time.perf_counter() - start,
+                      False)
+
+
+def amp_context(config: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    """Autocast for training steps and training attacks when ``config.amp`` asks for it: bf16 on CPU and on GPUs
+    that support it, else fp16 (with fp32 master weights, as always: only activations are low precision)."""
+    if not config.amp:
+        return contextlib.nullcontext
+    dtype = torch.bfloat16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def _share_of_global_mean(per_sample: torch.Tensor, y: torch.Tensor, y_global: torch.Tensor,
+                          weights: torch.Tensor | None, dist: DistContext) -> torch.Tensor:
+    """This rank's part of the global batch's weighted mean, times the world size (DDP averages gradients)."""
+    if weights is None:
+        return per_sample.sum() * (dist.world_size / len(y_global))
+    return (per_sample * weights[y]).sum() * (dist.world_size / weights[y_global].sum())
+
+
+def _reduce_step(dist: DistContext, loss: float, parts: dict[str, float], n_local: int, n_global: int,
+                 device: torch.device) -> tuple[float, dict[str, float]]:
+    """The global batch's loss and loss parts (means over the global batch), the same on every rank, so ν
+    follows the same dual step everywhere."""
+    names = list(parts)
+    values = torch.tensor([loss / dist.world_size, *[parts[k] * n_local / n_global for k in names]],
+                          dtype=torch.float64)
+    values = dist.sum_(values.to(device) if device.type == "cuda" else values).cpu().tolist()
+    return values[0], dict(zip(names, values[1:]))
+
+
+def _global_count(dist: DistContext, count: int, device: torch.device) -> int:
+    if not dist.enabled:
+        return count
+    total = torch.tensor([count], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    return int(dist.sum_(total).item())
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 
 from core import __version__
 from core.data import Dataset, load_dataset
+from core.distributed import SINGLE, DistContext
 from core.errors import ConfigError, RegistryError
 from core.models import ARCHS, build_model, save_checkpoint
 from core.store import Registry
@@ -107,9 +108,9 @@ class _Setup:
     model: torch.nn.Module
 
 
-def _prepare(config: TrainConfig) -> _Setup:
+def _prepare(config: TrainConfig, device: torch.device | None = None) -> _Setup:
     """Load data and build the model: every bad input fails here, before the run is registered."""
-    device = resolve_device(config.device)
+    device = device or resolve_device(config.device)
     params = dict(config.dataset_params)
     train_data = load_dataset(config.dataset, "train", **params)
     test_data = load_dataset(config.dataset, "test", **params)
@@ -129,7 +130,26 @@ def _prepare(config: TrainConfig) -> _Setup:
     if config.class_weighting == "fixed":
         check_class_weights(config.class_weights, train_data.num_classes)
     held_out = held_out_subset(test_data, config.eval_n, config.seed)
-    return _Setup(device, train_data, test_data, held_out, model.to(device))
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return _Setup(device, place_data(train_data, device), test_data, held_out, model)
+
+
+# Keep the training set on the GPU when it takes at most this share of the free memory (no copy per batch).
+ON_DEVICE_SHARE = 0.25
+
+
+def place_data(data: Dataset, device: torch.device) -> Dataset:
+    """On a GPU: the whole training set in GPU memory when it fits easily, else in pinned host memory so batch
+    copies overlap with compute. On a CPU: unchanged."""
+    if device.type != "cuda":
+        return data
+    free, _ = torch.cuda.mem_get_info(device)
+    size = data.x.element_size() * data.x.nelement()
+    if size <= ON_DEVICE_SHARE * free:
+        return replace(data, x=data.x.to(device), y=data.y.to(device))
+    return replace(data, x=data.x.pin_memory(), y=data.y.pin_memory())
 
 
 def _result_of(registry: Registry, run: dict[str, Any]) -> RunResult:
@@ -139,24 +159,51 @@ def _result_of(registry: Registry, run: dict[str, Any]) -> RunResult:
 
 
 def train(config: TrainConfig, *, on_progress: ProgressFn | None = None, should_stop: StopFn | None = None,
-          registry: Registry | None = None) -> RunResult:
-    """Train (or resume) the run defined by ``config``; see the module docstring for what is written where."""
-    registry = registry or Registry()
+          registry: Registry | None = None, dist: DistContext = SINGLE,
+          device: torch.device | None = None) -> RunResult:
+    """Train (or resume) the run defined by ``config``; see the module docstring for what is written where.
+
+    Under torchrun (``dist`` from :func:`core.distributed.init_distributed`, ``device`` this rank's device) every
+    rank calls this; rank 0 alone reads and writes the registry and the run folder and reports progress."""
+    dist.check_batch(config.batch_size)
+    registry = (registry or Registry()) if dist.is_main else None
     run_id = run_id_for(config)
-    existing = registry.find_run(run_id)
-    if existing is not None and existing["status"] == "completed":
-        return _result_of(registry, existing)
-    setup = _prepare(config)
-    run = registry.claim_run(run_id, os.getpid(), name=config.name or default_name(config, run_id),
-                             dataset=config.dataset, arch=config.arch, method=config.method, norm=config.norm,
-                             eps=config.eps, config=config.to_dict())
+
+    def finished() -> RunResult | None:
+        existing = registry.find_run(run_id)
+        return _result_of(registry, existing) if existing is not None and existing["status"] == "completed" else None
+
+    done = dist.on_main(finished)
+    if done is not None:
+        return done
+    setup = _prepare(config, device)
+
+    def claim() -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+        run = registry.claim_run(run_id, os.getpid(), name=config.name or default_name(config, run_id),
+                                 dataset=config.dataset, arch=config.arch, method=config.method,
+                                 norm=config.norm, eps=config.eps, config=config.to_dict())
+        if run["status"] == "completed":
+            return run, [], 0
+        start = last_epoch(Path(run["run_dir"]) / "checkpoints")
+        registry.truncate_epochs(run_id, start)
+        history = [e["metrics"] for e in registry.epochs(run_id)]
+        if len(history) != start:
+            registry.update_run(run_id, status="failed", pid=None, error="registry and checkpoints disagree")
+            raise RegistryError(f"run {run_id}: the registry holds {len(history)} epochs but the checkpoints "
+                                f"{start}; delete the run folder {run['run_dir']} to start over")
+        return run, history, start
+
+    run, history, start = dist.on_main(claim)
     if run["status"] == "completed":
-        return _result_of(registry, run)
+        return _result_of(registry, run) if dist.is_main else RunResult(run_id, "completed", run["epochs_done"],
+                                                                         Path(run["run_dir"]), None)
     try:
-        return _train_run(config, setup, registry, run_id, Path(run["run_dir"]), on_progress, should_stop)
+        return _train_run(config, setup, registry, run_id, Path(run["run_dir"]), history, start, on_progress,
+                          should_stop, dist)
     except BaseException as exc:
-        registry.update_run(run_id, status="failed" if isinstance(exc, Exception) else "interrupted",
-                            pid=None, error=f"{type(exc).__name__}: {exc}")
+        if dist.is_main:
+            registry.update_run(run_id, status="failed" if isinstance(exc, Exception) else "interrupted",
+                                pid=None, error=f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -164,21 +211,30 @@ def _write_metrics_file(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m, sort_keys=True) + "\n" for m in history))
 
 
-def _train_run(config: TrainConfig, setup: _Setup, registry: Registry, run_id: str, run_dir: Path,
-               on_progress: ProgressFn | None, should_stop: StopFn | None) -> RunResult:
+def _wrap(model: torch.nn.Module, config: TrainConfig, dist: DistContext, device: torch.device) -> torch.nn.Module:
+    """The module the training step calls: DDP under torchrun, compiled when asked."""
+    wrapped = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        wrapped = torch.compile(wrapped)
+    return wrapped
+
+
+def _train_run(config: TrainConfig, setup: _Setup, registry: Registry | None, run_id: str, run_dir: Path,
+               history: list[dict[str, Any]], start: int, on_progress: ProgressFn | None,
+               should_stop: StopFn | None, dist: DistContext) -> RunResult:
     model, device = setup.model, setup.device
     optimizer = make_optimizer(model, config)
     method = METHODS[config.method]
     attack = method.make_attack(config)
     ckpt_dir = run_dir / "checkpoints"
-    start = last_epoch(ckpt_dir)
     if start:
         load_epoch_state(ckpt_dir, start, model, optimizer, device)
-    registry.truncate_epochs(run_id, start)
-    history = [e["metrics"] for e in registry.epochs(run_id)]
-    if len(history) != start:
-        raise RegistryError(f"run {run_id}: the registry holds {len(history)} epochs but the checkpoints {start}; "
-                            f"delete the run folder {run_dir} to start over")
+    train_model = _wrap(model, config, dist, device)
+    main = dist.is_main
     # ν and the class weights continue from the last finished epoch's metrics, so a resumed run goes on as before.
     state = MethodState(nu=history[-1].get("nu", config.dale_nu) if history else config.dale_nu)
     classes = [str(c) for c in setup.train_data.classes]
@@ -187,9 +243,10 @@ def _train_run(config: TrainConfig, setup: _Setup, registry: Registry, run_id: s
         state.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
         state.reset_epoch()
         stats = train_epoch(model, optimizer, setup.train_data, config, method, attack, epoch, device,
-                            on_progress, should_stop, state)
+                            on_progress, should_stop, state, dist=dist, train_model=train_model)
         if stats.stopped:
-            registry.update_run(run_id, status="cancelled", pid=None)
+            if main:
+                registry.update_run(run_id, status="cancelled", pid=None)
             ckpt = ckpt_dir / f"epoch_{start:04d}.safetensors" if start else None
             return RunResult(run_id, "cancelled", start, run_dir, ckpt, history)
         metrics = {"epoch": epoch, "loss": stats.loss, "train_acc": stats.train_acc,
@@ -201,23 +258,41 @@ def _train_run(config: TrainConfig, setup: _Setup, registry: Registry, run_id: s
         train_robust = state.train_robust_per_class()
         if train_robust is not None:
             metrics["train_robust_per_class"] = dict(zip(classes, train_robust))
-        metrics.update(evaluate_epoch(model, setup.test_data, setup.held_out, config, device, method.single_step))
-        warning = detect_catastrophic_overfitting(history, metrics) if method.single_step else None
-        if warning:
-            metrics["warning"] = warning
-            log.warning("epoch %d: %s", epoch, warning)
-        # Commit order: files, registry row, metrics file, then last.json. A kill anywhere before the last step
-        # resumes from the previous epoch and recomputes this one; truncate_epochs drops its early row.
-        save_epoch_state(ckpt_dir, epoch, model, optimizer, _checkpoint_meta(config, run_id, metrics))
-        registry.add_epoch(run_id, epoch, metrics)
+        if dist.enabled:
+            metrics["world_size"] = dist.world_size
+        # Rank 0 evaluates and commits the epoch while the others wait; all go on with its metrics.
+        metrics = dist.on_main(lambda: _finish_epoch(config, setup, optimizer, registry, run_id, run_dir, method,
+                                                     history, metrics, epoch))
         history.append(metrics)
-        _write_metrics_file(run_dir, history)
-        publish_epoch(ckpt_dir, epoch)
         start = epoch
-        if on_progress is not None:
+        if on_progress is not None and main:
             on_progress({"kind": "epoch", "epoch": epoch, "epochs": config.epochs, "metrics": metrics})
-    final = save_checkpoint(model, _checkpoint_meta(config, run_id, history[-1]), run_dir / "model")
-    atomic_write_text(run_dir / "done", f"{time.time()}\n")
-    registry.update_run(run_id, status="completed", pid=None, finished_at=time.time(),
-                        final_metrics=history[-1], checkpoint_path=str(final))
-    return RunResult(run_id, "completed", len(history), run_dir, final, history)
+
+    def finish() -> Path:
+        final = save_checkpoint(model, _checkpoint_meta(config, run_id, history[-1]), run_dir / "model")
+        atomic_write_text(run_dir / "done", f"{time.time()}\n")
+        registry.update_run(run_id, status="completed", pid=None, finished_at=time.time(),
+                            final_metrics=history[-1], checkpoint_path=str(final))
+        return final
+
+    return RunResult(run_id, "completed", len(history), run_dir, dist.on_main(finish), history)
+
+
+def _finish_epoch(config: TrainConfig, setup: _Setup, optimizer: torch.optim.Optimizer, registry: Registry,
+                  run_id: str, run_dir: Path, method: Any, history: list[dict[str, Any]], metrics: dict[str, Any],
+                  epoch: int) -> dict[str, Any]:
+    """Evaluate the epoch, then commit it: files, registry row, metrics file, then last.json. A kill anywhere
+    before the last step resumes from the previous epoch and recomputes this one; truncate_epochs drops its early
+    row."""
+    metrics = {**metrics, **evaluate_epoch(setup.model, setup.test_data, setup.held_out, config, setup.device,
+                                           method.single_step)}
+    warning = detect_catastrophic_overfitting(history, metrics) if method.single_step else None
+    if warning:
+        metrics["warning"] = warning
+        log.warning("epoch %d: %s", epoch, warning)
+    ckpt_dir = run_dir / "checkpoints"
+    save_epoch_state(ckpt_dir, epoch, setup.model, optimizer, _checkpoint_meta(config, run_id, metrics))
+    registry.add_epoch(run_id, epoch, metrics)
+    _write_metrics_file(run_dir, [*history, metrics])
+    publish_epoch(ckpt_dir, epoch)
+    return metrics

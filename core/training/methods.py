@@ -17,7 +17,7 @@ training accuracy is read from, and the batch's ℓ_nom (clean CE) and ℓ_ro (r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,9 @@ from torch import nn
 
 from core.attacks import FGSM, NFGSM, PGD, Attack, Langevin, TRADESAttack
 from core.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from core.distributed import DistContext
 
 
 @dataclass
@@ -49,6 +52,12 @@ class MethodState:
 
     def reset_epoch(self) -> None:
         self.sums, self.counts, self.robust_hits, self.robust_seen = {}, {}, None, None
+
+    def reduce_robust(self, dist: "DistContext") -> None:
+        """Sum the per-class tallies over torchrun's ranks (each saw its share of every batch)."""
+        if self.robust_seen is not None:
+            self.robust_hits = dist.sum_(self.robust_hits.float())
+            self.robust_seen = dist.sum_(self.robust_seen.float())
 
     def train_robust_per_class(self) -> list[float] | None:
         if self.robust_seen is None:
