@@ -71,8 +71,12 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
     total_steps = batches * config.epochs
     loss_sum, correct = 0.0, 0
     autocast = amp_context(config, device)
+    wants_stop = (lambda: False) if should_stop is None else should_stop
+    # Under torchrun the stop request travels with each step's reduction (one collective per step, not two);
+    # only the first batch needs a collective of its own.
+    stop = dist.any(wants_stop()) if dist.enabled else False
     for b in range(batches):
-        if dist.any(should_stop is not None and should_stop()):
+        if stop if dist.enabled else wants_stop():
             seen = min(b * config.batch_size, n)
             return EpochStats(loss_sum / max(b, 1), _global_count(dist, correct, device) / max(seen, 1),
                               time.perf_counter() - start, True)
@@ -101,7 +105,8 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
             parts = {**parts, "noise_to_grad": ratio}
         batch_loss = loss.item()
         if dist.enabled:
-            batch_loss, parts = _reduce_step(dist, batch_loss, parts, len(idx), len(batch), device)
+            batch_loss, parts, stop = _reduce_step(dist, batch_loss, parts, len(idx), len(batch), wants_stop(),
+                                                   device)
         for name, value in parts.items():
             state.add(name, value)
         if method.after_step is not None:
@@ -136,14 +141,14 @@ def _share_of_global_mean(per_sample: torch.Tensor, y: torch.Tensor, y_global: t
 
 
 def _reduce_step(dist: DistContext, loss: float, parts: dict[str, float], n_local: int, n_global: int,
-                 device: torch.device) -> tuple[float, dict[str, float]]:
+                 stop: bool, device: torch.device) -> tuple[float, dict[str, float], bool]:
     """The global batch's loss and loss parts (means over the global batch), the same on every rank, so ν
-    follows the same dual step everywhere."""
+    follows the same dual step everywhere; and whether any rank was asked to stop."""
     names = list(parts)
-    values = torch.tensor([loss / dist.world_size, *[parts[k] * n_local / n_global for k in names]],
+    values = torch.tensor([float(stop), loss / dist.world_size, *[parts[k] * n_local / n_global for k in names]],
                           dtype=torch.float64)
     values = dist.sum_(values.to(device) if device.type == "cuda" else values).cpu().tolist()
-    return values[0], dict(zip(names, values[1:]))
+    return values[1], dict(zip(names, values[2:])), values[0] > 0
 
 
 def _global_count(dist: DistContext, count: int, device: torch.device) -> int:
