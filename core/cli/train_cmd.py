@@ -92,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
 
     dist, device = init_distributed(config.device)
     try:
-        dist.check_batch(config.batch_size)
         result = train(config, on_progress=on_progress, should_stop=stop, dist=dist, device=device)
     except RuntimeError as exc:
         if dist.enabled and lost_peer(exc):

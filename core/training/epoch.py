@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from core.attacks import FGSM, PGD, Attack
+from core.attacks.base import autocast_for
 from core.data import Dataset
 from core.distributed import SINGLE, DistContext
 from core.training.classwise import weighted_mean
@@ -76,7 +76,7 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
     # only the first batch needs a collective of its own.
     stop = dist.any(wants_stop()) if dist.enabled else False
     for b in range(batches):
-        if stop if dist.enabled else wants_stop():
+        if (stop if dist.enabled else wants_stop()):
             seen = min(b * config.batch_size, n)
             return EpochStats(loss_sum / max(b, 1), _global_count(dist, correct, device) / max(seen, 1),
                               time.perf_counter() - start, True)
@@ -124,12 +124,10 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
 def amp_context(config: TrainConfig, device: torch.device) -> Callable[[], Any]:
     """Autocast for training steps and training attacks when ``config.amp`` asks for it: bf16 on CPU and on GPUs
     that support it, else fp16 (with fp32 master weights, as always: only activations are low precision)."""
-    if not config.amp:
-        return contextlib.nullcontext
-    dtype = torch.bfloat16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        dtype = torch.float16
-    return lambda: torch.autocast(device.type, dtype=dtype)
+    precision = "fp32"
+    if config.amp:
+        precision = "fp16" if device.type == "cuda" and not torch.cuda.is_bf16_supported() else "bf16"
+    return lambda: autocast_for(precision, device)
 
 
 def _share_of_global_mean(per_sample: torch.Tensor, y: torch.Tensor, y_global: torch.Tensor,
