@@ -1,9 +1,12 @@
 """DALE epoch time vs PGD-AT with the same number of attack steps (issue 8), and the shipped DALE model's claim.
 
 Usage: python bench/bench_dale.py [--repeats 5] [--steps 5 7 10] [--batch 32 128] [--out bench/RESULTS.md]
+       python bench/bench_dale.py --per-batch 100 [--steps 5] [--batch 32 128]
 
 1. One training epoch on digits (SmallCNN, batch 32 unless --batch, ε = 0.1): DALE (Laplacian Langevin, K steps,
    primal-dual ν) and PGD-AT (PGD-K), interleaved, median over repeats. Target: DALE ≤ 1.2× PGD-AT.
+``--per-batch N``: one training step (attack + update, fixed weights, lr 0) timed N times interleaved for PGD-AT
+   and for DALE with and without the shared clean pass (f(x) from the Langevin chain's first forward pass).
 2. The shipped digits models' PGD-20 figures (assets/models/*.json): DALE's clean accuracy ≥ PGD-AT's and its
    robust accuracy within 2 points (the paper's claim, checked on our data either way).
 """
@@ -44,6 +47,55 @@ def epoch_seconds(method: str, steps: int, repeat: int, batch: int = 32) -> floa
     return stats.seconds
 
 
+def per_batch(repeats: int, steps: int, batch: int) -> str:
+    import dataclasses
+
+    import torch
+
+    from core.attacks import PGD, Langevin
+    from core.data import load_dataset
+    from core.models import build_model
+    from core.training import TrainConfig
+    from core.training.methods import METHODS, MethodState
+
+    data = load_dataset("digits", "train")
+    x, y = data.x[:batch], data.y[:batch]
+    model = build_model("smallcnn", seed=0, in_channels=1, image_size=8, num_classes=10).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    config = TrainConfig(dataset="digits", method="dale", eps=0.1, batch_size=batch, attack_steps=steps)
+    state = MethodState(nu=1.0)
+    pgd, langevin = PGD(steps=steps), Langevin(steps=steps)
+
+    def step(method: str, shared: bool) -> None:
+        gen = torch.Generator().manual_seed(0)
+        spec = dataclasses.replace(METHODS[method], clean_from_attack=shared)
+        extra = {}
+        if method == "pgd-at":
+            x_adv = pgd.perturb(model, x, y, 0.1, generator=gen)[0]
+        elif shared:
+            x_adv, extra["logits_clean"] = langevin.perturb_with_clean(model, x, y, 0.1, clean_forward=model,
+                                                                       generator=gen)
+        else:
+            x_adv = langevin.perturb(model, x, y, 0.1, generator=gen)[0]
+        per_sample = spec.loss(model, x, y, x_adv, config, state, **extra)[0]
+        optimizer.zero_grad()
+        per_sample.mean().backward()
+        optimizer.step()
+
+    cases = {"pgd-at": ("pgd-at", False), "dale shared": ("dale", True), "dale two passes": ("dale", False)}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, args in cases.items():
+            start = time.perf_counter()
+            step(*args)
+            times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(t[1:]) for name, t in times.items()}
+    return (f"| one step, batch {batch}, {steps} attack steps (median of {repeats}) | "
+            f"{1e3 * med['dale shared']:.1f} ms shared / {1e3 * med['dale two passes']:.1f} ms two passes | "
+            f"{1e3 * med['pgd-at']:.1f} ms | {med['dale shared'] / med['pgd-at']:.2f}× / "
+            f"{med['dale two passes'] / med['pgd-at']:.2f}× | ≤ 1.2× | |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -51,7 +103,13 @@ def main() -> int:
     parser.add_argument("--batch", type=int, nargs="+", default=[32],
                         help="batch sizes (the shipped model uses 32; the paper's MNIST setting is 128 with 7 steps)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--per-batch", type=int, default=0, metavar="N",
+                        help="time N single training steps instead of epochs (shared vs two clean passes)")
     args = parser.parse_args()
+    if args.per_batch:
+        emit(["| what | DALE | PGD-AT | ratio | target | |", "|---|---|---|---|---|---|",
+              *[per_batch(args.per_batch, k, b) for b in args.batch for k in args.steps]], args.out)
+        return 0
     epoch_seconds("dale", args.steps[0], 99)  # warm-up
     rows = []
     for batch, steps in [(b, k) for b in args.batch for k in args.steps]:

@@ -15,7 +15,7 @@ from core.data import Dataset
 from core.distributed import SINGLE, DistContext
 from core.training.classwise import weighted_mean
 from core.training.config import TrainConfig
-from core.training.methods import Method, MethodState
+from core.training.methods import Method, MethodState, shares_clean_pass
 from core.training.schedules import lr_at
 from core.utils import derive_seed, make_generator
 
@@ -75,6 +75,8 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
     # Under torchrun the stop request travels with each step's reduction (one collective per step, not two);
     # only the first batch needs a collective of its own.
     stop = dist.any(wants_stop()) if dist.enabled else False
+    share_clean = shares_clean_pass(method, attack, model, dist.enabled)
+    params = [p for p in model.parameters() if p.requires_grad]
     for b in range(batches):
         if (stop if dist.enabled else wants_stop()):
             seen = min(b * config.batch_size, n)
@@ -85,20 +87,25 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
         x, y = data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
         if config.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        x_adv = None
+        x_adv, shared = None, {}
         if attack is not None:
             with autocast():
-                x_adv = attack.perturb(model, x, y, config.eps, bounds=data.bounds, generator=gen)[0]
+                if share_clean:
+                    x_adv, shared["logits_clean"] = attack.perturb_with_clean(  # type: ignore[attr-defined]
+                        model, x, y, config.eps, clean_forward=train_model, bounds=data.bounds, generator=gen)
+                else:
+                    x_adv = attack.perturb(model, x, y, config.eps, bounds=data.bounds, generator=gen)[0]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(config, (epoch - 1) * batches + b, total_steps)
         with autocast():
-            per_sample, logits, parts = method.loss(train_model, x, y, x_adv, config, state)
+            per_sample, logits, parts = method.loss(train_model, x, y, x_adv, config, state, **shared)
             if dist.enabled:
                 loss = _share_of_global_mean(per_sample, y, data.y[batch].to(device), state.class_weights, dist)
             else:
                 loss = weighted_mean(per_sample, y, state.class_weights)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # With a shared clean pass the input x is a leaf of the graph too: its gradient is not wanted.
+        loss.backward(inputs=params if shared else None)
         optimizer.step()
         ratio = getattr(attack, "last_noise_to_grad", None)
         if ratio is not None:

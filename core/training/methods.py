@@ -129,9 +129,14 @@ def _mart_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.
 
 
 def _dale_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None,
-               config: TrainConfig, state: MethodState) -> LossOut:
+               config: TrainConfig, state: MethodState, logits_clean: torch.Tensor | None = None) -> LossOut:
+    """``logits_clean``: f(x) with its graph when the attack's first step already computed it
+    (``Langevin.perturb_with_clean``); otherwise both passes run here."""
     assert x_adv is not None
-    logits_clean, logits_adv = _clean_and_adv(model, x, x_adv)
+    if logits_clean is None:
+        logits_clean, logits_adv = _clean_and_adv(model, x, x_adv)
+    else:
+        logits_adv = model(x_adv)
     state.count_robust(y, logits_adv)
     nom = F.cross_entropy(logits_clean, y, reduction="none")
     ro = (_kl(logits_clean, logits_adv) if config.method == "dale-kl"
@@ -154,6 +159,27 @@ class Method:
     description: str = ""
     after_step: Callable[[MethodState, dict[str, float], TrainConfig], None] | None = None
     uses_nu: bool = False
+    # The loss takes ``logits_clean`` from the attack's first step (see shares_clean_pass).
+    clean_from_attack: bool = False
+
+
+_MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
+
+
+def mode_invariant(model: nn.Module) -> bool:
+    """True when ``model`` computes the same function in train and eval mode: it is built only from torch.nn
+    and this package's modules, none of them a normalisation with running statistics or a dropout. (A plugin's
+    own module might branch on ``self.training``, so it does not count.)"""
+    return all(not isinstance(m, _MODE_DEPENDENT) and type(m).__module__.startswith(("torch.nn.", "core.models."))
+               for m in model.modules())
+
+
+def shares_clean_pass(method: Method, attack: Attack | None, model: nn.Module, distributed: bool) -> bool:
+    """Whether the training step takes f(x) from the attack's first forward pass (DALE with Langevin steps on a
+    mode-invariant model, one process): one forward pass fewer per batch. Under torchrun both passes stay in
+    the DistributedDataParallel wrapper's single forward, as before."""
+    return (method.clean_from_attack and isinstance(attack, Langevin) and not distributed
+            and mode_invariant(model))
 
 
 def _pgd(config: TrainConfig) -> Attack:
@@ -180,7 +206,7 @@ METHODS: dict[str, Method] = {
         Method("pgd-at", _pgd, _ce_on_adv, description="PGD adversarial training (Madry et al. 2018)"),
         Method("trades", _trades, _trades_loss, description="TRADES: clean CE + β·KL (Zhang et al. 2019)"),
         Method("mart", _pgd, _mart_loss, description="MART: boosted CE + β·KL on misclassified (Wang et al. 2020)"),
-        Method("dale", _langevin, _dale_loss, after_step=_dual_step, uses_nu=True,
+        Method("dale", _langevin, _dale_loss, after_step=_dual_step, uses_nu=True, clean_from_attack=True,
                description="DALE: Langevin perturbations, primal-dual ν (Robey et al. 2021)"),
         Method("dale-kl", _trades, _dale_loss, after_step=_dual_step, uses_nu=True,
                description="DALE, KL variant: KL ascent, KL + ν·CE (Robey et al. 2021)"),

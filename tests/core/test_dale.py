@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -9,11 +11,13 @@ from torch import nn
 from core.attacks import PGD, Langevin
 from core.data import load_dataset
 from core.errors import ConfigError
-from core.models import load_checkpoint
+from core.models import build_model, load_checkpoint
 from core.store import Registry
 from core.training import TrainConfig, train
 from core.training.classwise import adaptive_weights, class_report, tune_logit_bias
-from core.training.methods import METHODS, MethodState
+from core.training.epoch import train_epoch
+from core.training.loop import make_optimizer
+from core.training.methods import METHODS, MethodState, mode_invariant, shares_clean_pass
 from tests.core.test_models import _single_thread  # noqa: F401 (autouse fixture)
 
 
@@ -72,6 +76,59 @@ def test_noise_to_gradient_ratio_is_reported_and_grows_with_the_batch() -> None:
     attack(model, x[:8].repeat(8, 1, 1, 1), y[:8].repeat(8), 0.1, generator=torch.Generator().manual_seed(0))
     assert small > 0 and attack.last_noise_to_grad == pytest.approx(8 * small, rel=0.2), \
         "ℓ_pert is a batch mean: the same points 8 times over make each gradient 8× smaller"
+
+
+def test_shared_clean_pass_gives_the_same_step_as_two_passes() -> None:
+    """DALE's training step takes f(x) from the Langevin chain's first forward pass (one pass fewer). With δ₀ = 0
+    the first gradient is at x either way, so a whole epoch's weights agree with the two-pass step's."""
+    data = load_dataset("digits", "train").subset(96)
+    config = TrainConfig(dataset="digits", method="dale", eps=0.1, batch_size=32, attack_steps=3, epochs=1, seed=0)
+    attack = Langevin(steps=3, init_scale=0.0, noise_scale=1e-3)
+    trained = {}
+    for shared in (True, False):
+        method = dataclasses.replace(METHODS["dale"], clean_from_attack=shared)
+        model = build_model("smallcnn", seed=0, in_channels=1, image_size=8, num_classes=10)
+        assert shares_clean_pass(method, attack, model, distributed=False) is shared
+        state = MethodState(nu=config.dale_nu)
+        train_epoch(model, make_optimizer(model, config), data, config, method, attack, 1, torch.device("cpu"),
+                    state=state)
+        trained[shared] = (torch.cat([p.detach().flatten() for p in model.parameters()]), state.nu, state.means())
+    (w_shared, nu_shared, parts_shared), (w_two, nu_two, parts_two) = trained[True], trained[False]
+    assert (w_shared - w_two).abs().max() < 1e-5 and nu_shared == pytest.approx(nu_two, abs=1e-7)
+    assert parts_shared["loss_nom"] == pytest.approx(parts_two["loss_nom"], rel=1e-5)
+    assert not torch.equal(w_shared, torch.cat([p.detach().flatten() for p in build_model(
+        "smallcnn", seed=0, in_channels=1, image_size=8, num_classes=10).parameters()])), "the epoch trained"
+
+
+def test_clean_pass_is_shared_only_where_train_and_eval_mode_agree() -> None:
+    dale, attack = METHODS["dale"], Langevin(steps=2)
+    smallcnn = build_model("smallcnn", seed=0, in_channels=1, image_size=8, num_classes=10)
+    assert shares_clean_pass(dale, attack, smallcnn, distributed=False)
+    assert not shares_clean_pass(dale, attack, smallcnn, distributed=True), "torchrun keeps DDP's single forward"
+    assert not shares_clean_pass(METHODS["pgd-at"], PGD(steps=2), smallcnn, distributed=False)
+    batchnorm = build_model("preact_resnet18", seed=0, in_channels=1, num_classes=10, width=4)
+    dropout = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, 10))
+
+    class Custom(nn.Module):  # a plugin's module may branch on self.training
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)[:, :10]
+
+    for model in (batchnorm, dropout, Custom()):
+        assert not mode_invariant(model) and not shares_clean_pass(dale, attack, model, distributed=False)
+
+
+def test_perturb_with_clean_returns_the_clean_logits_and_the_same_chain(batch) -> None:
+    x, y = batch
+    model = small_model()
+    attack = Langevin(steps=4, init_scale=0.0, noise_scale=1e-3)
+    plain = attack.perturb(model, x, y, 0.1, generator=torch.Generator().manual_seed(0))[0]
+    shared, logits = attack.perturb_with_clean(model, x, y, 0.1, clean_forward=model,
+                                               generator=torch.Generator().manual_seed(0))
+    assert torch.equal(plain, shared) and logits.requires_grad
+    assert torch.allclose(logits.detach(), model(x), atol=1e-6)
+    moved = Langevin(steps=4, init_scale=1e-3, noise_scale=1e-3).perturb_with_clean(
+        model, x, y, 0.1, clean_forward=model, generator=torch.Generator().manual_seed(0))[0]
+    assert (moved - x).abs().max() <= 0.1 + 1e-6
 
 
 def test_nu_rises_above_rho_and_falls_to_zero_below() -> None:
