@@ -11,7 +11,10 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from core.runtime import tune_allocator  # noqa: E402
 from dashboard import cache, state  # noqa: E402
+
+tune_allocator()  # once per process: freed tensor memory is reused, not page-faulted back in (core/runtime.py)
 
 st.set_page_config(page_title="Robustness Atlas", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
 state.init_state()

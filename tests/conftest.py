@@ -12,6 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.runtime import tune_allocator  # noqa: E402
+
+# The code under test runs with the allocator settings of the product's entry points (core/runtime.py).
+tune_allocator()
+
 
 @pytest.fixture(autouse=True)
 def atlas_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -230,8 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    module = importlib.import_module(COMMANDS[args.command])
     from core.errors import AtlasError
+    from core.runtime import tune_allocator
+
+    tune_allocator()
+    module = importlib.import_module(COMMANDS[args.command])
 
     try:
         return int(module.run(args) or 0)
