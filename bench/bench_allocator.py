@@ -60,7 +60,8 @@ out = {"said": said,
 print(json.dumps(out))
 """
 CASES = {"pgd10": "PGD-10, 360 digits (ERM)", "quick": "quick ensemble, 360 digits (ERM, ε = 0.1)",
-         "dale_epoch": "DALE epoch, digits, batch 32, 5 steps", "pgdat_epoch": "PGD-AT epoch, digits, batch 32, 5 steps"}
+         "dale_epoch": "DALE epoch, digits, batch 32, 5 steps",
+         "pgdat_epoch": "PGD-AT epoch, digits, batch 32, 5 steps"}
 
 
 def worker(mode: str, threads: int) -> dict:

@@ -44,7 +44,8 @@ print(json.dumps({"said": said, "again": again, "faults": faults[2:]}))
 def _probe(mode: str, attack: bool = True, **env: str) -> dict:
     clean_env = {k: v for k, v in os.environ.items()
                  if k not in ("ATLAS_ALLOCATOR", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-    out = subprocess.run([sys.executable, "-c", PROBE, mode, "attack" if attack else "no-attack"], cwd=REPO_ROOT, env={**clean_env, **env},
+    out = subprocess.run([sys.executable, "-c", PROBE, mode, "attack" if attack else "no-attack"], cwd=REPO_ROOT,
+                         env={**clean_env, **env},
                          capture_output=True, text=True, timeout=180, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
