@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.errors import AtlasError
 from core.evaluation import views
-from core.evaluation.bundle import combine, eps_range, standard_bundle
+from core.evaluation.bundle import PAGE_POINTS, combine, page_view, standard_bundle
 from dashboard import cache, state
 from dashboard.components import evaluations as ev
 from dashboard.components import robustness_charts as charts
@@ -45,12 +45,11 @@ chosen = cols[0].multiselect("Models", list(names), default=default, format_func
                              key="rob_models", max_selections=4)
 norm = cols[1].selectbox("Norm", norms, key="rob_norm", format_func=charts.NORM_LABEL.__getitem__,
                          index=norms.index(primary["norm"]) if primary["norm"] in norms else 0)
-top = eps_range(norm, spec["input_shape"], primary["eps"] if primary["norm"] == norm else None)
-grid = [round(v, 4) for v in np.linspace(top / 16, top, 16)]
-own = float(primary["eps"]) if primary["norm"] == norm and primary["eps"] else grid[4]
-eps = cols[2].select_slider("ε for the per-class views", options=sorted({*grid, round(own, 4)}),
-                            value=round(own, 4), key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}")
-n_choice = cols[3].selectbox("Test points", (100, 200, 360, 1000, "all"), index=2, key="rob_n",
+top, grid, own = page_view(primary["norm"], primary["eps"], norm, spec["input_shape"])
+eps = cols[2].select_slider("ε for the per-class views", options=sorted({*grid, own}), value=own,
+                            key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}")
+points = (100, 200, PAGE_POINTS, 1000, "all")
+n_choice = cols[3].selectbox("Test points", points, index=points.index(PAGE_POINTS), key="rob_n",
                              help="The first N points of the test split; larger is slower but tighter.")
 if not chosen:
     st.info("Choose at least one model.")

@@ -73,7 +73,8 @@ def _data(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown dataset {args.name!r}; available: {', '.join(sorted(DATASETS))}")
     if args.action == "download":
         folder = download_dataset(args.name)
-        print(json.dumps({"dataset": args.name, "folder": str(folder)}) if args.json else f"{args.name}: files in {folder}")
+        print(json.dumps({"dataset": args.name, "folder": str(folder)}) if args.json
+              else f"{args.name}: files in {folder}")
         return 0
     report = verify_dataset(args.name)
     print(json.dumps(report, indent=None if args.json else 2, sort_keys=True, default=str))
@@ -109,13 +110,21 @@ def _build_defaults(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"building {name} …", file=sys.stderr, flush=True)
 
-    out = build_defaults(only=args.only, folder=Path(args.out) if args.out else None, on_start=announce)
+    from core.evaluation.shipped import export_shipped_evaluations
+
+    out = {} if args.evaluations_only else build_defaults(only=args.only, folder=Path(args.out) if args.out else None,
+                                                           on_start=announce)
+    evaluations = {}
+    if args.out is None:  # the shipped evaluations belong to the models in assets/models
+        evaluations = export_shipped_evaluations(only=args.only, on_start=lambda r: announce(f"evaluations of {r}"))
     if args.json:
-        print(json.dumps(out, sort_keys=True))
+        print(json.dumps({**out, "evaluations": evaluations}, sort_keys=True))
     else:
         for name, info in out.items():
             print(f"{name:<24} clean {info['clean_acc']:.3f}  robust {info['robust_acc']:.3f}  "
                   f"{info['bytes'] / 1024:.0f} KiB  {info['seconds']:.1f} s")
+        for run_id, rows in evaluations.items():
+            print(f"{run_id:<40} {rows} evaluations → assets/evaluations/{run_id}/")
     return 0
 
 

@@ -203,10 +203,13 @@ def _add_misc(sub: Any) -> None:
     plugins = sub.add_parser("plugins", help="the ATLAS_PLUGINS modules, their architectures and errors "
                              "(exit code 1 when one failed)")
     plugins.add_argument("--json", action="store_true")
-    bd = sub.add_parser("build-defaults", help="retrain the shipped models into assets/models")
+    bd = sub.add_parser("build-defaults", help="retrain the shipped models into assets/models and write their "
+                        "Robustness-page evaluations into assets/evaluations")
     bd.add_argument("--only", action="append", default=None, help="build only this default (repeatable)")
     bd.add_argument("--out", default=None, help="output folder (default assets/models)")
     bd.add_argument("--json", action="store_true")
+    bd.add_argument("--evaluations-only", action="store_true",
+                    help="only recompute the Robustness page's default evaluations shipped in assets/evaluations")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,8 @@ from core.evaluation.table import eps_column
 from core.evaluation.views import robust_flags
 
 CURVE_POINTS = 16
+# Test points the Robustness page evaluates unless the user picks another number.
+PAGE_POINTS = 360
 CHECK_POINTS = 4
 TEMPERATURES = (0.1, 0.3, 3.0, 10.0)
 # Strongest first: the prediction a broken point is shown with comes from the first attack that breaks it.
@@ -32,6 +34,19 @@ def eps_range(norm: str, input_shape: Sequence[int], model_eps: float | None) ->
     if norm == "linf":
         return round(min(1.0, max(0.3, 3 * (model_eps or 0.1))), 3)
     return round(max(1.0, 0.25 * math.sqrt(int(np.prod(input_shape))), 3 * (model_eps or 0.0)), 2)
+
+
+def page_view(model_norm: str | None, model_eps: float | None, norm: str,
+              input_shape: Sequence[int]) -> tuple[float, tuple[float, ...], float]:
+    """(top of the ε range, the ε slider's 16-point grid, the default ε) of the Robustness page when a model
+    trained in ``model_norm`` at ``model_eps`` is the primary one and ``norm`` is shown: its own ε when the norms
+    agree, else the grid's fifth point. The page and the shipped evaluations (core.evaluation.shipped) both use it,
+    so the evaluations shipped with the default models are exactly the ones the page asks for."""
+    own = model_norm == norm
+    top = eps_range(norm, input_shape, model_eps if own else None)
+    grid = tuple(round(float(v), 4) for v in np.linspace(top / CURVE_POINTS, top, CURVE_POINTS))
+    eps = float(model_eps) if own and model_eps else grid[4]
+    return top, grid, round(eps, 4)
 
 
 def curve_grid(top: float, points: int = CURVE_POINTS) -> tuple[float, ...]:

@@ -242,15 +242,21 @@ def evaluate(spec: EvalSpec, *, registry: Registry, model: nn.Module | None = No
 TRUST_POINTS = 150
 
 
+def trust_config(run_id: str, dataset: str, *, eps: float, norm: str, n: int = TRUST_POINTS,
+                 seed: int = 0) -> tuple[dict[str, Any], str]:
+    """The stored config of a run's trust checks and its id (the registry row ``trust_checks_for`` reads)."""
+    config = {"kind": "trust", "run_id": run_id, "dataset": dataset, "eps": float(eps), "norm": norm, "n": n,
+              "seed": seed, "format": TABLE_FORMAT}
+    return config, config_hash(config, length=16)
+
+
 def trust_checks_for(registry: Registry, run_id: str, dataset: str, *, eps: float, norm: str,
                      n: int = TRUST_POINTS, seed: int = 0, device: torch.device | str = "cpu",
                      model: nn.Module | None = None) -> list[dict[str, Any]]:
     """The trust checks of a run at ε on the first ``n`` correctly labelled test points, stored like evaluations."""
     from core.evaluation.trust import run_trust_checks
 
-    config = {"kind": "trust", "run_id": run_id, "dataset": dataset, "eps": float(eps), "norm": norm, "n": n,
-              "seed": seed, "format": TABLE_FORMAT}
-    eval_id = config_hash(config, length=16)
+    config, eval_id = trust_config(run_id, dataset, eps=eps, norm=norm, n=n, seed=seed)
     digest = weights_digest(registry, run_id)
     row = registry.get_evaluation(eval_id)
     if row is not None and row["config"].get("weights_sha256") == digest:

@@ -1,4 +1,5 @@
-"""Shipped default models (assets/models) registered read-only in the run registry."""
+"""Shipped default models (assets/models) registered read-only in the run registry, with their shipped evaluations
+(assets/evaluations, written by ``python -m core build-defaults``; see core/evaluation/shipped.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 
 from core.errors import CheckpointError
 from core.store.registry import Registry
-from core.utils import assets_models_dir
+from core.utils import REPO_ROOT, assets_models_dir
 
 log = logging.getLogger(__name__)
 SHIPPED_PREFIX = "shipped-"
 REQUIRED = {"arch": str, "arch_kwargs": dict, "format": str}
+EVALUATIONS_DIR = REPO_ROOT / "assets" / "evaluations"
+ROW_KEYS = {"id": str, "run_id": str, "config": dict, "summary": dict}
 
 
 def created_timestamp(meta: dict) -> float | None:
@@ -37,10 +40,11 @@ def read_shipped_meta(path: Path) -> dict:
     return meta
 
 
-def register_shipped(registry: Registry, folder: Path | None = None) -> list[str]:
-    """Register (or refresh) every checkpoint in ``folder``; return the run ids. Bad files are skipped loudly."""
+def register_shipped(registry: Registry, folder: Path | None = None, *, evaluations: bool = True) -> list[str]:
+    """Register (or refresh) every checkpoint in ``folder``; return the run ids. Bad files are skipped loudly.
+    With ``evaluations`` (and the shipped folder), the shipped evaluations of those models are added too."""
     folder = folder or assets_models_dir()
-    ids = []
+    ids, digests = [], {}
     for meta_path in sorted(folder.glob("*.json")):
         weights = meta_path.with_suffix(".safetensors")
         if not weights.exists():
@@ -64,4 +68,47 @@ def register_shipped(registry: Registry, folder: Path | None = None) -> list[str
             registry.update_run(run_id, checkpoint_path=str(weights), final_metrics=meta.get("metrics", {}),
                                 config=fields["config"])
         ids.append(run_id)
+        digests[run_id] = meta.get("sha256")
+    if evaluations and folder == assets_models_dir():
+        register_shipped_evaluations(registry, digests)
     return ids
+
+
+def register_shipped_evaluations(registry: Registry, digests: dict[str, str | None],
+                                 folder: Path | None = None) -> int:
+    """Add the shipped evaluations (``<folder>/<run id>/<eval id>.json`` [+ ``.parquet``]) that the registry lacks
+    and that were computed on the weights the shipped model has now (``digests``: run id → SHA-256); return how
+    many were added. Rows of older weights, of unknown runs or with a missing table are skipped, so the page
+    computes those itself; a malformed file is skipped loudly. Plain JSON, no unpickling: parquet is read only
+    when a page asks for the table."""
+    folder = folder or EVALUATIONS_DIR
+    added = 0
+    for path in sorted(folder.glob("*/*.json")):
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+            bad = [k for k, kind in ROW_KEYS.items() if not isinstance(row.get(k), kind)] if isinstance(row, dict) \
+                else list(ROW_KEYS)
+        except (OSError, ValueError) as exc:
+            log.error("skipping shipped evaluation %s: %s", path.name, exc)
+            continue
+        if bad:
+            log.error("skipping shipped evaluation %s: %s missing or of the wrong type", path.name, ", ".join(bad))
+            continue
+        run_id, eval_id = row["run_id"], row["id"]
+        if path.parent.name != run_id or path.stem != eval_id:
+            log.error("skipping shipped evaluation %s: it names run %s, evaluation %s", path, run_id, eval_id)
+            continue
+        digest = digests.get(run_id)
+        if digest is None or row["config"].get("weights_sha256") != digest:
+            continue  # another model's, or computed on weights this model no longer has
+        table = path.with_suffix(".parquet")
+        wants_table = row["config"].get("kind") != "trust"
+        if wants_table and not table.is_file():
+            continue
+        existing = registry.get_evaluation(eval_id)
+        if existing is not None and existing["config"].get("weights_sha256") == digest and (
+                not wants_table or (existing["table_path"] and Path(existing["table_path"]).is_file())):
+            continue
+        registry.add_evaluation(eval_id, run_id, row["config"], row["summary"], str(table) if wants_table else None)
+        added += 1
+    return added
