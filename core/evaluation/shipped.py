@@ -25,7 +25,7 @@ from core.store.shipped import EVALUATIONS_DIR, SHIPPED_PREFIX, register_shipped
 from core.utils import atomic_write_bytes, atomic_write_json
 
 
-def page_specs(run: dict, registry: Registry) -> tuple[list, tuple[str, str, float, str]]:
+def page_specs(run: dict) -> tuple[list, tuple[str, str, float, str]]:
     """The EvalSpecs and the trust-check arguments the Robustness page asks for with ``run`` as primary model."""
     norm = run["norm"]
     top, _, eps = page_view(norm, run["eps"], norm, DATASETS[run["dataset"]].input_shape)
@@ -51,7 +51,7 @@ def export_shipped_evaluations(only: list[str] | None = None, folder: Path | Non
         for run in runs:
             if on_start is not None:
                 on_start(run["id"])
-            specs, (run_id, dataset, eps, norm) = page_specs(run, registry)
+            specs, (run_id, dataset, eps, norm) = page_specs(run)
             for spec in specs:
                 evaluate(spec, registry=registry)
             trust_checks_for(registry, run_id, dataset, eps=eps, norm=norm)

@@ -86,11 +86,12 @@ def register_shipped_evaluations(registry: Registry, digests: dict[str, str | No
     for path in sorted(folder.glob("*/*.json")):
         try:
             row = json.loads(path.read_text(encoding="utf-8"))
-            bad = [k for k, kind in ROW_KEYS.items() if not isinstance(row.get(k), kind)] if isinstance(row, dict) \
-                else list(ROW_KEYS)
         except (OSError, ValueError) as exc:
             log.error("skipping shipped evaluation %s: %s", path.name, exc)
             continue
+        if not isinstance(row, dict):
+            row = {}
+        bad = [key for key, kind in ROW_KEYS.items() if not isinstance(row.get(key), kind)]
         if bad:
             log.error("skipping shipped evaluation %s: %s missing or of the wrong type", path.name, ", ".join(bad))
             continue

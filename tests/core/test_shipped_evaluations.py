@@ -31,7 +31,7 @@ def test_the_robustness_page_defaults_of_every_shipped_model_are_shipped(atlas_h
     runs = [r for r in registry.list_runs() if shippable(r)]
     assert {r["dataset"] for r in runs} >= {"digits", "moons"}
     for run in runs:
-        specs, (run_id, dataset, eps, norm) = page_specs(run, registry)
+        specs, (run_id, dataset, eps, norm) = page_specs(run)
         missing = [s.attack for s in specs if not is_persisted(registry, s)]
         assert not missing, f"{run_id}: {missing} not shipped for the page's defaults; {REGENERATE}"
         trust = registry.get_evaluation(trust_config(run_id, dataset, eps=eps, norm=norm)[1])
@@ -45,7 +45,7 @@ def test_a_shipped_table_is_what_the_attack_computes_today(atlas_home: Path) -> 
     registry = Registry()
     register_shipped(registry)
     run = registry.get_run("shipped-digits-smallcnn-pgd-at")
-    specs, _ = page_specs(run, registry)
+    specs, _ = page_specs(run)
     checks = specs[1]  # PGD-10 at four ε on 360 points: the cheapest spec with an attack in it
     assert checks.attack == "pgd" and len(checks.eps_grid) == 4
     shipped = pd.read_parquet(registry.get_evaluation(checks.eval_id)["table_path"])
@@ -107,5 +107,5 @@ def test_export_then_import_round_trip(atlas_home: Path, tmp_path: Path) -> None
     with registry.transaction() as con:
         con.execute("DELETE FROM evaluations")
     assert register_shipped_evaluations(registry, _digests(registry), folder) == 10
-    specs, _ = page_specs(registry.get_run("shipped-moons-mlp-erm"), registry)
+    specs, _ = page_specs(registry.get_run("shipped-moons-mlp-erm"))
     assert all(is_persisted(registry, s) for s in specs)
