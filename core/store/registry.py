@@ -249,12 +249,17 @@ class Registry:
     # evaluations --------------------------------------------------------------------------------------------
     def add_evaluation(self, eval_id: str, run_id: str, config: dict[str, Any], summary: dict[str, Any],
                        table_path: str | None = None) -> None:
+        self.add_evaluations([(eval_id, run_id, config, summary, table_path)])
+
+    def add_evaluations(self, rows: list[tuple[str, str, dict[str, Any], dict[str, Any], str | None]]) -> None:
+        """Several (eval id, run id, config, summary, table path) rows in one transaction."""
+        now = time.time()
         with self.transaction() as con:
-            con.execute(
+            con.executemany(
                 "INSERT OR REPLACE INTO evaluations(id, run_id, config_json, summary_json, table_path, created_at)"
                 " VALUES (?,?,?,?,?,?)",
-                (eval_id, run_id, json.dumps(config, sort_keys=True), json.dumps(summary, sort_keys=True),
-                 table_path, time.time()),
+                [(eval_id, run_id, json.dumps(config, sort_keys=True), json.dumps(summary, sort_keys=True),
+                  table_path, now) for eval_id, run_id, config, summary, table_path in rows],
             )
 
     def get_evaluation(self, eval_id: str) -> dict[str, Any] | None:

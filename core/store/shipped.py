@@ -82,7 +82,9 @@ def register_shipped_evaluations(registry: Registry, digests: dict[str, str | No
     computes those itself; a malformed file is skipped loudly. Plain JSON, no unpickling: parquet is read only
     when a page asks for the table."""
     folder = folder or EVALUATIONS_DIR
-    added = 0
+    # One query per shipped run and one transaction for all new rows: this runs whenever a registry is opened.
+    existing = {row["id"]: row for run_id in digests for row in registry.evaluations(run_id)}
+    new_rows = []
     for path in sorted(folder.glob("*/*.json")):
         try:
             row = json.loads(path.read_text(encoding="utf-8"))
@@ -106,10 +108,11 @@ def register_shipped_evaluations(registry: Registry, digests: dict[str, str | No
         wants_table = row["config"].get("kind") != "trust"
         if wants_table and not table.is_file():
             continue
-        existing = registry.get_evaluation(eval_id)
-        if existing is not None and existing["config"].get("weights_sha256") == digest and (
-                not wants_table or (existing["table_path"] and Path(existing["table_path"]).is_file())):
+        have = existing.get(eval_id)
+        if have is not None and have["config"].get("weights_sha256") == digest and (
+                not wants_table or (have["table_path"] and Path(have["table_path"]).is_file())):
             continue
-        registry.add_evaluation(eval_id, run_id, row["config"], row["summary"], str(table) if wants_table else None)
-        added += 1
-    return added
+        new_rows.append((eval_id, run_id, row["config"], row["summary"], str(table) if wants_table else None))
+    if new_rows:
+        registry.add_evaluations(new_rows)
+    return len(new_rows)
