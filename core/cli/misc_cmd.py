@@ -125,6 +125,9 @@ def _build_defaults(args: argparse.Namespace) -> int:
                   f"{info['bytes'] / 1024:.0f} KiB  {info['seconds']:.1f} s")
         for run_id, rows in evaluations.items():
             print(f"{run_id:<40} {rows} evaluations → assets/evaluations/{run_id}/")
+        unshipped = set(args.only or ()) - {r.removeprefix("shipped-") for r in evaluations} if args.out is None else ()
+        for name in sorted(unshipped):
+            print(f"{name:<40} no evaluations to ship (the Robustness page does not show this model)")
     return 0
 
 

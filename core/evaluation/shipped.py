@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.data import DATASETS
+from core.errors import ConfigError
 from core.evaluation.bundle import PAGE_POINTS, page_view, standard_bundle
 from core.evaluation.suite import evaluate, trust_checks_for, trust_config
 from core.store import Registry
@@ -46,8 +47,13 @@ def export_shipped_evaluations(only: list[str] | None = None, folder: Path | Non
     with tempfile.TemporaryDirectory(prefix="atlas-ship-") as scratch:
         registry = Registry(scratch)
         register_shipped(registry, evaluations=False)  # computed afresh, never read back from assets
-        runs = [r for r in registry.list_runs() if shippable(r)
-                and (only is None or r["id"].removeprefix(SHIPPED_PREFIX) in only)]
+        shipped = {r["id"].removeprefix(SHIPPED_PREFIX): r for r in registry.list_runs()
+                   if r["id"].startswith(SHIPPED_PREFIX)}
+        unknown = sorted(set(only or ()) - set(shipped))
+        if unknown:
+            raise ConfigError(f"{', '.join(unknown)}: no such shipped model; choose from {', '.join(sorted(shipped))}")
+        # The patch models have no Robustness page, hence nothing to ship for them.
+        runs = [r for name, r in sorted(shipped.items()) if shippable(r) and (only is None or name in only)]
         for run in runs:
             if on_start is not None:
                 on_start(run["id"])

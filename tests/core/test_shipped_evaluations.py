@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.errors import ConfigError
 from core.evaluation.shipped import export_shipped_evaluations, page_specs, shippable
-from core.evaluation.suite import is_persisted, load_run_model, run_data, trust_config
+from core.evaluation.suite import is_persisted, load_run_model, run_data, trust_config, weights_digest
 from core.evaluation.table import per_sample_table
 from core.store import Registry
 from core.store.shipped import EVALUATIONS_DIR, register_shipped, register_shipped_evaluations
@@ -20,8 +21,6 @@ REGENERATE = "run `python -m core build-defaults --evaluations-only` and commit 
 
 
 def _digests(registry: Registry) -> dict[str, str]:
-    from core.evaluation.suite import weights_digest
-
     return {r["id"]: weights_digest(registry, r["id"]) for r in registry.list_runs() if shippable(r)}
 
 
@@ -93,6 +92,14 @@ def test_stale_foreign_or_malformed_rows_are_skipped(atlas_home: Path, tmp_path:
         assert fresh.get_evaluation(skipped) is None
     assert "1111111111111111.json" in caplog.text and "names run shipped-moons-mlp-erm" in caplog.text
     assert register_shipped_evaluations(fresh, digests, folder) == 0  # already there: nothing twice
+
+
+def test_an_unknown_name_is_refused_before_anything_is_computed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nosuch: no such shipped model; choose from digits-smallcnn-dale"):
+        export_shipped_evaluations(only=["nosuch"], folder=tmp_path)
+    assert not any(tmp_path.iterdir())
+    # A shipped model the page does not show (per-patch ℓ2) has nothing to ship, and that is not an error.
+    assert export_shipped_evaluations(only=["patches-patchnet-at"], folder=tmp_path) == {}
 
 
 def test_export_then_import_round_trip(atlas_home: Path, tmp_path: Path) -> None:
