@@ -152,6 +152,12 @@ def evaluation(spec: Any, device: str = "cpu") -> tuple[pd.DataFrame, dict[str, 
     return _evaluation(spec.eval_id, spec, device)
 
 
+def evaluation_seconds(spec: Any) -> float | None:
+    """How long the stored evaluation of ``spec`` took to compute, or None when it is not stored."""
+    row = registry().get_evaluation(spec.eval_id)
+    return None if row is None else row["summary"].get("seconds")
+
+
 def is_stored(spec: Any) -> bool:
     """Whether some process (e.g. a background job) has already computed ``spec``; reads no table."""
     from core.evaluation.suite import is_persisted
@@ -186,6 +192,13 @@ def trust_checks(run_id: str, dataset: str, eps: float, norm: str, device: str) 
 
     model_, _ = model(run_id, device)
     return trust_checks_for(registry(), run_id, dataset, eps=eps, norm=norm, device=device, model=model_)
+
+
+def stored_trust_checks(run_id: str, dataset: str, eps: float, norm: str) -> list[dict[str, Any]] | None:
+    """The trust checks at ε when some process has computed them on the run's current weights; computes nothing."""
+    from core.evaluation.suite import stored_trust_checks as stored
+
+    return stored(registry(), run_id, dataset, eps=eps, norm=norm)
 
 
 # latent space ----------------------------------------------------------------------------------------------------

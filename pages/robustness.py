@@ -59,16 +59,25 @@ if norm == "l2patch":
             "(issue 7) for their robustness. Pick digits or a toy dataset for this page.")
     st.stop()
 
+# At the view's default ε every attack runs (or comes from the store, shipped with the default models); at another
+# ε the page answers at once from the minimal-norm run and computes the attacks at ε only when asked.
+view_key = (eps, n_choice, norm, tuple(chosen))
+compute_now = st.session_state.pop("rob_compute_for", None) == view_key
+n = None if n_choice == "all" else int(n_choice)
 results = []
 for run_id in chosen:
-    bundle = standard_bundle(run_id, dataset, eps=eps, norm=norm, top=top,
-                             n=None if n_choice == "all" else int(n_choice))
+    bundle = standard_bundle(run_id, dataset, eps=eps, norm=norm, top=top, n=n)
     try:
-        results.append(ev.run_bundle(run_id, names[run_id], bundle, device))
+        results.append(ev.run_bundle(run_id, names[run_id], bundle, device, at_eps=eps == own or compute_now))
     except AtlasError as exc:
         st.error(f"{names[run_id]}: {exc}")
 if not results:
     st.stop()
+pending = [r for r in results if not r.complete]
+if pending:
+    ev.at_eps_notice(pending, {r.run_id: standard_bundle(r.run_id, dataset, eps=own, norm=norm, top=top, n=n)
+                               for r in pending}, dataset=dataset, norm=norm, device=device,
+                     on_compute=lambda: st.session_state.update(rob_compute_for=view_key))
 data = cache.run_dataset(results[0].run_id, dataset)
 classes = [str(c) for c in data.classes]
 
@@ -76,7 +85,8 @@ st.plotly_chart(charts.curve_figure([ev.curve_entry(r) for r in results], eps, n
 gaps = ", ".join(f"{r.name}: {ev.check_gap(r):.1f}" for r in results)
 st.caption(f"Lines: one {results[0].bundle.curve.attack.upper()} run per model (robust at ε ⇔ its minimal "
            f"perturbation exceeds ε). Circles: PGD-10 at four ε; largest gap to the line in points — {gaps}. "
-           "Stars: worst case per point over every attack at the chosen ε.")
+           "Stars: worst case per point over every attack at the chosen ε"
+           + (" (none yet where the attacks at ε have not run)." if pending else "."))
 summary = pd.concat([ev.summary_rows(r) for r in results])
 order = list(dict.fromkeys(summary["attack"]))
 st.dataframe(summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
@@ -99,7 +109,9 @@ m[3].metric("spread (std) · worst − mean", f"{spread['std']:.1%}", f"{spread[
             delta_color="normal" if spread["worst_gap"] >= 0 else "inverse")
 left, right = st.columns(2)
 left.plotly_chart(charts.class_bars(per_class, eps), key="rob_bars")
-left.caption("Blue: clean accuracy; orange: robust accuracy, worst case over all attacks at ε.")
+left.caption("Blue: clean accuracy; orange: robust accuracy, worst case over all attacks at ε."
+             if focus.complete else "Blue: clean accuracy; orange: robust accuracy against the minimal-norm "
+             "attack alone (the other attacks at this ε have not run).")
 right.plotly_chart(charts.class_eps_heatmap(ev.class_eps(focus, classes)), key="rob_heat")
 right.caption("Rows are classes, columns ε (from the minimal-norm run): where each class gives way.")
 combined = combine(focus.tables, eps)
@@ -111,11 +123,17 @@ right.plotly_chart(charts.norm_violin(views.min_norms_by_class(focus.curve, clas
                                       focus.bundle.curve.attack.upper(), classes), key="rob_violin")
 right.caption("Distribution of the smallest flipping perturbation per class; below the dotted line = broken at ε.")
 left, right = st.columns(2)
-left.plotly_chart(charts.gain_bars(ev.gains(focus, classes)), key="rob_gain")
-left.caption("How many points of each class's PGD-10 robust accuracy a stronger attack removes (Tian et al.: "
-             "stronger attacks gain mostly on the weak classes).")
-right.plotly_chart(charts.temperature_figure(ev.temperature_sweep(focus, classes)), key="rob_temp")
-right.caption("Robust accuracy per class under Temperature-PGD as T varies (T = 1 is PGD-10).")
+gains, sweep = ev.gains(focus, classes), ev.temperature_sweep(focus, classes)
+if gains is None or sweep is None:
+    left.info(f"What the stronger attacks gain per class, and the Temperature-PGD sweep, appear once the attacks at "
+              f"ε = {eps:g} have run for {focus.name}.", icon=":material/hourglass_empty:")
+if gains is not None:
+    left.plotly_chart(charts.gain_bars(gains), key="rob_gain")
+    left.caption("How many points of each class's PGD-10 robust accuracy a stronger attack removes (Tian et al.: "
+                 "stronger attacks gain mostly on the weak classes).")
+if sweep is not None:
+    right.plotly_chart(charts.temperature_figure(sweep), key="rob_temp")
+    right.caption("Robust accuracy per class under Temperature-PGD as T varies (T = 1 is PGD-10).")
 try:
     model, _ = cache.model(focus.run_id, device)
     w = views.class_weight_norms(model, len(classes))
@@ -128,7 +146,7 @@ except ValueError as exc:
     right = st.container()
 
 with right:
-    trust_panel(focus.run_id, dataset, eps, norm, device)
+    trust_panel(focus.run_id, dataset, eps, norm, device, compute=focus.complete)
 
 st.subheader("Export and background evaluations")
 out = combined

@@ -250,17 +250,27 @@ def trust_config(run_id: str, dataset: str, *, eps: float, norm: str, n: int = T
     return config, config_hash(config, length=16)
 
 
+def stored_trust_checks(registry: Registry, run_id: str, dataset: str, *, eps: float, norm: str,
+                        n: int = TRUST_POINTS, seed: int = 0) -> list[dict[str, Any]] | None:
+    """The run's trust checks at ε when computed before on its current weights, else None (computes nothing)."""
+    _, eval_id = trust_config(run_id, dataset, eps=eps, norm=norm, n=n, seed=seed)
+    row = registry.get_evaluation(eval_id)
+    if row is not None and row["config"].get("weights_sha256") == weights_digest(registry, run_id):
+        return row["summary"]["checks"]
+    return None
+
+
 def trust_checks_for(registry: Registry, run_id: str, dataset: str, *, eps: float, norm: str,
                      n: int = TRUST_POINTS, seed: int = 0, device: torch.device | str = "cpu",
                      model: nn.Module | None = None) -> list[dict[str, Any]]:
     """The trust checks of a run at ε on the first ``n`` correctly labelled test points, stored like evaluations."""
     from core.evaluation.trust import run_trust_checks
 
+    stored = stored_trust_checks(registry, run_id, dataset, eps=eps, norm=norm, n=n, seed=seed)
+    if stored is not None:
+        return stored
     config, eval_id = trust_config(run_id, dataset, eps=eps, norm=norm, n=n, seed=seed)
     digest = weights_digest(registry, run_id)
-    row = registry.get_evaluation(eval_id)
-    if row is not None and row["config"].get("weights_sha256") == digest:
-        return row["summary"]["checks"]
     if model is None:
         model, meta = load_run_model(registry, run_id, device)
     else:

@@ -121,22 +121,45 @@ def _run_train_distributed(registry: Registry, job_id: str, config: Any, process
 
 
 def _run_eval(registry: Registry, job_id: str, args: dict[str, Any], control: JobControl) -> str:
-    from core.evaluation.suite import EvalSpec, EvaluationCancelled, evaluate
+    """One evaluation (``spec``) or several of one run (``specs``, e.g. every attack of the Robustness page at a new
+    ε), optionally followed by the run's trust checks at an ε (``trust``: run_id, dataset, eps, norm). Specs already
+    stored are read back, not recomputed; each finished spec is stored at once, so a cancelled job keeps them."""
+    from core.evaluation.suite import EvalSpec, EvaluationCancelled, evaluate, load_run_model, trust_checks_for
     from core.utils import resolve_device
 
-    spec = EvalSpec.from_dict(args["spec"])
-    update_job(registry, job_id, run_id=spec.run_id)
+    specs = [EvalSpec.from_dict(d) for d in (args["specs"] if "specs" in args else [args["spec"]])]
+    trust = args.get("trust")
+    runs = {s.run_id for s in specs} | ({trust["run_id"]} if trust else set())
+    if len(runs) != 1:
+        raise RegistryError(f"an evaluation job covers one run; these specs name {len(runs)}")
+    run_id = runs.pop()
+    update_job(registry, job_id, run_id=run_id)
+    device = resolve_device(args.get("device", "cpu"))
+    model, _ = load_run_model(registry, run_id, device)
+    parts = len(specs) + bool(trust)
+    robust = []
+    for i, spec in enumerate(specs):
+        def on_progress(done: int, total: int, i: int = i, spec: EvalSpec = spec) -> None:
+            control.report((i + done / max(total, 1)) / parts, f"{spec.attack}: {done}/{total} attacks"
+                           + (f" (evaluation {i + 1} of {parts})" if parts > 1 else ""))
 
-    def on_progress(done: int, total: int) -> None:
-        control.report(done / max(total, 1), f"{spec.attack}: {done}/{total} attacks")
-
-    try:
-        result = evaluate(spec, registry=registry, device=resolve_device(args.get("device", "cpu")),
-                          on_progress=on_progress, should_stop=control.should_stop)
-    except EvaluationCancelled:
-        return "cancelled"
-    robust = min(result.summary["robust_acc"].values())
-    control.report(1.0, f"{spec.attack}: robust {robust:.3f}", force=True)
+        control.report(i / parts, f"{spec.attack} (evaluation {i + 1} of {parts})", force=True)
+        try:
+            result = evaluate(spec, registry=registry, model=model, device=device, on_progress=on_progress,
+                              should_stop=control.should_stop)
+        except EvaluationCancelled:
+            return "cancelled"
+        robust.append(min(result.summary["robust_acc"].values()))
+    if trust:
+        if control.should_stop():
+            return "cancelled"
+        control.report(len(specs) / parts, "trust checks", force=True)
+        trust_checks_for(registry, trust["run_id"], trust["dataset"], eps=float(trust["eps"]), norm=trust["norm"],
+                         device=device, model=model)
+    text = f"{specs[0].attack}: robust {robust[0]:.3f}" if len(specs) == 1 and not trust else (
+        f"{len(specs)} evaluations" + (" and the trust checks" if trust else "") + " done"
+        + (f"; lowest robust accuracy {min(robust):.3f}" if robust else ""))
+    control.report(1.0, text, force=True)
     return "completed"
 
 

@@ -11,6 +11,8 @@ import streamlit as st
 
 from core.evaluation import views
 from core.evaluation.bundle import Bundle, attack_summary, combine
+from core.evaluation.suite import EvalSpec
+from core.jobs import list_jobs, submit_job
 from dashboard import cache
 
 
@@ -23,16 +25,28 @@ class ModelResults:
     checks: pd.DataFrame         # PGD-10 at a few grid points
     at_eps: dict[str, pd.DataFrame]
     has_full: bool
+    missing: tuple[str, ...] = ()  # labels of the bundle's attacks at ε that are not computed (yet)
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table that answers "robust at ε?", labelled (the minimal-norm one as 'min-norm')."""
         return {"min-norm": self.curve, **self.at_eps}
 
+    @property
+    def complete(self) -> bool:
+        return not self.missing
 
-def run_bundle(run_id: str, name: str, bundle: Bundle, device: str) -> ModelResults:
-    """Each spec comes from the store when computed before (by anyone), else is computed here and stored."""
-    specs = [("curve", bundle.curve), ("checks", bundle.checks), *bundle.at_eps]
+
+def run_bundle(run_id: str, name: str, bundle: Bundle, device: str, *, at_eps: bool = True) -> ModelResults:
+    """Each spec comes from the store when computed before (by anyone), else is computed here and stored.
+
+    With ``at_eps=False`` only the ε-free runs (the minimal-norm curve and its PGD-10 checks) are computed when
+    missing; an attack at the bundle's ε is read when stored and otherwise left out and named in ``missing``, so a
+    new ε is answered at once from the minimal-norm run."""
+    stored = {label: cache.is_stored(spec) for label, spec in bundle.at_eps}
+    missing = tuple(label for label, _ in bundle.at_eps if not at_eps and not stored[label])
+    specs = [("curve", bundle.curve), ("checks", bundle.checks),
+             *[(label, spec) for label, spec in bundle.at_eps if label not in missing]]
     done = [s for _, s in specs if cache.is_stored(s)]
     tables: dict[str, pd.DataFrame] = {}
     bar = st.progress(0.0, text=f"{name}: evaluating…") if len(done) < len(specs) else None
@@ -44,19 +58,26 @@ def run_bundle(run_id: str, name: str, bundle: Bundle, device: str) -> ModelResu
         bar.empty()
     # The full ensemble is a background job: read its table once it exists, never start it here.
     has_full = bundle.full.attack == "full" and cache.is_stored(bundle.full)
-    at_eps = {k: tables[k] for k, _ in bundle.at_eps}
+    at_eps_tables = {k: tables[k] for k, _ in bundle.at_eps if k in tables}
     if has_full:
-        at_eps["full"], _ = cache.evaluation(bundle.full, device)
+        at_eps_tables["full"], _ = cache.evaluation(bundle.full, device)
     return ModelResults(run_id=run_id, name=name, bundle=bundle, curve=tables["curve"], checks=tables["checks"],
-                        at_eps=at_eps, has_full=has_full)
+                        at_eps=at_eps_tables, has_full=has_full, missing=missing)
+
+
+def missing_specs(results: ModelResults) -> list[Any]:
+    """The specs of the attacks at ε that ``results`` lacks (what a background job computes)."""
+    return [spec for label, spec in results.bundle.at_eps if label in results.missing]
 
 
 def curve_entry(results: ModelResults) -> dict[str, Any]:
+    """The curve chart's entry of a model; no worst-case star while attacks at ε are missing (it would be the
+    minimal-norm line's own value, not a worst case)."""
     bundle = results.bundle
     grid = (0.0, *bundle.grid)
     curve = views.robust_curve(results.curve, grid)
     checks = views.robust_curve(results.checks, views.table_eps(results.checks))
-    worst = float(combine(results.tables, bundle.eps)["robust"].mean())
+    worst = float(combine(results.tables, bundle.eps)["robust"].mean()) if results.complete else None
     return {"name": results.name, "curve": curve, "checks": checks, "worst": worst,
             "curve_label": f"{bundle.curve.attack.upper()} (one minimal-norm run)"}
 
@@ -85,7 +106,10 @@ def class_eps(results: ModelResults, classes: Sequence[str]) -> pd.DataFrame:
     return views.class_eps_matrix(results.curve, results.bundle.grid, classes)
 
 
-def temperature_sweep(results: ModelResults, classes: Sequence[str]) -> pd.DataFrame:
+def temperature_sweep(results: ModelResults, classes: Sequence[str]) -> pd.DataFrame | None:
+    """Per-class robust accuracy under Temperature-PGD per T (T = 1 is PGD-10); None until those are computed."""
+    if any(label.startswith("tpgd") or label == "pgd-10" for label in results.missing):
+        return None
     frames = []
     for label, table in results.at_eps.items():
         if label.startswith("tpgd") or label == "pgd-10":
@@ -96,7 +120,11 @@ def temperature_sweep(results: ModelResults, classes: Sequence[str]) -> pd.DataF
         {str(c): i for i, c in enumerate(classes)}))
 
 
-def gains(results: ModelResults, classes: Sequence[str]) -> pd.DataFrame:
+def gains(results: ModelResults, classes: Sequence[str]) -> pd.DataFrame | None:
+    """Per class, how many points of PGD-10's robust accuracy each stronger attack removes; None until the attacks
+    at ε are computed."""
+    if not results.complete:
+        return None
     eps = results.bundle.eps
     base = views.per_class_accuracy(results.at_eps["pgd-10"], eps, classes)
     out = pd.DataFrame({"class": base["class"]})
@@ -120,3 +148,56 @@ def summary_rows(results: ModelResults) -> pd.DataFrame:
     frame["attack"] = [labels.get(a, a.replace("tpgd", "T-PGD")) for a in frame["attack"]]
     frame.insert(0, "model", results.name)
     return frame
+
+
+def _queued_eval_ids() -> set[str]:
+    """The eval ids that a queued or running background job is computing."""
+    ids = set()
+    for job in list_jobs(cache.registry(), active_only=True):
+        if job["kind"] == "eval":
+            ids |= {EvalSpec.from_dict(d).eval_id for d in job["args"].get("specs", [job["args"].get("spec")]) if d}
+    return ids
+
+
+def _estimate(reference: Bundle | None) -> float | None:
+    """What the attacks at ε took for the same model at the reference ε (stored durations), if all are known."""
+    if reference is None:
+        return None
+    seconds = [cache.evaluation_seconds(spec) for _, spec in reference.at_eps]
+    return sum(seconds) if all(s is not None for s in seconds) else None
+
+
+def at_eps_notice(pending: Sequence[ModelResults], references: dict[str, Bundle], *, dataset: str, norm: str,
+                  device: str, on_compute: Any) -> None:
+    """Say what a new ε shows without its attacks, and offer them: now (``on_compute``, a button callback) or as one
+    background job per model (its trust checks included). Jobs already queued for the same specs are not doubled."""
+    eps = pending[0].bundle.eps
+    queued = _queued_eval_ids()
+    waiting = [r for r in pending if not {s.eval_id for s in missing_specs(r)} <= queued]
+    names = ", ".join(r.name for r in pending)
+    if not waiting:
+        st.info(f"PGD-10, PGD-100, Temperature-PGD, the quick ensemble and the trust checks at ε = {eps:g} are being "
+                f"computed in the background for {names} (progress under *Export and background evaluations*). The "
+                "page updates itself when they finish; until then the per-class views use the minimal-norm run.",
+                icon=":material/hourglass_top:")
+        return
+    estimates = [_estimate(references.get(r.run_id)) for r in waiting]
+    took = (f" At ε = {references[waiting[0].run_id].eps:g} they took about {sum(estimates):.0f} s in all."
+            if all(e is not None for e in estimates) else "")
+    box = st.container(border=True, key="rob_pending")
+    box.markdown(f":material/speed: **ε = {eps:g} is shown from the minimal-norm run alone** (it answers every ε at "
+                 f"once). PGD-10, PGD-100, Temperature-PGD, the quick ensemble and the trust checks have not run at "
+                 f"this ε for {', '.join(r.name for r in waiting)}, so there is no worst-case star, and the per-class "
+                 f"views count only the minimal-norm attack.{took}")
+    left, right = box.columns(2)
+    left.button("Compute them now", key="rob_compute_now", on_click=on_compute, icon=":material/play_arrow:",
+                help="Runs here with a progress bar; the page waits.")
+    if right.button("Compute them in the background", key="rob_compute_bg", icon=":material/rocket_launch:",
+                    help="One job per model; you can keep moving the slider. The page updates when they finish."):
+        for r in waiting:
+            args: dict[str, Any] = {"specs": [spec.to_dict() for spec in missing_specs(r)], "device": device}
+            if cache.stored_trust_checks(r.run_id, dataset, eps, norm) is None:
+                args["trust"] = {"run_id": r.run_id, "dataset": dataset, "eps": eps, "norm": norm}
+            submit_job(cache.registry(), "eval", args, device=device)
+        st.toast(f"Queued {len(waiting)} background evaluation(s) at ε = {eps:g}.")
+        st.rerun()

@@ -18,10 +18,12 @@ STATUS_COLOUR = {"queued": "gray", "running": "blue", "cancelling": "orange", "c
 def _title(job: dict[str, Any]) -> str:
     a = job["args"]
     if job["kind"] == "eval":
-        spec = a["spec"]
-        run = cache.registry().find_run(spec["run_id"])
-        eps = ", ".join(f"{e:g}" for e in spec["eps_grid"])
-        return f"Evaluate {run['name'] if run else spec['run_id']}: {spec['attack']} at ε = {eps} ({spec['dataset']})"
+        specs = a.get("specs") or [a["spec"]]
+        run = cache.registry().find_run(specs[0]["run_id"])
+        eps = ", ".join(f"{e:g}" for e in dict.fromkeys(e for s in specs for e in s["eps_grid"]))
+        attacks = ", ".join(dict.fromkeys(s["attack"] for s in specs)) + (" + trust checks" if a.get("trust") else "")
+        return (f"Evaluate {run['name'] if run else specs[0]['run_id']}: {attacks} at ε = {eps} "
+                f"({specs[0]['dataset']})")
     name = a.get("name") or f"{a.get('dataset')} · {a.get('arch')} · {a.get('method')}"
     return f"{name} (ε={a.get('eps')}, {a.get('epochs')} epochs)"
 

@@ -15,7 +15,8 @@ NORM_LABEL = {"linf": "ℓ∞", "l2": "ℓ2", "l2patch": "per-patch ℓ2"}
 
 
 def curve_figure(curves: Sequence[dict], eps: float, norm: str) -> go.Figure:
-    """Robust accuracy vs ε: per model the minimal-norm curve (line), PGD-10 checks and the worst case at ε."""
+    """Robust accuracy vs ε: per model the minimal-norm curve (line), PGD-10 checks and the worst case at ε (a star,
+    left out where an entry's ``worst`` is None)."""
     fig = go.Figure()
     for i, c in enumerate(curves):
         colour = PALETTE[i % len(PALETTE)]
@@ -26,6 +27,8 @@ def curve_figure(curves: Sequence[dict], eps: float, norm: str) -> go.Figure:
                                  mode="markers", name=f"{c['name']} · PGD-10", marker=dict(color=colour, size=9,
                                                                                           symbol="circle-open"),
                                  hovertemplate="PGD-10 ε=%{x:.3f}: %{y:.1%}<extra></extra>"))
+        if c["worst"] is None:  # the attacks at ε are not computed yet: no star
+            continue
         fig.add_trace(go.Scatter(x=np.array([eps]), y=np.array([c["worst"]]), mode="markers",
                                  name=f"{c['name']} · worst case at ε", marker=dict(color=colour, size=15,
                                                                                    symbol="star"),

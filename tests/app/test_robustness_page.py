@@ -1,9 +1,12 @@
 """The Robustness page under AppTest: the shipped models' default view comes from assets/evaluations without a
-single attack; any other choice is computed once and stored in ATLAS_HOME (the browser test draws every view:
+single attack; any other choice is computed once and stored in ATLAS_HOME; a new ε computes its attacks only when
+asked (the browser test draws every view:
 tests/e2e/test_lab_and_robustness_browser.py)."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 import core.evaluation.suite as suite
 import core.evaluation.trust as trust
+from core.jobs import list_jobs
 from core.store import Registry
 from core.store.shipped import EVALUATIONS_DIR
 
@@ -18,8 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
 
 
+def _stars(at: AppTest) -> list[str]:
+    curve = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                 if json.loads(c.proto.spec)["layout"]["title"]["text"] == "Robust accuracy vs ε")
+    return [t["name"] for t in curve["data"] if t.get("marker", {}).get("symbol") == "star"]
+
+
 def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_computed_once(
         monkeypatch: pytest.MonkeyPatch, atlas_home: Path) -> None:
+    """Also: moving "ε for the per-class views" must not start a minute of attacks. The minimal-norm run answers a
+    new ε at once; PGD-100, Temperature-PGD, the quick ensemble and the trust checks run on a button, here or as a
+    background job in its own process."""
     computed = []
     real = suite.per_sample_table
 
@@ -57,3 +70,41 @@ def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_comput
     stored = [r for r in Registry().evaluations(at.multiselect(key="rob_models").value[0])
               if r["config"].get("n") == 100]
     assert len(stored) == 9 and all(Path(r["table_path"]).is_relative_to(atlas_home) for r in stored)
+    assert len(_stars(at)) == 1
+
+    # A new ε: answered from the minimal-norm run, nothing computed until asked.
+    before = len(computed), len(trust_runs)
+    slider = at.select_slider(key="rob_eps_linf")
+    default = slider.value
+    other = next(v for v in slider.options if float(v) != default and float(v) > 0.05)
+    slider.set_value(float(other)).run()
+    assert not at.exception, at.exception
+    assert (len(computed), len(trust_runs)) == before, "moving the slider computes nothing"
+    assert _stars(at) == [], "no worst-case star without the attacks at ε"
+    assert at.button(key="rob_compute_now") and at.button(key="rob_compute_bg")
+    assert any("appear once the attacks at" in i.value for i in at.info)
+    assert any("minimal-norm attack alone" in c.value for c in at.caption)
+
+    at.button(key="rob_compute_now").click().run()
+    assert not at.exception, at.exception
+    assert len(computed) == before[0] + 7 and len(trust_runs) == before[1] + 1, (computed, trust_runs)
+    assert len(_stars(at)) == 1 and not [b for b in at.button if b.key == "rob_compute_now"]
+    at.select_slider(key="rob_eps_linf").set_value(default).run()
+    at.select_slider(key="rob_eps_linf").set_value(float(other)).run()
+    assert len(computed) == before[0] + 7, "computed once, read back after"
+
+    # In the background: one job per model, in its own process; the page picks its tables up.
+    third = next(v for v in slider.options if float(v) not in (default, float(other)) and float(v) > 0.05)
+    at.select_slider(key="rob_eps_linf").set_value(float(third)).run()
+    at.button(key="rob_compute_bg").click().run()
+    jobs = [j for j in list_jobs(Registry(), limit=5) if j["kind"] == "eval"]
+    assert len(jobs) == 1 and len(jobs[0]["args"]["specs"]) == 7 and jobs[0]["args"]["trust"]["eps"] == float(third)
+    assert not [b for b in at.button if b.key == "rob_compute_bg"], "a queued job is not offered twice"
+    assert any("being computed in the background" in i.value for i in at.info)
+    deadline = time.monotonic() + 240
+    while list_jobs(Registry(), active_only=True) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [j["status"] for j in list_jobs(Registry(), limit=5)] == ["completed"], list_jobs(Registry(), limit=5)
+    at.run()
+    assert not at.exception, at.exception
+    assert len(_stars(at)) == 1 and len(computed) == before[0] + 7 and len(trust_runs) == before[1] + 1

@@ -13,7 +13,8 @@ import torch
 from core.errors import ConfigError
 from core.evaluation import views
 from core.evaluation.bundle import attack_summary, combine, standard_bundle
-from core.evaluation.suite import EvalSpec, evaluate, load_run_model, run_data, table_path
+from core.evaluation.suite import EvalSpec, evaluate, is_persisted, load_run_model, run_data, stored_trust_checks, \
+    table_path
 from core.jobs import get_job, submit_job
 from core.store import Registry
 from core.store.shipped import register_shipped
@@ -113,16 +114,30 @@ def test_the_worst_case_is_never_above_any_attack(registry: Registry) -> None:
 
 
 def test_an_evaluation_job_runs_in_its_own_process_and_persists(registry: Registry, subprocess_env: dict) -> None:
+    """One job computes several specs of a run (the Robustness page's "in the background"; its trust-check part is
+    covered by tests/app/test_robustness_page.py)."""
     os.environ["PYTHONPATH"] = subprocess_env["PYTHONPATH"]
-    s = spec(attack="quick", attack_kwargs={"steps": 10}, n=40)
-    job_id = submit_job(registry, "eval", {"spec": s.to_dict(), "device": "cpu"})
-    deadline = time.monotonic() + 120
+    specs = [spec(attack="quick", attack_kwargs={"steps": 10}, n=40), spec(eps_grid=(0.13,), n=40)]
+    job_id = submit_job(registry, "eval", {"specs": [s.to_dict() for s in specs], "device": "cpu"})
+    deadline = time.monotonic() + 180
     while get_job(registry, job_id)["status"] not in ("completed", "failed") and time.monotonic() < deadline:
         time.sleep(0.2)
     job = get_job(registry, job_id)
     assert job["status"] == "completed", job["error"]
     assert job["run_id"] == PGD_AT and job["progress"] == 1.0
-    assert evaluate(s, registry=registry).cached, "the page reads the table the job wrote"
+    assert all(evaluate(s, registry=registry).cached for s in specs), "the page reads the tables the job wrote"
+    assert stored_trust_checks(registry, PGD_AT, "digits", eps=0.13, norm="linf") is None, "none were asked for"
+
+
+def test_an_evaluation_job_refuses_specs_of_several_runs(registry: Registry, subprocess_env: dict) -> None:
+    os.environ["PYTHONPATH"] = subprocess_env["PYTHONPATH"]
+    job_id = submit_job(registry, "eval", {"specs": [spec().to_dict(), spec(run_id=ERM).to_dict()]})
+    deadline = time.monotonic() + 60
+    while get_job(registry, job_id)["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job = get_job(registry, job_id)
+    assert job["status"] == "failed" and "one run" in job["error"], job
+    assert not is_persisted(registry, spec()), "nothing is half-written"
 
 
 def test_a_malformed_job_spec_fails_with_its_message(registry: Registry, subprocess_env: dict) -> None:
