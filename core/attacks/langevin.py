@@ -33,6 +33,7 @@ from torch import nn
 from core.attacks.base import AttackConfig, Bounds, check_int, check_positive, input_gradient
 from core.attacks.gradient import GradientAttack, clip_to, eps_like
 from core.attacks.norms import ascent_direction, project
+from core.attacks.shard import draw, global_batch_size
 from core.errors import ConfigError
 
 NOISES = ("laplacian", "gaussian")
@@ -101,9 +102,10 @@ class Langevin(GradientAttack):
 
     def _noise(self, shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         if self.config.noise == "gaussian":
-            return torch.randn(shape, generator=generator, device=device)
+            return draw(lambda s: torch.randn(s, generator=generator, device=device), shape)
         # Laplace(0, 1) as the difference of two unit exponentials (drawn from our generator).
-        logs = torch.rand((2, *shape), generator=generator, device=device).clamp_min_(1e-12).log_()
+        logs = draw(lambda s: torch.rand(s, generator=generator, device=device), (2, *shape), batch_dim=1)
+        logs = logs.clamp_min_(1e-12).log_()
         return logs[0] - logs[1]
 
     def _perturb(
@@ -112,8 +114,9 @@ class Langevin(GradientAttack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, norm = self.config, self.config.norm
         step = eps * (2.5 / cfg.steps) if cfg.step_size is None else torch.full_like(eps, cfg.step_size)
-        step_b, batch = eps_like(step, x), max(len(x), 1)
-        delta = cfg.init_scale * torch.randn(x.shape, generator=generator, device=x.device)
+        # The batch mean's gradient: under torchrun the global batch's mean, so each rank takes the same steps.
+        step_b, batch = eps_like(step, x), max(global_batch_size(len(x)), 1)
+        delta = cfg.init_scale * draw(lambda s: torch.randn(s, generator=generator, device=x.device), x.shape)
         x_adv = clip_to(x + project(delta, eps, norm), bounds)
         trace, noise_l1, step_l1 = [], [], []
         for k in range(cfg.steps):

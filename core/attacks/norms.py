@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from core.attacks.shard import draw
 from core.errors import ConfigError
 
 NORMS = ("linf", "l2", "l2patch")
@@ -70,12 +71,14 @@ def random_in_ball(
     # Draw on the generator's own device, then move: the same seed gives the same noise on CPU and GPU.
     gen_device = generator.device
     eps = eps.to(device)
+    # Drawn through ``draw``: under torchrun each process gets its rows of the global batch's draw (shard.py).
     if norm == "linf":
-        u = torch.rand(shape, generator=generator, device=gen_device).to(device) * 2 - 1
+        u = draw(lambda s: torch.rand(s, generator=generator, device=gen_device), shape).to(device) * 2 - 1
         return u * eps.reshape(-1, *([1] * (len(shape) - 1)))
-    gauss = torch.randn(shape, generator=generator, device=gen_device).to(device)
+    gauss = draw(lambda s: torch.randn(s, generator=generator, device=gen_device), shape).to(device)
     view = _view(gauss, norm)
     direction = view / (view.norm(p=2, dim=2, keepdim=True) + _TINY)
     dim = view.shape[2]
-    radius = torch.rand(view.shape[0], view.shape[1], 1, generator=generator, device=gen_device).to(device)
+    radius = draw(lambda s: torch.rand(s, generator=generator, device=gen_device),
+                  (view.shape[0], view.shape[1], 1)).to(device)
     return (direction * radius ** (1.0 / dim) * _eps_view(eps, view)).reshape(shape)

@@ -22,6 +22,7 @@ from torch import nn
 from core.attacks.base import Bounds, LossFn, check_positive
 from core.attacks.gradient import clip_to
 from core.attacks.pgd import PGD, PGDConfig
+from core.attacks.shard import draw
 from core.errors import ConfigError
 
 
@@ -53,5 +54,6 @@ class TRADESAttack(PGD):
     def initial_point(
         self, x: torch.Tensor, eps: torch.Tensor, generator: torch.Generator, bounds: Bounds
     ) -> torch.Tensor:
-        noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device) * self.config.init_std
+        noise = draw(lambda s: torch.randn(s, generator=generator, device=generator.device), x.shape)
+        noise = noise.to(x.device) * self.config.init_std
         return clip_to(x + noise, bounds)

@@ -11,6 +11,7 @@ from torch import nn
 
 from core.attacks import FGSM, PGD, Attack
 from core.attacks.base import autocast_for
+from core.attacks.shard import batch_shard
 from core.data import Dataset
 from core.distributed import SINGLE, DistContext
 from core.training.classwise import weighted_mean
@@ -65,8 +66,9 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
     model.train()
     n = len(data)
     perm = torch.randperm(n, generator=make_generator(config.seed, "shuffle", epoch))
-    gen = make_generator(config.seed, "attack", epoch, *_rank_key(dist),
-                         device=str(device) if device.type == "cuda" else "cpu")
+    # One attack stream for every rank: each draws for the whole global batch and keeps its rows (batch_shard), so
+    # the adversarial examples are those of a single process on the same global batch.
+    gen = make_generator(config.seed, "attack", epoch, device=str(device) if device.type == "cuda" else "cpu")
     batches = (n + config.batch_size - 1) // config.batch_size
     total_steps = batches * config.epochs
     loss_sum, correct = 0.0, 0
@@ -76,6 +78,9 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
     # only the first batch needs a collective of its own.
     stop = dist.any(wants_stop()) if dist.enabled else False
     share_clean = shares_clean_pass(method, attack, model, dist.enabled)
+    # Under torchrun f(x) comes from the DDP wrapper's one forward pass over [x; x'], but the Langevin chain still
+    # takes its first gradient at x as one process does, so both train the same weights.
+    chain_from_clean = not share_clean and shares_clean_pass(method, attack, model, False)
     params = [p for p in model.parameters() if p.requires_grad]
     for b in range(batches):
         if (stop if dist.enabled else wants_stop()):
@@ -83,16 +88,21 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
             return EpochStats(loss_sum / max(b, 1), _global_count(dist, correct, device) / max(seen, 1),
                               time.perf_counter() - start, True)
         batch = perm[b * config.batch_size:(b + 1) * config.batch_size]
-        idx = batch.tensor_split(dist.world_size)[dist.rank] if dist.enabled else batch
+        shares = batch.tensor_split(dist.world_size) if dist.enabled else (batch,)
+        idx = shares[dist.rank]
+        offset = sum(len(share) for share in shares[:dist.rank])
         x, y = data.x[idx].to(device, non_blocking=True), data.y[idx].to(device, non_blocking=True)
         if config.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         x_adv, shared = None, {}
         if attack is not None:
-            with autocast():
+            with autocast(), batch_shard(offset, len(idx), len(batch)):
                 if share_clean:
                     x_adv, shared["logits_clean"] = attack.perturb_with_clean(  # type: ignore[attr-defined]
                         model, x, y, config.eps, clean_forward=train_model, bounds=data.bounds, generator=gen)
+                elif chain_from_clean:
+                    x_adv = attack.perturb_with_clean(  # type: ignore[attr-defined]
+                        model, x, y, config.eps, clean_forward=model, bounds=data.bounds, generator=gen)[0]
                 else:
                     x_adv = attack.perturb(model, x, y, config.eps, bounds=data.bounds, generator=gen)[0]
         for group in optimizer.param_groups:

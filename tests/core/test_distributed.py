@@ -1,7 +1,8 @@
 """Training and evaluation under ``torchrun`` on CPU (gloo): real process groups, real subprocesses.
 
 * DDP on 2 processes ends with the weights of one process on the same global batches (measured difference ~3e-8;
-  asserted ≤ 1e-5: the only difference is the order of float additions in the gradient all-reduce).
+  asserted ≤ 1e-5: the only difference is the order of float additions in the gradient all-reduce), also with a
+  random attack (DALE's Langevin chain): each rank draws for the whole global batch and keeps its rows.
 * A sharded evaluation writes exactly the single-process per-sample table.
 * A rank killed mid-run fails the run cleanly (one-line error, registry says failed, last epoch kept); the same
   command resumes it and ends with the weights of an uninterrupted run.
@@ -24,7 +25,9 @@ import torch
 from core.distributed import DistContext
 from core.errors import ConfigError
 from core.evaluation import per_sample_table
-from core.attacks import PGD
+from core.attacks import FGSM, PGD, Langevin
+from core.attacks.shard import batch_shard
+from core.attacks.trades import TRADESAttack
 from core.data import load_dataset
 from core.models import load_checkpoint
 from core.store import Registry
@@ -93,6 +96,50 @@ def test_ddp_training_matches_one_process_on_the_same_global_batch(ddp_run: dict
         assert one["train_acc"] == two["train_acc"] and one["clean_acc"] == two["clean_acc"]
     # The run learned something, so equal weights are not equal untrained weights.
     assert single.history[-1]["clean_acc"] > 0.5
+
+
+@pytest.mark.parametrize("attack", [PGD(steps=3), PGD(steps=3, norm="l2"), FGSM(random_start=True),
+                                    Langevin(steps=3), Langevin(steps=3, noise="gaussian"), TRADESAttack(steps=3)],
+                         ids=["pgd", "pgd-l2", "fgsm-rs", "langevin-laplace", "langevin-gauss", "trades"])
+def test_an_attack_on_shares_of_a_batch_equals_the_attack_on_the_batch(attack) -> None:
+    """Inside batch_shard every random draw is the global batch's, so the shares' adversarial examples are exactly
+    the rows of the whole batch's (what makes torchrun training with random attacks equal one process)."""
+    data = load_dataset("digits", "test")
+    x, y = data.x[:48], data.y[:48]
+    model = load_checkpoint(ERM)[0]
+    whole = attack.perturb(model, x, y, 0.1, generator=torch.Generator().manual_seed(5))[0]
+    shares = []
+    for rows in torch.arange(48).tensor_split(3):
+        with batch_shard(int(rows[0]), len(rows), 48):
+            shares.append(attack.perturb(model, x[rows], y[rows], 0.1, generator=torch.Generator().manual_seed(5))[0])
+    assert torch.equal(torch.cat(shares), whole)
+    alone = attack.perturb(model, x[16:32], y[16:32], 0.1, generator=torch.Generator().manual_seed(5))[0]
+    assert not torch.equal(alone, whole[16:32]), "without the shard a share draws its own numbers"
+
+
+def test_ddp_adversarial_training_matches_one_process(tmp_path: Path) -> None:
+    """DALE under torchrun: each rank draws the Langevin chain's start and noise for the whole global batch and keeps
+    its rows, divides by the global batch size, and starts the chain's gradients at x as one process does. Measured:
+    3e-8 after one epoch (6 steps of batch 256); before, with a random stream per rank, 1e-3."""
+    flags = ["--dataset", "digits", "--method", "dale", "--epochs", "1", "--batch-size", "256", "--attack-steps", "3",
+             "--eval-n", "32", "--eval-steps", "2", "--device", "cpu", "--quiet", "--json"]
+    config = TrainConfig(dataset="digits", method="dale", epochs=1, batch_size=256, attack_steps=3, eval_n=32,
+                         eval_steps=2, device="cpu")
+    (tmp_path / "ddp").mkdir()
+    code, out, err = finish(torchrun(["train", *flags], tmp_path / "ddp"))
+    assert code == 0, err[-2000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["run_id"] == run_id_for(config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = train(config, registry=Registry(tmp_path / "single"))
+    finally:
+        torch.set_num_threads(threads)
+    assert max_diff(weights(single.checkpoint_path), weights(Path(result["checkpoint"]))) <= 1e-6
+    (one,), (two,) = single.history, [e["metrics"] for e in Registry(tmp_path / "ddp").epochs(result["run_id"])]
+    assert one["loss"] == pytest.approx(two["loss"], abs=1e-6) and one["nu"] == pytest.approx(two["nu"], abs=1e-6)
+    assert one["train_acc"] == two["train_acc"]
 
 
 def test_sharded_evaluation_equals_one_process_exactly(tmp_path: Path) -> None:
