@@ -29,7 +29,7 @@ with st.sidebar:
                  format_func=lambda n: n + (" (files needed)" if specs[n]["needs_files"] else ""))
     runs = cache.runs(st.session_state[state.DATASET])
     state.ensure_models(runs)
-    labels = {r["id"]: r["name"] for r in runs}
+    labels = cache.run_labels(runs)
     ids = list(labels)
     if ids:
         # The shared state is the truth (pages change it too): copy it into the widgets before drawing them.

@@ -30,6 +30,15 @@ def runs(dataset: str | None = None) -> list[dict[str, Any]]:
     return registry().list_runs(dataset=dataset)
 
 
+def run_labels(runs_: list[dict[str, Any]]) -> dict[str, str]:
+    """{run id: label} for pickers: the run's name, with its id added where two runs share a name (registries from
+    before names were kept unique), since Streamlit tells a picker's options apart by their labels."""
+    counts: dict[str, int] = {}
+    for run in runs_:
+        counts[run["name"]] = counts.get(run["name"], 0) + 1
+    return {r["id"]: r["name"] if counts[r["name"]] == 1 else f"{r['name']} · {r['id']}" for r in runs_}
+
+
 def runs_table(dataset: str | None = None) -> pd.DataFrame:
     rows = []
     for run in runs(dataset):

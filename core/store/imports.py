@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,9 +51,12 @@ def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, n
         folder.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(tmp, folder)
     metrics = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
+    dataset = str(meta.get("dataset", "unknown"))
+    # Names are how models are picked: a clash (e.g. re-importing a shipped model's weights) gets a suffix.
+    wanted = (name or meta.get("name") or f"imported {meta['arch']}").strip()[:110]
     return registry.create_run(
-        run_id, name=(name or meta.get("name") or f"imported {meta['arch']}").strip()[:120],
-        dataset=str(meta.get("dataset", "unknown")), arch=meta["arch"], method=str(meta.get("method", "unknown")),
+        run_id, name=registry.unique_name(dataset, wanted), dataset=dataset, arch=meta["arch"],
+        method=str(meta.get("method", "unknown")),
         norm=meta.get("norm"), eps=_float_or_none(meta.get("eps")), config=meta.get("hparams", {}) or {},
         status="imported", source="imported", checkpoint_path=str(folder / "model.safetensors"),
         created_at=created_timestamp(meta),
@@ -66,10 +70,20 @@ def _float_or_none(value: Any) -> float | None:
 def _check_meta(meta: dict[str, Any]) -> None:
     from core.data import DATASETS
 
+    from core.attacks.norms import NORMS
+
     dataset = meta.get("dataset")
     if dataset is not None and dataset not in DATASETS:
         raise CheckpointError(f"the checkpoint names dataset {dataset!r}, which the Atlas does not know; "
                               f"known: {', '.join(sorted(DATASETS))}")
+    eps = meta.get("eps")
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps)
+                            or eps < 0):
+        raise CheckpointError(f"the .json file's \"eps\" (the training ε) is {eps!r}; it must be a finite number "
+                              "≥ 0, or null for a model trained without attacks")
+    norm = meta.get("norm")
+    if norm is not None and norm not in NORMS:
+        raise CheckpointError(f"the .json file's \"norm\" is {norm!r}; choose from {', '.join(NORMS)} or null")
     json.dumps(meta)
 
 

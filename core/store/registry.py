@@ -189,10 +189,29 @@ class Registry:
             if cur.rowcount == 0:
                 raise RegistryError(f"no run with id {run_id!r}")
 
+    def name_owner(self, dataset: str, name: str, *, exclude: str | None = None) -> str | None:
+        """The id of another run of ``dataset`` called ``name`` (names are how people pick models), or None."""
+        with self.connect() as con:
+            row = con.execute("SELECT id FROM runs WHERE dataset = ? AND name = ? AND id != ? LIMIT 1",
+                              (dataset, name.strip(), exclude or "")).fetchone()
+        return None if row is None else row["id"]
+
+    def unique_name(self, dataset: str, name: str) -> str:
+        """``name``, or ``name (2)``, ``name (3)``… when another run of ``dataset`` already has it."""
+        name = name.strip()
+        candidate, k = name, 2
+        while self.name_owner(dataset, candidate) is not None:
+            candidate, k = f"{name} ({k})", k + 1
+        return candidate
+
     def rename_run(self, run_id: str, name: str) -> None:
         if not name.strip():
             raise RegistryError("a run's name cannot be empty")
-        self._require_writable(run_id, "rename")
+        run = self._require_writable(run_id, "rename")
+        owner = self.name_owner(run["dataset"], name, exclude=run_id)
+        if owner is not None:
+            raise RegistryError(f"another {run['dataset']} model is already called {name.strip()!r} (run {owner}); "
+                                "choose a name no other model of this dataset has")
         self.update_run(run_id, name=name.strip())
 
     def delete_run(self, run_id: str) -> None:

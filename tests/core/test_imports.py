@@ -47,7 +47,8 @@ def _mismatched_meta(meta: bytes) -> bytes:
 
 @pytest.mark.parametrize("case,match", [
     ("truncated", "truncated|size"), ("pickle", "pickle"), ("too-big", "limit"), ("mismatch", "shape"),
-    ("bad-json", "JSON|json"), ("unknown-dataset", "dataset"),
+    ("bad-json", "JSON|json"), ("unknown-dataset", "dataset"), ("nan-eps", '"eps".*nan'),
+    ("negative-eps", '"eps".*-0.1'), ("text-eps", '"eps".*big'), ("unknown-norm", '"norm".*l3'),
 ], ids=str)
 def test_refusals_say_why_and_store_nothing(case: str, match: str) -> None:
     reg = Registry()
@@ -63,6 +64,10 @@ def test_refusals_say_why_and_store_nothing(case: str, match: str) -> None:
         meta = _mismatched_meta(meta)
     elif case == "bad-json":
         meta = b"{not json"
+    elif case.endswith("eps") or case == "unknown-norm":
+        field, value = {"nan-eps": ("eps", float("nan")), "negative-eps": ("eps", -0.1), "text-eps": ("eps", "big"),
+                        "unknown-norm": ("norm", "l3")}[case]
+        meta = json.dumps({**json.loads(meta), field: value}).encode()
     else:
         meta = json.dumps({**json.loads(meta), "dataset": "imagenet"}).encode()
     with pytest.raises(CheckpointError, match=match):
@@ -78,3 +83,22 @@ def test_shipped_models_cannot_be_deleted() -> None:
     with pytest.raises(RegistryError, match="shipped"):
         delete_run_files(reg, run_id)
     assert (SHIPPED.parent / f"{run_id.removeprefix('shipped-')}.safetensors").exists()
+
+
+def test_a_name_clash_gets_a_suffix_and_a_rename_cannot_create_one() -> None:
+    """Names are how models are picked in the sidebar: two models of a dataset never share one."""
+    from core.store.shipped import register_shipped
+
+    reg = Registry()
+    register_shipped(reg)
+    weights, meta = files()
+    shipped_name = json.loads(meta)["name"]
+    run = import_checkpoint(reg, weights, meta)
+    assert run["name"] == f"{shipped_name} (2)"
+    with pytest.raises(RegistryError, match="already called"):
+        reg.rename_run(run["id"], shipped_name)
+    reg.rename_run(run["id"], "  my ERM  ")
+    assert reg.get_run(run["id"])["name"] == "my ERM"
+    reg.rename_run(run["id"], "my ERM")  # its own name is no clash
+    names = [r["name"] for r in reg.list_runs(dataset="digits")]
+    assert len(names) == len(set(names))
