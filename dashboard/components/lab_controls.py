@@ -70,10 +70,11 @@ def _from_dataset(data: Any, index: int, how: str) -> Example:
 
 
 def _upload(data: Any) -> Example | None:
-    from core.data.upload import image_to_input
+    from core.data.upload import MAX_UPLOAD_BYTES, image_to_input
 
-    file = st.file_uploader("Your image (PNG, JPEG, GIF, BMP, WebP or TIFF, ≤ 8 MB)", key="lab_upload",
-                            type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"])
+    limit = MAX_UPLOAD_BYTES // 2**20
+    file = st.file_uploader(f"Your image (PNG, JPEG, GIF, BMP, WebP or TIFF, ≤ {limit} MB)", key="lab_upload",
+                            type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"], max_upload_size=limit)
     left, right = st.columns(2)
     invert = left.radio("Invert", ("auto", "yes", "no"), horizontal=True, key="lab_invert",
                         help="Digits and MNIST are light strokes on black; 'auto' inverts a dark drawing on white.")
@@ -160,10 +161,11 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
         elif param == "queries":
             kwargs["queries"] = int(target.number_input("Queries", 10, 10000, 1000, step=100, key="lab_queries"))
         elif param == "target":
-            options = [None, *range(len(data.classes))]
+            # -1, not None, for "untargeted": Streamlit shows a None value as an empty picker.
+            options = [-1, *range(len(data.classes))]
             chosen = target.selectbox("Target class", options, key=f"lab_target_{name}",
-                                      format_func=lambda c: "none (untargeted)" if c is None else str(data.classes[c]))
-            if chosen is not None:
+                                      format_func=lambda c: "none (untargeted)" if c < 0 else str(data.classes[c]))
+            if chosen >= 0:
                 if chosen == example.y:
                     st.error(f"The target class {data.classes[chosen]} is this example's true class: a targeted "
                              "attack needs another class.")

@@ -85,6 +85,27 @@ def png_bytes(x: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def smallest_flip(sweep: Any, flip: dict[str, Any]) -> tuple[float | None, str]:
+    """The smallest ε known to flip the example: the minimal-norm attack's perturbation or the grid's first flip,
+    whichever is smaller (neither search is exact), and a sentence saying which."""
+    first = sweep.flip_index()
+    grid_eps = float(sweep.eps_grid[first]) if first is not None else None
+    found = {"grid": grid_eps, "min-norm": flip.get("eps")}
+    known = {k: v for k, v in found.items() if v is not None}
+    if not known:
+        return None, (f"Neither {flip.get('method') or 'a minimal-norm attack'} ({flip.get('note') or 'no flip'}) "
+                      "nor the attack on the ε grid flipped it.")
+    source = min(known, key=known.__getitem__)
+    method = (flip.get("method") or "minimal-norm").upper()
+    if source == "grid":
+        text = "The attack on the ε grid first flips it at this ε" + (
+            f"; {method} found {known['min-norm']:.3f}" if "min-norm" in known else "") + "."
+    else:
+        text = f"{method}'s minimal perturbation" + (
+            f"; the grid's first flip is at {known['grid']:.3f}" if "grid" in known else "") + "."
+    return known[source], text
+
+
 def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[str], *, label: str,
                 key: str, trace_label: str | None) -> None:
     """Everything for one model at one ε: verdict, three images, probabilities, loss, download."""
@@ -92,7 +113,11 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     x_adv = sweep.x_adv[index]
     pred = int(sweep.pred_adv[index])
     flipped = pred != sweep.y
-    verdict = f":red-badge[fooled → {classes[pred]}]" if flipped else f":green-badge[still {classes[pred]}]"
+    # An upload's true class is the user's word: when the clean image is already misclassified, nothing the attack
+    # does is a success, and the badge must not credit it.
+    wrong_clean = int(sweep.pred_clean) != int(sweep.y)
+    verdict = (f":orange-badge[misclassified before any attack → {classes[pred]}]" if wrong_clean
+               else f":red-badge[fooled → {classes[pred]}]" if flipped else f":green-badge[still {classes[pred]}]")
     st.markdown(f"#### {label}  {verdict}")
     fig, scale = triptych(sweep.x, x_adv, (f"clean → {classes[sweep.pred_clean]}", "perturbation δ",
                                            f"adversarial → {classes[pred]}"))
@@ -101,13 +126,14 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     st.caption(f"δ colours span ±{scale:.3f} in image units (red brighter, blue darker), i.e. amplified "
                f"×{amplify:.1f} against the images, whose grey scale spans 0–1.")
     stats = st.columns(3)
-    stats[0].metric("prediction", str(classes[pred]), delta="fooled" if flipped else "correct",
-                    delta_color="inverse" if flipped else "normal")
+    stats[0].metric("prediction", str(classes[pred]),
+                    delta="already wrong" if wrong_clean else "fooled" if flipped else "correct",
+                    delta_color="off" if wrong_clean else "inverse" if flipped else "normal")
+    change = sweep.probs_adv[index][sweep.y] - sweep.probs_clean[sweep.y]
     stats[1].metric(f"p(true class {classes[sweep.y]})", f"{sweep.probs_adv[index][sweep.y]:.1%}",
-                    delta=f"{sweep.probs_adv[index][sweep.y] - sweep.probs_clean[sweep.y]:+.1%}")
-    stats[2].metric("smallest flipping ε", "—" if flip.get("eps") is None else f"{flip['eps']:.3f}",
-                    help=f"Minimal perturbation found by {flip.get('method') or 'no attack'} "
-                         f"({flip.get('note') or 'unbounded search'}).")
+                    delta=f"{change:+.1%}", delta_color="off" if abs(change) < 5e-4 else "normal")
+    value, how = smallest_flip(sweep, flip)
+    stats[2].metric("smallest flipping ε", "—" if value is None else f"{value:.3f}", help=how)
     st.plotly_chart(probs_figure(sweep.probs_clean, sweep.probs_adv[index], classes), key=f"{key}_probs",
                     config={"displayModeBar": False})
     if trace_label and sweep.loss_trace.size and sweep.loss_trace.shape[0] > 1:

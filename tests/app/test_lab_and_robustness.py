@@ -72,3 +72,47 @@ def test_every_way_of_picking_an_example_works(mode: str) -> None:
     assert not at.exception and not at.error
     assert len(verdicts(at)) == 2
 
+
+
+def test_an_example_misclassified_before_the_attack_is_not_called_fooled() -> None:
+    """The badge credits the attack only when the clean prediction was right (an upload's label is the user's
+    word, and a dataset example can be misclassified too)."""
+    import torch
+
+    from core.data import load_dataset
+    from core.models import load_checkpoint
+
+    data = load_dataset("digits", "test")
+    models = [load_checkpoint(ROOT / "assets" / "models" / f"digits-smallcnn-{m}.safetensors")[0]
+              for m in ("pgd-at", "erm")]
+    with torch.no_grad():
+        wrong = torch.stack([m(data.x).argmax(1) != data.y for m in models])
+    index = int(wrong.any(0).nonzero()[0])
+    at = open_page("attack_lab")
+    at.segmented_control(key="lab_mode").set_value("By index").run()
+    at.number_input(key="lab_index").set_value(index).run()
+    assert not at.exception
+    badges = [m.value for m in at.markdown if "-badge[" in m.value]
+    assert len(badges) == 2, badges
+    assert sum("misclassified before any attack" in b for b in badges) == int(wrong[:, index].sum()), badges
+    assert sum("fooled" in b for b in badges) <= 2 - int(wrong[:, index].sum())
+
+
+def test_the_smallest_flipping_eps_is_never_above_the_grids_first_flip() -> None:
+    import numpy as np
+
+    from core.data import load_dataset
+    from core.models import load_checkpoint
+    from dashboard.components.lab_views import smallest_flip
+
+    data = load_dataset("digits", "test")
+    model = load_checkpoint(ROOT / "assets" / "models" / "digits-smallcnn-pgd-at.safetensors")[0]
+    grid = list(np.round(np.linspace(0.0, 0.3, 41), 6))
+    for i in range(6):
+        sweep = lab.sweep_example(model, data.x[i], int(data.y[i]), "pgd", {"norm": "linf", "steps": 10}, grid)
+        flip = lab.minimal_flip(model, data.x[i], int(data.y[i]), "linf")
+        value, text = smallest_flip(sweep, flip)
+        first = sweep.flip_index()
+        known = [v for v in (flip["eps"], None if first is None else float(sweep.eps_grid[first])) if v is not None]
+        assert value == (min(known) if known else None), (value, known)
+        assert text.endswith(".")
