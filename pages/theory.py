@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.data import load_dataset
-from core.data.patches import patch_features
 from core.errors import AtlasError
 from core.theory import TheoryConfig
-from core.theory.views import patch_heatmap, patch_roles, verdict
+from core.theory.views import absent_features, example_input, patch_heatmap, verdict
 from dashboard import theory_runner
 from dashboard.components import theory_views as views
 from dashboard.components.teaching import explain
@@ -72,18 +70,17 @@ if not runs:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def first_test_input(params: tuple, k: int, d: int, data_seed: int) -> tuple:
-    test = load_dataset("patches", "test", **dict(params))
-    u, v = patch_features(k, d, data_seed)
-    return test.x[0], int(test.y[0]), u, v
+def first_test_input(params: tuple) -> tuple:
+    return example_input(dict(params))
 
 
 def example_heat(run: theory_runner.TheoryRun) -> dict:
-    cfg = run.config
-    x, y, u, v = first_test_input(tuple(sorted(cfg.data_params().items())), cfg.k, cfg.d, cfg.data_seed)
-    return patch_heatmap(run.weights, x, patch_roles(x, y, u, v, cfg.alpha, cfg.beta))
+    x, _, roles = first_test_input(tuple(sorted(run.config.data_params().items())))
+    return patch_heatmap(run.weights, x, roles, alpha=run.config.alpha, beta=run.config.beta)
 
 
+for note in absent_features(runs["st"].config):
+    st.info(note, icon=":material/info:")
 finished = all(r.done for r in runs.values())
 
 

@@ -14,24 +14,48 @@ from typing import Any
 
 import torch
 
+from core.data.patches import generate_patches
+from core.theory.simulate import TheoryConfig
+
 ROLE_NAMES = ("noise", "robust", "non-robust")
 
 
-def patch_roles(x: torch.Tensor, y: int, u: torch.Tensor, v: torch.Tensor, alpha: float,
-                beta: float) -> torch.Tensor:
-    """Role per patch of one input (P×d): 1 robust (carries α·u_y), 2 non-robust (β·v_y), 0 noise only."""
-    roles = torch.zeros(x.shape[0], dtype=torch.long)
-    roles[(x @ v[y]) > beta / 2] = 2
-    roles[(x @ u[y]) > alpha / 2] = 1
-    return roles
+def example_input(data_params: dict[str, Any], index: int = 0) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Test input ``index`` of the patch data (P×d, the point ``load_dataset("patches", "test", **data_params)``
+    gives), its label, and the role of each patch as the generator assigned it: 1 robust (J_R), 2 non-robust (J_NR),
+    0 noise. The roles come from the generator, not from the patches' content, which cannot tell them apart when
+    α or β is 0 (a robust patch with α = 0 is pure noise, orthogonal to u_y like every other patch)."""
+    params = dict(data_params)
+    n_test = params.pop("n_test")
+    params.pop("n_train", None)
+    sample = generate_patches(n_test, stream="test", **params)
+    return sample.x[index], int(sample.y[index]), sample.roles[index]
 
 
-def patch_heatmap(weight: torch.Tensor, x: torch.Tensor, roles: torch.Tensor) -> dict[str, Any]:
+def absent_features(config: TheoryConfig) -> list[str]:
+    """One sentence per feature that the data settings leave out (no patches for it, or a zero amplitude)."""
+    notes = []
+    for name, symbol, count, amplitude, curve in (("robust", "α", config.n_robust, config.alpha, "U"),
+                                                   ("non-robust", "β", config.n_nonrobust, config.beta, "V")):
+        if count == 0:
+            why = f"no {name} patches"
+        elif amplitude == 0:
+            why = f"{symbol} = 0 (the {name} patches carry noise only)"
+        else:
+            continue
+        notes.append(f"With {why} the data have no {name} feature: {curve}(t) measures alignment with a direction "
+                     "the labels never use, so neither training can learn it.")
+    return notes
+
+
+def patch_heatmap(weight: torch.Tensor, x: torch.Tensor, roles: torch.Tensor, *, alpha: float = 1.0,
+                  beta: float = 1.0) -> dict[str, Any]:
     """⟨w_{j,r}, x_p⟩ for every class j, neuron r (rows, class-major) and patch p (columns, robust patches first,
-    then non-robust, then noise)."""
+    then non-robust, then noise). ``labels`` names each role; one whose amplitude (α or β) is 0 says so."""
     order = torch.cat([torch.nonzero(roles == role).flatten() for role in (1, 2, 0)])
     values = torch.einsum("jrd,pd->jrp", weight, x).flatten(0, 1)[:, order]
-    return {"z": values.numpy(), "patches": order.numpy(), "roles": roles[order].numpy(),
+    labels = {1: "robust" if alpha else "robust, α = 0", 2: "non-robust" if beta else "non-robust, β = 0", 0: "noise"}
+    return {"z": values.numpy(), "patches": order.numpy(), "roles": roles[order].numpy(), "labels": labels,
             "rows": [f"class {j} · neuron {r}" for j in range(weight.shape[0]) for r in range(weight.shape[1])]}
 
 

@@ -47,7 +47,6 @@ def accuracy_figure(history: Sequence[dict[str, Any]], title: str, chance: float
 
 
 ROLE_COLOURS = {1: "#16a34a", 2: "#c2410c", 0: "#94a3b8"}
-ROLE_LABELS = {1: "robust", 2: "non-robust", 0: "noise"}
 
 
 def heatmap_figure(heat: dict[str, Any], title: str) -> go.Figure:
@@ -60,13 +59,13 @@ def heatmap_figure(heat: dict[str, Any], title: str) -> go.Figure:
                  hovertemplate="%{y}, patch %{customdata}: %{z:.3f}<extra></extra>",
                  colorbar=dict(title=dict(text="⟨w, x_p⟩")))]
     shapes, annotations = [], []
-    roles = heat["roles"]
+    roles, labels = heat["roles"], heat["labels"]
     for role in (1, 2, 0):
         where = np.nonzero(roles == role)[0]
         if len(where):
             shapes.append(dict(type="rect", xref="x", yref="paper", x0=where[0] - 0.5, x1=where[-1] + 0.5, y0=1.0,
                                y1=1.04, fillcolor=ROLE_COLOURS[role], line=dict(width=0)))
-            annotations.append(dict(text=f"{ROLE_LABELS[role]} ({len(where)})", x=(where[0] + where[-1]) / 2, y=1.05,
+            annotations.append(dict(text=f"{labels[role]} ({len(where)})", x=(where[0] + where[-1]) / 2, y=1.05,
                                     xref="x", yref="paper", showarrow=False, yanchor="bottom", font=dict(size=11)))
     layout = dict(BASE, title=dict(text=title, y=0.97), height=380, margin=dict(l=120, r=10, t=70, b=40),
                   xaxis=dict(title=dict(text="patch (sorted by role)"), showgrid=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -18,9 +19,8 @@ def open_page() -> AppTest:
     return at
 
 
-def test_runs_draw_live_and_end_with_the_theorem_panel() -> None:
-    at = open_page()
-    at.number_input(key="th_iters").set_value(20)
+def run_both(at: AppTest) -> dict:
+    """Press Run, wait for both background runs to end, redraw; returns the runs."""
     next(b for b in at.button if "Run standard" in b.label).click().run()
     runs = at.session_state["th_runs"]
     deadline = time.monotonic() + 240
@@ -28,6 +28,13 @@ def test_runs_draw_live_and_end_with_the_theorem_panel() -> None:
         time.sleep(0.5)
     at.run()
     assert not at.exception, at.exception
+    return runs
+
+
+def test_runs_draw_live_and_end_with_the_theorem_panel() -> None:
+    at = open_page()
+    at.number_input(key="th_iters").set_value(20)
+    runs = run_both(at)
     assert [r.status for r in runs.values()] == ["done", "done"]
     assert runs["at"].config.adversarial and not runs["st"].config.adversarial
     charts = [c.proto.spec for c in at.get("plotly_chart")]
@@ -47,3 +54,17 @@ def test_a_bad_data_model_is_refused_before_anything_runs() -> None:
     next(b for b in at.button if "Run standard" in b.label).click().run()
     assert any("ε must be > 0" in e.value for e in at.error)
     assert "th_runs" not in at.session_state
+
+
+def test_alpha_zero_is_explained_and_the_role_bar_follows_the_data_settings() -> None:
+    """α = 0 left the robust patch as noise; roles read off the patches' content then called 31 of 64 robust."""
+    at = open_page()
+    at.number_input(key="th_alpha").set_value(0.0)
+    at.number_input(key="th_iters").set_value(10)
+    assert [r.status for r in run_both(at).values()] == ["done", "done"]
+    assert any("α = 0" in i.value and "no robust feature" in i.value for i in at.info)
+    heatmaps = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "⟨w_{j,r}, x_p⟩" in c.proto.spec]
+    assert len(heatmaps) == 2
+    for spec in heatmaps:
+        bar = [a["text"] for a in spec["layout"]["annotations"]]
+        assert bar == ["robust, α = 0 (1)", "non-robust (60)", "noise (3)"]

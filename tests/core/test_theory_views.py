@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from core.data import load_dataset
 from core.data.patches import patch_features
 from core.theory import TheoryConfig, simulate
-from core.theory.views import patch_heatmap, patch_roles, verdict
+from core.theory.views import absent_features, example_input, patch_heatmap, verdict
 
 
-def test_roles_recover_the_generated_patch_layout() -> None:
-    cfg = TheoryConfig()
+@pytest.mark.parametrize("changes", [{}, {"alpha": 0.0}, {"beta": 0.0}, {"alpha": 0.0, "beta": 0.0},
+                                     {"n_robust": 3, "n_nonrobust": 20}],
+                         ids=["defaults", "alpha-0", "beta-0", "both-0", "3-robust-20-non-robust"])
+def test_example_roles_follow_the_data_settings(changes: dict) -> None:
+    """The roles are the generator's: with α = 0 the robust patch is pure noise, orthogonal to u_y like every other
+    patch, so reading roles off the patches' content marked about half the patches robust (31 of 64)."""
+    cfg = TheoryConfig(**changes)
+    x, y, roles = example_input(cfg.data_params())
     test = load_dataset("patches", "test", **cfg.data_params())
+    assert torch.equal(x, test.x[0]) and y == int(test.y[0])
+    assert int((roles == 1).sum()) == cfg.n_robust and int((roles == 2).sum()) == cfg.n_nonrobust
     u, v = patch_features(cfg.k, cfg.d, cfg.data_seed)
-    for i in range(5):
-        roles = patch_roles(test.x[i], int(test.y[i]), u, v, cfg.alpha, cfg.beta)
-        assert int((roles == 1).sum()) == cfg.n_robust and int((roles == 2).sum()) == cfg.n_nonrobust
+    assert torch.allclose(x[roles == 1] @ u[y], torch.full((cfg.n_robust,), cfg.alpha), atol=1e-5)
+    assert torch.allclose(x[roles == 2] @ v[y], torch.full((cfg.n_nonrobust,), cfg.beta), atol=1e-5)
+    heat = patch_heatmap(torch.zeros(cfg.k, cfg.m, cfg.d), x, roles, alpha=cfg.alpha, beta=cfg.beta)
+    assert heat["roles"].tolist() == [1] * cfg.n_robust + [2] * cfg.n_nonrobust + [0] * (cfg.P - cfg.n_robust
+                                                                                          - cfg.n_nonrobust)
+    assert heat["labels"][1] == ("robust, α = 0" if cfg.alpha == 0 else "robust")
+
+
+def test_absent_features_are_named() -> None:
+    assert absent_features(TheoryConfig()) == []
+    (note,) = absent_features(TheoryConfig(alpha=0.0))
+    assert note.startswith("With α = 0 (the robust patches carry noise only) the data have no robust feature")
+    (note,) = absent_features(TheoryConfig(n_robust=0))
+    assert note.startswith("With no robust patches the data have no robust feature")
+    assert len(absent_features(TheoryConfig(alpha=0.0, n_nonrobust=0))) == 2
 
 
 def test_heatmap_sorts_patches_by_role_and_matches_the_inner_products() -> None:
@@ -24,6 +45,7 @@ def test_heatmap_sorts_patches_by_role_and_matches_the_inner_products() -> None:
     weight, x = torch.randn(2, 3, 5, generator=gen), torch.randn(4, 5, generator=gen)
     roles = torch.tensor([0, 2, 1, 2])
     heat = patch_heatmap(weight, x, roles)
+    assert heat["labels"] == {1: "robust", 2: "non-robust", 0: "noise"}
     assert heat["patches"].tolist() == [2, 1, 3, 0] and heat["roles"].tolist() == [1, 2, 2, 0]
     assert heat["z"].shape == (6, 4) and heat["rows"][4] == "class 1 · neuron 1"
     assert abs(heat["z"][4, 0] - float(weight[1, 1] @ x[2])) < 1e-5
