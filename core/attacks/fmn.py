@@ -128,8 +128,11 @@ class FMN(Attack):
             best_delta = torch.where(smaller.view(shape), delta, best_delta)
             found |= adversarial
             to_boundary = margin.abs() / flat_norm(grad, dual).clamp(min=_TINY)
+            # Before the first adversarial point, aim a little past the linearised boundary: aiming exactly at it,
+            # a point whose step is capped by the ball (an ℓ∞ corner) creeps up to the boundary and never crosses
+            # (seen on 2-D data: 8-12 % of points "unbreakable" that PGD breaks at once).
             radius = torch.where(adversarial, torch.minimum(radius * (1 - gamma), best_norm),
-                                 torch.where(found, radius * (1 + gamma), delta_norm + to_boundary))
+                                 torch.where(found, radius * (1 + gamma), (delta_norm + to_boundary) * (1 + gamma)))
             radius = torch.minimum(radius, cap)
             # The authors normalise the step in ℓ2 for every norm; the projection gives it the ball's shape.
             step = grad / flat_norm(grad, 2.0).clamp(min=_TINY).view(shape)
