@@ -8,7 +8,7 @@ from core.errors import AtlasError
 from core.store.imports import MAX_IMPORT_BYTES, delete_run_files, import_checkpoint
 from core.utils import config_hash
 from dashboard import cache, state
-from dashboard.components.cards import model_card
+from dashboard.components.cards import masked_note, model_card
 from dashboard.components.charts import pareto_figure
 from dashboard.components.plugins import plugin_notices
 from dashboard.components.teaching import explain
@@ -35,6 +35,7 @@ else:
         st.plotly_chart(pareto_figure(table, highlight=[primary, comparison]), key="hub_pareto")
         st.caption("Each dot is a model; up and right is better. Larger dots are the primary and comparison "
                    "models, rings the Pareto-optimal ones. Hover for names.")
+        masked_note(runs.values())
     with card_col:
         for run_id, role in ((primary, "primary"), (comparison, "comparison")):
             if run_id in runs:

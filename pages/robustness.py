@@ -33,7 +33,7 @@ runs = [r for r in cache.runs(dataset) if r["checkpoint_path"]]
 if not runs:
     st.info("There is no finished model for this dataset yet: pick another dataset or train one.")
     st.stop()
-names = {r["id"]: r["name"] for r in runs}
+names = cache.run_labels(runs)
 default = [r for r in (st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN))
            if r in names]
 spec = cache.dataset_specs()[dataset]
@@ -43,8 +43,9 @@ norms = ("linf", "l2") if primary["norm"] != "l2patch" else ("l2patch",)
 cols = st.columns([3, 1, 1, 1])
 chosen = cols[0].multiselect("Models", list(names), default=default, format_func=names.__getitem__,
                              key="rob_models", max_selections=4)
+own_norm = primary["norm"] if primary["norm"] in norms else norms[0]
 norm = cols[1].selectbox("Norm", norms, key="rob_norm", format_func=charts.NORM_LABEL.__getitem__,
-                         index=norms.index(primary["norm"]) if primary["norm"] in norms else 0)
+                         index=norms.index(own_norm))
 top, grid, own = page_view(primary["norm"], primary["eps"], norm, spec["input_shape"])
 eps = cols[2].select_slider("ε for the per-class views", options=sorted({*grid, own}), value=own,
                             key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}")
@@ -55,20 +56,22 @@ if not chosen:
     st.info("Choose at least one model.")
     st.stop()
 if norm == "l2patch":
-    st.info("The patch models' per-patch ℓ2 threat model has no minimal-norm attack; see the Theory page "
-            "(issue 7) for their robustness. Pick digits or a toy dataset for this page.")
+    st.info("The patch models' per-patch ℓ2 threat model has no minimal-norm attack; the Theory Lab shows their "
+            "robustness over training. Pick digits or a toy dataset for this page.")
     st.stop()
 
-# At the view's default ε every attack runs (or comes from the store, shipped with the default models); at another
-# ε the page answers at once from the minimal-norm run and computes the attacks at ε only when asked.
+# In the default view (the primary model's own norm and ε) every attack runs, or comes from the store (shipped with
+# the default models); at another ε or norm the page answers at once from the minimal-norm run and computes the
+# attacks at ε only when asked.
 view_key = (eps, n_choice, norm, tuple(chosen))
 compute_now = st.session_state.pop("rob_compute_for", None) == view_key
+at_eps = (eps == own and norm == own_norm) or compute_now
 n = None if n_choice == "all" else int(n_choice)
 results = []
 for run_id in chosen:
     bundle = standard_bundle(run_id, dataset, eps=eps, norm=norm, top=top, n=n)
     try:
-        results.append(ev.run_bundle(run_id, names[run_id], bundle, device, at_eps=eps == own or compute_now))
+        results.append(ev.run_bundle(run_id, names[run_id], bundle, device, at_eps=at_eps))
     except AtlasError as exc:
         st.error(f"{names[run_id]}: {exc}")
 if not results:
@@ -105,10 +108,12 @@ m = st.columns(4)
 m[0].metric("mean class robustness", f"{spread['mean']:.1%}")
 m[1].metric("least robust class", f"{spread['worst']} · {spread['worst_acc']:.1%}")
 m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}")
+# worst − mean is ≤ 0; the further below 0, the more unequal the classes: red (Streamlit's "normal" for a fall).
 m[3].metric("spread (std) · worst − mean", f"{spread['std']:.1%}", f"{spread['worst_gap'] * 100:+.1f} points",
-            delta_color="normal" if spread["worst_gap"] >= 0 else "inverse")
+            delta_color="normal")
 left, right = st.columns(2)
-left.plotly_chart(charts.class_bars(per_class, eps), key="rob_bars")
+left.plotly_chart(charts.class_bars(per_class, eps, "worst case" if focus.complete else "minimal-norm attack only"),
+                  key="rob_bars")
 left.caption("Blue: clean accuracy; orange: robust accuracy, worst case over all attacks at ε."
              if focus.complete else "Blue: clean accuracy; orange: robust accuracy against the minimal-norm "
              "attack alone (the other attacks at this ε have not run).")

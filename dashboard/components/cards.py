@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 import streamlit as st
 
@@ -31,3 +31,21 @@ def model_card(run: dict[str, Any], role: str | None = None) -> None:
                      help=f"{metrics.get('attack', 'PGD')} at ε={metrics.get('eps', run['eps'])}")
         created = datetime.fromtimestamp(run["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         st.caption(f"{run['dataset']} · {run['norm'] or '—'} · id `{run['id']}` · {created}")
+
+
+def masked_note(runs: Iterable[dict[str, Any]]) -> None:
+    """Explain models whose worst-case robust accuracy is far below PGD's from x (the shipped patch models: PGD sees
+    no gradient where the smoothed ReLU is flat, and a gradient-free probe breaks them), so the hub does not seem to
+    contradict the Theory Lab's story that adversarial training learns the robust feature."""
+    masked = [r for r in runs if "robust_acc_pgd_no_start" in r["final_metrics"]
+              and r["final_metrics"].get("robust_acc") is not None]
+    if not masked:
+        return
+    figures = "; ".join(f"**{r['name']}**: {r['final_metrics']['robust_acc_pgd_no_start']:.0%} under PGD from x, "
+                        f"{r['final_metrics']['robust_acc']:.0%} worst case" for r in masked)
+    st.info("Robust accuracy here is the **worst case** over PGD (from x and from a random start) and a "
+            "gradient-free probe that moves every patch by ε towards another class's feature. Adversarial training "
+            "does learn the robust feature (Theory Lab: U grows, V stays small) and PGD from x, the paper's measure, "
+            "calls it robust; but the smoothed ReLU is flat at 0, so PGD sees no gradient towards the other class, "
+            f"and the probe breaks it — gradient masking, not robustness. {figures}.",
+            icon=":material/visibility_off:")
