@@ -71,6 +71,8 @@ with st.form("lat_form", border=False):
     norm = cols[5].selectbox("Norm", norms, key="lat_norm", format_func={"linf": "ℓ∞", "l2": "ℓ2"}.__getitem__,
                              index=norms.index(primary_run["norm"]) if primary_run["norm"] in norms else 0)
     st.form_submit_button("Draw the maps", icon=":material/scatter_plot:")
+    st.caption("Changes take effect when you press **Draw the maps**. Another projection or layer of the same points "
+               "reuses their attack.")
 
 split_size = len(cache.run_dataset(primary, dataset, split))
 n = min(int(n_points), split_size)

@@ -17,7 +17,9 @@ import io
 import json
 import logging
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,8 +132,31 @@ def _attack_grid(model: nn.Module, data: Dataset, spec: LatentSpec) -> tuple[tor
     return result.x_adv.cpu(), result.logits_adv.argmax(1).cpu()
 
 
-def compute_map(model: nn.Module, data: Dataset, spec: LatentSpec) -> LatentMap:
-    """Features, attack, projection and measures for ``data`` (already cut to the sample set)."""
+# The attacked points of the latest maps, kept in memory: another projection or layer of the same points (what a
+# user tries next) reuses them instead of attacking again. Keyed by everything the attack depends on.
+_ATTACKED: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+_ATTACKED_LOCK = threading.Lock()
+ATTACKED_KEEP, ATTACKED_MAX_BYTES = 4, 64 * 2**20
+
+
+def _attacked(model: nn.Module, data: Dataset, spec: LatentSpec, weights: str) -> tuple[torch.Tensor, torch.Tensor]:
+    key = (weights, spec.dataset, spec.split, spec.n, spec.eps_grid, spec.attack, spec.norm, spec.steps, spec.seed)
+    with _ATTACKED_LOCK:
+        if key in _ATTACKED:
+            _ATTACKED.move_to_end(key)
+            return _ATTACKED[key]
+    out = _attack_grid(model, data, spec)
+    if out[0].element_size() * out[0].nelement() <= ATTACKED_MAX_BYTES:
+        with _ATTACKED_LOCK:
+            _ATTACKED[key] = out
+            while len(_ATTACKED) > ATTACKED_KEEP:
+                _ATTACKED.popitem(last=False)
+    return out
+
+
+def compute_map(model: nn.Module, data: Dataset, spec: LatentSpec, *, weights: str | None = None) -> LatentMap:
+    """Features, attack, projection and measures for ``data`` (already cut to the sample set). With ``weights`` (the
+    checkpoint's SHA-256) the attacked points are shared with other maps of the same points and attack."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     clean_f = extract_features(model, data.x, spec.layer).numpy()
@@ -142,7 +167,7 @@ def compute_map(model: nn.Module, data: Dataset, spec: LatentSpec) -> LatentMap:
                           "would not fit in memory. Choose a later layer, fewer points or fewer ε values.")
     timings["features"] = time.perf_counter() - start
     start = time.perf_counter()
-    x_adv, pred_adv = _attack_grid(model, data, spec)
+    x_adv, pred_adv = _attack_grid(model, data, spec) if weights is None else _attacked(model, data, spec, weights)
     timings["attack"] = time.perf_counter() - start
     adv_f = extract_features(model, x_adv, spec.layer).numpy().reshape(grid, n, -1)
     y = data.y.numpy()
@@ -224,7 +249,7 @@ def latent_map(spec: LatentSpec, *, registry: Any, model: nn.Module | None = Non
     data = run_data(meta, spec.dataset, spec.split)
     if spec.n > len(data):
         raise ConfigError(f"the {spec.split} split of {spec.dataset} has {len(data)} points; asked for {spec.n}")
-    latent = compute_map(model, data.subset(spec.n), spec)
+    latent = compute_map(model, data.subset(spec.n), spec, weights=meta["sha256"])
     save_map(path, latent)
     log.info("latent map %s: %s", path.name, latent.info["seconds"])
     return latent

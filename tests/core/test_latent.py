@@ -145,6 +145,27 @@ def test_map_is_computed_once_then_read_from_the_store(registry: Registry) -> No
     assert robust[0] >= robust[1] >= robust[2] and robust[2] < 0.2
 
 
+def test_another_projection_of_the_same_points_reuses_the_attack(registry: Registry,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switching UMAP → PCA (or the layer) re-projects; the attacked points are those of the last map."""
+    from dataclasses import replace
+
+    import core.latent.maps as maps
+    from core.evaluation.suite import load_run_model
+
+    calls = []
+    real = maps._attack_grid
+    monkeypatch.setattr(maps, "_attack_grid", lambda *a: calls.append(1) or real(*a))
+    spec = LatentSpec(run_id=ERM, dataset="digits", n=40, eps_grid=(0.07, 0.2), projection="pca", seed=3)
+    pca = latent_map(spec, registry=registry)
+    first_layer = layer_names(load_run_model(registry, ERM)[0])[-1]
+    other = latent_map(replace(spec, layer=first_layer, projection="tsne"), registry=registry)
+    assert len(calls) == 1, "one attack for both maps"
+    assert np.array_equal(pca.pred_adv, other.pred_adv)
+    latent_map(replace(spec, steps=5), registry=registry)
+    assert len(calls) == 2, "another attack is attacked anew"
+
+
 def _sha(registry: Registry, run_id: str) -> str:
     from core.evaluation.suite import weights_digest
 
