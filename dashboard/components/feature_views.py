@@ -68,10 +68,11 @@ def activation_figure(report: dict[str, Any], example: int, title: str) -> go.Fi
     names = np.array([f"unit {u}" for u in units])
     data = [dict(type="bar", x=names, y=report[key][example][units], name=name, marker=dict(color=colour))
             for key, name, colour in (("clean_act", "clean", "#2563eb"), ("adv_act", "adversarial", "#c2410c"))]
-    layout = dict(BASE, title=dict(text=title), height=340, barmode="group", margin=dict(l=60, r=10, t=50, b=60),
+    # Legend at the top right, clear of the rotated unit labels and the axis title under them.
+    layout = dict(BASE, title=dict(text=title), height=360, barmode="group", margin=dict(l=60, r=10, t=70, b=60),
                   xaxis=dict(title=dict(text="units that move most under attack (over the sample)")),
                   yaxis=dict(GRID, title=dict(text="activation (channel mean)")),
-                  legend=dict(orientation="h", y=-0.3))
+                  legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
     return go.Figure(data=data, layout=layout)
 
 

@@ -226,8 +226,10 @@ def fooling_figure(results: dict[str, Any], target: float) -> go.Figure:
                                  marker=dict(size=16, symbol="circle-open", color=colour, line=dict(width=2)),
                                  hovertemplate="kept: pass %{x}<extra></extra>"))
     fig.add_hline(y=target, line=dict(color="#111", dash="dot"), annotation_text="target 1 − δ")
-    fig.update_layout(title="Fooling rate after each pass", height=360, xaxis_title="pass over the images",
-                      yaxis_title="fooling rate", **LAYOUT)
+    fig.update_layout(title="Fooling rate after each pass", height=380, xaxis_title="pass over the images",
+                      yaxis_title="fooling rate", **{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=100),
+                                                     "legend": {**LAYOUT["legend"], "yref": "container",
+                                                                "yanchor": "bottom", "y": 0}})
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
     fig.update_xaxes(dtick=1)
     return fig
@@ -255,5 +257,6 @@ def singular_figure(results: dict[str, Any]) -> go.Figure:
                       xaxis_title="index", yaxis_title="singular value (log)",
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=130), "legend": {**LAYOUT["legend"],
                                                                                        "y": -0.22}})
-    fig.update_yaxes(type="log")
+    # One label per decade: plotly's default log labels (5, 2, 1, 5, 2, 0.1, …) read as a jumble.
+    fig.update_yaxes(type="log", dtick=1, minor=dict(ticks="inside", showgrid=True))
     return fig

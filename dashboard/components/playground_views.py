@@ -196,10 +196,12 @@ def accuracy_figure(history: Sequence[dict[str, Any]], title: str, *, eps: float
     right = max(int(step.max()) if len(step) else 1, 1)
     data.append(dict(type="scatter", x=[0, right], y=[chance, chance], mode="lines", name="chance",
                      line=dict(color="#94a3b8", dash="dot", width=1), hoverinfo="skip"))
-    layout = dict(BASE, title=dict(text=title), height=height, margin=dict(l=60, r=10, t=45, b=10),
+    # The legend sits at the figure's bottom edge (container coordinates), under the axis title, never over it.
+    layout = dict(BASE, title=dict(text=title), height=height + 40, margin=dict(l=60, r=10, t=45, b=100),
                   xaxis=dict(GRID, title=dict(text="training step")),
                   yaxis=dict(GRID, title=dict(text="accuracy"), range=[0, 1.02], tickformat=".0%"),
-                  legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0, font=dict(size=11)))
+                  legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0,
+                              font=dict(size=11)))
     return go.Figure(data=data, layout=layout)
 
 

@@ -133,5 +133,5 @@ def weight_norm_scatter(per_class: pd.DataFrame, norms: np.ndarray) -> go.Figure
                       yaxis_title="robust accuracy", height=380, showlegend=False, **LAYOUT)
     # Room above 100 % for the dots and their class labels (robust classes sit at the top).
     low = float(np.nanmin(per_class["robust_acc"].to_numpy(float))) if len(per_class) else 0.0
-    fig.update_yaxes(tickformat=".0%", range=[max(low - 0.08, -0.02), 1.08])
+    fig.update_yaxes(tickformat=".0%", range=[max(low - 0.08, -0.02), 1.045])
     return fig
