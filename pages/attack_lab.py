@@ -8,7 +8,7 @@ import streamlit as st
 from core.errors import AtlasError
 from dashboard import cache, state
 from dashboard.components import lab_controls
-from dashboard.components.lab_views import model_panel
+from dashboard.components.lab_views import decimals, model_panel
 from dashboard.components.teaching import explain
 
 st.title("Attack Lab")
@@ -62,9 +62,11 @@ with st.spinner("Attacking the example at every ε of the grid…"):
 def live_panel() -> None:
     """Only this fragment reruns when the slider moves; it indexes into the cached sweeps, computing nothing."""
     grid = np.asarray(attack.grid)
-    eps = st.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0, max_value=float(grid[-1]),
+    eps = st.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
+                    max_value=float(grid[-1]),
                     value=float(grid[min(attack.start_index, len(grid) - 1)]), step=float(grid[1] - grid[0]),
-                    format="%.3f", key="lab_eps", help="Moving the slider only looks up the precomputed grid.")
+                    format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps",
+                    help="Moving the slider only looks up the precomputed grid.")
     index = int(np.abs(grid - eps).argmin())
     columns = st.columns(len(runs), gap="large")
     for column, run_id in zip(columns, runs):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import math
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -51,8 +53,10 @@ def triptych(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str]) -> tuple[g
 
 
 def probs_figure(probs_clean: np.ndarray, probs_adv: np.ndarray, classes: Sequence[str], k: int = 5) -> go.Figure:
-    """Top-k probabilities before and after the attack (the union of both top-k lists, most likely first)."""
-    order = list(dict.fromkeys([*np.argsort(-probs_clean)[:k], *np.argsort(-probs_adv)[:k]]))[: k + 2]
+    """Top-k probabilities before and after the attack (the union of both top-k lists, most likely first), padded
+    with the next most likely clean classes to k + 2 bars, so the panels of two models line up."""
+    order = list(dict.fromkeys([*np.argsort(-probs_clean)[:k], *np.argsort(-probs_adv)[:k],
+                                *np.argsort(-probs_clean)]))[: k + 2]
     names = np.array([f"class {classes[i]}" for i in order])
     data = [dict(type="bar", y=names, x=probs[order], orientation="h", name=name, marker=dict(color=colour),
                  hovertemplate="%{y}: %{x:.1%}<extra>" + name + "</extra>")
@@ -72,6 +76,11 @@ def loss_figure(trace: np.ndarray, eps: float, label: str) -> go.Figure:
                   xaxis=dict(GRID, title=dict(text="iteration")),
                   yaxis=dict(GRID, title=dict(text=label), tickformat=".3~g"))
     return go.Figure(data=data, layout=layout)
+
+
+def decimals(step: float) -> int:
+    """Digits a slider needs so every grid point shows as itself (0.0975, not 0.098), at least 3."""
+    return int(min(max(3, -math.floor(math.log10(step)) + 1), 6)) if step > 0 else 3
 
 
 def png_bytes(x: np.ndarray) -> bytes:
@@ -118,7 +127,9 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     wrong_clean = int(sweep.pred_clean) != int(sweep.y)
     verdict = (f":orange-badge[misclassified before any attack → {classes[pred]}]" if wrong_clean
                else f":red-badge[fooled → {classes[pred]}]" if flipped else f":green-badge[still {classes[pred]}]")
-    st.markdown(f"#### {label}  {verdict}")
+    # Title and verdict on their own lines: a badge wrapping under a long name pushed one model's images down.
+    st.markdown(f"#### {label}")
+    st.markdown(verdict)
     fig, scale = triptych(sweep.x, x_adv, (f"clean → {classes[sweep.pred_clean]}", "perturbation δ",
                                            f"adversarial → {classes[pred]}"))
     st.plotly_chart(fig, key=f"{key}_images", config={"displayModeBar": False})
@@ -139,6 +150,8 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     if trace_label and sweep.loss_trace.size and sweep.loss_trace.shape[0] > 1:
         st.plotly_chart(loss_figure(sweep.loss_trace[:, index], eps, trace_label), key=f"{key}_loss",
                         config={"displayModeBar": False})
-    st.download_button("Download adversarial image (PNG)", png_bytes(x_adv), file_name=f"adversarial_{key}.png",
+    slug = re.sub(r"[^a-z0-9]+", "-", label.split(":", 1)[-1].lower()).strip("-")
+    st.download_button("Download adversarial image (PNG)", png_bytes(x_adv),
+                       file_name=f"adversarial_{slug}_class-{classes[sweep.y]}_eps-{eps:.4g}.png",
                        mime="image/png", key=f"{key}_png", icon=":material/download:",
                        help="Native resolution, 8-bit: rounding to 8 bits can undo a very small perturbation.")
