@@ -50,11 +50,15 @@ else:
         on_select="rerun", selection_mode="single-row",
         column_order=["name", "arch", "method", "norm", "ε", "clean acc", "robust acc", "status", "created"],
         column_config={"norm": st.column_config.TextColumn(width="small"),
-                       "ε": st.column_config.NumberColumn(width="small"),
+                       "ε": st.column_config.NumberColumn(
+                           width="small", help="The ε of the robust accuracy: an adversarially trained model's "
+                           "training ε; for a standard model, the dataset's usual ε (it was not trained with one)."),
+                       "arch": st.column_config.TextColumn(width="small"),
+                       "method": st.column_config.TextColumn(width="small"),
                        "status": st.column_config.TextColumn(width="small"),
                        "clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
                        "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
-                       "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+                       "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD", width="small")})
     st.caption("Click a column header to sort; select a row to act on that model.")
     rows = event.selection.rows
     if rows:

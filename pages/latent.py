@@ -135,11 +135,11 @@ def scrub() -> None:
             + ("Read from the store." if latent.info.get("cached") else
                f"Computed in {sum(secs.values()):.1f} s (attack {secs['attack']:.1f} s, fit {secs['fit']:.1f} s)."))
     by_name = {("Primary" if r == primary else "Comparison") + f": {names[r]}": m for r, m in maps.items()}
+    st.markdown(f"**Measures at ε = {pick}**")
     left, right = st.columns(2, gap="medium")
     table = views.measures_table(by_name, index)
     left.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns},
                    key="lat_measures")
-    right.markdown(f"**Measures at ε = {pick}**")
     right.caption("Measured in the layer's full feature space, not on the map. k-NN accuracy: the 5 nearest clean "
                   "points vote (clean: leave-one-out). Silhouette: how well the true classes form clusters (−1…1). "
                   "Still nearest own centroid: share of twins closest to their true class's clean centre. "
@@ -150,7 +150,8 @@ def scrub() -> None:
             column.plotly_chart(views.drift_figure(latent, index, classes, f"Drift toward class — {names[run_id]}"),
                                 key=f"lat_drift_{run_id}")
         st.caption("Row: true class; column: the class whose clean centroid the adversarial point now lies nearest. "
-                   "Off-diagonal mass is where the attack moved the features.")
+                   "Numbers are points; the colour is their share of the row. Off-diagonal mass is where the attack "
+                   "moved the features.")
     for run_id, rows in selected.items():
         if len(rows):
             st.markdown(f"**Selected in {names[run_id]}** ({len(rows)} points, at ε = {pick})")
