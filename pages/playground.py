@@ -105,7 +105,7 @@ if not runs:
 
 if "pg_clicked" in st.session_state:  # a click on a plane selects the Langevin panel's point
     st.session_state["pg_point"] = st.session_state.pop("pg_clicked")
-show = st.columns([1, 1, 4])
+show = st.columns([1, 2, 3])
 show_balls = show[0].toggle("ε-balls", value=True, key="pg_show_balls")
 show_arrows = show[1].toggle("Adversarial arrows", value=True, key="pg_show_arrows")
 finished = all(r.done for r in runs.values())
@@ -195,14 +195,16 @@ def langevin_section() -> None:
     name = run.data.classes[panel.y]
     left.plotly_chart(views.langevin_figure(panel, name), key="pg_langevin")
     with right:
+        # Short labels: the right-hand column is narrow, and Streamlit cuts long metric labels off.
         m = st.columns(2)
-        m[0].metric("Samples that fool the model", f"{panel.sample_fooled.mean():.0%}")
-        m[1].metric("PGD's point", "fools it" if panel.pgd_fooled else "still correct")
+        m[0].metric("Samples fooling", f"{panel.sample_fooled.mean():.0%}",
+                    help="Share of the Langevin samples the model misclassifies.")
+        m[1].metric("PGD's point", "fools it" if panel.pgd_fooled else "correct")
         m = st.columns(2)
-        m[0].metric("Mean loss of the samples", f"{panel.sample_loss.mean():.3g}",
+        m[0].metric("Samples' mean loss", f"{panel.sample_loss.mean():.3g}",
                     delta=f"{panel.sample_loss.mean() / max(panel.pgd_loss, 1e-30):.2g}× PGD's", delta_color="off")
-        m[1].metric("Spread around PGD's point", f"{panel.spread:.4f}", help="Mean distance of the samples to the "
-                    "star, in input units; 0 means every sample is PGD's point")
+        m[1].metric("Spread", f"{panel.spread:.4f}", help="Mean distance of the samples to PGD's point (the "
+                    "star), in input units; 0 means every sample is PGD's point")
         st.caption(f"Model of the {dict(ROLES)[role].lower()} run at step {frame.step}; point {index} "
                    f"(class {name}); noise scale c = {panel.noise_scale:.2e}, measured noise/gradient ratio "
                    f"{panel.noise_to_grad:.2f}.")

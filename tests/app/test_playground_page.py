@@ -45,10 +45,10 @@ def test_training_draws_both_panels_and_the_langevin_panel() -> None:
     assert sum("Accuracy over training" in s for s in specs) == 2
     assert sum("DALE's samples at T" in s for s in specs) == 1
     labels = [m.label for m in at.metric]
-    assert labels.count("Clean accuracy") == 2 and "Samples that fool the model" in labels
+    assert labels.count("Clean accuracy") == 2 and "Samples fooling" in labels
     assert float(at.metric[0].value.rstrip("%")) >= 90  # the standard run's clean accuracy on moons
     at.select_slider(key="pg_T").set_value(0.0).run()
-    spread = next(m for m in at.metric if m.label == "Spread around PGD's point")
+    spread = next(m for m in at.metric if m.label == "Spread")
     assert float(spread.value) == 0.0  # T = 0: every Langevin sample is PGD's point
 
 
