@@ -111,37 +111,38 @@ class TrainConfig:
         # ε lives in the [0,1] input scale: beyond 1 in ℓ∞ every image can become any other.
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _number("eps", self.eps, low=0.0, high=MAX_EPS[self.norm])
+        _number("ε", self.eps, low=0.0, high=MAX_EPS[self.norm])
         if len(self.name) > MAX_NAME:
             raise ConfigError(f"name is {len(self.name)} characters; at most {MAX_NAME}")
         if self.method != "erm" and self.eps == 0:
-            raise ConfigError(f"method {self.method!r} needs eps > 0")
+            raise ConfigError(f"method {self.method!r} needs ε > 0 (ε = 0 is standard training: choose erm)")
         for name in ("amp", *SPEED_OPTIONS):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("attack_steps", "epochs", "batch_size", "eval_steps"):
-            _integer(name, getattr(self, name), low=1)
-        _integer("eval_n", self.eval_n, low=0)
+        for name, label in (("attack_steps", "attack steps"), ("epochs", "epochs"), ("batch_size", "batch size"),
+                            ("eval_steps", "evaluation attack steps (eval_steps)")):
+            _integer(label, getattr(self, name), low=1)
+        _integer("held-out points (eval_n)", self.eval_n, low=0)
         _integer("seed", self.seed, low=0)
-        _number("lr", self.lr, low=0.0, strict=True)
+        _number("learning rate", self.lr, low=0.0, strict=True)
         _number("momentum", self.momentum, low=0.0, high=1.0)
-        _number("weight_decay", self.weight_decay, low=0.0)
-        _number("trades_beta", self.trades_beta, low=0.0)
-        _number("nfgsm_noise", self.nfgsm_noise, low=0.0)
-        _number("warmup_epochs", self.warmup_epochs, low=0.0)
+        _number("weight decay", self.weight_decay, low=0.0)
+        _number("TRADES β", self.trades_beta, low=0.0)
+        _number("N-FGSM noise (nfgsm_noise)", self.nfgsm_noise, low=0.0)
+        _number("warm-up epochs", self.warmup_epochs, low=0.0)
         if self.attack_step_size is not None:
-            _number("attack_step_size", self.attack_step_size, low=0.0, strict=True)
+            _number("attack step size", self.attack_step_size, low=0.0, strict=True)
         if any(not 0 < m < 1 for m in self.step_milestones):
             raise ConfigError("step_milestones are fractions of training in (0, 1), e.g. 0.5,0.75")
         self._validate_dale_and_weights()
 
     def _validate_dale_and_weights(self) -> None:
-        _number("mart_beta", self.mart_beta, low=0.0)
+        _number("MART β", self.mart_beta, low=0.0)
         _choice("dale_noise", self.dale_noise, DALE_NOISES)
-        _number("dale_noise_scale (the Langevin noise c)", self.dale_noise_scale, low=0.0)
-        _number("dale_rho (the clean-loss bound ρ)", self.dale_rho, low=0.0, strict=True)
-        _number("dale_nu (ν)", self.dale_nu, low=0.0)
-        _number("dale_dual_lr (η_d; 0 keeps ν fixed)", self.dale_dual_lr, low=0.0)
+        _number("Langevin noise scale c", self.dale_noise_scale, low=0.0)
+        _number("ρ (clean-loss bound)", self.dale_rho, low=0.0, strict=True)
+        _number("ν₀ (initial ν)", self.dale_nu, low=0.0)
+        _number("η_d (dual step; 0 = fixed ν)", self.dale_dual_lr, low=0.0)
         _choice("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)
         _number("class_weight_strength", self.class_weight_strength, low=0.0, high=1.0)
         if not isinstance(self.class_weights, tuple):
@@ -151,7 +152,7 @@ class TrainConfig:
                 raise ConfigError("class_weighting 'fixed' needs class_weights, one positive number per class")
             for i, w in enumerate(self.class_weights):
                 if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w <= 0:
-                    raise ConfigError(f"class weight {i} must be a positive finite number, got {w!r}")
+                    raise ConfigError(f"the weight of class {i} must be a positive finite number, got {w!r}")
         elif self.class_weights:
             raise ConfigError("class_weights are used only with class_weighting 'fixed'")
         if self.class_weighting == "adaptive" and self.method == "erm":
@@ -204,8 +205,9 @@ def _number(name: str, value: Any, *, low: float, high: float | None = None, str
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if value < low or (strict and value == low) or (high is not None and value > high):
-        bound = f"> {low:g}" if strict else f"≥ {low:g}"
-        raise ConfigError(f"{name} must be {bound}{'' if high is None else f' and ≤ {high:g}'}, got {value!r}")
+        if high is None:
+            raise ConfigError(f"{name} must be {'>' if strict else '≥'} {low:g}, got {value!r}")
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
 
 
 def _integer(name: str, value: Any, *, low: int) -> None:

@@ -68,7 +68,7 @@ def test_train_form_refuses_invalid_values_and_starts_nothing(atlas_home: Path) 
     at.number_input(key="train_eps_digits").set_value(0.0)
     at.button[0].click().run()
     assert not at.exception
-    assert any("Not started" in e.value and "eps > 0" in e.value for e in at.error)
+    assert any("Not started" in e.value and "needs ε > 0" in e.value for e in at.error)
     assert list_jobs(Registry(atlas_home)) == []
 
 

@@ -115,14 +115,29 @@ def test_run_id_depends_on_what_changes_weights() -> None:
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"eps": -0.1}, "eps"), ({"eps": float("nan")}, "eps"), ({"epochs": 0}, "epochs"),
-    ({"method": "magic"}, "method"), ({"lr": 0.0}, "lr"), ({"schedule": "zigzag"}, "schedule"),
-    ({"method": "pgd-at", "eps": 0.0}, "eps > 0"), ({"step_milestones": (1.5,)}, "step_milestones"),
+    ({"eps": -0.1}, "ε must be between 0 and 1"), ({"eps": float("nan")}, "ε must be a finite number"),
+    ({"epochs": 0}, "epochs"), ({"method": "magic"}, "method"), ({"lr": 0.0}, "learning rate must be > 0"),
+    ({"schedule": "zigzag"}, "schedule"), ({"method": "pgd-at", "eps": 0.0}, "ε > 0"),
+    ({"step_milestones": (1.5,)}, "step_milestones"),
 ], ids=["neg-eps", "nan-eps", "zero-epochs", "method", "lr", "schedule", "at-needs-eps", "milestones"])
 def test_bad_config_is_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kwargs)
 
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"eps": 5.0}, "ε must be between 0 and 1, got 5.0"), ({"lr": -1.0}, "learning rate must be > 0, got -1.0"),
+    ({"method": "dale", "dale_rho": 0.0}, "ρ (clean-loss bound) must be > 0, got 0.0"),
+    ({"method": "dale", "dale_nu": -1.0}, "ν₀ (initial ν) must be ≥ 0, got -1.0"),
+    ({"method": "dale", "dale_noise_scale": -0.5}, "Langevin noise scale c must be ≥ 0, got -0.5"),
+    ({"method": "mart", "mart_beta": -1.0}, "MART β must be ≥ 0, got -1.0"),
+    ({"batch_size": 0}, "batch size must be an integer ≥ 1, got 0"),
+], ids=["eps", "lr", "rho", "nu", "noise-scale", "mart-beta", "batch-size"])
+def test_refusals_name_the_field_as_the_forms_label_it(kwargs: dict, message: str) -> None:
+    """The Train page and the DALE launcher show these messages as they are: no internal field names."""
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**kwargs)
+    assert str(caught.value) == message
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "step"])
 def test_schedules_are_bounded_and_end_low(schedule: str) -> None:
