@@ -27,15 +27,41 @@ log = logging.getLogger(__name__)
 
 def create_job(registry: Registry, kind: str, args: dict[str, Any], device: str = "cpu",
                exclusive: bool = True) -> str:
-    """Queue a job. Exclusive jobs run one at a time per device; a non-exclusive one starts at once."""
+    """Queue a job. Exclusive jobs run one at a time per device; a non-exclusive one starts at once.
+
+    A training job is refused (RegistryError) while another queued or running job trains the same run: both would
+    end in that one run, one of them for nothing."""
+    run_id = train_run_id(args) if kind == "train" else None
+    if run_id is not None:
+        reconcile_jobs(registry)
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     log_path = registry.home / "jobs" / f"{job_id}.log"
     with registry.transaction() as con:
+        if run_id is not None:
+            _refuse_same_run(con, run_id)
         con.execute("INSERT INTO jobs(id, kind, device, exclusive, args_json, status, created_at, log_path)"
                     " VALUES (?,?,?,?,?,?,?,?)",
                     (job_id, kind, device, int(exclusive), json.dumps(args, sort_keys=True), "queued", time.time(),
                      str(log_path)))
     return job_id
+
+
+def train_run_id(args: dict[str, Any]) -> str:
+    """The run a training job's arguments train: the hash of what decides the weights (not the name, the device,
+    the speed options or the number of processes)."""
+    from core.training import TrainConfig, run_id_for
+
+    return run_id_for(TrainConfig.from_dict({k: v for k, v in args.items() if k != "processes"}))
+
+
+def _refuse_same_run(con: Any, run_id: str) -> None:
+    rows = con.execute(f"SELECT id, status, args_json FROM jobs WHERE kind = 'train' AND status IN "
+                       f"({','.join('?' * len(JOB_ACTIVE))}) ORDER BY created_at", JOB_ACTIVE).fetchall()
+    for row in rows:
+        if train_run_id(json.loads(row["args_json"])) == run_id:
+            raise RegistryError(f"job {row['id']} is already {row['status']} with these settings and would train the "
+                                f"same run ({run_id}); a different name or device does not make a new run. Wait "
+                                "for it or cancel it, or change the seed or a hyper-parameter")
 
 
 def spawn_job(registry: Registry, job_id: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import streamlit as st
@@ -28,11 +29,26 @@ def _title(job: dict[str, Any]) -> str:
     return f"{name} (ε={a.get('eps')}, {a.get('epochs')} epochs)"
 
 
+def _identity(job: dict[str, Any]) -> str:
+    """What tells two jobs with the same title apart: the job id, when it was submitted and started, its run."""
+    parts = [f"job `{job['id']}`", f"submitted {_clock(job['created_at'])}"]
+    if job["started_at"]:
+        parts.append(f"started {_clock(job['started_at'])}")
+    if job["run_id"]:
+        parts.append(f"run `{job['run_id']}`")
+    return " · ".join(parts)
+
+
+def _clock(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
 def _job_row(job: dict[str, Any]) -> None:
     with st.container(border=True, key=f"job_{job['id']}"):
         head, actions = st.columns([5, 1])
         colour = STATUS_COLOUR.get(job["status"], "gray")
         head.markdown(f"**{_title(job)}**  :{colour}-badge[{job['status']}]")
+        head.caption(_identity(job))
         eta = eta_seconds(job)
         text = "" if job["message"] == job["status"] else job["message"] or ""
         if eta is not None:
@@ -51,8 +67,12 @@ def _job_row(job: dict[str, Any]) -> None:
             if run is None or run["status"] != "completed":
                 if actions.button("Resume", key=f"train_resume_{job['id']}",
                                   help="Continue from the last finished epoch"):
-                    submit_job(cache.registry(), "train", job["args"], device=job["device"])
-                    st.rerun(scope="fragment")
+                    try:
+                        submit_job(cache.registry(), "train", job["args"], device=job["device"])
+                    except AtlasError as exc:
+                        head.error(f"Not resumed: {exc}")
+                    else:
+                        st.rerun(scope="fragment")
 
 
 def _live_charts(job: dict[str, Any]) -> None:
@@ -93,7 +113,7 @@ def jobs_panel(kind: str = "train") -> None:
             st.session_state[f"_jobs_seen_{kind}"] = finished
             st.rerun(scope="app")
         return
-    labels = {j["id"]: _title(j) + f" — {j['status']}" for j in jobs if j["kind"] == "train"}
+    labels = {j["id"]: _title(j) + f" — {j['status']} (job {j['id']})" for j in jobs if j["kind"] == "train"}
     if labels:
         if st.session_state.get("train_chart_job") not in labels:
             st.session_state["train_chart_job"] = next(iter(labels))

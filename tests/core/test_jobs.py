@@ -9,7 +9,9 @@ from typing import Callable
 
 import pytest
 
-from core.jobs import cancel_job, eta_seconds, get_job, list_jobs, reconcile_jobs, submit_job
+from core.errors import RegistryError
+from core.jobs import (cancel_job, create_job, eta_seconds, get_job, list_jobs, reconcile_jobs, submit_job,
+                       update_job)
 from core.store import Registry
 from core.training import TrainConfig
 
@@ -104,3 +106,18 @@ def test_a_job_outlives_the_process_that_started_it(registry: Registry, subproce
     job_id = out.stdout.strip()
     wait_until(lambda: get_job(registry, job_id)["status"] == "completed", 180, "the orphaned job")
     assert registry.get_run(get_job(registry, job_id)["run_id"])["status"] == "completed"
+
+
+def test_a_second_job_for_the_same_run_is_refused_while_the_first_is_active(registry: Registry) -> None:
+    """Queued, never spawned: the refusal is decided in the registry, before any process starts."""
+    first = create_job(registry, "train", job_args(epochs=2, seed=21))
+    same_run = [{**job_args(epochs=2, seed=21), "name": "another name"}, job_args(epochs=2, seed=21, device="cuda"),
+                {**job_args(epochs=2, seed=21), "processes": 2}]
+    for args in same_run:
+        with pytest.raises(RegistryError, match=f"job {first} is already queued .* would train the same run"):
+            create_job(registry, "train", args)
+    other = create_job(registry, "train", job_args(epochs=2, seed=22))
+    assert {j["id"] for j in list_jobs(registry)} == {first, other}
+    update_job(registry, first, status="interrupted")
+    resumed = create_job(registry, "train", job_args(epochs=2, seed=21))
+    assert get_job(registry, resumed)["status"] == "queued"
