@@ -12,7 +12,6 @@ from core.training import TrainConfig
 from core.training.config import archs_for, default_eps
 from core.training.preflight import preflight
 from dashboard import cache, state
-from dashboard.components import charts
 from dashboard.components import tradeoff_charts as tc
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.teaching import explain
@@ -42,7 +41,7 @@ highlight = [r for r in (st.session_state.get(state.PRIMARY_RUN), st.session_sta
 
 if runs:
     left, right = st.columns(2)
-    left.plotly_chart(charts.pareto_figure(cache.runs_table(dataset), highlight), key="to_pareto")
+    left.plotly_chart(tc.pareto(cache.runs_table(dataset), highlight), key="to_pareto")
     left.caption("One dot per model (large: primary and comparison); the dotted staircase links the models no "
                  "other beats on both axes.")
     table = tc.class_table(runs)
@@ -52,33 +51,49 @@ if runs:
                       "lift it without lowering the mean.")
 
     st.subheader("How the runs trained")
+    # Keyed by dataset: another dataset's runs are no option here, and a shared key would come back empty.
     default = [r for r in highlight + [r["id"] for r in runs if r["method"].startswith("dale")] if r in by_id]
     chosen = st.multiselect("Runs", list(by_id), default=list(dict.fromkeys(default))[:4],
-                            format_func=lambda r: by_id[r]["name"], key="to_runs", max_selections=6)
+                            format_func=lambda r: by_id[r]["name"], key=f"to_runs_{dataset}", max_selections=6)
     histories = {by_id[r]["name"]: cache.run_history(r) for r in chosen}
-    histories = {k: v for k, v in histories.items() if v}
-    if histories:
+    groups = tc.by_step({k: v for k, v in histories.items() if v})
+    if "epoch" in groups:
         rho = {by_id[r]["name"]: float(by_id[r]["config"].get("dale_rho", 0.1)) for r in chosen
                if by_id[r]["method"].startswith("dale")}
         left, right = st.columns(2)
-        left.plotly_chart(tc.accuracy_curves(histories), key="to_acc")
-        left.caption("Solid: clean test accuracy; dashed: PGD robust accuracy on the held-out points; dotted: FGSM "
-                     "(single-step methods).")
-        right.plotly_chart(tc.loss_curves(histories, rho), key="to_loss")
-        right.caption("Mean training losses per epoch; the dotted line is a DALE run's bound ρ on the clean loss.")
+        left.plotly_chart(tc.accuracy_curves(groups["epoch"]), key="to_acc")
+        left.caption("One colour per run. Solid: clean test accuracy; dashed: PGD robust accuracy on the held-out "
+                     "points; dotted: FGSM (single-step methods).")
+        right.plotly_chart(tc.loss_curves(groups["epoch"], rho), key="to_loss")
+        right.caption("Mean training losses per epoch (solid ℓ_nom, dashed ℓ_ro); the dotted line is a DALE run's "
+                      "bound ρ on the clean loss.")
+    if "t" in groups:
+        st.markdown("**Patch models** are trained by the Li & Li simulation (full-batch gradient descent), so their "
+                    "curves run over iterations t, not epochs.")
         left, right = st.columns(2)
-        if any("nu" in h for v in histories.values() for h in v):
-            left.plotly_chart(tc.nu_curves(histories), key="to_nu")
-            ratios = {name: v[-1].get("noise_to_grad") for name, v in histories.items() if "noise_to_grad" in v[-1]}
-            left.caption("ν rises while the clean loss exceeds ρ and falls toward 0 once it is below. Langevin "
-                         "noise ÷ gradient (last epoch): " + ", ".join(f"{n}: {r:.3g}" for n, r in ratios.items())
-                         + " — with Laplacian noise it grows with the batch size, because the attack ascends a batch mean.")
-        per_class = {by_id[r]["name"]: by_id[r]["final_metrics"].get("per_class_robust_acc") for r in chosen}
-        per_class = {k: v for k, v in per_class.items() if v}
-        if per_class:
-            right.plotly_chart(tc.per_class_bars(per_class, "PGD at each run's ε"), key="to_bars")
-            right.caption("Final per-class robust accuracy of the chosen runs side by side.")
-    elif chosen:
+        left.plotly_chart(tc.accuracy_curves(groups["t"], "t"), key="to_acc_t")
+        left.caption("One colour per run. Solid: clean test accuracy; dashed: worst case over PGD from x, PGD from "
+                     "a random start and the feature-shift probe; dotted: PGD from x alone (the paper's measure).")
+        right.plotly_chart(tc.loss_curves(groups["t"], {}, "t"), key="to_loss_t")
+        right.caption("Cross-entropy on the whole training set (on the adversarial inputs for AT) at each recorded "
+                      "iteration.")
+    if None in groups:
+        st.info("No training curves for " + ", ".join(groups[None]) + ": its history records neither epochs nor "
+                "iterations.")
+    per_epoch = groups.get("epoch", {})
+    per_class = {by_id[r]["name"]: by_id[r]["final_metrics"].get("per_class_robust_acc") for r in chosen}
+    per_class = {k: v for k, v in per_class.items() if v}
+    left, right = st.columns(2)
+    if any("nu" in h for v in per_epoch.values() for h in v):
+        left.plotly_chart(tc.nu_curves(per_epoch), key="to_nu")
+        ratios = {name: v[-1].get("noise_to_grad") for name, v in per_epoch.items() if "noise_to_grad" in v[-1]}
+        left.caption("ν rises while the clean loss exceeds ρ and falls toward 0 once it is below. Langevin noise ÷ "
+                     "gradient (last epoch): " + ", ".join(f"{n}: {r:.3g}" for n, r in ratios.items()) + " — with "
+                     "Laplacian noise it grows with the batch size, because the attack ascends a batch mean.")
+    if per_class:
+        right.plotly_chart(tc.per_class_bars(per_class, "PGD at each run's ε"), key="to_bars")
+        right.caption("Final per-class robust accuracy of the chosen runs side by side.")
+    if chosen and not groups:
         st.info("The chosen runs have no per-epoch history (imported checkpoints carry none).")
 
 st.subheader("Logit bias for the weakest class (inference time)")

@@ -8,8 +8,19 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.components.charts import LAYOUT, METHOD_COLOURS
+from dashboard.components.charts import LAYOUT, METHOD_COLOURS, pareto_figure
 
+STEP_TITLES = {"epoch": "epoch", "t": "iteration t (gradient steps on the whole training set)"}
+# Per kind of history: (metric, line style, what it is). The patch simulation records the worst case over its
+# attacks as robust_acc and PGD started at x (the paper's measure) as robust_acc_pgd.
+ACCURACY_SERIES = {
+    "epoch": (("clean_acc", "solid", "clean"), ("robust_acc", "dash", "PGD"), ("fgsm_acc", "dot", "FGSM")),
+    "t": (("clean_acc", "solid", "clean"), ("robust_acc", "dash", "worst case"),
+          ("robust_acc_pgd", "dot", "PGD from x")),
+}
+LOSS_SERIES = {"epoch": (("loss_nom", "solid", "ℓ_nom (clean)"), ("loss_ro", "dash", "ℓ_ro (robust)")),
+               "t": (("loss", "solid", "training loss"),)}
+LEGEND_ROW_PX = 21
 EXTRA_COLOURS = {"mart": "#a16207", "dale": "#7c3aed", "dale-kl": "#db2777"}
 PALETTE = ("#c2410c", "#2563eb", "#16a34a", "#7c3aed", "#64748b", "#db2777")
 
@@ -32,6 +43,26 @@ def class_table(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "name", "method", "mean", "worst", "worst class"])
 
 
+def percent_axis(values: np.ndarray) -> dict[str, Any]:
+    """An accuracy axis from a little below the lowest value to 100 %, padded at both ends so markers on the edges
+    (the Pareto ring is 22 px wide) are drawn whole; its ticks stay within [low, 100 %], so no "105 %"."""
+    finite = values[np.isfinite(values)]
+    low = max(0.0, float(finite.min()) - 0.05) if len(finite) else 0.0
+    pad = 0.06 * (1.0 - low)
+    step = next(s for s in (0.02, 0.05, 0.1, 0.2, 0.25) if (1.0 - low) / s <= 6)
+    ticks = 1.0 - step * np.arange(int((1.0 - low) / step + 1e-9) + 1)
+    return dict(range=[low - pad, 1.0 + pad], tickvals=ticks[::-1], tickformat=".0%", zeroline=False)
+
+
+def pareto(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figure:
+    """The shared clean vs robust scatter, with room around 0 % and 100 % for the points and rings there."""
+    fig = pareto_figure(table, highlight)
+    data = table.dropna(subset=["clean acc", "robust acc"])
+    fig.update_xaxes(**percent_axis(data["clean acc"].to_numpy(float)))
+    fig.update_yaxes(**percent_axis(data["robust acc"].to_numpy(float)))
+    return fig
+
+
 def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for method, group in table.groupby("method"):
@@ -40,74 +71,105 @@ def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
             marker=dict(size=13, color=method_colour(str(method)), line=dict(width=1, color="white")),
             text=group["name"].to_numpy(str), customdata=group["worst class"].to_numpy(str),
             hovertemplate="%{text}<br>mean %{x:.1%} · worst class %{customdata}: %{y:.1%}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="worst = mean",
+    fig.add_trace(go.Scatter(x=np.array([0.0, 1.0]), y=np.array([0.0, 1.0]), mode="lines", name="worst = mean",
                              line=dict(dash="dot", color="#94a3b8"), hoverinfo="skip"))
-    lo = float(min(table["worst"].min(), table["mean"].min())) if len(table) else 0.0
     fig.update_layout(title="Worst class vs mean robust accuracy", xaxis_title="mean per-class robust accuracy",
                       yaxis_title="robust accuracy of the worst class", height=420, **LAYOUT)
-    fig.update_xaxes(range=[max(0.0, lo - 0.05), 1.01], tickformat=".0%")
-    fig.update_yaxes(range=[max(0.0, lo - 0.05), 1.01], tickformat=".0%")
+    both = table[["worst", "mean"]].to_numpy(float).ravel()
+    fig.update_xaxes(**percent_axis(both))
+    fig.update_yaxes(**percent_axis(both))
     return fig
 
 
-def accuracy_curves(histories: dict[str, list[dict[str, Any]]]) -> go.Figure:
-    """Clean (solid), PGD (dashed) and FGSM (dotted, where recorded) test accuracy over epochs, per run."""
+def step_key(history: list[dict[str, Any]]) -> str | None:
+    """What a history is recorded over: 'epoch' (the trainer), 't' (the patch simulation's iterations) or None."""
+    return next((key for key in STEP_TITLES if history and all(key in h for h in history)), None)
+
+
+def by_step(histories: dict[str, list[dict[str, Any]]]) -> dict[str | None, dict[str, list[dict[str, Any]]]]:
+    """The histories grouped by :func:`step_key`, so a chart never puts epochs and iterations on one axis."""
+    groups: dict[str | None, dict[str, list[dict[str, Any]]]] = {}
+    for name, history in histories.items():
+        groups.setdefault(step_key(history), {})[name] = history
+    return groups
+
+
+def _curves(histories: dict[str, list[dict[str, Any]]], step: str,
+            series: Sequence[tuple[str, str, str]], value_format: str) -> go.Figure:
+    """One colour per run, one line style per series; one legend entry per run (the caption names the styles)."""
     fig = go.Figure()
     for i, (name, history) in enumerate(histories.items()):
+        x = np.array([h[step] for h in history], dtype=float)
         colour = PALETTE[i % len(PALETTE)]
-        epochs = [h["epoch"] for h in history]
-        for key, dash, label in (("clean_acc", "solid", "clean"), ("robust_acc", "dash", "PGD"),
-                                 ("fgsm_acc", "dot", "FGSM")):
-            values = [h.get(key) for h in history]
-            if any(v is not None for v in values):
-                fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines", name=f"{label} · {name}",
-                                         line=dict(color=colour, dash=dash)))
-    fig.update_layout(title="Test accuracy over training", xaxis_title="epoch", yaxis_title="accuracy",
-                      height=400, **LAYOUT)
+        shown = False
+        for key, dash, label in series:
+            values = np.array([h.get(key) for h in history], dtype=float)
+            if np.isnan(values).all():
+                continue
+            fig.add_trace(go.Scatter(
+                # A run of one epoch has no line to draw: a marker shows its one value.
+                x=x, y=values, mode="lines" if len(x) > 1 else "markers", name=name, legendgroup=name,
+                showlegend=not shown, line=dict(color=colour, dash=dash), marker=dict(color=colour, size=8),
+                hovertemplate=f"{label} · {name}<br>{step} %{{x}}: %{{y:{value_format}}}<extra></extra>"))
+            shown = True
+    return fig
+
+
+def _legend_below(fig: go.Figure, entries: int, height: int) -> go.Figure:
+    """One legend entry per row at the bottom of the figure, with the bottom margin grown to hold them under the
+    axis title (the shared layout's legend sits at a fixed fraction of the plot height and covers the title)."""
+    rows = LEGEND_ROW_PX * max(entries, 1)
+    fig.update_layout(height=height + rows, margin=dict(b=80 + rows), showlegend=entries > 0,
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left",
+                                  entrywidth=1, entrywidthmode="fraction", tracegroupgap=0))
+    return fig
+
+
+def accuracy_curves(histories: dict[str, list[dict[str, Any]]], step: str = "epoch") -> go.Figure:
+    """Test accuracy over training per run: clean (solid), robust (dashed) and, where recorded, FGSM or PGD from x
+    (dotted); over epochs, or over the patch simulation's iterations t."""
+    fig = _curves(histories, step, ACCURACY_SERIES[step], ".1%")
+    fig.update_layout(title="Test accuracy over training", xaxis_title=STEP_TITLES[step], yaxis_title="accuracy",
+                      **LAYOUT)
     fig.update_yaxes(tickformat=".0%")
-    return fig
+    return _legend_below(fig, len(histories), 400)
 
 
-def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float]) -> go.Figure:
-    """ℓ_nom (solid) and ℓ_ro (dashed) per epoch, with a dotted line at each DALE run's ρ."""
-    fig = go.Figure()
-    for i, (name, history) in enumerate(histories.items()):
-        colour = PALETTE[i % len(PALETTE)]
-        epochs = [h["epoch"] for h in history]
-        for key, dash, label in (("loss_nom", "solid", "ℓ_nom (clean)"), ("loss_ro", "dash", "ℓ_ro (robust)")):
-            values = [h.get(key) for h in history]
-            if any(v is not None for v in values):
-                fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines", name=f"{label} · {name}",
-                                         line=dict(color=colour, dash=dash)))
+def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float], step: str = "epoch") -> go.Figure:
+    """ℓ_nom (solid) and ℓ_ro (dashed) per epoch with a dotted line at each DALE run's ρ; the patch simulation's
+    training loss per iteration t."""
+    fig = _curves(histories, step, LOSS_SERIES[step], ".3f")
+    for i, name in enumerate(histories):
         if name in rho:
-            fig.add_hline(y=rho[name], line=dict(color=colour, dash="dot", width=1.5),
+            fig.add_hline(y=rho[name], line=dict(color=PALETTE[i % len(PALETTE)], dash="dot", width=1.5),
                           annotation_text=f"ρ = {rho[name]:g}", annotation_position="top left")
-    fig.update_layout(title="Clean and robust training loss", xaxis_title="epoch",
-                      yaxis_title="training loss (mean per epoch)", height=400, **LAYOUT)
-    return fig
+    per = "mean per epoch" if step == "epoch" else "on the whole training set"
+    fig.update_layout(title="Clean and robust training loss" if step == "epoch" else "Training loss",
+                      xaxis_title=STEP_TITLES[step], yaxis_title=f"training loss ({per})", **LAYOUT)
+    return _legend_below(fig, len(histories), 400)
 
 
 def nu_curves(histories: dict[str, list[dict[str, Any]]]) -> go.Figure:
     fig = go.Figure()
     for i, (name, history) in enumerate(histories.items()):
-        values = [h.get("nu") for h in history]
-        if any(v is not None for v in values):
-            fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=values, mode="lines+markers", name=name,
-                                     line=dict(color=PALETTE[i % len(PALETTE)])))
+        values = np.array([h.get("nu") for h in history], dtype=float)
+        if not np.isnan(values).all():
+            fig.add_trace(go.Scatter(x=np.array([h["epoch"] for h in history]), y=values, mode="lines+markers",
+                                     name=name, line=dict(color=PALETTE[i % len(PALETTE)])))
     fig.update_layout(title="Dual variable ν (weight of the clean loss)", xaxis_title="epoch",
-                      yaxis_title="ν at the end of the epoch", height=400, **LAYOUT)
-    return fig
+                      yaxis_title="ν at the end of the epoch", **LAYOUT)
+    return _legend_below(fig, len(fig.data), 400)
 
 
 def per_class_bars(runs: dict[str, dict[str, float]], eps_label: str) -> go.Figure:
     fig = go.Figure()
     for i, (name, per_class) in enumerate(runs.items()):
-        classes = list(per_class)
-        fig.add_trace(go.Bar(x=classes, y=[per_class[c] for c in classes], name=name,
+        classes = np.array(list(per_class), dtype=str)
+        fig.add_trace(go.Bar(x=classes, y=np.array([per_class[c] for c in classes], dtype=float), name=name,
                              marker_color=PALETTE[i % len(PALETTE)],
                              hovertemplate="class %{x}: %{y:.1%}<extra>" + name + "</extra>"))
     fig.update_layout(title="Per-class robust accuracy", xaxis_title="class",
-                      yaxis_title=f"robust accuracy ({eps_label})", barmode="group", height=400, **LAYOUT)
+                      yaxis_title=f"robust accuracy ({eps_label})", barmode="group", **LAYOUT)
     fig.update_xaxes(type="category")
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
-    return fig
+    return _legend_below(fig, len(runs), 400)

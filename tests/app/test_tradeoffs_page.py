@@ -1,13 +1,18 @@
-"""Trade-off Explorer under AppTest: charts of the shipped models, the logit bias, refusals before a job starts."""
+"""Trade-off Explorer under AppTest: charts of the shipped models (patches too), the logit bias, refusals before a job
+starts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.jobs import cancel_job, list_jobs
 from dashboard import cache
+from dashboard.components import tradeoff_charts as tc
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -32,7 +37,7 @@ def launch(at: AppTest, **values) -> AppTest:
 
 def test_the_shipped_dale_run_shows_its_constraint_curves() -> None:
     at = open_page()
-    chosen = at.multiselect(key="to_runs").value
+    chosen = at.multiselect(key="to_runs_digits").value
     assert "shipped-digits-smallcnn-dale" in chosen
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Dual variable" in t for t in titles) and any("ρ = 0.1" in t for t in titles)
@@ -71,3 +76,35 @@ def test_a_class_weighted_dale_run_is_queued() -> None:
     finally:
         for job in jobs:
             cancel_job(cache.registry(), job["id"])
+
+
+def test_patch_models_show_their_curves_over_iterations() -> None:
+    """Their histories come from the Li & Li simulation, per iteration t: no epochs (this page used to crash). The
+    dataset is switched on this page, so the runs chosen for digits must not leave the patch runs unchosen."""
+    at = open_page()
+    at.selectbox(key="_sb_dataset").select("patches").run()
+    assert not at.exception, at.exception
+    assert set(at.multiselect(key="to_runs_patches").value) == {"shipped-patches-patchnet-at",
+                                                                 "shipped-patches-patchnet-st"}
+    specs = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert "to_acc" not in specs and {"to_acc_t", "to_loss_t"} <= set(specs)
+    for key in ("to_acc_t", "to_loss_t"):
+        assert specs[key]["layout"]["xaxis"]["title"]["text"].startswith("iteration t")
+    traces = {(t["name"], t["line"]["dash"]) for t in specs["to_acc_t"]["data"]}
+    assert ("patches two-layer net · AT", "dot") in traces, "PGD from x is drawn beside the worst case"
+    assert any("over iterations t, not epochs" in m.value for m in at.markdown)
+
+
+def test_accuracy_axes_leave_room_at_100_percent_and_legends_sit_below_the_axis_title() -> None:
+    table = pd.DataFrame({"id": ["a", "b"], "name": ["a", "b"], "method": ["erm", "pgd-at"],
+                          "clean acc": [1.0, 0.7], "robust acc": [0.0, 0.6], "ε": [0.1, 0.1]})
+    fig = tc.pareto(table, ["a"])
+    for axis, lowest in ((fig.layout.xaxis, 0.7), (fig.layout.yaxis, 0.0)):
+        low, high = axis.range
+        assert high > 1.02 and max(axis.tickvals) == pytest.approx(1.0), "the ring at 100 % is drawn whole"
+        assert low < lowest - 0.01 and low <= min(axis.tickvals) and min(axis.tickvals) >= 0
+    history = [{"epoch": e, "clean_acc": 0.5 + e / 10, "robust_acc": 0.3} for e in (1, 2, 3)]
+    fig = tc.accuracy_curves({"run one": history, "run two": history})
+    assert [t.showlegend for t in fig.data] == [True, False, True, False], "one legend entry per run"
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 0
+    assert fig.layout.margin.b >= 80 + 2 * tc.LEGEND_ROW_PX and fig.layout.height == 400 + 2 * tc.LEGEND_ROW_PX
