@@ -7,13 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import AtlasError
-from core.jobs import submit_job
-from core.training import TrainConfig
 from core.training.config import archs_for, default_eps
-from core.training.preflight import preflight
 from dashboard import cache, state
 from dashboard.components import tradeoff_charts as tc
 from dashboard.components.jobs import jobs_panel
+from dashboard.components.train_form import (DALE_METHODS, WEIGHTS_LABEL, checked_eps, dale_fields, eps_field,
+                                             parse_weights, queue_training)
 from dashboard.components.teaching import explain
 
 st.title("Trade-off Explorer")
@@ -123,47 +122,43 @@ if runs:
             st.error(str(exc))
 
 st.subheader("Launch a DALE or class-weighted run")
-with st.form("to_launch"):
-    c1, c2, c3, c4 = st.columns(4)
+
+
+@st.fragment
+def launcher() -> None:
+    """Its own fragment: choosing the method or the weighting redraws the launcher, not the charts above."""
+    spec = cache.dataset_specs()[dataset]
+    # Outside the form, because the fields below follow them.
+    c1, c2 = st.columns(2)
     method = c1.selectbox("Method", ("dale", "dale-kl", "mart", "pgd-at", "trades"), key="to_method")
-    eps = c2.number_input("ε", min_value=0.001, max_value=1.0, value=default_eps(dataset), format="%.3f",
-                          key="to_eps")
-    epochs = c3.number_input("Epochs", min_value=1, max_value=200, value=10, key="to_epochs")
-    steps = c4.number_input("Attack / Langevin steps", min_value=1, max_value=50, value=5, key="to_steps")
-    c1, c2, c3, c4, c5 = st.columns(5)
-    rho = c1.number_input("ρ (clean-loss bound)", value=0.1, format="%.3f", key="to_rho")
-    noise = c2.selectbox("Langevin noise", ("laplacian", "gaussian"), key="to_noise")
-    scale = c3.number_input("noise scale c", value=1e-3, format="%.4f", key="to_scale")
-    nu = c4.number_input("ν₀", value=1.0, format="%.3f", key="to_nu0")
-    dual = c5.number_input("η_d (0 = fixed ν)", value=1e-3, format="%.4f", key="to_dual")
-    c1, c2, c3 = st.columns([1, 2, 1])
-    weighting = c1.selectbox("Class weighting", ("none", "adaptive", "fixed"), key="to_weighting")
-    weights_text = c2.text_input("Fixed weights (one per class, comma-separated)", key="to_weights",
-                                 placeholder="e.g. 1,1,1,2,1,1,1,1,2,1")
-    strength = c3.number_input("Adaptive strength", min_value=0.0, max_value=1.0, value=0.5, key="to_strength")
-    launched = st.form_submit_button("Start training", type="primary")
+    weighting = c2.selectbox("Class weighting", ("none", "adaptive", "fixed"), key="to_weighting",
+                             help="adaptive: weights follow each class's robust accuracy in the last epoch; fixed: "
+                                  "your weights, one per class")
+    norm = "linf"  # DALE's Langevin steps support ℓ∞ and ℓ2 only, so this launcher keeps ℓ∞ on every dataset.
+    with st.form("to_launch"):
+        c1, c2, c3 = st.columns(3)
+        eps, eps_high = eps_field(c1, norm, spec["input_shape"], key="to_eps", default=default_eps(dataset))
+        epochs = c2.number_input("Epochs", min_value=1, max_value=200, value=10, key="to_epochs")
+        steps = c3.number_input("Attack / Langevin steps", min_value=1, max_value=50, value=5, key="to_steps")
+        dale = dale_fields("to") if method in DALE_METHODS else {}
+        c1, c2 = st.columns([3, 1])
+        weights_text = c1.text_input(WEIGHTS_LABEL, key="to_weights", disabled=weighting != "fixed",
+                                     placeholder="e.g. 1,1,1,2,1,1,1,1,2,1")
+        strength = c2.number_input("Adaptive strength (only with adaptive)", min_value=0.0, max_value=1.0,
+                                   value=0.5, key="to_strength", disabled=weighting != "adaptive")
+        launched = st.form_submit_button("Start training", type="primary")
 
-def parse_weights(text: str) -> tuple[float, ...] | None:
-    try:
-        return tuple(float(w) for w in text.replace(" ", "").split(",") if w)
-    except ValueError:
-        return None
+    def fields() -> dict:
+        weights = parse_weights(weights_text, len(spec["classes"])) if weighting == "fixed" else ()
+        adaptive = {"class_weight_strength": float(strength)} if weighting == "adaptive" else {}
+        return dict(dataset=dataset, arch=archs_for(spec["input_shape"])[0], method=method, norm=norm,
+                    eps=checked_eps(eps, eps_high), epochs=int(epochs), attack_steps=int(steps), batch_size=32,
+                    schedule="onecycle", **dale, class_weighting=weighting, class_weights=weights, **adaptive,
+                    device=device)
 
-
-weights = parse_weights(weights_text) if weighting == "fixed" else ()
-if launched and weights is None:
-    st.error("Not started: the fixed weights must be numbers separated by commas.")
-elif launched:
-    try:
-        arch = archs_for(cache.dataset_specs()[dataset]["input_shape"])[0]
-        config = TrainConfig(dataset=dataset, arch=arch, method=method, eps=float(eps),
-                             epochs=int(epochs), attack_steps=int(steps), batch_size=32, schedule="onecycle",
-                             dale_rho=float(rho), dale_noise=noise, dale_noise_scale=float(scale), dale_nu=float(nu),
-                             dale_dual_lr=float(dual), class_weighting=weighting, class_weights=weights,
-                             class_weight_strength=float(strength), device=device)
-        preflight(config)
-        job_id = submit_job(cache.registry(), "train", config.to_dict(), device=device)
+    if launched and (job_id := queue_training(fields)):
         st.success(f"Queued job `{job_id}`; it appears here and on the Train page.")
-    except AtlasError as exc:
-        st.error(f"Not started: {exc}")
+
+
+launcher()
 jobs_panel()

@@ -2,14 +2,12 @@
 
 import streamlit as st
 
-from core.distributed import DistContext
-from core.errors import AtlasError
-from core.jobs import submit_job
-from core.training import METHODS, SCHEDULES, TrainConfig
-from core.training.config import MAX_EPS, archs_for, default_eps
-from core.training.preflight import preflight
+from core.training import METHODS, SCHEDULES
+from core.training.config import archs_for, default_eps
 from dashboard import cache, state
 from dashboard.components.jobs import jobs_panel
+from dashboard.components.train_form import (DALE_METHODS, beta_field, checked_eps, dale_fields, eps_field,
+                                             queue_training)
 from dashboard.components.teaching import explain
 
 dataset = st.session_state[state.DATASET]
@@ -19,7 +17,9 @@ explain("Training runs in a **separate process**: you can switch pages, reload o
         "the job goes on. Each epoch is checkpointed; an interrupted job resumes from its last finished epoch. "
         "**ERM** trains on clean inputs; **FGSM-RS / N-FGSM** on one-step attacks (fast, but watch for "
         "*catastrophic overfitting*: PGD accuracy suddenly collapsing); **PGD-AT** on multi-step attacks; "
-        "**TRADES** balances clean accuracy against a KL robustness term with β.", "madry", "dale")
+        "**TRADES** balances clean accuracy against a KL robustness term with β, and **MART** weighs a KL term on the "
+        "misclassified points with its own β; **DALE** keeps the clean loss below a bound ρ with a learned weight ν "
+        "and trains on Langevin samples instead of one worst case.", "madry", "dale")
 st.markdown(f"Dataset: **{dataset}** ({spec['description']}) — change it in the sidebar.")
 if spec["needs_files"] and cache.missing_files(dataset):
     st.warning(f"**{dataset}** needs its standard files, which are not on this machine. Run "
@@ -27,21 +27,25 @@ if spec["needs_files"] and cache.missing_files(dataset):
                "until then no job can start for it.", icon=":material/folder_off:")
 
 archs = archs_for(spec["input_shape"])
+# Outside the form: the fields below depend on them (ε's range on the threat model, β and DALE's on the method).
+c1, c2, c3 = st.columns(3)
+arch = c1.selectbox("Architecture", archs, key="train_arch")
+method = c2.selectbox("Method", list(METHODS), index=list(METHODS).index("pgd-at"), key="train_method",
+                      help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in METHODS))
+norm = c3.selectbox("Threat model", ["l2patch"] if spec["kind"] == "theory" else ["linf", "l2"], key="train_norm")
 with st.form("train_form"):
-    c1, c2, c3 = st.columns(3)
-    arch = c1.selectbox("Architecture", archs, key="train_arch")
-    method = c2.selectbox("Method", list(METHODS), index=list(METHODS).index("pgd-at"), key="train_method",
-                          help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in METHODS))
-    norm = c3.selectbox("Threat model", ["l2patch"] if spec["kind"] == "theory" else ["linf", "l2"],
-                        key="train_norm")
     c1, c2, c3, c4 = st.columns(4)
-    eps = c1.number_input("ε (input scale [0,1])", min_value=0.0, max_value=MAX_EPS["l2"],
-                          value=default_eps(dataset), step=0.01, format="%.3f", key=f"train_eps_{dataset}",
-                          help=f"At most {MAX_EPS['linf']:g} for ℓ∞ (the whole [0,1] range)")
+    eps, eps_high = eps_field(c1, norm, spec["input_shape"], key=f"train_eps_{dataset}_{norm}",
+                              default=default_eps(dataset))
     steps = c2.number_input("Attack steps", min_value=1, max_value=100, value=5, key="train_steps")
     step_size = c3.number_input("Attack step size (0 = 2.5·ε/steps)", min_value=0.0, max_value=1.0, value=0.0,
                                 step=0.005, format="%.4f", key="train_step_size")
-    beta = c4.number_input("TRADES β (TRADES only)", min_value=0.0, max_value=50.0, value=3.0, key="train_beta")
+    betas = beta_field(c4, method, key="train")
+    dale = {}
+    if method in DALE_METHODS:
+        st.caption("DALE (Robey et al. 2021): the clean loss is kept below ρ by a learned weight ν; perturbations "
+                   "are Langevin samples.")
+        dale = dale_fields("train")
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("Epochs", min_value=1, max_value=500, value=10, key="train_epochs")
     lr = c2.number_input("Learning rate", min_value=1e-5, max_value=10.0, value=0.05, format="%.4f", key="train_lr")
@@ -60,23 +64,19 @@ with st.form("train_form"):
                                       "process per GPU; the batch size is the global batch and must divide evenly")
     submitted = st.form_submit_button("Start training", type="primary")
 
+
+def form_fields() -> dict:
+    return dict(dataset=dataset, arch=arch, method=method, norm=norm, eps=checked_eps(eps, eps_high),
+                attack_steps=int(steps), attack_step_size=float(step_size) or None, **betas, **dale,
+                epochs=int(epochs), lr=float(lr), schedule=schedule, batch_size=int(batch), seed=int(seed),
+                name=name.strip(), device=st.session_state[state.DEVICE])
+
+
 if submitted:
-    try:
-        config = TrainConfig(dataset=dataset, arch=arch, method=method, norm=norm, eps=float(eps),
-                             attack_steps=int(steps), attack_step_size=float(step_size) or None,
-                             trades_beta=float(beta), epochs=int(epochs), lr=float(lr), schedule=schedule,
-                             batch_size=int(batch), seed=int(seed), name=name.strip(),
-                             device=st.session_state[state.DEVICE])
-        preflight(config)
-        args = config.to_dict()
-        if processes > 1:
-            DistContext(world_size=processes).check_batch(config.batch_size)
-            args["processes"] = processes
-        job_id = submit_job(cache.registry(), "train", args, device=config.device, exclusive=not parallel)
+    job_id = queue_training(form_fields, exclusive=not parallel, processes=processes)
+    if job_id:
         st.session_state["train_chart_job"] = job_id
         st.success(f"Queued job `{job_id}`. Progress appears below.")
-    except AtlasError as exc:
-        st.error(f"Not started: {exc}")
 
 st.subheader("Jobs")
 jobs_panel()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.jobs import list_jobs
+from core.jobs import cancel_job, list_jobs
 from core.store import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,11 +65,83 @@ def test_dataset_switch_resets_models_to_that_dataset() -> None:
 def test_train_form_refuses_invalid_values_and_starts_nothing(atlas_home: Path) -> None:
     at = open_app()
     at.switch_page("../pages/train.py").run()
-    at.number_input(key="train_eps_digits").set_value(0.0)
-    at.button[0].click().run()
-    assert not at.exception
+    at.number_input(key="train_eps_digits_linf").set_value(0.0)
+    start(at)
     assert any("Not started" in e.value and "needs ε > 0" in e.value for e in at.error)
     assert list_jobs(Registry(atlas_home)) == []
+
+
+def open_train(method: str | None = None) -> AppTest:
+    at = open_app()
+    at.switch_page("../pages/train.py").run()
+    if method:
+        at.selectbox(key="train_method").select(method).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def start(at: AppTest) -> AppTest:
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_train_eps_is_bounded_by_the_input_scale_and_an_empty_or_nan_eps_is_refused(atlas_home: Path) -> None:
+    at = open_train()
+    eps = at.number_input(key="train_eps_digits_linf")
+    assert (eps.min, eps.max, eps.value) == (0.0, 1.0, 0.1) and "[0,1]" in eps.label
+    at.selectbox(key="train_norm").select("l2").run()
+    assert at.number_input(key="train_eps_digits_l2").max == 8.0, "√64: the diameter of [0,1]^64"
+    for typed in (None, float("nan")):
+        at.number_input(key="train_eps_digits_l2").set_value(typed)
+        start(at)
+        assert [e.value for e in at.error] == ["Not started: ε is empty or not a number: type a value between 0 "
+                                               "and 8"], typed
+    assert list_jobs(Registry(atlas_home)) == []
+
+
+def test_train_offers_the_dale_fields_and_refuses_them_by_their_labels(atlas_home: Path) -> None:
+    at = open_train()
+    assert not any(n.key == "train_rho" for n in at.number_input), "no DALE fields for PGD-AT"
+    at = open_train("dale")
+    labels = {n.key: n.label for n in at.number_input}
+    assert labels["train_rho"] == "ρ (clean-loss bound)" and labels["train_nu0"] == "ν₀ (initial ν)"
+    assert at.selectbox(key="train_noise").options == ["laplacian", "gaussian"]
+    at.number_input(key="train_rho").set_value(0.0)
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: ρ (clean-loss bound) must be > 0, got 0.0"]
+    at.number_input(key="train_rho").set_value(0.1)
+    at.number_input(key="train_scale").set_value(-1.0)
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: Langevin noise scale c must be ≥ 0, got -1.0"]
+    assert list_jobs(Registry(atlas_home)) == []
+
+
+def test_train_beta_field_names_its_method() -> None:
+    at = open_train("trades")
+    assert [(n.label, n.value) for n in at.number_input if n.key.endswith("_beta")] == [("TRADES β", 3.0)]
+    at.selectbox(key="train_method").select("mart").run()
+    assert [(n.label, n.value) for n in at.number_input if n.key.endswith("_beta")] == [("MART β", 5.0)]
+    at.selectbox(key="train_method").select("pgd-at").run()
+    assert not [n for n in at.number_input if n.key.endswith("_beta")]
+
+
+def test_the_same_run_twice_is_refused_and_job_cards_tell_jobs_apart(atlas_home: Path) -> None:
+    at = open_train()
+    at.number_input(key="train_epochs").set_value(50)
+    start(at)
+    jobs = list_jobs(Registry(atlas_home))
+    try:
+        assert len(jobs) == 1 and any(f"Queued job `{jobs[0]['id']}`" in s.value for s in at.success)
+        assert any(f"job `{jobs[0]['id']}` · submitted " in c.value for c in at.caption), "the card names its job"
+        at.text_input(key="train_name").set_value("another name")
+        start(at)
+        assert any(f"Not started: job {jobs[0]['id']} is already" in e.value and "same run" in e.value
+                   for e in at.error), [e.value for e in at.error]
+        assert len(list_jobs(Registry(atlas_home))) == 1
+    finally:
+        for job in list_jobs(Registry(atlas_home), active_only=True):
+            cancel_job(Registry(atlas_home), job["id"])
 
 
 def test_train_form_offers_only_fitting_architectures() -> None:
@@ -99,6 +171,6 @@ def test_training_a_dataset_without_its_files_is_refused_before_queueing(atlas_h
     at.selectbox(key="_sb_dataset").select("mnist").run()
     at.switch_page("../pages/train.py").run()
     assert any("needs its standard files" in w.value for w in at.warning)
-    at.button[0].click().run()
+    start(at)
     assert any("Not started" in e.value and "python -m core data download mnist" in e.value for e in at.error)
     assert list_jobs(Registry(atlas_home)) == []

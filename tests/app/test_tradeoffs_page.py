@@ -1,5 +1,5 @@
 """Trade-off Explorer under AppTest: charts of the shipped models (patches too), the logit bias, refusals before a job
-starts."""
+starts, the launcher's fields."""
 
 from __future__ import annotations
 
@@ -26,8 +26,14 @@ def open_page() -> AppTest:
 
 
 def launch(at: AppTest, **values) -> AppTest:
+    """Choose the method and the weighting first (the form's fields follow them), then fill the form and start."""
+    choices = {key: values.pop(key) for key in ("to_method", "to_weighting") if key in values}
+    for key, value in choices.items():
+        at.selectbox(key=key).set_value(value)
+    if choices:
+        at.run()
     for key, value in values.items():
-        widget = at.selectbox(key=key) if key in ("to_method", "to_weighting", "to_noise") else (
+        widget = at.selectbox(key=key) if key == "to_noise" else (
             at.text_input(key=key) if key == "to_weights" else at.number_input(key=key))
         widget.set_value(value)
     next(b for b in at.button if b.label == "Start training").click().run()
@@ -93,6 +99,37 @@ def test_patch_models_show_their_curves_over_iterations() -> None:
     traces = {(t["name"], t["line"]["dash"]) for t in specs["to_acc_t"]["data"]}
     assert ("patches two-layer net · AT", "dot") in traces, "PGD from x is drawn beside the worst case"
     assert any("over iterations t, not epochs" in m.value for m in at.markdown)
+
+
+def test_fixed_weights_are_usable_only_with_fixed_weighting() -> None:
+    at = open_page()
+    assert at.selectbox(key="to_weighting").value == "none"
+    weights = at.text_input(key="to_weights")
+    assert weights.disabled and "only with Class weighting = fixed" in weights.label
+    at.selectbox(key="to_weighting").set_value("fixed").run()
+    assert not at.text_input(key="to_weights").disabled
+    assert at.number_input(key="to_strength").disabled, "the adaptive strength is for adaptive weighting only"
+
+
+def test_refusals_name_the_fields_of_the_form() -> None:
+    at = launch(open_page(), to_rho=-1.0)
+    assert [e.value for e in at.error] == ["Not started: ρ (clean-loss bound) must be > 0, got -1.0"]
+    at = launch(open_page(), to_weighting="fixed", to_weights="1,2,x")
+    assert any("Fixed weights: 'x' is not a number" in e.value for e in at.error)
+    at = launch(open_page(), to_weighting="fixed", to_weights="")
+    assert any("Fixed weights is empty" in e.value for e in at.error)
+    at = launch(open_page(), to_eps=None)
+    assert any("ε is empty or not a number" in e.value for e in at.error)
+    assert not any("dale_" in e.value or "class_weights" in e.value for e in at.error)
+    assert list_jobs(cache.registry()) == [], "nothing was queued"
+
+
+def test_the_dale_fields_are_offered_for_dale_methods_only() -> None:
+    at = open_page()
+    assert at.number_input(key="to_rho").label == "ρ (clean-loss bound)"
+    at.selectbox(key="to_method").set_value("pgd-at").run()
+    assert not at.exception
+    assert not any(n.key == "to_rho" for n in at.number_input)
 
 
 def test_accuracy_axes_leave_room_at_100_percent_and_legends_sit_below_the_axis_title() -> None:

@@ -1,0 +1,123 @@
+"""Parts of the training forms that the Train page and the Trade-off Explorer's DALE launcher share: the ε field,
+the DALE fields, the class weights, and queueing with refusals that name the fields the user sees."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import streamlit as st
+
+from core.distributed import DistContext
+from core.errors import AtlasError, ConfigError
+from core.jobs import submit_job
+from core.training import TrainConfig
+from core.training.config import DALE_NOISES, MAX_EPS
+from core.training.preflight import preflight
+from dashboard import cache
+
+DALE_METHODS = ("dale", "dale-kl")
+WEIGHTS_LABEL = "Fixed weights (one per class, comma-separated; only with Class weighting = fixed)"
+EPS_LABELS = {"linf": "ε (ℓ∞, input scale [0,1])", "l2": "ε (ℓ2, input scale [0,1])",
+              "l2patch": "ε (ℓ2 radius per patch)"}
+# The β of the methods that weigh a KL term: TrainConfig field, label, the form's default.
+BETAS = {"trades": ("trades_beta", "TRADES β", 3.0), "mart": ("mart_beta", "MART β", 5.0)}
+# Runs from the Train page have always carried TRADES β = 3 (its field's default): kept, so their run ids stay.
+FORM_TRADES_BETA = 3.0
+
+
+def eps_limit(input_shape: Sequence[int], norm: str) -> float:
+    """The largest ε that means something for this data: ℓ∞ 1 (the whole [0,1] range), ℓ2 the diameter √d of
+    [0,1]^d, per-patch ℓ2 (patch data is not in [0,1]) the engine's limit."""
+    if norm == "l2":
+        return min(MAX_EPS["l2"], round(math.sqrt(math.prod(input_shape)), 3))
+    return MAX_EPS[norm]
+
+
+def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str,
+              default: float) -> tuple[float | None, float]:
+    """A number field for ε bounded to the data's range, and that bound. It can be empty: clearing it or typing
+    something that is not a number gives None (refused by :func:`checked_eps`), never a silent fallback."""
+    high = eps_limit(input_shape, norm)
+    st.session_state.setdefault(key, min(default, high))
+    diameter = f": √{math.prod(input_shape)}, the diameter of the input cube" if norm == "l2" else ""
+    value = container.number_input(EPS_LABELS[norm], min_value=0.0, max_value=high, value=None, step=0.01,
+                                   format="%.3f", key=key, placeholder="a number",
+                                   help=f"Between 0 and {high:g}{diameter}")
+    return value, high
+
+
+def checked_eps(eps: float | None, high: float) -> float:
+    if eps is None or not math.isfinite(eps):
+        raise ConfigError(f"ε is empty or not a number: type a value between 0 and {high:g}")
+    return float(eps)
+
+
+def beta_field(container: Any, method: str, *, key: str) -> dict[str, float]:
+    """The TRADES β or MART β field for those methods, as TrainConfig fields (with the form's fixed TRADES β for
+    every other method)."""
+    fields = {"trades_beta": FORM_TRADES_BETA}
+    if method in BETAS:
+        name, label, default = BETAS[method]
+        fields[name] = float(container.number_input(
+            label, min_value=0.0, max_value=50.0, value=default, key=f"{key}_{name}",
+            help="Weight of the KL term between the clean and the adversarial predictions"))
+    return fields
+
+
+def dale_fields(key: str) -> dict[str, Any]:
+    """ρ, the Langevin noise and its scale, ν₀ and η_d as TrainConfig fields; widget keys ``{key}_rho``,
+    ``{key}_noise``, ``{key}_scale``, ``{key}_nu0``, ``{key}_dual``."""
+    c1, c2, c3, c4, c5 = st.columns(5)
+    # No help icons on the number fields: their buttons are labelled "Help for <label>", which makes a field's
+    # label ambiguous to screen readers and browser tests.
+    return {
+        "dale_rho": float(c1.number_input("ρ (clean-loss bound)", value=0.1, format="%.3f", key=f"{key}_rho")),
+        "dale_noise": c2.selectbox("Langevin noise", DALE_NOISES, key=f"{key}_noise",
+                                   help="Laplacian: inside the sign step; Gaussian: added after it"),
+        "dale_noise_scale": float(c3.number_input("Langevin noise scale c", value=1e-3, format="%.4f",
+                                                  key=f"{key}_scale")),
+        "dale_nu": float(c4.number_input("ν₀ (initial ν)", value=1.0, format="%.3f", key=f"{key}_nu0")),
+        "dale_dual_lr": float(c5.number_input("η_d (dual step; 0 = fixed ν)", value=1e-3, format="%.4f",
+                                              key=f"{key}_dual")),
+    }
+
+
+def parse_weights(text: str, num_classes: int) -> tuple[float, ...]:
+    """The Fixed-weights box as one number per class; the values themselves are checked by TrainConfig."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise ConfigError(f"Fixed weights is empty: type one positive number per class ({num_classes}), "
+                          "separated by commas")
+    bad = next((part for part in parts if not _is_number(part)), None)
+    if bad is not None:
+        raise ConfigError(f"Fixed weights: {bad!r} is not a number; type one number per class, separated by commas")
+    if len(parts) != num_classes:
+        raise ConfigError(f"Fixed weights: {len(parts)} values but the dataset has {num_classes} classes; "
+                          "type one per class")
+    return tuple(float(part) for part in parts)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def queue_training(fields: Callable[[], dict[str, Any]], *, exclusive: bool = True,
+                   processes: int = 1) -> str | None:
+    """Read the form (``fields`` raises ConfigError on a value it cannot use), validate it as a TrainConfig, run
+    the preflight checks and queue the job. A refusal is shown (``Not started: …``) and gives None."""
+    try:
+        config = TrainConfig(**fields())
+        preflight(config)
+        args = config.to_dict()
+        if processes > 1:
+            DistContext(world_size=processes).check_batch(config.batch_size)
+            args["processes"] = processes
+        return submit_job(cache.registry(), "train", args, device=config.device, exclusive=exclusive)
+    except AtlasError as exc:
+        st.error(f"Not started: {exc}")
+        return None
