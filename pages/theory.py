@@ -97,7 +97,7 @@ def live() -> None:
                 st.error(f"The run failed: {run.error}")
                 continue
             history = list(run.history)  # one snapshot: the worker thread keeps appending
-            st.progress(run.progress(), text=f"{run.status} · t = {history[-1]['t'] if history else 0}")
+            st.progress(run.progress(), text=views.progress_text(run.status, history, run.config.iterations))
             if not history:
                 continue
             y_max = 1.1 * max(max(h["U"], h["V"], *(h[f"U_{j}"] for j in range(run.config.k)),

@@ -10,7 +10,7 @@ the paper's PGD from x, the worst case shown beside it (≈ 0 %: see simulate.py
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -57,6 +57,16 @@ def patch_heatmap(weight: torch.Tensor, x: torch.Tensor, roles: torch.Tensor, *,
     labels = {1: "robust" if alpha else "robust, α = 0", 2: "non-robust" if beta else "non-robust, β = 0", 0: "noise"}
     return {"z": values.numpy(), "patches": order.numpy(), "roles": roles[order].numpy(), "labels": labels,
             "rows": [f"class {j} · neuron {r}" for j in range(weight.shape[0]) for r in range(weight.shape[1])]}
+
+
+def seconds_left(history: Sequence[dict[str, float]], iterations: int, window: int = 5) -> float | None:
+    """Wall time the run still needs, at the pace of its last ``window`` recorded intervals (recent, so that it
+    speeds up when the other run ends and leaves the CPU to this one); None until two rows exist."""
+    if len(history) < 2:
+        return None
+    first, last = history[max(0, len(history) - 1 - window)], history[-1]
+    pace = (last["elapsed_seconds"] - first["elapsed_seconds"]) / max(last["t"] - first["t"], 1)
+    return max(0.0, pace * (iterations - last["t"]))
 
 
 MUCH = 4.0          # "V ≫ U" reads V > 4·U here (and U > 4·V for AT)

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from core.theory.views import seconds_left
 from dashboard.components.lab_views import BASE, GRID
 
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -71,3 +72,19 @@ def heatmap_figure(heat: dict[str, Any], title: str) -> go.Figure:
                   xaxis=dict(title=dict(text="patch (sorted by role)"), showgrid=False),
                   yaxis=dict(autorange="reversed", tickfont=dict(size=10)), shapes=shapes, annotations=annotations)
     return go.Figure(data=data, layout=layout)
+
+
+def duration_text(seconds: float) -> str:
+    """A rough duration: to 5 s under 90 s, to half a minute from there."""
+    if seconds < 90:
+        return f"{max(5, round(seconds / 5) * 5):.0f} s"
+    return f"{round(seconds / 30) / 2:g} min"
+
+
+def progress_text(status: str, history: Sequence[dict[str, Any]], iterations: int) -> str:
+    """The progress bar's line: status, iteration, and while running the time left at the recent pace."""
+    text = f"{status} · t = {history[-1]['t'] if history else 0} of {iterations}"
+    if status != "running":
+        return text
+    left = seconds_left(history, iterations)
+    return text + (" · timing the first iterations…" if left is None else f" · about {duration_text(left)} left")

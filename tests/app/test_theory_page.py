@@ -8,6 +8,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from dashboard.components import theory_views as views
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
 
@@ -68,3 +70,12 @@ def test_alpha_zero_is_explained_and_the_role_bar_follows_the_data_settings() ->
     for spec in heatmaps:
         bar = [a["text"] for a in spec["layout"]["annotations"]]
         assert bar == ["robust, α = 0 (1)", "non-robust (60)", "noise (3)"]
+
+
+def test_progress_line_says_how_long_is_left() -> None:
+    history = [{"t": t, "elapsed_seconds": 2.0 + 0.2 * t} for t in range(0, 61, 20)]
+    assert views.progress_text("running", history[:1], 600) == "running · t = 0 of 600 · timing the first iterations…"
+    assert views.progress_text("running", history, 600) == "running · t = 60 of 600 · about 2 min left"
+    assert views.progress_text("running", history, 120) == "running · t = 60 of 120 · about 10 s left"
+    assert views.progress_text("done", history, 60) == "done · t = 60 of 60"
+    assert [views.duration_text(s) for s in (0.4, 42, 87, 90, 165)] == ["5 s", "40 s", "85 s", "1.5 min", "3 min"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.data import load_dataset
+from core.data.patches import patch_features
 from core.errors import ConfigError
 from core.theory import TheoryConfig, feature_alignment, simulate
+from core.theory.simulate import feature_shift_fooled
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,18 @@ def test_pgd_without_a_start_overstates_robustness_in_the_patch_threat_model(run
 def test_history_is_recorded_at_the_requested_interval(runs: dict) -> None:
     assert [h["t"] for h in runs["st"].history] == [0, 100, 200, 300, 400, 500, 600]
     assert {"U_0", "V_3", "noise_memorisation", "loss"} <= set(runs["st"].final)
+
+
+@pytest.mark.slow
+def test_feature_shift_probe_skips_points_without_changing_any_answer(runs: dict) -> None:
+    """_robustness skips the points PGD has fooled; every other point must get the answer it got on its own."""
+    cfg, model = runs["st"].config, runs["st"].model
+    test = load_dataset("patches", "test", **cfg.data_params())
+    u, v = patch_features(cfg.k, cfg.d, cfg.data_seed)
+    every = feature_shift_fooled(model, test.x, test.y, cfg.eps, u, v)
+    skip = torch.arange(len(test.y)) % 3 == 0
+    assert 0 < int(every.sum()) < len(every), "a probe that fools all points or none would test nothing"
+    assert torch.equal(feature_shift_fooled(model, test.x, test.y, cfg.eps, u, v, skip=skip), every & ~skip)
 
 
 def test_feature_alignment_picks_the_best_neuron() -> None:

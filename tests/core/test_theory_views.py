@@ -8,7 +8,7 @@ import torch
 from core.data import load_dataset
 from core.data.patches import patch_features
 from core.theory import TheoryConfig, simulate
-from core.theory.views import absent_features, example_input, patch_heatmap, verdict
+from core.theory.views import absent_features, example_input, patch_heatmap, seconds_left, verdict
 
 
 @pytest.mark.parametrize("changes", [{}, {"alpha": 0.0}, {"beta": 0.0}, {"alpha": 0.0, "beta": 0.0},
@@ -51,11 +51,22 @@ def test_heatmap_sorts_patches_by_role_and_matches_the_inner_products() -> None:
     assert abs(heat["z"][4, 0] - float(weight[1, 1] @ x[2])) < 1e-5
 
 
-def test_simulate_reports_weights_as_it_records() -> None:
+def test_simulate_reports_weights_and_time_as_it_records() -> None:
     seen = []
     result = simulate(TheoryConfig(iterations=4, record_every=2), on_weights=seen.append)
     assert len(seen) == len(result.history) == 3
     assert seen[-1].shape == (4, 4, 64) and torch.equal(seen[-1], result.model.weight.detach())
+    elapsed = [h["elapsed_seconds"] for h in result.history]
+    assert 0 < elapsed[0] < elapsed[1] < elapsed[2]
+
+
+def test_seconds_left_follows_the_recent_pace() -> None:
+    assert seconds_left([], 600) is None and seconds_left([{"t": 0, "elapsed_seconds": 1.0}], 600) is None
+    history = [{"t": t, "elapsed_seconds": 1.0 + 0.1 * t} for t in range(0, 101, 20)]
+    assert abs(seconds_left(history, 600) - 50.0) < 1e-9, "0.1 s per iteration, 500 to go"
+    faster = history + [{"t": t, "elapsed_seconds": 11.0 + 0.05 * (t - 100)} for t in range(120, 301, 20)]
+    assert abs(seconds_left(faster, 600) - 15.0) < 1e-9, "the last 5 intervals only: the other run has ended"
+    assert seconds_left(history, 100) == 0.0
 
 
 def test_verdict_states_each_claim() -> None:
