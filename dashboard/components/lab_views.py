@@ -129,7 +129,7 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
                else f":red-badge[fooled → {classes[pred]}]" if flipped else f":green-badge[still {classes[pred]}]")
     # Title and verdict on their own lines: a badge wrapping under a long name pushed one model's images down.
     st.markdown(f"#### {label}")
-    st.markdown(verdict)
+    st.container(key=f"{key}_verdict").markdown(verdict)  # keyed: browser tests and benches find it by class
     fig, scale = triptych(sweep.x, x_adv, (f"clean → {classes[sweep.pred_clean]}", "perturbation δ",
                                            f"adversarial → {classes[pred]}"))
     st.plotly_chart(fig, key=f"{key}_images", config={"displayModeBar": False})

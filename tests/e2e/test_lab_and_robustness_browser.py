@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from tests.e2e.ui import TIMEOUT_MS, assert_healthy, go_to, open_app, shot
 
 pytestmark = pytest.mark.e2e
-BADGES = '[data-testid="stMarkdownContainer"] h4'
+BADGES = '[class*="st-key-lab_"][class*="_verdict"]'
 
 
 def verdicts(page) -> list[str]:
