@@ -27,8 +27,10 @@ with st.form("th_form"):
     k = c[0].number_input("k classes", 2, 8, D.k, key="th_k")
     d = c[1].number_input("d (patch dim)", 4, 256, D.d, key="th_d")
     p = c[2].number_input("P patches", 2, 256, D.P, key="th_P")
-    n_robust = c[3].number_input("robust patches", 0, 256, D.n_robust, key="th_nr")
-    n_nonrobust = c[4].number_input("non-robust patches", 0, 256, D.n_nonrobust, key="th_nnr")
+    n_robust = c[3].number_input("\\# robust", 0, 256, D.n_robust, key="th_nr",
+                                 help="Patches per input that carry the robust feature α·u_y (|J_R|)")
+    n_nonrobust = c[4].number_input("\\# non-robust", 0, 256, D.n_nonrobust, key="th_nnr",
+                                    help="Patches per input that carry the non-robust feature β·v_y (|J_NR|)")
     alpha = c[5].number_input("α (robust)", 0.0, 10.0, D.alpha, step=0.1, key="th_alpha")
     beta = c[6].number_input("β (non-robust)", 0.0, 10.0, D.beta, step=0.02, key="th_beta")
     sigma_n = c[7].number_input("σ_n (noise)", 0.0, 1.0, D.sigma_n, step=0.01, format="%.3f", key="th_sigma")

@@ -13,8 +13,17 @@ from dashboard.components.lab_views import BASE, GRID
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
+# Plotly's toolbar (modebar) shows over the top ~30 px of a chart on hover: titles sit below that strip.
+MODEBAR_PX = 30
+
+
+def _title(text: str) -> dict[str, Any]:
+    return dict(text=text, yref="container", y=1.0, yanchor="top", pad=dict(t=MODEBAR_PX))
+
+
 def _layout(title: str, y_title: str, height: int = 330, **extra: Any) -> dict[str, Any]:
-    return dict(BASE, title=dict(text=title), height=height, margin=dict(l=60, r=10, t=50, b=45),
+    return dict(BASE, title=_title(title), height=height + MODEBAR_PX,
+                margin=dict(l=60, r=10, t=50 + MODEBAR_PX, b=45),
                 xaxis=dict(GRID, title=dict(text="iteration t")), yaxis=dict(GRID, title=dict(text=y_title)),
                 legend=dict(font=dict(size=11)), **extra)
 
@@ -63,13 +72,23 @@ def heatmap_figure(heat: dict[str, Any], title: str) -> go.Figure:
     roles, labels = heat["roles"], heat["labels"]
     for role in (1, 2, 0):
         where = np.nonzero(roles == role)[0]
-        if len(where):
-            shapes.append(dict(type="rect", xref="x", yref="paper", x0=where[0] - 0.5, x1=where[-1] + 0.5, y0=1.0,
-                               y1=1.04, fillcolor=ROLE_COLOURS[role], line=dict(width=0)))
-            annotations.append(dict(text=f"{labels[role]} ({len(where)})", x=(where[0] + where[-1]) / 2, y=1.05,
-                                    xref="x", yref="paper", showarrow=False, yanchor="bottom", font=dict(size=11)))
-    layout = dict(BASE, title=dict(text=title, y=0.97), height=380, margin=dict(l=120, r=10, t=70, b=40),
-                  xaxis=dict(title=dict(text="patch (sorted by role)"), showgrid=False),
+        if not len(where):
+            continue
+        shapes.append(dict(type="rect", xref="x", yref="paper", x0=where[0] - 0.5, x1=where[-1] + 0.5, y0=1.0,
+                           y1=1.04, fillcolor=ROLE_COLOURS[role], line=dict(width=0)))
+        # A narrow group at either end (the lone robust patch) is labelled outward, clear of its neighbour's label.
+        narrow = len(where) < 0.2 * len(roles)
+        anchor, x = "center", (where[0] + where[-1]) / 2
+        if narrow and where[0] == 0:
+            anchor, x = "right", where[-1] + 0.5
+        elif narrow and where[-1] == len(roles) - 1:
+            anchor, x = "left", where[0] - 0.5
+        annotations.append(dict(text=f"{labels[role]} ({len(where)})", x=x, xanchor=anchor, y=1.05, xref="x",
+                                yref="paper", showarrow=False, yanchor="bottom", font=dict(size=11)))
+    layout = dict(BASE, title=_title(title), height=400, margin=dict(l=120, r=10, t=70 + MODEBAR_PX, b=40),
+                  # a fixed range: autorange would widen the axis to fit the role labels (annotations count there)
+                  xaxis=dict(title=dict(text="patch (sorted by role)"), showgrid=False,
+                             range=[-0.5, len(roles) - 0.5]),
                   yaxis=dict(autorange="reversed", tickfont=dict(size=10)), shapes=shapes, annotations=annotations)
     return go.Figure(data=data, layout=layout)
 

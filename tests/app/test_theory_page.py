@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from streamlit.testing.v1 import AppTest
 
 from dashboard.components import theory_views as views
@@ -79,3 +81,20 @@ def test_progress_line_says_how_long_is_left() -> None:
     assert views.progress_text("running", history, 120) == "running · t = 60 of 120 · about 10 s left"
     assert views.progress_text("done", history, 60) == "done · t = 60 of 60"
     assert [views.duration_text(s) for s in (0.4, 42, 87, 90, 165)] == ["5 s", "40 s", "85 s", "1.5 min", "3 min"]
+
+
+def test_form_labels_fit_their_columns_and_the_heatmap_title_clears_the_toolbar() -> None:
+    """At 1400 px an 8-column row holds about 16 characters per label; 'non-robust patches' wrapped and pushed its
+    box down. Plotly's toolbar covers the top 30 px of a chart on hover: the titles start below it."""
+    at = open_page()
+    assert [n.label for n in at.number_input if n.key in ("th_nr", "th_nnr")] == ["\\# robust", "\\# non-robust"]
+    assert all(len(n.label) <= 16 for n in at.number_input if n.key != "th_seed")
+    roles = np.array([1] + [2] * 60 + [0] * 3)
+    heat = {"z": np.zeros((16, 64)), "patches": np.arange(64), "roles": roles, "rows": [str(i) for i in range(16)],
+            "labels": {1: "robust", 2: "non-robust", 0: "noise"}}
+    layout = views.heatmap_figure(heat, "⟨w_{j,r}, x_p⟩ on the first test input").layout
+    assert layout.title.yref == "container" and layout.title.pad.t >= 30 and layout.margin.t >= 90
+    assert [(a.text, a.xanchor) for a in layout.annotations] == [
+        ("robust (1)", "right"), ("non-robust (60)", "center"), ("noise (3)", "left")]
+    assert tuple(layout.xaxis.range) == (-0.5, 63.5), "the role labels must not widen the axis"
+    assert views.accuracy_figure([], "Test accuracy over t", 0.25).layout.title.pad.t >= 30
