@@ -37,15 +37,20 @@ def pareto_figure(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figu
                                  hoverinfo="skip"))
     fig.update_layout(title="Clean vs robust accuracy", xaxis_title="clean test accuracy",
                       yaxis_title="robust accuracy (PGD at the model's ε)", height=420, **LAYOUT)
-    fig.update_xaxes(range=_axis_range(data["clean acc"]), tickformat=".0%")
-    fig.update_yaxes(range=_axis_range(data["robust acc"]), tickformat=".0%")
+    fig.update_xaxes(**percent_axis(data["clean acc"].to_numpy(float)))
+    fig.update_yaxes(**percent_axis(data["robust acc"].to_numpy(float)))
     return fig
 
 
-def _axis_range(values: pd.Series) -> list[float]:
-    low = float(values.min()) if len(values) else 0.0
-    # Just past 100 % so the top points are not cut, but never far enough for a "101 %" tick.
-    return [max(0.0, low - 0.05), 1.004]
+def percent_axis(values: np.ndarray) -> dict[str, Any]:
+    """An accuracy axis from a little below the lowest value to 100 %, padded at both ends so markers on the edges
+    (the Pareto ring is 22 px wide) are drawn whole; its ticks stay within [low, 100 %], so no "105 %"."""
+    finite = values[np.isfinite(values)]
+    low = max(0.0, float(finite.min()) - 0.05) if len(finite) else 0.0
+    pad = 0.06 * (1.0 - low)
+    step = next(s for s in (0.02, 0.05, 0.1, 0.2, 0.25) if (1.0 - low) / s <= 6)
+    ticks = 1.0 - step * np.arange(int((1.0 - low) / step + 1e-9) + 1)
+    return dict(range=[low - pad, 1.0 + pad], tickvals=ticks[::-1], tickformat=".0%", zeroline=False)
 
 
 def training_curves(epochs: list[dict[str, Any]], title: str) -> go.Figure:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.components.charts import LAYOUT, METHOD_COLOURS, pareto_figure
+from dashboard.components.charts import LAYOUT, METHOD_COLOURS, pareto_figure, percent_axis
 
 STEP_TITLES = {"epoch": "epoch", "t": "iteration t (gradient steps on the whole training set)"}
 # Per kind of history: (metric, line style, what it is). The patch simulation records the worst case over its
@@ -43,24 +43,9 @@ def class_table(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "name", "method", "mean", "worst", "worst class"])
 
 
-def percent_axis(values: np.ndarray) -> dict[str, Any]:
-    """An accuracy axis from a little below the lowest value to 100 %, padded at both ends so markers on the edges
-    (the Pareto ring is 22 px wide) are drawn whole; its ticks stay within [low, 100 %], so no "105 %"."""
-    finite = values[np.isfinite(values)]
-    low = max(0.0, float(finite.min()) - 0.05) if len(finite) else 0.0
-    pad = 0.06 * (1.0 - low)
-    step = next(s for s in (0.02, 0.05, 0.1, 0.2, 0.25) if (1.0 - low) / s <= 6)
-    ticks = 1.0 - step * np.arange(int((1.0 - low) / step + 1e-9) + 1)
-    return dict(range=[low - pad, 1.0 + pad], tickvals=ticks[::-1], tickformat=".0%", zeroline=False)
-
-
 def pareto(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figure:
-    """The shared clean vs robust scatter, with room around 0 % and 100 % for the points and rings there."""
-    fig = pareto_figure(table, highlight)
-    data = table.dropna(subset=["clean acc", "robust acc"])
-    fig.update_xaxes(**percent_axis(data["clean acc"].to_numpy(float)))
-    fig.update_yaxes(**percent_axis(data["robust acc"].to_numpy(float)))
-    return fig
+    """The shared clean vs robust scatter (the hub's), with room around 0 % and 100 % for the points and rings."""
+    return pareto_figure(table, highlight)
 
 
 def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
