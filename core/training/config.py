@@ -135,6 +135,14 @@ class TrainConfig:
         if any(not 0 < m < 1 for m in self.step_milestones):
             raise ConfigError("step_milestones are fractions of training in (0, 1), e.g. 0.5,0.75")
         self._validate_dale_and_weights()
+        # The method's training attack must exist in this threat model (DALE's Langevin steps have no per-patch ℓ2):
+        # refused here, before a job is queued, not in the job's process.
+        from core.training.methods import METHODS
+
+        try:
+            METHODS[self.method].make_attack(self)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.method} cannot train with norm {self.norm!r}: {exc}") from exc
 
     def _validate_dale_and_weights(self) -> None:
         _number("MART β", self.mart_beta, low=0.0)

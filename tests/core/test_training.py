@@ -119,7 +119,10 @@ def test_run_id_depends_on_what_changes_weights() -> None:
     ({"epochs": 0}, "epochs"), ({"method": "magic"}, "method"), ({"lr": 0.0}, "learning rate must be > 0"),
     ({"schedule": "zigzag"}, "schedule"), ({"method": "pgd-at", "eps": 0.0}, "ε > 0"),
     ({"step_milestones": (1.5,)}, "step_milestones"),
-], ids=["neg-eps", "nan-eps", "zero-epochs", "method", "lr", "schedule", "at-needs-eps", "milestones"])
+    ({"dataset": "patches", "arch": "patchnet", "method": "dale", "norm": "l2patch", "eps": 0.25},
+     "dale cannot train with norm 'l2patch': Langevin"),
+], ids=["neg-eps", "nan-eps", "zero-epochs", "method", "lr", "schedule", "at-needs-eps", "milestones",
+        "dale-on-patches"])
 def test_bad_config_is_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kwargs)
@@ -138,6 +141,7 @@ def test_refusals_name_the_field_as_the_forms_label_it(kwargs: dict, message: st
     with pytest.raises(ConfigError) as caught:
         TrainConfig(**kwargs)
     assert str(caught.value) == message
+
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "step"])
 def test_schedules_are_bounded_and_end_low(schedule: str) -> None:
