@@ -39,7 +39,8 @@ def adaptive_weights(per_class_robust: Sequence[float], strength: float) -> list
 
 def check_class_weights(weights: Sequence[float], num_classes: int) -> None:
     if len(weights) != num_classes:
-        raise ConfigError(f"class_weights has {len(weights)} values but the dataset has {num_classes} classes")
+        raise ConfigError(f"the class weights (--class-weights) are {len(weights)} values but the dataset has "
+                          f"{num_classes} classes: give one per class")
 
 
 def weighted_mean(per_sample: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
