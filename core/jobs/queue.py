@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from core.errors import RegistryError
+from core.errors import AtlasError, RegistryError
 from core.store.registry import Registry, decode_row, pid_alive, process_start
 from core.store.schema import JOB_ACTIVE
 from core.utils import REPO_ROOT
@@ -58,7 +58,12 @@ def _refuse_same_run(con: Any, run_id: str) -> None:
     rows = con.execute(f"SELECT id, status, args_json FROM jobs WHERE kind = 'train' AND status IN "
                        f"({','.join('?' * len(JOB_ACTIVE))}) ORDER BY created_at", JOB_ACTIVE).fetchall()
     for row in rows:
-        if train_run_id(json.loads(row["args_json"])) == run_id:
+        try:
+            other = train_run_id(json.loads(row["args_json"]))
+        except AtlasError as exc:  # a job queued by an older version whose options no longer validate
+            log.warning("job %s: cannot tell which run it trains (%s); not compared", row["id"], exc)
+            continue
+        if other == run_id:
             raise RegistryError(f"job {row['id']} is already {row['status']} with these settings and would train the "
                                 f"same run ({run_id}); a different name or device does not make a new run. Wait "
                                 "for it or cancel it, or change the seed or a hyper-parameter")

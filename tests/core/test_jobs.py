@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -121,3 +122,16 @@ def test_a_second_job_for_the_same_run_is_refused_while_the_first_is_active(regi
     update_job(registry, first, status="interrupted")
     resumed = create_job(registry, "train", job_args(epochs=2, seed=21))
     assert get_job(registry, resumed)["status"] == "queued"
+
+
+def test_a_queued_job_whose_options_no_longer_validate_does_not_block_new_ones(registry: Registry) -> None:
+    """A job queued by an older version (here DALE on the patches' per-patch ℓ2, refused since) is not compared,
+    instead of making every new submission fail with its error."""
+    with registry.transaction() as con:
+        con.execute("INSERT INTO jobs(id, kind, device, exclusive, args_json, status, created_at, log_path)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    ("old-job", "train", "cpu", 1, json.dumps({"dataset": "patches", "arch": "patchnet",
+                                                               "method": "dale", "norm": "l2patch", "eps": 0.25}),
+                     "queued", 0.0, str(registry.home / "jobs" / "old-job.log")))
+    job = create_job(registry, "train", job_args(epochs=2, seed=23))
+    assert get_job(registry, job)["status"] == "queued"
