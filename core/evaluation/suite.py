@@ -254,10 +254,12 @@ def stored_trust_checks(registry: Registry, run_id: str, dataset: str, *, eps: f
                         n: int = TRUST_POINTS, seed: int = 0) -> list[dict[str, Any]] | None:
     """The run's trust checks at ε when computed before on its current weights, else None (computes nothing)."""
     _, eval_id = trust_config(run_id, dataset, eps=eps, norm=norm, n=n, seed=seed)
+    return _stored_checks(registry, eval_id, weights_digest(registry, run_id))
+
+
+def _stored_checks(registry: Registry, eval_id: str, digest: str) -> list[dict[str, Any]] | None:
     row = registry.get_evaluation(eval_id)
-    if row is not None and row["config"].get("weights_sha256") == weights_digest(registry, run_id):
-        return row["summary"]["checks"]
-    return None
+    return row["summary"]["checks"] if row is not None and row["config"].get("weights_sha256") == digest else None
 
 
 def trust_checks_for(registry: Registry, run_id: str, dataset: str, *, eps: float, norm: str,
@@ -266,11 +268,11 @@ def trust_checks_for(registry: Registry, run_id: str, dataset: str, *, eps: floa
     """The trust checks of a run at ε on the first ``n`` correctly labelled test points, stored like evaluations."""
     from core.evaluation.trust import run_trust_checks
 
-    stored = stored_trust_checks(registry, run_id, dataset, eps=eps, norm=norm, n=n, seed=seed)
-    if stored is not None:
-        return stored
     config, eval_id = trust_config(run_id, dataset, eps=eps, norm=norm, n=n, seed=seed)
     digest = weights_digest(registry, run_id)
+    stored = _stored_checks(registry, eval_id, digest)
+    if stored is not None:
+        return stored
     if model is None:
         model, meta = load_run_model(registry, run_id, device)
     else:

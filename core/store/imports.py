@@ -68,9 +68,8 @@ def _float_or_none(value: Any) -> float | None:
 
 
 def _check_meta(meta: dict[str, Any]) -> None:
-    from core.data import DATASETS
-
     from core.attacks.norms import NORMS
+    from core.data import DATASETS
 
     dataset = meta.get("dataset")
     if dataset is not None and dataset not in DATASETS:

@@ -43,13 +43,12 @@ def run_bundle(run_id: str, name: str, bundle: Bundle, device: str, *, at_eps: b
     With ``at_eps=False`` only the ε-free runs (the minimal-norm curve and its PGD-10 checks) are computed when
     missing; an attack at the bundle's ε is read when stored and otherwise left out and named in ``missing``, so a
     new ε is answered at once from the minimal-norm run."""
-    stored = {label: cache.is_stored(spec) for label, spec in bundle.at_eps}
+    every = [("curve", bundle.curve), ("checks", bundle.checks), *bundle.at_eps]
+    stored = {label: cache.is_stored(spec) for label, spec in every}  # once per rerun: a slider move pays this
     missing = tuple(label for label, _ in bundle.at_eps if not at_eps and not stored[label])
-    specs = [("curve", bundle.curve), ("checks", bundle.checks),
-             *[(label, spec) for label, spec in bundle.at_eps if label not in missing]]
-    done = [s for _, s in specs if cache.is_stored(s)]
+    specs = [(label, spec) for label, spec in every if label not in missing]
     tables: dict[str, pd.DataFrame] = {}
-    bar = st.progress(0.0, text=f"{name}: evaluating…") if len(done) < len(specs) else None
+    bar = st.progress(0.0, text=f"{name}: evaluating…") if not all(stored[label] for label, _ in specs) else None
     for i, (label, spec) in enumerate(specs):
         if bar is not None:
             bar.progress(i / len(specs), text=f"{name}: computing {label} ({spec.attack}), {i}/{len(specs)} — once: "
