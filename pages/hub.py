@@ -48,7 +48,7 @@ else:
     event = st.dataframe(
         table, hide_index=True, key=f"hub_table_{table_key}",
         on_select="rerun", selection_mode="single-row",
-        column_order=["name", "arch", "method", "norm", "ε", "clean acc", "robust acc", "status", "created"],
+        column_order=["name", "method", "norm", "ε", "clean acc", "robust acc", "status", "created"],
         column_config={"norm": st.column_config.TextColumn(width="small"),
                        "ε": st.column_config.NumberColumn(
                            width="small", help="The ε of the robust accuracy: an adversarially trained model's "

@@ -164,7 +164,7 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
             # -1, not None, for "untargeted": Streamlit shows a None value as an empty picker.
             options = [-1, *range(len(data.classes))]
             chosen = target.selectbox("Target class", options, key=f"lab_target_{name}",
-                                      format_func=lambda c: "none (untargeted)" if c < 0 else str(data.classes[c]))
+                                      format_func=lambda c: "untargeted" if c < 0 else str(data.classes[c]))
             if chosen >= 0:
                 if chosen == example.y:
                     st.error(f"The target class {data.classes[chosen]} is this example's true class: a targeted "
