@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from core.errors import AtlasError
 from core.evaluation import views
-from core.evaluation.bundle import PAGE_POINTS, combine, page_view, standard_bundle
+from core.evaluation.bundle import PAGE_POINTS, combine, export_table, page_view, standard_bundle
 from dashboard import cache, state
 from dashboard.components import evaluations as ev
 from dashboard.components import robustness_charts as charts
@@ -154,13 +152,12 @@ with right:
     trust_panel(focus.run_id, dataset, eps, norm, device, compute=focus.complete)
 
 st.subheader("Export and background evaluations")
-out = combined
 c1, c2, c3 = st.columns(3)
-c1.download_button("Per-sample table (CSV)", out.to_csv(index=False).encode(), f"{focus.run_id}_eps{eps:g}.csv",
-                   "text/csv", key="rob_csv", icon=":material/download:")
-buffer = io.BytesIO()
-out.to_parquet(buffer, index=False)
-c2.download_button("Per-sample table (parquet)", buffer.getvalue(), f"{focus.run_id}_eps{eps:g}.parquet",
+# The files are written when a button is pressed, not on every slider move.
+stem = f"{focus.run_id}_eps{eps:g}"
+c1.download_button("Per-sample table (CSV)", lambda: export_table(combined, "csv"), f"{stem}.csv", "text/csv",
+                   key="rob_csv", icon=":material/download:")
+c2.download_button("Per-sample table (parquet)", lambda: export_table(combined, "parquet"), f"{stem}.parquet",
                    "application/octet-stream", key="rob_parquet", icon=":material/download:")
 if focus.bundle.full.attack == "full" and not focus.has_full:
     if c3.button("Run the full ensemble (background job)", key="rob_full", icon=":material/rocket_launch:",

@@ -8,6 +8,8 @@ Robust accuracy is always the worst case per point over everything run (Croce & 
 
 from __future__ import annotations
 
+import io
+
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -124,6 +126,20 @@ def combine(tables: dict[str, pd.DataFrame], eps: float) -> pd.DataFrame:
     if "min-norm" in tables:
         out["min_norm"] = tables["min-norm"]["min_norm"].to_numpy()
     return out
+
+
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def export_table(table: pd.DataFrame, fmt: str) -> bytes:
+    """A per-sample table as the bytes of a file: "csv" (UTF-8, header, no index) or "parquet" (pyarrow)."""
+    if fmt == "csv":
+        return table.to_csv(index=False).encode()
+    if fmt == "parquet":
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
 
 
 def attack_summary(tables: dict[str, pd.DataFrame], eps: float) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.components.lab_views import BASE, GRID
+from dashboard.components.charts import BASE, GRID
 
 QUADRANT_COLOURS = {"useful & robust": "#16a34a", "useful & non-robust": "#c2410c",
                     "not useful & robust": "#94a3b8", "not useful & non-robust": "#f59e0b"}

@@ -11,10 +11,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-# The slider re-renders these figures on every move, so they are built from plain dicts in one constructor call and
-# without a template: plotly's make_subplots, update_* calls and template merging cost ~100 ms per model.
-BASE = dict(font=dict(size=13), plot_bgcolor="white", paper_bgcolor="white", hoverlabel=dict(font_size=13))
-GRID = dict(gridcolor="#e5e7eb", zerolinecolor="#cbd5e1")
+from dashboard.components.charts import BASE, GRID
+
+# The slider re-renders these figures on every move: plain dicts (charts.BASE), ~100 ms per model less than
+# make_subplots with a template.
 DOMAINS = ([0.0, 0.3], [0.35, 0.65], [0.7, 1.0])
 PIXEL_HOVER = "row %{y}, col %{x}: %{z:.3f}<extra></extra>"
 

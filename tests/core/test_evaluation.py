@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from core.errors import ConfigError
 from core.evaluation import views
-from core.evaluation.bundle import attack_summary, combine, standard_bundle
+from core.evaluation.bundle import attack_summary, combine, export_table, standard_bundle
 from core.evaluation.suite import EvalSpec, evaluate, is_persisted, load_run_model, run_data, stored_trust_checks, \
     table_path
 from core.jobs import get_job, submit_job
@@ -111,6 +113,13 @@ def test_the_worst_case_is_never_above_any_attack(registry: Registry) -> None:
     combined = combine(tables, 0.15)
     broken = ~combined["robust"] & (combined["pred_clean"] == combined["y"])
     assert (combined.loc[broken, "pred_adv@0.15"] != combined.loc[broken, "y"]).all()
+    # The page's export: both files read back as the same table.
+    csv = pd.read_csv(io.BytesIO(export_table(combined, "csv")))
+    parquet = pd.read_parquet(io.BytesIO(export_table(combined, "parquet")))
+    pd.testing.assert_frame_equal(parquet, combined)
+    pd.testing.assert_frame_equal(csv, combined, check_dtype=False)
+    with pytest.raises(ValueError, match="unknown export format 'xlsx'"):
+        export_table(combined, "xlsx")
 
 
 def test_an_evaluation_job_runs_in_its_own_process_and_persists(registry: Registry, subprocess_env: dict) -> None:

@@ -6,6 +6,7 @@ import io
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
@@ -78,5 +79,11 @@ def test_the_robustness_page_draws_every_view(server: str, page, artifacts: Path
     assert "least robust class" in page.locator('[data-testid="stMetric"]').all_inner_texts()[1]
     badge = page.get_by_text(re.compile(r"\d+ green · \d+ amber · \d+ red")).first.inner_text()
     assert sum(int(n) for n in re.findall(r"\d+", badge)) >= 5, f"the trust summary counts the checks: {badge}"
+    # The export is written when its button is pressed: one row per test point, each attack's verdict.
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Per-sample table (CSV)").click()
+    table = pd.read_csv(download.value.path())
+    assert len(table) == 360 and {"y", "pred_clean", "robust", "robust[min-norm]"} <= set(table.columns)
+    assert download.value.suggested_filename.endswith(".csv")
     shot(page, artifacts, "robustness")
     assert_healthy(page)
