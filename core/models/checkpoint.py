@@ -83,6 +83,20 @@ def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _canonical(blob: bytes) -> bytes:
+    """The same safetensors file for the same tensors: the library writes its header's ``__metadata__`` keys in a
+    varying order (a Rust HashMap), so saving equal weights twice gave two files and two sha256s, and stored
+    evaluations keyed on the weights' sha256 looked stale. The header is rewritten with sorted metadata keys, padded
+    to 8 bytes as the library does; tensor offsets count from the end of the header, so only its length changes."""
+    (length,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + length])
+    if isinstance(header.get("__metadata__"), dict):
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + blob[8 + length:]
+
+
 def save_checkpoint(model: nn.Module, meta: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``<name>.safetensors`` and ``<name>.json`` atomically; return the ``.safetensors`` path.
 
@@ -106,7 +120,8 @@ def save_checkpoint(model: nn.Module, meta: Mapping[str, Any], path: str | os.Pa
     for key, value in (("arch", arch), ("arch_kwargs", kwargs)):
         if key in meta and json.dumps(meta[key], sort_keys=True) != json.dumps(value, sort_keys=True):
             raise ConfigError(f"meta[{key!r}] = {meta[key]!r} contradicts the model's {value!r}")
-    blob = safetensors.torch.save(_state_tensors(module), metadata={"format": CHECKPOINT_FORMAT, "arch": arch})
+    blob = _canonical(safetensors.torch.save(_state_tensors(module), metadata={"format": CHECKPOINT_FORMAT,
+                                                                               "arch": arch}))
     record = {
         **dict(meta),
         "arch": arch,

@@ -171,6 +171,19 @@ def test_checkpoint_round_trip(arch: str, tmp_path: Path) -> None:
     assert read_checkpoint_meta(weights) == loaded_meta
 
 
+def test_the_same_weights_always_make_the_same_file(tmp_path: Path) -> None:
+    """safetensors orders its header's metadata keys at random per save; without canonical headers about half of
+    these files differ."""
+    model = build_model("smallcnn", seed=0)
+    files = {save_checkpoint(model, {"dataset": "digits"}, tmp_path / str(i)).read_bytes() for i in range(8)}
+    assert len(files) == 1
+    blob = files.pop()
+    (length,) = struct.unpack("<Q", blob[:8])
+    assert length % 8 == 0 and list(json.loads(blob[8:8 + length])["__metadata__"]) == ["arch", "format"]
+    loaded = safetensors.torch.load(blob)
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+
+
 def test_default_smallcnn_checkpoint_is_small(tmp_path: Path) -> None:
     model = build_model("smallcnn", seed=0, in_channels=1, image_size=8, num_classes=10)
     assert sum(p.numel() for p in model.parameters()) <= 200_000
