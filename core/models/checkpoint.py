@@ -26,7 +26,7 @@ from torch import nn
 
 import core
 from core.errors import CheckpointError, ConfigError
-from core.models.registry import check_arch_kwargs, instantiate
+from core.models.registry import check_arch_kwargs, instantiate, preferred_layout
 from core.utils import atomic_write_bytes, atomic_write_json, resolve_device
 
 __all__ = ["CHECKPOINT_FORMAT", "checkpoint_paths", "save_checkpoint", "load_checkpoint", "read_checkpoint_meta"]
@@ -208,6 +208,7 @@ def load_checkpoint(
     _compare_with_model(weights_path, header, expected, _describe(meta))
     tensors = _decode_tensors(weights_path, blob, expected, device)
     model.load_state_dict(tensors, strict=True, assign=True)
+    preferred_layout(model)  # the file's tensors are contiguous; assign=True replaced the built model's layout
     leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:
         raise CheckpointError(f"{weights_path}: the model has tensors a checkpoint cannot fill: {', '.join(leftover)}")

@@ -122,6 +122,18 @@ def instantiate(arch: str, kwargs: Mapping[str, Any], *, device: str | torch.dev
         raise ConfigError(f"architecture {arch!r} rejected its kwargs {dict(kwargs)!r}: {err}") from err
     model.arch_name = arch
     model.arch_kwargs = _json_normalised(kwargs)
+    return preferred_layout(model)
+
+
+def preferred_layout(model: nn.Module) -> nn.Module:
+    """Channels-last weights for a model with 2-D convolutions, in place; returns the model.
+
+    oneDNN's CPU convolutions and max-pooling are faster in this layout: a PGD-10 call on the digits SmallCNN takes
+    ≈ 1.2× less time (bench/RESULTS.md). Every output is the same up to float rounding, state dicts keep their
+    shapes, and checkpoints are written contiguous, so files do not depend on it.
+    """
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model.to(memory_format=torch.channels_last)
     return model
 
 

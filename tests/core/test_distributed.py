@@ -90,7 +90,10 @@ def test_ddp_training_matches_one_process_on_the_same_global_batch(ddp_run: dict
         single = train(CONFIG, registry=Registry(tmp_path))
     finally:
         torch.set_num_threads(threads)
-    assert max_diff(weights(single.checkpoint_path), weights(Path(result["checkpoint"]))) <= 1e-5
+    # Equal up to float rounding: a shard of 32 sums its weight gradients in another order than a batch of 64. With
+    # contiguous weights that left 1 ulp (1.2e-7) after 4 epochs; oneDNN's channels-last convolutions (the layout
+    # core.models.registry.preferred_layout gives every conv model) leave ≈ 2e-5 on weights of size ≈ 0.1–0.5.
+    assert max_diff(weights(single.checkpoint_path), weights(Path(result["checkpoint"]))) <= 1e-4
     for one, two in zip(single.history, ddp_history):
         assert one["loss"] == pytest.approx(two["loss"], abs=1e-6)
         assert one["train_acc"] == two["train_acc"] and one["clean_acc"] == two["clean_acc"]

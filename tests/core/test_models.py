@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import pickle
@@ -169,6 +170,19 @@ def test_checkpoint_round_trip(arch: str, tmp_path: Path) -> None:
     assert set(loaded_meta["versions"]) == {"torch", "atlas", "python"}
     assert loaded_meta["num_params"] == sum(p.numel() for p in model.parameters())
     assert read_checkpoint_meta(weights) == loaded_meta
+    # Conv weights are channels-last in memory (faster oneDNN kernels on CPU), built or loaded; files do not depend
+    # on it: a contiguous copy of the model writes the same tensors.
+    convs = [name for name, p in model.named_parameters() if p.dim() == 4]
+    assert bool(convs) == (arch not in ("mlp", "patchnet"))
+    for m in (model, loaded):
+        params = dict(m.named_parameters())
+        assert all(params[n].is_contiguous(memory_format=torch.channels_last) for n in convs)
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    assert not convs or not dict(plain.named_parameters())[convs[-1]].is_contiguous(memory_format=torch.channels_last)
+    other = save_checkpoint(plain, meta, tmp_path / "plain" / "model.json")
+    written, again = safetensors.torch.load_file(weights), safetensors.torch.load_file(other)
+    assert written.keys() == again.keys() and all(torch.equal(written[k], again[k]) for k in written)
+    assert weights.read_bytes() == other.read_bytes()
 
 
 def test_the_same_weights_always_make_the_same_file(tmp_path: Path) -> None:
