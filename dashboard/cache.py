@@ -9,7 +9,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import streamlit as st
@@ -169,9 +169,14 @@ def evaluation_seconds(spec: Any) -> float | None:
 
 def is_stored(spec: Any) -> bool:
     """Whether some process (e.g. a background job) has already computed ``spec``; reads no table."""
-    from core.evaluation.suite import is_persisted
+    return spec.eval_id in stored_ids([spec])
 
-    return is_persisted(registry(), spec)
+
+def stored_ids(specs: Sequence[Any]) -> set[str]:
+    """The eval ids among ``specs`` already computed (by anyone): one registry query for all of them."""
+    from core.evaluation.suite import persisted_ids
+
+    return persisted_ids(registry(), specs)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from core.errors import RegistryError
 from core.store.schema import ACTIVE_STATUSES, SCHEMA, SCHEMA_VERSION
@@ -285,6 +285,15 @@ class Registry:
         with self.connect() as con:
             row = con.execute("SELECT * FROM evaluations WHERE id = ?", (eval_id,)).fetchone()
         return decode_row(row) if row else None
+
+    def get_evaluations(self, eval_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """{id: row} of the given evaluations that exist, in one query."""
+        ids = list(dict.fromkeys(eval_ids))
+        if not ids:
+            return {}
+        with self.connect() as con:
+            rows = con.execute(f"SELECT * FROM evaluations WHERE id IN ({', '.join('?' * len(ids))})", ids).fetchall()
+        return {row["id"]: row for row in map(decode_row, rows)}
 
     def evaluations(self, run_id: str) -> list[dict[str, Any]]:
         with self.connect() as con:

@@ -43,8 +43,10 @@ def run_bundle(run_id: str, name: str, bundle: Bundle, device: str, *, at_eps: b
     With ``at_eps=False`` only the ε-free runs (the minimal-norm curve and its PGD-10 checks) are computed when
     missing; an attack at the bundle's ε is read when stored and otherwise left out and named in ``missing``, so a
     new ε is answered at once from the minimal-norm run."""
-    every = [("curve", bundle.curve), ("checks", bundle.checks), *bundle.at_eps]
-    stored = {label: cache.is_stored(spec) for label, spec in every}  # once per rerun: a slider move pays this
+    every = [("curve", bundle.curve), ("checks", bundle.checks), *bundle.at_eps, ("full", bundle.full)]
+    found = cache.stored_ids([spec for _, spec in every])  # one query per rerun: a slider move pays this
+    stored = {label: spec.eval_id in found for label, spec in every}
+    every.pop()  # the full ensemble is a background job: read when stored (below), never computed here
     missing = tuple(label for label, _ in bundle.at_eps if not at_eps and not stored[label])
     specs = [(label, spec) for label, spec in every if label not in missing]
     tables: dict[str, pd.DataFrame] = {}
@@ -57,7 +59,7 @@ def run_bundle(run_id: str, name: str, bundle: Bundle, device: str, *, at_eps: b
     if bar is not None:
         bar.empty()
     # The full ensemble is a background job: read its table once it exists, never start it here.
-    has_full = bundle.full.attack == "full" and cache.is_stored(bundle.full)
+    has_full = bundle.full.attack == "full" and stored["full"]
     at_eps_tables = {k: tables[k] for k, _ in bundle.at_eps if k in tables}
     if has_full:
         at_eps_tables["full"], _ = cache.evaluation(bundle.full, device)

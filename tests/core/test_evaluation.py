@@ -15,8 +15,8 @@ import torch
 from core.errors import ConfigError
 from core.evaluation import views
 from core.evaluation.bundle import attack_summary, combine, export_table, standard_bundle
-from core.evaluation.suite import EvalSpec, evaluate, is_persisted, load_run_model, run_data, stored_trust_checks, \
-    table_path
+from core.evaluation.suite import EvalSpec, evaluate, is_persisted, load_run_model, persisted_ids, run_data, \
+    stored_trust_checks, table_path
 from core.jobs import get_job, submit_job
 from core.store import Registry
 from core.store.shipped import register_shipped
@@ -62,7 +62,11 @@ def test_an_evaluation_is_computed_once_then_read_from_the_store(registry: Regis
     assert row["summary"]["robust_acc"]["0.1"] == pytest.approx(first.summary["robust_acc"]["0.1"])
     again = evaluate(spec(), registry=registry)
     assert again.cached and again.table.equals(first.table)
+    # Which of several specs are stored, in one query: only the computed one (another n, another run: not).
+    other_run = spec(run_id=ERM)
+    assert persisted_ids(registry, [spec(), spec(n=31), other_run]) == {spec().eval_id}
     table_path(registry, spec()).unlink()
+    assert persisted_ids(registry, [spec()]) == set() and not is_persisted(registry, spec())
     assert not evaluate(spec(), registry=registry).cached, "a lost table file is recomputed"
 
 
