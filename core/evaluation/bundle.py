@@ -9,7 +9,6 @@ Robust accuracy is always the worst case per point over everything run (Croce & 
 from __future__ import annotations
 
 import io
-
 import math
 from dataclasses import dataclass
 from typing import Sequence
