@@ -15,7 +15,8 @@ def status(ok: bool) -> str:
 
 
 def md_targets(by: Callable[[str], list[dict]]) -> list[str]:
-    lines = ["| measure | model | ours | torchattacks | ratio | target | |", "|---|---|---|---|---|---|---|"]
+    lines = ["| measure | model | ours, median (best) | torchattacks, median (best) | ratio: median of per-repeat "
+             "ratios | target | |", "|---|---|---|---|---|---|---|"]
     for r in by("pgd"):
         lines.append(f"| PGD ℓ∞ ε=0.1, 10 steps, s | {r['model']} | "
                      f"{r['ours_median_s']:.3f} ({r['ours_best_s']:.3f}) "
