@@ -61,7 +61,11 @@ with st.form("lat_form", border=False):
     layer = cols[0].selectbox("Layer", list(layer_labels), format_func=layer_labels.__getitem__, key="lat_layer",
                               help="Features are read from this layer by a forward hook.")
     projection = cols[1].selectbox("Projection", ("umap", "pca", "tsne"), format_func=LABELS.__getitem__,
-                                   key="lat_projection")
+                                   key="lat_projection",
+                                   help="UMAP: fitted on the clean points, adversarial points placed into that map. "
+                                        "PCA: linear, instant. t-SNE: cannot place new points, so clean and "
+                                        "adversarial features are embedded together in one fit (slowest: about a "
+                                        "minute for 450 points and several ε on 2 cores).")
     n_points = cols[2].selectbox("Points", (100, 200, 450, 1000, 2000), index=2, key="lat_n",
                                  help="The first N points of the split.")
     split = cols[3].selectbox("Split", ("test", "train"), key="lat_split")

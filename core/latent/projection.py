@@ -26,7 +26,7 @@ from core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 METHODS = ("umap", "pca", "tsne")
-LABELS = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE (no new points)"}
+LABELS = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
 N_NEIGHBORS = 15
 MIN_DIST = 0.1
 N_EPOCHS = 200

@@ -34,6 +34,9 @@ def _colour(c: int) -> str:
 def _traces(latent: Any, index: int, classes: Sequence[str], layers: Layers, kind: str) -> tuple[list[dict], list]:
     """The traces for ε index ``index`` (0 = clean only) and, per trace, the sample rows its points are."""
     y, clean_xy = latent.y, latent.clean_xy
+    # Smaller marks for dense maps, and see-through crosses: an adversarial twin usually lands on its clean point,
+    # and at 1,000 points opaque crosses hid every clean dot.
+    dot = 6.0 if len(y) <= 600 else 4.5
     data: list[dict] = []
     rows: list[np.ndarray] = []
     # Every ε index (the clean one too) gets the same trace slots, empty where there is nothing to draw: plotly's
@@ -52,7 +55,7 @@ def _traces(latent: Any, index: int, classes: Sequence[str], layers: Layers, kin
             data.append(dict(
                 type=kind, x=clean_xy[members, 0], y=clean_xy[members, 1], mode="markers",
                 name=f"class {classes[c]}", legendgroup=f"class{c}",
-                marker=dict(color=_colour(c), size=6, opacity=0.8, line=dict(width=0)),
+                marker=dict(color=_colour(c), size=dot, opacity=0.8, line=dict(width=0)),
                 customdata=members, hovertemplate=f"#%{{customdata}} · true {classes[c]} (clean)<extra></extra>"))
             rows.append(members)
     if layers.adversarial:
@@ -62,8 +65,8 @@ def _traces(latent: Any, index: int, classes: Sequence[str], layers: Layers, kin
             data.append(dict(
                 type=kind, x=adv_xy[members, 0], y=adv_xy[members, 1], mode="markers",
                 name=f"adversarial → {classes[c]}", legendgroup=f"class{c}", showlegend=not layers.clean,
-                marker=dict(color=_colour(c), size=8, symbol="x-thin-open" if kind == "scatter" else "x",
-                            line=dict(width=1.6, color=_colour(c))),
+                marker=dict(color=_colour(c), size=dot + 2, symbol="x-thin-open" if kind == "scatter" else "x",
+                            opacity=0.65, line=dict(width=1.6, color=_colour(c))),
                 customdata=members, text=np.array([str(classes[t]) for t in y[members]], dtype=object),
                 hovertemplate=(f"#%{{customdata}} · true %{{text}} → predicted {classes[c]} "
                                "(adversarial)<extra></extra>")))
