@@ -26,8 +26,13 @@ dataset = st.session_state[state.DATASET]
 device = st.session_state[state.DEVICE]
 primary, comparison = st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN)
 spec = cache.dataset_specs()[dataset]
-if not primary or len(spec["input_shape"]) != 3:
-    st.info("The Features page works on image models: pick digits (the default) or another image dataset.")
+if len(spec["input_shape"]) != 3:
+    st.info(f"The Features page works on image models, and {dataset} is not an image dataset: pick digits (the "
+            "default) or another image dataset that has a model.")
+    st.stop()
+if not primary:
+    st.info(f"There is no finished model for {dataset} yet: train one (Train page) or import one (Model hub), or "
+            "pick digits, which ships with models.")
     st.stop()
 runs = [r for r in (primary, comparison) if r]
 registry = cache.registry()
@@ -96,11 +101,11 @@ for column, run_id in zip(columns, runs):
             st.error(f"{names[run_id]}: {exc}")
             continue
         st.plotly_chart(views.quadrant_figure(rep, names[run_id]), key=f"feat_quad_{run_id}")
-        st.plotly_chart(views.activation_figure(rep, i, f"Example {i}: the most-moved units"),
+        st.plotly_chart(views.activation_figure(rep, i, f"Example {i}: the units the attack moves most on it"),
                         key=f"feat_act_{run_id}")
         if rep["clean_maps"] is not None:
-            st.plotly_chart(views.activation_maps_figure(rep, i, f"Example {i}: activation maps of the 4 most-moved "
-                                                                 "channels"), key=f"feat_maps_act_{run_id}")
+            title = f"Example {i}: activation maps of the sample's 4 most-moved channels"
+            st.plotly_chart(views.activation_maps_figure(rep, i, title), key=f"feat_maps_act_{run_id}")
         ab = rep["ablation"]
         st.dataframe(pd.DataFrame({"all units": [ab["clean_acc"], ab["robust_acc"]],
                                    f"{ab['units']} switched off": [ab["clean_acc_ablated"],

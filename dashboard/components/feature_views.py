@@ -62,15 +62,22 @@ def quadrant_figure(report: dict[str, Any], title: str) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
+def example_units(report: dict[str, Any], example: int, k: int = 10) -> np.ndarray:
+    """The ``k`` units whose activation the attack moves most on this example (the sample's most-moved units were
+    often silent on a given example: bars of height 0 on both sides)."""
+    moved = np.abs(np.asarray(report["adv_act"][example]) - np.asarray(report["clean_act"][example]))
+    return np.argsort(-moved, kind="stable")[:k]
+
+
 def activation_figure(report: dict[str, Any], example: int, title: str) -> go.Figure:
-    """One example's activations of the 10 units the attack moves most (over the sample), clean vs adversarial."""
-    units = report["most_moved"]
+    """One example's activations of the 10 units the attack moves most on it, clean vs adversarial."""
+    units = example_units(report, example)
     names = np.array([f"unit {u}" for u in units])
     data = [dict(type="bar", x=names, y=report[key][example][units], name=name, marker=dict(color=colour))
             for key, name, colour in (("clean_act", "clean", "#2563eb"), ("adv_act", "adversarial", "#c2410c"))]
     # Legend at the top right, clear of the rotated unit labels and the axis title under them.
     layout = dict(BASE, title=dict(text=title), height=360, barmode="group", margin=dict(l=60, r=10, t=70, b=60),
-                  xaxis=dict(title=dict(text="units that move most under attack (over the sample)")),
+                  xaxis=dict(title=dict(text="units the attack moves most on this example")),
                   yaxis=dict(GRID, title=dict(text="activation (channel mean)")),
                   legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
     return go.Figure(data=data, layout=layout)
@@ -108,9 +115,10 @@ def activation_maps_figure(report: dict[str, Any], example: int, title: str) -> 
     return go.Figure(data=data, layout=layout)
 
 
-MEASURES = {"rank_correlation": "rank correlation<br>clean vs adv.", "topk_overlap": "top-10% overlap<br>clean vs adv.",
-            "low_freq_clean": "low-frequency<br>energy (clean)", "low_freq_adv": "low-frequency<br>energy (adv.)",
-            "strokes_clean": "share on<br>strokes (clean)", "strokes_adv": "share on<br>strokes (adv.)"}
+# Short two-line labels that fit six groups in half a page without rotating (the table beside it has the full names).
+MEASURES = {"rank_correlation": "rank corr.<br>clean/adv.", "topk_overlap": "top-10 %<br>overlap",
+            "low_freq_clean": "low freq.<br>clean", "low_freq_adv": "low freq.<br>adv.",
+            "strokes_clean": "strokes<br>clean", "strokes_adv": "strokes<br>adv."}
 RUN_COLOURS = ("#2563eb", "#c2410c")
 
 
@@ -129,6 +137,7 @@ def measures_figure(per_sample: dict[str, dict[str, np.ndarray]], title: str) ->
         data.append(dict(type="box", x=xs, y=ys, name=name, marker=dict(color=colour), boxpoints="outliers",
                          hovertemplate="%{y:.3f}<extra>" + name + "</extra>"))
     layout = dict(BASE, title=dict(text=title), height=380, boxmode="group", margin=dict(l=60, r=10, t=50, b=90),
+                  xaxis=dict(tickangle=0, tickfont=dict(size=11)),
                   yaxis=dict(GRID, title=dict(text="per sample point"), range=[low - 0.05, 1.05]),
                   legend=dict(orientation="h", y=-0.3))
     return go.Figure(data=data, layout=layout)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
+
+
+def values(data: dict | list) -> list[float]:
+    """Plotly sends numpy arrays as typed base64 blobs ({"dtype", "bdata"}) or as lists."""
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).tolist()
+    return list(data)
 
 
 def test_features_page_shows_maps_measures_units_and_ablation() -> None:
@@ -31,6 +40,10 @@ def test_features_page_shows_maps_measures_units_and_ablation() -> None:
     maps = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     maps = [s for s in maps if "activation maps" in s["layout"]["title"]["text"]]
     assert len(maps) == 2 and len(maps[0]["data"]) == 8, "4 channels × clean/adversarial, for both models"
+    bars = next(s for s in specs if "the units the attack moves most on it" in s["layout"]["title"]["text"])
+    clean, adv = (values(trace["y"]) for trace in bars["data"])
+    moved = [abs(a - c) for c, a in zip(clean, adv)]
+    assert moved == sorted(moved, reverse=True) and moved[0] > 0, "this example's most-moved units, most first"
     ablation = at.dataframe[1].value
     assert list(ablation.columns) == ["all units", "5 switched off"]
     at.slider(key="feat_k").set_value(8).run()
