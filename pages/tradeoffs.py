@@ -7,12 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import AtlasError
-from core.training.config import archs_for, default_eps
+from core.training.config import TrainConfig, archs_for, default_eps
 from dashboard import cache, state
 from dashboard.components import tradeoff_charts as tc
-from dashboard.components.jobs import jobs_panel
-from dashboard.components.train_form import (DALE_METHODS, WEIGHTS_LABEL, checked_eps, dale_fields, eps_field,
-                                             parse_weights, queue_training)
+from dashboard.components.jobs import ARCH_LABELS, METHOD_LABELS, WEIGHTING_LABELS, jobs_panel, label
+from dashboard.components.train_form import (DALE_METHODS, WEIGHTS_LABEL, RangedFields, checked_eps, dale_fields,
+                                             eps_field, parse_weights, queue_training)
 from dashboard.components.teaching import explain
 
 st.title("Trade-off Explorer")
@@ -23,8 +23,10 @@ with st.expander("The constrained-learning view (DALE)", icon=":material/balance
     st.markdown(
         "Robey et al. write adversarial training as a **constrained** problem: make the robust loss ℓ_ro small "
         "*subject to* the clean loss ℓ_nom ≤ ρ. Its Lagrangian is ℓ_ro + ν·(ℓ_nom − ρ); the dual variable ν is "
-        "learned alongside the weights: it **grows while the clean loss is above ρ** and shrinks to 0 when the "
-        "constraint holds, so the method spends exactly as much effort on clean accuracy as the bound asks for. "
+        "learned alongside the weights by **dual ascent**: after every SGD step ν ← max(0, ν + η_d·(ℓ_nom − ρ)), so "
+        "it **grows while the clean loss is above ρ** and shrinks while the constraint holds. The dual step η_d is "
+        "small (10⁻³ in the paper), so below ρ ν falls by at most η_d·ρ per step: over a short run it barely moves, "
+        "and the clean loss keeps a weight near its peak long after it has dropped under ρ. "
         "The perturbations are not one worst case per point but **samples** from a distribution that favours "
         "high-loss δ, drawn by Langevin steps: a sign-gradient step plus noise (T → 0 gives back PGD). "
         "Watch the loss chart: ℓ_nom settles at or below the dotted ρ line while ν adjusts.")
@@ -86,9 +88,11 @@ if runs:
     if any("nu" in h for v in per_epoch.values() for h in v):
         left.plotly_chart(tc.nu_curves(per_epoch), key="to_nu")
         ratios = {name: v[-1].get("noise_to_grad") for name, v in per_epoch.items() if "noise_to_grad" in v[-1]}
-        left.caption("ν rises while the clean loss exceeds ρ and falls toward 0 once it is below. Langevin noise ÷ "
-                     "gradient (last epoch): " + ", ".join(f"{n}: {r:.3g}" for n, r in ratios.items()) + " — with "
-                     "Laplacian noise it grows with the batch size, because the attack ascends a batch mean.")
+        configs = {by_id[r]["name"]: by_id[r]["config"] for r in chosen}
+        noise = ("" if not ratios else " Langevin noise ÷ gradient (last epoch): "
+                 + ", ".join(f"{n}: {r:.3g}" for n, r in ratios.items())
+                 + " — with Laplacian noise it grows with the batch size, because the attack ascends a batch mean.")
+        left.caption(tc.nu_caption(per_epoch, configs) + noise)
     if per_class:
         right.plotly_chart(tc.per_class_bars(per_class, "PGD at each run's ε"), key="to_bars")
         right.caption("Final per-class robust accuracy of the chosen runs side by side.")
@@ -122,42 +126,52 @@ if runs:
             st.error(str(exc))
 
 st.subheader("Launch a DALE or class-weighted run")
+LAUNCH_METHODS = ("dale", "dale-kl", "mart", "pgd-at", "trades")
+LAUNCH_BATCH = 32
+NORM = "linf"  # DALE's Langevin steps support ℓ∞ and ℓ2 only, so this launcher keeps ℓ∞ on every dataset.
 
 
 @st.fragment
 def launcher() -> None:
     """Its own fragment: choosing the method or the weighting redraws the launcher, not the charts above."""
     spec = cache.dataset_specs()[dataset]
+    arch = archs_for(spec["input_shape"])[0]
     # Outside the form, because the fields below follow them.
     c1, c2 = st.columns(2)
-    method = c1.selectbox("Method", ("dale", "dale-kl", "mart", "pgd-at", "trades"), key="to_method")
+    method = c1.selectbox("Method", LAUNCH_METHODS, key="to_method", format_func=lambda m: label(METHOD_LABELS, m))
     weighting = c2.selectbox("Class weighting", ("none", "adaptive", "fixed"), key="to_weighting",
-                             help="adaptive: weights follow each class's robust accuracy in the last epoch; fixed: "
+                             format_func=WEIGHTING_LABELS.get,
+                             help="Adaptive: weights follow each class's robust accuracy in the last epoch; Fixed: "
                                   "your weights, one per class")
-    norm = "linf"  # DALE's Langevin steps support ℓ∞ and ℓ2 only, so this launcher keeps ℓ∞ on every dataset.
-    with st.form("to_launch"):
+    ranged = RangedFields()
+    # No Enter-to-submit: its "Press Enter to submit form" hint overflowed these fields and covered the next one.
+    with st.form("to_launch", enter_to_submit=False):
         c1, c2, c3 = st.columns(3)
-        eps, eps_high = eps_field(c1, norm, spec["input_shape"], key="to_eps", default=default_eps(dataset))
-        epochs = c2.number_input("Epochs", min_value=1, max_value=200, value=10, key="to_epochs")
-        steps = c3.number_input("Attack / Langevin steps", min_value=1, max_value=50, value=5, key="to_steps")
+        eps, eps_high = eps_field(c1, NORM, spec["input_shape"], key="to_eps", default=default_eps(dataset))
+        epochs = ranged.number(c2, "Epochs", 1, 200, value=10, key="to_epochs")
+        steps = ranged.number(c3, "Attack / Langevin steps", 1, 50, value=5, key="to_steps")
         dale = dale_fields("to") if method in DALE_METHODS else {}
         c1, c2 = st.columns([3, 1])
         weights_text = c1.text_input(WEIGHTS_LABEL, key="to_weights", disabled=weighting != "fixed",
                                      placeholder="e.g. 1,1,1,2,1,1,1,1,2,1")
-        strength = c2.number_input("Adaptive strength (only with adaptive)", min_value=0.0, max_value=1.0,
-                                   value=0.5, key="to_strength", disabled=weighting != "adaptive")
+        strength = ranged.number(c2, "Adaptive strength (only with adaptive)", 0.0, 1.0, value=0.5,
+                                 key="to_strength", disabled=weighting != "adaptive", checked=weighting == "adaptive")
+        beta = {"trades": f", TRADES β = {TrainConfig.trades_beta:g}",
+                "mart": f", MART β = {TrainConfig.mart_beta:g}"}.get(method, "")
+        st.caption(f"Fixed here: {label(ARCH_LABELS, arch)}, ℓ∞ threat model, batch size {LAUNCH_BATCH}, one-cycle "
+                   f"schedule{beta}. The Train page sets every option.")
         launched = st.form_submit_button("Start training", type="primary")
 
     def fields() -> dict:
+        ranged.check()
         weights = parse_weights(weights_text, len(spec["classes"])) if weighting == "fixed" else ()
         adaptive = {"class_weight_strength": float(strength)} if weighting == "adaptive" else {}
-        return dict(dataset=dataset, arch=archs_for(spec["input_shape"])[0], method=method, norm=norm,
-                    eps=checked_eps(eps, eps_high), epochs=int(epochs), attack_steps=int(steps), batch_size=32,
-                    schedule="onecycle", **dale, class_weighting=weighting, class_weights=weights, **adaptive,
-                    device=device)
+        return dict(dataset=dataset, arch=arch, method=method, norm=NORM, eps=checked_eps(eps, eps_high),
+                    epochs=int(epochs), attack_steps=int(steps), batch_size=LAUNCH_BATCH, schedule="onecycle",
+                    **dale, class_weighting=weighting, class_weights=weights, **adaptive, device=device)
 
     if launched and (job_id := queue_training(fields)):
-        st.success(f"Queued job `{job_id}`; it appears here and on the Train page.")
+        st.success(f"Queued job `{job_id}`; its live charts are below and it is listed on the Train page too.")
 
 
 launcher()

@@ -5,9 +5,10 @@ import streamlit as st
 from core.training import METHODS, SCHEDULES
 from core.training.config import archs_for, default_eps
 from dashboard import cache, state
-from dashboard.components.jobs import jobs_panel
-from dashboard.components.train_form import (DALE_METHODS, beta_field, checked_eps, dale_fields, eps_field,
-                                             queue_training)
+from dashboard.components.jobs import (ARCH_LABELS, METHOD_LABELS, NORM_LABELS, SCHEDULE_LABELS,
+                                       SHORT_METHOD_LABELS, jobs_panel, label)
+from dashboard.components.train_form import (DALE_METHODS, RangedFields, beta_field, checked_eps, dale_fields,
+                                             eps_field, queue_training)
 from dashboard.components.teaching import explain
 
 dataset = st.session_state[state.DATASET]
@@ -27,32 +28,38 @@ if spec["needs_files"] and cache.missing_files(dataset):
                "until then no job can start for it.", icon=":material/folder_off:")
 
 archs = archs_for(spec["input_shape"])
+norms = ["l2patch"] if spec["kind"] == "theory" else ["linf", "l2"]
 # Outside the form: the fields below depend on them (ε's range on the threat model, β and DALE's on the method).
 c1, c2, c3 = st.columns(3)
-arch = c1.selectbox("Architecture", archs, key="train_arch")
+arch = c1.selectbox("Architecture", archs, key="train_arch", format_func=lambda a: label(ARCH_LABELS, a))
 method = c2.selectbox("Method", list(METHODS), index=list(METHODS).index("pgd-at"), key="train_method",
-                      help="\n".join(f"- **{m}**: {METHODS[m].description}" for m in METHODS))
-norm = c3.selectbox("Threat model", ["l2patch"] if spec["kind"] == "theory" else ["linf", "l2"], key="train_norm")
-with st.form("train_form"):
+                      format_func=lambda m: label(METHOD_LABELS, m),
+                      help="\n".join(f"- **{label(SHORT_METHOD_LABELS, m)}**: {METHODS[m].description}"
+                                     for m in METHODS))
+norm = c3.selectbox("Threat model", norms, key="train_norm", format_func=lambda n: label(NORM_LABELS, n))
+ranged = RangedFields()
+# No Enter-to-submit: its "Press Enter to submit form" hint overflowed these narrow fields and covered the next one.
+with st.form("train_form", enter_to_submit=False):
     c1, c2, c3, c4 = st.columns(4)
     eps, eps_high = eps_field(c1, norm, spec["input_shape"], key=f"train_eps_{dataset}_{norm}",
                               default=default_eps(dataset))
-    steps = c2.number_input("Attack steps", min_value=1, max_value=100, value=5, key="train_steps")
-    step_size = c3.number_input("Attack step size (0 = 2.5·ε/steps)", min_value=0.0, max_value=1.0, value=0.0,
-                                step=0.005, format="%.4f", key="train_step_size")
-    betas = beta_field(c4, method, key="train")
+    steps = ranged.number(c2, "Attack steps", 1, 100, value=5, key="train_steps")
+    step_size = ranged.number(c3, "Attack step size (0 = 2.5·ε/steps)", 0.0, 1.0, value=0.0, step=0.005,
+                              format="%.4f", key="train_step_size")
+    betas = beta_field(c4, ranged, method, key="train")
     dale = {}
     if method in DALE_METHODS:
         st.caption("DALE (Robey et al. 2021): the clean loss is kept below ρ by a learned weight ν; perturbations "
                    "are Langevin samples.")
         dale = dale_fields("train")
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.number_input("Epochs", min_value=1, max_value=500, value=10, key="train_epochs")
-    lr = c2.number_input("Learning rate", min_value=1e-5, max_value=10.0, value=0.05, format="%.4f", key="train_lr")
-    schedule = c3.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index("onecycle"), key="train_schedule")
-    batch = c4.number_input("Batch size", min_value=1, max_value=4096, value=32, key="train_batch")
+    epochs = ranged.number(c1, "Epochs", 1, 500, value=10, key="train_epochs")
+    lr = ranged.number(c2, "Learning rate", 1e-5, 10.0, value=0.05, format="%.4f", key="train_lr")
+    schedule = c3.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index("onecycle"), key="train_schedule",
+                            format_func=lambda s: label(SCHEDULE_LABELS, s))
+    batch = ranged.number(c4, "Batch size", 1, 4096, value=32, key="train_batch")
     c1, c2, c3 = st.columns(3)
-    seed = c1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="train_seed")
+    seed = ranged.number(c1, "Seed", 0, 2**31 - 1, value=0, key="train_seed")
     name = c2.text_input("Name (optional)", key="train_name")
     parallel = c3.checkbox("Run in parallel", key="train_parallel",
                            help="Start now even if another job is training on this device")
@@ -66,17 +73,15 @@ with st.form("train_form"):
 
 
 def form_fields() -> dict:
+    ranged.check()
     return dict(dataset=dataset, arch=arch, method=method, norm=norm, eps=checked_eps(eps, eps_high),
                 attack_steps=int(steps), attack_step_size=float(step_size) or None, **betas, **dale,
                 epochs=int(epochs), lr=float(lr), schedule=schedule, batch_size=int(batch), seed=int(seed),
                 name=name.strip(), device=st.session_state[state.DEVICE])
 
 
-if submitted:
-    job_id = queue_training(form_fields, exclusive=not parallel, processes=processes)
-    if job_id:
-        st.session_state["train_chart_job"] = job_id
-        st.success(f"Queued job `{job_id}`. Progress appears below.")
+if submitted and (job_id := queue_training(form_fields, exclusive=not parallel, processes=processes)):
+    st.success(f"Queued job `{job_id}`. Progress appears below.")
 
 st.subheader("Jobs")
 jobs_panel()

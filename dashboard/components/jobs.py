@@ -1,4 +1,5 @@
-"""The jobs panel of the Training page: status, progress, ETA, cancel/resume, live per-epoch charts."""
+"""The jobs panel of the Training page: status, progress, ETA, cancel/resume, live per-epoch charts; and the
+readable names of the training options that its job titles and the training forms show."""
 
 from __future__ import annotations
 
@@ -11,6 +12,29 @@ from core.errors import AtlasError
 from core.jobs import cancel_job, eta_seconds, list_jobs, submit_job
 from dashboard import cache
 from dashboard.components.charts import per_class_heatmap, training_curves
+
+# Readable names of the training options, for selects (format_func) and job titles; the stored values stay the ids.
+METHOD_LABELS = {"erm": "ERM (standard training)", "fgsm-rs": "FGSM-RS (Wong et al.)",
+                 "n-fgsm": "N-FGSM (de Jorge et al.)", "pgd-at": "PGD-AT (Madry et al.)",
+                 "trades": "TRADES (Zhang et al.)", "mart": "MART (Wang et al.)", "dale": "DALE (Robey et al.)",
+                 "dale-kl": "DALE-KL (Robey et al.)"}
+SHORT_METHOD_LABELS = {method: text.split(" (")[0] for method, text in METHOD_LABELS.items()}
+ARCH_LABELS = {"smallcnn": "SmallCNN", "lenet": "LeNet", "mlp": "MLP", "patchnet": "PatchNet (two-layer)",
+               "preact_resnet18": "PreAct ResNet-18", "wideresnet": "WideResNet"}
+NORM_LABELS = {"linf": "ℓ∞", "l2": "ℓ2", "l2patch": "ℓ2 per patch"}
+SCHEDULE_LABELS = {"constant": "Constant", "cosine": "Cosine", "onecycle": "One-cycle", "step": "Step"}
+NOISE_LABELS = {"laplacian": "Laplacian", "gaussian": "Gaussian"}
+WEIGHTING_LABELS = {"none": "None", "adaptive": "Adaptive", "fixed": "Fixed"}
+
+
+def label(labels: dict[str, str], value: str) -> str:
+    """The readable name of an option; an option without one (a plugin's) shows as it is stored."""
+    return labels.get(value, value)
+
+
+def plural(count: Any, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
 
 STATUS_COLOUR = {"queued": "gray", "running": "blue", "cancelling": "orange", "completed": "green",
                  "cancelled": "orange", "failed": "red", "interrupted": "red"}
@@ -25,8 +49,15 @@ def _title(job: dict[str, Any]) -> str:
         attacks = ", ".join(dict.fromkeys(s["attack"] for s in specs)) + (" + trust checks" if a.get("trust") else "")
         return (f"Evaluate {run['name'] if run else specs[0]['run_id']}: {attacks} at ε = {eps} "
                 f"({specs[0]['dataset']})")
-    name = a.get("name") or f"{a.get('dataset')} · {a.get('arch')} · {a.get('method')}"
-    return f"{name} (ε={a.get('eps')}, {a.get('epochs')} epochs)"
+    name = a.get("name") or (f"{a.get('dataset')} · {label(ARCH_LABELS, a.get('arch'))} · "
+                             f"{label(SHORT_METHOD_LABELS, a.get('method'))}")
+    details = [f"{label(NORM_LABELS, a.get('norm', 'linf'))} ε = {a.get('eps'):g}" if a.get("method") != "erm"
+               else "clean inputs", plural(a.get("epochs"), "epoch")]
+    if a.get("class_weighting") == "adaptive":
+        details.append(f"adaptive class weights (strength {a.get('class_weight_strength', 0.5):g})")
+    elif a.get("class_weighting") == "fixed":
+        details.append("fixed class weights " + ", ".join(f"{w:g}" for w in a.get("class_weights", [])))
+    return f"{name} ({', '.join(details)})"
 
 
 def _identity(job: dict[str, Any]) -> str:
@@ -115,8 +146,13 @@ def jobs_panel(kind: str = "train") -> None:
         return
     labels = {j["id"]: _title(j) + f" — {j['status']} (job {j['id']})" for j in jobs if j["kind"] == "train"}
     if labels:
-        if st.session_state.get("train_chart_job") not in labels:
-            st.session_state["train_chart_job"] = next(iter(labels))
+        # Follow the newest job whenever one appears (queued here, on the other page or in another tab); between
+        # new jobs, the one the user picked stays.
+        newest = next(iter(labels))
+        followed = st.session_state.get("_train_chart_newest")
+        if followed != newest or st.session_state.get("train_chart_job") not in labels:
+            st.session_state["_train_chart_newest"] = newest
+            st.session_state["train_chart_job"] = newest
         chosen = st.selectbox("Live charts for", list(labels), format_func=labels.__getitem__,
                               key="train_chart_job")
         _live_charts(next(j for j in jobs if j["id"] == chosen))

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.components.charts import LAYOUT, METHOD_COLOURS, pareto_figure, percent_axis
+from dashboard.components.jobs import SHORT_METHOD_LABELS
 
 STEP_TITLES = {"epoch": "epoch", "t": "iteration t (gradient steps on the whole training set)"}
 # Per kind of history: (metric, line style, what it is). The patch simulation records the worst case over its
@@ -52,7 +53,8 @@ def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for method, group in table.groupby("method"):
         fig.add_trace(go.Scatter(
-            x=group["mean"].to_numpy(float), y=group["worst"].to_numpy(float), mode="markers", name=str(method),
+            x=group["mean"].to_numpy(float), y=group["worst"].to_numpy(float), mode="markers",
+            name=SHORT_METHOD_LABELS.get(str(method), str(method)),
             marker=dict(size=13, color=method_colour(str(method)), line=dict(width=1, color="white")),
             text=group["name"].to_numpy(str), customdata=group["worst class"].to_numpy(str),
             hovertemplate="%{text}<br>mean %{x:.1%} · worst class %{customdata}: %{y:.1%}<extra></extra>"))
@@ -158,3 +160,35 @@ def per_class_bars(runs: dict[str, dict[str, float]], eps_label: str) -> go.Figu
     fig.update_xaxes(type="category")
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
     return _legend_below(fig, len(runs), 400)
+
+
+def nu_caption(histories: dict[str, list[dict[str, Any]]], configs: dict[str, dict[str, Any]]) -> str:
+    """How to read the ν chart: ν moves by η_d·(ℓ_nom − ρ) after every SGD step, so with a small η_d it falls very
+    slowly once ℓ_nom is below ρ; with each DALE run's own η_d and ρ and what its ν did."""
+    runs = [_nu_story(name, history, configs.get(name, {})) for name, history in histories.items()]
+    return ("ν rises while the clean loss exceeds ρ and falls once it is below, but slowly: it is a dual-ascent "
+            "variable, ν ← max(0, ν + η_d·(ℓ_nom − ρ)) after every SGD step, with a small dual step η_d. "
+            + " ".join(text for text in runs if text))
+
+
+def _nu_story(name: str, history: list[dict[str, Any]], config: dict[str, Any]) -> str:
+    points = [(h["epoch"], h["nu"], h.get("loss_nom")) for h in history if h.get("nu") is not None]
+    if not points or "dale_dual_lr" not in config:
+        return ""
+    dual, rho = float(config["dale_dual_lr"]), float(config.get("dale_rho", 0.1))
+    (last_epoch, last_nu, _), peak = points[-1], max(points, key=lambda p: p[1])
+    if dual == 0:
+        return f"{name}: η_d = 0, so ν stays at {last_nu:.3g}."
+    below = next((epoch for epoch, _, loss in points if loss is not None and loss < rho), None)
+    text = f"{name} (η_d = {dual:g}, ρ = {rho:g}): "
+    if below is not None:
+        text += f"ℓ_nom is under ρ from epoch {below}, " + ("yet " if peak[0] < last_epoch else "")
+    if peak[0] < last_epoch:
+        text += f"ν went from {peak[1]:.3g} (peak, epoch {peak[0]}) to {last_nu:.3g} (epoch {last_epoch})"
+    else:
+        text += f"ν is {last_nu:.3g} after epoch {last_epoch}"
+    text += f": below ρ it falls by at most η_d·ρ = {dual * rho:.2g} per step"
+    change = last_nu - points[-2][1] if len(points) > 1 else 0.0
+    if change < 0:
+        text += f"; at the last epoch's pace ({change:.2g}) it would reach 0 in ≈ {last_nu / -change:.0f} epochs"
+    return text + "."

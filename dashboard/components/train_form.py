@@ -1,5 +1,6 @@
-"""Parts of the training forms that the Train page and the Trade-off Explorer's DALE launcher share: the ε field,
-the DALE fields, the class weights, and queueing with refusals that name the fields the user sees."""
+"""Parts of the training forms that the Train page and the Trade-off Explorer's DALE launcher share: number fields
+whose ranges the app checks, the ε field, the DALE fields, the class weights, and queueing with refusals that name
+the fields the user sees."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from core.training import TrainConfig
 from core.training.config import DALE_NOISES, MAX_EPS
 from core.training.preflight import preflight
 from dashboard import cache
+from dashboard.components.jobs import NOISE_LABELS
 
 DALE_METHODS = ("dale", "dale-kl")
 WEIGHTS_LABEL = "Fixed weights (one per class, comma-separated; only with Class weighting = fixed)"
@@ -34,34 +36,69 @@ def eps_limit(input_shape: Sequence[int], norm: str) -> float:
     return MAX_EPS[norm]
 
 
+def shown(number: float) -> str:
+    """A bound or a value as the user would type it: 0.00001 rather than 1e-05."""
+    if number != 0 and 1e-6 <= abs(number) < 1e-4:
+        return f"{number:.10f}".rstrip("0")
+    return f"{number:g}"
+
+
+class RangedFields:
+    """Number fields whose range is checked by the app when the form is submitted, not by the browser. A field
+    with min_value/max_value keeps an out-of-range entry in the browser (it only turns red) and never sends it to the
+    script, so "Start training" could say nothing about it; here every entry reaches the script and :meth:`check`
+    names each field that is out of its range, with the range."""
+
+    def __init__(self) -> None:
+        self._fields: list[tuple[str, float | None, float, float]] = []
+
+    def number(self, container: Any, label: str, low: float, high: float, *, checked: bool = True,
+               **kwargs: Any) -> Any:
+        """``container.number_input(label, **kwargs)`` without browser bounds; its value is checked against
+        [low, high] by :meth:`check` (unless ``checked`` is False: a field that is off and not used)."""
+        value = container.number_input(label, **kwargs)
+        if checked:
+            self._fields.append((label, value, low, high))
+        return value
+
+    def check(self) -> None:
+        """Raise ConfigError naming every field that is empty or outside its range."""
+        wrong = [f"{label} is {'empty' if value is None else shown(value)}; allowed: {shown(low)} to {shown(high)}"
+                 for label, value, low, high in self._fields
+                 if value is None or not math.isfinite(value) or not low <= value <= high]
+        if wrong:
+            raise ConfigError("; ".join(wrong))
+
+
 def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str,
               default: float) -> tuple[float | None, float]:
-    """A number field for ε bounded to the data's range, and that bound. It can be empty: clearing it or typing
-    something that is not a number gives None (refused by :func:`checked_eps`), never a silent fallback."""
+    """A number field for ε and the largest ε that means something for the data (checked by :func:`checked_eps`,
+    not by the browser, for the reason in :class:`RangedFields`). It can be empty: clearing it or typing something
+    that is not a number gives None (refused by :func:`checked_eps`), never a silent fallback."""
     high = eps_limit(input_shape, norm)
     st.session_state.setdefault(key, min(default, high))
     diameter = f": √{math.prod(input_shape)}, the diameter of the input cube" if norm == "l2" else ""
-    value = container.number_input(EPS_LABELS[norm], min_value=0.0, max_value=high, value=None, step=0.01,
-                                   format="%.3f", key=key, placeholder="a number",
-                                   help=f"Between 0 and {high:g}{diameter}")
+    value = container.number_input(EPS_LABELS[norm], value=None, step=0.01, format="%.3f", key=key,
+                                   placeholder="a number", help=f"Between 0 and {high:g}{diameter}")
     return value, high
 
 
 def checked_eps(eps: float | None, high: float) -> float:
     if eps is None or not math.isfinite(eps):
         raise ConfigError(f"ε is empty or not a number: type a value between 0 and {high:g}")
+    if not 0 <= eps <= high:
+        raise ConfigError(f"ε is {eps:g}; allowed: 0 to {high:g}")
     return float(eps)
 
 
-def beta_field(container: Any, method: str, *, key: str) -> dict[str, float]:
+def beta_field(container: Any, ranged: RangedFields, method: str, *, key: str) -> dict[str, Any]:
     """The TRADES β or MART β field for those methods, as TrainConfig fields (with the form's fixed TRADES β for
-    every other method)."""
-    fields = {"trades_beta": FORM_TRADES_BETA}
+    every other method); its value may be None until ``ranged.check()`` has refused it."""
+    fields: dict[str, Any] = {"trades_beta": FORM_TRADES_BETA}
     if method in BETAS:
         name, label, default = BETAS[method]
-        fields[name] = float(container.number_input(
-            label, min_value=0.0, max_value=50.0, value=default, key=f"{key}_{name}",
-            help="Weight of the KL term between the clean and the adversarial predictions"))
+        fields[name] = ranged.number(container, label, 0.0, 50.0, value=default, key=f"{key}_{name}",
+                                     help="Weight of the KL term between the clean and the adversarial predictions")
     return fields
 
 
@@ -73,7 +110,7 @@ def dale_fields(key: str) -> dict[str, Any]:
     # label ambiguous to screen readers and browser tests.
     return {
         "dale_rho": float(c1.number_input("ρ (clean-loss bound)", value=0.1, format="%.3f", key=f"{key}_rho")),
-        "dale_noise": c2.selectbox("Langevin noise", DALE_NOISES, key=f"{key}_noise",
+        "dale_noise": c2.selectbox("Langevin noise", DALE_NOISES, key=f"{key}_noise", format_func=NOISE_LABELS.get,
                                    help="Laplacian: inside the sign step; Gaussian: added after it"),
         "dale_noise_scale": float(c3.number_input("Langevin noise scale c", value=1e-3, format="%.4f",
                                                   key=f"{key}_scale")),

@@ -89,9 +89,12 @@ def start(at: AppTest) -> AppTest:
 def test_train_eps_is_bounded_by_the_input_scale_and_an_empty_or_nan_eps_is_refused(atlas_home: Path) -> None:
     at = open_train()
     eps = at.number_input(key="train_eps_digits_linf")
-    assert (eps.min, eps.max, eps.value) == (0.0, 1.0, 0.1) and "[0,1]" in eps.label
+    assert eps.value == 0.1 and "[0,1]" in eps.label and "Between 0 and 1" in eps.help
+    eps.set_value(1.5)
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: ε is 1.5; allowed: 0 to 1"]
     at.selectbox(key="train_norm").select("l2").run()
-    assert at.number_input(key="train_eps_digits_l2").max == 8.0, "√64: the diameter of [0,1]^64"
+    assert "Between 0 and 8:" in at.number_input(key="train_eps_digits_l2").help, "√64: the diameter of [0,1]^64"
     for typed in (None, float("nan")):
         at.number_input(key="train_eps_digits_l2").set_value(typed)
         start(at)
@@ -106,7 +109,8 @@ def test_train_offers_the_dale_fields_and_refuses_them_by_their_labels(atlas_hom
     at = open_train("dale")
     labels = {n.key: n.label for n in at.number_input}
     assert labels["train_rho"] == "ρ (clean-loss bound)" and labels["train_nu0"] == "ν₀ (initial ν)"
-    assert at.selectbox(key="train_noise").options == ["laplacian", "gaussian"]
+    assert at.selectbox(key="train_noise").options == ["Laplacian", "Gaussian"]
+    assert at.selectbox(key="train_noise").value == "laplacian", "readable labels, the stored values unchanged"
     at.number_input(key="train_rho").set_value(0.0)
     start(at)
     assert [e.value for e in at.error] == ["Not started: ρ (clean-loss bound) must be > 0, got 0.0"]
@@ -147,9 +151,41 @@ def test_the_same_run_twice_is_refused_and_job_cards_tell_jobs_apart(atlas_home:
 def test_train_form_offers_only_fitting_architectures() -> None:
     at = open_app()
     at.switch_page("../pages/train.py").run()
-    assert at.selectbox(key="train_arch").options == ["smallcnn"]
+    assert at.selectbox(key="train_arch").options == ["SmallCNN"] and at.selectbox(key="train_arch").value == "smallcnn"
     at.selectbox(key="_sb_dataset").select("moons").run()
-    assert at.selectbox(key="train_arch").options == ["mlp"]
+    assert at.selectbox(key="train_arch").options == ["MLP"]
+
+
+def test_train_refuses_out_of_range_fields_by_name_and_range(atlas_home: Path) -> None:
+    """The browser only reddens a field outside its min/max and submits nothing new: the app checks the ranges."""
+    at = open_train()
+    assert "PGD-AT (Madry et al.)" in at.selectbox(key="train_method").options
+    assert at.selectbox(key="train_method").value == "pgd-at"
+    assert at.selectbox(key="train_norm").options == ["ℓ∞", "ℓ2"]
+    at.number_input(key="train_lr").set_value(0.0)
+    at.number_input(key="train_batch").set_value(100000)
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: Learning rate is 0; allowed: 0.00001 to 10; Batch size is "
+                                           "100000; allowed: 1 to 4096"]
+    at.number_input(key="train_lr").set_value(0.05)
+    at.number_input(key="train_batch").set_value(32)
+    at.number_input(key="train_epochs").set_value(0)
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: Epochs is 0; allowed: 1 to 500"]
+    assert list_jobs(Registry(atlas_home)) == []
+
+
+def test_job_titles_are_readable() -> None:
+    from dashboard.components.jobs import _title
+
+    args = {"dataset": "digits", "arch": "smallcnn", "method": "pgd-at", "norm": "linf", "eps": 0.1, "epochs": 1,
+            "class_weighting": "none"}
+    assert _title({"kind": "train", "args": args}) == "digits · SmallCNN · PGD-AT (ℓ∞ ε = 0.1, 1 epoch)"
+    args.update(epochs=3, class_weighting="adaptive", class_weight_strength=0.5)
+    assert _title({"kind": "train", "args": args}).endswith("(ℓ∞ ε = 0.1, 3 epochs, adaptive class weights "
+                                                            "(strength 0.5))")
+    args.update(class_weighting="fixed", class_weights=[1.0, 2.0], name="mine")
+    assert _title({"kind": "train", "args": args}) == "mine (ℓ∞ ε = 0.1, 3 epochs, fixed class weights 1, 2)"
 
 
 def test_the_hub_renders_without_importing_torch(subprocess_env: dict) -> None:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.jobs import cancel_job, list_jobs
+from core.jobs import cancel_job, create_job, list_jobs, update_job
+from core.training import TrainConfig
 from dashboard import cache
 from dashboard.components import tradeoff_charts as tc
 
@@ -48,6 +49,9 @@ def test_the_shipped_dale_run_shows_its_constraint_curves() -> None:
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Dual variable" in t for t in titles) and any("ρ = 0.1" in t for t in titles)
     assert any("Worst class vs mean" in t for t in titles)
+    nu = next(c.value for c in at.caption if c.value.startswith("ν rises"))
+    assert "dual-ascent" in nu and "toward 0" not in nu, "ν falls by η_d·(ℓ_nom − ρ) per step, not to 0"
+    assert "(η_d = 0.001, ρ = 0.1): ℓ_nom is under ρ from epoch 5" in nu and "at most η_d·ρ = 0.0001 per step" in nu
 
 
 def test_the_logit_bias_is_tuned_and_reported() -> None:
@@ -72,16 +76,24 @@ def test_bad_dale_options_are_refused_before_a_job_starts() -> None:
     assert list_jobs(cache.registry()) == [], "nothing was queued"
 
 
-def test_a_class_weighted_dale_run_is_queued() -> None:
-    at = launch(open_page(), to_weighting="adaptive", to_epochs=1)
+def test_a_class_weighted_dale_run_is_queued_and_its_live_charts_follow_it() -> None:
+    old = create_job(cache.registry(), "train", TrainConfig(method="erm", epochs=2).to_dict())
+    update_job(cache.registry(), old, status="completed", progress=1.0)
+    at = open_page()
+    assert at.selectbox(key="to_method").options[:2] == ["DALE (Robey et al.)", "DALE-KL (Robey et al.)"]
+    assert at.selectbox(key="to_weighting").options == ["None", "Adaptive", "Fixed"]
+    assert at.selectbox(key="train_chart_job").value == old
+    at = launch(at, to_weighting="adaptive", to_epochs=1)
     assert any("Queued job" in s.value for s in at.success)
     jobs = list_jobs(cache.registry())
     try:
-        assert len(jobs) == 1 and jobs[0]["args"]["method"] == "dale", jobs
+        assert len(jobs) == 2 and jobs[0]["args"]["method"] == "dale", jobs
         assert jobs[0]["args"]["class_weighting"] == "adaptive"
+        charts = at.selectbox(key="train_chart_job")
+        assert charts.value == jobs[0]["id"], "the live charts follow the new job"
+        assert "1 epoch, adaptive class weights (strength 0.5))" in charts.options[0]
     finally:
-        for job in jobs:
-            cancel_job(cache.registry(), job["id"])
+        cancel_job(cache.registry(), jobs[0]["id"])
 
 
 def test_patch_models_show_their_curves_over_iterations() -> None:
@@ -118,6 +130,9 @@ def test_refusals_name_the_fields_of_the_form() -> None:
     assert any("Fixed weights: 'x' is not a number" in e.value for e in at.error)
     at = launch(open_page(), to_weighting="fixed", to_weights="")
     assert any("Fixed weights is empty" in e.value for e in at.error)
+    at = launch(open_page(), to_epochs=0, to_steps=500)
+    assert [e.value for e in at.error] == ["Not started: Epochs is 0; allowed: 1 to 200; Attack / Langevin steps is "
+                                           "500; allowed: 1 to 50"]
     at = launch(open_page(), to_eps=None)
     assert any("ε is empty or not a number" in e.value for e in at.error)
     assert not any("dale_" in e.value or "class_weights" in e.value for e in at.error)
@@ -135,6 +150,10 @@ def test_the_dale_fields_are_offered_for_dale_methods_only() -> None:
 def test_accuracy_axes_leave_room_at_100_percent_and_legends_sit_below_the_axis_title() -> None:
     table = pd.DataFrame({"id": ["a", "b"], "name": ["a", "b"], "method": ["erm", "pgd-at"],
                           "clean acc": [1.0, 0.7], "robust acc": [0.0, 0.6], "ε": [0.1, 0.1]})
+    per_class = {"0": 0.5, "1": 0.9}
+    worst = tc.worst_vs_mean(tc.class_table([{"id": "a", "name": "a", "method": "dale-kl",
+                                              "final_metrics": {"per_class_robust_acc": per_class}}]))
+    assert worst.data[0].name == "DALE-KL", "methods by their readable names"
     fig = tc.pareto(table, ["a"])
     for axis, lowest in ((fig.layout.xaxis, 0.7), (fig.layout.yaxis, 0.0)):
         low, high = axis.range
