@@ -10,7 +10,8 @@ from core.errors import AtlasError
 from core.training.config import TrainConfig, archs_for, default_eps
 from dashboard import cache, state
 from dashboard.components import tradeoff_charts as tc
-from dashboard.components.jobs import ARCH_LABELS, METHOD_LABELS, WEIGHTING_LABELS, jobs_panel, label
+from dashboard.components.jobs import jobs_panel
+from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, WEIGHTING_LABELS, label
 from dashboard.components.train_form import (DALE_METHODS, WEIGHTS_LABEL, RangedFields, checked_eps, dale_fields,
                                              eps_field, parse_weights, queue_training)
 from dashboard.components.teaching import explain

@@ -5,8 +5,9 @@ import streamlit as st
 from core.training import METHODS, SCHEDULES
 from core.training.config import archs_for, default_eps
 from dashboard import cache, state
-from dashboard.components.jobs import (ARCH_LABELS, METHOD_LABELS, NORM_LABELS, SCHEDULE_LABELS,
-                                       SHORT_METHOD_LABELS, jobs_panel, label)
+from dashboard.components.jobs import jobs_panel
+from dashboard.components.labels import (ARCH_LABELS, METHOD_LABELS, NORM_LABELS, SCHEDULE_LABELS,
+                                         SHORT_METHOD_LABELS, label)
 from dashboard.components.train_form import (DALE_METHODS, RangedFields, beta_field, checked_eps, dale_fields,
                                              eps_field, queue_training)
 from dashboard.components.teaching import explain

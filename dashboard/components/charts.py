@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.evaluation import pareto_front
+from dashboard.components.labels import SHORT_METHOD_LABELS, label
 
 METHOD_COLOURS = {"erm": "#64748b", "fgsm-rs": "#0ea5e9", "n-fgsm": "#6366f1", "pgd-at": "#c2410c",
                   "trades": "#16a34a"}
@@ -29,8 +30,9 @@ def pareto_figure(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figu
         sizes = np.where(group["id"].isin(highlight), 18, 11)
         fig.add_trace(go.Scatter(
             x=group["clean acc"].to_numpy(float), y=group["robust acc"].to_numpy(float), mode="markers",
-            name=str(method), marker=dict(size=sizes, color=METHOD_COLOURS.get(str(method), "#a855f7"),
-                                          line=dict(width=1, color="white")),
+            name=label(SHORT_METHOD_LABELS, str(method)),
+            marker=dict(size=sizes, color=METHOD_COLOURS.get(str(method), "#a855f7"),
+                        line=dict(width=1, color="white")),
             text=group["name"].to_numpy(str), customdata=group["ε"].to_numpy(float),
             hovertemplate="%{text}<br>clean %{x:.3f} · robust %{y:.3f} at ε=%{customdata}<extra></extra>"))
     if len(data):

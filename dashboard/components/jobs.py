@@ -1,5 +1,4 @@
-"""The jobs panel of the Training page: status, progress, ETA, cancel/resume, live per-epoch charts; and the
-readable names of the training options that its job titles and the training forms show."""
+"""The jobs panel of the Training page: status, progress, ETA, cancel/resume, live per-epoch charts."""
 
 from __future__ import annotations
 
@@ -12,29 +11,7 @@ from core.errors import AtlasError
 from core.jobs import cancel_job, eta_seconds, list_jobs, submit_job
 from dashboard import cache
 from dashboard.components.charts import per_class_heatmap, training_curves
-
-# Readable names of the training options, for selects (format_func) and job titles; the stored values stay the ids.
-METHOD_LABELS = {"erm": "ERM (standard training)", "fgsm-rs": "FGSM-RS (Wong et al.)",
-                 "n-fgsm": "N-FGSM (de Jorge et al.)", "pgd-at": "PGD-AT (Madry et al.)",
-                 "trades": "TRADES (Zhang et al.)", "mart": "MART (Wang et al.)", "dale": "DALE (Robey et al.)",
-                 "dale-kl": "DALE-KL (Robey et al.)"}
-SHORT_METHOD_LABELS = {method: text.split(" (")[0] for method, text in METHOD_LABELS.items()}
-ARCH_LABELS = {"smallcnn": "SmallCNN", "lenet": "LeNet", "mlp": "MLP", "patchnet": "PatchNet (two-layer)",
-               "preact_resnet18": "PreAct ResNet-18", "wideresnet": "WideResNet"}
-NORM_LABELS = {"linf": "ℓ∞", "l2": "ℓ2", "l2patch": "ℓ2 per patch"}
-SCHEDULE_LABELS = {"constant": "Constant", "cosine": "Cosine", "onecycle": "One-cycle", "step": "Step"}
-NOISE_LABELS = {"laplacian": "Laplacian", "gaussian": "Gaussian"}
-WEIGHTING_LABELS = {"none": "None", "adaptive": "Adaptive", "fixed": "Fixed"}
-
-
-def label(labels: dict[str, str], value: str) -> str:
-    """The readable name of an option; an option without one (a plugin's) shows as it is stored."""
-    return labels.get(value, value)
-
-
-def plural(count: Any, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
+from dashboard.components.labels import ARCH_LABELS, NORM_LABELS, SHORT_METHOD_LABELS, label, plural
 
 STATUS_COLOUR = {"queued": "gray", "running": "blue", "cancelling": "orange", "completed": "green",
                  "cancelled": "orange", "failed": "red", "interrupted": "red"}

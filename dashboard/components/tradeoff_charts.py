@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.components.charts import LAYOUT, METHOD_COLOURS, pareto_figure, percent_axis
-from dashboard.components.jobs import SHORT_METHOD_LABELS
+from dashboard.components.labels import SHORT_METHOD_LABELS
 
 STEP_TITLES = {"epoch": "epoch", "t": "iteration t (gradient steps on the whole training set)"}
 # Per kind of history: (metric, line style, what it is). The patch simulation records the worst case over its

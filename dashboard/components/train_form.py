@@ -16,7 +16,7 @@ from core.training import TrainConfig
 from core.training.config import DALE_NOISES, MAX_EPS
 from core.training.preflight import preflight
 from dashboard import cache
-from dashboard.components.jobs import NOISE_LABELS
+from dashboard.components.labels import NOISE_LABELS
 
 DALE_METHODS = ("dale", "dale-kl")
 WEIGHTS_LABEL = "Fixed weights (one per class, comma-separated; only with Class weighting = fixed)"

@@ -155,6 +155,7 @@ def test_accuracy_axes_leave_room_at_100_percent_and_legends_sit_below_the_axis_
                                               "final_metrics": {"per_class_robust_acc": per_class}}]))
     assert worst.data[0].name == "DALE-KL", "methods by their readable names"
     fig = tc.pareto(table, ["a"])
+    assert [t.name for t in fig.data[:2]] == ["ERM", "PGD-AT"], "the Pareto legend names methods readably too"
     for axis, lowest in ((fig.layout.xaxis, 0.7), (fig.layout.yaxis, 0.0)):
         low, high = axis.range
         assert high > 1.02 and max(axis.tickvals) == pytest.approx(1.0), "the ring at 100 % is drawn whole"
