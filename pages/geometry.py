@@ -119,32 +119,32 @@ tab_section, tab_curv, tab_surface, tab_heavy = st.tabs(
 
 with tab_section:
     columns = st.columns(len(labels), gap="medium")
-    eps_label = f" (ε = {spec.eps:g}, {'ℓ∞' if norm == 'linf' else 'ℓ2'})"
+    eps_label = f" (ε = {spec.eps:g}, {views.NORM_NAMES[norm]})"
+    margin_limit = views.shared_margin_limit(view.results)
     for column, (run_id, label) in zip(columns, labels):
         local = view.results[label]
         with column:
             st.plotly_chart(views.section_figure(local, view, data.classes, label, colour_by=colour_by,
-                                                 eps_label=eps_label), key=f"geo_section_{run_id}")
-            flipped = local.path is not None and local.path.preds[-1] != local.prediction
-            st.caption(
-                f"Prediction at x: **{data.classes[local.prediction]}** (true {data.classes[example.y]}). "
-                f"On this plane the boundary crosses the û axis at a = {local.section.distance_along_u():.3f}; "
-                f"this model's own DeepFool distance (along its own, bending path) is "
-                f"{local.deepfool_distance:.3f}. "
-                + ("" if local.path is None else
-                   f"The {local.path.attack} path {'flips it to **' + str(data.classes[local.path.preds[-1]]) + '**' if flipped else 'does not flip it'}"
-                   f" and ends {local.path.off_plane[-1]:.3f} off the plane."))
-    table = views.local_table(view.results)
-    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4g")
-                                                         for c in table.columns[1:]})
-    st.caption("Hessian: the largest-magnitude eigenvalue of the loss's input-Hessian (power iteration, 20 "
+                                                 eps_label=eps_label, margin_limit=margin_limit),
+                            key=f"geo_section_{run_id}")
+            if local.prediction != example.y:
+                st.badge(f"Already misclassified as {data.classes[local.prediction]} (true "
+                         f"{data.classes[example.y]}), before any perturbation", icon=":material/error:",
+                         color="orange")
+            st.caption(views.section_caption(local, data.classes, example.y, view.extent))
+    st.dataframe(views.local_table(view.results, data.classes), hide_index=True)
+    st.caption("Hessian λmax: the largest-magnitude eigenvalue of the loss's input-Hessian (power iteration, 20 "
                "Hessian-vector products). CURE: how much the loss gradient turns over a step of 0.1 along its sign. "
                "κ: curvature of the boundary curve on this plane where it crosses the û axis (fitted over ± half "
-               "the model's distance to it); κ > 0 bends away from x, κ < 0 wraps around x, 0 is flat.")
+               "the model's distance to it); κ > 0 bends away from x, κ < 0 wraps around x, 0 is flat. "
+               "The boundary drawn and measured is that of the class each model predicts at x.")
+    evaluated = ", ".join(f"{views.short_name(label)} {view.results[label].section.evaluated:,}"
+                          for _, label in labels)
     st.caption(f"{example.label}. Grid {spec.resolution}×{spec.resolution} over ±{view.extent:.3f} "
-               f"(ℓ2 units of input space; the plane is not clipped to the pixel range). Whole view computed in "
-               f"{view.seconds:.2f} s. Off the plane: how far the attack's iterate is from the slice — an attack moves "
-               "in all d dimensions, the picture shows two.")
+               f"(ℓ2 units of input space; the plane is not clipped to the pixel range); grid points evaluated: "
+               f"{evaluated}. Whole view computed in {view.seconds:.2f} s. Margin colours share one range, "
+               f"±{margin_limit:.3g}. Off the plane: how far the attack's iterate is from the slice — an attack "
+               "moves in all d dimensions, the picture shows two.")
 
 with tab_curv:
     st.plotly_chart(views.profile_figure(view.results, view.plane), key="geo_profile")
@@ -159,29 +159,32 @@ with tab_curv:
     if st.session_state.get("geo_sample_for") == (tuple(runs), n, device):
         with st.spinner(f"Measuring {n} inputs per model…"):
             stats = {label: cache.curvature_sample(r, dataset, n, device) for r, label in labels}
-        st.dataframe(views.sample_table(stats), hide_index=True)
+        st.dataframe(views.sample_table(stats), hide_index=True,
+                     column_config={label: st.column_config.NumberColumn(format="%.4g") for _, label in labels})
         left, right = st.columns(2)
         left.plotly_chart(views.sample_figure(stats, "hessian", "Top eigenvalue of the loss's input-Hessian",
                                               "eigenvalue (log)", log=True), key="geo_hess")
         right.plotly_chart(views.sample_figure(stats, "ratio", "Random ÷ adversarial distance to the boundary",
                                                "ratio"), key="geo_ratio")
-        st.caption("Expect much lower curvature after adversarial training (Hessian and CURE), and a random ÷ "
-                   f"adversarial ratio near √d = {next(iter(stats.values()))['sqrt_dim'][0]:.1f} where the boundary "
-                   "is locally flat. Random rays that meet no boundary within 40× the DeepFool distance count "
-                   "as infinite (a ray pointing away from the boundary never meets it); inputs DeepFool cannot flip "
-                   "have no ratio. Distances are unclipped: they measure the function, not the pixel box.")
+        st.caption("Expect much lower curvature after adversarial training (Hessian and CURE), and a "
+                   f"random ÷ DeepFool ratio near √d = {next(iter(stats.values()))['sqrt_dim'][0]:.1f} where the "
+                   "boundary is locally flat. Random rays that meet no boundary within 40× the DeepFool distance "
+                   "count as infinite (a ray pointing away from the boundary never meets it); inputs DeepFool cannot "
+                   "flip have no ratio. Distances are unclipped: they measure the function, not the pixel box.")
     else:
         st.caption("Press the button to measure; it takes a few seconds per model and is remembered.")
 
 with tab_surface:
     columns = st.columns(len(labels), gap="medium")
+    loss_range = views.shared_loss_range(view.results)
     for column, (run_id, label) in zip(columns, labels):
         with column:
-            st.plotly_chart(views.surface_figure(view.results[label], f"Loss on the plane — {label}"),
+            st.plotly_chart(views.surface_figure(view.results[label], f"Loss on the plane — {label}", loss_range),
                             key=f"geo_surface_{run_id}")
-    st.caption(f"Cross-entropy of the true class ({data.classes[example.y]}) over the same plane, "
-               f"{spec.surface_resolution}×{spec.surface_resolution} points. Drag to rotate. A standard model's "
-               "loss rises steeply along û; adversarial training leaves a flatter, wider valley.")
+    st.caption(f"Cross-entropy loss of the true class ({data.classes[example.y]}) over the same plane, "
+               f"{spec.surface_resolution}×{spec.surface_resolution} points; both panels share one height and colour "
+               f"range ({loss_range[0]:.3g}–{loss_range[1]:.3g}). Drag to rotate. A standard model's loss rises "
+               "steeply along û; adversarial training leaves a flatter, wider valley.")
 
 with tab_heavy:
     heavy_analyses(data, labels, device, is_image)

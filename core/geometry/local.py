@@ -35,6 +35,7 @@ from core.training.config import MAX_EPS
 PATHS = ("pgd", "deepfool", "none")
 MAX_ZOOM = 20.0
 MAX_SAMPLE = 200
+_NORM_NAMES = {"linf": "ℓ∞", "l2": "ℓ2"}  # notes are read by people
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class SectionSpec:
             kwargs["zoom"] = MAX_ZOOM
         norm, eps = kwargs.get("norm", "linf"), kwargs.get("eps", 0.1)
         if norm in MAX_EPS and isinstance(eps, (int, float)) and math.isfinite(eps) and eps > MAX_EPS[norm]:
-            notes.append(f"ε = {eps:g} capped at {MAX_EPS[norm]:g}, the largest {norm} budget")
+            notes.append(f"ε = {eps:g} capped at {MAX_EPS[norm]:g}, the largest {_NORM_NAMES[norm]} budget")
             kwargs["eps"] = MAX_EPS[norm]
         steps = int(kwargs.get("path_steps", 10))
         if steps > MAX_PATH_STEPS or steps < 1:

@@ -13,8 +13,9 @@ from core.errors import AtlasError
 from core.geometry.analysis import stored_analysis
 from core.geometry.dct import DCTMarginSpec
 from core.geometry.margins import MarginSpec
-from core.geometry.universal import UAPSpec
+from core.geometry.universal import MAX_PASSES, UAPSpec
 from core.jobs import cancel_job, list_jobs, submit_job
+from core.training.config import MAX_EPS
 from dashboard import cache
 from dashboard.components import geometry_views as views
 
@@ -161,10 +162,14 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) 
     if not math.isfinite(xi) or xi <= 0:
         st.error(f"ξ must be a positive number, got {xi:g}.")
         return
+    # As the cross-section's ε: a budget beyond the norm's largest is capped with a note, not refused.
     notes = []
-    if passes > 20:
-        notes.append(f"passes capped at 20 (asked {passes})")
-        passes = 20
+    if xi > MAX_EPS[norm]:
+        notes.append(f"ξ = {xi:g} capped at {MAX_EPS[norm]:g}, the largest {views.NORM_NAMES[norm]} budget")
+        xi = MAX_EPS[norm]
+    if passes > MAX_PASSES:
+        notes.append(f"passes capped at {MAX_PASSES} (asked {passes})")
+        passes = MAX_PASSES
     try:
         specs = {label: UAPSpec(run_id=run_id, dataset=data.name, n=int(n), norm=norm, xi=float(xi),
                                 max_passes=int(passes)) for run_id, label in labels}
@@ -172,18 +177,20 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) 
         st.error(str(exc))
         return
     for note in notes:
-        st.info(note)
+        st.info(note, icon=":material/info:")
     results = _background("universal perturbations", specs, device, "geo_uap")
     if not results:
         return
     for note in {n for r in results.values() for n in r.info.get("notes", [])}:
         st.info(note)
     columns = st.columns(len(results))
+    v_limit = views.image_limit([r.v for r in results.values()])
     for column, (label, r) in zip(columns, results.items()):
         with column:
             if is_image:
-                st.plotly_chart(views.image_figure(r.v, f"v — {label}"), key=f"geo_uap_v_{label}")
-            st.plotly_chart(views.label_figure(r, data.classes, f"Predictions without and with v — {label.split(':')[0]}"),
+                st.plotly_chart(views.image_figure(r.v, f"v — {label}", limit=v_limit), key=f"geo_uap_v_{label}")
+            st.plotly_chart(views.label_figure(r, data.classes,
+                                               f"Predictions without and with v — {views.short_name(label)}"),
                             key=f"geo_uap_labels_{label}")
             holdout = r.info.get("n_holdout", 0)
             st.caption(f"Best pass {r.info.get('best_pass')}: fools {max(r.fooling_rate):.0%} of the "
@@ -192,7 +199,9 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) 
                           else "")
                        + f"; ‖v‖ = {r.info.get('norm_v', float('nan')):.3f} ≤ ξ. Dominant label "
                        f"{data.classes[int(r.info.get('dominant_label', 0))]} "
-                       f"({r.info.get('dominant_share', 0):.0%} of images after adding v).")
+                       f"({r.info.get('dominant_share', 0):.0%} of images after adding v)."
+                       + (f" Both v share one colour range, ±{v_limit:.3g}." if is_image and len(results) > 1
+                          else ""))
     left, right = st.columns(2)
     left.plotly_chart(views.fooling_figure(results, 1 - next(iter(specs.values())).delta), key="geo_uap_rate")
     right.plotly_chart(views.singular_figure(results), key="geo_uap_sv")

@@ -14,7 +14,64 @@ from dashboard.components.charts import LAYOUT
 REGION_COLOURS = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
                   "#9edae5", "#d9d9d9", "#fdd0a2", "#c7e9c0")
 MODEL_COLOURS = ("#c2410c", "#2563eb")
+ATTACK_NAMES = {"pgd": "PGD", "deepfool": "DeepFool"}
+NORM_NAMES = {"linf": "ℓ∞", "l2": "ℓ2"}
 _PLAIN = {k: v for k, v in LAYOUT.items() if k != "legend"}
+# Plotly's default SI labels write 1e-4 as "100μ"; exponents read plainly on log axes.
+LOG_AXIS = dict(type="log", dtick=1, exponentformat="power", minor=dict(ticks="inside", showgrid=False))
+
+
+def crossing_along_u(section: Any) -> float:
+    """Where the drawn boundary of x's class meets the û axis (b = 0) nearest to x, on either side: a signed a
+    (negative = on the −û side), linearly interpolated between grid points; nan when it does not within the view."""
+    row = np.asarray(section.margin[len(section.b) // 2], dtype=float)
+    a = np.asarray(section.a, dtype=float)
+    centre = len(a) // 2
+    found = []
+    for step in (1, -1):
+        i = centre
+        while 0 <= i + step < len(a):
+            m0, m1 = row[i], row[i + step]
+            if m0 > 0 >= m1:
+                found.append(a[i] + (a[i + step] - a[i]) * m0 / (m0 - m1))
+                break
+            i += step
+    return float(min(found, key=abs)) if found else float("nan")
+
+
+def shared_margin_limit(results: dict[str, Any]) -> float:
+    """One symmetric colour range for the margin panels drawn side by side: the largest of their 98th
+    percentiles of |margin|, so the same colour means the same margin in every panel."""
+    limits = [float(np.nanpercentile(np.abs(local.section.margin), 98)) for local in results.values()]
+    return max([v for v in limits if np.isfinite(v)], default=0.0) or 1.0
+
+
+def short_name(label: str) -> str:
+    """"Primary" or "Comparison" of a "Primary: run name" label."""
+    return label.split(":")[0]
+
+
+def section_caption(local: Any, classes: Sequence[str], y: int, extent: float) -> str:
+    """What one model's cross-section shows, in words: prediction, where the drawn boundary crosses the û axis,
+    the DeepFool distance and what the attack path does — truthful when x is misclassified to begin with."""
+    pred = classes[local.prediction]
+    crossing = crossing_along_u(local.section)
+    where = (f"the boundary of class {pred} crosses the û axis nearest to x at a = {crossing:+.3f} (on the "
+             f"{'+û' if crossing > 0 else '−û'} side)" if np.isfinite(crossing) else
+             f"the boundary of class {pred} does not cross the û axis within ±{extent:.3f}")
+    deepfool = (f"this model's own DeepFool distance (along its own, bending path) is {local.deepfool_distance:.3f}."
+                if np.isfinite(local.deepfool_distance) else "DeepFool does not change this model's prediction.")
+    text = f"Prediction at x: **{pred}** (true {classes[y]}). On this plane {where}; {deepfool}"
+    if local.path is None:
+        return text
+    name, end = ATTACK_NAMES[local.path.attack], classes[local.path.preds[-1]]
+    moved = local.path.preds[-1] != local.prediction
+    if local.prediction == y:
+        does = f"flips it to **{end}**" if moved else "does not flip it"
+    else:
+        does = (f"moves the prediction on to **{end}**" if moved else f"leaves the prediction at {pred}") + (
+            " (x is misclassified already, so there is nothing to flip)")
+    return f"{text} The {name} path {does} and ends {local.path.off_plane[-1]:.3f} off the plane."
 
 
 def _class_scale(num_classes: int) -> list[list[Any]]:
@@ -26,14 +83,16 @@ def _class_scale(num_classes: int) -> list[list[Any]]:
 
 
 def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *, colour_by: str = "class",
-                   eps_label: str = "", height: int = 470) -> go.Figure:
-    """Predicted class (or logit margin) over the plane, the boundary, the ε-ball's section, the attack path."""
+                   eps_label: str = "", margin_limit: float | None = None, height: int = 470) -> go.Figure:
+    """Predicted class (or logit margin) over the plane, the boundary, the ε-ball's section, the attack path.
+    ``margin_limit`` fixes the margin colour range (±limit); pass ``shared_margin_limit`` for panels compared side by
+    side."""
     section, plane = local.section, view.plane
     k = len(classes)
     fig = go.Figure()
     names = np.asarray([str(c) for c in classes], dtype=object)[section.pred]
     if colour_by == "margin":
-        limit = float(np.nanpercentile(np.abs(section.margin), 98)) or 1.0
+        limit = margin_limit or shared_margin_limit({"": local})
         fig.add_trace(go.Heatmap(x=section.a, y=section.b, z=section.margin, zmin=-limit, zmax=limit, zmid=0,
                                  colorscale="RdBu", colorbar=dict(title="margin", len=0.8), customdata=names,
                                  hovertemplate="a=%{x:.3f}, b=%{y:.3f}<br>class %{customdata}, margin "
@@ -57,7 +116,8 @@ def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *,
                              line=dict(color="#7c3aed", width=2, dash="dash"), hoverinfo="skip"))
     if local.path is not None and len(local.path.ab) > 1:
         ab = local.path.ab
-        fig.add_trace(go.Scatter(x=ab[:, 0], y=ab[:, 1], mode="lines+markers", name=f"{local.path.attack} path",
+        fig.add_trace(go.Scatter(x=ab[:, 0], y=ab[:, 1], mode="lines+markers",
+                                 name=f"{ATTACK_NAMES[local.path.attack]} path",
                                  line=dict(color="#dc2626", width=2), marker=dict(size=6, color="#dc2626"),
                                  customdata=np.stack([np.arange(len(ab)), local.path.off_plane,
                                                       np.asarray(local.path.preds[:len(ab)])], axis=1),
@@ -90,7 +150,7 @@ def profile_figure(results: dict[str, Any], plane: Any) -> go.Figure:
                                  line=dict(color=colour, width=2, dash="dot")))
     fig.add_hline(y=0, line=dict(color="#111", width=1), annotation_text="decision boundary",
                   annotation_position="bottom right")
-    fig.update_layout(title="Margin profile: f_c − max_{k≠c} f_k through x", height=460,
+    fig.update_layout(title="Margin profile through x: logit of x's class − the largest other logit", height=460,
                       xaxis_title="distance from x along the direction (ℓ2, input units)",
                       yaxis_title="logit margin of x's class",
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=140),
@@ -98,27 +158,50 @@ def profile_figure(results: dict[str, Any], plane: Any) -> go.Figure:
     return fig
 
 
-def surface_figure(local: Any, title: str) -> go.Figure:
+def shared_loss_range(results: dict[str, Any]) -> tuple[float, float]:
+    """One loss range for the surfaces drawn side by side (height and colour), so their steepness compares."""
+    losses = [np.asarray(local.surface.loss, dtype=float) for local in results.values()]
+    finite = [v[np.isfinite(v)] for v in losses]
+    low = min([float(v.min()) for v in finite if v.size], default=0.0)
+    high = max([float(v.max()) for v in finite if v.size], default=1.0)
+    return low, high if high > low else low + 1.0
+
+
+def surface_figure(local: Any, title: str, loss_range: tuple[float, float] | None = None) -> go.Figure:
+    """Loss over the plane as a 3-D surface; ``loss_range`` fixes the height and colour range (shared panels)."""
     s = local.surface
-    fig = go.Figure(go.Surface(x=s.a, y=s.b, z=s.loss, colorscale="Viridis", colorbar=dict(title="loss", len=0.7),
+    low, high = loss_range or shared_loss_range({"": local})
+    fig = go.Figure(go.Surface(x=s.a, y=s.b, z=s.loss, colorscale="Viridis", cmin=low, cmax=high,
+                               colorbar=dict(title="loss", len=0.7),
                                hovertemplate="a=%{x:.3f}, b=%{y:.3f}: loss %{z:.3f}<extra></extra>"))
+    # Short axis titles: the scene's corners clip long ones ("…ss-entropy") in a half-width column.
     fig.update_layout(title=title, height=540, scene=dict(xaxis_title="a (û)", yaxis_title="b (v̂)",
-                                                          zaxis_title="cross-entropy", aspectmode="cube",
-                                                          camera=dict(eye=dict(x=1.9, y=-1.9, z=1.2))),
+                                                          zaxis=dict(title=dict(text="loss"), range=[low, high]),
+                                                          aspectmode="cube",
+                                                          camera=dict(eye=dict(x=2.1, y=-2.1, z=1.3))),
                       **{**_PLAIN, "margin": dict(l=0, r=0, t=50, b=10)})
     return fig
 
 
-def local_table(results: dict[str, Any]) -> pd.DataFrame:
-    rows = []
-    for name, local in results.items():
-        rows.append({"model": name, "DeepFool distance ‖r‖₂": local.deepfool_distance,
-                     "boundary along û (section)": local.section.distance_along_u(),
-                     "Hessian eigenvalue": local.hessian, "CURE ‖Δ∇ℓ‖/h": local.cure,
-                     "boundary curvature κ": local.boundary.kappa,
-                     "grid points evaluated": local.section.evaluated,
-                     "section time (ms)": local.section.seconds * 1000})
-    return pd.DataFrame(rows)
+def _g(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def local_table(results: dict[str, Any], classes: Sequence[str]) -> pd.DataFrame:
+    """One column per model, one row per quantity: it fits beside any number of quantities, at any width."""
+    rows: dict[str, list[str]] = {"prediction at x": [], "DeepFool distance ‖r‖₂": [],
+                                  "û-axis crossing a (− = on the −û side)": [], "Hessian λmax": [],
+                                  "CURE ‖Δ∇ℓ‖/h": [], "boundary curvature κ": []}
+    for local in results.values():
+        crossing = crossing_along_u(local.section)
+        values = [str(classes[local.prediction]),
+                  _g(local.deepfool_distance) if np.isfinite(local.deepfool_distance) else "no flip",
+                  f"{crossing:+.4g}" if np.isfinite(crossing) else "none in view",
+                  _g(local.hessian), _g(local.cure), _g(local.boundary.kappa)]
+        for row, value in zip(rows.values(), values):
+            row.append(value)
+    return pd.DataFrame({"quantity": list(rows), **{name: [r[i] for r in rows.values()]
+                                                   for i, name in enumerate(results)}})
 
 
 def sample_figure(stats: dict[str, dict[str, np.ndarray]], key: str, title: str, axis: str,
@@ -128,27 +211,30 @@ def sample_figure(stats: dict[str, dict[str, np.ndarray]], key: str, title: str,
     for (name, values), colour in zip(stats.items(), MODEL_COLOURS):
         v = np.asarray(values[key], dtype=float)
         v = v[np.isfinite(v)]
-        fig.add_trace(go.Box(y=v, name=name, marker_color=colour, boxmean=True, boxpoints="all", jitter=0.4,
+        # "Primary<br>run name": two short lines instead of one long label plotly would tilt.
+        fig.add_trace(go.Box(y=v, name=name.replace(": ", "<br>", 1), marker_color=colour, boxmean=True,
+                             boxpoints="all", jitter=0.4,
                              pointpos=0, marker=dict(size=4, opacity=0.5)))
     fig.update_layout(title=title, height=380, yaxis_title=axis, showlegend=False, **_PLAIN)
     if log and all((np.asarray(v[key], dtype=float)[np.isfinite(v[key])] > 0).all() for v in stats.values()):
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(**LOG_AXIS)
     return fig
 
 
+SAMPLE_ROWS = ("median Hessian top eigenvalue", "median CURE", "median DeepFool distance",
+               "median random distance", "median random ÷ DeepFool", "inputs DeepFool cannot flip",
+               "inputs with no random crossing")
+
+
 def sample_table(stats: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    rows = []
+    """One column per model, one row per statistic (``SAMPLE_ROWS``): it fits at any width."""
+    columns = {}
     for name, s in stats.items():
-        finite_random = np.isfinite(s["random"])
-        rows.append({"model": name, "median Hessian top eigenvalue": float(np.median(s["hessian"])),
-                     "median CURE": float(np.median(s["cure"])),
-                     "median DeepFool distance": float(np.median(s["adversarial"])),
-                     "median random distance": float(np.median(s["random"])),
-                     "median random ÷ adversarial": float(np.nanmedian(s["ratio"])),
-                     "inputs DeepFool cannot flip": int((~np.isfinite(s["adversarial"])).sum()),
-                     "√d": float(s["sqrt_dim"][0]),
-                     "inputs with no random crossing": int((~finite_random).sum())})
-    return pd.DataFrame(rows)
+        columns[name] = [float(np.median(s["hessian"])), float(np.median(s["cure"])),
+                         float(np.median(s["adversarial"])), float(np.median(s["random"])),
+                         float(np.nanmedian(s["ratio"])), int((~np.isfinite(s["adversarial"])).sum()),
+                         int((~np.isfinite(s["random"])).sum())]
+    return pd.DataFrame({"statistic": list(SAMPLE_ROWS), **columns})
 
 
 def margin_boxes(results: dict[str, Any], classes: Sequence[str], norm: str) -> go.Figure:
@@ -167,7 +253,7 @@ def margin_boxes(results: dict[str, Any], classes: Sequence[str], norm: str) -> 
 
 
 def dct_figure(results: dict[str, Any]) -> go.Figure:
-    """Median ‖r‖₂ per DCT subspace (low → high frequency) with the inter-quartile band; inf drawn at the top."""
+    """Median ‖r‖₂ per DCT subspace (low → high frequency) with the inter-quartile band; ∞ drawn at the top."""
     fig = go.Figure()
     finite_top = max([float(np.nanmax(np.where(np.isfinite(r.q75), r.q75, np.nan), initial=0.0))
                       for r in results.values()] + [float(np.nanmax(np.where(np.isfinite(r.medians), r.medians,
@@ -202,11 +288,17 @@ def dct_figure(results: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def image_figure(image: np.ndarray, title: str, *, diverging: bool = True) -> go.Figure:
-    """A single image (C×H×W, channel-mean shown) with its own symmetric colour scale."""
+def image_limit(images: Sequence[np.ndarray]) -> float:
+    """One symmetric colour range for images shown side by side (channel means, as drawn)."""
+    means = [np.asarray(i, dtype=float) for i in images]
+    return max([float(np.abs(m.mean(axis=0) if m.ndim == 3 else m).max()) for m in means], default=0.0) or 1.0
+
+
+def image_figure(image: np.ndarray, title: str, *, diverging: bool = True, limit: float | None = None) -> go.Figure:
+    """A single image (C×H×W, channel-mean shown), symmetric colour scale ±``limit`` (its own when None)."""
     z = np.asarray(image, dtype=float)
     z = z.mean(axis=0) if z.ndim == 3 else z
-    limit = float(np.abs(z).max()) or 1.0
+    limit = limit or image_limit([z])
     fig = go.Figure(go.Heatmap(z=z[::-1], colorscale="RdBu" if diverging else "Greys", zmid=0 if diverging else None,
                                zmin=-limit if diverging else None, zmax=limit if diverging else None,
                                colorbar=dict(len=0.8), hovertemplate="%{z:.3f}<extra></extra>"))
@@ -258,5 +350,5 @@ def singular_figure(results: dict[str, Any]) -> go.Figure:
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=130), "legend": {**LAYOUT["legend"],
                                                                                        "y": -0.22}})
     # One label per decade: plotly's default log labels (5, 2, 1, 5, 2, 0.1, …) read as a jumble.
-    fig.update_yaxes(type="log", dtick=1, minor=dict(ticks="inside", showgrid=True))
+    fig.update_yaxes(**{**LOG_AXIS, "minor": dict(ticks="inside", showgrid=True)})
     return fig

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
+
+from dashboard.components import geometry_views as views
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -29,16 +34,28 @@ def test_sections_of_both_models_on_one_plane_and_every_plane_type() -> None:
     assert len(sections) == 2
     for fig in sections:
         names = [t.get("name") for t in fig["data"]]
-        assert "boundary of x's class" in names and "pgd path" in names and "x" in names
+        assert "boundary of x's class" in names and "PGD path" in names and "x" in names
         assert any(n and n.startswith("ε-ball section") for n in names)
         assert "DeepFool normal" in fig["layout"]["xaxis"]["title"]["text"]
     # The two sections share their axes: the same plane and extent for both models.
     assert sections[0]["layout"]["xaxis"]["range"] == sections[1]["layout"]["xaxis"]["range"]
-    table = at.dataframe[0].value
-    assert list(table["model"].str.split(":").str[0]) == ["Primary", "Comparison"]
-    assert (table["DeepFool distance ‖r‖₂"] > 0).all()
+    # One column per model (a table that fits at any width), one row per quantity.
+    table = at.dataframe[0].value.set_index("quantity")
+    assert [c.split(":")[0] for c in table.columns] == ["Primary", "Comparison"]
+    assert (table.loc["DeepFool distance ‖r‖₂"].astype(float) > 0).all()
+    crossing = table.loc["û-axis crossing a (− = on the −û side)"]
+    assert crossing.str.match(r"^[+-]\d").all(), crossing
     surfaces = [f for f in figures if f["data"] and f["data"][0]["type"] == "surface"]
     assert len(surfaces) == 2
+    # Compared side by side, the two surfaces share one height and colour range; axis titles are short.
+    assert {(f["data"][0]["cmin"], f["data"][0]["cmax"]) for f in surfaces} == {
+        tuple(surfaces[0]["layout"]["scene"]["zaxis"]["range"])}
+    assert all(len(f["layout"]["scene"]["zaxis"]["title"]["text"]) <= 12 for f in surfaces)
+    profile = next(f for f in figures if f["layout"]["title"]["text"].startswith("Margin profile"))
+    assert not any(c in profile["layout"]["title"]["text"] for c in "_{}")
+    at.segmented_control(key="geo_colour").set_value("margin").run()
+    heat = [next(t for t in f["data"] if t["type"] == "heatmap") for f in charts(at)[:2]]
+    assert heat[0]["zmax"] == heat[1]["zmax"] == -heat[0]["zmin"] > 0, "one colour range for both panels"
 
     at.selectbox(key="geo_plane").set_value("random").run()
     assert not at.exception, at.exception
@@ -52,11 +69,34 @@ def test_sections_of_both_models_on_one_plane_and_every_plane_type() -> None:
     assert "ℓ2" in ball["name"]
 
 
-def test_budgets_beyond_limits_are_capped_and_bad_budgets_refused() -> None:
+def misclassified_by_erm() -> int:
+    """A digits test index the shipped ERM model (the default comparison) gets wrong."""
+    import torch
+
+    from core.data import load_dataset
+    from core.models import load_checkpoint
+
+    data = load_dataset("digits")
+    erm, _ = load_checkpoint(ROOT / "assets" / "models" / "digits-smallcnn-erm")
+    with torch.no_grad():
+        return int((erm(data.x).argmax(1) != data.y).nonzero()[0, 0])
+
+
+def test_misclassified_inputs_are_flagged_budgets_beyond_limits_capped_and_bad_budgets_refused() -> None:
     at = open_page()
     at.select_slider(key="geo_res").set_value(33)
+    at.segmented_control(key="lab_mode").set_value("By index").run()
+    at.number_input(key="lab_index").set_value(misclassified_by_erm()).run()
+    assert not at.exception, at.exception
+    badges = [m.value for m in at.markdown if "Already misclassified as" in m.value]
+    assert len(badges) == 1, [m.value for m in at.markdown]
+    comparison = next(c.value for c in at.caption if "misclassified already" in c.value)
+    assert "does not flip it" not in comparison and "= inf" not in comparison
     at.number_input(key="geo_eps_linf").set_value(5.0).run()
-    assert any("ε = 5 capped at 1" in i.value for i in at.info)
+    assert any("ε = 5 capped at 1, the largest ℓ∞ budget" in i.value for i in at.info)
+    at.number_input(key="geo_uap_xi_l2").set_value(1e12).run()
+    assert any("ξ = 1e+12 capped at 100, the largest ℓ2 budget" in i.value for i in at.info)
+    assert not any("must be in" in e.value for e in at.error)
     at.number_input(key="geo_eps_linf").set_value(-0.1).run()
     assert any("ε must be a positive number" in e.value for e in at.error)
     assert not at.get("plotly_chart")
@@ -68,11 +108,40 @@ def test_curvature_statistics_over_a_sample() -> None:
     at.slider(key="geo_sample_n").set_value(10)
     at.button(key="geo_sample_go").click().run()
     assert not at.exception, at.exception
-    stats = next(d.value for d in at.dataframe if "median Hessian top eigenvalue" in d.value.columns)
-    at_row, erm_row = stats.iloc[0], stats.iloc[1]
-    assert at_row["median Hessian top eigenvalue"] < erm_row["median Hessian top eigenvalue"]
-    assert at_row["median DeepFool distance"] > erm_row["median DeepFool distance"]
-    assert stats["√d"].tolist() == [8.0, 8.0]
+    stats = next(d.value for d in at.dataframe if "statistic" in d.value.columns).set_index("statistic")
+    assert len(stats.columns) == 2, "one column per model: the table fits at any width"
+    at_col, erm_col = stats.iloc[:, 0], stats.iloc[:, 1]
+    assert at_col["median Hessian top eigenvalue"] < erm_col["median Hessian top eigenvalue"]
+    assert at_col["median DeepFool distance"] > erm_col["median DeepFool distance"]
+    assert any("√d = 8.0" in c.value for c in at.caption)
+    hessian = next(f for f in charts(at) if f["layout"]["title"]["text"].startswith("Top eigenvalue"))
+    if hessian["layout"]["yaxis"].get("type") == "log":
+        assert hessian["layout"]["yaxis"]["exponentformat"] == "power", "no SI ticks such as 100μ"
+
+
+def section_stub(row: list[float], prediction: int, path_preds: list[int] | None) -> SimpleNamespace:
+    a = np.linspace(-1, 1, len(row))
+    section = SimpleNamespace(a=a, b=a.copy(), margin=np.tile(np.asarray(row, dtype=float), (len(row), 1)))
+    path = None if path_preds is None else SimpleNamespace(attack="pgd", preds=path_preds, off_plane=np.zeros(2))
+    return SimpleNamespace(section=section, prediction=prediction, deepfool_distance=0.5, path=path)
+
+
+def test_the_crossing_reported_is_the_drawn_one_on_either_side_and_misclassified_inputs_say_so() -> None:
+    # The boundary of x's class meets the axis only on the −û side, at a = −0.625 (between −0.75 and −0.5).
+    local = section_stub([-2, -1, 1, 2, 3, 4, 5, 6, 7], prediction=3, path_preds=[3, 3])
+    assert math.isclose(views.crossing_along_u(local.section), -0.625)
+    caption = views.section_caption(local, [str(c) for c in range(10)], 0, extent=1.0)
+    assert "a = -0.625 (on the −û side)" in caption and "inf" not in caption
+    assert "misclassified already" in caption and "does not flip" not in caption and "PGD path" in caption
+    nearest = section_stub([-1, 1, 2, 3, 4, 1, -1, -2, -3], prediction=0, path_preds=[0, 2])
+    assert math.isclose(views.crossing_along_u(nearest.section), 0.375)
+    assert "flips it to **2**" in views.section_caption(nearest, [str(c) for c in range(10)], 0, extent=1.0)
+    nowhere = section_stub([1.0] * 9, prediction=0, path_preds=None)
+    assert math.isnan(views.crossing_along_u(nowhere.section))
+    assert "does not cross the û axis within ±1.000" in views.section_caption(nowhere, ["0"], 0, extent=1.0)
+    table = views.local_table({"m": SimpleNamespace(**vars(nowhere), hessian=1.0, cure=1.0,
+                                                    boundary=SimpleNamespace(kappa=0.0))}, ["0"])
+    assert table.set_index("quantity").loc["û-axis crossing a (− = on the −û side)", "m"] == "none in view"
 
 
 def wait_for_geometry_jobs(deadline_s: float = 240) -> list[dict]:
@@ -109,3 +178,5 @@ def test_heavy_analyses_run_as_jobs_and_are_stored_per_run() -> None:
     assert "Margin along DCT subspaces, low → high frequency" in titles
     assert "Fooling rate after each pass" in titles and sum(t.startswith("v — ") for t in titles) == 2
     assert not any(b.label.startswith("Compute") for b in at.button)
+    v_maps = [f["data"][0] for f in charts(at) if f["layout"]["title"]["text"].startswith("v — ")]
+    assert v_maps[0]["zmax"] == v_maps[1]["zmax"] == -v_maps[0]["zmin"] > 0, "both v share one colour range"

@@ -177,6 +177,8 @@ def test_spec_caps_sizes_with_notes_and_refuses_bad_budgets() -> None:
     assert spec.resolution == 513 and spec.path_steps == 50 and spec.zoom == 20.0 and len(notes) == 3
     spec, notes = SectionSpec.checked(resolution=100)
     assert spec.resolution == 65 and "65" in notes[0]
+    spec, notes = SectionSpec.checked(eps=1e9, norm="linf")
+    assert spec.eps == 1.0 and notes == ["ε = 1e+09 capped at 1, the largest ℓ∞ budget"]  # a readable norm name
     for eps in (0.0, -0.1, math.nan):
         with pytest.raises(ConfigError, match="eps"):
             SectionSpec(eps=eps)
