@@ -5,8 +5,14 @@ redraws from a snapshot while training goes on. ``start_pair`` starts the two ru
 (ERM) and adversarial — on the same data and from the same initial weights, in ONE worker thread that
 alternates their optimiser steps. One thread rather than two, because every small torch op releases and
 re-takes the GIL: two training threads hand it back and forth after nearly every op and both crawl (measured:
-several times slower than running the steps in turn). A pair is stopped by an Event; starting a new pair stops
-the old one first (its thread finishes the current step and exits).
+several times slower than running the steps in turn). The thread also runs torch on ONE intra-op thread (a
+per-thread setting, so the rest of the server keeps its own): these tensors are small, and on a laptop whose cores
+are busy with the browser and the server, OpenMP's worker threads wait on each other at every op — measured on a
+loaded 2-core machine, a step and a frame took 7–12× longer with two threads than with one.
+
+A pair is stopped by an Event. The Stop button asks for a last frame (the page shows where training stopped);
+a restart abandons the old pair instead (its thread finishes the current step and exits without computing a
+frame nobody will see, so the new pair gets the CPU at once).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import torch
 
 from core.playground import FRAME_INTERVAL, Frame, PlaygroundConfig, PlaygroundData, Trainer, frame_due, load_data
 
@@ -37,6 +45,7 @@ class PlaygroundRun:
     started: float = field(default_factory=time.perf_counter)
     first_frame_after: float | None = None  # seconds from start to the first frame
     last_frame_at: float = -math.inf
+    abandoned: bool = False  # stopped by a restart: no last frame
 
     @property
     def data(self) -> PlaygroundData:
@@ -61,7 +70,8 @@ class PlaygroundRun:
 def _advance(run: PlaygroundRun, interval: float) -> None:
     """One step of one run, and a frame when one is due; a stop request ends it with a last frame."""
     if run.stop.is_set():
-        run.publish(run.trainer.frame())
+        if not run.abandoned:
+            run.publish(run.trainer.frame())
         run.status = "stopped"
         return
     run.trainer.step()
@@ -72,6 +82,7 @@ def _advance(run: PlaygroundRun, interval: float) -> None:
 
 
 def _work(runs: list[PlaygroundRun], interval: float) -> None:
+    torch.set_num_threads(1)  # this thread only (see the module docstring)
     active = list(runs)
     while active:
         for run in list(active):
@@ -97,6 +108,14 @@ def start_pair(config: PlaygroundConfig, interval: float = FRAME_INTERVAL) -> di
     return runs
 
 
-def stop_all(runs: dict[str, PlaygroundRun] | None) -> None:
+def stop_all(runs: dict[str, PlaygroundRun] | None, *, last_frame: bool = True) -> None:
+    """Ask the runs' thread to stop after its current step; with ``last_frame`` each run publishes a final
+    frame first (the Stop button), without it they are abandoned (a restart: nobody will look at them)."""
     for run in (runs or {}).values():
+        run.abandoned = not last_frame
         run.stop.set()
+
+
+def running(runs: dict[str, PlaygroundRun] | None) -> bool:
+    """Whether any run of the pair is still training and not yet asked to stop (what a Stop button could end)."""
+    return any(not run.done and not run.stop.is_set() for run in (runs or {}).values())

@@ -7,7 +7,10 @@ import numpy as np
 import streamlit as st
 
 from core.errors import AtlasError
-from core.playground import ACTIVATIONS, DATASETS, METHOD_LABELS, PlaygroundConfig, default_noise
+from core.playground import (
+    ACTIVATION_LABELS, ACTIVATIONS, DATASET_LABELS, DATASETS, LIMITS, METHOD_LABELS, SIZE_CAPS_COST, PlaygroundConfig,
+    default_noise,
+)
 from dashboard import cache
 from dashboard import playground_runner as runner
 from dashboard.components import playground_views as views
@@ -17,6 +20,9 @@ ADVERSARIAL = ("pgd-at", "fgsm-rs", "trades", "dale")
 TEMPERATURES = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 DEFAULT = PlaygroundConfig()
 ROLES = (("standard", "Standard (ERM)"), ("adversarial", "Adversarial"))
+SIZE_NOTE = (f"Points n, width and hidden layers are capped at {LIMITS['n']:,}, {LIMITS['width']:g} and "
+             f"{LIMITS['depth']:g}: with all three at their caps a run takes about {SIZE_CAPS_COST}× as long as with "
+             "the defaults.")
 
 st.title("Playground")
 explain(
@@ -40,15 +46,18 @@ def _controls() -> dict:
     """The settings as raw values (checked and capped by PlaygroundConfig.capped)."""
     with st.container(border=True):
         c = st.columns([1.3, 1, 1, 1, 0.2, 1, 1, 1.2])
-        dataset = c[0].selectbox("Toy data", DATASETS, key="pg_dataset")
+        dataset = c[0].selectbox("Toy data", DATASETS, format_func=DATASET_LABELS.__getitem__, key="pg_dataset")
         n = c[1].number_input("Points n", 10, 5000, DEFAULT.n, step=50, key="pg_n",
-                              help="Training points (capped at 1,000 so the page stays live)")
+                              help=f"Training points. {SIZE_NOTE}")
         noise = c[2].number_input("Noise", 0.0, 0.5, default_noise(dataset), step=0.01, format="%.2f",
                                   key=f"pg_noise_{dataset}")
         seed = c[3].number_input("Seed", 0, 10_000, DEFAULT.seed, key="pg_seed", help="Data and initial weights")
-        depth = c[5].number_input("Hidden layers", 0, 10, DEFAULT.depth, key="pg_depth")
-        width = c[6].number_input("Width", 1, 512, DEFAULT.width, step=8, key="pg_width")
-        activation = c[7].selectbox("Activation", ACTIVATIONS, key="pg_activation")
+        depth = c[5].number_input("Hidden layers", 0, 10, DEFAULT.depth, key="pg_depth",
+                                  help=f"0 = a linear model. {SIZE_NOTE}")
+        width = c[6].number_input("Width", 1, 512, DEFAULT.width, step=8, key="pg_width",
+                                  help=f"Units per hidden layer. {SIZE_NOTE}")
+        activation = c[7].selectbox("Activation", ACTIVATIONS, format_func=ACTIVATION_LABELS.__getitem__,
+                                    key="pg_activation")
         c = st.columns([1.3, 1, 1, 1, 0.2, 1, 1, 1.2])
         method = c[0].selectbox("Adversarial method", ADVERSARIAL, format_func=METHOD_LABELS.__getitem__,
                                 key="pg_method", help="Trained next to standard training (ERM)")
@@ -57,7 +66,8 @@ def _controls() -> dict:
         norm = c[2].selectbox("Norm", ("linf", "l2"), key="pg_norm",
                               format_func={"linf": "ℓ∞ (square)", "l2": "ℓ2 (circle)"}.get)
         lr = c[3].number_input("Learning rate", 0.0, 5.0, DEFAULT.lr, step=0.005, format="%.3f", key="pg_lr")
-        steps = c[5].number_input("Steps", 1, 20_000, DEFAULT.steps, step=100, key="pg_steps")
+        steps = c[5].number_input("Steps", 1, 20_000, DEFAULT.steps, step=100, key="pg_steps",
+                                  help=f"Optimiser steps (at most {LIMITS['steps']:,g}); a run's time grows with them")
         batch = c[6].number_input("Batch size", 0, 5000, 0, step=16, key="pg_batch", help="0 = full batch")
         attack_steps = c[7].number_input("Attack steps", 1, 50, DEFAULT.attack_steps, key="pg_attack_steps",
                                          help="Steps of the training attack (PGD-AT, TRADES, DALE)")
@@ -90,14 +100,16 @@ b = st.columns([1, 1, 6])
 b[0].button("Restart" if runs else "Start", type="primary", icon=":material/play_arrow:", key="pg_start",
             disabled=config is None, on_click=st.session_state.__setitem__, args=("pg_start_requested", True))
 start = st.session_state.pop("pg_start_requested", False)
-if b[1].button("Stop", icon=":material/stop:", key="pg_stop", disabled=not runs):
-    runner.stop_all(runs)
 changed = runs is not None and config is not None and runs["adversarial"].config != config
 if config is not None and (start or changed):
-    runner.stop_all(runs)
+    runner.stop_all(runs, last_frame=False)
     runs = st.session_state["pg_runs"] = runner.start_pair(config)
     if changed and not start:
         st.toast("Settings changed: both runs restarted", icon=":material/restart_alt:")
+# Drawn after a (re)start, so it is enabled for the runs just started; the polling fragment reruns the whole page
+# once both runs have ended, which disables it again.
+b[1].button("Stop", icon=":material/stop:", key="pg_stop", disabled=not runner.running(runs),
+            on_click=lambda: runner.stop_all(st.session_state.get("pg_runs")))
 
 if not runs:
     st.info("Press **Start** to train both networks; every later change of a setting restarts them.")
@@ -201,13 +213,15 @@ def langevin_section() -> None:
                     help="Share of the Langevin samples the model misclassifies.")
         m[1].metric("PGD's point", "fools it" if panel.pgd_fooled else "correct")
         m = st.columns(2)
-        m[0].metric("Samples' mean loss", f"{panel.sample_loss.mean():.3g}",
-                    delta=f"{panel.sample_loss.mean() / max(panel.pgd_loss, 1e-30):.2g}× PGD's", delta_color="off")
+        mean_loss = float(panel.sample_loss.mean())
+        delta, arrow = views.loss_delta(mean_loss, panel.pgd_loss)
+        m[0].metric("Samples' mean loss", views.loss_text(mean_loss), delta=delta, delta_color="off",
+                    delta_arrow=arrow, help="Mean cross-entropy of the true class over the samples; below it, the "
+                    "difference from the loss at PGD's point")
         m[1].metric("Spread", f"{panel.spread:.4f}", help="Mean distance of the samples to PGD's point (the "
                     "star), in input units; 0 means every sample is PGD's point")
         st.caption(f"Model of the {dict(ROLES)[role].lower()} run at step {frame.step}; point {index} "
-                   f"(class {name}); noise scale c = {panel.noise_scale:.2e}, measured noise/gradient ratio "
-                   f"{panel.noise_to_grad:.2f}.")
+                   f"(class {name}); {views.noise_text(temperature, panel.noise_scale, panel.noise_to_grad)}.")
         st.markdown(
             "The heatmap is the loss of the true class (log colour scale) at every place the attacker may move "
             "the point to; the cyan line is the decision boundary inside the ball. **PGD** climbs the loss to "

@@ -7,16 +7,18 @@ background thread and pages/playground.py draws it.
 """
 
 from core.playground.config import (
-    ACTIVATIONS, DATASETS, LIMITS, METHOD_LABELS, METHODS, NORMS, PlaygroundConfig, eps_limit,
+    ACTIVATION_LABELS, ACTIVATIONS, DATASET_LABELS, DATASETS, LABELS, LIMITS, METHOD_LABELS, METHODS, NORMS,
+    SIZE_CAPS_COST, PlaygroundConfig, eps_limit,
 )
 from core.playground.langevin import LangevinPanel, langevin_panel
 from core.playground.train import (
-    FRAME_INTERVAL, Frame, PlaygroundData, RobustPoints, Trainer, build_mlp, default_noise, frame_due, grid_axis,
-    grid_probabilities, iter_frames, load_data, load_weights, robust_points, train_playground,
+    FRAME_INTERVAL, FRAME_SHARE, Frame, PlaygroundData, RobustPoints, Trainer, build_mlp, default_noise, frame_due,
+    grid_axis, grid_probabilities, iter_frames, load_data, load_weights, robust_points, train_playground,
 )
 
 __all__ = [
-    "ACTIVATIONS", "DATASETS", "FRAME_INTERVAL", "Frame", "LIMITS", "LangevinPanel", "METHODS", "METHOD_LABELS",
+    "ACTIVATIONS", "ACTIVATION_LABELS", "DATASETS", "DATASET_LABELS", "FRAME_INTERVAL", "FRAME_SHARE", "Frame",
+    "LABELS", "LIMITS", "SIZE_CAPS_COST", "LangevinPanel", "METHODS", "METHOD_LABELS",
     "NORMS", "PlaygroundConfig", "PlaygroundData", "RobustPoints", "Trainer", "build_mlp", "default_noise",
     "eps_limit", "frame_due", "grid_axis", "grid_probabilities", "iter_frames", "langevin_panel", "load_data",
     "load_weights", "robust_points", "train_playground",

@@ -1,9 +1,10 @@
 """The Playground's configuration: one frozen, validated dataclass and the caps that keep it interactive.
 
 Two ways in. ``PlaygroundConfig(...)`` is strict: anything out of range raises :class:`ConfigError` with the
-field, the value and the range. ``PlaygroundConfig.capped(...)`` is what a page calls with raw widget values:
-sizes and resolutions above their limit are lowered to it and a note says so (the Playground must stay live on a
-laptop), while values that make no sense (NaN, negative ε, an unknown dataset) still raise ConfigError.
+field (named by its form label, ``LABELS``), the value and the range. ``PlaygroundConfig.capped(...)`` is what a
+page calls with raw widget values: sizes and resolutions above their limit are lowered to it and a note says so
+(the Playground must stay live on a laptop), while values that make no sense (NaN, negative ε, an unknown
+dataset) still raise ConfigError.
 """
 
 from __future__ import annotations
@@ -19,10 +20,26 @@ ACTIVATIONS = ("relu", "tanh", "softplus")
 METHODS = ("erm", "fgsm-rs", "pgd-at", "trades", "dale")
 NORMS = ("linf", "l2")
 METHOD_LABELS = {"erm": "ERM", "fgsm-rs": "FGSM-RS", "pgd-at": "PGD-AT", "trades": "TRADES", "dale": "DALE"}
+DATASET_LABELS = {"moons": "Two moons", "circles": "Circles", "spirals": "Spirals", "xor": "XOR", "blobs": "Blobs"}
+ACTIVATION_LABELS = {"relu": "ReLU", "tanh": "tanh", "softplus": "Softplus"}
+# What messages call each field: the Playground page's form labels, so an error names what the user can change.
+LABELS = {
+    "dataset": "toy data", "n": "points n", "noise": "noise", "seed": "seed", "depth": "hidden layers",
+    "width": "width", "activation": "activation", "method": "adversarial method", "eps": "ε", "norm": "norm",
+    "lr": "learning rate", "steps": "steps", "batch_size": "batch size", "attack_steps": "attack steps",
+    "trades_beta": "TRADES β", "eval_steps": "PGD steps for 'robust at ε'", "grid": "grid resolution",
+    "test_n": "held-out points",
+}
 
 # Upper limits: a value above one is capped (with a note) by ``capped`` and refused by the constructor.
+# n, width and depth together set the cost of a step and of a frame. Measured on a 2-core CPU (one torch thread,
+# bench-style: training steps of ERM + PGD-AT and one frame): n 1000 × width 64 × 4 hidden layers costs about 2.7×
+# the default (n 300 × width 32 × 2 layers) per step and per frame; width 128 × 6 layers cost 8–10× and made a
+# 300-step pair take minutes instead of seconds. So all three at their caps keep a run within about 3× the default.
+SIZE_CAPS_COST = 3
+DEFAULT_STEPS = 300
 LIMITS: dict[str, float] = {
-    "n": 1000, "noise": 0.5, "depth": 6, "width": 128, "eps": 0.25, "lr": 1.0, "steps": 5000,
+    "n": 1000, "noise": 0.5, "depth": 4, "width": 64, "eps": 0.25, "lr": 1.0, "steps": 5000,
     "batch_size": 1000, "attack_steps": 20, "eval_steps": 20, "trades_beta": 20.0, "grid": 200,
     "test_n": 1000, "seed": 2**31 - 1,
 }
@@ -35,9 +52,16 @@ LOWER: dict[str, float] = {
 STRICT_LOWER = ("lr",)
 INTEGER_FIELDS = ("n", "seed", "depth", "width", "steps", "batch_size", "attack_steps", "eval_steps", "grid",
                   "test_n")
-WHY = {"n": "every point is redrawn several times a second", "grid": "the decision regions are redrawn live",
-       "steps": "a Playground run should finish in seconds", "width": "a wider MLP no longer trains live",
-       "depth": "a deeper MLP no longer trains live", "batch_size": "a batch cannot exceed the training set",
+SIZE_FIELDS = ("n", "width", "depth")
+SIZES_WHY = (f"with points n, width and hidden layers all at their caps a run takes about {SIZE_CAPS_COST}× as long "
+             "as with the defaults")
+WHY = {"grid": "every frame recomputes and redraws grid × grid cells",
+       "steps": f"a run's time grows with its steps: {LIMITS['steps']:g} take about "
+                f"{LIMITS['steps'] / DEFAULT_STEPS:.0f}× as long as the default {DEFAULT_STEPS}",
+       "attack_steps": "every adversarial training step runs the attack this many times",
+       "eval_steps": "every frame attacks all the points with this many steps",
+       "batch_size": "a batch cannot exceed the training set",
+       "eps": "a larger ball would cover most of the [0, 1]² plane",
        "test_n": "the held-out set is attacked at every frame"}
 
 
@@ -72,7 +96,7 @@ class PlaygroundConfig:
     eps: float = 0.07
     norm: str = "linf"
     lr: float = 0.02
-    steps: int = 300
+    steps: int = DEFAULT_STEPS
     batch_size: int | None = None
     attack_steps: int = 5
     trades_beta: float = 6.0
@@ -92,12 +116,12 @@ class PlaygroundConfig:
             _check_number(name, value)
             high = eps_limit(self.norm) if name == "eps" else LIMITS[name]
             if value > high:
-                raise ConfigError(f"{name} must be ≤ {high:g}, got {value!r} "
+                raise ConfigError(f"{LABELS[name]} must be ≤ {high:g}, got {value!r} "
                                   "(PlaygroundConfig.capped lowers it to the limit with a note)")
         if self.batch_size is not None and self.batch_size > self.n:
-            raise ConfigError(f"batch_size ({self.batch_size}) cannot exceed n ({self.n})")
+            raise ConfigError(f"batch size ({self.batch_size}) cannot exceed points n ({self.n})")
         if self.method != "erm" and self.eps == 0:
-            raise ConfigError(f"method {METHOD_LABELS[self.method]} needs ε > 0 (with ε = 0 it is ERM)")
+            raise ConfigError(f"{METHOD_LABELS[self.method]} needs ε > 0 (with ε = 0 it is standard training, ERM)")
 
     @property
     def hidden(self) -> tuple[int, ...]:
@@ -125,6 +149,7 @@ class PlaygroundConfig:
         if unknown:
             raise ConfigError(f"unknown Playground option(s): {', '.join(unknown)}")
         notes: list[str] = []
+        sizes: list[str] = []  # n, width and depth share one note: their caps are chosen together
         norm = values.get("norm", cls.norm)
         for name, value in list(values.items()):
             if name not in LIMITS or (value is None and name == "batch_size"):
@@ -133,12 +158,18 @@ class PlaygroundConfig:
             high = eps_limit(norm) if name == "eps" else LIMITS[name]
             if value > high:
                 values[name] = type(value)(high) if name in INTEGER_FIELDS else float(high)
-                reason = f" ({WHY[name]})" if name in WHY else ""
-                notes.append(f"{name} capped at {high:g} (asked for {value:g}){reason}.")
+                capped = f"{LABELS[name]} capped at {_num(values[name])} (asked for {_num(value)})"
+                if name in SIZE_FIELDS:
+                    sizes.append(capped)
+                else:
+                    reason = f" ({WHY[name]})" if name in WHY else ""
+                    notes.append(f"{_sentence(capped)}{reason}.")
+        if sizes:
+            notes.insert(0, f"{_sentence(', '.join(sizes))}: {SIZES_WHY}.")
         batch, n = values.get("batch_size"), values.get("n", cls.n)
         if batch is not None and batch > n:
             values["batch_size"] = None
-            notes.append(f"batch_size {batch} is more than the {n} training points: full batch used.")
+            notes.append(f"Batch size {batch} is more than the {n} training points: full batch used.")
         return cls(**values), notes
 
 
@@ -147,19 +178,29 @@ def eps_limit(norm: str) -> float:
     return L2_EPS_LIMIT if norm == "l2" else LIMITS["eps"]
 
 
+def _num(value: float) -> str:
+    """A number for a note: whole numbers with thousands separators (50,000, not 5e+04)."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def _sentence(label: str) -> str:
+    """A label at the start of a sentence: "points n" → "Points n"; "ε" and "TRADES β" stay as they are."""
+    return label[0].upper() + label[1:] if label[0].isascii() else label
+
+
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
     if value not in options:
-        raise ConfigError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+        raise ConfigError(f"{LABELS[name]} must be one of {', '.join(options)}; got {value!r}")
 
 
 def _check_number(name: str, value: Any) -> None:
     """Type, finiteness and lower bound of one numeric field (the upper bound is the caller's business)."""
     if name in INTEGER_FIELDS:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+            raise ConfigError(f"{LABELS[name]} must be a whole number, got {value!r}")
     elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        raise ConfigError(f"{LABELS[name]} must be a finite number, got {value!r}")
     low = LOWER[name]
     if value < low or (name in STRICT_LOWER and value == low):
         bound = f"> {low:g}" if name in STRICT_LOWER else f"≥ {low:g}"
-        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+        raise ConfigError(f"{LABELS[name]} must be {bound}, got {value!r}")

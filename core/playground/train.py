@@ -5,7 +5,13 @@ from :data:`core.training.methods.METHODS` (built from a :class:`TrainConfig` th
 so ERM, FGSM-RS, PGD-AT, TRADES and DALE (with its primal-dual ν) behave exactly as on the Train page. What is
 particular to the Playground is the optimiser (Adam, full batch by default: a toy set converges in a few hundred
 steps), the frames, and their time-based rhythm: a frame after the first step, then whenever ``interval`` seconds
-have passed since the last one was handed over, and one at the end.
+have passed since the last one was handed over, and one at the end. A frame attacks every point and evaluates the
+whole grid, so on large settings it costs more than many steps: the wait between frames also grows with the last
+frame's cost, so that frames take at most ``FRAME_SHARE`` of a run's time (without this rule a frame followed
+nearly every step once a step plus a frame took longer than ``interval``, and frames, not training, set the pace),
+but never beyond ``FRAME_WAIT_MAX``. The cost is the frame's CPU time in its thread, not its wall time: on a busy
+machine (the browser, the page redrawing) one frame can wait seconds for the CPU or the GIL, and spacing the next
+frames by that would freeze the picture for no reason.
 
 A frame holds the class probabilities on a grid over [0, 1]², clean and robust accuracy on held-out points, and
 for every training point its PGD adversarial point at ε and whether it is robust there (``robust_points``).
@@ -25,6 +31,7 @@ from torch import nn
 
 from core.attacks import PGD
 from core.data import DATASETS, Dataset, load_dataset
+from core.errors import ConfigError
 from core.models import build_model
 from core.playground.config import PlaygroundConfig
 from core.training.config import TrainConfig
@@ -33,7 +40,9 @@ from core.utils import derive_seed, make_generator
 
 log = logging.getLogger(__name__)
 
-FRAME_INTERVAL = 0.2  # seconds between frames: the page polls at 0.4 s, so it never waits long for a new one
+FRAME_INTERVAL = 0.2  # seconds between frames: the page polls at 0.5 s, so it never waits long for a new one
+FRAME_SHARE = 0.25  # at most this share of a run's time goes to frames: a slow frame spaces the next ones out
+FRAME_WAIT_MAX = 2.0  # seconds: however slow frames are, the wait for the next one never exceeds this
 StopFn = Callable[[], bool]
 
 
@@ -213,6 +222,7 @@ class Trainer:
         self.batches = _batches(len(self.data.train), config.batch_size, config.seed)
         self.steps_done, self.loss = 0, math.nan
         self.started = time.perf_counter()
+        self.frame_seconds = 0.0  # CPU seconds the last frame took in its thread (frame_due spaces frames by it)
 
     @property
     def finished(self) -> bool:
@@ -238,18 +248,23 @@ class Trainer:
     def frame(self) -> Frame:
         """The model as it is now, evaluated for drawing."""
         nu = self.state.nu if self.method.uses_nu else None
-        return _frame(self.model, self.data, self.config, self.steps_done, time.perf_counter() - self.started,
-                      self.loss, nu)
+        cpu = time.thread_time()
+        frame = _frame(self.model, self.data, self.config, self.steps_done, time.perf_counter() - self.started,
+                       self.loss, nu)
+        self.frame_seconds = time.thread_time() - cpu
+        return frame
 
 
 def iter_frames(config: PlaygroundConfig, *, data: PlaygroundData | None = None, should_stop: StopFn | None = None,
-                interval: float = FRAME_INTERVAL) -> Iterator[Frame]:
+                interval: float = FRAME_INTERVAL, share: float = FRAME_SHARE) -> Iterator[Frame]:
     """Train the config's MLP and yield frames as it learns (see the module docstring for their rhythm).
 
     Stops early, after yielding a last frame, when ``should_stop()`` turns true (checked before every step).
     The same config gives the same frames' numbers (not the same timings): data, initial weights, batches and
     attacks all draw from generators seeded by the config.
     """
+    if not 0 < share <= 1:
+        raise ConfigError(f"share (of a run's time for frames) must be in (0, 1], got {share!r}")
     trainer = Trainer(config, data)
     last = -math.inf
     while not trainer.finished:
@@ -257,21 +272,26 @@ def iter_frames(config: PlaygroundConfig, *, data: PlaygroundData | None = None,
             yield trainer.frame()
             return
         trainer.step()
-        if frame_due(trainer, last, interval):
+        if frame_due(trainer, last, interval, share):
             yield trainer.frame()
             last = time.perf_counter()  # from the end of the frame, so drawing never starves training
 
 
-def frame_due(trainer: Trainer, last: float, interval: float) -> bool:
-    """A frame after the first step, after the last one, and whenever ``interval`` s passed since the previous."""
-    return trainer.steps_done == 1 or trainer.finished or time.perf_counter() - last >= interval
+def frame_due(trainer: Trainer, last: float, interval: float, share: float = FRAME_SHARE) -> bool:
+    """A frame after the first step, after the last one, and whenever ``interval`` s passed since the previous
+    one ended — or longer when frames are slow: the wait is (1 − share) / share times the last frame's CPU cost if
+    that is longer, so frames take at most ``share`` of the time (share = 1: ``interval`` alone decides), capped at
+    ``FRAME_WAIT_MAX``."""
+    wait = max(interval, min(trainer.frame_seconds * (1 - share) / share, FRAME_WAIT_MAX))
+    return trainer.steps_done == 1 or trainer.finished or time.perf_counter() - last >= wait
 
 
 def train_playground(config: PlaygroundConfig, *, on_frame: Callable[[Frame], None] | None = None,
-                     should_stop: StopFn | None = None, interval: float = FRAME_INTERVAL) -> Frame:
+                     should_stop: StopFn | None = None, interval: float = FRAME_INTERVAL,
+                     share: float = FRAME_SHARE) -> Frame:
     """Run :func:`iter_frames` to the end (or a stop), handing each frame to ``on_frame``; return the last."""
     last: Frame | None = None
-    for frame in iter_frames(config, should_stop=should_stop, interval=interval):
+    for frame in iter_frames(config, should_stop=should_stop, interval=interval, share=share):
         last = frame
         if on_frame is not None:
             on_frame(frame)

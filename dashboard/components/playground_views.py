@@ -1,5 +1,6 @@
 """Figures of the Playground: decision regions with points, ε-balls and adversarial arrows; accuracy over time;
-the Langevin panel (DALE's samples over the loss inside the ε-ball, next to PGD's point).
+the Langevin panel (DALE's samples over the loss inside the ε-ball, next to PGD's point), and the few texts that
+compare its numbers (``loss_text``, ``loss_delta``, ``noise_text``: no ratio against a loss or gradient near 0).
 
 Built from plain dicts in one constructor call and without a template (as in lab_views): the live panels redraw
 several times a second. The ε-balls, the arrows and the point markers are each a single trace (NaN-separated
@@ -23,6 +24,35 @@ BALL_COLOUR = "rgba(30, 41, 59, 0.16)"
 # Symbols carry the verdict at ε; colours carry the class.
 STATUS = (("circle", "robust at ε"), ("circle-open", "correct, not robust at ε"), ("x-thin-open", "misclassified"))
 CIRCLE_VERTICES = 24
+# A cross-entropy below this is "≈ 0": the model gives the true class p > 0.9999, and differences (let alone ratios)
+# between such losses are float32 rounding, not something the attack did.
+LOSS_FLOOR = 1e-4
+# A measured noise/gradient ratio above this means the loss gradient vanished (a saturated softmax), not that T is
+# large: the temperatures offered stop at 30 and the measured ratio stays near T wherever there is a gradient.
+FLAT_RATIO = 1000.0
+
+
+def loss_text(loss: float) -> str:
+    """A loss for a label: three significant digits, or "≈ 0" under ``LOSS_FLOOR``."""
+    return f"{loss:.3g}" if loss >= LOSS_FLOOR else "≈ 0"
+
+
+def loss_delta(sample_mean: float, pgd_loss: float) -> tuple[str, str]:
+    """(delta text, delta arrow) comparing the Langevin samples' mean loss with PGD's: a difference, not a ratio,
+    and no number at all when both are ≈ 0 (deep inside the class, where they differ by rounding only)."""
+    if max(sample_mean, pgd_loss) < LOSS_FLOOR:
+        return "both ≈ 0: the ball lies deep inside the class", "off"
+    return f"{sample_mean - pgd_loss:+.2g} vs PGD's {loss_text(pgd_loss)}", "auto"
+
+
+def noise_text(temperature: float, noise_scale: float, noise_to_grad: float) -> str:
+    """How much noise the sampler added, in words a lecture can use."""
+    if temperature == 0:
+        return "T = 0: no noise, so every sample follows PGD's steps"
+    if not np.isfinite(noise_to_grad) or noise_to_grad > FLAT_RATIO:
+        return (f"noise scale c = {noise_scale:.2e}; the loss is flat here (its gradient vanishes), so the noise "
+                "decides every step and the samples walk at random")
+    return f"noise scale c = {noise_scale:.2e}, measured noise ≈ {noise_to_grad:.2f}× the gradient"
 
 
 def _hex_to_rgb(colour: str) -> np.ndarray:
@@ -238,7 +268,7 @@ def langevin_figure(panel: LangevinPanel, class_name: str, height: int = 520) ->
                      name=f"the point x (class {class_name})", hoverinfo="skip",
                      marker=dict(symbol="circle", size=12, color="#0ea5e9", line=dict(width=2, color="white"))))
     data.append(dict(type="scatter", x=[panel.pgd_point[0]], y=[panel.pgd_point[1]], mode="markers",
-                     name=f"PGD's point (loss {panel.pgd_loss:.3g})", hoverinfo="skip",
+                     name=f"PGD's point (loss {loss_text(panel.pgd_loss)})", hoverinfo="skip",
                      marker=dict(symbol="star", size=20, color="#ef4444", line=dict(width=1.5, color="white"))))
     pad = panel.eps * 1.08
     axis = dict(GRID, showgrid=False, zeroline=False, constrain="domain")

@@ -3,6 +3,7 @@ choice drives the Langevin panel, and a bad setting is refused before anything r
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -33,13 +34,17 @@ def test_training_draws_both_panels_and_the_langevin_panel() -> None:
     at.number_input(key="pg_grid").set_value(400)  # the widget allows it; the Playground caps it at 200
     at.button(key="pg_start").click().run()
     assert not at.exception, at.exception
-    assert any("grid capped at 200" in i.value for i in at.info)
+    assert any(i.value.startswith("Grid resolution capped at 200 (asked for 400)") for i in at.info)
+    assert at.selectbox(key="pg_activation").options == ["ReLU", "tanh", "Softplus"]  # labels, not identifiers
+    assert at.selectbox(key="pg_activation").value == "relu"
+    assert not at.button(key="pg_stop").disabled
     runs = at.session_state["pg_runs"]
     assert runs["standard"].config.method == "erm" and runs["adversarial"].config.method == "pgd-at"
     assert runs["standard"].data is runs["adversarial"].data
     wait_for(runs)
     at.run()
     assert not at.exception, at.exception
+    assert at.button(key="pg_stop").disabled  # nothing runs any more
     specs = [c.proto.spec for c in at.get("plotly_chart")]
     assert sum("Decision regions" in s for s in specs) == 2
     assert sum("Accuracy over training" in s for s in specs) == 2
@@ -47,9 +52,12 @@ def test_training_draws_both_panels_and_the_langevin_panel() -> None:
     labels = [m.label for m in at.metric]
     assert labels.count("Clean accuracy") == 2 and "Samples fooling" in labels
     assert float(at.metric[0].value.rstrip("%")) >= 90  # the standard run's clean accuracy on moons
+    loss = next(m for m in at.metric if m.label == "Samples' mean loss")
+    assert "vs PGD's" in loss.proto.delta or "both ≈ 0" in loss.proto.delta  # a difference, never a ratio
     at.select_slider(key="pg_T").set_value(0.0).run()
     spread = next(m for m in at.metric if m.label == "Spread")
     assert float(spread.value) == 0.0  # T = 0: every Langevin sample is PGD's point
+    assert any("T = 0: no noise" in c.value for c in at.caption)
 
 
 def test_a_change_restarts_and_bad_input_is_refused() -> None:
@@ -65,4 +73,33 @@ def test_a_change_restarts_and_bad_input_is_refused() -> None:
     assert any("needs ε > 0" in e.value for e in at.error)
     assert at.session_state["pg_runs"] is second  # nothing restarted with the refused setting
     assert at.button(key="pg_start").disabled
+    at.number_input(key="pg_eps").set_value(0.07)
+    at.number_input(key="pg_lr").set_value(0.0).run()
+    assert [e.value for e in at.error] == ["Not started: learning rate must be > 0, got 0.0"]  # the form's label
     wait_for(second)
+
+
+def test_loss_comparison_never_divides_by_a_loss_near_zero() -> None:
+    from dashboard.components.playground_views import loss_delta, loss_text, noise_text
+
+    assert loss_delta(2.68e-08, 0.0) == ("both ≈ 0: the ball lies deep inside the class", "off")  # the tester's case
+    assert loss_delta(0.3, 0.0) == ("+0.3 vs PGD's ≈ 0", "auto")
+    assert loss_delta(0.42, 0.73) == ("-0.31 vs PGD's 0.73", "auto")
+    assert loss_text(0.0) == "≈ 0" and loss_text(1.234) == "1.23"
+    assert "flat" in noise_text(1.0, 1e-12, 3e25) and "1.03× the gradient" in noise_text(1.0, 0.6, 1.03)
+
+
+def test_a_restart_abandons_the_old_pair_without_a_last_frame() -> None:
+    from core.playground import PlaygroundConfig, Trainer
+    from dashboard import playground_runner as runner
+
+    config = PlaygroundConfig(n=20, test_n=10, steps=5)
+    runs = {"a": runner.PlaygroundRun(config, Trainer(config), threading.Event()),
+            "b": runner.PlaygroundRun(config, Trainer(config), threading.Event())}
+    assert runner.running(runs)
+    runner.stop_all(runs, last_frame=False)
+    runner._advance(runs["a"], 0.2)
+    runner.stop_all({"b": runs["b"]})  # the Stop button: a last frame shows where training stopped
+    runner._advance(runs["b"], 0.2)
+    assert runs["a"].status == runs["b"].status == "stopped" and not runner.running(runs)
+    assert runs["a"].frame is None and runs["b"].frame is not None and runs["b"].frame.step == 0

@@ -4,6 +4,8 @@ caps come with notes, and bad input is refused with a clear ConfigError."""
 from __future__ import annotations
 
 import math
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +14,8 @@ import torch
 from core.attacks import PGD
 from core.errors import ConfigError
 from core.playground import (
-    LIMITS, PlaygroundConfig, iter_frames, langevin_panel, load_data, load_weights, robust_points, train_playground,
+    LIMITS, SIZE_CAPS_COST, PlaygroundConfig, frame_due, iter_frames, langevin_panel, load_data, load_weights,
+    robust_points, train_playground,
 )
 from core.utils import make_generator
 
@@ -44,13 +47,26 @@ def test_adversarial_training_is_more_robust_than_standard(trained) -> None:
 
 def test_frames_come_first_after_one_step_then_by_time_and_at_the_end() -> None:
     config = PlaygroundConfig(method="dale", steps=30, n=100, test_n=50)
-    frames = list(iter_frames(config, interval=0.0))
+    frames = list(iter_frames(config, interval=0.0, share=1.0))
     assert [f.step for f in frames] == list(range(1, 31))
     assert all(f.nu is not None for f in frames)  # DALE's ν is reported
     lazy = list(iter_frames(config, interval=math.inf))
     assert [f.step for f in lazy] == [1, 30]
     stopped = list(iter_frames(config, should_stop=lambda: True))
     assert [f.step for f in stopped] == [0]
+
+
+def test_slow_frames_are_spaced_out_to_their_share_of_the_time() -> None:
+    now = time.perf_counter()
+    slow = SimpleNamespace(steps_done=5, finished=False, frame_seconds=0.5)  # a frame costs 0.5 s of CPU
+    assert not frame_due(slow, now - 1.2, interval=0.2)  # frames ≤ 25 % of the time: wait 1.5 s, not 0.2 s
+    assert frame_due(slow, now - 1.6, interval=0.2)
+    assert frame_due(slow, now - 0.3, interval=0.2, share=1.0)
+    assert frame_due(SimpleNamespace(steps_done=5, finished=False, frame_seconds=0.01), now - 0.21, interval=0.2)
+    assert frame_due(SimpleNamespace(steps_done=1, finished=False, frame_seconds=1.0), now, interval=0.2)
+    assert frame_due(SimpleNamespace(steps_done=5, finished=False, frame_seconds=60.0), now - 2.1, interval=0.2)  # cap
+    with pytest.raises(ConfigError, match="share"):
+        next(iter_frames(PlaygroundConfig(), share=0.0))
 
 
 def test_robust_flags_agree_with_a_pgd_attack(trained) -> None:
@@ -91,9 +107,13 @@ def test_langevin_at_zero_temperature_is_pgd(trained, norm: str) -> None:
 
 def test_sizes_above_their_limits_are_capped_with_a_note() -> None:
     config, notes = PlaygroundConfig.capped(n=50_000, grid=1000, width=4096, steps=10**6, eps=0.9, batch_size=64)
-    assert (config.n, config.grid, config.width, config.steps) == (LIMITS["n"], 200, 128, 5000)
+    assert (config.n, config.grid, config.width, config.steps) == (LIMITS["n"], 200, LIMITS["width"], 5000)
     assert config.eps == LIMITS["eps"] and config.batch_size == 64
-    assert len(notes) == 5 and any("n capped at 1000" in note for note in notes)
+    assert len(notes) == 4  # n and width share one note: their caps are chosen together
+    assert notes[0] == (f"Points n capped at 1,000 (asked for 50,000), width capped at {LIMITS['width']:g} (asked "
+                        f"for 4,096): with points n, width and hidden layers all at their caps a run takes about "
+                        f"{SIZE_CAPS_COST}× as long as with the defaults.")
+    assert any(note.startswith("ε capped at 0.25") for note in notes)  # a label, not the field name "eps"
     config, notes = PlaygroundConfig.capped(n=40, batch_size=100)
     assert config.batch_size is None and "full batch" in notes[0]
     assert PlaygroundConfig.capped() == (PlaygroundConfig(), [])
@@ -102,15 +122,15 @@ def test_sizes_above_their_limits_are_capped_with_a_note() -> None:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"eps": float("nan")}, "eps must be a finite number"),
-    ({"eps": -0.1}, "eps must be ≥ 0"),
+    ({"eps": float("nan")}, "^ε must be a finite number"),
+    ({"eps": -0.1}, "^ε must be ≥ 0"),
     ({"method": "pgd-at", "eps": 0.0}, "needs ε > 0"),
-    ({"lr": 0.0}, "lr must be > 0"),
-    ({"n": 2.5}, "n must be a whole number"),
-    ({"noise": float("inf")}, "noise must be a finite number"),
-    ({"dataset": "mnist"}, "dataset must be one of"),
-    ({"norm": "l1"}, "norm must be one of"),
-    ({"depth": -1}, "depth must be ≥ 0"),
+    ({"lr": 0.0}, "^learning rate must be > 0"),
+    ({"n": 2.5}, "^points n must be a whole number"),
+    ({"noise": float("inf")}, "^noise must be a finite number"),
+    ({"dataset": "mnist"}, "^toy data must be one of"),
+    ({"norm": "l1"}, "^norm must be one of"),
+    ({"depth": -1}, "^hidden layers must be ≥ 0"),
     ({"colour": "red"}, "unknown Playground option"),
 ], ids=["nan-eps", "negative-eps", "adversarial-eps-0", "zero-lr", "fractional-n", "inf-noise", "dataset",
         "norm", "negative-depth", "unknown-key"])
