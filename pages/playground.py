@@ -63,8 +63,8 @@ def _controls() -> dict:
                                 key="pg_method", help="Trained next to standard training (ERM)")
         eps = c[1].number_input("ε", 0.0, 1.0, DEFAULT.eps, step=0.01, format="%.3f", key="pg_eps",
                                 help="The attacker's budget in input units (the plane is [0, 1]²)")
-        norm = c[2].selectbox("Norm", ("linf", "l2"), key="pg_norm",
-                              format_func={"linf": "ℓ∞ (square)", "l2": "ℓ2 (circle)"}.get)
+        norm = c[2].selectbox("Norm", ("linf", "l2"), key="pg_norm", format_func={"linf": "ℓ∞", "l2": "ℓ2"}.get,
+                              help="The shape of the attacker's ball on the plane: ℓ∞ a square, ℓ2 a circle")
         lr = c[3].number_input("Learning rate", 0.0, 5.0, DEFAULT.lr, step=0.005, format="%.3f", key="pg_lr")
         steps = c[5].number_input("Steps", 1, 20_000, DEFAULT.steps, step=100, key="pg_steps",
                                   help=f"Optimiser steps (at most {LIMITS['steps']:,g}); a run's time grows with them")
