@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 from attack_report import markdown  # noqa: E402
-from common import emit  # noqa: E402
+from common import emit, interleaved, paired_ratio  # noqa: E402
 
 from core.attacks import ATTACKS, make_attack  # noqa: E402
 from core.data import load_dataset  # noqa: E402
@@ -92,28 +92,6 @@ def timed(fn: Callable[[], Any], repeats: int, warmup: Callable[[], Any] | None 
         out = fn()
         samples.append(time.perf_counter() - start)
     return {"best_s": min(samples), "median_s": statistics.median(samples), "n": repeats}, out
-
-
-def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict]:
-    """Time several peers in alternating order per repeat, so machine noise falls on all of them alike."""
-    for fn in fns.values():
-        fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    names = list(fns)
-    for rep in range(repeats):
-        for name in (names if rep % 2 == 0 else names[::-1]):
-            start = time.perf_counter()
-            fns[name]()
-            samples[name].append(time.perf_counter() - start)
-    out: dict[str, dict] = {k: {"best_s": min(v), "median_s": statistics.median(v), "n": repeats, "samples": v}
-                            for k, v in samples.items()}
-    return out
-
-
-def paired_ratio(t: dict[str, dict], peer: str, ours: str) -> float:
-    """Median over repeats of peer time ÷ our time in the same repeat: a neighbour's burst slows both members of a
-    pair, so this moves less than the ratio of the two medians."""
-    return statistics.median(p / o for p, o in zip(t[peer]["samples"], t[ours]["samples"]))
 
 
 @torch.no_grad()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,24 +21,13 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from common import emit  # noqa: E402
+from common import emit, interleaved, paired_ratio  # noqa: E402
 
 
 def pairs(product: Callable[[], object], peer: Callable[[], object], n: int) -> tuple[float, float, float]:
-    """(median product s, median peer s, median per-pair peer ÷ product), alternating which runs first."""
-    product(), peer()
-    ours, theirs, ratios = [], [], []
-    for i in range(n):
-        order = (product, peer) if i % 2 == 0 else (peer, product)
-        times = {}
-        for fn in order:
-            start = time.perf_counter()
-            fn()
-            times[fn] = time.perf_counter() - start
-        ours.append(times[product])
-        theirs.append(times[peer])
-        ratios.append(times[peer] / times[product])
-    return statistics.median(ours), statistics.median(theirs), statistics.median(ratios)
+    """(median product s, median peer s, median per-repeat peer ÷ product), alternating which runs first."""
+    t = interleaved({"product": product, "peer": peer}, n)
+    return t["product"]["median_s"], t["peer"]["median_s"], paired_ratio(t, "peer", "product")
 
 
 def contiguous(model):

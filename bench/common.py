@@ -6,7 +6,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.runtime import tune_allocator  # noqa: E402
@@ -33,3 +33,25 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict]:
+    """Time several peers in alternating order per repeat, so machine noise falls on all of them alike."""
+    for fn in fns.values():
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for rep in range(repeats):
+        for name in (names if rep % 2 == 0 else names[::-1]):
+            start = time.perf_counter()
+            fns[name]()
+            samples[name].append(time.perf_counter() - start)
+    out: dict[str, dict] = {k: {"best_s": min(v), "median_s": statistics.median(v), "n": repeats, "samples": v}
+                            for k, v in samples.items()}
+    return out
+
+
+def paired_ratio(t: dict[str, dict], peer: str, ours: str) -> float:
+    """Median over repeats of peer time ÷ our time in the same repeat: a neighbour's burst slows both members of a
+    pair, so this moves less than the ratio of the two medians."""
+    return statistics.median(p / o for p, o in zip(t[peer]["samples"], t[ours]["samples"]))
