@@ -9,6 +9,7 @@ either way. Rank 0 owns the registry, the checkpoints and the console; the other
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,6 +165,15 @@ def lost_peer(exc: BaseException) -> bool:
 
 
 def shutdown() -> None:
+    """Leave the process group and free it now, while the interpreter is whole.
+
+    ``destroy_process_group`` only drops c10d's own references. A process's first DistributedDataParallel wrapper
+    sits in a reference cycle and keeps the group alive until the cyclic collector runs, which may be during
+    interpreter finalisation. A gloo group freed then can abort the process (SIGABRT, "terminate called without an
+    active exception"), seen once in about 25 runs of a resumed two-process job under load. Collecting here frees
+    it first.
+    """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
         _state["backend"] = None
+        gc.collect()

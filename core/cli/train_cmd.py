@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,12 @@ def run(args: argparse.Namespace) -> int:
     dist, device = init_distributed(config.device)
     try:
         result = train(config, on_progress=on_progress, should_stop=stop, dist=dist, device=device)
+        # No rank tears the group down while another is still inside a collective with it.
+        dist.barrier()
     except RuntimeError as exc:
         if dist.enabled and lost_peer(exc):
+            # The finished frames hold the DDP wrapper and with it the group: clear them so shutdown() frees it.
+            traceback.clear_frames(exc.__traceback__)
             raise lost_rank(exc, config) from exc
         raise
     finally:

@@ -44,7 +44,7 @@ ERM = ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors"
 
 def torchrun(args: list[str], home: Path, **popen: object) -> subprocess.Popen:
     env = {**os.environ, "ATLAS_HOME": str(home), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     # "--" ends torchrun's own options: without it, torchrun reads our --n as an abbreviation of one of its own.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "core", "--",
            *args]
@@ -55,6 +55,14 @@ def torchrun(args: list[str], home: Path, **popen: object) -> subprocess.Popen:
 def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
+
+
+def ranks_said(err: str) -> str:
+    """What a failed torchrun job's ranks said themselves, without the elastic agent's log lines and its summary
+    (which name the failing rank and signal but not why): a fault's Python traceback comes from PYTHONFAULTHANDLER."""
+    agent = ("torch/distributed/elastic", "torch/distributed/run.py", "torch/distributed/launcher")
+    own = [line for line in err.splitlines() if not any(a in line for a in agent)]
+    return "\n".join(own)[-4000:] + "\n--- end of the job: ---\n" + err[-1500:]
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -70,7 +78,7 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("ddp")
     code, out, err = finish(torchrun(["train", *TRAIN_FLAGS], home))
-    assert code == 0, err[-2000:]
+    assert code == 0, ranks_said(err)
     return {"home": home, "result": json.loads(out.strip().splitlines()[-1])}
 
 
@@ -130,7 +138,7 @@ def test_ddp_adversarial_training_matches_one_process(tmp_path: Path) -> None:
                          eval_steps=2, device="cpu")
     (tmp_path / "ddp").mkdir()
     code, out, err = finish(torchrun(["train", *flags], tmp_path / "ddp"))
-    assert code == 0, err[-2000:]
+    assert code == 0, ranks_said(err)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["run_id"] == run_id_for(config)
     threads = torch.get_num_threads()
@@ -150,7 +158,7 @@ def test_sharded_evaluation_equals_one_process_exactly(tmp_path: Path) -> None:
     code, out, err = finish(torchrun(["eval", "--checkpoint", str(ERM), "--attack", "pgd", "--steps", "5",
                                       "--n", "300", "--batch-size", "64", "--device", "cpu", "--json",
                                       "--table", str(table_file)], tmp_path))
-    assert code == 0, err[-2000:]
+    assert code == 0, ranks_said(err)
     report = json.loads(out.strip().splitlines()[-1])
     assert report["world_size"] == 2 and report["n"] == 300
     model, _ = load_checkpoint(ERM)
@@ -203,13 +211,41 @@ def test_a_killed_rank_fails_the_run_cleanly_and_it_resumes(ddp_run: dict, tmp_p
     assert run["status"] == "failed" and 1 <= run["epochs_done"] < EPOCHS
 
     code, out, err = finish(torchrun(["train", *TRAIN_FLAGS], tmp_path))
-    assert code == 0, err[-2000:]
+    assert code == 0, ranks_said(err)
     resumed = json.loads(out.strip().splitlines()[-1])
     assert resumed["status"] == "completed" and resumed["epochs_done"] == EPOCHS
     epochs = [e["epoch"] for e in Registry(tmp_path).epochs(run_id_for(CONFIG))]
     assert epochs == list(range(1, EPOCHS + 1))
     uninterrupted = weights(Path(ddp_run["result"]["checkpoint"]))
     assert max_diff(weights(Path(resumed["checkpoint"])), uninterrupted) == 0.0
+
+
+SHUTDOWN_PROBE = """
+import gc, sys, weakref
+import torch, torch.distributed as tdist
+from torch.nn.parallel import DistributedDataParallel
+from core.distributed import shutdown
+tdist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+gc.disable()  # nothing but shutdown() may collect
+ddp = DistributedDataParallel(torch.nn.Linear(3, 2))
+ddp(torch.randn(4, 3)).sum().backward()
+alive = weakref.ref(ddp)
+del ddp
+print("held", alive() is not None)
+shutdown()
+print("freed", not tdist.is_initialized() and alive() is None)
+"""
+
+
+def test_shutdown_frees_the_group_a_ddp_wrapper_still_holds(tmp_path: Path) -> None:
+    """A process's first DDP wrapper sits in a reference cycle and keeps the gloo group alive after
+    destroy_process_group; freed at interpreter exit, the group can abort the process. shutdown() frees it while the
+    interpreter is whole. A fresh process, like each torchrun worker (a later wrapper in the same process is not in
+    a cycle)."""
+    done = subprocess.run([sys.executable, "-c", SHUTDOWN_PROBE, str(tmp_path / "store")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["held", "True", "freed", "True"], done.stdout
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_anything_is_written(
