@@ -108,20 +108,28 @@ with st.expander("Import a checkpoint", icon=":material/upload_file:"):
     st.markdown("Upload a checkpoint as two files: `NAME.safetensors` (weights) and `NAME.json` (metadata: "
                 "`arch`, `arch_kwargs`, `dataset`, …), as written by `python -m core train` or downloaded here. "
                 f"Limit {MAX_IMPORT_BYTES // 2**20} MiB. Files are validated before anything is stored; pickles "
-                "are never opened.")
-    uploads = st.file_uploader("Checkpoint files", type=["safetensors", "json"], accept_multiple_files=True,
+                "are never opened. The model must fit its dataset (input shape, number of classes); its accuracy "
+                "is then measured here as for a trained model (clean on the test split, PGD-10 at its ε), not "
+                "taken from the .json file.")
+    # No type filter: the uploader's own refusal is a bare red "!" on the file; ours below says what is wrong.
+    uploads = st.file_uploader("Checkpoint files (.safetensors and .json)", accept_multiple_files=True,
                                key="hub_upload")
     import_name = st.text_input("Display name (optional)", key="hub_import_name")
     if st.button("Import", key="hub_import", disabled=not uploads):
         weights = [f for f in uploads if f.name.endswith(".safetensors")]
         metas = [f for f in uploads if f.name.endswith(".json")]
-        if len(weights) != 1 or len(metas) != 1:
+        others = [f.name for f in uploads if not f.name.endswith((".safetensors", ".json"))]
+        if others:
+            st.error(f"Refused: {', '.join(others)} {'is' if len(others) == 1 else 'are'} neither a .safetensors "
+                     "weights file nor a .json metadata file; remove it from the list above (its ×).")
+        elif len(weights) != 1 or len(metas) != 1:
             st.error(f"Refused: upload exactly one .safetensors and one .json file (got {len(weights)} and "
                      f"{len(metas)}).")
         else:
             try:
-                run = import_checkpoint(cache.registry(), weights[0].getvalue(), metas[0].getvalue(),
-                                        name=import_name or None)
+                with st.spinner("Checking the files, then measuring the model on the test split…"):
+                    run = import_checkpoint(cache.registry(), weights[0].getvalue(), metas[0].getvalue(),
+                                            name=import_name or None)
                 cache.runs.clear()
                 st.session_state["hub_flash"] = (f"Imported **{run['name']}** for dataset {run['dataset']} as run "
                                                  f"`{run['id']}`.")

@@ -156,12 +156,22 @@ def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+# What each required key of a checkpoint's JSON holds, for a user writing one by hand.
+_META_KEYS = {
+    "format": f'"{CHECKPOINT_FORMAT}"',
+    "arch": 'the registered architecture, e.g. "smallcnn"',
+    "arch_kwargs": "its constructor arguments as a JSON object, {} for the defaults",
+    "sha256": "the SHA-256 hex digest of the .safetensors file's bytes (sha256sum prints it)",
+}
+
+
 def _validate_meta(json_path: Path, meta: Any) -> None:
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint metadata {json_path} must hold a JSON object, not {type(meta).__name__}")
     missing = [key for key in ("format", "arch", "arch_kwargs", "sha256") if key not in meta]
     if missing:
-        raise CheckpointError(f"checkpoint metadata {json_path} lacks {', '.join(missing)}")
+        hints = "; ".join(f"{key}: {_META_KEYS[key]}" for key in missing)
+        raise CheckpointError(f"checkpoint metadata {json_path} lacks {', '.join(missing)} ({hints})")
     if meta["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{json_path} has format {meta['format']!r}; this version reads {CHECKPOINT_FORMAT!r}")
     if not isinstance(meta["arch_kwargs"], dict):
@@ -199,7 +209,9 @@ def load_checkpoint(
     if file_meta.get("format") != CHECKPOINT_FORMAT or file_meta.get("arch") != meta["arch"]:
         raise CheckpointError(
             f"{weights_path} header says format={file_meta.get('format')!r}, arch={file_meta.get('arch')!r}; "
-            f"expected format={CHECKPOINT_FORMAT!r}, arch={meta['arch']!r} as in {json_path.name}"
+            f"expected format={CHECKPOINT_FORMAT!r}, arch={meta['arch']!r} as in {json_path.name}. Write the file "
+            f"with safetensors.torch.save_file(tensors, path, metadata={{'format': {CHECKPOINT_FORMAT!r}, "
+            f"'arch': {meta['arch']!r}}}), or export it with the Atlas (python -m core train, the hub's download)"
         )
     if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
         raise CheckpointError(f"{weights_path}: weights do not match their metadata (sha256 differs from {json_path})")
@@ -243,8 +255,8 @@ def _parse_header(weights_path: Path, blob: bytes) -> dict[str, Any]:
     (header_len,) = struct.unpack("<Q", blob[:8])
     if header_len > len(blob) - 8:
         raise CheckpointError(
-            f"{weights_path}: header length {header_len} is larger than the file ({len(blob)} bytes); "
-            "the file is truncated or not safetensors"
+            f"{weights_path} is not a safetensors file, or it is truncated: its first 8 bytes say the header is "
+            f"{header_len} bytes long, larger than the whole file ({len(blob)} bytes)"
         )
     if header_len > _MAX_HEADER_BYTES:
         raise CheckpointError(f"{weights_path}: header of {header_len} bytes is implausibly large")

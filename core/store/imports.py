@@ -1,8 +1,9 @@
 """Importing a user's checkpoint (safetensors + JSON) into the registry, and deleting a run with its files.
 
 An import is validated in a temporary folder by the same loader that refuses pickles, truncated files,
-mismatched architectures and NaN weights; only a checkpoint that loads is moved into ATLAS_HOME/imports and
-registered. Nothing is written to the registry when it is refused.
+mismatched architectures and NaN weights, then checked against its dataset (input shape, number of classes) and
+measured as a trained run is (the .json file's own accuracy is kept as ``reported_*``); only a checkpoint that
+passes is moved into ATLAS_HOME/imports and registered. Nothing is written to the registry when it is refused.
 """
 
 from __future__ import annotations
@@ -42,15 +43,21 @@ def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, n
             model, meta = load_checkpoint(staged, max_bytes=max_bytes)
         except CheckpointError as exc:
             # Name the user's files, not our temporary copies.
-            text = str(exc).replace(str(staged.with_suffix(".json")), "the .json file")
+            json_file = str(staged.with_suffix(".json"))
+            text = str(exc).replace(f"checkpoint metadata {json_file}", "the .json file")
+            text = text.replace(json_file, "the .json file")
             raise CheckpointError(text.replace(str(staged), "the .safetensors file")) from exc
         _check_meta(meta)
-        if registry.find_run(run_id) is not None:
-            raise CheckpointError(f"this checkpoint is already imported as run {run_id}")
+        existing = registry.find_run(run_id)
+        if existing is not None:
+            raise CheckpointError(
+                f"these weights are already imported as “{existing['name']}” (run {run_id}) for dataset "
+                f"{existing['dataset']}; to import them again with other metadata, pick dataset "
+                f"{existing['dataset']} in the sidebar and delete that model here first")
+        metrics = _measured_or_reported(model, meta)
         folder = registry.home / "imports" / run_id
         folder.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(tmp, folder)
-    metrics = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
     dataset = str(meta.get("dataset", "unknown"))
     # Names are how models are picked: a clash (e.g. re-importing a shipped model's weights) gets a suffix.
     wanted = (name or meta.get("name") or f"imported {meta['arch']}").strip()[:110]
@@ -61,6 +68,66 @@ def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, n
         status="imported", source="imported", checkpoint_path=str(folder / "model.safetensors"),
         created_at=created_timestamp(meta),
         final_metrics=metrics, run_dir=str(folder))
+
+
+def _measured_or_reported(model: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """The model's accuracy as the Atlas measures a trained run's (clean on the test split, PGD-10 on 256 held-out
+    test points at the model's ε), after checking it fits the dataset. When the dataset's files are not here the
+    JSON's own figures are kept, marked ``reported``; a model that does not fit the dataset is refused either way."""
+    from core.data import DATASETS, load_dataset, missing_files
+
+    reported = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
+    name = meta.get("dataset")
+    if name is None:
+        return {**reported, "reported": True} if reported else {}
+    spec = DATASETS[name]
+    params = meta.get("dataset_params") or (meta.get("hparams") or {}).get("dataset_params") or {}
+    if not isinstance(params, dict):
+        raise CheckpointError(f"the .json file's \"dataset_params\" must be a JSON object, got {params!r}")
+    test = None if missing_files(name) else load_dataset(name, "test", **params)
+    shape = tuple(test.x.shape[1:]) if test is not None else tuple(spec.input_shape)
+    classes = len(test.classes) if test is not None else spec.num_classes
+    _check_fits(model, name, shape, classes)
+    if test is None:
+        return {**reported, "reported": True} if reported else {}
+    return _measure(model, meta, test, reported)
+
+
+def _check_fits(model: Any, dataset: str, shape: tuple[int, ...], classes: int) -> None:
+    import torch
+
+    size = "×".join(str(s) for s in shape)
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(2, *shape))
+    except (ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"the model does not take {dataset}'s inputs ({size}): {exc}; check the .json file's "
+                              "\"dataset\" and \"arch_kwargs\"") from exc
+    if tuple(logits.shape) != (2, classes):
+        raise CheckpointError(f"the model gives {logits.shape[-1]} outputs per input, but {dataset} has {classes} "
+                              "classes; check the .json file's \"dataset\" and \"arch_kwargs\"")
+
+
+def _measure(model: Any, meta: dict[str, Any], test: Any, reported: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from core.attacks import PGD
+    from core.training.config import TrainConfig
+    from core.training.epoch import accuracy, robust_flags
+    from core.training.loop import held_out_subset
+
+    cpu = torch.device("cpu")
+    defaults = TrainConfig()
+    metrics: dict[str, Any] = {"clean_acc": accuracy(model, test, cpu)}
+    eps, norm = _float_or_none(meta.get("eps")), meta.get("norm") or "linf"
+    if eps:
+        held_out = held_out_subset(test, defaults.eval_n, defaults.seed)
+        flags = robust_flags(model, held_out, PGD(norm=norm, steps=defaults.eval_steps), eps, cpu, defaults.seed)
+        metrics.update(robust_acc=float(flags.float().mean()), attack=f"PGD-{defaults.eval_steps}", eps=eps)
+        metrics["per_class_robust_acc"] = {str(name): float(flags[held_out.y == c].float().mean())
+                                           for c, name in enumerate(held_out.classes) if (held_out.y == c).any()}
+    metrics.update({f"reported_{k}": v for k, v in reported.items() if k in ("clean_acc", "robust_acc")})
+    return metrics
 
 
 def _float_or_none(value: Any) -> float | None:

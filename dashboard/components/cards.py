@@ -25,12 +25,14 @@ def model_card(run: dict[str, Any], role: str | None = None) -> None:
         status = "" if run["status"] == run["source"] else f" :gray-badge[{run['status']}]"
         st.markdown(f":{colour}-badge[{label}] :orange-badge[{run['method']}{eps}] :blue-badge[{run['arch']}]"
                     + status)
-        left, right = st.columns(2)
-        left.metric("clean accuracy", fmt_pct(metrics.get("clean_acc")))
-        right.metric("robust accuracy", fmt_pct(metrics.get("robust_acc")),
-                     help=f"{metrics.get('attack', 'PGD')} at ε={metrics.get('eps', run['eps'])}")
+        # Plain text, not st.metric: a metric's big value is cut to "10…" in a narrow card (a 1024 px projector).
+        attack = f"{metrics.get('attack', 'PGD')} at ε={metrics.get('eps', run['eps'])}"
+        st.markdown(f"Clean **{fmt_pct(metrics.get('clean_acc'))}** · robust **{fmt_pct(metrics.get('robust_acc'))}**",
+                    help=f"Clean accuracy on the test split; robust accuracy under {attack}.")
         created = datetime.fromtimestamp(run["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        st.caption(f"{run['dataset']} · {run['norm'] or '—'} · id `{run['id']}` · {created}")
+        reported = (" · **accuracy as reported by its .json file** (the dataset's files are not here to measure it)"
+                    if metrics.get("reported") else "")
+        st.caption(f"{run['dataset']} · {run['norm'] or '—'} · id `{run['id']}` · {created}{reported}")
 
 
 def masked_note(runs: Iterable[dict[str, Any]]) -> None:

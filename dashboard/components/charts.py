@@ -42,8 +42,12 @@ def pareto_figure(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figu
                                  name="Pareto-optimal", line=dict(dash="dot", color="#111"), line_shape="vh",
                                  marker=dict(size=22, symbol="circle-open", color="#111", line=dict(width=2)),
                                  hoverinfo="skip"))
+    # Fixed-width legend entries pack several to a row; sized by their text, a narrow chart (1024 px screen) stacks
+    # them one per row over the x-axis title.
     fig.update_layout(title="Clean vs robust accuracy", xaxis_title="clean test accuracy",
-                      yaxis_title="robust accuracy (PGD at the model's ε)", height=420, **LAYOUT)
+                      yaxis_title="robust accuracy (PGD at the model's ε)", height=420,
+                      **{**LAYOUT, "legend": {**LAYOUT["legend"], "entrywidth": 80, "entrywidthmode": "pixels",
+                                              "y": -0.2, "font": {"size": 12}}})
     fig.update_xaxes(**percent_axis(data["clean acc"].to_numpy(float)))
     fig.update_yaxes(**percent_axis(data["robust acc"].to_numpy(float)))
     return fig

@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.errors import CheckpointError, RegistryError
 from core.store import Registry
@@ -102,3 +103,54 @@ def test_a_name_clash_gets_a_suffix_and_a_rename_cannot_create_one() -> None:
     reg.rename_run(run["id"], "my ERM")  # its own name is no clash
     names = [r["name"] for r in reg.list_runs(dataset="digits")]
     assert len(names) == len(set(names))
+
+
+def _checkpoint(tmp_path: Path, meta: dict, **arch_kwargs: int) -> tuple[bytes, bytes]:
+    """A freshly initialised SmallCNN saved with ``meta``: the files a user would upload."""
+    from core.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = save_checkpoint(build_model("smallcnn", **arch_kwargs), meta, tmp_path / "mine")
+    return path.read_bytes(), path.with_suffix(".json").read_bytes()
+
+
+@pytest.mark.parametrize("kwargs,dataset,match", [
+    ({"in_channels": 3, "image_size": 32}, "digits", r"does not take digits's inputs \(1×8×8\)"),
+    ({"num_classes": 3}, "digits", "gives 3 outputs per input, but digits has 10 classes"),
+    ({}, "cifar10", r"does not take cifar10's inputs \(3×32×32\)"),
+], ids=["rgb32-for-digits", "3-classes-for-digits", "digits-model-as-cifar10"])
+def test_a_model_that_does_not_fit_its_dataset_is_refused(tmp_path: Path, kwargs: dict, dataset: str,
+                                                          match: str) -> None:
+    """The Attack Lab would otherwise show a traceback (wrong input shape) or an index error (too few classes).
+    cifar10's files are not here: its registered shape is checked all the same."""
+    reg = Registry()
+    weights, meta = _checkpoint(tmp_path, {"dataset": dataset, "method": "erm", "eps": 0.1, "norm": "linf"},
+                                **kwargs)
+    with pytest.raises(CheckpointError, match=match):
+        import_checkpoint(reg, weights, meta)
+    assert_nothing_stored(reg)
+
+
+def test_an_imported_model_is_measured_not_taken_at_its_word(tmp_path: Path) -> None:
+    """A random model whose JSON claims the ERM model's figures: the hub must show what it really does."""
+    reg = Registry()
+    claimed = {"clean_acc": 0.984, "robust_acc": 0.507}
+    weights, meta = _checkpoint(tmp_path, {"dataset": "digits", "method": "erm", "eps": 0.1, "norm": "linf",
+                                           "metrics": claimed})
+    metrics = import_checkpoint(reg, weights, meta)["final_metrics"]
+    assert metrics["clean_acc"] < 0.5 and metrics["robust_acc"] < 0.5, "an untrained model is near chance"
+    assert metrics["reported_clean_acc"] == 0.984 and metrics["reported_robust_acc"] == 0.507
+    assert metrics["attack"] == "PGD-10" and metrics["eps"] == 0.1 and "reported" not in metrics
+    assert sorted(metrics["per_class_robust_acc"]) == [str(c) for c in range(10)]
+    # The shipped ERM model measured the same way: its own figures (PGD-20 on 450 points) within a few points.
+    shipped = import_checkpoint(reg, *files())["final_metrics"]
+    assert shipped["clean_acc"] == pytest.approx(shipped["reported_clean_acc"], abs=1e-9)
+    assert abs(shipped["robust_acc"] - shipped["reported_robust_acc"]) < 0.08
+
+
+def test_reimporting_names_the_model_and_dataset_that_holds_the_weights() -> None:
+    reg = Registry()
+    weights, meta = files()
+    import_checkpoint(reg, weights, meta, name="first try")
+    with pytest.raises(CheckpointError, match="already imported as “first try” .* for dataset digits; .* delete"):
+        import_checkpoint(reg, weights, meta)

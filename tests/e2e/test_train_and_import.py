@@ -91,3 +91,21 @@ def test_a_pickle_disguised_as_a_checkpoint_is_refused(server: str, page, tmp_pa
     assert not Path("/tmp/atlas-e2e-pwned").exists()
     assert "evil" not in " ".join(options_of(page, "Primary model"))
     assert_healthy(page)
+
+
+def test_a_file_of_another_kind_is_refused_by_name(server: str, page, tmp_path: Path, artifacts: Path) -> None:
+    """The uploader takes any file, so a stray PNG gets our message instead of the widget's bare red "!"."""
+    stray = tmp_path / "digit.png"
+    stray.write_bytes((ROOT / "assets" / "models" / "digits-smallcnn-erm.json").read_bytes()[:64])
+    files = [stray]
+    for suffix in (".safetensors", ".json"):
+        dst = tmp_path / f"mine{suffix}"
+        dst.write_bytes((ROOT / "assets" / "models" / "digits-smallcnn-erm").with_suffix(suffix).read_bytes())
+        files.append(dst)
+    open_app(page, server)
+    _upload(page, files)
+    alert = page.get_by_test_id("stAlertContentError").filter(has_text="Refused")
+    alert.wait_for(timeout=TIMEOUT_MS)
+    assert "digit.png is neither a .safetensors weights file nor a .json metadata file" in alert.inner_text()
+    shot(page, artifacts, "import-stray-file-refused")
+    assert_healthy(page)
