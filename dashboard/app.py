@@ -36,11 +36,12 @@ with st.sidebar:
         st.session_state["_sb_primary"] = st.session_state[state.PRIMARY_RUN]
         st.selectbox("Primary model", ids, key="_sb_primary", format_func=labels.__getitem__,
                      on_change=state.set_from_widget, args=(state.PRIMARY_RUN, "_sb_primary"))
-        options = [None, *(i for i in ids if i != st.session_state[state.PRIMARY_RUN])]
-        st.session_state["_sb_comparison"] = st.session_state[state.COMPARISON_RUN]
+        # "" is "none": a selectbox whose value is None shows its placeholder ("Choose an option") instead.
+        options = ["", *(i for i in ids if i != st.session_state[state.PRIMARY_RUN])]
+        st.session_state["_sb_comparison"] = st.session_state[state.COMPARISON_RUN] or ""
         st.selectbox("Comparison model", options, key="_sb_comparison",
-                     format_func=lambda i: "— none —" if i is None else labels[i],
-                     on_change=state.set_from_widget, args=(state.COMPARISON_RUN, "_sb_comparison"))
+                     format_func=lambda i: labels[i] if i else "— none —",
+                     on_change=state.set_comparison_from_widget)
     else:
         st.caption("No models for this dataset yet.")
     devices = cache.devices()

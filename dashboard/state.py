@@ -56,6 +56,10 @@ def set_from_widget(state_key: str, widget_key: str) -> None:
     st.session_state[state_key] = st.session_state[widget_key]
 
 
+def set_comparison_from_widget() -> None:
+    st.session_state[COMPARISON_RUN] = st.session_state["_sb_comparison"] or None
+
+
 def assign_role(role: str, run_id: str) -> None:
     """Make ``run_id`` the primary or comparison model; if it holds the other role, the two swap."""
     other = COMPARISON_RUN if role == PRIMARY_RUN else PRIMARY_RUN

@@ -45,6 +45,17 @@ def test_choosing_a_comparison_model_changes_the_cards() -> None:
     assert "TRADES" in markdown and "· _comparison_" in markdown
 
 
+def test_no_comparison_model_reads_none_not_the_placeholder() -> None:
+    """A selectbox whose value is None shows "Choose an option": "none" must be a real, labelled option."""
+    at = open_app()
+    at.selectbox(key="_sb_comparison").select("").run()
+    assert not at.exception
+    box = at.selectbox(key="_sb_comparison")
+    assert at.session_state["comparison_run"] is None
+    assert box.index == 0 and box.options[0] == "— none —"
+    assert "· _comparison_" not in " ".join(m.value for m in at.markdown)
+
+
 def test_teaching_mode_toggle_hides_the_explanations() -> None:
     at = open_app()
     assert any(e.label == "What am I looking at?" for e in at.expander)
