@@ -8,7 +8,7 @@ import streamlit as st
 from core.errors import AtlasError
 from dashboard import cache, state
 from dashboard.components import lab_controls
-from dashboard.components.lab_views import decimals, model_panel
+from dashboard.components.lab_views import decimals, flip_sentence, model_panel
 from dashboard.components.teaching import explain
 
 st.title("Attack Lab")
@@ -45,9 +45,12 @@ if attack is None:
     st.stop()
 
 runs = [r for r in (primary, comparison) if r]
+if not lab_controls.within_budget(attack, runs):
+    st.stop()
 titles = {r: f"{'Primary' if r == primary else 'Comparison'}: {cache.registry().get_run(r)['name']}" for r in runs}
 sweeps, flips = {}, {}
-with st.spinner("Attacking the example at every ε of the grid…"):
+with st.spinner(f"Attacking the example at every ε of the grid: about {attack.cost:,.0f} gradient steps per model"
+                f"{f' × {len(runs)} models' if len(runs) > 1 else ''}…"):
     for run_id in runs:
         try:
             sweeps[run_id] = cache.sweep(run_id, device, example.key, example.x, example.y, attack.name,
@@ -74,10 +77,7 @@ def live_panel() -> None:
             sweep = sweeps[run_id]
             model_panel(sweep, index, flips[run_id], data.classes, label=titles[run_id],
                         key=f"lab_{'primary' if run_id == primary else 'comparison'}", trace_label=attack.trace_label)
-            first = sweep.flip_index()
-            st.caption("On this grid the prediction first changes at ε = "
-                       + (f"{sweep.eps_grid[first]:.3f}." if first is not None else "— (never, up to "
-                          f"{sweep.eps_grid[-1]:.3f}).") + f" Grid of {len(grid)} budgets computed in "
+            st.caption(f"{flip_sentence(sweep, data.classes)} Grid of {len(grid)} budgets computed in "
                        f"{sweep.seconds * 1000:.0f} ms.")
 
 

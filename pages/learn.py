@@ -26,7 +26,7 @@ adversarial examples — and what adversarial training changes inside them.
 2. **Train** — start a 5-epoch PGD-AT run on digits (about half a minute on a laptop) and watch clean and robust
    accuracy climb epoch by epoch, and which digits stay easy to attack in the per-class heatmap.
 3. **Attack Lab** — pick a digit, move the ε slider from 0 upwards and watch where each model's prediction
-   flips: the standard model first (on the default example, a 0, at ε ≈ 0.15 against ≈ 0.2 for PGD-AT; half of
+   flips: the standard model first (on the default example, a 0, at ε ≈ 0.15 against ≈ 0.22 for PGD-AT; half of
    all test digits already flip by ε = 0.1 for it, fewer than one in ten for PGD-AT). *Among those that flip*
    lists the digits the primary model loses within its own ε. The middle image is the perturbation, amplified;
    on the robust model it starts to draw strokes of the other digit.

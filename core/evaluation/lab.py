@@ -7,6 +7,7 @@ The smallest ε that flips the example comes from a minimal-norm attack (FMN whe
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,15 @@ from core.training.config import MAX_EPS
 from core.utils import make_generator
 
 Bounds = tuple[float, float] | None
+
+# The Attack Lab refuses a sweep whose estimated cost, summed over the models it attacks, exceeds this many
+# gradient steps per grid point. The whole grid is one batch, so a step costs about the same for 1 or 41 points:
+# on the 2-core lecture laptop PGD-1000 on both shipped digits models (exactly this budget) takes ~15–30 s.
+LAB_STEP_BUDGET = 2000
+# A Square query is one forward pass on the points still robust, no backward: about a quarter of a gradient step.
+SQUARE_QUERY_COST = 0.25
+# Grid steps a slider can show as short decimals; the first that puts the model's ε on the grid wins.
+NICE_STEPS = (0.001, 0.002, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,37 @@ class EpsSweep:
         """Index of the smallest grid ε at which the prediction is no longer the true label (None: never)."""
         flipped = np.nonzero(self.pred_adv != self.y)[0]
         return int(flipped[0]) if len(flipped) else None
+
+
+def sweep_cost(attack_name: str, attack_kwargs: dict[str, Any]) -> float:
+    """Gradient steps (forward + backward on the whole grid batch) that one sweep of this attack takes: steps ×
+    restarts × targets × search steps as the attack's config says; a Square query counts SQUARE_QUERY_COST."""
+    config = make_attack(attack_name, **attack_kwargs).config
+    if attack_name == "fgsm":
+        return 1.0
+    if attack_name == "square":
+        return config.queries * config.restarts * SQUARE_QUERY_COST
+    runs = 1 + config.targets if attack_name == "quick" else max(getattr(config, "targets", 0), 1)
+    return float(config.steps * getattr(config, "restarts", 1) * runs * getattr(config, "search_steps", 1))
+
+
+def lab_eps_grid(top: float, model_eps: float | None, max_points: int = 41) -> tuple[float, ...]:
+    """An evenly spaced ε grid from 0 to about ``top`` with at most ``max_points`` points that contains
+    ``model_eps`` (when given and inside the range), so a slider can stop exactly on the model's own ε.
+
+    The step is the smallest short decimal (0.01, 0.025…) ≥ top / (max_points − 1) that divides ``model_eps``;
+    failing that, ``model_eps`` divided into equal parts; without a model ε, top / (max_points − 1).
+    """
+    if not (top > 0 and math.isfinite(top)) or max_points < 2:
+        raise ConfigError(f"an ε grid needs a positive top and at least 2 points, got top={top!r}, "
+                          f"points={max_points!r}")
+    finest = top / (max_points - 1)
+    step = finest
+    if model_eps is not None and 0 < model_eps <= top:
+        fits = [s for s in NICE_STEPS if s >= finest * (1 - 1e-9) and abs(model_eps / s - round(model_eps / s)) < 1e-6]
+        step = fits[0] if fits else model_eps / max(math.floor(model_eps / finest + 1e-9), 1)
+    points = min(int(math.floor(top / step + 1e-6)) + 1, max_points)
+    return tuple(float(v) for v in np.round(np.arange(points) * step, 6))
 
 
 def _frozen(array: torch.Tensor) -> np.ndarray:

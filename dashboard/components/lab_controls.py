@@ -12,9 +12,14 @@ import streamlit as st
 
 from core.errors import AtlasError
 from core.evaluation.bundle import eps_range
+from core.evaluation.lab import LAB_STEP_BUDGET, lab_eps_grid, sweep_cost
 from dashboard import cache
 
 GRID_POINTS = 41
+# Non-widget key: the norm the user last picked, kept when another attack supports it.
+NORM_CHOICE = "lab_norm_choice"
+# Below this temperature the tempered softmax is one-hot to float precision on a confident example.
+LOW_TEMPERATURE = 0.1
 MODES = ("By class", "By index", "At random", "Among those that flip", "Upload your own")
 
 
@@ -35,6 +40,7 @@ class AttackChoice:
     label: str
     trace_label: str | None
     start_index: int
+    cost: float     # gradient steps per grid point for one model (core.evaluation.lab.sweep_cost)
 
 
 # label → (registry name, fixed kwargs, norms it supports, parameters it takes, what its trace records)
@@ -90,9 +96,15 @@ def _upload(data: Any) -> Example | None:
         return None
     import torch
 
-    label = right.selectbox("True class of your image", range(len(data.classes)), key="lab_upload_label",
+    # No default: a silent "0" made every upload of another digit start out misclassified.
+    label = right.selectbox("True class of your image", range(len(data.classes)), index=None,
+                            key="lab_upload_label", placeholder="choose its class",
                             format_func=lambda c: str(data.classes[c]))
     st.caption("Converted: " + "; ".join(notes) + ".")
+    if label is None:
+        st.info("Choose the **true class of your image** above: nothing is attacked until then, because an attack "
+                "pushes the prediction away from the true class.")
+        return None
     digest = hashlib.sha256(raw).hexdigest()[:16]
     return Example(key=f"upload:{digest}:{invert}", x=torch.from_numpy(array), y=int(label),
                    label=f"your upload {file.name} (class {data.classes[label]})")
@@ -137,12 +149,11 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
 
     run = cache.registry().get_run(run_id)
     labels = [k for k, v in ATTACK_UI.items() if v[0] in ATTACKS]
-    cols = st.columns([2, 1, 1, 1, 1])
+    # Wide enough at a 1024 px window with the sidebar open for "untargeted" and a 4-digit step count.
+    cols = st.columns([3, 2, 2, 2, 3])
     label = cols[0].selectbox("Attack", labels, key="lab_attack")
     name, fixed, norms, params, trace_label = ATTACK_UI[label]
-    own_norm = run["norm"] if run["norm"] in norms else norms[0]
-    norm = cols[1].selectbox("Norm", norms, index=norms.index(own_norm), key=f"lab_norm_{name}",
-                             format_func={"linf": "ℓ∞", "l2": "ℓ2"}.__getitem__)
+    norm = _pick_norm(cols[1], label, norms, run["norm"], key=f"lab_norm_{name}")
     kwargs: dict[str, Any] = {**fixed, "norm": norm}
     slot = 2
     for param in params:
@@ -171,10 +182,55 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
                              "attack needs another class.")
                     return None
                 kwargs["target"] = int(chosen)
-    top = eps_range(norm, tuple(data.input_shape), run["eps"] if run["norm"] == norm else None)
-    grid = tuple(float(v) for v in np.round(np.linspace(0.0, top, GRID_POINTS), 6))
-    model_eps = float(run["eps"]) if run["eps"] and run["norm"] == norm else grid[GRID_POINTS // 4]
-    start = int(np.abs(np.asarray(grid) - model_eps).argmin())
+    if name == "tpgd" and kwargs["temperature"] < LOW_TEMPERATURE:
+        st.info(f"At T = {kwargs['temperature']:g} the softmax saturates: the tempered loss is flat and its "
+                "gradients vanish, so the attack barely moves. If nothing flips, that is gradient masking, not "
+                "robustness — try T between 0.1 and 10.")
+    own_eps = float(run["eps"]) if run["eps"] and run["norm"] == norm else None
+    top = eps_range(norm, tuple(data.input_shape), own_eps)
+    grid = lab_eps_grid(top, own_eps, GRID_POINTS)
+    start_eps = own_eps if own_eps is not None else top / 4
+    start = int(np.abs(np.asarray(grid) - start_eps).argmin())
     return AttackChoice(name=name, items=tuple(sorted(kwargs.items())), grid=grid, norm=norm,
                         label=f"{label} ({'ℓ∞' if norm == 'linf' else 'ℓ2'})", trace_label=trace_label,
-                        start_index=start)
+                        start_index=start, cost=sweep_cost(name, kwargs))
+
+
+def _pick_norm(column: Any, label: str, norms: tuple[str, ...], own_norm: str | None, *, key: str) -> str:
+    """The norm picker of one attack. It starts on the norm the user last picked for any attack when this attack
+    supports it, else on the model's own norm; a forced change is said on screen."""
+    names = {"linf": "ℓ∞", "l2": "ℓ2"}
+    chosen = st.session_state.get(NORM_CHOICE)
+    if key not in st.session_state:  # the picker is new on screen (first visit or another attack before)
+        st.session_state[key] = chosen if chosen in norms else own_norm if own_norm in norms else norms[0]
+    norm = column.selectbox("Norm", norms, key=key, format_func=names.__getitem__,
+                            on_change=lambda: st.session_state.__setitem__(NORM_CHOICE, st.session_state[key]))
+    if chosen is not None and chosen not in norms:
+        st.caption(f"{label} supports only {', '.join(names[n] for n in norms)}, so the norm is "
+                   f"{names[norm]} here; your {names[chosen]} choice returns with the other attacks.")
+    return norm
+
+
+def within_budget(attack: AttackChoice, runs: list[str]) -> bool:
+    """Refuse, on screen and before any work, a sweep whose cost over all models is beyond LAB_STEP_BUDGET."""
+    n_models = len(runs)
+    total = attack.cost * n_models
+    if total <= LAB_STEP_BUDGET:
+        return True
+    items = dict(attack.items)
+    shown = {k: items[k] for k in ("steps", "restarts", "queries", "target") if k in items}
+    settings = ", ".join(f"{k} {v}" for k, v in shown.items() if k != "target")
+    cli = " ".join([f"python -m core eval --run {runs[0]} --attack {attack.name} --norm {attack.norm}",
+                    *(f"--{k} {v}" for k, v in shown.items())])
+    per_model = LAB_STEP_BUDGET / n_models
+    st.error(
+        f"Too much work for a live page: {attack.label} with {settings or 'these settings'} costs about "
+        f"{attack.cost:,.0f} gradient steps per model{f' × {n_models} models' if n_models > 1 else ''} = "
+        f"{total:,.0f}; the Attack Lab allows {LAB_STEP_BUDGET:,} (about half a minute on a laptop CPU), so "
+        "nothing was attacked.\n\n"
+        f"Instead: lower the steps, restarts or queries (at most {per_model:,.0f} gradient steps per model"
+        + (", or set the comparison model to none in the sidebar" if n_models > 1 else "") + "), or run long "
+        f"attacks on many test points from the **Robustness** page (background evaluations) or the command line: "
+        f"`{cli}`.",
+        icon=":material/timer:")
+    return False

@@ -30,25 +30,29 @@ def _panel(x: np.ndarray, axis: str, coloraxis: str, hover: str = PIXEL_HOVER) -
 def triptych(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str]) -> tuple[go.Figure, float]:
     """Clean | perturbation | adversarial in one figure, equal sizes, square pixels (C×H×W images in [0,1]).
 
-    The perturbation (mean over channels) uses a diverging colour map centred on 0; returns its colour limit.
+    The perturbation (mean over channels) uses a diverging colour map centred on 0; returns its largest |δ| (0.0
+    when there is no perturbation). Each title is its image's top x-axis title, so it sits centred just above the
+    image wherever the square-pixel constraint puts it; titles take two short lines to fit a 1024 px window.
     """
     delta = (x_adv - x).mean(axis=0)
-    scale = float(np.abs(delta).max()) or 1e-3
-    titles = [titles[0], f"{titles[1]} (±{scale:.3f})", titles[2]]
+    scale = float(np.abs(delta).max())
+    titles = [titles[0], f"{titles[1]}<br>" + (f"±{scale:.3f}" if scale > 0 else "none"), titles[2]]
     data = [_panel(x, "", "coloraxis"),
             _panel(delta, "2", "coloraxis2", "row %{y}, col %{x}: δ = %{z:+.3f}<extra></extra>"),
             _panel(x_adv, "3", "coloraxis")]
+    limit = scale or 1e-3
     layout: dict[str, Any] = dict(
-        BASE, height=260, margin=dict(l=5, r=5, t=30, b=5),
+        BASE, height=200, margin=dict(l=5, r=5, t=44, b=5),
         coloraxis=dict(colorscale="gray", cmin=0.0, cmax=1.0, showscale=False),
-        coloraxis2=dict(colorscale="RdBu_r", cmid=0.0, cmin=-scale, cmax=scale, showscale=False),
-        annotations=[dict(text=t, x=(low + high) / 2, y=1.0, xref="paper", yref="paper", yanchor="bottom",
-                          showarrow=False, font=dict(size=13)) for t, (low, high) in zip(titles, DOMAINS)])
-    for i, domain in enumerate(DOMAINS):
+        coloraxis2=dict(colorscale="RdBu_r", cmid=0.0, cmin=-limit, cmax=limit, showscale=False))
+    for i, (domain, title) in enumerate(zip(DOMAINS, titles)):
         suffix = "" if i == 0 else str(i + 1)
-        layout[f"xaxis{suffix}"] = dict(domain=domain, visible=False, constrain="domain", anchor=f"y{suffix}")
+        layout[f"xaxis{suffix}"] = dict(domain=domain, side="top", showticklabels=False, showgrid=False,
+                                        zeroline=False, showline=False, ticks="", constrain="domain",
+                                        anchor=f"y{suffix}", title=dict(text=title, standoff=4, font=dict(size=13)))
+        # Images pinned to the top: in a narrow column the spare height goes below them, not between title rows.
         layout[f"yaxis{suffix}"] = dict(visible=False, autorange="reversed", constrain="domain",
-                                        scaleanchor=f"x{suffix}", anchor=f"x{suffix}")
+                                        constraintoward="top", scaleanchor=f"x{suffix}", anchor=f"x{suffix}")
     return go.Figure(data=data, layout=layout), scale
 
 
@@ -70,12 +74,28 @@ def probs_figure(probs_clean: np.ndarray, probs_adv: np.ndarray, classes: Sequen
 
 def loss_figure(trace: np.ndarray, eps: float, label: str) -> go.Figure:
     """The attack's loss at each iteration, at the slider's ε."""
+    fmt = tick_format(trace)
     data = [dict(type="scatter", x=np.arange(1, len(trace) + 1), y=trace, mode="lines+markers",
-                 line=dict(color="#c2410c"), hovertemplate="step %{x}: %{y:.3f}<extra></extra>")]
-    layout = dict(BASE, title=dict(text=f"{label} at ε = {eps:.3g}"), height=260, margin=dict(l=60, r=10, t=46, b=50),
+                 line=dict(color="#c2410c"), hovertemplate="step %{x}: %{y:" + fmt + "}<extra></extra>")]
+    layout = dict(BASE, title=dict(text=f"{label} at ε = {eps:.3g}"), height=260, margin=dict(l=70, r=10, t=46, b=50),
                   xaxis=dict(GRID, title=dict(text="iteration")),
-                  yaxis=dict(GRID, title=dict(text=label), tickformat=".3~g"))
+                  yaxis=dict(GRID, title=dict(text=label), tickformat=fmt))
     return go.Figure(data=data, layout=layout)
+
+
+def tick_format(values: np.ndarray, ticks: int = 10) -> str:
+    """A d3 format precise enough that ticks spaced (max − min) / ``ticks`` apart read differently: a loss that
+    moves only in its fourth digit must not show "1.06" on every tick. Fixed decimals, or significant digits
+    (3e-7, not 0.00000030) for values below 0.001."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    span = float(finite.max() - finite.min()) if finite.size else 0.0
+    if span <= 0:
+        return ".3f"
+    largest = float(np.abs(finite).max())
+    if largest < 1e-3:
+        return f".{int(min(max(math.ceil(math.log10(largest * ticks / span)) + 1, 1), 8))}~g"
+    return f".{int(min(max(math.ceil(-math.log10(span / ticks)), 0), 8))}f"
 
 
 def decimals(step: float) -> int:
@@ -96,7 +116,10 @@ def png_bytes(x: np.ndarray) -> bytes:
 
 def smallest_flip(sweep: Any, flip: dict[str, Any]) -> tuple[float | None, str]:
     """The smallest ε known to flip the example: the minimal-norm attack's perturbation or the grid's first flip,
-    whichever is smaller (neither search is exact), and a sentence saying which."""
+    whichever is smaller (neither search is exact), and a sentence saying which. None, and a sentence saying so,
+    when the clean example is already misclassified: there is nothing to flip."""
+    if int(sweep.pred_clean) != int(sweep.y):
+        return None, "Already misclassified before any attack: there is no flip to measure."
     first = sweep.flip_index()
     grid_eps = float(sweep.eps_grid[first]) if first is not None else None
     found = {"grid": grid_eps, "min-norm": flip.get("eps")}
@@ -107,17 +130,44 @@ def smallest_flip(sweep: Any, flip: dict[str, Any]) -> tuple[float | None, str]:
     source = min(known, key=known.__getitem__)
     method = (flip.get("method") or "minimal-norm").upper()
     if source == "grid":
-        text = "The attack on the ε grid first flips it at this ε" + (
+        text = "Smallest flipping ε: the attack on the ε grid first flips it there" + (
             f"; {method} found {known['min-norm']:.3f}" if "min-norm" in known else "") + "."
     else:
-        text = f"{method}'s minimal perturbation" + (
+        text = f"Smallest flipping ε: {method}'s minimal perturbation" + (
             f"; the grid's first flip is at {known['grid']:.3f}" if "grid" in known else "") + "."
     return known[source], text
 
 
+def flip_sentence(sweep: Any, classes: Sequence[str]) -> str:
+    """Where on the grid the prediction first leaves the true class, or why that question does not apply."""
+    if int(sweep.pred_clean) != int(sweep.y):
+        return (f"Already misclassified before any attack (predicted {classes[sweep.pred_clean]}, true class "
+                f"{classes[sweep.y]}): nothing to flip.")
+    first = sweep.flip_index()
+    if first is None:
+        return f"On this grid the prediction never changes (up to ε = {sweep.eps_grid[-1]:.3f})."
+    return f"On this grid the prediction first changes at ε = {sweep.eps_grid[first]:.3f}."
+
+
+def numbers_table(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[str]) -> tuple[str, str]:
+    """The panel's key numbers as a 2-column markdown table, one number per row (cells wrap in a narrow column
+    instead of cutting the number off, as st.metric did at 1024 px), and where the smallest ε comes from."""
+    pred = int(sweep.pred_adv[index])
+    wrong_clean = int(sweep.pred_clean) != int(sweep.y)
+    state = "already wrong" if wrong_clean else "fooled" if pred != sweep.y else "correct"
+    p_adv, p_clean = float(sweep.probs_adv[index][sweep.y]), float(sweep.probs_clean[sweep.y])
+    value, how = smallest_flip(sweep, flip)
+    flip_cell = "— (already wrong)" if wrong_clean else "— (none found)" if value is None else f"**{value:.3f}**"
+    eps = float(sweep.eps_grid[index])
+    table = (f"| at ε = {eps:.3f} | |\n|:--|:--|\n| prediction | **{classes[pred]}** ({state}) |\n"
+             f"| p(true class {classes[sweep.y]}) | **{p_adv:.1%}** (clean {p_clean:.1%}) |\n"
+             f"| smallest flipping ε | {flip_cell} |")
+    return table, how
+
+
 def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[str], *, label: str,
                 key: str, trace_label: str | None) -> None:
-    """Everything for one model at one ε: verdict, three images, probabilities, loss, download."""
+    """Everything for one model at one ε: verdict, three images, key numbers, probabilities, loss, download."""
     eps = float(sweep.eps_grid[index])
     x_adv = sweep.x_adv[index]
     pred = int(sweep.pred_adv[index])
@@ -127,31 +177,32 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     wrong_clean = int(sweep.pred_clean) != int(sweep.y)
     verdict = (f":orange-badge[misclassified before any attack → {classes[pred]}]" if wrong_clean
                else f":red-badge[fooled → {classes[pred]}]" if flipped else f":green-badge[still {classes[pred]}]")
-    # Title and verdict on their own lines: a badge wrapping under a long name pushed one model's images down.
-    st.markdown(f"#### {label}")
+    # Role and name on two lines of body text, not a heading: a heading wrapped to 3 lines in a 1024 px window and
+    # pushed one model's images below the other's.
+    role, _, name = label.partition(": ")
+    st.markdown(f"**{role}**  \n{name}" if name else f"**{label}**")
     st.container(key=f"{key}_verdict").markdown(verdict)  # keyed: browser tests and benches find it by class
-    fig, scale = triptych(sweep.x, x_adv, (f"clean → {classes[sweep.pred_clean]}", "perturbation δ",
-                                           f"adversarial → {classes[pred]}"))
+    fig, scale = triptych(sweep.x, x_adv, (f"clean<br>→ {classes[sweep.pred_clean]}", "perturbation δ",
+                                           f"adversarial<br>→ {classes[pred]}"))
     st.plotly_chart(fig, key=f"{key}_images", config={"displayModeBar": False})
-    amplify = 0.5 / scale if scale > 0 else 1.0
-    st.caption(f"δ colours span ±{scale:.3f} in image units (red brighter, blue darker), i.e. amplified "
-               f"×{amplify:.1f} against the images, whose grey scale spans 0–1.")
-    stats = st.columns(3)
-    stats[0].metric("prediction", str(classes[pred]),
-                    delta="already wrong" if wrong_clean else "fooled" if flipped else "correct",
-                    delta_color="off" if wrong_clean else "inverse" if flipped else "normal")
-    change = sweep.probs_adv[index][sweep.y] - sweep.probs_clean[sweep.y]
-    stats[1].metric(f"p(true class {classes[sweep.y]})", f"{sweep.probs_adv[index][sweep.y]:.1%}",
-                    delta=f"{change:+.1%}", delta_color="off" if abs(change) < 5e-4 else "normal")
-    value, how = smallest_flip(sweep, flip)
-    stats[2].metric("smallest flipping ε", "—" if value is None else f"{value:.3f}", help=how)
+    if scale > 0:
+        st.caption(f"δ colours span ±{scale:.3f} in image units (red brighter, blue darker), i.e. amplified "
+                   f"×{0.5 / scale:.1f} against the images, whose grey scale spans 0–1.")
+    else:
+        st.caption("No perturbation: δ is zero everywhere" + (" at ε = 0." if eps == 0 else
+                                                                 " (the attack left the image unchanged)."))
+    table, how = numbers_table(sweep, index, flip, classes)
+    st.container(key=f"{key}_numbers").markdown(table)
+    if not wrong_clean:  # else the caption under the panel says it is already misclassified
+        st.caption(how)
     st.plotly_chart(probs_figure(sweep.probs_clean, sweep.probs_adv[index], classes), key=f"{key}_probs",
                     config={"displayModeBar": False})
     if trace_label and sweep.loss_trace.size and sweep.loss_trace.shape[0] > 1:
         st.plotly_chart(loss_figure(sweep.loss_trace[:, index], eps, trace_label), key=f"{key}_loss",
                         config={"displayModeBar": False})
     slug = re.sub(r"[^a-z0-9]+", "-", label.split(":", 1)[-1].lower()).strip("-")
-    st.download_button("Download adversarial image (PNG)", png_bytes(x_adv),
+    st.download_button("Adversarial PNG", png_bytes(x_adv),
                        file_name=f"adversarial_{slug}_class-{classes[sweep.y]}_eps-{eps:.4g}.png",
                        mime="image/png", key=f"{key}_png", icon=":material/download:",
-                       help="Native resolution, 8-bit: rounding to 8 bits can undo a very small perturbation.")
+                       help="Download the adversarial image at its native resolution, 8-bit: rounding to 8 bits can "
+                            "undo a very small perturbation.")

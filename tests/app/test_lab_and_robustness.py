@@ -3,6 +3,8 @@ tests/e2e/test_lab_and_robustness_browser.py)."""
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,18 @@ def open_page(page: str) -> AppTest:
     return at
 
 
+def numbers(at: AppTest) -> list[str]:
+    """The key-number tables of the model panels (primary first)."""
+    return [m.value for m in at.markdown if m.value.startswith("| at ε = ")]
+
+
 def verdicts(at: AppTest) -> list[str]:
-    return [m.value for m in at.metric if m.label == "prediction"]
+    """The predicted class in each model panel's key-number table."""
+    return [re.search(r"\n\| prediction \| \*\*(.+?)\*\* \(", table).group(1) for table in numbers(at)]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
 
 
 def test_the_eps_slider_changes_the_prediction_without_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,13 +49,17 @@ def test_the_eps_slider_changes_the_prediction_without_recomputing(monkeypatch: 
     at = open_page("attack_lab")
     assert len(calls) == 2, "one batched grid per model (primary and comparison)"
     slider = at.slider(key="lab_eps")
+    assert slider.value == 0.1 and slider.step == 0.01, "the slider starts on the primary model's own ε"
     slider.set_value(0.0).run()
     at_zero = verdicts(at)
     assert at_zero == ["0", "0"], "class 0's first test digit is correct at ε = 0 for both models"
+    assert sum(c.startswith("No perturbation: δ is zero everywhere at ε = 0") for c in captions(at)) == 2
+    assert not any("amplified" in c for c in captions(at))
     at.slider(key="lab_eps").set_value(slider.max).run()
     at_max = verdicts(at)
     assert not at.exception
     assert at_max != at_zero and all(v != "0" for v in at_max), "both models are fooled at the largest ε"
+    assert all("(fooled)" in table for table in numbers(at)) and not at.metric, "plain words, no delta arrows"
     assert len(calls) == 2, "moving the slider only indexed into the cached grids"
 
 
@@ -96,6 +112,9 @@ def test_an_example_misclassified_before_the_attack_is_not_called_fooled() -> No
     assert len(badges) == 2, badges
     assert sum("misclassified before any attack" in b for b in badges) == int(wrong[:, index].sum()), badges
     assert sum("fooled" in b for b in badges) <= 2 - int(wrong[:, index].sum())
+    assert sum("— (already wrong)" in t for t in numbers(at)) == int(wrong[:, index].sum()), numbers(at)
+    assert sum(c.startswith("Already misclassified before any attack") for c in captions(at)) == \
+        int(wrong[:, index].sum())
 
 
 def test_the_smallest_flipping_eps_is_never_above_the_grids_first_flip() -> None:
@@ -113,6 +132,140 @@ def test_the_smallest_flipping_eps_is_never_above_the_grids_first_flip() -> None
         flip = lab.minimal_flip(model, data.x[i], int(data.y[i]), "linf")
         value, text = smallest_flip(sweep, flip)
         first = sweep.flip_index()
+        assert sweep.pred_clean == sweep.y, "these six are classified correctly"
         known = [v for v in (flip["eps"], None if first is None else float(sweep.eps_grid[first])) if v is not None]
         assert value == (min(known) if known else None), (value, known)
         assert text.endswith(".")
+
+
+def test_an_already_misclassified_example_has_no_flipping_eps() -> None:
+    """A grid whose every prediction is wrong used to report "smallest flipping ε 0.000" and a flip at ε = 0."""
+    import numpy as np
+
+    from core.data import load_dataset
+    from core.models import load_checkpoint
+    from dashboard.components.lab_views import flip_sentence, numbers_table, smallest_flip
+
+    data = load_dataset("digits", "test")
+    model = load_checkpoint(ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors")[0]
+    x, true = data.x[0], int(data.y[0])
+    wrong_label = (true + 1) % 10
+    sweep = lab.sweep_example(model, x, wrong_label, "pgd", {"steps": 5}, list(np.linspace(0.0, 0.3, 5)))
+    assert sweep.pred_clean == true != sweep.y == wrong_label
+    flip = lab.minimal_flip(model, x, wrong_label, "linf")
+    value, text = smallest_flip(sweep, flip)
+    assert value is None and text.startswith("Already misclassified")
+    assert flip_sentence(sweep, data.classes).startswith(
+        f"Already misclassified before any attack (predicted {data.classes[true]}, true class "
+        f"{data.classes[wrong_label]})")
+    table, _ = numbers_table(sweep, 0, flip, data.classes)
+    assert "| smallest flipping ε | — (already wrong) |" in table
+
+
+def _png_of_a_one() -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (96, 96), 255)
+    ImageDraw.Draw(image).line([(48, 12), (48, 84)], fill=0, width=14)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_upload_is_attacked_only_once_its_true_class_is_chosen() -> None:
+    import torch
+
+    from core.data.upload import image_to_input
+    from core.models import load_checkpoint
+
+    at = open_page("attack_lab")
+    at.segmented_control(key="lab_mode").set_value("Upload your own").run()
+    at.file_uploader(key="lab_upload").set_value(("one.png", _png_of_a_one(), "image/png")).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="lab_upload_label").value is None, "no silent default class"
+    assert any("nothing is attacked until then" in i.value for i in at.info)
+    assert not at.slider and not numbers(at)
+    array, _ = image_to_input(_png_of_a_one(), (1, 8, 8), background="dark")
+    with torch.no_grad():
+        predicted = {int(load_checkpoint(ROOT / "assets" / "models" / f"digits-smallcnn-{m}.safetensors")[0](
+            torch.from_numpy(array)[None]).argmax()) for m in ("pgd-at", "erm")}
+    wrong = min(set(range(10)) - predicted)
+    at.selectbox(key="lab_upload_label").set_value(wrong).run()
+    assert not at.exception and at.slider
+    assert all("— (already wrong)" in t for t in numbers(at)) and len(numbers(at)) == 2
+    assert not any("ε = 0.000" in c for c in captions(at)), captions(at)
+    assert sum(c.startswith("Already misclassified before any attack") for c in captions(at)) == 2
+
+
+def test_extreme_settings_are_refused_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = lab.sweep_example
+    monkeypatch.setattr(lab, "sweep_example", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    at = open_page("attack_lab")
+    at.number_input(key="lab_restarts").set_value(20).run()
+    assert at.slider and not at.error, "PGD-10 with 20 restarts is within the budget"
+    before = len(calls)
+    at.number_input(key="lab_steps_pgd").set_value(1000).run()
+    assert not at.exception
+    refusal = " ".join(e.value for e in at.error)
+    assert "20,000 gradient steps per model × 2 models = 40,000" in refusal and "allows 2,000" in refusal, refusal
+    assert "python -m core eval --run " in refusal and "--steps 1000 --restarts 20" in refusal
+    assert "Robustness" in refusal and not at.slider
+    assert len(calls) == before, "the refused settings computed nothing"
+
+
+def test_the_norm_survives_a_switch_of_attack() -> None:
+    at = open_page("attack_lab")
+    at.selectbox(key="lab_norm_pgd").set_value("l2").run()
+    at.selectbox(key="lab_attack").set_value("DeepFool (minimal)").run()
+    assert not at.exception
+    assert at.selectbox(key="lab_norm_deepfool").value == "l2"
+    assert at.slider(key="lab_eps").label.startswith("ε (ℓ2 budget")
+    at.selectbox(key="lab_attack").set_value("C&W-ℓ2 (minimal)").run()
+    at.selectbox(key="lab_attack").set_value("FGSM").run()
+    assert at.selectbox(key="lab_norm_fgsm").value == "l2"
+    at.selectbox(key="lab_norm_fgsm").set_value("linf").run()
+    at.selectbox(key="lab_attack").set_value("C&W-ℓ2 (minimal)").run()
+    assert any("supports only ℓ2" in c and "your ℓ∞ choice returns" in c for c in captions(at)), captions(at)
+    assert not at.exception
+
+
+def test_a_very_low_temperature_warns_of_vanishing_gradients() -> None:
+    at = open_page("attack_lab")
+    at.selectbox(key="lab_attack").set_value("Temperature-PGD").run()
+    assert not any("saturates" in i.value for i in at.info)
+    at.number_input(key="lab_temperature").set_value(0.01).run()
+    assert not at.exception
+    assert any("softmax saturates" in i.value and "gradient masking, not robustness" in i.value for i in at.info)
+
+
+def test_loss_ticks_read_differently_when_the_loss_barely_moves() -> None:
+    import numpy as np
+
+    from dashboard.components.lab_views import loss_figure
+
+    trace = np.array([1.0601, 1.0603, 1.0606, 1.0608, 1.0611], dtype=np.float32)
+    fmt = loss_figure(trace, 0.1, "cross-entropy loss").layout.yaxis.tickformat
+    ticks = np.arange(1.0600, 1.06115, 0.0002)  # what plotly draws for this range
+    labels = [format(t, fmt) for t in ticks]
+    assert len(set(labels)) == len(labels), labels
+    assert format(1234.5, loss_figure(np.array([1000.0, 2000.0]), 0.1, "loss").layout.yaxis.tickformat) == "1234"
+    tiny = loss_figure(np.array([0.0, 1e-7, 3.5e-7]), 0.1, "loss").layout.yaxis.tickformat
+    labels = [format(t, tiny.replace("~", "")) for t in (0.0, 5e-8, 1e-7, 1.5e-7, 2e-7)]
+    assert len(set(labels)) == len(labels) and tiny.endswith("~g"), (tiny, labels)
+
+
+def test_image_titles_sit_on_their_own_images() -> None:
+    """Each title is its image's top x-axis title (centred on the drawn image), not a paper-wide annotation."""
+    import numpy as np
+
+    from dashboard.components.lab_views import triptych
+
+    x = np.zeros((1, 8, 8), dtype=np.float32)
+    fig, scale = triptych(x, x + 0.05, ("clean<br>→ 0", "perturbation δ", "adversarial<br>→ 3"))
+    assert not fig.layout.annotations
+    axes = [fig.layout.xaxis, fig.layout.xaxis2, fig.layout.xaxis3]
+    assert [a.title.text for a in axes] == ["clean<br>→ 0", "perturbation δ<br>±0.050", "adversarial<br>→ 3"]
+    assert all(a.side == "top" and a.constrain == "domain" for a in axes) and scale == pytest.approx(0.05)
+    fig, scale = triptych(x, x, ("clean<br>→ 0", "perturbation δ", "adversarial<br>→ 0"))
+    assert scale == 0.0 and fig.layout.xaxis2.title.text == "perturbation δ<br>none"

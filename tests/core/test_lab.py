@@ -16,7 +16,7 @@ from core.attacks import threat_norm
 from core.data import load_dataset
 from core.data.upload import MAX_UPLOAD_BYTES, image_to_input
 from core.errors import ConfigError, DataError
-from core.evaluation.lab import minimal_flip, sweep_example
+from core.evaluation.lab import LAB_STEP_BUDGET, lab_eps_grid, minimal_flip, sweep_cost, sweep_example
 from core.models import load_checkpoint
 
 MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -78,6 +78,38 @@ def test_bad_lab_requests_get_clear_messages(erm) -> None:
         sweep_example(model, x, y, "pgd", {"steps": 0}, GRID)
     with pytest.raises(ConfigError, match="finite"):
         sweep_example(model, x, y, "pgd", {"steps": 5}, [0.0, float("nan")])
+
+
+@pytest.mark.parametrize("attack,kwargs", [
+    ("pgd", {"steps": 10}), ("tpgd", {"steps": 10}), ("fgsm", {}), ("apgd", {"steps": 100}),
+    ("apgd", {"steps": 100, "loss": "dlr", "targets": 3}), ("deepfool", {}), ("fmn", {"steps": 100}),
+    ("cw", {"steps": 100}), ("square", {"queries": 1000}), ("quick", {"steps": 100}),
+], ids=["pgd", "tpgd", "fgsm", "apgd-ce", "apgd-dlr-t3", "deepfool", "fmn", "cw", "square", "quick"])
+def test_the_lab_defaults_fit_the_compute_budget_for_two_models(attack: str, kwargs: dict) -> None:
+    assert 0 < 2 * sweep_cost(attack, kwargs) <= LAB_STEP_BUDGET
+
+
+def test_the_compute_budget_counts_every_loop_of_an_attack() -> None:
+    assert sweep_cost("pgd", {"steps": 1000, "restarts": 20, "random_start": True}) == 20_000 > LAB_STEP_BUDGET
+    assert sweep_cost("pgd", {"steps": 1000}) * 2 == LAB_STEP_BUDGET, "PGD-1000 on two models is the cap"
+    assert sweep_cost("apgd", {"steps": 100, "loss": "dlr", "targets": 3}) == 300
+    assert sweep_cost("quick", {"steps": 100}) == 400, "APGD-CE + 3 targeted APGD-DLR runs"
+    assert sweep_cost("cw", {"steps": 100}) == 500, "5 binary-search steps of 100 Adam steps"
+    assert sweep_cost("square", {"queries": 10_000}) == 2500
+    with pytest.raises(ConfigError, match="steps"):
+        sweep_cost("pgd", {"steps": 0})
+
+
+@pytest.mark.parametrize("top,model_eps", [(0.3, 0.1), (0.3, 0.3), (0.3, 8 / 255), (0.6, 0.2), (2.0, 0.5),
+                                           (1.0, 0.3), (0.3, None), (2.0, None)])
+def test_the_lab_grid_contains_the_models_own_eps(top: float, model_eps: float | None) -> None:
+    grid = np.asarray(lab_eps_grid(top, model_eps, 41))
+    steps = np.diff(grid)
+    assert grid[0] == 0.0 and 20 <= len(grid) <= 41 and np.allclose(steps, steps[0], atol=1e-6)
+    assert top * 0.95 <= grid[-1] <= top + 1e-9
+    if model_eps is not None:
+        assert np.abs(grid - model_eps).min() < 1e-6
+    assert lab_eps_grid(0.3, 0.1, 41)[10] == 0.1, "a short step (0.01), not 0.0075, for the shipped models' ε"
 
 
 def png(image: Image.Image, fmt: str = "PNG") -> bytes:

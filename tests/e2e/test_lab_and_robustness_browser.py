@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.e2e.ui import TIMEOUT_MS, assert_healthy, go_to, open_app, shot
+from tests.e2e.ui import TIMEOUT_MS, assert_healthy, choose, go_to, open_app, shot
 
 pytestmark = pytest.mark.e2e
 BADGES = '[class*="st-key-lab_"][class*="_verdict"]'
@@ -25,7 +25,10 @@ def test_the_lab_slider_breaks_the_standard_model_live(server: str, page, artifa
     go_to(page, "Attack Lab", "Attack Lab")
     slider = page.get_by_role("slider")
     slider.wait_for(timeout=TIMEOUT_MS)
-    page.get_by_text("Comparison: digits SmallCNN · ERM").wait_for(timeout=TIMEOUT_MS)
+    page.locator(".st-key-lab_comparison_verdict").wait_for(timeout=TIMEOUT_MS)
+    main = page.get_by_test_id("stMain")
+    main.get_by_text("Comparison", exact=True).wait_for(timeout=TIMEOUT_MS)
+    main.get_by_text("digits SmallCNN · ERM").first.wait_for(timeout=TIMEOUT_MS)
     shot(page, artifacts, "lab-start")
     slider.focus()
     page.keyboard.press("Home")
@@ -63,6 +66,10 @@ def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: 
     good = tmp_path / "one.png"
     good.write_bytes(_png_digit())
     chooser.set_input_files(str(good))
+    # Nothing is attacked until the user says which digit it is (a silent default of 0 made most uploads "wrong").
+    page.get_by_text("nothing is attacked until then").wait_for(timeout=TIMEOUT_MS)
+    assert page.get_by_role("slider").count() == 0
+    choose(page, "True class of your image", "1")
     page.get_by_text("your upload one.png").wait_for(timeout=TIMEOUT_MS)
     page.get_by_role("slider").wait_for(timeout=TIMEOUT_MS)
     assert "inverted" in page.get_by_text("Converted:").inner_text()
