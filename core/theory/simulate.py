@@ -62,9 +62,11 @@ class TheoryConfig:
 
     def __post_init__(self) -> None:
         if self.n_robust + self.n_nonrobust > self.P:
-            raise ConfigError("n_robust + n_nonrobust must not exceed the number of patches P")
+            raise ConfigError(f"# robust + # non-robust patches ({self.n_robust} + {self.n_nonrobust}) must not "
+                              f"exceed P patches ({self.P}): each patch carries one feature at most")
         if 2 * self.k > self.d:
-            raise ConfigError("need 2k ≤ d so that the 2k feature vectors can be orthonormal")
+            raise ConfigError(f"k classes = {self.k} needs d (patch dim) ≥ {2 * self.k}: 2k ≤ d, so that the 2k "
+                              "feature vectors u_j, v_j can be orthonormal")
         for name in ("iterations", "record_every", "train_pgd_steps", "test_pgd_steps", "m", "q"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1")
@@ -174,7 +176,9 @@ def simulate(config: TheoryConfig, *, on_progress: Callable[[dict[str, float]], 
     """Train the patch network by full-batch GD (ST or AT) and record the feature-learning trajectory.
 
     ``on_progress`` gets each recorded row, ``on_weights`` a copy of the weights (k×m×d) at the same moments.
-    Each row also holds ``elapsed_seconds``, the wall time since the call began (what a time-left estimate needs)."""
+    Each row also holds ``elapsed_seconds``, the wall time since the call began (what a time-left estimate needs),
+    and ``peak_loss``, the largest training loss since the previous row (NaN if any was not finite): a divergence
+    between two rows shows there even when the recorded losses look calm."""
     started = time.perf_counter()
     train = load_dataset("patches", "train", **config.data_params())
     test = load_dataset("patches", "test", **config.data_params())
@@ -186,6 +190,7 @@ def simulate(config: TheoryConfig, *, on_progress: Callable[[dict[str, float]], 
     attack = _pgd(config, config.train_pgd_steps) if config.adversarial else None
     gen = make_generator(config.init_seed, "theory-train")
     history: list[dict[str, float]] = []
+    peak = -math.inf
     for t in range(config.iterations + 1):
         x = train.x
         if attack is not None:
@@ -193,9 +198,15 @@ def simulate(config: TheoryConfig, *, on_progress: Callable[[dict[str, float]], 
             x = attack.perturb(model, train.x, train.y, config.eps, bounds=None, generator=gen)[0]
         model.train()
         loss = F.cross_entropy(model(x), train.y)
+        value = loss.item()
+        if not math.isfinite(value):
+            peak = math.nan
+        elif not math.isnan(peak):
+            peak = max(peak, value)
         if t % config.record_every == 0 or t == config.iterations:
-            history.append({**_record(t, model, loss.item(), data, config),
+            history.append({**_record(t, model, value, data, config), "peak_loss": peak,
                             "elapsed_seconds": time.perf_counter() - started})
+            peak = -math.inf
             if on_progress is not None:
                 on_progress(history[-1])
             if on_weights is not None:

@@ -6,9 +6,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from core.theory.views import seconds_left
-from dashboard.components.lab_views import BASE, GRID
+from dashboard.components.charts import BASE, GRID, LEGEND_BELOW
 
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
@@ -22,10 +23,28 @@ def _title(text: str) -> dict[str, Any]:
 
 
 def _layout(title: str, y_title: str, height: int = 330, **extra: Any) -> dict[str, Any]:
+    # The legend sits below the plot, wrapping as the width needs (plotly widens the bottom margin for it): at the
+    # right it took half of a chart's width in a 1024 px window. The x axis is t, named in each title, so that the
+    # legend can sit right under the tick labels.
     return dict(BASE, title=_title(title), height=height + MODEBAR_PX,
-                margin=dict(l=60, r=10, t=50 + MODEBAR_PX, b=45),
-                xaxis=dict(GRID, title=dict(text="iteration t")), yaxis=dict(GRID, title=dict(text=y_title)),
-                legend=dict(font=dict(size=11)), **extra)
+                margin=dict(l=60, r=10, t=50 + MODEBAR_PX, b=30),
+                xaxis=dict(GRID), yaxis=dict(GRID, title=dict(text=y_title)),
+                legend=dict(LEGEND_BELOW, y=-0.17, font=dict(size=11)), **extra)
+
+
+# Plotly renders HTML sub/superscripts in titles and legends, not TeX: "w_{j,r}" showed its braces.
+FEATURE_AXIS = "max<sub>r</sub> ⟨w<sub>j,r</sub>, feature⟩"
+FEATURE_TITLE = "Feature alignment U<sub>j</sub>(t), V<sub>j</sub>(t)"
+ACCURACY_TITLE = "Test accuracy over iterations t"
+HEATMAP_TITLE = "⟨w<sub>j,r</sub>, x<sub>p</sub>⟩ on the first test input"
+
+
+def finite_max(history: Sequence[dict[str, Any]], k: int) -> float:
+    """The largest finite U, V, U_j or V_j in ``history`` (0 if none): a diverged run's NaN must not spread."""
+    keys = ["U", "V", *(f"U_{j}" for j in range(k)), *(f"V_{j}" for j in range(k))]
+    values = np.array([[h[key] for key in keys] for h in history], dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    return float(values.max()) if len(values) else 0.0
 
 
 def features_figure(history: Sequence[dict[str, Any]], k: int, title: str, y_max: float) -> go.Figure:
@@ -35,11 +54,12 @@ def features_figure(history: Sequence[dict[str, Any]], k: int, title: str, y_max
     for j in range(k):
         colour = CLASS_COLOURS[j % len(CLASS_COLOURS)]
         data.append(dict(type="scatter", x=t, y=np.array([h[f"U_{j}"] for h in history]), mode="lines",
-                         name=f"U_{j} (robust)", line=dict(color=colour, width=2.5)))
+                         name=f"U<sub>{j}</sub> robust", line=dict(color=colour, width=2.5)))
         data.append(dict(type="scatter", x=t, y=np.array([h[f"V_{j}"] for h in history]), mode="lines",
-                         name=f"V_{j} (non-robust)", line=dict(color=colour, dash="dash")))
-    layout = _layout(title, "max_r ⟨w_{j,r}, feature⟩")
-    layout["yaxis"]["range"] = [min(0.0, *(d["y"].min() for d in data if len(d["y"]))), y_max]
+                         name=f"V<sub>{j}</sub> non-robust", line=dict(color=colour, dash="dash")))
+    layout = _layout(title, FEATURE_AXIS, height=380)
+    lows = [float(np.nanmin(d["y"])) for d in data if len(d["y"]) and np.isfinite(d["y"]).any()]
+    layout["yaxis"]["range"] = [min(0.0, *lows), y_max]
     return go.Figure(data=data, layout=layout)
 
 
@@ -51,46 +71,86 @@ def accuracy_figure(history: Sequence[dict[str, Any]], title: str, chance: float
                  line=dict(color=colour, dash=dash)) for key, name, dash, colour in series]
     data.append(dict(type="scatter", x=[0, max(int(t.max()) if len(t) else 1, 1)], y=[chance, chance], mode="lines",
                      name="chance", line=dict(color="#94a3b8", dash="dot", width=1), hoverinfo="skip"))
-    layout = _layout(title, "test accuracy")
+    layout = _layout(title, "test accuracy", height=350)
     layout["yaxis"].update(range=[0, 1.02], tickformat=".0%")
     return go.Figure(data=data, layout=layout)
 
 
 ROLE_COLOURS = {1: "#16a34a", 2: "#c2410c", 0: "#94a3b8"}
+MIN_GROUP_SHARE = 0.12  # a role group narrower than this share of the x axis is widened to it
 
 
-def heatmap_figure(heat: dict[str, Any], title: str) -> go.Figure:
-    """Rows: class j · neuron r; columns: the example's patches, robust first, then non-robust, then noise."""
-    z = heat["z"]
-    limit = float(np.abs(z).max()) or 1.0
-    columns = np.arange(z.shape[1])
-    data = [dict(type="heatmap", z=z, x=columns, y=heat["rows"], colorscale="RdBu_r", zmid=0, zmin=-limit,
-                 zmax=limit, customdata=np.broadcast_to(heat["patches"], z.shape),
-                 hovertemplate="%{y}, patch %{customdata}: %{z:.3f}<extra></extra>",
-                 colorbar=dict(title=dict(text="⟨w, x_p⟩")))]
-    shapes, annotations = [], []
-    roles, labels = heat["roles"], heat["labels"]
+def column_edges(roles: np.ndarray) -> np.ndarray:
+    """Column edges for the heatmap, roles sorted robust, non-robust, noise: every patch is one unit wide, except
+    that a role group with few patches (the lone robust one: 1 px at 64 columns) is widened to MIN_GROUP_SHARE of
+    the patch count, so that each group is visible at any width."""
+    widths = np.ones(len(roles))
+    floor = MIN_GROUP_SHARE * len(roles)
     for role in (1, 2, 0):
-        where = np.nonzero(roles == role)[0]
-        if not len(where):
+        where = roles == role
+        if where.any():
+            widths[where] = max(1.0, floor / int(where.sum()))
+    return np.concatenate([[0.0], np.cumsum(widths)])
+
+
+def _limit(heats: Sequence[dict[str, Any]]) -> float:
+    values = np.concatenate([np.abs(h["z"]).ravel() for h in heats] + [np.zeros(1)])
+    return float(values[np.isfinite(values)].max()) or 1.0
+
+
+def heatmap_figure(heats: dict[str, dict[str, Any] | None], title: str, *, shared: bool = True) -> go.Figure:
+    """One heatmap per run (``heats``: panel name → ``patch_heatmap`` output, None while a run has no weights yet),
+    stacked. ``shared``: one colour range and bar for all, so that ST and AT compare at a glance; otherwise (a run
+    diverged and its weights would bleach the other panel) each panel has its own range and bar.
+    Rows: class j · neuron r; columns: the example's patches, robust first, then non-robust, then noise."""
+    names = list(heats)
+    drawn = [h for h in heats.values() if h is not None]
+    first = drawn[0] if drawn else None
+    spacing = 0.06
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=spacing)
+    axes = {}
+    for row, name in enumerate(names, start=1):
+        heat = heats[name]
+        if heat is None:
             continue
-        shapes.append(dict(type="rect", xref="x", yref="paper", x0=where[0] - 0.5, x1=where[-1] + 0.5, y0=1.0,
-                           y1=1.04, fillcolor=ROLE_COLOURS[role], line=dict(width=0)))
-        # A narrow group at either end (the lone robust patch) is labelled outward, clear of its neighbour's label.
-        narrow = len(where) < 0.2 * len(roles)
-        anchor, x = "center", (where[0] + where[-1]) / 2
-        if narrow and where[0] == 0:
-            anchor, x = "right", where[-1] + 0.5
-        elif narrow and where[-1] == len(roles) - 1:
-            anchor, x = "left", where[0] - 0.5
-        annotations.append(dict(text=f"{labels[role]} ({len(where)})", x=x, xanchor=anchor, y=1.05, xref="x",
-                                yref="paper", showarrow=False, yanchor="bottom", font=dict(size=11)))
-    layout = dict(BASE, title=_title(title), height=400, margin=dict(l=120, r=10, t=70 + MODEBAR_PX, b=40),
-                  # a fixed range: autorange would widen the axis to fit the role labels (annotations count there)
-                  xaxis=dict(title=dict(text="patch (sorted by role)"), showgrid=False,
-                             range=[-0.5, len(roles) - 0.5]),
-                  yaxis=dict(autorange="reversed", tickfont=dict(size=10)), shapes=shapes, annotations=annotations)
-    return go.Figure(data=data, layout=layout)
+        axis = "coloraxis" if shared or row == 1 else f"coloraxis{row}"
+        if axis not in axes:
+            # a panel's bar spans its own row when the ranges differ (rows run top to bottom)
+            span = (1 - spacing * (len(names) - 1)) / len(names)
+            top = 1 - (row - 1) * (span + spacing)
+            bar = {} if shared else dict(y=top - span / 2, len=span, yanchor="middle")
+            axes[axis] = dict(colorscale="RdBu_r", cmid=0, cmin=-_limit(drawn if shared else [heat]),
+                              cmax=_limit(drawn if shared else [heat]),
+                              colorbar=dict(title=dict(text="⟨w, x<sub>p</sub>⟩"), thickness=14, **bar))
+        z = heat["z"]
+        fig.add_trace(go.Heatmap(z=z, x=column_edges(heat["roles"]), y=heat["rows"], coloraxis=axis,
+                                 customdata=np.broadcast_to(heat["patches"], z.shape), name=name,
+                                 hovertemplate=f"{name}<br>%{{y}}, patch %{{customdata}}: %{{z:.3f}}<extra></extra>"),
+                      row=row, col=1)
+        fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), title=dict(text=name, font=dict(size=12)),
+                         row=row, col=1)
+    shapes, annotations = [], []
+    if first is not None:
+        roles, labels, edges = first["roles"], first["labels"], column_edges(first["roles"])
+        for role in (1, 2, 0):
+            where = np.nonzero(roles == role)[0]
+            if not len(where):
+                continue
+            x0, x1 = edges[where[0]], edges[where[-1] + 1]
+            shapes.append(dict(type="rect", xref="x", yref="paper", x0=x0, x1=x1, y0=1.0, y1=1.03,
+                               fillcolor=ROLE_COLOURS[role], line=dict(width=0)))
+            annotations.append(dict(text=f"{labels[role]} ({len(where)})", x=(x0 + x1) / 2, xanchor="center",
+                                    y=1.035, xref="x", yref="paper", showarrow=False, yanchor="bottom",
+                                    font=dict(size=11)))
+        fig.update_xaxes(range=[0, edges[-1]])
+    rows = max((len(h["rows"]) for h in drawn), default=16)
+    fig.update_layout(BASE, title=_title(title), height=140 + MODEBAR_PX + len(names) * (60 + 11 * rows),
+                      margin=dict(l=150, r=10, t=70 + MODEBAR_PX, b=50), shapes=shapes, annotations=annotations,
+                      **axes)
+    # Narrow role groups are widened (column_edges), so the axis shows no patch numbers: hover gives them.
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_xaxes(title=dict(text="patches sorted by role (hover: patch number)"), row=len(names), col=1)
+    return fig
 
 
 def duration_text(seconds: float) -> str:
