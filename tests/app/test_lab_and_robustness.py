@@ -216,6 +216,8 @@ def test_extreme_settings_are_refused_before_any_work(monkeypatch: pytest.Monkey
 
 def test_the_norm_survives_a_switch_of_attack() -> None:
     at = open_page("attack_lab")
+    at.selectbox(key="_sb_comparison").set_value("").run()  # one model: half the attacks, same pickers
+    at.session_state["lab_steps_cw"] = 5  # C&W's default 100 steps take ~10 s here; this test is about the picker
     at.selectbox(key="lab_norm_pgd").set_value("l2").run()
     at.selectbox(key="lab_attack").set_value("DeepFool (minimal)").run()
     assert not at.exception
