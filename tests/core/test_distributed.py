@@ -102,8 +102,10 @@ def test_ddp_training_matches_one_process_on_the_same_global_batch(ddp_run: dict
     # contiguous weights that left 1 ulp (1.2e-7) after 4 epochs; oneDNN's channels-last convolutions (the layout
     # core.models.registry.preferred_layout gives every conv model) leave ≈ 2e-5 on weights of size ≈ 0.1–0.5.
     assert max_diff(weights(single.checkpoint_path), weights(Path(result["checkpoint"]))) <= 1e-4
+    # The epoch loss follows from those weights, also summed in another order: 4.6e-6 apart (relative 9e-6) on an
+    # AVX-512 machine, 1e-7 on an AVX2 one.
     for one, two in zip(single.history, ddp_history):
-        assert one["loss"] == pytest.approx(two["loss"], abs=1e-6)
+        assert one["loss"] == pytest.approx(two["loss"], rel=1e-4)
         assert one["train_acc"] == two["train_acc"] and one["clean_acc"] == two["clean_acc"]
     # The run learned something, so equal weights are not equal untrained weights.
     assert single.history[-1]["clean_acc"] > 0.5
@@ -131,7 +133,8 @@ def test_an_attack_on_shares_of_a_batch_equals_the_attack_on_the_batch(attack) -
 def test_ddp_adversarial_training_matches_one_process(tmp_path: Path) -> None:
     """DALE under torchrun: each rank draws the Langevin chain's start and noise for the whole global batch and keeps
     its rows, divides by the global batch size, and starts the chain's gradients at x as one process does. Measured:
-    3e-8 after one epoch (6 steps of batch 256); before, with a random stream per rank, 1e-3."""
+    3e-8 after one epoch (6 steps of batch 256) on an AVX2 machine, 1.3e-5 on an AVX-512 one (oneDNN's kernels
+    there round a shard of 128 differently from a batch of 256); before, with a random stream per rank, 1e-3."""
     flags = ["--dataset", "digits", "--method", "dale", "--epochs", "1", "--batch-size", "256", "--attack-steps", "3",
              "--eval-n", "32", "--eval-steps", "2", "--device", "cpu", "--quiet", "--json"]
     config = TrainConfig(dataset="digits", method="dale", epochs=1, batch_size=256, attack_steps=3, eval_n=32,
@@ -147,9 +150,9 @@ def test_ddp_adversarial_training_matches_one_process(tmp_path: Path) -> None:
         single = train(config, registry=Registry(tmp_path / "single"))
     finally:
         torch.set_num_threads(threads)
-    assert max_diff(weights(single.checkpoint_path), weights(Path(result["checkpoint"]))) <= 1e-6
+    assert max_diff(weights(single.checkpoint_path), weights(Path(result["checkpoint"]))) <= 1e-4
     (one,), (two,) = single.history, [e["metrics"] for e in Registry(tmp_path / "ddp").epochs(result["run_id"])]
-    assert one["loss"] == pytest.approx(two["loss"], abs=1e-6) and one["nu"] == pytest.approx(two["nu"], abs=1e-6)
+    assert one["loss"] == pytest.approx(two["loss"], rel=1e-4) and one["nu"] == pytest.approx(two["nu"], rel=1e-4)
     assert one["train_acc"] == two["train_acc"]
 
 
