@@ -38,11 +38,39 @@ def contiguous(model):
     return plain
 
 
+def plain_flatten(model):
+    import torch
+
+    plain = copy.deepcopy(model)
+    plain.penultimate[0] = torch.nn.Flatten()
+    return plain
+
+
+def flatten_rows(model, x, y, n: int) -> list[str]:
+    import torch
+    import torch.nn.functional as F
+
+    from core.attacks import PGD
+
+    def step(m) -> None:
+        xa = x.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(m(xa), y), xa)
+
+    plain, rows = plain_flatten(model), []
+    for label, fn in (("forward+backward w.r.t. the input, 360 digits", step),
+                      ("PGD-10 call, 360 digits", lambda m: PGD(steps=10)(m, x, y, 0.1,
+                                                                          generator=torch.Generator().manual_seed(0)))):
+        ours, peer, ratio = pairs(lambda: fn(model), lambda: fn(plain), n)
+        rows.append(f"| {label} | {ours * 1e3:.1f} ms | {peer * 1e3:.1f} ms | {ratio:.3f}× |")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--what", choices=("layout", "flatten"), default="layout")
     args = parser.parse_args()
     import torch
 
@@ -61,6 +89,13 @@ def main() -> int:
     erm, _ = load_checkpoint(ROOT / "assets" / "models" / "digits-smallcnn-erm")
     robust, _ = load_checkpoint(ROOT / "assets" / "models" / "digits-smallcnn-pgd-at")
     assert erm.body[2].weight.is_contiguous(memory_format=torch.channels_last), "the product's layout"
+    if args.what == "flatten":
+        emit(["", f"### Flatten keeps the layout — {time.strftime('%Y-%m-%d')}, `python bench/bench_layout.py --what "
+              f"flatten --pairs {args.pairs} --threads {args.threads}`, torch {torch.__version__}, CPU capability "
+              f"{torch.backends.cpu.get_cpu_capability()}", "",
+              "| what, PGD-AT SmallCNN | LayoutFlatten (product) | nn.Flatten (peer, same run) | peer ÷ product, "
+              "median of per-pair ratios |", "|---|---|---|---|", *flatten_rows(robust, x, y, args.pairs)], args.out)
+        return 0
     rows = []
 
     def attack_row(label: str, attack, model, n: int) -> None:

@@ -15,7 +15,7 @@ from torch import nn
 
 from core.errors import ConfigError
 
-__all__ = ["Normalize", "SmoothedReLU", "smoothed_relu", "as_float_tuple"]
+__all__ = ["Normalize", "LayoutFlatten", "SmoothedReLU", "smoothed_relu", "as_float_tuple"]
 
 
 def as_float_tuple(name: str, value: float | Sequence[float]) -> tuple[float, ...]:
@@ -70,6 +70,34 @@ class Normalize(nn.Module):
 
 def _broadcast(values: tuple[float, ...], width: int) -> list[float]:
     return list(values) * width if len(values) == 1 else list(values)
+
+
+class _ChannelsLastFlatten(torch.autograd.Function):
+    """``x.flatten(1)`` for a channels-last N×C×H×W tensor whose gradient comes back channels-last.
+
+    Plain ``flatten`` hands back an NCHW-contiguous gradient; the ReLU before it then runs its backward on a
+    contiguous gradient against a channels-last output, a strided path about 15× slower than with both in one
+    layout (bench/RESULTS.md, "Flatten keeps the layout"). The backward is written in differentiable ops, so
+    double backward still works."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.flatten(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
+
+
+class LayoutFlatten(nn.Flatten):
+    """``nn.Flatten(1)`` that keeps a channels-last input's gradient channels-last (same output, same state dict)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.start_dim == 1 and self.end_dim == -1 and x.dim() == 4 and not x.is_contiguous()
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return _ChannelsLastFlatten.apply(x)
+        return super().forward(x)
 
 
 class _SmoothedReLU(torch.autograd.Function):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
-from core.models.layers import Normalize
+from core.models.layers import LayoutFlatten, Normalize
 from core.models.registry import register_arch, require_choice, require_int
 
 __all__ = ["MLP", "SmallCNN", "LeNet"]
@@ -125,7 +125,7 @@ class SmallCNN(nn.Module):
             layers.append(nn.AvgPool2d(pool))
         self.body = nn.Sequential(*layers)
         flat = 2 * width * (side // pool) ** 2
-        self.penultimate = nn.Sequential(nn.Flatten(), nn.Linear(flat, 128), nn.ReLU())
+        self.penultimate = nn.Sequential(LayoutFlatten(), nn.Linear(flat, 128), nn.ReLU())
         self.head = nn.Linear(128, self.num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +171,7 @@ class LeNet(nn.Module):
             nn.MaxPool2d(2),
         )
         self.penultimate = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU()
+            LayoutFlatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU()
         )
         self.head = nn.Linear(84, self.num_classes)
 
