@@ -27,18 +27,21 @@ with st.sidebar:
     st.selectbox("Dataset", names, index=names.index(st.session_state[state.DATASET]), key="_sb_dataset",
                  on_change=state.set_from_widget, args=(state.DATASET, "_sb_dataset"),
                  format_func=lambda n: n + (" (files needed)" if specs[n]["needs_files"] else ""))
-    runs = cache.runs(st.session_state[state.DATASET])
+    # Only runs with a final checkpoint are models to analyse: a running, failed or cancelled training run stays in
+    # the hub's table (with its status) but is not offered here.
+    runs = [r for r in cache.runs(st.session_state[state.DATASET]) if r["checkpoint_path"]]
     state.ensure_models(runs)
     labels = cache.run_labels(runs)
     ids = list(labels)
     if ids:
-        # The shared state is the truth (pages change it too): copy it into the widgets before drawing them.
-        st.session_state["_sb_primary"] = st.session_state[state.PRIMARY_RUN]
+        # The shared state is the truth (pages change it too): copy it into the widgets before drawing them, only
+        # where it differs (a value pushed into a widget on every run is sent to the browser again each time).
+        state.sync_widget("_sb_primary", st.session_state[state.PRIMARY_RUN])
         st.selectbox("Primary model", ids, key="_sb_primary", format_func=labels.__getitem__,
                      on_change=state.set_from_widget, args=(state.PRIMARY_RUN, "_sb_primary"))
         # "" is "none": a selectbox whose value is None shows its placeholder ("Choose an option") instead.
         options = ["", *(i for i in ids if i != st.session_state[state.PRIMARY_RUN])]
-        st.session_state["_sb_comparison"] = st.session_state[state.COMPARISON_RUN] or ""
+        state.sync_widget("_sb_comparison", st.session_state[state.COMPARISON_RUN] or "")
         st.selectbox("Comparison model", options, key="_sb_comparison",
                      format_func=lambda i: labels[i] if i else "— none —",
                      on_change=state.set_comparison_from_widget)

@@ -56,6 +56,12 @@ def set_from_widget(state_key: str, widget_key: str) -> None:
     st.session_state[state_key] = st.session_state[widget_key]
 
 
+def sync_widget(widget_key: str, value: Any) -> None:
+    """Set a widget's session value to ``value`` before it is drawn, only when it differs."""
+    if st.session_state.get(widget_key) != value:
+        st.session_state[widget_key] = value
+
+
 def set_comparison_from_widget() -> None:
     st.session_state[COMPARISON_RUN] = st.session_state["_sb_comparison"] or None
 

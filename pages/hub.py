@@ -66,10 +66,12 @@ else:
         if run is not None:
             st.markdown(f"**Selected:** {run['name']}")
             cols = st.columns(5)
-            if cols[0].button("Make primary", key="hub_make_primary"):
+            usable = bool(run["checkpoint_path"])
+            why = None if usable else f"This run has no final model to analyse (status: {run['status']})."
+            if cols[0].button("Make primary", key="hub_make_primary", disabled=not usable, help=why):
                 state.assign_role(state.PRIMARY_RUN, run["id"])
                 st.rerun()
-            if cols[1].button("Make comparison", key="hub_make_comparison"):
+            if cols[1].button("Make comparison", key="hub_make_comparison", disabled=not usable, help=why):
                 state.assign_role(state.COMPARISON_RUN, run["id"])
                 st.rerun()
             if run["checkpoint_path"]:

@@ -56,6 +56,18 @@ def test_no_comparison_model_reads_none_not_the_placeholder() -> None:
     assert "· _comparison_" not in " ".join(m.value for m in at.markdown)
 
 
+def test_a_run_without_a_final_model_is_not_offered_as_primary_or_comparison(atlas_home: Path) -> None:
+    """A cancelled training run is listed in the hub with its status, but picking it in the sidebar made every
+    analysis page fail ("has no final checkpoint yet")."""
+    Registry(atlas_home).create_run("cancelled-run", name="half-trained", dataset="digits", arch="smallcnn",
+                                    method="pgd-at", config={}, status="cancelled")
+    at = open_app()
+    assert "half-trained" in at.dataframe[0].value["name"].tolist()
+    for key in ("_sb_primary", "_sb_comparison"):
+        options = at.selectbox(key=key).options
+        assert len(options) >= 4 and not any("half-trained" in o for o in options), options
+
+
 def test_teaching_mode_toggle_hides_the_explanations() -> None:
     at = open_app()
     assert any(e.label == "What am I looking at?" for e in at.expander)
