@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -114,6 +115,68 @@ def png_bytes(x: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+STRIP_PANEL_PX = 256  # each image of the slide strip is scaled up (nearest neighbour) to about this size
+DELTA_RED, DELTA_BLUE = np.array([178, 24, 43]), np.array([33, 102, 172])  # RdBu_r's ends, as in the triptych
+
+
+def _rgb(x: np.ndarray) -> np.ndarray:
+    """A C×H×W image in [0,1] as H×W×3 uint8."""
+    array = np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+    return np.repeat(array[0][..., None], 3, axis=2) if x.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def _delta_rgb(delta: np.ndarray, scale: float) -> np.ndarray:
+    """δ (H×W) on a white-centred diverging map: red where the image got brighter, blue where darker, ±scale full."""
+    t = np.clip(delta / scale, -1, 1)[..., None] if scale > 0 else np.zeros((*delta.shape, 1))
+    white = np.full(3, 255.0)
+    out = np.where(t >= 0, white + t * (DELTA_RED - white), white + (-t) * (DELTA_BLUE - white))
+    return np.rint(out).astype(np.uint8)
+
+
+def _font_file() -> str | None:
+    """DejaVu Sans (it has → δ ε; PIL's built-in font does not): matplotlib's copy (captum needs matplotlib), else
+    Debian's."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("matplotlib")
+    places = [Path(p) / "mpl-data" / "fonts" / "ttf" for p in (spec.submodule_search_locations or [])] if spec else []
+    places.append(Path("/usr/share/fonts/truetype/dejavu"))
+    return next((str(p / "DejaVuSans.ttf") for p in places if (p / "DejaVuSans.ttf").is_file()), None)
+
+
+def strip_png(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str], footer: str) -> bytes:
+    """Clean | perturbation | adversarial side by side, each scaled up by a whole factor (crisp pixels) to about
+    STRIP_PANEL_PX, titled, with ``footer`` (ε, the δ scale) underneath: a picture for a slide. C×H×W in [0,1]."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    delta = (x_adv - x).mean(axis=0)
+    scale = float(np.abs(delta).max())
+    factor = max(1, STRIP_PANEL_PX // max(x.shape[1:]))
+    panels = [Image.fromarray(a).resize((a.shape[1] * factor, a.shape[0] * factor), Image.Resampling.NEAREST)
+              for a in (_rgb(x), _delta_rgb(delta, scale), _rgb(x_adv))]
+    gap, top, bottom = 24, 40, 36
+    width, height = panels[0].width, panels[0].height
+    canvas = Image.new("RGB", (3 * width + 4 * gap, height + top + bottom), "white")
+    font_file = _font_file()
+
+    def font(size: int) -> Any:
+        return ImageFont.truetype(font_file, size) if font_file else ImageFont.load_default(size=size)
+
+    def text(value: str) -> str:  # PIL's built-in font has no → δ ε
+        return value if font_file else value.replace("→", "->").replace("δ", "delta").replace("ε", "eps")
+
+    draw = ImageDraw.Draw(canvas)
+    for i, (panel, title) in enumerate(zip(panels, titles)):
+        left = gap + i * (width + gap)
+        canvas.paste(panel, (left, top))
+        draw.text((left + width / 2, top / 2), text(title), fill="black", font=font(18), anchor="mm")
+    draw.text((gap, top + height + bottom / 2), text(footer), fill="#334155", font=font(15), anchor="lm")
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def smallest_flip(sweep: Any, flip: dict[str, Any]) -> tuple[float | None, str]:
     """The smallest ε known to flip the example: the minimal-norm attack's perturbation or the grid's first flip,
     whichever is smaller (neither search is exact), and a sentence saying which. None, and a sentence saying so,
@@ -201,8 +264,18 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
         st.plotly_chart(loss_figure(sweep.loss_trace[:, index], eps, trace_label), key=f"{key}_loss",
                         config={"displayModeBar": False})
     slug = re.sub(r"[^a-z0-9]+", "-", label.split(":", 1)[-1].lower()).strip("-")
-    st.download_button("Adversarial PNG", png_bytes(x_adv),
-                       file_name=f"adversarial_{slug}_class-{classes[sweep.y]}_eps-{eps:.4g}.png",
-                       mime="image/png", key=f"{key}_png", icon=":material/download:",
-                       help="Download the adversarial image at its native resolution, 8-bit: rounding to 8 bits can "
-                            "undo a very small perturbation.")
+    stem = f"{slug}_class-{classes[sweep.y]}_eps-{eps:.4g}"
+    left, right = st.columns(2)
+    # The strip is drawn only when asked for (a callable): the slider's redraws do not pay for it.
+    titles = (f"clean → {classes[sweep.pred_clean]}", "perturbation δ", f"adversarial → {classes[pred]}")
+    footer = (f"{name or label} · attacked at ε = {eps:.3g} · δ shown ±{scale:.3g} (red brighter, blue darker)" if scale > 0
+              else f"{name or label} · attacked at ε = {eps:.3g} · no perturbation")
+    left.download_button("Slide PNG", functools.partial(strip_png, sweep.x, x_adv, titles, footer),
+                         file_name=f"attack-lab_{stem}.png", mime="image/png", key=f"{key}_strip",
+                         icon=":material/download:", on_click="ignore",
+                         help="Clean | perturbation | adversarial, enlarged with crisp pixels and labelled: "
+                              "for slides and reports.")
+    right.download_button("Adversarial PNG", png_bytes(x_adv), file_name=f"adversarial_{stem}.png",
+                          mime="image/png", key=f"{key}_png", icon=":material/download:", on_click="ignore",
+                          help="The adversarial image itself at its native resolution, 8-bit, to feed to another "
+                               "tool: rounding to 8 bits can undo a very small perturbation.")

@@ -271,3 +271,24 @@ def test_image_titles_sit_on_their_own_images() -> None:
     assert all(a.side == "top" and a.constrain == "domain" for a in axes) and scale == pytest.approx(0.05)
     fig, scale = triptych(x, x, ("clean<br>→ 0", "perturbation δ", "adversarial<br>→ 0"))
     assert scale == 0.0 and fig.layout.xaxis2.title.text == "perturbation δ<br>none"
+
+
+def test_the_slide_strip_is_the_three_images_enlarged_with_crisp_pixels() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from dashboard.components.lab_views import STRIP_PANEL_PX, strip_png
+
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 8, 8)).astype(np.float32)
+    x_adv = np.clip(x + rng.uniform(-0.1, 0.1, x.shape), 0, 1).astype(np.float32)
+    image = Image.open(io.BytesIO(strip_png(x, x_adv, ("clean → 3", "δ", "adversarial → 5"), "ε = 0.1")))
+    assert image.mode == "RGB" and image.width >= 3 * STRIP_PANEL_PX
+    factor, top, gap = STRIP_PANEL_PX // 8, 40, 24
+    pixels = np.asarray(image)
+    left = gap + 2 * (8 * factor + gap)  # the adversarial panel, third from the left
+    panel = pixels[top:top + 8 * factor, left:left + 8 * factor, 0]
+    expected = np.rint(x_adv[0] * 255).astype(np.uint8).repeat(factor, 0).repeat(factor, 1)
+    assert np.array_equal(panel, expected)
+    middle = pixels[top:top + 8 * factor, gap + 8 * factor + gap:gap + 2 * (8 * factor + gap) - gap]
+    assert (middle[..., 0] > middle[..., 2]).any() and (middle[..., 2] > middle[..., 0]).any()  # red and blue δ
