@@ -90,10 +90,12 @@ st.caption(f"Lines: one {results[0].bundle.curve.attack.upper()} run per model (
            + (" (none yet where the attacks at ε have not run)." if pending else "."))
 summary = pd.concat([ev.summary_rows(r) for r in results])
 order = list(dict.fromkeys(summary["attack"]))
-st.dataframe(summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
+# In percent with one decimal, like every accuracy on the page (Streamlit's "percent" format drops trailing zeros).
+st.dataframe(100 * summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
                  index=order, columns=[r.name for r in results]),
-             column_config={r.name: st.column_config.NumberColumn(format="percent") for r in results},
+             column_config={r.name: st.column_config.NumberColumn(format="%.1f%%") for r in results},
              key="rob_summary")
+st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].curve)} test points.")
 
 st.subheader("Per class")
 focus = results[0]
@@ -119,12 +121,18 @@ right.plotly_chart(charts.class_eps_heatmap(ev.class_eps(focus, classes)), key="
 right.caption("Rows are classes, columns ε (from the minimal-norm run): where each class gives way.")
 combined = combine(focus.tables, eps)
 left, right = st.columns(2)
-left.plotly_chart(charts.flip_heatmap(views.flip_matrix(combined, eps, len(classes)), classes, eps), key="rob_flip")
-left.caption("Row: true class; column: the class the strongest successful attack sent the point to. "
-             "Points that stay correct are not counted.")
+flips, clean_errors = views.flip_matrix(combined, eps, len(classes)), views.clean_errors(combined)
+left.plotly_chart(charts.flip_heatmap(flips, classes, eps), key="rob_flip")
+left.caption(f"Row: true class; column: the class the strongest successful attack sent the point to. Counted: the "
+             f"{flips.sum()} points classified correctly on the clean input and wrongly after the attack. Left out: "
+             "points that stay correct" + (f", and the {clean_errors} of {len(combined)} already misclassified on the "
+                                           "clean input (no attack's doing)." if clean_errors else "."))
+no_norms = views.classes_without_min_norms(focus.curve, classes)
 right.plotly_chart(charts.norm_violin(views.min_norms_by_class(focus.curve, classes), eps, norm,
-                                      focus.bundle.curve.attack.upper(), classes), key="rob_violin")
-right.caption("Distribution of the smallest flipping perturbation per class; below the dotted line = broken at ε.")
+                                      focus.bundle.curve.attack.upper(), classes, no_norms), key="rob_violin")
+right.caption("Distribution of the smallest flipping perturbation per class, over its correctly classified points; "
+              "below the dotted line = broken at ε."
+              + "".join(f" Class {c}: none ({why})." for c, why in no_norms.items()))
 left, right = st.columns(2)
 gains, sweep = ev.gains(focus, classes), ev.temperature_sweep(focus, classes)
 if gains is None or sweep is None:
@@ -132,8 +140,11 @@ if gains is None or sweep is None:
               f"ε = {eps:g} have run for {focus.name}.", icon=":material/hourglass_empty:")
 if gains is not None:
     left.plotly_chart(charts.gain_bars(gains), key="rob_gain")
+    flat = charts.attacks_without_gain(gains)
     left.caption("How many points of each class's PGD-10 robust accuracy a stronger attack removes (Tian et al.: "
-                 "stronger attacks gain mostly on the weak classes).")
+                 "stronger attacks gain mostly on the weak classes)."
+                 + (f" Not drawn, as it leaves every class exactly as robust as PGD-10 does: {', '.join(flat)}."
+                    if flat else ""))
 if sweep is not None:
     right.plotly_chart(charts.temperature_figure(sweep), key="rob_temp")
     right.caption("Robust accuracy per class under Temperature-PGD as T varies (T = 1 is PGD-10).")
@@ -149,7 +160,7 @@ except ValueError as exc:
     right = st.container()
 
 with right:
-    trust_panel(focus.run_id, dataset, eps, norm, device, compute=focus.complete)
+    trust_panel(focus.run_id, dataset, eps, norm, device, compute=focus.complete, page_points=len(focus.curve))
 
 st.subheader("Export and background evaluations")
 c1, c2, c3 = st.columns(3)

@@ -73,20 +73,26 @@ def class_eps_matrix(table: pd.DataFrame, eps_grid: Sequence[float], classes: Se
 
 
 def flip_matrix(table: pd.DataFrame, eps: float, num_classes: int) -> np.ndarray:
-    """Counts of (true class → prediction under attack at ``eps``) over the points the attack broke.
+    """Counts of (true class → prediction under attack at ``eps``) over the points the attack flipped: classified
+    correctly on the clean input and wrongly after the attack.
 
-    Points wrong already on clean data count at their clean prediction; robust points are not counted, so the
-    matrix shows where the errors go, and its diagonal is empty.
+    Points already wrong on clean data are no attack's doing and are left out (``clean_errors`` counts them), as are
+    the points that stay correct, so the diagonal is empty.
     """
     col = f"pred_adv@{eps_column(eps)}"
     if col not in table:
         raise KeyError(f"ε = {eps:g} is not in this table's grid")
     y = table["y"].to_numpy()
     pred = table[col].to_numpy()
-    wrong = pred != y
+    flipped = (table["pred_clean"].to_numpy() == y) & (pred != y)
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(counts, (y[wrong], pred[wrong]), 1)
+    np.add.at(counts, (y[flipped], pred[flipped]), 1)
     return counts
+
+
+def clean_errors(table: pd.DataFrame) -> int:
+    """How many points are misclassified on the clean input (the ones ``flip_matrix`` leaves out)."""
+    return int((table["pred_clean"] != table["y"]).sum())
 
 
 def disparity(per_class: pd.DataFrame) -> dict[str, float | str]:
@@ -138,3 +144,21 @@ def min_norms_by_class(table: pd.DataFrame, classes: Sequence[str]) -> pd.DataFr
     rows = table[clean & finite]
     return pd.DataFrame({"class": [str(classes[int(c)]) for c in rows["y"]],
                          "min_norm": rows["min_norm"].to_numpy(dtype=float)})
+
+
+def classes_without_min_norms(table: pd.DataFrame, classes: Sequence[str]) -> dict[str, str]:
+    """{class: why} for the classes ``min_norms_by_class`` has no value for: no test point of theirs among the
+    table's, none classified correctly (nothing to perturb), or no flip found for any of the correct ones."""
+    y = table["y"].to_numpy()
+    clean = (table["pred_clean"] == table["y"]).to_numpy()
+    finite = np.isfinite(table["min_norm"].to_numpy(dtype=float))
+    why = {}
+    for c, name in enumerate(classes):
+        mask = y == c
+        if not mask.any():
+            why[str(name)] = "no test point"
+        elif not clean[mask].any():
+            why[str(name)] = "no correctly classified point"
+        elif not finite[mask & clean].any():
+            why[str(name)] = "no flip found"
+    return why

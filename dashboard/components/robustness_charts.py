@@ -69,19 +69,22 @@ def class_bars(per_class: pd.DataFrame, eps: float, robust_label: str = "worst c
     every attack, or the minimal-norm attack alone while the others have not run)."""
     names = per_class["class"].to_numpy(str)
     data = [dict(type="bar", x=names, y=per_class["clean_acc"].to_numpy(float), name="clean",
-                 marker=dict(color="#2563eb")),
+                 marker=dict(color="#2563eb"), hovertemplate="class %{x}: %{y:.1%}<extra>clean</extra>"),
             dict(type="bar", x=names, y=per_class["robust_acc"].to_numpy(float),
-                 name=f"robust at ε = {eps:g} ({robust_label})", marker=dict(color="#c2410c"))]
+                 name=f"robust at ε = {eps:g} ({robust_label})", marker=dict(color="#c2410c"),
+                 hovertemplate="class %{x}: %{y:.1%}<extra>robust</extra>")]
     return _figure(data, _layout("Clean vs robust accuracy per class", 380, _axis("class", type="category"),
                                  _axis("accuracy", range=[0, 1.02], tickformat=".0%"), barmode="group"))
 
 
 def class_eps_heatmap(matrix: pd.DataFrame) -> go.Figure:
-    data = [dict(type="heatmap", z=matrix.to_numpy(float), x=np.array([f"{float(c):.3g}" for c in matrix.columns]),
-                 y=np.array(matrix.index), colorscale="RdYlGn", zmin=0, zmax=1,
-                 colorbar=dict(title=dict(text="robust"), tickformat=".0%"),
-                 hovertemplate="class %{y}, ε=%{x}: %{z:.1%}<extra></extra>")]
-    return _figure(data, _layout("Robust accuracy per class and ε", 380, _axis("ε", type="category"),
+    """Classes × ε on a numeric ε axis, so the ticks are round values (0.05, 0.1, …), not the grid's own
+    (0.01875, …); the hover gives each column's exact ε."""
+    eps = np.array([float(c) for c in matrix.columns])
+    data = [dict(type="heatmap", z=matrix.to_numpy(float), x=eps, y=np.array(matrix.index), colorscale="RdYlGn",
+                 zmin=0, zmax=1, colorbar=dict(title=dict(text="robust"), tickformat=".0%"),
+                 hovertemplate="class %{y}, ε=%{x:.3g}: %{z:.1%}<extra></extra>")]
+    return _figure(data, _layout("Robust accuracy per class and ε", 380, _axis("ε", tickangle=0, nticks=8),
                                  _axis("class", type="category", autorange="reversed"), margin=HEATMAP_MARGIN))
 
 
@@ -96,12 +99,19 @@ def flip_heatmap(counts: np.ndarray, classes: Sequence[str], eps: float) -> go.F
                                  _axis("true class", type="category", autorange="reversed"), margin=HEATMAP_MARGIN))
 
 
-def norm_violin(norms: pd.DataFrame, eps: float, norm: str, method: str, classes: Sequence[str]) -> go.Figure:
+def norm_violin(norms: pd.DataFrame, eps: float, norm: str, method: str, classes: Sequence[str],
+                without: dict[str, str] | None = None) -> go.Figure:
     """Minimal flipping perturbation per class; the dotted line at ε is labelled in the right margin, clear of the
-    last class's violin."""
+    last class's violin. A class of ``without`` ({class: why}) keeps its place on the axis, marked "none"."""
     data = [dict(type="violin", x=norms["class"].to_numpy(str), y=norms["min_norm"].to_numpy(float),
                  box=dict(visible=True), meanline=dict(visible=True), points=False, spanmode="hard",
                  line=dict(color="#2563eb"), fillcolor="#bfdbfe", name="minimal norm", hoverinfo="y")]
+    if without:
+        names = np.array(list(without), dtype=str)
+        data.append(dict(type="scatter", x=names, y=np.zeros(len(names)), mode="text", text=np.full(len(names), "none"),
+                         textposition="top center", textfont=dict(color="#64748b"), name="no value",
+                         customdata=np.array(list(without.values()), dtype=str),
+                         hovertemplate="class %{x}: %{customdata}<extra></extra>"))
     layout = _layout(f"Minimal perturbation per class ({method})", 380,
                      _axis("class", type="category", categoryorder="array", categoryarray=[str(c) for c in classes]),
                      _axis(f"smallest {NORM_LABEL.get(norm, norm)} perturbation that flips"), showlegend=False,
@@ -113,15 +123,32 @@ def norm_violin(norms: pd.DataFrame, eps: float, norm: str, method: str, classes
     return _figure(data, layout)
 
 
+def attacks_without_gain(gains: pd.DataFrame) -> list[str]:
+    """The attacks of a ``gains`` table that change no class's robust accuracy (all their bars would be 0)."""
+    return [c for c in gains.columns if c != "class"
+            and np.allclose(np.nan_to_num(gains[c].to_numpy(float)), 0.0, atol=1e-9)]
+
+
 def gain_bars(gains: pd.DataFrame) -> go.Figure:
-    """Per class, points of robust accuracy each stronger attack removes compared to PGD-10."""
+    """Per class, points of robust accuracy each stronger attack removes compared to PGD-10. An attack that removes
+    nothing in any class gets no (invisible, zero-height) bars and no legend entry; the chart names it instead."""
+    flat = attacks_without_gain(gains)
+    shown = [c for c in gains.columns if c != "class" and c not in flat]
     data = [dict(type="bar", x=gains["class"].to_numpy(str), y=gains[attack].to_numpy(float) * 100, name=attack,
-                 marker=dict(color=PALETTE[i % len(PALETTE)]),
+                 marker=dict(color=PALETTE[(list(gains.columns).index(attack) - 1) % len(PALETTE)]),
                  hovertemplate="class %{x}: %{y:.1f} points<extra>" + attack + "</extra>")
-            for i, attack in enumerate(c for c in gains.columns if c != "class")]
+            for attack in shown]
+    values = gains[shown].to_numpy(float) * 100 if shown else np.zeros(1)
+    top = max(float(np.nanmax(values)), 0.0) if np.isfinite(values).any() else 0.0
+    low = min(float(np.nanmin(values)), 0.0) if np.isfinite(values).any() else 0.0
+    pad = 0.1 * max(top - low, 1.0)  # headroom, so the tallest bar is not flush with the frame
+    annotations = [dict(text=f"no gain in any class: {', '.join(flat)}", x=0, xref="paper", y=1, yref="paper",
+                        xanchor="left", yanchor="bottom", showarrow=False, font=dict(color="#475569", size=12))]
     return _figure(data, _layout("Gain of stronger attacks over PGD-10, per class", 380,
-                                 _axis("class", type="category"), _axis("robust accuracy removed (points)"),
-                                 barmode="group"))
+                                 _axis("class", type="category"),
+                                 _axis("robust accuracy removed (points)", range=[low - (pad if low < 0 else 0),
+                                                                                  top + pad]),
+                                 barmode="group", annotations=annotations if flat else []))
 
 
 def temperature_figure(sweep: pd.DataFrame) -> go.Figure:
@@ -141,12 +168,22 @@ def temperature_figure(sweep: pd.DataFrame) -> go.Figure:
 
 
 def weight_norm_scatter(per_class: pd.DataFrame, norms: np.ndarray) -> go.Figure:
-    data = [dict(type="scatter", x=norms, y=per_class["robust_acc"].to_numpy(float), mode="markers+text",
+    """One dot per class; both ranges are padded so the dots at the edges keep their class labels in view."""
+    robust = per_class["robust_acc"].to_numpy(float)
+    data = [dict(type="scatter", x=norms, y=robust, mode="markers+text",
                  text=per_class["class"].to_numpy(str), textposition="top center",
                  marker=dict(size=12, color="#c2410c"),
                  hovertemplate="class %{text}: ‖W‖=%{x:.3f}, robust %{y:.1%}<extra></extra>")]
-    # Room above 100 % for the dots and their class labels (robust classes sit at the top).
-    low = float(np.nanmin(per_class["robust_acc"].to_numpy(float))) if len(per_class) else 0.0
-    return _figure(data, _layout("Class robustness vs last-layer weight norm", 380, _axis("‖W_c‖₂ (classifier row)"),
-                                 _axis("robust accuracy", tickformat=".0%", range=[max(low - 0.08, -0.02), 1.045]),
+    finite = norms[np.isfinite(norms)] if len(norms) else np.zeros(0)
+    left, right = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    x_pad = 0.08 * (right - left) if right > left else 0.05 * max(abs(right), 1e-3)
+    high = float(np.nanmax(robust)) if np.isfinite(robust).any() else 1.0
+    low = max(float(np.nanmin(robust)) - 0.08, -0.06) if np.isfinite(robust).any() else -0.06
+    # Above the highest dot: room for its label, about 16 % of the shown span at this height.
+    top = high + 0.16 * max(high - low, 0.3)
+    return _figure(data, _layout("Class robustness vs last-layer weight norm", 380,
+                                 _axis("‖W_c‖₂ (classifier row)", range=[left - x_pad, right + x_pad]),
+                                 # A fixed 20 % step on a wide range: no "120 %" tick in the headroom.
+                                 _axis("robust accuracy", tickformat=".0%", range=[low, top],
+                                       **({"dtick": 0.2} if top - low > 0.6 else {})),
                                  showlegend=False))

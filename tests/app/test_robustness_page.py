@@ -9,6 +9,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -17,6 +19,7 @@ import core.evaluation.trust as trust
 from core.jobs import list_jobs
 from core.store import Registry
 from core.store.shipped import EVALUATIONS_DIR
+from dashboard.components import robustness_charts as charts
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -111,3 +114,14 @@ def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_comput
     at.select_slider(key="rob_eps_linf").set_value(third).run()
     assert not at.exception, at.exception
     assert len(_stars(at)) == 1 and len(computed) == before[0] + 7 and len(trust_runs) == before[1] + 1
+
+
+def test_gain_bars_leave_out_an_attack_that_gains_nothing_and_keep_headroom() -> None:
+    """An attack whose gain is 0 in every class drew a legend entry with invisible bars; the tallest bar touched
+    the frame."""
+    gains = pd.DataFrame({"class": ["0", "1"], "PGD-100": [0.0, 0.0], "quick ensemble": [0.14, 0.05]})
+    figure = charts.gain_bars(gains)
+    assert [t.name for t in figure.data] == ["quick ensemble"]
+    assert figure.layout.yaxis.range[1] > 14 and "PGD-100" in figure.layout.annotations[0].text
+    heat = charts.class_eps_heatmap(pd.DataFrame([[1.0, 0.5]], index=["0"], columns=["0.01875", "0.0375"]))
+    assert np.allclose(heat.data[0].x, [0.01875, 0.0375]) and heat.layout.xaxis.tickangle == 0

@@ -98,12 +98,28 @@ def test_per_class_views_are_consistent(registry: Registry) -> None:
     assert (per_class["robust_acc"] * per_class["n"]).sum() / per_class["n"].sum() == pytest.approx(overall)
     flips = views.flip_matrix(table, 0.1, 10)
     assert np.trace(flips) == 0
-    assert flips.sum() == int((table["pred_adv@0.1"] != table["y"]).sum())
+    correct = table["pred_clean"] == table["y"]
+    assert flips.sum() == int((correct & (table["pred_adv@0.1"] != table["y"])).sum())
+    assert views.clean_errors(table) == int((~correct).sum())
     spread = views.disparity(per_class)
     assert spread["worst_acc"] <= spread["mean"] <= spread["best_acc"]
     model, _ = load_run_model(registry, ERM)
     norms = views.class_weight_norms(model, 10)
     assert norms.shape == (10,) and (norms > 0).all()
+
+
+def test_flip_matrix_counts_only_points_the_attack_flipped() -> None:
+    """A point already wrong on the clean input is no attack's flip, even when it is wrong after the attack."""
+    table = pd.DataFrame({"y": [0, 0, 1, 2, 2], "pred_clean": [0, 0, 2, 2, 2], "pred_adv@0.1": [1, 0, 2, 0, 2],
+                          "min_norm": [0.05, np.inf, 0.0, 0.2, np.inf]})
+    flips = views.flip_matrix(table, 0.1, 3)
+    assert flips.tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 0]]
+    assert views.clean_errors(table) == 1
+    # Class 1's only point is wrong clean, so it has no minimal norm; class 2's flips are found, class 0's too.
+    assert views.classes_without_min_norms(table, ["a", "b", "c"]) == {"b": "no correctly classified point"}
+    assert views.classes_without_min_norms(table.iloc[[0, 1, 2]], ["a", "b", "c"]) == {
+        "b": "no correctly classified point", "c": "no test point"}
+    assert views.classes_without_min_norms(table.assign(min_norm=np.inf), ["a", "b", "c"])["a"] == "no flip found"
 
 
 def test_the_worst_case_is_never_above_any_attack(registry: Registry) -> None:
