@@ -61,7 +61,8 @@ WHY = {"grid": "every frame recomputes and redraws grid × grid cells",
        "attack_steps": "every adversarial training step runs the attack this many times",
        "eval_steps": "every frame attacks all the points with this many steps",
        "batch_size": "a batch cannot exceed the training set",
-       "eps": "a larger ball would cover most of the [0, 1]² plane",
+       "eps": f"the Playground allows ε from 0 to {LIMITS['eps']:g} for ℓ∞ and to {L2_EPS_LIMIT:g} for ℓ2: a "
+              "larger ball would cover most of the [0, 1]² plane",
        "test_n": "the held-out set is attacked at every frame"}
 
 

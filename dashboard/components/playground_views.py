@@ -42,13 +42,29 @@ def loss_delta(sample_mean: float, pgd_loss: float) -> tuple[str, str]:
     and no number at all when both are ≈ 0 (deep inside the class, where they differ by rounding only)."""
     if max(sample_mean, pgd_loss) < LOSS_FLOOR:
         return "both ≈ 0: the ball lies deep inside the class", "off"
-    return f"{sample_mean - pgd_loss:+.2g} vs PGD's {loss_text(pgd_loss)}", "auto"
+    return f"{sample_mean - pgd_loss:+.2g} vs PGD", "auto"
+
+
+def pgd_note(panel: LangevinPanel) -> str | None:
+    """An honest word when the panel's numbers could contradict "PGD finds the worst case": samples above PGD's
+    peak (the loss is not concave), or fixed-step PGD stopping short of the star. None when neither happened."""
+    notes = []
+    above = panel.samples_above_pgd
+    if above > 0:
+        notes.append(f"{above:.0%} of the samples have a higher loss than PGD's point (up to "
+                     f"{loss_text(float(panel.sample_loss.max()))}): PGD's climb ended on a local peak, and the "
+                     "noise carried them to a higher one.")
+    if panel.pgd_loss - panel.fixed_step_loss > max(LOSS_FLOOR, 1e-3 * panel.pgd_loss):
+        notes.append(f"PGD's fixed steps stopped at loss {loss_text(panel.fixed_step_loss)}, zigzagging across a "
+                     "kink of the loss; the star is where the climb ends once the step shrinks (loss "
+                     f"{loss_text(panel.pgd_loss)}). At T = 0 the samples sit where the fixed steps stopped.")
+    return " ".join(notes) or None
 
 
 def noise_text(temperature: float, noise_scale: float, noise_to_grad: float) -> str:
     """How much noise the sampler added, in words a lecture can use."""
     if temperature == 0:
-        return "T = 0: no noise, so every sample follows PGD's steps"
+        return "T = 0: no noise, so every sample takes PGD's fixed steps"
     if not np.isfinite(noise_to_grad) or noise_to_grad > FLAT_RATIO:
         return (f"noise scale c = {noise_scale:.2e}; the loss is flat here (its gradient vanishes), so the noise "
                 "decides every step and the samples walk at random")

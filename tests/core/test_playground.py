@@ -94,15 +94,43 @@ def test_langevin_at_zero_temperature_is_pgd(trained, norm: str) -> None:
     # ℓ∞ signs agree exactly; an ℓ2 direction is the normalised gradient, and PGD's cross-entropy gradient
     # carries the rounding of 1 − p_y (the sampler's log(1 − p_y) form does not): agreement to 1e-4 of a unit.
     tolerance = 1e-6 if norm == "linf" else 1e-4
-    assert np.abs(cold.samples - cold.pgd_point).max() < tolerance and cold.spread < tolerance
+    assert np.abs(cold.samples - cold.fixed_step_point).max() < tolerance
+    assert cold.pgd_loss >= cold.fixed_step_loss - 1e-6  # the compass search that finishes PGD never descends
     warm = langevin_panel(model, x, y, eps=0.08, norm=norm, temperature=3.0, samples=50, steps=15)
-    assert warm.spread > 10 * cold.spread + 1e-3
+    assert warm.spread > 10 * np.linalg.norm(cold.samples - cold.fixed_step_point, axis=1).mean() + 1e-3
     assert 1.0 < warm.noise_to_grad < 9.0  # T is the noise in units of the gradient
     inside = ~np.isnan(warm.loss)
     assert inside.any() and np.nanmax(warm.loss) >= warm.pgd_loss - 0.5
     delta = warm.samples - warm.x
     size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
     assert (size <= 0.08 + 1e-6).all()
+
+
+def kinked_model(kink: float) -> torch.nn.Module:
+    """Class 0's margin is 20·|x₁ − kink| + 5·(1 − x₂) − 1: the loss peaks on the kink and rises with x₂."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, -1.0]]))
+        model[0].bias.copy_(torch.tensor([-kink, kink, 1.0]))
+        model[2].weight.copy_(torch.tensor([[20.0, 20.0, 5.0], [0.0, 0.0, 0.0]]))
+        model[2].bias.copy_(torch.tensor([-1.0, 0.0]))
+    return model.eval()
+
+
+def test_pgd_point_is_a_local_maximum_where_fixed_signed_steps_zigzag_across_a_kink() -> None:
+    # From x₁ = 0.5 signed steps of 0.007 straddle the kink at 0.523 and end on 0.528, not on the higher 0.521.
+    model, x = kinked_model(0.523), torch.tensor([0.5, 0.5])
+    panel = langevin_panel(model, x, 0, eps=0.07, temperature=0.0, samples=10, steps=40, resolution=5)
+    assert abs(panel.fixed_step_point[0] - 0.528) < 1e-5  # the zigzag itself, as fixed-step PGD leaves it
+    np.testing.assert_allclose(panel.pgd_point, [0.523, 0.57], atol=1e-4)  # on the kink, at the ball's top edge
+    with torch.no_grad():
+        angles = torch.linspace(0, 2 * math.pi, 33)[:-1]
+        ring = torch.tensor(panel.pgd_point) + 2e-3 * torch.stack([angles.cos(), angles.sin()], 1)
+        ring = ring[(ring - x).abs().max(1).values <= 0.07]  # the neighbours inside the ball
+        around = torch.nn.functional.cross_entropy(model(ring), torch.zeros(len(ring), dtype=torch.int64),
+                                                   reduction="none")
+    assert len(ring) >= 8 and float(around.max()) <= panel.pgd_loss
+    assert panel.pgd_loss > panel.fixed_step_loss + 0.02 and panel.samples_above_pgd == 0.0
 
 
 def test_sizes_above_their_limits_are_capped_with_a_note() -> None:
