@@ -9,9 +9,10 @@ import numpy as np
 import streamlit as st
 
 from core.errors import AtlasError
-from core.geometry.local import SectionSpec
+from core.geometry.local import PlaneComparison, SectionSpec
 from core.geometry.planes import PLANES
 from core.geometry.sections import DEFAULT_RESOLUTION, MAX_PATH_STEPS, RESOLUTIONS
+from core.training.config import MAX_EPS
 from dashboard import cache, state
 from dashboard.components import geometry_views as views
 from dashboard.components import lab_controls
@@ -94,30 +95,34 @@ with st.container(border=True):
     steps = c4.number_input("Path steps", 1, MAX_PATH_STEPS, 10, key="geo_steps")
     colour_by = c4.segmented_control("Colour by", ("class", "margin"), default="class", key="geo_colour") or "class"
 
+NEEDS_EPS = "Set ε above 0 (the inputs above) to draw this view."
+view = spec = None
 if not math.isfinite(eps) or eps <= 0:
-    st.error(f"ε must be a positive number, got {eps:g}.")
-    st.stop()
-try:
-    spec, notes = SectionSpec.checked(plane=plane_kind, resolution=int(resolution), zoom=float(zoom), eps=float(eps),
-                                      norm=norm, path=path, path_steps=int(steps))
-except AtlasError as exc:
-    st.error(str(exc))
-    st.stop()
-labels = [(r, ("Primary: " if r == primary else "Comparison: ") + names[r]) for r in runs]
-with st.spinner("Slicing both models on the same plane…"):
+    st.warning(views.eps_message(eps, norm, default_eps[norm], MAX_EPS[norm]), icon=":material/tune:")
+else:
     try:
-        view = cache.plane_comparison(labels[::-1] if plane_from == "comparison" else labels, device, example.key,
-                                      example.x, example.y, spec, other_key, other)
+        spec, notes = SectionSpec.checked(plane=plane_kind, resolution=int(resolution), zoom=float(zoom),
+                                          eps=float(eps), norm=norm, path=path, path_steps=int(steps))
     except AtlasError as exc:
         st.error(str(exc))
         st.stop()
-for note in notes + view.notes:
-    st.info(note, icon=":material/info:")
+labels = [(r, ("Primary: " if r == primary else "Comparison: ") + names[r]) for r in runs]
+if spec is not None:
+    with st.spinner("Slicing both models on the same plane…"):
+        try:
+            view = cache.plane_comparison(labels[::-1] if plane_from == "comparison" else labels, device,
+                                          example.key, example.x, example.y, spec, other_key, other)
+        except AtlasError as exc:
+            st.error(str(exc))
+            st.stop()
+    for note in notes + view.notes:
+        st.info(note, icon=":material/info:")
 
 tab_section, tab_curv, tab_surface, tab_heavy = st.tabs(
     ["Cross-section", "Curvature & distances", "Loss landscape", "Margins, frequencies, universal perturbation"])
 
-with tab_section:
+
+def section_tab(view: PlaneComparison, spec: SectionSpec) -> None:
     columns = st.columns(len(labels), gap="medium")
     eps_label = f" (ε = {spec.eps:g}, {views.NORM_NAMES[norm]})"
     margin_limit = views.shared_margin_limit(view.results)
@@ -146,11 +151,35 @@ with tab_section:
                f"±{margin_limit:.3g}. Off the plane: how far the attack's iterate is from the slice — an attack "
                "moves in all d dimensions, the picture shows two.")
 
+
+def surface_tab(view: PlaneComparison, spec: SectionSpec) -> None:
+    columns = st.columns(len(labels), gap="medium")
+    loss_range = views.shared_loss_range(view.results)
+    for column, (run_id, label) in zip(columns, labels):
+        with column:
+            st.plotly_chart(views.surface_figure(view.results[label], f"Loss on the plane — {label}", loss_range),
+                            key=f"geo_surface_{run_id}")
+    st.caption(f"Cross-entropy loss of the true class ({data.classes[example.y]}) over the same plane, "
+               f"{spec.surface_resolution}×{spec.surface_resolution} points; both panels share one height and colour "
+               f"range ({loss_range[0]:.3g}–{loss_range[1]:.3g}). Drag to rotate. A standard model's loss rises "
+               "steeply along û; adversarial training leaves a flatter, wider valley.")
+
+
+with tab_section:
+    if view is None:
+        st.info(NEEDS_EPS, icon=":material/tune:")
+    else:
+        section_tab(view, spec)
+
 with tab_curv:
-    st.plotly_chart(views.profile_figure(view.results, view.plane), key="geo_profile")
-    st.caption("Solid: the margin along û falls to the boundary quickly. Dotted: along a random direction it "
-               "barely moves — the boundary is far and flat there. A flatter solid line after adversarial "
-               "training means a more linear, less curved model around x.")
+    if view is None:
+        st.info(NEEDS_EPS + " The statistics over a sample below do not need it.", icon=":material/tune:")
+    else:
+        st.plotly_chart(views.profile_figure(view.results, view.plane), key="geo_profile")
+        st.caption("Solid: the margin along û falls to the boundary quickly. Dotted: along a random direction it "
+                   "barely moves — the boundary is far and flat there. Each model has its own y scale: read where "
+                   "each line crosses 0 and how steeply, not their heights against each other. A flatter solid line "
+                   "after adversarial training means a more linear, less curved model around x.")
     st.markdown("#### Over a sample of test inputs")
     n = st.slider("Test inputs", 10, 100, 30, 10, key="geo_sample_n",
                   help="Hessian power iteration, CURE and 8 random directions of bisection per input")
@@ -168,23 +197,20 @@ with tab_curv:
                                                "ratio"), key="geo_ratio")
         st.caption("Expect much lower curvature after adversarial training (Hessian and CURE), and a "
                    f"random ÷ DeepFool ratio near √d = {next(iter(stats.values()))['sqrt_dim'][0]:.1f} where the "
-                   "boundary is locally flat. Random rays that meet no boundary within 40× the DeepFool distance "
-                   "count as infinite (a ray pointing away from the boundary never meets it); inputs DeepFool cannot "
-                   "flip have no ratio. Distances are unclipped: they measure the function, not the pixel box.")
+                   f"boundary is locally flat. Rays are searched up to {views.RANDOM_REACH:g}× the DeepFool "
+                   "distance; an input whose random rays mostly meet no boundary there (a ray pointing away from "
+                   f"the boundary never meets it) has ratio ∞, beyond {views.RANDOM_REACH:g}: the table's median "
+                   f"and the boxes count it, drawn on the dotted line at {views.RANDOM_REACH:g}, and each box's "
+                   "label says how many. Inputs DeepFool cannot flip have no ratio and are left out. Distances are "
+                   "unclipped: they measure the function, not the pixel box.")
     else:
         st.caption("Press the button to measure; it takes a few seconds per model and is remembered.")
 
 with tab_surface:
-    columns = st.columns(len(labels), gap="medium")
-    loss_range = views.shared_loss_range(view.results)
-    for column, (run_id, label) in zip(columns, labels):
-        with column:
-            st.plotly_chart(views.surface_figure(view.results[label], f"Loss on the plane — {label}", loss_range),
-                            key=f"geo_surface_{run_id}")
-    st.caption(f"Cross-entropy loss of the true class ({data.classes[example.y]}) over the same plane, "
-               f"{spec.surface_resolution}×{spec.surface_resolution} points; both panels share one height and colour "
-               f"range ({loss_range[0]:.3g}–{loss_range[1]:.3g}). Drag to rotate. A standard model's loss rises "
-               "steeply along û; adversarial training leaves a flatter, wider valley.")
+    if view is None:
+        st.info(NEEDS_EPS, icon=":material/tune:")
+    else:
+        surface_tab(view, spec)
 
 with tab_heavy:
     heavy_analyses(data, labels, device, is_image)

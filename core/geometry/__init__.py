@@ -7,8 +7,8 @@ universal) are persisted per run through ``analysis`` and run as jobs of kind "g
 
 from core.geometry.analysis import AnalysisCancelled, analysis, spec_from_dict, stored_analysis
 from core.geometry.curvature import (
-    boundary_curvature, boundary_distance, cure_curvature, hessian_top_eigenvalue, margin_profile,
-    random_vs_adversarial,
+    RANDOM_REACH, boundary_curvature, boundary_distance, censored_ratios, cure_curvature, hessian_top_eigenvalue,
+    margin_profile, random_vs_adversarial,
 )
 from core.geometry.dct import DCTMargins, DCTMarginSpec, dct_basis, dct_margins
 from core.geometry.local import LocalGeometry, PlaneComparison, SectionSpec, compare_on_plane, curvature_sample
@@ -19,9 +19,9 @@ from core.geometry.universal import UAPResult, UAPSpec, universal_perturbation
 
 __all__ = [
     "AnalysisCancelled", "DCTMarginSpec", "DCTMargins", "LocalGeometry", "MarginResult", "MarginSpec", "PLANES",
-    "Plane", "PlaneComparison", "RESOLUTIONS", "Section", "SectionSpec", "UAPResult", "UAPSpec", "analysis",
-    "attack_path", "ball_section", "boundary_curvature", "boundary_distance", "compare_on_plane", "cross_section",
-    "cure_curvature", "curvature_sample", "dct_basis", "dct_margins", "deepfool_margins", "hessian_top_eigenvalue",
-    "loss_surface", "make_plane", "margin_profile", "plane_from", "random_vs_adversarial", "spec_from_dict",
-    "stored_analysis", "universal_perturbation",
+    "Plane", "PlaneComparison", "RANDOM_REACH", "RESOLUTIONS", "Section", "SectionSpec", "UAPResult", "UAPSpec",
+    "analysis", "attack_path", "ball_section", "boundary_curvature", "boundary_distance", "censored_ratios",
+    "compare_on_plane", "cross_section", "cure_curvature", "curvature_sample", "dct_basis", "dct_margins",
+    "deepfool_margins", "hessian_top_eigenvalue", "loss_surface", "make_plane", "margin_profile", "plane_from",
+    "random_vs_adversarial", "spec_from_dict", "stored_analysis", "universal_perturbation",
 ]

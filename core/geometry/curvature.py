@@ -208,8 +208,20 @@ class DistanceRatio:
         return math.sqrt(self.dim)
 
 
+RANDOM_REACH = 40.0  # random rays are searched up to this × the DeepFool distance
+
+
+def censored_ratios(ratio: np.ndarray, reach: float = RANDOM_REACH) -> np.ndarray:
+    """The ratios of the inputs DeepFool flipped, an infinite one (no random crossing within ``reach`` × the
+    DeepFool distance, so the ratio is beyond ``reach``) taken as ``reach``: every finite ratio is at most ``reach``,
+    so ranks, medians and quartiles are those of the true ratios (a median equal to ``reach`` reads "≥ reach")."""
+    ratio = np.asarray(ratio, dtype=float)
+    ratio = ratio[~np.isnan(ratio)]
+    return np.where(np.isinf(ratio), reach, ratio)
+
+
 def random_vs_adversarial(model: nn.Module, x: torch.Tensor, *, directions: int = 16, seed: int = 0,
-                          reach: float = 40.0) -> DistanceRatio:
+                          reach: float = RANDOM_REACH) -> DistanceRatio:
     """DeepFool ℓ2 distance vs distance to the boundary along random unit directions, per input.
 
     Random distances are searched up to ``reach`` × the DeepFool distance (or the diagonal √d of the unit box

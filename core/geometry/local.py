@@ -176,7 +176,8 @@ def compare_on_plane(models: dict[str, nn.Module], x: torch.Tensor, y: int, spec
 
 def curvature_sample(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, directions: int = 8,
                      seed: int = 0) -> dict[str, np.ndarray]:
-    """Per input of a sample: Hessian top eigenvalue, CURE, DeepFool distance, random distance and their ratio."""
+    """Per input of a sample: Hessian top eigenvalue, CURE, DeepFool distance, random distance and their ratio
+    (inf where the random rays meet no boundary within RANDOM_REACH × the DeepFool distance)."""
     if len(x) > MAX_SAMPLE:
         raise ConfigError(f"curvature statistics take at most {MAX_SAMPLE} inputs, got {len(x)}")
     ratio = random_vs_adversarial(model, x, directions=directions, seed=seed)

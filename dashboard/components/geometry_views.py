@@ -7,7 +7,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
+from core.geometry.curvature import RANDOM_REACH, censored_ratios
 from dashboard.components.charts import LAYOUT
 
 # Light class colours for regions (strong overlays stay readable on them), one per class.
@@ -19,6 +21,17 @@ NORM_NAMES = {"linf": "ℓ∞", "l2": "ℓ2"}
 _PLAIN = {k: v for k, v in LAYOUT.items() if k != "legend"}
 # Plotly's default SI labels write 1e-4 as "100μ"; exponents read plainly on log axes.
 LOG_AXIS = dict(type="log", dtick=1, exponentformat="power", minor=dict(ticks="inside", showgrid=False))
+
+
+def eps_message(eps: float, norm: str, suggested: float, largest: float) -> str:
+    """Why the cross-sections wait for ε, and what to pick: the ε-ball and the attack path need a budget above 0."""
+    name = NORM_NAMES[norm]
+    return (f"**Set ε above 0 to draw the cross-sections** (now {eps:g}). Here ε is the attack budget in {name}: "
+            f"the radius of the dashed ε-ball drawn on each slice and the budget of the attack path. Any value in "
+            f"(0, {largest:g}] works, on the input scale 0–1; the model's own budget, "
+            f"{suggested:.3g}, is a good start, and a few times smaller or larger shows where the boundary sits "
+            "relative to it. The curvature statistics over a sample and the margin, frequency and universal-"
+            "perturbation analyses do not use ε: they work as usual below.")
 
 
 def crossing_along_u(section: Any) -> float:
@@ -140,21 +153,29 @@ def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *,
 
 
 def profile_figure(results: dict[str, Any], plane: Any) -> go.Figure:
-    """Logit margin of x's class along the normal (solid) and along the random direction (dotted)."""
-    fig = go.Figure()
-    for (name, local), colour in zip(results.items(), MODEL_COLOURS):
+    """Logit margin of x's class along the normal (solid) and along the random direction (dotted), one panel per
+    model with its own y axis: a robust model's margins (±0.3) vanished on an axis sized for a standard one's (±15)."""
+    names = list(results)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=[f"{name} (its own y scale)" for name in names])
+    for row, ((name, local), colour) in enumerate(zip(results.items(), MODEL_COLOURS), start=1):
         p = local.profile
-        fig.add_trace(go.Scatter(x=p.t, y=p.margin_normal, name=f"{name}: along û ({plane.u_label})",
-                                 line=dict(color=colour, width=2.5)))
-        fig.add_trace(go.Scatter(x=p.t, y=p.margin_random, name=f"{name}: along v̂ (random)",
-                                 line=dict(color=colour, width=2, dash="dot")))
-    fig.add_hline(y=0, line=dict(color="#111", width=1), annotation_text="decision boundary",
-                  annotation_position="bottom right")
-    fig.update_layout(title="Margin profile through x: logit of x's class − the largest other logit", height=460,
-                      xaxis_title="distance from x along the direction (ℓ2, input units)",
-                      yaxis_title="logit margin of x's class",
-                      **{**LAYOUT, "margin": dict(l=60, r=20, t=50, b=140),
-                         "legend": {**LAYOUT["legend"], "y": -0.22}})
+        fig.add_trace(go.Scatter(x=p.t, y=p.margin_normal, name=f"{short_name(name)}: along û ({plane.u_label})",
+                                 line=dict(color=colour, width=2.5)), row=row, col=1)
+        fig.add_trace(go.Scatter(x=p.t, y=p.margin_random, name=f"{short_name(name)}: along v̂ (random)",
+                                 line=dict(color=colour, width=2, dash="dot")), row=row, col=1)
+        fig.add_hline(y=0, line=dict(color="#111", width=1), annotation_text="decision boundary",
+                      annotation_position="bottom right", row=row, col=1)
+        fig.update_yaxes(title=dict(text="logit margin", font=dict(size=12)), zeroline=False, row=row, col=1)
+    for annotation in fig.layout.annotations[:len(names)]:
+        annotation.update(font=dict(size=13), x=0, xanchor="left")
+    fig.update_xaxes(title="distance from x along the direction (ℓ2, input units)", row=len(names), col=1)
+    fig.update_layout(title="Margin profile through x: logit of x's class − the largest other logit",
+                      height=260 + 220 * len(names),
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=60, b=110), "legend": {**LAYOUT["legend"],
+                                                                                       "yref": "container",
+                                                                                       "yanchor": "bottom",
+                                                                                       "y": 0}})
     return fig
 
 
@@ -204,36 +225,55 @@ def local_table(results: dict[str, Any], classes: Sequence[str]) -> pd.DataFrame
                                                    for i, name in enumerate(results)}})
 
 
+def _ratio_label(name: str, ratio: np.ndarray) -> str:
+    """"Primary<br>run name<br>13 of 30 at ∞": two short lines instead of one long label plotly would tilt."""
+    infinite = int(np.isinf(ratio).sum())
+    flipped = int((~np.isnan(ratio)).sum())
+    return name.replace(": ", "<br>", 1) + f"<br>{infinite} of {flipped} at ∞"
+
+
 def sample_figure(stats: dict[str, dict[str, np.ndarray]], key: str, title: str, axis: str,
                   log: bool = False) -> go.Figure:
-    """Box plots of one per-input statistic for each model."""
+    """Box plots of one per-input statistic for each model. For ``key="ratio"`` the infinite ratios (no random
+    crossing within RANDOM_REACH × the DeepFool distance) are drawn on a dotted line at RANDOM_REACH, so the box's
+    median is the table's (``censored_ratios``); other statistics drop non-finite values."""
     fig = go.Figure()
     for (name, values), colour in zip(stats.items(), MODEL_COLOURS):
         v = np.asarray(values[key], dtype=float)
-        v = v[np.isfinite(v)]
-        # "Primary<br>run name": two short lines instead of one long label plotly would tilt.
-        fig.add_trace(go.Box(y=v, name=name.replace(": ", "<br>", 1), marker_color=colour, boxmean=True,
-                             boxpoints="all", jitter=0.4,
-                             pointpos=0, marker=dict(size=4, opacity=0.5)))
-    fig.update_layout(title=title, height=380, yaxis_title=axis, showlegend=False, **_PLAIN)
+        ratio = key == "ratio"
+        v = censored_ratios(v) if ratio else v[np.isfinite(v)]
+        # No mean marker for the ratio: the ∞ drawn at the line would pull a mean to a number it is not.
+        fig.add_trace(go.Box(y=v, name=_ratio_label(name, values[key]) if ratio else name.replace(": ", "<br>", 1),
+                             marker_color=colour, boxmean=not ratio, boxpoints="all", jitter=0.4, pointpos=0,
+                             marker=dict(size=4, opacity=0.5)))
+    fig.update_layout(title=title, height=400 if key == "ratio" else 380, yaxis_title=axis, showlegend=False,
+                      **_PLAIN)
+    if key == "ratio":
+        fig.add_hline(y=RANDOM_REACH, line=dict(color="#64748b", dash="dot", width=1),
+                      annotation_text=f"∞: no random crossing within {RANDOM_REACH:g}×", annotation_font_size=11,
+                      annotation_position="top left")
+        fig.update_yaxes(range=[0, RANDOM_REACH * 1.12])
     if log and all((np.asarray(v[key], dtype=float)[np.isfinite(v[key])] > 0).all() for v in stats.values()):
         fig.update_yaxes(**LOG_AXIS)
     return fig
 
 
+RATIO_ROW = f"median random ÷ DeepFool (∞ taken as {RANDOM_REACH:g})"
+INFINITE_ROW = f"inputs with ratio ∞ (no random crossing within {RANDOM_REACH:g}×)"
 SAMPLE_ROWS = ("median Hessian top eigenvalue", "median CURE", "median DeepFool distance",
-               "median random distance", "median random ÷ DeepFool", "inputs DeepFool cannot flip",
-               "inputs with no random crossing")
+               "median random distance", RATIO_ROW, "inputs DeepFool cannot flip (no ratio)", INFINITE_ROW)
 
 
 def sample_table(stats: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    """One column per model, one row per statistic (``SAMPLE_ROWS``): it fits at any width."""
+    """One column per model, one row per statistic (``SAMPLE_ROWS``): it fits at any width. The ratio's median is
+    the box plot's: over the inputs DeepFool flipped, ∞ taken as RANDOM_REACH (``censored_ratios``)."""
     columns = {}
     for name, s in stats.items():
+        ratios = censored_ratios(s["ratio"])
         columns[name] = [float(np.median(s["hessian"])), float(np.median(s["cure"])),
                          float(np.median(s["adversarial"])), float(np.median(s["random"])),
-                         float(np.nanmedian(s["ratio"])), int((~np.isfinite(s["adversarial"])).sum()),
-                         int((~np.isfinite(s["random"])).sum())]
+                         float(np.median(ratios)) if len(ratios) else float("nan"),
+                         int((~np.isfinite(s["adversarial"])).sum()), int(np.isinf(s["ratio"]).sum())]
     return pd.DataFrame({"statistic": list(SAMPLE_ROWS), **columns})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -21,6 +22,13 @@ def open_page() -> AppTest:
     at.switch_page("../pages/geometry.py").run()
     assert not at.exception, at.exception
     return at
+
+
+def values(data: dict | list) -> np.ndarray:
+    """Plotly sends numpy arrays as typed base64 blobs ({"dtype", "bdata"}) or as lists."""
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"])
+    return np.asarray(data, dtype=float)
 
 
 def charts(at: AppTest) -> list[dict]:
@@ -97,9 +105,13 @@ def test_misclassified_inputs_are_flagged_budgets_beyond_limits_capped_and_bad_b
     at.number_input(key="geo_uap_xi_l2").set_value(1e12).run()
     assert any("ξ = 1e+12 capped at 100, the largest ℓ2 budget" in i.value for i in at.info)
     assert not any("must be in" in e.value for e in at.error)
-    at.number_input(key="geo_eps_linf").set_value(-0.1).run()
-    assert any("ε must be a positive number" in e.value for e in at.error)
-    assert not at.get("plotly_chart")
+    at.number_input(key="geo_eps_linf").set_value(0.0).run()
+    assert not at.exception and not at.error, at.exception
+    assert any("Set ε above 0" in w.value and "ε-ball" in w.value for w in at.warning)
+    assert not at.get("plotly_chart"), "no cross-section without a budget"
+    at.slider(key="geo_sample_n").set_value(10)
+    at.button(key="geo_sample_go").click().run()
+    assert any("statistic" in d.value.columns for d in at.dataframe), "what needs no ε still works"
 
 
 def test_curvature_statistics_over_a_sample() -> None:
@@ -114,6 +126,13 @@ def test_curvature_statistics_over_a_sample() -> None:
     assert at_col["median Hessian top eigenvalue"] < erm_col["median Hessian top eigenvalue"]
     assert at_col["median DeepFool distance"] > erm_col["median DeepFool distance"]
     assert any("√d = 8.0" in c.value for c in at.caption)
+    # The box plot and the table summarise the same ratios: infinite ones are drawn at the reach, and counted.
+    ratio = next(f for f in charts(at) if f["layout"]["title"]["text"].startswith("Random ÷"))
+    for box, column in zip(ratio["data"], stats.columns):
+        assert math.isclose(float(np.median(values(box["y"]))), stats.loc[views.RATIO_ROW, column], rel_tol=1e-9)
+        assert f"{int(stats.loc[views.INFINITE_ROW, column])} of " in box["name"]
+    profile = next(f for f in charts(at) if f["layout"]["title"]["text"].startswith("Margin profile"))
+    assert {t["yaxis"] for t in profile["data"]} == {"y", "y2"}, "each model on its own y axis"
     hessian = next(f for f in charts(at) if f["layout"]["title"]["text"].startswith("Top eigenvalue"))
     if hessian["layout"]["yaxis"].get("type") == "log":
         assert hessian["layout"]["yaxis"]["exponentformat"] == "power", "no SI ticks such as 100μ"

@@ -12,7 +12,8 @@ from core.attacks import PGD
 from core.data import load_dataset
 from core.errors import ConfigError
 from core.geometry.curvature import (
-    boundary_curvature, boundary_distance, cure_curvature, hessian_top_eigenvalue, random_vs_adversarial,
+    boundary_curvature, boundary_distance, censored_ratios, cure_curvature, hessian_top_eigenvalue,
+    random_vs_adversarial,
 )
 from core.geometry.local import SectionSpec, compare_on_plane
 from core.geometry.planes import ball_section, make_plane, plane_from
@@ -77,6 +78,13 @@ def test_distances_along_directions_match_the_analytic_ones_on_a_linear_model() 
     assert torch.allclose(found[finite], expected[finite], rtol=1e-4)
     ratio = random_vs_adversarial(model, x[None], directions=64, reach=1e4)
     assert ratio.adversarial[0] == pytest.approx(1.02 * distance, rel=1e-3)  # DeepFool's overshoot is 0.02
+
+
+def test_infinite_ratios_count_at_the_reach_and_unflipped_inputs_not_at_all() -> None:
+    """The table's median once kept the ∞ ratios (20.75) and the box plot dropped them (≈ 9)."""
+    ratios = censored_ratios(np.array([2.0, math.inf, np.nan, 8.0, math.inf]), reach=40.0)
+    assert ratios.tolist() == [2.0, 40.0, 8.0, 40.0]
+    assert float(np.median(ratios)) == 24.0
 
 
 def same_vertices(polygon: np.ndarray, expected: list[tuple[float, float]]) -> bool:
