@@ -143,12 +143,12 @@ def live() -> None:
                 finals[key] = history[-1]
     heats = {NAMES[key]: example_heat(run) for key, run in runs.items() if run.status != "failed"}
     if any(h is not None for h in heats.values()):
-        shared = not any(diverged.values())
-        st.plotly_chart(views.heatmap_figure(heats, views.HEATMAP_TITLE, shared=shared), key="th_heat")
-        st.caption(("Both panels share one colour scale, so they compare directly: where one run's weights are "
-                    "larger, the other run's panel is paler." if shared else "Each panel has its own colour "
-                    "scale here: the diverged run's weights would wash out the other panel; compare patterns, "
-                    "not shades.") + " Narrow patch groups are drawn wider than one patch.")
+        st.plotly_chart(views.heatmap_figure(heats, views.HEATMAP_TITLE), key="th_heat")
+        st.caption(f"Red: the neuron's weights point along the patch; blue: against it. Each panel has its own "
+                   f"colour range, ± the {views.SATURATE_PERCENTILE}th percentile of its |⟨w, x_p⟩| (on its colour "
+                   "bar): a few much larger values would wash out the rest, so they are drawn at full colour — "
+                   "the bar gives their largest. Compare patterns between the panels, read values on the bars or "
+                   "by hovering. Narrow patch groups are drawn wider than one patch.")
     if len(finals) == 2:
         st.subheader("What the theorem says, and this run")
         for row in verdict(finals["st"], finals["at"], 1 / k, st_diverged=diverged["st"],

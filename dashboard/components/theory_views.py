@@ -22,14 +22,19 @@ def _title(text: str) -> dict[str, Any]:
     return dict(text=text, yref="container", y=1.0, yanchor="top", pad=dict(t=MODEBAR_PX))
 
 
+TITLE_PX = 30  # the title's own line, under the toolbar strip
+LEGEND_GAP_PX = 62  # tick labels and the x-axis title, between the plot and the legend below it
+X_TITLE = "iteration t"
+
+
 def _layout(title: str, y_title: str, height: int = 330, **extra: Any) -> dict[str, Any]:
     # The legend sits below the plot, wrapping as the width needs (plotly widens the bottom margin for it): at the
-    # right it took half of a chart's width in a 1024 px window. The x axis is t, named in each title, so that the
-    # legend can sit right under the tick labels.
-    return dict(BASE, title=_title(title), height=height + MODEBAR_PX,
-                margin=dict(l=60, r=10, t=50 + MODEBAR_PX, b=30),
-                xaxis=dict(GRID), yaxis=dict(GRID, title=dict(text=y_title)),
-                legend=dict(LEGEND_BELOW, y=-0.17, font=dict(size=11)), **extra)
+    # right it took half of a chart's width in a 1024 px window. Its offset is in pixels below the x-axis title.
+    top, bottom = MODEBAR_PX + TITLE_PX, 30
+    plot_px = height + MODEBAR_PX - top - bottom
+    return dict(BASE, title=_title(title), height=height + MODEBAR_PX, margin=dict(l=60, r=10, t=top, b=bottom),
+                xaxis=dict(GRID, title=dict(text=X_TITLE, standoff=6)), yaxis=dict(GRID, title=dict(text=y_title)),
+                legend=dict(LEGEND_BELOW, y=-LEGEND_GAP_PX / plot_px, font=dict(size=11)), **extra)
 
 
 # Plotly renders HTML sub/superscripts in titles and legends, not TeX: "w_{j,r}" showed its braces.
@@ -59,7 +64,7 @@ def features_figure(history: Sequence[dict[str, Any]], k: int, title: str, y_max
                          name=f"V<sub>{j}</sub> non-robust", line=dict(color=colour, dash="dash")))
     layout = _layout(title, FEATURE_AXIS, height=380)
     lows = [float(np.nanmin(d["y"])) for d in data if len(d["y"]) and np.isfinite(d["y"]).any()]
-    layout["yaxis"]["range"] = [min(0.0, *lows), y_max]
+    layout["yaxis"]["range"] = [min([0.0, *lows]), y_max]
     return go.Figure(data=data, layout=layout)
 
 
@@ -93,41 +98,54 @@ def column_edges(roles: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(widths)])
 
 
-def _limit(heats: Sequence[dict[str, Any]]) -> float:
-    values = np.concatenate([np.abs(h["z"]).ravel() for h in heats] + [np.zeros(1)])
-    return float(values[np.isfinite(values)].max()) or 1.0
+SATURATE_PERCENTILE = 99  # a panel's colours span ± this percentile of its |⟨w, x_p⟩|; larger values saturate
+ROW_PX = 16  # per heatmap row: room for 11 px labels, readable on a projector
 
 
-def heatmap_figure(heats: dict[str, dict[str, Any] | None], title: str, *, shared: bool = True) -> go.Figure:
+def panel_limit(z: np.ndarray) -> float:
+    """A panel's symmetric colour range: the SATURATE_PERCENTILE-th percentile of its finite |values|. AT's one
+    robust cell (≈ 4.6) set the range and left its ±0.16 non-robust rows, and all of ST's panel, white."""
+    values = np.abs(np.asarray(z, dtype=float)).ravel()
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, SATURATE_PERCENTILE)) if len(values) else 0.0
+
+
+def _colour_bar_title(z: np.ndarray, limit: float) -> str:
+    top = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.0
+    text = f"⟨w, x<sub>p</sub>⟩<br>±{limit:.2g}"
+    return text + (f"<br>(max {top:.2g}:<br>saturated)" if top > 1.05 * limit else "")
+
+
+def heatmap_figure(heats: dict[str, dict[str, Any] | None], title: str) -> go.Figure:
     """One heatmap per run (``heats``: panel name → ``patch_heatmap`` output, None while a run has no weights yet),
-    stacked. ``shared``: one colour range and bar for all, so that ST and AT compare at a glance; otherwise (a run
-    diverged and its weights would bleach the other panel) each panel has its own range and bar.
-    Rows: class j · neuron r; columns: the example's patches, robust first, then non-robust, then noise."""
+    stacked, each with its own symmetric colour range (``panel_limit``) and bar stating it: one shared range let
+    AT's largest weight wash out both panels. Rows: class j · neuron r; columns: the example's patches, robust
+    first, then non-robust, then noise."""
     names = list(heats)
     drawn = [h for h in heats.values() if h is not None]
     first = drawn[0] if drawn else None
     spacing = 0.06
     fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=spacing)
     axes = {}
+    span = (1 - spacing * (len(names) - 1)) / len(names)
     for row, name in enumerate(names, start=1):
         heat = heats[name]
         if heat is None:
             continue
-        axis = "coloraxis" if shared or row == 1 else f"coloraxis{row}"
-        if axis not in axes:
-            # a panel's bar spans its own row when the ranges differ (rows run top to bottom)
-            span = (1 - spacing * (len(names) - 1)) / len(names)
-            top = 1 - (row - 1) * (span + spacing)
-            bar = {} if shared else dict(y=top - span / 2, len=span, yanchor="middle")
-            axes[axis] = dict(colorscale="RdBu_r", cmid=0, cmin=-_limit(drawn if shared else [heat]),
-                              cmax=_limit(drawn if shared else [heat]),
-                              colorbar=dict(title=dict(text="⟨w, x<sub>p</sub>⟩"), thickness=14, **bar))
-        z = heat["z"]
+        axis = "coloraxis" if row == 1 else f"coloraxis{row}"
+        z = np.asarray(heat["z"], dtype=float)
+        limit = panel_limit(z) or 1.0
+        # each panel's bar spans its own row (rows run top to bottom)
+        top = 1 - (row - 1) * (span + spacing)
+        axes[axis] = dict(colorscale="RdBu_r", cmid=0, cmin=-limit, cmax=limit,
+                          colorbar=dict(title=dict(text=_colour_bar_title(z, limit), font=dict(size=12)),
+                                        thickness=14, y=top - span / 2, len=span, yanchor="middle",
+                                        tickfont=dict(size=11)))
         fig.add_trace(go.Heatmap(z=z, x=column_edges(heat["roles"]), y=heat["rows"], coloraxis=axis,
                                  customdata=np.broadcast_to(heat["patches"], z.shape), name=name,
                                  hovertemplate=f"{name}<br>%{{y}}, patch %{{customdata}}: %{{z:.3f}}<extra></extra>"),
                       row=row, col=1)
-        fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), title=dict(text=name, font=dict(size=12)),
+        fig.update_yaxes(autorange="reversed", tickfont=dict(size=11), title=dict(text=name, font=dict(size=13)),
                          row=row, col=1)
     shapes, annotations = [], []
     if first is not None:
@@ -144,8 +162,8 @@ def heatmap_figure(heats: dict[str, dict[str, Any] | None], title: str, *, share
                                     font=dict(size=11)))
         fig.update_xaxes(range=[0, edges[-1]])
     rows = max((len(h["rows"]) for h in drawn), default=16)
-    fig.update_layout(BASE, title=_title(title), height=140 + MODEBAR_PX + len(names) * (60 + 11 * rows),
-                      margin=dict(l=150, r=10, t=70 + MODEBAR_PX, b=50), shapes=shapes, annotations=annotations,
+    fig.update_layout(BASE, title=_title(title), height=140 + MODEBAR_PX + len(names) * (60 + ROW_PX * rows),
+                      margin=dict(l=170, r=10, t=70 + MODEBAR_PX, b=50), shapes=shapes, annotations=annotations,
                       **axes)
     # Narrow role groups are widened (column_edges), so the axis shows no patch numbers: hover gives them.
     fig.update_xaxes(showticklabels=False, showgrid=False)
