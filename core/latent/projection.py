@@ -31,6 +31,9 @@ N_NEIGHBORS = 15
 MIN_DIST = 0.1
 N_EPOCHS = 200
 TSNE_MAX_POINTS = 6000
+# 250 early-exaggeration iterations + 250 more instead of scikit-learn's 1000: on the page's default 1,800 points,
+# 1.6× faster for 10-NN trustworthiness 0.9951 against 0.9955 (bench/bench_tsne.py, bench/RESULTS.md).
+TSNE_ITERATIONS = 500
 
 
 class Projector(Protocol):
@@ -107,7 +110,8 @@ def tsne_joint(clean: np.ndarray, adversarial: list[np.ndarray], *, seed: int = 
         raise ConfigError(f"t-SNE embeds all {len(stacked)} clean and adversarial points in one fit; the limit is "
                           f"{TSNE_MAX_POINTS}. Use fewer points or ε values, or UMAP.")
     perplexity = float(min(30.0, max(2.0, (len(stacked) - 1) / 3)))
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(stacked)
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+              max_iter=TSNE_ITERATIONS).fit_transform(stacked)
     xy = xy.astype(np.float32)
     n = len(clean)
     return xy[:n], xy[n:].reshape(len(adversarial), n, 2)
