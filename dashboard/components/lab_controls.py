@@ -79,8 +79,10 @@ def _upload(data: Any) -> Example | None:
     from core.data.upload import MAX_UPLOAD_BYTES, image_to_input
 
     limit = MAX_UPLOAD_BYTES // 2**20
+    # Any file type is taken: the browser's own refusal of a wrong type was a bare red chip that stayed after later
+    # good uploads; here the file is read and a non-image gets a message naming the file and what was expected.
     file = st.file_uploader(f"Your image (PNG, JPEG, GIF, BMP, WebP or TIFF, ≤ {limit} MB)", key="lab_upload",
-                            type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"], max_upload_size=limit)
+                            max_upload_size=limit)
     left, right = st.columns(2)
     invert = left.radio("Invert", ("auto", "yes", "no"), horizontal=True, key="lab_invert",
                         help="Digits and MNIST are light strokes on black; 'auto' inverts a dark drawing on white.")

@@ -180,6 +180,10 @@ def test_an_upload_is_attacked_only_once_its_true_class_is_chosen() -> None:
 
     at = open_page("attack_lab")
     at.segmented_control(key="lab_mode").set_value("Upload your own").run()
+    # Any file reaches the page (the browser's type filter only showed a bare red chip): a text file is named.
+    at.file_uploader(key="lab_upload").set_value(("notes.txt", b"not an image", "text/plain")).run()
+    assert not at.exception and [e.value for e in at.error] == [
+        "notes.txt: the file is not an image Pillow can read (PNG, JPEG, GIF, BMP, WebP or TIFF)"]
     at.file_uploader(key="lab_upload").set_value(("one.png", _png_of_a_one(), "image/png")).run()
     assert not at.exception and not at.error
     assert at.selectbox(key="lab_upload_label").value is None, "no silent default class"
