@@ -78,7 +78,8 @@ def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str
     high = eps_limit(input_shape, norm)
     st.session_state.setdefault(key, min(default, high))
     diameter = f": √{math.prod(input_shape)}, the diameter of the input cube" if norm == "l2" else ""
-    value = container.number_input(EPS_LABELS[norm], value=None, step=0.01, format="%.3f", key=key,
+    # "%g": a tiny ε such as 1e-07 shows as itself, not as 0.000.
+    value = container.number_input(EPS_LABELS[norm], value=None, step=0.01, format="%g", key=key,
                                    placeholder="a number", help=f"Between 0 and {high:g}{diameter}")
     return value, high
 
