@@ -8,7 +8,7 @@ from core.errors import AtlasError
 from core.store.imports import MAX_IMPORT_BYTES, delete_run_files, import_checkpoint
 from core.utils import config_hash
 from dashboard import cache, state
-from dashboard.components.cards import masked_note, model_card
+from dashboard.components.cards import masked_note, model_card, threat_text
 from dashboard.components.charts import pareto_figure
 from dashboard.components.plugins import plugin_notices
 from dashboard.components.teaching import explain
@@ -32,9 +32,11 @@ else:
     chart_col, card_col = st.columns([3, 2])
     with chart_col:
         primary, comparison = st.session_state[state.PRIMARY_RUN], st.session_state[state.COMPARISON_RUN]
-        st.plotly_chart(pareto_figure(table, highlight=[primary, comparison]), key="hub_pareto")
-        st.caption("Each dot is a model; up and right is better. Larger dots are the primary and comparison "
-                   "models, rings the Pareto-optimal ones. Hover for names.")
+        st.plotly_chart(pareto_figure(table, highlight={primary: "primary", comparison: "comparison"}),
+                        key="hub_pareto")
+        st.caption("Each dot is a model (circles shipped, diamonds trained or imported here); up and right is better. "
+                   "The labelled dots are the primary and comparison models, rings the Pareto-optimal ones; an "
+                   "inset zooms in where dots overlap. Hover for names.")
         masked_note(runs.values())
     with card_col:
         for run_id, role in ((primary, "primary"), (comparison, "comparison")):
@@ -45,20 +47,25 @@ else:
     # Keyed by the ids it shows: when runs appear or go (a job finishes, a delete), the row selection resets
     # instead of silently pointing at another model.
     table_key = config_hash(list(table["id"]), length=8)
+    shown = table.assign(threat=[threat_text(n, e) for n, e in zip(table["norm"], table["ε"])])
     event = st.dataframe(
-        table, hide_index=True, key=f"hub_table_{table_key}",
+        shown, hide_index=True, key=f"hub_table_{table_key}",
         on_select="rerun", selection_mode="single-row",
-        column_order=["name", "method", "norm", "ε", "clean acc", "robust acc", "status", "created"],
-        column_config={"norm": st.column_config.TextColumn(width="small"),
-                       "ε": st.column_config.NumberColumn(
-                           width="small", help="The ε of the robust accuracy: an adversarially trained model's "
-                           "training ε; for a standard model, the dataset's usual ε (it was not trained with one)."),
-                       "arch": st.column_config.TextColumn(width="small"),
-                       "method": st.column_config.TextColumn(width="small"),
-                       "status": st.column_config.TextColumn(width="small"),
-                       "clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
-                       "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
-                       "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD", width="small")})
+        # Widths that fit every column in the ~800 px a 1280 px screen leaves beside the sidebar; a long name is
+        # cut (the full name shows when its row is selected).
+        column_order=["name", "method", "threat", "clean acc", "robust acc", "status", "created"],
+        column_config={"name": st.column_config.TextColumn(width=210),
+                       "method": st.column_config.TextColumn(width=72),
+                       "threat": st.column_config.TextColumn(
+                           "norm · ε", width=78, help="The norm and ε of the robust accuracy: an adversarially trained "
+                           "model's training ε; for a standard model, the dataset's usual ε (it was not trained with "
+                           "one)."),
+                       "status": st.column_config.TextColumn(width=86),
+                       "clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",
+                                                                    width=112),
+                       "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",
+                                                                     width=112),
+                       "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD", width=92)})
     st.caption("Click a column header to sort; select a row to act on that model.")
     rows = event.selection.rows
     if rows:

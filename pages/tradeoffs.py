@@ -38,14 +38,16 @@ runs = [r for r in cache.runs(dataset) if r["final_metrics"]]
 if not runs:
     st.info("No model of this dataset has results yet: train one below or pick another dataset.")
 by_id = {r["id"]: r for r in runs}
-highlight = [r for r in (st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN))
-             if r in by_id]
+roles = {st.session_state.get(state.PRIMARY_RUN): "primary", st.session_state.get(state.COMPARISON_RUN): "comparison"}
+roles = {run_id: role for run_id, role in roles.items() if run_id in by_id}
+highlight = list(roles)
 
 if runs:
     left, right = st.columns(2)
-    left.plotly_chart(tc.pareto(cache.runs_table(dataset), highlight), key="to_pareto")
-    left.caption("One dot per model (large: primary and comparison); the dotted staircase links the models no "
-                 "other beats on both axes.")
+    left.plotly_chart(tc.pareto(cache.runs_table(dataset), roles), key="to_pareto")
+    left.caption("One dot per model (circles shipped, diamonds trained or imported here; labelled: primary and "
+                 "comparison); the dotted staircase links the models no other beats on both axes; an inset zooms in "
+                 "where dots overlap.")
     table = tc.class_table(runs)
     if len(table):
         right.plotly_chart(tc.worst_vs_mean(table), key="to_worst")

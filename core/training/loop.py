@@ -85,11 +85,20 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
                            weight_decay=config.weight_decay, nesterov=config.momentum > 0)
 
 
+# How the shipped models spell architectures and methods in their names ("digits SmallCNN · PGD-AT ε=0.1"); a
+# plugin's architecture or method keeps its registered name.
+ARCH_DISPLAY = {"smallcnn": "SmallCNN", "lenet": "LeNet", "mlp": "MLP", "patchnet": "PatchNet",
+                "preact_resnet18": "PreAct ResNet-18", "wideresnet": "WideResNet"}
+METHOD_DISPLAY = {"erm": "ERM", "fgsm-rs": "FGSM-RS", "n-fgsm": "N-FGSM", "pgd-at": "PGD-AT", "trades": "TRADES",
+                  "mart": "MART", "dale": "DALE", "dale-kl": "DALE-KL"}
+
+
 def default_name(config: TrainConfig, run_id: str) -> str:
-    """A name that tells runs apart: method, ε (not for ERM), epochs, seed and a short id."""
+    """A name in the shipped models' style that also tells runs apart: architecture, method, ε (not for ERM),
+    epochs, seed and a short id."""
     eps = "" if config.method == "erm" else f" ε={config.eps:g}"
-    return (f"{config.dataset} {config.arch} · {config.method}{eps} · {config.epochs} ep · seed {config.seed}"
-            f" · {run_id[:4]}")
+    arch, method = ARCH_DISPLAY.get(config.arch, config.arch), METHOD_DISPLAY.get(config.method, config.method)
+    return f"{config.dataset} {arch} · {method}{eps} · {config.epochs} ep · seed {config.seed} · {run_id[:4]}"
 
 
 def _checkpoint_meta(config: TrainConfig, run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import streamlit as st
+
+from dashboard.components.labels import NORM_LABELS
 
 SOURCE_BADGE = {"shipped": ("shipped", "gray"), "imported": ("imported", "violet"), "trained": ("trained", "blue")}
 
 
 def fmt_pct(value: Any) -> str:
     return "—" if value is None else f"{100 * float(value):.1f} %"
+
+
+def threat_text(norm: str | None, eps: float | None) -> str:
+    """Norm and ε in one short table cell, e.g. "ℓ∞ 0.1"."""
+    text = NORM_LABELS.get(norm, norm) if norm else "—"
+    return text if eps is None or math.isnan(eps) else f"{text} {eps:g}"
 
 
 def model_card(run: dict[str, Any], role: str | None = None) -> None:

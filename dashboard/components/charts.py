@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,8 +11,21 @@ import plotly.graph_objects as go
 from core.evaluation import pareto_front
 from dashboard.components.labels import SHORT_METHOD_LABELS, label
 
+# One colour per method on every chart of the dashboard (a plugin's method gets OTHER_METHOD_COLOUR).
 METHOD_COLOURS = {"erm": "#64748b", "fgsm-rs": "#0ea5e9", "n-fgsm": "#6366f1", "pgd-at": "#c2410c",
-                  "trades": "#16a34a"}
+                  "trades": "#16a34a", "mart": "#a16207", "dale": "#7c3aed", "dale-kl": "#db2777"}
+OTHER_METHOD_COLOUR = "#a855f7"
+# Shipped models are circles; a run trained or imported here is a diamond.
+SHIPPED_SYMBOL, OWN_SYMBOL = "circle", "diamond"
+# Points closer than this to another one (in pixels of a typical hub chart) are drawn again in a zoomed inset.
+CROWDED_PX = 16.0
+PLOT_PX = np.array([440.0, 250.0])
+# Where the inset may go, in fractions of the plot area (its tick labels outside, left and below): top left first
+# (no model is much more accurate under attack than on clean inputs, so that corner is usually empty), then the other
+# corners; the first one free of points.
+INSET_SPOTS = (((0.14, 0.52), (0.5, 0.96)), ((0.58, 0.97), (0.14, 0.56)), ((0.14, 0.52), (0.14, 0.56)))
+# Primary above-left of its point, comparison below-left: the points sit near 100 % clean, so text goes left.
+ROLE_TEXT_POSITIONS = ("top left", "bottom left", "middle left")
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=90), font=dict(size=13),
               legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0))
 # Charts that slider moves redraw are built from plain dicts in one go.Figure call and without a template: plotly's
@@ -22,35 +35,145 @@ GRID = dict(gridcolor="#e5e7eb", zerolinecolor="#cbd5e1")
 LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0)
 
 
-def pareto_figure(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figure:
-    """Clean vs robust accuracy of all runs with metrics, the Pareto front as a staircase."""
+def method_colour(method: str) -> str:
+    return METHOD_COLOURS.get(method, OTHER_METHOD_COLOUR)
+
+
+def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[str] = ()) -> go.Figure:
+    """Clean vs robust accuracy of all runs with metrics, the Pareto front as a staircase. ``highlight`` maps run ids
+    to a short label written next to their (larger) point, e.g. {id: "primary"}; a plain sequence of ids enlarges
+    them without a label. Crowded points are drawn again in a zoomed inset."""
+    roles = dict(highlight) if isinstance(highlight, Mapping) else dict.fromkeys(highlight, "")
     data = table.dropna(subset=["clean acc", "robust acc"])
+    clean, robust = data["clean acc"].to_numpy(float), data["robust acc"].to_numpy(float)
+    x_axis, y_axis = percent_axis(clean), percent_axis(robust)
+    inset = _inset(clean, robust, x_axis["range"], y_axis["range"])
+    in_inset = (np.zeros(len(data), bool) if inset is None else
+                _inside(clean, robust, inset["xaxis2"]["range"], inset["yaxis2"]["range"]))
     fig = go.Figure()
+    _add_points(fig, data, roles, "", np.where(in_inset, "", [roles.get(i, "") for i in data["id"]]))
+    if inset is not None:
+        _add_points(fig, data, roles, "2", np.where(in_inset, [roles.get(i, "") for i in data["id"]], ""))
+    _add_legend_keys(fig, data)
+    # Fixed-width legend entries pack several to a row; sized by their text, a narrow chart (1024 px screen) stacks
+    # them one per row over the x-axis title.
+    fig.update_layout(title="Clean vs robust accuracy", height=440, xaxis=dict(title="clean test accuracy", **x_axis),
+                      yaxis=dict(title="robust accuracy (PGD at the model's ε)", **y_axis), **(inset or {}),
+                      **{**LAYOUT, "legend": {**LAYOUT["legend"], "entrywidth": 96, "entrywidthmode": "pixels",
+                                              "y": -0.2, "font": {"size": 12}}})
+    return fig
+
+
+def _add_points(fig: go.Figure, data: pd.DataFrame, roles: dict[str, str], axes: str, text: np.ndarray) -> None:
+    """One trace per method (legend entries come from :func:`_add_legend_keys`) and the Pareto staircase, on the main
+    axes (``axes=""``) or the inset's (``"2"``)."""
+    positions = {run_id: ROLE_TEXT_POSITIONS[min(i, 2)] for i, run_id in enumerate(roles)}
+    text = pd.Series(text, index=data.index)
     for method, group in data.groupby("method"):
-        sizes = np.where(group["id"].isin(highlight), 18, 11)
+        colour = method_colour(str(method))
         fig.add_trace(go.Scatter(
-            x=group["clean acc"].to_numpy(float), y=group["robust acc"].to_numpy(float), mode="markers",
-            name=label(SHORT_METHOD_LABELS, str(method)),
-            marker=dict(size=sizes, color=METHOD_COLOURS.get(str(method), "#a855f7"),
+            x=group["clean acc"].to_numpy(float), y=group["robust acc"].to_numpy(float), mode="markers+text",
+            name=label(SHORT_METHOD_LABELS, str(method)), legendgroup=str(method), showlegend=False,
+            xaxis=f"x{axes}", yaxis=f"y{axes}",
+            # Explicit opacity: with per-point sizes plotly draws "bubbles" at 0.7, paler than the same method's
+            # colour on the other charts.
+            marker=dict(size=np.where(group["id"].isin(roles), 18, 11), color=colour, opacity=1.0,
+                        symbol=np.where(group["source"] == "shipped", SHIPPED_SYMBOL, OWN_SYMBOL),
                         line=dict(width=1, color="white")),
-            text=group["name"].to_numpy(str), customdata=group["ε"].to_numpy(float),
-            hovertemplate="%{text}<br>clean %{x:.3f} · robust %{y:.3f} at ε=%{customdata}<extra></extra>"))
+            text=text[group.index].to_numpy(str), textfont=dict(size=11, color=colour),
+            textposition=np.array([positions.get(i, "top left") for i in group["id"]]),
+            customdata=np.stack([group["name"].to_numpy(str), group["ε"].to_numpy(float).astype(str)], axis=1),
+            hovertemplate="%{customdata[0]}<br>clean %{x:.3f} · robust %{y:.3f} at ε=%{customdata[1]}"
+                          "<extra></extra>"))
     if len(data):
         x, y = pareto_front(data["clean acc"].to_numpy(float), data["robust acc"].to_numpy(float))
         # A ring marks every Pareto-optimal model; the staircase needs two of them to be a line.
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) > 1 else "markers",
-                                 name="Pareto-optimal", line=dict(dash="dot", color="#111"), line_shape="vh",
-                                 marker=dict(size=22, symbol="circle-open", color="#111", line=dict(width=2)),
-                                 hoverinfo="skip"))
-    # Fixed-width legend entries pack several to a row; sized by their text, a narrow chart (1024 px screen) stacks
-    # them one per row over the x-axis title.
-    fig.update_layout(title="Clean vs robust accuracy", xaxis_title="clean test accuracy",
-                      yaxis_title="robust accuracy (PGD at the model's ε)", height=420,
-                      **{**LAYOUT, "legend": {**LAYOUT["legend"], "entrywidth": 80, "entrywidthmode": "pixels",
-                                              "y": -0.2, "font": {"size": 12}}})
-    fig.update_xaxes(**percent_axis(data["clean acc"].to_numpy(float)))
-    fig.update_yaxes(**percent_axis(data["robust acc"].to_numpy(float)))
-    return fig
+                                 name="Pareto-optimal", legendgroup="pareto", showlegend=not axes, legendrank=2000,
+                                 xaxis=f"x{axes}", yaxis=f"y{axes}", line=dict(dash="dot", color="#111"),
+                                 line_shape="vh", hoverinfo="skip",
+                                 marker=dict(size=22, symbol="circle-open", color="#111", line=dict(width=2))))
+
+
+def _add_legend_keys(fig: go.Figure, data: pd.DataFrame) -> None:
+    """Legend-only entries: a coloured circle per method, then the marker shapes when not every model is shipped."""
+    nowhere = np.array([np.nan])
+    for method in sorted(data["method"].unique()):
+        fig.add_trace(go.Scatter(x=nowhere, y=nowhere, mode="markers", legendgroup=str(method),
+                                 name=label(SHORT_METHOD_LABELS, str(method)),
+                                 marker=dict(size=11, color=method_colour(str(method)))))
+    if (data["source"] != "shipped").any():
+        for symbol, name in ((SHIPPED_SYMBOL, "shipped"), (OWN_SYMBOL, "trained / imported")):
+            fig.add_trace(go.Scatter(x=nowhere, y=nowhere, mode="markers", name=name, legendgroup=name,
+                                     marker=dict(size=11, symbol=symbol, color="white",
+                                                 line=dict(width=1.5, color="#334155"))))
+
+
+def _to_fraction(values: np.ndarray, axis_range: Sequence[float]) -> np.ndarray:
+    return (values - axis_range[0]) / (axis_range[1] - axis_range[0])
+
+
+def _inside(x: np.ndarray, y: np.ndarray, x_range: Sequence[float], y_range: Sequence[float]) -> np.ndarray:
+    return (x >= x_range[0]) & (x <= x_range[1]) & (y >= y_range[0]) & (y <= y_range[1])
+
+
+def crowded_cluster(x: np.ndarray, y: np.ndarray, x_range: Sequence[float], y_range: Sequence[float]) -> np.ndarray:
+    """Indices of the largest group of points that overlap on a typical chart (chained within CROWDED_PX); empty
+    when no two points do."""
+    pixels = np.stack([_to_fraction(x, x_range), _to_fraction(y, y_range)], axis=1) * PLOT_PX
+    close = np.linalg.norm(pixels[:, None] - pixels[None], axis=-1) < CROWDED_PX
+    best: list[int] = []
+    unseen = set(range(len(x)))
+    while unseen:
+        group, todo = set(), [unseen.pop()]
+        while todo:
+            i = todo.pop()
+            group.add(i)
+            todo += [j for j in np.flatnonzero(close[i]) if j in unseen]
+            unseen -= set(todo)
+        best = sorted(group) if len(group) > len(best) else best
+    return np.array(best if len(best) > 1 else [], dtype=int)
+
+
+def _zoom_format(axis_range: Sequence[float]) -> str:
+    return ".0%" if axis_range[1] - axis_range[0] >= 0.05 else ".1%"
+
+
+def _inset(x: np.ndarray, y: np.ndarray, x_range: Sequence[float], y_range: Sequence[float]) -> dict | None:
+    """Axes of a zoomed inset over the crowded points, in the first corner of the plot free of points (None when no
+    points overlap or no corner is free), and a dotted box on the main axes around the zoomed area."""
+    cluster = crowded_cluster(x, y, x_range, y_range)
+    if not len(cluster):
+        return None
+    ranges = []
+    for values in (x[cluster], y[cluster]):
+        # At least 3 points of accuracy wide, so that markers 1 point apart are well apart.
+        half = max(0.6 * (values.max() - values.min()), 0.015)
+        low, high = (values.max() + values.min()) / 2 - half, (values.max() + values.min()) / 2 + half
+        # Shifted down rather than running past 100 %, with room for the ring of a point at 100 %.
+        shift = max(0.0, high - 1.0 - 0.25 * half)
+        ranges.append([low - shift, high - shift])
+    fx, fy = _to_fraction(x, x_range), _to_fraction(y, y_range)
+    box_x, box_y = _to_fraction(np.array(ranges[0]), x_range), _to_fraction(np.array(ranges[1]), y_range)
+    for spot_x, spot_y in INSET_SPOTS:
+        margin = 0.06
+        points_in = _inside(fx, fy, (spot_x[0] - margin, spot_x[1] + margin), (spot_y[0] - margin, spot_y[1] + margin))
+        overlaps_box = (box_x[0] < spot_x[1] and box_x[1] > spot_x[0] and box_y[0] < spot_y[1] and box_y[1] > spot_y[0])
+        if not points_in.any() and not overlaps_box:
+            break
+    else:
+        return None
+    ticks = dict(nticks=4, showline=True, mirror=True, linecolor="#94a3b8", tickfont=dict(size=10), showgrid=True,
+                 gridcolor="#eef2f7", zeroline=False)
+    return dict(xaxis2=dict(domain=list(spot_x), range=ranges[0], anchor="y2", tickformat=_zoom_format(ranges[0]),
+                            **ticks),
+                yaxis2=dict(domain=list(spot_y), range=ranges[1], anchor="x2", tickformat=_zoom_format(ranges[1]),
+                            **ticks),
+                shapes=[dict(type="rect", xref="x", yref="y", x0=ranges[0][0], x1=ranges[0][1], y0=ranges[1][0],
+                             y1=ranges[1][1], line=dict(color="#94a3b8", width=1, dash="dot"))],
+                annotations=[dict(text="zoom of the dotted box", xref="paper", yref="paper", showarrow=False,
+                                  x=spot_x[0], y=spot_y[1], xanchor="left", yanchor="bottom",
+                                  font=dict(size=10, color="#64748b"))])
 
 
 def percent_axis(values: np.ndarray) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.components.charts import LAYOUT, METHOD_COLOURS, pareto_figure, percent_axis
+from dashboard.components.charts import LAYOUT, method_colour, pareto_figure, percent_axis
 from dashboard.components.labels import SHORT_METHOD_LABELS
 
 STEP_TITLES = {"epoch": "epoch", "t": "iteration t (gradient steps on the whole training set)"}
@@ -22,12 +22,9 @@ ACCURACY_SERIES = {
 LOSS_SERIES = {"epoch": (("loss_nom", "solid", "ℓ_nom (clean)"), ("loss_ro", "dash", "ℓ_ro (robust)")),
                "t": (("loss", "solid", "training loss"),)}
 LEGEND_ROW_PX = 21
-EXTRA_COLOURS = {"mart": "#a16207", "dale": "#7c3aed", "dale-kl": "#db2777"}
 PALETTE = ("#c2410c", "#2563eb", "#16a34a", "#7c3aed", "#64748b", "#db2777")
-
-
-def method_colour(method: str) -> str:
-    return {**METHOD_COLOURS, **EXTRA_COLOURS}.get(method, "#a855f7")
+KEY_COLOUR = "#334155"
+LINE_WORDS = {"solid": "solid", "dash": "dashed", "dot": "dotted"}
 
 
 def class_table(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -44,8 +41,9 @@ def class_table(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "name", "method", "mean", "worst", "worst class"])
 
 
-def pareto(table: pd.DataFrame, highlight: Sequence[str] = ()) -> go.Figure:
-    """The shared clean vs robust scatter (the hub's), with room around 0 % and 100 % for the points and rings."""
+def pareto(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[str] = ()) -> go.Figure:
+    """The shared clean vs robust scatter (the hub's), with room around 0 % and 100 % for the points and rings;
+    ``highlight`` maps run ids to the label written next to them ("primary")."""
     return pareto_figure(table, highlight)
 
 
@@ -55,7 +53,7 @@ def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=group["mean"].to_numpy(float), y=group["worst"].to_numpy(float), mode="markers",
             name=SHORT_METHOD_LABELS.get(str(method), str(method)),
-            marker=dict(size=13, color=method_colour(str(method)), line=dict(width=1, color="white")),
+            marker=dict(size=13, color=method_colour(str(method)), opacity=1.0, line=dict(width=1, color="white")),
             text=group["name"].to_numpy(str), customdata=group["worst class"].to_numpy(str),
             hovertemplate="%{text}<br>mean %{x:.1%} · worst class %{customdata}: %{y:.1%}<extra></extra>"))
     fig.add_trace(go.Scatter(x=np.array([0.0, 1.0]), y=np.array([0.0, 1.0]), mode="lines", name="worst = mean",
@@ -83,23 +81,40 @@ def by_step(histories: dict[str, list[dict[str, Any]]]) -> dict[str | None, dict
 
 def _curves(histories: dict[str, list[dict[str, Any]]], step: str,
             series: Sequence[tuple[str, str, str]], value_format: str) -> go.Figure:
-    """One colour per run, one line style per series; one legend entry per run (the caption names the styles)."""
+    """One colour per run, one line style per series. The legend says which is which in two parts: a solid line in
+    each run's colour (its traces share its legend group) and, under "line style", one neutral line per series."""
     fig = go.Figure()
+    nowhere = np.array([np.nan])
+    drawn: set[str] = set()
     for i, (name, history) in enumerate(histories.items()):
         x = np.array([h[step] for h in history], dtype=float)
         colour = PALETTE[i % len(PALETTE)]
-        shown = False
+        traces = []
         for key, dash, label in series:
             values = np.array([h.get(key) for h in history], dtype=float)
             if np.isnan(values).all():
                 continue
-            fig.add_trace(go.Scatter(
+            drawn.add(key)
+            traces.append(go.Scatter(
                 # A run of one epoch has no line to draw: a marker shows its one value.
-                x=x, y=values, mode="lines" if len(x) > 1 else "markers", name=name, legendgroup=name,
-                showlegend=not shown, line=dict(color=colour, dash=dash), marker=dict(color=colour, size=8),
+                x=x, y=values, mode="lines" if len(x) > 1 else "markers", name=f"{name} · {label}", legendgroup=name,
+                showlegend=False, line=dict(color=colour, dash=dash), marker=dict(color=colour, size=8),
                 hovertemplate=f"{label} · {name}<br>{step} %{{x}}: %{{y:{value_format}}}<extra></extra>"))
-            shown = True
+        if traces:
+            fig.add_trace(go.Scatter(x=nowhere, y=nowhere, mode="lines", name=name, legendgroup=name,
+                                     line=dict(color=colour, width=3)))
+            fig.add_traces(traces)
+    keys = [(dash, label) for key, dash, label in series if key in drawn]
+    for j, (dash, label) in enumerate(keys if len(keys) > 1 else []):
+        fig.add_trace(go.Scatter(x=nowhere, y=nowhere, mode="lines", name=f"{label}: {LINE_WORDS[dash]}",
+                                 legendgroup="line style", line=dict(color=KEY_COLOUR, dash=dash),
+                                 legendgrouptitle=dict(text="line style (every run)") if j == 0 else None))
     return fig
+
+
+def legend_rows(fig: go.Figure) -> int:
+    """Rows of a one-entry-per-row legend: its entries and its group titles."""
+    return sum(t.showlegend is not False for t in fig.data) + sum(bool(t.legendgrouptitle.text) for t in fig.data)
 
 
 def _legend_below(fig: go.Figure, entries: int, height: int) -> go.Figure:
@@ -119,7 +134,7 @@ def accuracy_curves(histories: dict[str, list[dict[str, Any]]], step: str = "epo
     fig.update_layout(title="Test accuracy over training", xaxis_title=STEP_TITLES[step], yaxis_title="accuracy",
                       **LAYOUT)
     fig.update_yaxes(tickformat=".0%")
-    return _legend_below(fig, len(histories), 400)
+    return _legend_below(fig, legend_rows(fig), 400)
 
 
 def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float], step: str = "epoch") -> go.Figure:
@@ -133,7 +148,7 @@ def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float
     per = "mean per epoch" if step == "epoch" else "on the whole training set"
     fig.update_layout(title="Clean and robust training loss" if step == "epoch" else "Training loss",
                       xaxis_title=STEP_TITLES[step], yaxis_title=f"training loss ({per})", **LAYOUT)
-    return _legend_below(fig, len(histories), 400)
+    return _legend_below(fig, legend_rows(fig), 400)
 
 
 def nu_curves(histories: dict[str, list[dict[str, Any]]]) -> go.Figure:

@@ -233,3 +233,18 @@ def test_training_a_dataset_without_its_files_is_refused_before_queueing(atlas_h
     start(at)
     assert any("Not started" in e.value and "python -m core data download mnist" in e.value for e in at.error)
     assert list_jobs(Registry(atlas_home)) == []
+
+
+def test_every_hub_table_column_fits_beside_the_sidebar_on_a_1280_px_screen() -> None:
+    """At 1400 px the status and created columns were cut off; ~800 px is what a 1280 px screen leaves the table."""
+    import json
+
+    at = open_app()
+    table = at.dataframe[0]
+    config = json.loads(table.proto.columns)
+    order = list(table.proto.column_order)
+    assert "status" in order and "created" in order
+    widths = [config[column]["width"] for column in order]
+    assert all(isinstance(w, int) for w in widths), dict(zip(order, widths))
+    assert sum(widths) + 35 <= 800, dict(zip(order, widths))
+    assert set(table.value["threat"]) == {"ℓ∞ 0.1"}

@@ -108,8 +108,8 @@ def test_patch_models_show_their_curves_over_iterations() -> None:
     assert "to_acc" not in specs and {"to_acc_t", "to_loss_t"} <= set(specs)
     for key in ("to_acc_t", "to_loss_t"):
         assert specs[key]["layout"]["xaxis"]["title"]["text"].startswith("iteration t")
-    traces = {(t["name"], t["line"]["dash"]) for t in specs["to_acc_t"]["data"]}
-    assert ("patches two-layer net · AT", "dot") in traces, "PGD from x is drawn beside the worst case"
+    traces = {(t["name"], t["line"].get("dash")) for t in specs["to_acc_t"]["data"]}
+    assert ("patches two-layer net · AT · PGD from x", "dot") in traces, "PGD from x is drawn beside the worst case"
     assert any("over iterations t, not epochs" in m.value for m in at.markdown)
 
 
@@ -148,7 +148,7 @@ def test_the_dale_fields_are_offered_for_dale_methods_only() -> None:
 
 
 def test_accuracy_axes_leave_room_at_100_percent_and_legends_sit_below_the_axis_title() -> None:
-    table = pd.DataFrame({"id": ["a", "b"], "name": ["a", "b"], "method": ["erm", "pgd-at"],
+    table = pd.DataFrame({"id": ["a", "b"], "name": ["a", "b"], "method": ["erm", "pgd-at"], "source": "shipped",
                           "clean acc": [1.0, 0.7], "robust acc": [0.0, 0.6], "ε": [0.1, 0.1]})
     per_class = {"0": 0.5, "1": 0.9}
     worst = tc.worst_vs_mean(tc.class_table([{"id": "a", "name": "a", "method": "dale-kl",
@@ -162,6 +162,49 @@ def test_accuracy_axes_leave_room_at_100_percent_and_legends_sit_below_the_axis_
         assert low < lowest - 0.01 and low <= min(axis.tickvals) and min(axis.tickvals) >= 0
     history = [{"epoch": e, "clean_acc": 0.5 + e / 10, "robust_acc": 0.3} for e in (1, 2, 3)]
     fig = tc.accuracy_curves({"run one": history, "run two": history})
-    assert [t.showlegend for t in fig.data] == [True, False, True, False], "one legend entry per run"
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend == ["run one", "run two", "clean: solid", "PGD: dashed"], "one entry per run, then the line styles"
     assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 0
-    assert fig.layout.margin.b >= 80 + 2 * tc.LEGEND_ROW_PX and fig.layout.height == 400 + 2 * tc.LEGEND_ROW_PX
+    rows = 4 + 1  # the entries and the title of the line styles
+    assert fig.layout.margin.b >= 80 + rows * tc.LEGEND_ROW_PX and fig.layout.height == 400 + rows * tc.LEGEND_ROW_PX
+
+
+def test_the_loss_legend_tells_runs_by_colour_and_losses_by_line_style() -> None:
+    """Each run's legend line was drawn in the style of its first series, so a PGD-AT run (no ℓ_nom) read as
+    "dashed = this run"."""
+    dale = [{"epoch": e, "loss_nom": 1 / e, "loss_ro": 2 / e} for e in (1, 2, 3)]
+    pgd = [{"epoch": e, "loss_ro": 2 / e} for e in (1, 2, 3)]
+    fig = tc.loss_curves({"dale run": dale, "pgd run": pgd, "no losses": [{"epoch": 1}]}, {"dale run": 0.1})
+    shown = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in shown] == ["dale run", "pgd run", "ℓ_nom (clean): solid", "ℓ_ro (robust): dashed"]
+    runs, styles = shown[:2], shown[2:]
+    assert all(t.line.dash is None for t in runs) and [t.line.dash for t in styles] == ["solid", "dash"]
+    assert styles[0].legendgrouptitle.text == "line style (every run)"
+    pgd_lines = [t for t in fig.data if t.legendgroup == "pgd run" and t.showlegend is False]
+    assert [t.line.dash for t in pgd_lines] == ["dash"] and pgd_lines[0].line.color == runs[1].line.color
+
+
+def test_the_clean_vs_robust_scatter_separates_crowded_points_and_kinds_of_model() -> None:
+    """The four robust shipped models sat in one corner, covering each other, and a trained run looked shipped."""
+    table = pd.DataFrame({
+        "id": ["erm", "pgd", "trades", "dale", "fgsm", "mine"], "name": ["E", "P", "T", "D", "F", "my run"],
+        "method": ["erm", "pgd-at", "trades", "dale", "fgsm-rs", "dale"],
+        "source": ["shipped"] * 5 + ["trained"], "ε": 0.1,
+        "clean acc": [0.984, 1.0, 1.0, 1.0, 0.998, 0.98], "robust acc": [0.507, 0.922, 0.942, 0.907, 0.891, 0.766]})
+    fig = tc.pareto(table, {"pgd": "primary", "erm": "comparison"})
+    main = [t for t in fig.data if t.xaxis == "x" and t.name != "Pareto-optimal"]
+    assert sorted(n for t in main for n in t.customdata[:, 0]) == sorted(table["name"]), "hover names every model"
+    dale = next(t for t in main if t.name == "DALE")
+    assert list(dale.marker.symbol) == ["circle", "diamond"] and dale.marker.opacity == 1
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert {"shipped", "trained / imported", "Pareto-optimal"} <= set(legend)
+    low, high = fig.layout.xaxis2.range
+    assert 0.95 < low and 1.0 < high < 1.01, "the inset zooms on the corner and still shows 100 %"
+    inset = [t for t in fig.data if t.xaxis == "x2" and t.name != "Pareto-optimal"]
+    texts = {n: x for t in inset + main for n, x in zip(t.customdata[:, 0], t.text) if x}
+    assert texts == {"P": "primary", "E": "comparison"}, "each role labelled once, on the axes that show it clearly"
+    front = next(t for t in fig.data if t.name == "Pareto-optimal" and t.xaxis == "x")
+    assert list(front.x) == [1.0] and list(front.y) == [pytest.approx(0.942)], "TRADES dominates every other model"
+    worst = tc.worst_vs_mean(tc.class_table([{"id": "d", "name": "D", "method": "dale",
+                                              "final_metrics": {"per_class_robust_acc": {"0": 0.5, "1": 0.9}}}]))
+    assert worst.data[0].marker.color == dale.marker.color, "one colour per method on both scatters"

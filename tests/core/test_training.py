@@ -14,6 +14,7 @@ from core.models import load_checkpoint
 from core.store import Registry
 from core.training import METHODS, TrainConfig, run_id_for, train
 from core.training.epoch import detect_catastrophic_overfitting
+from core.training.loop import default_name
 from core.training.schedules import lr_at
 
 FAST = dict(dataset="digits", arch="smallcnn", batch_size=64, lr=0.05, schedule="onecycle", eval_n=128,
@@ -219,3 +220,11 @@ def test_bad_architecture_fails_before_a_run_is_registered(tmp_path: Path) -> No
 
 def test_amp_is_part_of_the_run_id() -> None:
     assert run_id_for(TrainConfig(**FAST)) != run_id_for(TrainConfig(**FAST, amp=True))
+
+
+def test_a_trained_run_is_named_in_the_shipped_models_style() -> None:
+    """Trained runs were named "digits smallcnn · pgd-at ε=0.1 …" next to the shipped "digits SmallCNN · PGD-AT
+    ε=0.1"."""
+    name = default_name(TrainConfig(**FAST, method="pgd-at", eps=0.1, epochs=3, seed=2), "bc29f00d")
+    assert name == "digits SmallCNN · PGD-AT ε=0.1 · 3 ep · seed 2 · bc29"
+    assert default_name(TrainConfig(**FAST, method="erm", epochs=1), "abcd").startswith("digits SmallCNN · ERM ·")
