@@ -145,7 +145,8 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--norm", choices=("linf", "l2", "l2patch"), default=None,
                    help="threat model (default: l2 for cw, else the checkpoint's own, else linf)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="iterations (default 20 for pgd/tpgd/apgd/quick; 100 for fmn, full, and cw per search step)")
+                   help="iterations (default 20 for pgd/tpgd/apgd; 50 for quick's APGD-CE, whose 5 targeted runs "
+                        "take 20 each; 100 for fmn, full, and cw per search step)")
     p.add_argument("--queries", type=positive_int, default=None,
                    help="Square's query budget (default 1000 for square, 5000 inside full)")
     p.add_argument("--target", type=non_negative_int, default=None, metavar="CLASS",

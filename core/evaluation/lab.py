@@ -62,7 +62,9 @@ def sweep_cost(attack_name: str, attack_kwargs: dict[str, Any]) -> float:
         return 1.0
     if attack_name == "square":
         return config.queries * config.restarts * SQUARE_QUERY_COST
-    runs = 1 + config.targets if attack_name == "quick" else max(getattr(config, "targets", 0), 1)
+    if attack_name == "quick":  # APGD-CE, then targeted APGD-DLR against each of the top classes
+        return float(config.steps + config.targets * config.targeted_steps)
+    runs = max(getattr(config, "targets", 0), 1)
     return float(config.steps * getattr(config, "restarts", 1) * runs * getattr(config, "search_steps", 1))
 
 

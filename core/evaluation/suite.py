@@ -116,7 +116,9 @@ class EvalSpec:
 
     @property
     def eval_id(self) -> str:
-        return config_hash(self.to_dict(), length=16)
+        """Hash of the spec and of the attack's resolved config, its defaults included: when a default changes (the
+        quick ensemble's targets, say), stored tables computed with the old one are not taken for the new one."""
+        return config_hash({**self.to_dict(), "attack_config": asdict(self.build_attack().config)}, length=16)
 
 
 @dataclass

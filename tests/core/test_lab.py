@@ -93,7 +93,7 @@ def test_the_compute_budget_counts_every_loop_of_an_attack() -> None:
     assert sweep_cost("pgd", {"steps": 1000, "restarts": 20, "random_start": True}) == 20_000 > LAB_STEP_BUDGET
     assert sweep_cost("pgd", {"steps": 1000}) * 2 == LAB_STEP_BUDGET, "PGD-1000 on two models is the cap"
     assert sweep_cost("apgd", {"steps": 100, "loss": "dlr", "targets": 3}) == 300
-    assert sweep_cost("quick", {"steps": 100}) == 400, "APGD-CE + 3 targeted APGD-DLR runs"
+    assert sweep_cost("quick", {"steps": 100}) == 200, "APGD-CE (100) + 5 targeted APGD-DLR runs of 20"
     assert sweep_cost("cw", {"steps": 100}) == 500, "5 binary-search steps of 100 Adam steps"
     assert sweep_cost("square", {"queries": 10_000}) == 2500
     with pytest.raises(ConfigError, match="steps"):
