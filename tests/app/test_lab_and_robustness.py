@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.evaluation.lab as lab
+from tests.images import png_of_a_one
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -162,16 +163,6 @@ def test_an_already_misclassified_example_has_no_flipping_eps() -> None:
     assert "| smallest flipping ε | — (already wrong) |" in table
 
 
-def _png_of_a_one() -> bytes:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("L", (96, 96), 255)
-    ImageDraw.Draw(image).line([(48, 12), (48, 84)], fill=0, width=14)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_an_upload_is_attacked_only_once_its_true_class_is_chosen() -> None:
     import torch
 
@@ -184,12 +175,12 @@ def test_an_upload_is_attacked_only_once_its_true_class_is_chosen() -> None:
     at.file_uploader(key="lab_upload").set_value(("notes.txt", b"not an image", "text/plain")).run()
     assert not at.exception and [e.value for e in at.error] == [
         "notes.txt: the file is not an image Pillow can read (PNG, JPEG, GIF, BMP, WebP or TIFF)"]
-    at.file_uploader(key="lab_upload").set_value(("one.png", _png_of_a_one(), "image/png")).run()
+    at.file_uploader(key="lab_upload").set_value(("one.png", png_of_a_one(), "image/png")).run()
     assert not at.exception and not at.error
     assert at.selectbox(key="lab_upload_label").value is None, "no silent default class"
     assert any("nothing is attacked until then" in i.value for i in at.info)
     assert not at.slider and not numbers(at)
-    array, _ = image_to_input(_png_of_a_one(), (1, 8, 8), background="dark")
+    array, _ = image_to_input(png_of_a_one(), (1, 8, 8), background="dark")
     with torch.no_grad():
         predicted = {int(load_checkpoint(ROOT / "assets" / "models" / f"digits-smallcnn-{m}.safetensors")[0](
             torch.from_numpy(array)[None]).argmax()) for m in ("pgd-at", "erm")}

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
-
 from tests.e2e.ui import TIMEOUT_MS, assert_healthy, choose, go_to, open_app, shot
+from tests.images import png_of_a_one
 
 pytestmark = pytest.mark.e2e
 BADGES = '[class*="st-key-lab_"][class*="_verdict"]'
@@ -42,14 +40,6 @@ def test_the_lab_slider_breaks_the_standard_model_live(server: str, page, artifa
     assert_healthy(page)
 
 
-def _png_digit() -> bytes:
-    image = Image.new("L", (96, 96), 255)
-    ImageDraw.Draw(image).line([(48, 12), (48, 84)], fill=0, width=14)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: Path, tmp_path: Path) -> None:
     open_app(page, server)
     go_to(page, "Attack Lab", "Attack Lab")
@@ -64,7 +54,7 @@ def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: 
     assert page.get_by_role("slider").count() == 0, "nothing is attacked"
     shot(page, artifacts, "lab-upload-refused")
     good = tmp_path / "one.png"
-    good.write_bytes(_png_digit())
+    good.write_bytes(png_of_a_one())
     chooser.set_input_files(str(good))
     # Nothing is attacked until the user says which digit it is (a silent default of 0 made most uploads "wrong").
     page.get_by_text("nothing is attacked until then").wait_for(timeout=TIMEOUT_MS)
