@@ -54,7 +54,7 @@ def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[s
     _add_points(fig, data, roles, "", np.where(in_inset, "", [roles.get(i, "") for i in data["id"]]))
     if inset is not None:
         _add_points(fig, data, roles, "2", np.where(in_inset, [roles.get(i, "") for i in data["id"]], ""))
-    _add_legend_keys(fig, data)
+    add_legend_keys(fig, data)
     # Fixed-width legend entries pack several to a row; sized by their text, a narrow chart (1024 px screen) stacks
     # them one per row over the x-axis title.
     fig.update_layout(title="Clean vs robust accuracy", height=440, xaxis=dict(title="clean test accuracy", **x_axis),
@@ -65,7 +65,7 @@ def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[s
 
 
 def _add_points(fig: go.Figure, data: pd.DataFrame, roles: dict[str, str], axes: str, text: np.ndarray) -> None:
-    """One trace per method (legend entries come from :func:`_add_legend_keys`) and the Pareto staircase, on the main
+    """One trace per method (legend entries come from :func:`add_legend_keys`) and the Pareto staircase, on the main
     axes (``axes=""``) or the inset's (``"2"``)."""
     positions = {run_id: ROLE_TEXT_POSITIONS[min(i, 2)] for i, run_id in enumerate(roles)}
     text = pd.Series(text, index=data.index)
@@ -95,7 +95,7 @@ def _add_points(fig: go.Figure, data: pd.DataFrame, roles: dict[str, str], axes:
                                  marker=dict(size=22, symbol="circle-open", color="#111", line=dict(width=2))))
 
 
-def _add_legend_keys(fig: go.Figure, data: pd.DataFrame) -> None:
+def add_legend_keys(fig: go.Figure, data: pd.DataFrame) -> None:
     """Legend-only entries: a coloured circle per method, then the marker shapes when not every model is shipped."""
     nowhere = np.array([np.nan])
     for method in sorted(data["method"].unique()):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.components.charts import LAYOUT, method_colour, pareto_figure, percent_axis
+from dashboard.components.charts import (LAYOUT, OWN_SYMBOL, SHIPPED_SYMBOL, add_legend_keys, method_colour,
+                                         pareto_figure, percent_axis)
 from dashboard.components.labels import SHORT_METHOD_LABELS
 
 STEP_TITLES = {"epoch": "epoch", "t": "iteration t (gradient steps on the whole training set)"}
@@ -35,10 +36,10 @@ def class_table(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
         if not per_class:
             continue
         worst = min(per_class, key=per_class.get)
-        rows.append({"id": run["id"], "name": run["name"], "method": run["method"],
+        rows.append({"id": run["id"], "name": run["name"], "method": run["method"], "source": run["source"],
                      "mean": float(np.mean(list(per_class.values()))), "worst": float(per_class[worst]),
                      "worst class": worst})
-    return pd.DataFrame(rows, columns=["id", "name", "method", "mean", "worst", "worst class"])
+    return pd.DataFrame(rows, columns=["id", "name", "method", "source", "mean", "worst", "worst class"])
 
 
 def pareto(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[str] = ()) -> go.Figure:
@@ -48,14 +49,18 @@ def pareto(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[str] = (
 
 
 def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
+    """One point per run, coloured by method and shaped like the clean vs robust scatter beside it (shipped
+    circles, trained or imported diamonds)."""
     fig = go.Figure()
     for method, group in table.groupby("method"):
         fig.add_trace(go.Scatter(
             x=group["mean"].to_numpy(float), y=group["worst"].to_numpy(float), mode="markers",
-            name=SHORT_METHOD_LABELS.get(str(method), str(method)),
-            marker=dict(size=13, color=method_colour(str(method)), opacity=1.0, line=dict(width=1, color="white")),
+            name=SHORT_METHOD_LABELS.get(str(method), str(method)), legendgroup=str(method), showlegend=False,
+            marker=dict(size=13, color=method_colour(str(method)), opacity=1.0, line=dict(width=1, color="white"),
+                        symbol=np.where(group["source"] == "shipped", SHIPPED_SYMBOL, OWN_SYMBOL)),
             text=group["name"].to_numpy(str), customdata=group["worst class"].to_numpy(str),
             hovertemplate="%{text}<br>mean %{x:.1%} · worst class %{customdata}: %{y:.1%}<extra></extra>"))
+    add_legend_keys(fig, table)
     fig.add_trace(go.Scatter(x=np.array([0.0, 1.0]), y=np.array([0.0, 1.0]), mode="lines", name="worst = mean",
                              line=dict(dash="dot", color="#94a3b8"), hoverinfo="skip"))
     fig.update_layout(title="Worst class vs mean robust accuracy", xaxis_title="mean per-class robust accuracy",

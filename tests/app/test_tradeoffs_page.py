@@ -151,7 +151,7 @@ def test_accuracy_axes_leave_room_at_100_percent_and_legends_sit_below_the_axis_
     table = pd.DataFrame({"id": ["a", "b"], "name": ["a", "b"], "method": ["erm", "pgd-at"], "source": "shipped",
                           "clean acc": [1.0, 0.7], "robust acc": [0.0, 0.6], "ε": [0.1, 0.1]})
     per_class = {"0": 0.5, "1": 0.9}
-    worst = tc.worst_vs_mean(tc.class_table([{"id": "a", "name": "a", "method": "dale-kl",
+    worst = tc.worst_vs_mean(tc.class_table([{"id": "a", "name": "a", "method": "dale-kl", "source": "shipped",
                                               "final_metrics": {"per_class_robust_acc": per_class}}]))
     assert worst.data[0].name == "DALE-KL", "methods by their readable names"
     fig = tc.pareto(table, ["a"])
@@ -205,6 +205,11 @@ def test_the_clean_vs_robust_scatter_separates_crowded_points_and_kinds_of_model
     assert texts == {"P": "primary", "E": "comparison"}, "each role labelled once, on the axes that show it clearly"
     front = next(t for t in fig.data if t.name == "Pareto-optimal" and t.xaxis == "x")
     assert list(front.x) == [1.0] and list(front.y) == [pytest.approx(0.942)], "TRADES dominates every other model"
-    worst = tc.worst_vs_mean(tc.class_table([{"id": "d", "name": "D", "method": "dale",
-                                              "final_metrics": {"per_class_robust_acc": {"0": 0.5, "1": 0.9}}}]))
+    per_class = {"final_metrics": {"per_class_robust_acc": {"0": 0.5, "1": 0.9}}}
+    worst = tc.worst_vs_mean(tc.class_table([{"id": "d", "name": "D", "method": "dale", "source": "shipped",
+                                              **per_class},
+                                             {"id": "mine", "name": "my run", "method": "dale", "source": "trained",
+                                              **per_class}]))
     assert worst.data[0].marker.color == dale.marker.color, "one colour per method on both scatters"
+    assert list(worst.data[0].marker.symbol) == ["circle", "diamond"], "and the same shapes: shipped vs trained"
+    assert {"DALE", "shipped", "trained / imported"} <= {t.name for t in worst.data if t.showlegend is not False}
