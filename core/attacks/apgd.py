@@ -3,8 +3,11 @@
 Paper: Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free
 attacks", ICML 2020, https://arxiv.org/abs/2003.01690 — step schedule as in the authors' code: first step 2ε,
 momentum 0.75; checkpoints at 22 % of the iterations, then each 3 % closer (at least 6 %); at a checkpoint the
-step is halved and the iterate reset to the best point when fewer than 75 % of the steps since the last one raised
-the loss, or when the step was not halved last time and the best loss did not improve.
+step is halved and the iterate reset to the best point when at most 75 % of the k steps since the last one raised
+the loss (k comparisons, the first with the loss just before the window), or when the step was not halved at the
+last checkpoint and the best loss did not improve (never at the first checkpoint: the authors start the "halved
+last time" flags set). One departure: at the first checkpoint the loss before the window is the random start's,
+where the authors' code compares with a zero-filled row of its loss buffer (for CE, always a rise).
 Threat model: ℓ∞ or ℓ2 ball of radius ε, clipped to the data bounds. Random start as the authors do.
 
 Arguments (keyword-only config): ``norm`` ("linf"), ``steps`` (100), ``loss`` ("ce" or "dlr"), ``rho`` (0.75),
@@ -75,6 +78,17 @@ def checkpoints(steps: int) -> list[int]:
     return marks
 
 
+def halve_step(window: torch.Tensor, rho: float, halved_last: torch.Tensor, best: torch.Tensor,
+               best_last: torch.Tensor) -> torch.Tensor:
+    """Per point, whether a checkpoint halves the step (the authors' ``check_oscillation`` and "no improvement"):
+    ``window`` holds the loss just before the last k steps and after each of them ((k+1)×N); halve when at most
+    ρ·k of those k steps raised the loss, or when the step was not halved at the previous checkpoint
+    (``halved_last``) and the best loss has not risen since it (``best`` ≤ ``best_last``)."""
+    rises = (window[1:] > window[:-1]).sum(0)
+    oscillating = rises <= rho * (len(window) - 1)
+    return oscillating | (~halved_last & (best <= best_last))
+
+
 class APGD(GradientAttack):
     name = "apgd"
     config_class = APGDConfig
@@ -100,12 +114,13 @@ class APGD(GradientAttack):
         step = 2.0 * eps.clone()
         x_adv = clip_to(x + random_in_ball(x.shape, eps, norm, generator, x.device), bounds)
         loss, grad = input_gradient(loss_at(rows), x_adv)
+        loss_start = loss.clone()
         fooled = last["logits"].argmax(1) != y
         x_best, loss_best, grad_best = x_adv.clone(), loss.clone(), grad.clone()
         x_fooled, x_prev = x_adv.clone(), x_adv.clone()
         trace = torch.full((steps, n), float("nan"), dtype=loss.dtype, device=x.device)
         marks, last_mark = checkpoints(steps), 0
-        best_at_mark, halved_at_mark = loss_best.clone(), torch.zeros_like(fooled)
+        best_at_mark, halved_at_mark = loss_best.clone(), torch.ones_like(fooled)
         for i in range(steps):
             rows = torch.nonzero(~fooled).flatten()
             if len(rows) == 0:
@@ -127,11 +142,8 @@ class APGD(GradientAttack):
             x_best[up], grad_best[up], loss_best[up] = new_adv[better], grad_a[better], loss_a[better]
             if i + 1 in marks:
                 # Include the loss just before the window: k comparisons for k steps, as the authors count.
-                window = trace[max(last_mark - 1, 0):i + 1]
-                rises = (window[1:] > window[:-1]).sum(0)
-                oscillating = rises < self.config.rho * (i + 1 - last_mark)
-                stalled = ~halved_at_mark & (loss_best <= best_at_mark)
-                halve = (oscillating | stalled) & ~fooled
+                window = trace[last_mark - 1:i + 1] if last_mark else torch.cat([loss_start[None], trace[:i + 1]])
+                halve = halve_step(window, self.config.rho, halved_at_mark, loss_best, best_at_mark) & ~fooled
                 step[halve] /= 2.0
                 x_adv[halve], grad[halve] = x_best[halve], grad_best[halve]
                 halved_at_mark, best_at_mark, last_mark = halve, loss_best.clone(), i + 1

@@ -261,3 +261,19 @@ def test_apgd_drops_points_once_fooled(batch: tuple[torch.Tensor, torch.Tensor])
         steps_run = int(finite[:, j].sum())
         assert steps_run < 20 and finite[:steps_run, j].all()
     assert torch.equal(model(result.x_adv).argmax(1) != y, result.success)
+
+
+def test_apgd_halves_the_step_as_the_authors_check_it() -> None:
+    """Croce & Hein's ``check_oscillation``: k comparisons (the first with the loss before the window), halve when
+    at most ρ·k were rises (``<=``); "no improvement" counts only when the step was not halved last time."""
+    from core.attacks.apgd import halve_step
+
+    # k = 4 steps: 3 rises (0.75·4 = 3, so "at most" halves), 4 rises (keeps), 3 rises again but a flat last one.
+    window = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3.0, 3.0, 3.0], [2.5, 4.0, 3.0]])
+    halved_last = torch.tensor([True, True, True])
+    best = torch.tensor([3.0, 4.0, 3.0])
+    assert halve_step(window, 0.75, halved_last, best, best).tolist() == [True, False, True]
+    # The same climbing point halves for lack of improvement only if its step was not just halved.
+    not_halved = torch.tensor([False, False, False])
+    assert halve_step(window, 0.75, not_halved, best, best + 1).tolist() == [True, True, True]
+    assert halve_step(window, 0.75, not_halved, best, best - 1).tolist() == [True, False, True]
