@@ -40,11 +40,15 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
 
 
 # Iterations when --steps is not given: the CLI's historical 20 for PGD-like attacks, the papers' 100 otherwise.
-DEFAULT_STEPS = {"pgd": 20, "tpgd": 20, "apgd": 20, "quick": 50, "cw": 100, "fmn": 100, "full": 100}
+DEFAULT_STEPS = {"pgd": 20, "tpgd": 20, "apgd": 20, "quick": 50, "deepfool": 50, "cw": 100, "fmn": 100,
+                 "full": 100}
 DEFAULT_QUERIES = {"square": 1000, "full": 5000}
 # Attacks defined for one norm only: without --norm they use it instead of the checkpoint's.
 ONLY_NORM = {"cw": "l2", "square": "linf"}
 TARGETED = ("pgd", "tpgd")
+# The attacks each optional flag means something to; given to any other, it is refused rather than ignored.
+FLAG_ATTACKS = {"steps": tuple(DEFAULT_STEPS), "queries": tuple(DEFAULT_QUERIES), "step_size": TARGETED,
+                "restarts": TARGETED, "temperature": ("tpgd",), "target": TARGETED}
 
 
 def build_attack(args: argparse.Namespace) -> Attack:
@@ -62,13 +66,13 @@ def _named_attack(args: argparse.Namespace) -> Attack:
     if name == "fgsm":
         return FGSM(norm=norm)
     if name in TARGETED:
-        pgd_args = {"norm": norm, "steps": steps, "step_size": args.step_size, "restarts": args.restarts,
+        pgd_args = {"norm": norm, "steps": steps, "step_size": args.step_size, "restarts": args.restarts or 1,
                     "target": args.target}
-        return PGD(**pgd_args) if name == "pgd" else TemperaturePGD(**pgd_args, temperature=args.temperature)
+        return PGD(**pgd_args) if name == "pgd" else TemperaturePGD(**pgd_args, temperature=args.temperature or 1.0)
     if name == "apgd":
         return APGD(norm=norm, steps=steps)
     if name == "deepfool":
-        return DeepFool(norm=norm)
+        return DeepFool(norm=norm, steps=steps)
     if name == "cw":
         return CarliniWagnerL2(norm=norm, steps=steps)
     if name == "fmn":
@@ -118,8 +122,9 @@ def check_fits(model: torch.nn.Module, meta: dict, data: Dataset) -> None:
 
 def check_flags(args: argparse.Namespace) -> None:
     """Refuse flags that cannot work before anything is loaded (a wrong norm is known without the checkpoint)."""
-    if args.target is not None and args.attack not in TARGETED:
-        raise ConfigError(f"--target applies to {' and '.join(TARGETED)} only, not {args.attack}")
+    for flag, attacks in FLAG_ATTACKS.items():
+        if getattr(args, flag) is not None and args.attack not in attacks:
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to {', '.join(attacks)} only, not {args.attack}")
     if args.norm is not None:
         build_attack(args)
 

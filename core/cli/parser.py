@@ -146,14 +146,15 @@ def _add_eval(sub: Any) -> None:
                    help="threat model (default: l2 for cw, else the checkpoint's own, else linf)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="iterations (default 20 for pgd/tpgd/apgd; 50 for quick's APGD-CE, whose 5 targeted runs "
-                        "take 20 each; 100 for fmn, full, and cw per search step)")
+                        "take 20 each; 50 for deepfool; 100 for fmn, full, and cw per search step; not for fgsm "
+                        "or square)")
     p.add_argument("--queries", type=positive_int, default=None,
                    help="Square's query budget (default 1000 for square, 5000 inside full)")
     p.add_argument("--target", type=non_negative_int, default=None, metavar="CLASS",
                    help="targeted pgd/tpgd toward CLASS; points of that class are left out (and counted)")
-    p.add_argument("--step-size", type=positive_float, default=None, help="default 2.5·eps/steps")
-    p.add_argument("--restarts", type=positive_int, default=1)
-    p.add_argument("--temperature", type=positive_float, default=1.0, help="T for tpgd (T = 1 is PGD)")
+    p.add_argument("--step-size", type=positive_float, default=None, help="pgd/tpgd step (default 2.5·eps/steps)")
+    p.add_argument("--restarts", type=positive_int, default=None, help="random restarts of pgd/tpgd (default 1)")
+    p.add_argument("--temperature", type=positive_float, default=None, help="T for tpgd (default 1: PGD)")
     p.add_argument("--n", type=positive_int, default=None, help="first N points of the split (default all)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=256)

@@ -40,10 +40,15 @@ BAD_INPUT = [
     (["runs", "show", "nope"], "no run with id 'nope'"),
     (["eval", "--checkpoint", "x", "--attack", "square", "--norm", "l2"], "Square is implemented for norm 'linf' only"),
     (["eval", "--checkpoint", "x", "--attack", "cw", "--norm", "linf"], "norm must be 'l2'"),
-    (["eval", "--checkpoint", "x", "--attack", "apgd", "--target", "3"], "--target applies to pgd and tpgd only"),
+    (["eval", "--checkpoint", "x", "--attack", "apgd", "--target", "3"], "--target applies to pgd, tpgd only"),
+    (["eval", "--checkpoint", "x", "--attack", "fgsm", "--steps", "5"], "--steps applies to pgd, tpgd, apgd"),
+    (["eval", "--checkpoint", "x", "--attack", "pgd", "--queries", "50"], "--queries applies to square, full only"),
+    (["eval", "--checkpoint", "x", "--attack", "apgd", "--restarts", "2"], "--restarts applies to pgd, tpgd only"),
+    (["eval", "--checkpoint", "x", "--attack", "pgd", "--temperature", "2"], "--temperature applies to tpgd only"),
 ]
 BAD_INPUT_IDS = ["neg-eps", "nan-eps", "zero-steps", "unknown-dataset", "bad-method", "neg-epochs", "missing-ckpt",
-                 "verify-unknown", "unknown-run", "square-l2", "cw-linf", "target-not-pgd"]
+                 "verify-unknown", "unknown-run", "square-l2", "cw-linf", "target-not-pgd", "steps-not-fgsm",
+                 "queries-not-pgd", "restarts-not-apgd", "temperature-not-pgd"]
 
 Cli = Callable[[list[str]], subprocess.CompletedProcess]
 
@@ -220,8 +225,8 @@ def test_l2patch_on_images_is_refused_before_a_run_exists(atlas_home: Path, cli:
 @pytest.mark.parametrize("attack", ["fgsm", "tpgd", "apgd", "deepfool", "quick"])
 def test_eval_runs_every_attack_name(attack: str, cli: Cli) -> None:
     ckpt = ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors"
-    out = cli(["eval", "--checkpoint", str(ckpt), "--attack", attack, "--eps", "0.1", "--steps", "5", "--n", "30",
-               "--json"])
+    steps = [] if attack == "fgsm" else ["--steps", "5"]  # one step by definition: --steps is refused
+    out = cli(["eval", "--checkpoint", str(ckpt), "--attack", attack, "--eps", "0.1", *steps, "--n", "30", "--json"])
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["attack"] == attack and result["n"] == 30
