@@ -42,6 +42,29 @@ def _open(data: bytes):  # -> PIL.Image.Image
     return image
 
 
+def _from_high_depth(image):  # -> tuple[PIL.Image.Image, str]
+    """A 16-bit, 32-bit integer or float greyscale image as 8-bit "L", scaled by its depth, not clipped at 255
+    (Pillow's own convert clips, which turns a 16-bit image black or white). Integer data within 0–255 is taken as
+    8-bit, within 0–65535 as 16-bit; float data within [0, 1] as such; anything else is stretched min–max."""
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise DataError(f"the {image.mode} image has NaN or infinite pixels")
+    low, high = float(values.min()), float(values.max())
+    if image.mode == "F" and low >= 0.0 and high <= 1.0:
+        scaled, how = values, "float pixels in [0, 1]"
+    elif image.mode != "F" and low >= 0 and high <= 255:
+        scaled, how = values / 255.0, "8-bit values"
+    elif image.mode != "F" and low >= 0 and high <= 65535:
+        scaled, how = values / 65535.0, "16-bit values scaled to 8 bits"
+    else:
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        how = f"values {low:g}…{high:g} stretched to the full range"
+    eight = np.rint(scaled * 255.0).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(eight), f"{image.mode}: {how}"
+
+
 def _to_mode(image, channels: int):  # -> PIL.Image.Image
     from PIL import Image
 
@@ -76,6 +99,9 @@ def image_to_input(data: bytes, input_shape: tuple[int, ...], *, invert: str = "
         raise DataError(f"the image could not be decoded: {exc}") from exc
     if getattr(image, "n_frames", 1) > 1:
         notes.append("first frame of an animation used")
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image, how = _from_high_depth(image)
+        notes.append(how)
     if image.mode not in ("L", "RGB"):
         notes.append(f"{image.mode} converted to {'greyscale' if channels == 1 else 'RGB'}")
     elif (image.mode == "L") != (channels == 1):

@@ -139,6 +139,26 @@ def test_transparent_and_colour_images_are_converted() -> None:
     assert np.allclose(array, 128 / 255, atol=1e-6) and any("repeated to RGB" in n for n in notes)
 
 
+def test_16_bit_and_float_images_keep_their_contrast() -> None:
+    """Pillow's own convert clips a 16-bit image at 255, so a 16-bit scan came out all white or all black."""
+    ramp = np.tile(np.linspace(0, 65535, 8).round().astype(np.uint16), (8, 1))
+    deep = png(Image.fromarray(ramp))
+    assert Image.open(io.BytesIO(deep)).mode.startswith("I"), "the PNG holds 16-bit greyscale"
+    array, notes = image_to_input(deep, (1, 8, 8), invert="no")
+    assert np.allclose(array[0, 3], ramp[0] / 65535, atol=1 / 255) and any("16-bit" in n for n in notes)
+    flat = png(Image.fromarray(np.full((8, 8), 30000, np.uint16)))
+    assert np.allclose(image_to_input(flat, (1, 8, 8), invert="no")[0], 30000 / 65535, atol=1 / 255)
+    unit = png(Image.fromarray(np.tile(np.linspace(0, 1, 8, dtype=np.float32), (8, 1))), "TIFF")
+    array, notes = image_to_input(unit, (3, 8, 8), invert="no")
+    assert np.allclose(array[:, 5], np.linspace(0, 1, 8), atol=1 / 255) and any("[0, 1]" in n for n in notes)
+    wide = png(Image.fromarray(np.tile(np.linspace(-5, 5, 8, dtype=np.float32), (8, 1))), "TIFF")
+    array, notes = image_to_input(wide, (1, 8, 8), invert="no")
+    assert array.min() == 0 and array.max() == 1 and any("stretched" in n for n in notes)
+    nan = png(Image.fromarray(np.full((8, 8), np.nan, np.float32)), "TIFF")
+    with pytest.raises(DataError, match="NaN"):
+        image_to_input(nan, (1, 8, 8))
+
+
 def _bomb_png(width: int, height: int) -> bytes:
     """A valid PNG header declaring a huge image, with one tiny compressed row: a decompression bomb."""
     def chunk(kind: bytes, data: bytes) -> bytes:
