@@ -12,7 +12,8 @@ Each check is green (no sign of trouble), amber (look closer) or red (the robust
 not to be trusted). Robust accuracies are fractions of all given points; points misclassified clean count as not
 robust and are not attacked. Stronger attacks that follow a weaker one run only on the points it left robust
 (Croce & Hein 2020), so their numbers are the per-point worst case of both. A check that does not apply to the
-threat model (Square is ℓ∞ only) is reported green with a finding that starts "Not run" and ``value["skipped"]``.
+threat model (Square is ℓ∞ only) has the status "not run" (NOT_RUN), a finding that starts "Not run" and
+``value["skipped"]``: it neither clears nor flags the model.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from core.utils import make_generator
 
 LOGGER = logging.getLogger(__name__)
 
-GREEN, AMBER, RED = "green", "amber", "red"
+GREEN, AMBER, RED, NOT_RUN = "green", "amber", "red", "not run"
 
 # 1. Gradients: fraction of points whose input gradient of the cross-entropy is exactly zero. A handful can be
 # normal (float32 softmax saturates on very confident points); any NaN/inf is always red.
@@ -167,7 +168,7 @@ def check_gradients(probe: _Probe) -> TrustCheck:
 def check_blackbox(probe: _Probe) -> TrustCheck:
     title = "Black-box does not beat white-box"
     if probe.norm != "linf":
-        return TrustCheck("blackbox", title, GREEN,
+        return TrustCheck("blackbox", title, NOT_RUN,
                           f"Not run: the Square attack here is ℓ∞ only and this evaluation uses {probe.norm}.",
                           "This check compares the query-based Square attack with the gradient attacks "
                           "(Croce & Hein 2020); it has no ℓ2 version here, so it says nothing about this model.",

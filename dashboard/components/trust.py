@@ -7,8 +7,10 @@ import streamlit as st
 from core.evaluation.suite import TRUST_POINTS
 from dashboard import cache
 
-ICONS = {"green": ":material/check_circle:", "amber": ":material/warning:", "red": ":material/error:"}
-COLOURS = {"green": "green", "amber": "orange", "red": "red"}
+ICONS = {"green": ":material/check_circle:", "amber": ":material/warning:", "red": ":material/error:",
+         "not run": ":material/remove_circle_outline:"}
+COLOURS = {"green": "green", "amber": "orange", "red": "red", "not run": "gray"}
+VERDICTS = ("green", "amber", "red")
 
 
 def trust_panel(run_id: str, dataset: str, eps: float, norm: str, device: str, *, compute: bool = True,
@@ -30,11 +32,13 @@ def trust_panel(run_id: str, dataset: str, eps: float, norm: str, device: str, *
     # The gradient check records how many points the checks ran on.
     n = next((int(c["value"]["n"]) for c in checks if "n" in c.get("value", {})), TRUST_POINTS)
     heading.markdown(f"##### Can these numbers be trusted? (ε = {eps:g}, {n} test points)")
-    worst = max((c["status"] for c in checks), key=("green", "amber", "red").index, default="green")
-    counts = {s: sum(c["status"] == s for c in checks) for s in ("green", "amber", "red")}
+    worst = max((c["status"] for c in checks if c["status"] in VERDICTS), key=VERDICTS.index, default="green")
+    counts = {s: sum(c["status"] == s for c in checks) for s in (*VERDICTS, "not run")}
+    not_run = f" · {counts['not run']} not run" if counts["not run"] else ""
     other = (f" They run their own attacks on these {n} points, not on the {page_points} of the table above, so "
              "their robust accuracies (PGD-10 included) differ from it." if page_points not in (None, n) else "")
-    st.markdown(f":{COLOURS[worst]}-badge[{counts['green']} green · {counts['amber']} amber · {counts['red']} red]"
+    st.markdown(f":{COLOURS[worst]}-badge[{counts['green']} green · {counts['amber']} amber · {counts['red']} red"
+                f"{not_run}]"
                 f" — signs of gradient masking from the attack-evaluation literature, measured on the first "
                 f"{n} test points.{other}")
     for check in checks:
