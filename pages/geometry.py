@@ -64,11 +64,10 @@ if example is None:
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    plane_kind = c1.selectbox("Plane (û, v̂)", PLANES, key="geo_plane",
-                              format_func=lambda p: {"deepfool": "DeepFool normal, random",
-                                                     "gradient": "loss gradient, random",
-                                                     "random": "two random directions",
-                                                     "image": "toward another image, random"}[p])
+    # Short option texts: the column is ~190 px at 1280 px, and "DeepFool normal, random" was cut off there.
+    plane_kind = c1.selectbox("Plane (û, v̂)", PLANES, key="geo_plane", format_func=views.PLANE_LABELS.__getitem__,
+                              help="û is the direction named here; v̂ is a random direction orthogonal to it "
+                                   "(both are random for *Two random*).")
     plane_from = "primary"
     if comparison and plane_kind in ("deepfool", "gradient"):
         plane_from = c1.radio("Direction û of", ("primary", "comparison"), horizontal=True, key="geo_plane_from",

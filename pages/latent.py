@@ -82,8 +82,8 @@ split_size = len(cache.run_dataset(primary, dataset, split))
 n = min(int(n_points), split_size)
 if n < n_points:
     st.info(f"The {split} split of {dataset} has {split_size} points: the maps use all {split_size}.")
-top = eps_range(norm, spec_shape, primary_run["eps"] if primary_run["norm"] == norm else None)
-grid = tuple(float(e) for e in np.round(np.linspace(top / 8, top, 8), 4))
+own_eps = primary_run["eps"] if primary_run["norm"] == norm else None
+grid, first_eps = views.eps_grid(eps_range(norm, spec_shape, own_eps), own_eps)
 
 maps, notes = {}, []
 with st.spinner(f"Attacking {n} points at {len(grid)} budgets and projecting their features…"):
@@ -112,9 +112,10 @@ classes = [str(c) for c in data.classes]
 def scrub() -> None:
     """Only this fragment reruns when ε, the toggles or a selection change; it indexes the cached maps."""
     labels = ["clean", *(f"{e:g}" for e in grid)]
-    c1, c2, c3, c4, c5 = st.columns([3, 1, 1, 1, 1])
+    # The toggles' columns are sized to their labels: at 1280 px equal ones cut "adversarial ×" to "adversar…".
+    c1, c2, c3, c4, c5 = st.columns([2.4, 1.1, 1.5, 1.1, 1.3])
     pick = c1.select_slider(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, image scale 0–1)", options=labels,
-                            value=labels[min(4, len(labels) - 1)], key="lat_eps",
+                            value=labels[first_eps + 1], key="lat_eps",
                             help="Scrubbing only looks up the precomputed maps.")
     index = labels.index(pick)
     layers = views.Layers(clean=c2.toggle("clean ●", True, key="lat_show_clean"),

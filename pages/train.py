@@ -43,7 +43,7 @@ ranged = RangedFields()
 with st.form("train_form", enter_to_submit=False):
     c1, c2, c3, c4 = st.columns(4)
     eps, eps_high = eps_field(c1, norm, spec["input_shape"], key=f"train_eps_{dataset}_{norm}",
-                              default=default_eps(dataset))
+                              default=default_eps(dataset), ranged=ranged)
     steps = ranged.number(c2, "Attack steps", 1, 100, value=5, key="train_steps")
     step_size = ranged.number(c3, "Attack step size (0 = 2.5·ε/steps)", 0.0, 1.0, value=0.0, step=0.005,
                               format="%.4f", key="train_step_size")
@@ -52,7 +52,7 @@ with st.form("train_form", enter_to_submit=False):
     if method in DALE_METHODS:
         st.caption("DALE (Robey et al. 2021): the clean loss is kept below ρ by a learned weight ν; perturbations "
                    "are Langevin samples.")
-        dale = dale_fields("train")
+        dale = dale_fields("train", ranged)
     c1, c2, c3, c4 = st.columns(4)
     epochs = ranged.number(c1, "Epochs", 1, 500, value=10, key="train_epochs")
     lr = ranged.number(c2, "Learning rate", 1e-5, 10.0, value=0.05, format="%.4f", key="train_lr")
@@ -74,7 +74,7 @@ with st.form("train_form", enter_to_submit=False):
 
 
 def form_fields() -> dict:
-    ranged.check()
+    ranged.check()  # every field's problem at once (ε's and DALE's too), not the first only
     return dict(dataset=dataset, arch=arch, method=method, norm=norm, eps=checked_eps(eps, eps_high),
                 attack_steps=int(steps), attack_step_size=float(step_size) or None, **betas, **dale,
                 epochs=int(epochs), lr=float(lr), schedule=schedule, batch_size=int(batch), seed=int(seed),

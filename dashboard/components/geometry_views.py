@@ -18,6 +18,9 @@ REGION_COLOURS = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c9
 MODEL_COLOURS = ("#c2410c", "#2563eb")
 ATTACK_NAMES = {"pgd": "PGD", "deepfool": "DeepFool"}
 NORM_NAMES = {"linf": "ℓ∞", "l2": "ℓ2"}
+# The plane selector's options by their direction û (v̂ is a random partner): short enough for a quarter column.
+PLANE_LABELS = {"deepfool": "DeepFool normal", "gradient": "Loss gradient", "random": "Two random",
+                "image": "Toward an image"}
 _PLAIN = {k: v for k, v in LAYOUT.items() if k != "legend"}
 # Plotly's default SI labels write 1e-4 as "100μ"; exponents read plainly on log axes.
 LOG_AXIS = dict(type="log", dtick=1, exponentformat="power", minor=dict(ticks="inside", showgrid=False))

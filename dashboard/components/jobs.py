@@ -51,19 +51,26 @@ def _clock(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
+def progress_bar(job: dict[str, Any]) -> tuple[float, str]:
+    """The fraction and text of a job's progress bar: full for a completed job, whatever its last report said."""
+    fraction = 1.0 if job["status"] == "completed" else min(max(float(job["progress"] or 0.0), 0.0), 1.0)
+    text = "" if job["message"] == job["status"] else job["message"] or ""
+    eta = eta_seconds(job)
+    if eta is not None:
+        text += f" · about {eta:.0f} s left"
+    return fraction, text or " "
+
+
 def _job_row(job: dict[str, Any]) -> None:
     with st.container(border=True, key=f"job_{job['id']}"):
         head, actions = st.columns([5, 1])
         colour = STATUS_COLOUR.get(job["status"], "gray")
         head.markdown(f"**{_title(job)}**  :{colour}-badge[{job['status']}]")
         head.caption(_identity(job))
-        eta = eta_seconds(job)
-        text = "" if job["message"] == job["status"] else job["message"] or ""
-        if eta is not None:
-            text += f" · about {eta:.0f} s left"
-        head.progress(float(job["progress"]), text=text or " ")
+        # Under the columns, not in the title's: there the bar stopped at 5/6 of the card even when complete.
+        st.progress(*progress_bar(job))
         if job["error"]:
-            head.error(job["error"])
+            st.error(job["error"])
         if job["status"] in ("queued", "running"):
             if actions.button("Cancel", key=f"train_cancel_{job['id']}"):
                 try:

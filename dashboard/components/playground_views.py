@@ -178,12 +178,18 @@ def point_traces(x: np.ndarray, y: np.ndarray, frame: Frame, classes: Sequence[s
     for k, name in enumerate(classes):
         mask = y == k
         index = np.flatnonzero(mask)
+        colour = CLASS_COLOURS[k % len(CLASS_COLOURS)]
+        # Plotly draws a legend entry with its trace's first marker, open or filled by that point's verdict, so
+        # the same class looked different from panel to panel: its entry is a trace of its own, always filled.
         traces.append(dict(
-            type="scatter", x=x[mask, 0], y=x[mask, 1], mode="markers", name=f"class {name}",
-            marker=dict(color=CLASS_COLOURS[k % len(CLASS_COLOURS)], size=7, symbol=symbols[status[mask]],
-                        line=dict(width=1.5, color=CLASS_COLOURS[k % len(CLASS_COLOURS)])),
+            type="scatter", x=x[mask, 0], y=x[mask, 1], mode="markers", name=f"class {name}", showlegend=False,
+            legendgroup=f"class {name}",
+            marker=dict(color=colour, size=7, symbol=symbols[status[mask]], line=dict(width=1.5, color=colour)),
             customdata=index, text=labels[status[mask]],
             hovertemplate=f"point %{{customdata}} · {name}<br>%{{text}}<extra></extra>"))
+        traces.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=f"class {name}",
+                           legendgroup=f"class {name}", hoverinfo="skip",
+                           marker=dict(symbol="circle", color=colour, size=8, line=dict(width=1.5, color=colour))))
     for symbol, name in STATUS:  # legend entries for the symbols, in neutral grey
         traces.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=name,
                            marker=dict(symbol=symbol, color="#334155", size=8, line=dict(width=1.5, color="#334155"))))

@@ -47,10 +47,11 @@ class RangedFields:
     """Number fields whose range is checked by the app when the form is submitted, not by the browser. A field
     with min_value/max_value keeps an out-of-range entry in the browser (it only turns red) and never sends it to the
     script, so "Start training" could say nothing about it; here every entry reaches the script and :meth:`check`
-    names each field that is out of its range, with the range."""
+    names each field that is out of its range, with the range, together with the form's other checks (ε, DALE's
+    fields) registered by :meth:`require`: one refusal lists every problem, not the first only."""
 
     def __init__(self) -> None:
-        self._fields: list[tuple[str, float | None, float, float]] = []
+        self._checks: list[Callable[[], str | None]] = []
 
     def number(self, container: Any, label: str, low: float, high: float, *, checked: bool = True,
                **kwargs: Any) -> Any:
@@ -58,29 +59,40 @@ class RangedFields:
         [low, high] by :meth:`check` (unless ``checked`` is False: a field that is off and not used)."""
         value = container.number_input(label, **kwargs)
         if checked:
-            self._fields.append((label, value, low, high))
+            self.require(lambda: _out_of_range(label, value, low, high))
         return value
 
+    def require(self, problem: Callable[[], str | None]) -> None:
+        """Add a check to :meth:`check`: ``problem()`` describes what is wrong, or gives None."""
+        self._checks.append(problem)
+
     def check(self) -> None:
-        """Raise ConfigError naming every field that is empty or outside its range."""
-        wrong = [f"{label} is {'empty' if value is None else shown(value)}; allowed: {shown(low)} to {shown(high)}"
-                 for label, value, low, high in self._fields
-                 if value is None or not math.isfinite(value) or not low <= value <= high]
+        """Raise ConfigError naming every problem, in the order of the fields on the form."""
+        wrong = [text for problem in self._checks if (text := problem())]
         if wrong:
             raise ConfigError("; ".join(wrong))
 
 
-def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str,
-              default: float) -> tuple[float | None, float]:
+def _out_of_range(label: str, value: float | None, low: float, high: float) -> str | None:
+    if value is None or not math.isfinite(value) or not low <= value <= high:
+        return f"{label} is {'empty' if value is None else shown(value)}; allowed: {shown(low)} to {shown(high)}"
+    return None
+
+
+def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str, default: float,
+              ranged: RangedFields | None = None) -> tuple[float | None, float]:
     """A number field for ε and the largest ε that means something for the data (checked by :func:`checked_eps`,
-    not by the browser, for the reason in :class:`RangedFields`). It can be empty: clearing it or typing something
-    that is not a number gives None (refused by :func:`checked_eps`), never a silent fallback."""
+    not by the browser, for the reason in :class:`RangedFields`; with ``ranged``, also by its ``check()``, beside
+    the other fields). It can be empty: clearing it or typing something that is not a number gives None (refused by
+    :func:`checked_eps`), never a silent fallback."""
     high = eps_limit(input_shape, norm)
     st.session_state.setdefault(key, min(default, high))
     diameter = f": √{math.prod(input_shape)}, the diameter of the input cube" if norm == "l2" else ""
     # "%g": a tiny ε such as 1e-07 shows as itself, not as 0.000.
     value = container.number_input(EPS_LABELS[norm], value=None, step=0.01, format="%g", key=key,
                                    placeholder="a number", help=f"Between 0 and {high:g}{diameter}")
+    if ranged is not None:
+        ranged.require(lambda: _refusal(checked_eps, value, high))
     return value, high
 
 
@@ -90,6 +102,15 @@ def checked_eps(eps: float | None, high: float) -> float:
     if not 0 <= eps <= high:
         raise ConfigError(f"ε is {eps:g}; allowed: 0 to {high:g}")
     return float(eps)
+
+
+def _refusal(check: Callable[..., Any], *args: Any) -> str | None:
+    """The message of the ConfigError ``check(*args)`` raises, or None."""
+    try:
+        check(*args)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def beta_field(container: Any, ranged: RangedFields, method: str, *, key: str) -> dict[str, Any]:
@@ -103,13 +124,21 @@ def beta_field(container: Any, ranged: RangedFields, method: str, *, key: str) -
     return fields
 
 
-def dale_fields(key: str) -> dict[str, Any]:
+# Each DALE number field's label and whether 0 itself is refused (TrainConfig: ρ > 0, the others ≥ 0).
+DALE_LOWER_BOUNDS = {"dale_rho": ("ρ (clean-loss bound)", True),
+                     "dale_noise_scale": ("Langevin noise scale c", False),
+                     "dale_nu": ("ν₀ (initial ν)", False),
+                     "dale_dual_lr": ("η_d (dual step; 0 = fixed ν)", False)}
+
+
+def dale_fields(key: str, ranged: RangedFields | None = None) -> dict[str, Any]:
     """ρ, the Langevin noise and its scale, ν₀ and η_d as TrainConfig fields; widget keys ``{key}_rho``,
-    ``{key}_noise``, ``{key}_scale``, ``{key}_nu0``, ``{key}_dual``."""
+    ``{key}_noise``, ``{key}_scale``, ``{key}_nu0``, ``{key}_dual``. With ``ranged``, its ``check()`` also names
+    every one of them below its lower bound (TrainConfig's bounds, in TrainConfig's words)."""
     c1, c2, c3, c4, c5 = st.columns(5)
     # No help icons on the number fields: their buttons are labelled "Help for <label>", which makes a field's
     # label ambiguous to screen readers and browser tests.
-    return {
+    fields = {
         "dale_rho": float(c1.number_input("ρ (clean-loss bound)", value=0.1, format="%.3f", key=f"{key}_rho")),
         "dale_noise": c2.selectbox("Langevin noise", DALE_NOISES, key=f"{key}_noise", format_func=NOISE_LABELS.get,
                                    help="Laplacian: inside the sign step; Gaussian: added after it"),
@@ -119,6 +148,18 @@ def dale_fields(key: str) -> dict[str, Any]:
         "dale_dual_lr": float(c5.number_input("η_d (dual step; 0 = fixed ν)", value=1e-3, format="%.4f",
                                               key=f"{key}_dual")),
     }
+    if ranged is not None:
+        for name, (label, strict) in DALE_LOWER_BOUNDS.items():
+            ranged.require(lambda value=fields[name], label=label, strict=strict: _below_zero(label, value, strict))
+    return fields
+
+
+def _below_zero(label: str, value: float, strict: bool) -> str | None:
+    if not math.isfinite(value):
+        return f"{label} must be a finite number, got {value!r}"
+    if value < 0 or (strict and value == 0):
+        return f"{label} must be {'>' if strict else '≥'} 0, got {value!r}"
+    return None
 
 
 def parse_weights(text: str, num_classes: int) -> tuple[float, ...]:

@@ -65,6 +65,10 @@ def test_sections_of_both_models_on_one_plane_and_every_plane_type() -> None:
     heat = [next(t for t in f["data"] if t["type"] == "heatmap") for f in charts(at)[:2]]
     assert heat[0]["zmax"] == heat[1]["zmax"] == -heat[0]["zmin"] > 0, "one colour range for both panels"
 
+    # At 1280 px the selector is ~190 px wide: "DeepFool normal, random" showed as "DeepFool normal, rand".
+    plane = at.selectbox(key="geo_plane")
+    assert plane.options == ["DeepFool normal", "Loss gradient", "Two random", "Toward an image"]
+    assert "orthogonal" in plane.help
     at.selectbox(key="geo_plane").set_value("random").run()
     assert not at.exception, at.exception
     assert "random" in charts(at)[0]["layout"]["xaxis"]["title"]["text"]

@@ -61,6 +61,9 @@ def test_scrubbing_moves_the_adversarial_points_without_recomputing(monkeypatch:
 
 def test_measures_table_and_animation_frames() -> None:
     at = open_latent()
+    # The slider opens at the primary model's own ε, as the other pages do (it opened at 0.15, off the grid's 0.1).
+    assert at.select_slider(key="lat_eps").value == "0.1"
+    assert any(m.value == "**Measures at ε = 0.1**" for m in at.markdown)
     table = at.dataframe[0].value
     assert list(table.index[:2]) == ["k-NN acc (clean)", "silhouette (clean)"]
     robust_row = table.loc["k-NN acc (adv.)"]
@@ -94,3 +97,14 @@ def test_a_selection_resolves_to_the_right_samples() -> None:
     assert latent.y[7] == 1 and latent.pred_adv[0, 1] == 2
     # The trace's own coordinates are those of the picked samples.
     assert fig.data[clean_b].x[2] == latent.clean_xy[7, 0]
+
+
+def test_the_eps_grid_holds_the_models_own_eps_and_opens_there() -> None:
+    grid, first = views.eps_grid(0.3, 0.1)
+    assert grid == (0.0375, 0.075, 0.1, 0.15, 0.1875, 0.225, 0.2625, 0.3) and first == 2
+    assert views.eps_grid(0.3, None) == (views.eps_grid(0.3, 0.0)[0], 3), "no ε of its own: the fourth budget"
+    grid, first = views.eps_grid(0.3, 0.3)
+    assert grid[-1] == 0.3 and first == 7 and len(grid) == 8
+    assert views.eps_grid(0.3, 0.5)[1] == 3, "an ε beyond the range leaves the grid and the default alone"
+    grid, first = views.eps_grid(1.0, 0.01)
+    assert grid[0] == 0.01 and first == 0 and list(grid) == sorted(grid)

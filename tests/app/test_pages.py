@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.jobs import cancel_job, list_jobs
+from core.jobs import cancel_job, create_job, list_jobs, update_job
 from core.store import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,6 +196,34 @@ def test_train_refuses_out_of_range_fields_by_name_and_range(atlas_home: Path) -
     start(at)
     assert [e.value for e in at.error] == ["Not started: Epochs is 0; allowed: 1 to 500"]
     assert list_jobs(Registry(atlas_home)) == []
+
+
+def test_train_form_lists_every_problem_at_once(atlas_home: Path) -> None:
+    """Epochs −3 with ε empty said only "Epochs is -3"; ε's problem came with the next submit."""
+    at = open_train("dale")
+    at.number_input(key="train_epochs").set_value(-3)
+    at.number_input(key="train_eps_digits_linf").set_value(None)
+    at.number_input(key="train_rho").set_value(0.0)
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: ε is empty or not a number: type a value between 0 and 1; "
+                                           "ρ (clean-loss bound) must be > 0, got 0.0; Epochs is -3; allowed: 1 to "
+                                           "500"]
+    assert list_jobs(Registry(atlas_home)) == []
+
+
+def test_a_completed_job_shows_a_full_progress_bar_across_its_card(atlas_home: Path) -> None:
+    """The bar sat in the title's column (5/6 of the card), so a completed job's bar stopped short of the edge."""
+    registry = Registry(atlas_home)
+    args = {"dataset": "digits", "arch": "smallcnn", "method": "pgd-at", "norm": "linf", "eps": 0.1, "epochs": 1,
+            "name": "finished"}
+    job_id = create_job(registry, "train", args)
+    # Its last report before the end said 80%: a completed job is full whatever it last reported.
+    update_job(registry, job_id, status="completed", progress=0.8, message="completed")
+    at = open_train()
+    bars = at.get("progress")
+    assert [b.proto.value for b in bars] == [100]
+    assert not any(column.get("progress") for column in at.columns), "a bar inside a column is narrower than the card"
+    assert any("completed" in m.value and "finished" in m.value for m in at.markdown)
 
 
 def test_job_titles_are_readable() -> None:

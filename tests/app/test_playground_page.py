@@ -105,3 +105,27 @@ def test_a_restart_abandons_the_old_pair_without_a_last_frame() -> None:
     runner._advance(runs["b"], 0.2)
     assert runs["a"].status == runs["b"].status == "stopped" and not runner.running(runs)
     assert runs["a"].frame is None and runs["b"].frame is not None and runs["b"].frame.step == 0
+
+
+def test_a_class_looks_the_same_in_every_panels_legend() -> None:
+    """The legend drew a class with its first point's marker: "class lower moon" was open in the ERM panel (its
+    first point not robust) and filled in the PGD-AT panel."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from core.playground import PlaygroundConfig, Trainer
+    from dashboard.components.playground_views import decision_figure
+
+    config = PlaygroundConfig(n=20, test_n=10, steps=5)
+    trainer = Trainer(config)
+    frame = trainer.frame()
+    x, y = trainer.data.train.x.numpy(), trainer.data.train.y.numpy()
+    legends = []
+    for robust in (np.zeros_like(frame.points.robust), np.ones_like(frame.points.robust)):
+        points = replace(frame.points, robust=robust, correct=np.ones_like(robust))
+        figure = decision_figure(replace(frame, points=points), x, y, trainer.data.classes, eps=config.eps,
+                                 norm=config.norm, title="t")
+        legends.append({t.name: t.marker.symbol for t in figure.data
+                        if t.name.startswith("class ") and t.showlegend is not False})
+    assert legends[0] == legends[1] == {f"class {c}": "circle" for c in trainer.data.classes}
