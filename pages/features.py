@@ -75,18 +75,14 @@ st.caption("Red: pixels that raise the true class's score; blue: pixels that low
 
 if reports:
     short = {r: "Primary" if r == primary else "Comparison" for r in reports}  # full names in the boxes' legend
-    table = pd.DataFrame({short[r]: rep["summary"] for r, rep in reports.items()}).rename(index={
-        "rank_correlation": "rank correlation clean vs adv.", "topk_overlap": "top-10% overlap clean vs adv.",
-        "low_freq_clean": "low-frequency energy (clean)", "low_freq_adv": "low-frequency energy (adv.)",
-        "strokes_clean": "share on the strokes (clean)", "strokes_adv": "share on the strokes (adv.)"})
-    c1, c2 = st.columns([2, 3], gap="medium")
-    c1.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns},
-                 key="feat_measures")
+    table, config = views.measures_table({short[r]: rep["summary"] for r, rep in reports.items()})
+    c1, c2 = st.columns([3, 4], gap="medium")
+    c1.dataframe(table, column_config=config, key="feat_measures")
     c2.plotly_chart(views.measures_figure({names[r]: rep["per_sample"] for r, rep in reports.items()},
                                           f"{LABELS[method]}: each measure over the {n} points"), key="feat_box")
     st.caption(f"Means (table) and spread (boxes) over the {n} sample points. Rank correlation and top-10% overlap "
-               "of |attribution|: how much of the explanation survives the attack. Low-frequency energy: share of "
-               "the map's DCT energy at frequencies u + v below a quarter of the image size. Share on the strokes: "
+               "of |attribution|, clean vs adversarial: how much of the explanation survives the attack. Low freq.: "
+               "share of the map's DCT energy at frequencies u + v below a quarter of the image size. On strokes: "
                "share of |attribution| on pixels brighter than 0.5 (the digit), each map on its own image.")
 
 st.subheader("Robust and non-robust units")

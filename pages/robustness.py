@@ -38,17 +38,18 @@ spec = cache.dataset_specs()[dataset]
 primary = cache.registry().get_run(default[0] if default else runs[0]["id"])
 norms = ("linf", "l2") if primary["norm"] != "l2patch" else ("l2patch",)
 
-cols = st.columns([3, 1, 1, 1])
-chosen = cols[0].multiselect("Models", list(names), default=default, format_func=names.__getitem__,
-                             key="rob_models", max_selections=4)
+# The models on a row of their own, so four long names show whole; the ε slider gets the width of the row below.
+chosen = st.multiselect("Models", list(names), default=default, format_func=names.__getitem__, key="rob_models",
+                        max_selections=4)
+cols = st.columns([1, 3, 1])
 own_norm = primary["norm"] if primary["norm"] in norms else norms[0]
-norm = cols[1].selectbox("Norm", norms, key="rob_norm", format_func=charts.NORM_LABEL.__getitem__,
+norm = cols[0].selectbox("Norm", norms, key="rob_norm", format_func=charts.NORM_LABEL.__getitem__,
                          index=norms.index(own_norm))
 top, grid, own = page_view(primary["norm"], primary["eps"], norm, spec["input_shape"])
-eps = cols[2].select_slider("ε for the per-class views", options=sorted({*grid, own}), value=own,
+eps = cols[1].select_slider("ε for the per-class views", options=sorted({*grid, own}), value=own,
                             key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}")
 points = (100, 200, PAGE_POINTS, 1000, "all")
-n_choice = cols[3].selectbox("Test points", points, index=points.index(PAGE_POINTS), key="rob_n",
+n_choice = cols[2].selectbox("Test points", points, index=points.index(PAGE_POINTS), key="rob_n",
                              help="The first N points of the test split; larger is slower but tighter.")
 if not chosen:
     st.info("Choose at least one model.")
@@ -141,8 +142,10 @@ if gains is None or sweep is None:
 if gains is not None:
     left.plotly_chart(charts.gain_bars(gains), key="rob_gain")
     flat = charts.attacks_without_gain(gains)
-    left.caption("How many points of each class's PGD-10 robust accuracy a stronger attack removes (Tian et al.: "
-                 "stronger attacks gain mostly on the weak classes)."
+    left.caption("Points of each class's robust accuracy a stronger attack takes beyond PGD-10: the points PGD-10 "
+                 "leaves robust and it breaks (worst case per point of both, so never below 0). T-PGD (worst T): how "
+                 "far the lowest point of the class's line in the Temperature sweep lies below T = 1 (PGD-10). Tian "
+                 "et al.: stronger attacks gain mostly on the weak classes."
                  + (f" Not drawn, as it leaves every class exactly as robust as PGD-10 does: {', '.join(flat)}."
                     if flat else ""))
 if sweep is not None:
@@ -163,17 +166,23 @@ with right:
     trust_panel(focus.run_id, dataset, eps, norm, device, compute=focus.complete, page_points=len(focus.curve))
 
 st.subheader("Export and background evaluations")
+where = " (the model chosen under *Per class*: pick another there to export its table)" if len(results) > 1 else ""
+st.caption(f"The per-sample tables are those of **{focus.name}**{where}: one row per test point at ε = {eps:g}, robust "
+           "or not against each attack, the worst case and where the point was sent.")
 c1, c2, c3 = st.columns(3)
 # The files are written when a button is pressed, not on every slider move.
 stem = f"{focus.run_id}_eps{eps:g}"
+export_help = f"{focus.name} only, at ε = {eps:g}, on the first {len(combined)} test points."
 c1.download_button("Per-sample table (CSV)", lambda: export_table(combined, "csv"), f"{stem}.csv", "text/csv",
-                   key="rob_csv", icon=":material/download:")
+                   key="rob_csv", icon=":material/download:", help=export_help)
 c2.download_button("Per-sample table (parquet)", lambda: export_table(combined, "parquet"), f"{stem}.parquet",
-                   "application/octet-stream", key="rob_parquet", icon=":material/download:")
+                   "application/octet-stream", key="rob_parquet", icon=":material/download:", help=export_help)
 if focus.bundle.full.attack == "full" and not focus.has_full:
-    if c3.button("Run the full ensemble (background job)", key="rob_full", icon=":material/rocket_launch:",
-                 help="APGD-CE, APGD-T against 9 classes, FMN and Square on the points still robust. It runs "
-                      "as a separate process; the page picks the result up when it is done."):
+    # A short label: the whole of "(background job)" did not fit a third of the page at 1280 px.
+    if c3.button("Run the full ensemble", key="rob_full", icon=":material/rocket_launch:",
+                 help=f"For {focus.name}: APGD-CE, APGD-T against 9 classes, FMN and Square on the points still "
+                      "robust, as a background job (a separate process); the page picks the result up when it is "
+                      "done."):
         from core.jobs import submit_job
 
         submit_job(cache.registry(), "eval", {"spec": focus.bundle.full.to_dict(), "device": device},

@@ -123,23 +123,19 @@ def temperature_sweep(results: ModelResults, classes: Sequence[str]) -> pd.DataF
 
 
 def gains(results: ModelResults, classes: Sequence[str]) -> pd.DataFrame | None:
-    """Per class, how many points of PGD-10's robust accuracy each stronger attack removes; None until the attacks
+    """Per class, the robust accuracy each stronger attack removes beyond PGD-10 (never negative: a point PGD-10
+    broke stays broken); Temperature-PGD by its worst T, T = 1 included, as in the sweep. None until the attacks
     at ε are computed."""
     if not results.complete:
         return None
-    eps = results.bundle.eps
-    base = views.per_class_accuracy(results.at_eps["pgd-10"], eps, classes)
-    out = pd.DataFrame({"class": base["class"]})
+    eps, base = results.bundle.eps, results.at_eps["pgd-10"]
     tpgd = [t for k, t in results.at_eps.items() if k.startswith("tpgd")]
-    groups = {"PGD-100": [results.at_eps["pgd-100"]], "T-PGD (worst T)": tpgd, "quick ensemble":
-              [results.at_eps["quick"]]}
-    if results.has_full:
-        groups["full ensemble"] = [results.at_eps["full"]]
-    y = results.at_eps["pgd-10"]["y"].to_numpy()
-    for name, tables in groups.items():
-        robust = views.worst_case(tables, eps)
-        per = np.array([robust[y == c].mean() if (y == c).any() else np.nan for c in range(len(classes))])
-        out[name] = base["robust_acc"].to_numpy() - per
+    out = pd.DataFrame({"class": [str(c) for c in classes]})
+    out["PGD-100"] = views.class_gain(base, results.at_eps["pgd-100"], eps, classes)["gain"].to_numpy()
+    out["T-PGD (worst T)"] = views.worst_setting_gain(base, tpgd, eps, classes)["gain"].to_numpy()
+    labels = {"quick": "quick ensemble", "full": "full ensemble"} if results.has_full else {"quick": "quick ensemble"}
+    for key, name in labels.items():
+        out[name] = views.class_gain(base, results.at_eps[key], eps, classes)["gain"].to_numpy()
     return out
 
 

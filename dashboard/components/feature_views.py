@@ -1,11 +1,14 @@
-"""Figures of the Features page: attribution maps clean vs adversarial, the unit quadrant, unit activations."""
+"""Figures of the Features page: attribution maps clean vs adversarial, the measures' table and boxes, the unit
+quadrant, unit activations."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
+import streamlit as st
 
 from dashboard.components.charts import BASE, GRID
 
@@ -113,6 +116,24 @@ def activation_maps_figure(report: dict[str, Any], example: int, title: str) -> 
                                 xanchor="right", showarrow=False, textangle=-90))
     layout["annotations"] = annotations
     return go.Figure(data=data, layout=layout)
+
+
+# Row labels of the means table, short enough that it fits its column whole on a 1280 px screen (the caption under
+# it says what each measure is), with its column widths in pixels.
+MEASURE_ROWS = {"rank_correlation": "rank correlation", "topk_overlap": "top-10% overlap",
+                "low_freq_clean": "low freq. (clean)", "low_freq_adv": "low freq. (adv.)",
+                "strokes_clean": "on strokes (clean)", "strokes_adv": "on strokes (adv.)"}
+MEASURE_WIDTHS = {"_index": 130, "Primary": 72, "Comparison": 96}
+
+
+def measures_table(summaries: dict[str, dict[str, float]]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The means of the attribution measures, one column per model (``summaries``: column name → measures), and the
+    column configuration that keeps the table whole in a narrow column: fixed widths, three decimals."""
+    table = pd.DataFrame(summaries).rename(index=MEASURE_ROWS)
+    config: dict[str, Any] = {"_index": st.column_config.TextColumn(width=MEASURE_WIDTHS["_index"])}
+    for column in table.columns:
+        config[column] = st.column_config.NumberColumn(format="%.3f", width=MEASURE_WIDTHS.get(column, 96))
+    return table, config
 
 
 # Short two-line labels that fit six groups in half a page without rotating (the table beside it has the full names).

@@ -167,13 +167,113 @@ def temperature_figure(sweep: pd.DataFrame) -> go.Figure:
     return _figure(data, layout)
 
 
+# Directions a class label may take from its dot, first choice first (y up): beside the dot, then the same
+# directions further out with a thin line to the dot, for dots too close together to tell whose label is beside them.
+LABEL_DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0), (0.8, 0.8), (-0.8, 0.8), (0.8, -0.8), (-0.8, -0.8))
+# The plot area of the narrowest half-page chart (a 1280 px screen), in pixels: labels apart there are further apart
+# on a wider screen (the height is fixed). A label takes about 8 px a character and 16 px of height, a dot 12 px.
+LABEL_PLOT_PX, CHAR_PX, LABEL_PX, DOT_PX, LINE_PX = (300.0, 240.0), 8.0, 16.0, 12.0, 22.0
+# Pixels a label keeps clear of another dot; the cost (in px² of overlap) of a label that reads as another dot's
+# (another dot closer to it than OWN_MARGIN times its own) or whose line passes over another dot; the cost of a line.
+CLEAR_PX, AMBIGUOUS_COST, OWN_MARGIN, LINE_COST = 4.0, 200.0, 1.5, 60.0
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Areas shared by the box ``a`` (x0, y0, x1, y1) and each box of ``b`` (n × 4)."""
+    w = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
+    return w * h
+
+
+def plot_pixels(x: np.ndarray, y: np.ndarray, x_range: Sequence[float], y_range: Sequence[float]) -> np.ndarray:
+    """Points (n × 2) in pixels of :data:`LABEL_PLOT_PX`, y up."""
+    return np.stack([(np.asarray(x, float) - x_range[0]) / (x_range[1] - x_range[0]) * LABEL_PLOT_PX[0],
+                     (np.asarray(y, float) - y_range[0]) / (y_range[1] - y_range[0]) * LABEL_PLOT_PX[1]], axis=1)
+
+
+def _candidates(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (k × 2, px, y up) of a label's centre from its dot, and whether each needs a line to the dot."""
+    half = np.array([CHAR_PX * len(text) / 2, LABEL_PX / 2])
+    beside = np.array([np.array(d) * (DOT_PX / 2 + half + 1) for d in LABEL_DIRECTIONS])
+    away = beside + np.array(LABEL_DIRECTIONS) * LINE_PX
+    return np.vstack([beside, away]), np.repeat([False, True], len(LABEL_DIRECTIONS))
+
+
+def _box(centre: np.ndarray, text: str) -> np.ndarray:
+    half = np.array([CHAR_PX * len(text) / 2, LABEL_PX / 2])
+    return np.concatenate([centre - half, centre + half])
+
+
+def _near_segment(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of each point to the segment a–b."""
+    t = np.clip(((points - a) @ (b - a)) / max(float((b - a) @ (b - a)), 1e-9), 0, 1)
+    return np.linalg.norm(points - (a + t[:, None] * (b - a)), axis=1)
+
+
+def label_offsets(x: np.ndarray, y: np.ndarray, text: Sequence[str], x_range: Sequence[float],
+                  y_range: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per dot, where its label goes (offset in pixels, y up) and whether a line joins it to its dot, so that no label
+    covers another dot or label, leaves the plot, or sits as near another dot as its own: greedily, the most crowded
+    dots first, each taking the cheapest candidate of :func:`_candidates` (beside the dot before a line)."""
+    centres = plot_pixels(x, y, x_range, y_range)
+    dots = np.concatenate([centres - DOT_PX / 2 - CLEAR_PX, centres + DOT_PX / 2 + CLEAR_PX], axis=1)
+    area = np.array([[0.0, 0.0, *LABEL_PLOT_PX]])
+    crowd = (np.linalg.norm(centres[:, None] - centres[None], axis=-1) < 40).sum(axis=1)
+    offsets, lines = np.zeros((len(centres), 2)), np.zeros(len(centres), dtype=bool)
+    placed = np.zeros((0, 4))
+    for i in np.argsort(-crowd, kind="stable"):
+        others, other_centres = np.delete(dots, i, axis=0), np.delete(centres, i, axis=0)
+        candidates, with_line = _candidates(text[i])
+        costs = []
+        for offset, line in zip(candidates, with_line):
+            mid = centres[i] + offset
+            box = _box(mid, text[i])
+            # Overlap with the dots (kept a few pixels clear) and the labels placed so far; ten times the part of the
+            # label outside the plot (on the axes' ticks); a label beside its dot must be clearly nearer it than any
+            # other dot, and a line must not cross another dot.
+            cost = (_overlap(box, others).sum() + _overlap(box, placed).sum()
+                    + 10 * ((box[2] - box[0]) * (box[3] - box[1]) - _overlap(box, area)[0]))
+            if len(other_centres) and line:
+                cost += LINE_COST + AMBIGUOUS_COST * int((_near_segment(other_centres, centres[i], mid)
+                                                          < DOT_PX / 2 + 1).sum())
+            elif len(other_centres):
+                nearest = float(np.linalg.norm(other_centres - mid, axis=1).min())
+                cost += AMBIGUOUS_COST * (nearest < OWN_MARGIN * float(np.linalg.norm(offset)))
+            costs.append(cost)
+        best = int(np.argmin(costs))
+        offsets[i], lines[i] = candidates[best], with_line[best]
+        placed = np.vstack([placed, _box(centres[i] + offsets[i], text[i])])
+    return offsets, lines
+
+
+def label_boxes(x: np.ndarray, y: np.ndarray, text: Sequence[str], offsets: np.ndarray, x_range: Sequence[float],
+                y_range: Sequence[float]) -> np.ndarray:
+    """Each label's box (x0, y0, x1, y1) in pixels of :data:`LABEL_PLOT_PX`, at its offset from its dot."""
+    centres = plot_pixels(x, y, x_range, y_range) + offsets
+    return np.array([_box(c, t) for c, t in zip(centres, text)]).reshape(-1, 4)
+
+
+def _label_annotations(x: np.ndarray, y: np.ndarray, text: Sequence[str], x_range: Sequence[float],
+                       y_range: Sequence[float]) -> list[dict[str, Any]]:
+    """The class labels as annotations: shifted beside their dot, or at the end of a thin line from it."""
+    offsets, lines = label_offsets(x, y, text, x_range, y_range)
+    notes = []
+    for xi, yi, name, (dx, dy), line in zip(x, y, text, offsets, lines):
+        note = dict(x=float(xi), y=float(yi), text=str(name), font=dict(size=12, color="#475569"))
+        if line:
+            note.update(showarrow=True, ax=float(dx), ay=float(-dy), arrowhead=0, arrowwidth=1,
+                        arrowcolor="#94a3b8", standoff=DOT_PX / 2)
+        else:
+            note.update(showarrow=False, xshift=float(dx), yshift=float(dy))
+        notes.append(note)
+    return notes
+
+
 def weight_norm_scatter(per_class: pd.DataFrame, norms: np.ndarray) -> go.Figure:
-    """One dot per class; both ranges are padded so the dots at the edges keep their class labels in view."""
+    """One dot per class; both ranges are padded so the dots at the edges keep their class labels in view, and each
+    label goes where it covers no other dot or label and reads as its own dot's (:func:`label_offsets`)."""
     robust = per_class["robust_acc"].to_numpy(float)
-    data = [dict(type="scatter", x=norms, y=robust, mode="markers+text",
-                 text=per_class["class"].to_numpy(str), textposition="top center",
-                 marker=dict(size=12, color="#c2410c"),
-                 hovertemplate="class %{text}: ‖W‖=%{x:.3f}, robust %{y:.1%}<extra></extra>")]
+    names = per_class["class"].to_numpy(str)
     finite = norms[np.isfinite(norms)] if len(norms) else np.zeros(0)
     left, right = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     x_pad = 0.08 * (right - left) if right > left else 0.05 * max(abs(right), 1e-3)
@@ -181,9 +281,15 @@ def weight_norm_scatter(per_class: pd.DataFrame, norms: np.ndarray) -> go.Figure
     low = max(float(np.nanmin(robust)) - 0.08, -0.06) if np.isfinite(robust).any() else -0.06
     # Above the highest dot: room for its label, about 16 % of the shown span at this height.
     top = high + 0.16 * max(high - low, 0.3)
+    x_range, y_range = [left - x_pad, right + x_pad], [low, top]
+    shown = np.isfinite(norms) & np.isfinite(robust)
+    data = [dict(type="scatter", x=norms, y=robust, mode="markers", text=names,
+                 marker=dict(size=DOT_PX, color="#c2410c"),
+                 hovertemplate="class %{text}: ‖W‖=%{x:.3f}, robust %{y:.1%}<extra></extra>")]
     return _figure(data, _layout("Class robustness vs last-layer weight norm", 380,
-                                 _axis("‖W_c‖₂ (classifier row)", range=[left - x_pad, right + x_pad]),
+                                 _axis("‖W_c‖₂ (classifier row)", range=x_range),
                                  # A fixed 20 % step on a wide range: no "120 %" tick in the headroom.
-                                 _axis("robust accuracy", tickformat=".0%", range=[low, top],
+                                 _axis("robust accuracy", tickformat=".0%", range=y_range,
                                        **({"dtick": 0.2} if top - low > 0.6 else {})),
-                                 showlegend=False))
+                                 showlegend=False, annotations=_label_annotations(
+                                     norms[shown], robust[shown], names[shown], x_range, y_range)))

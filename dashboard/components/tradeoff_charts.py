@@ -23,6 +23,11 @@ ACCURACY_SERIES = {
 LOSS_SERIES = {"epoch": (("loss_nom", "solid", "ℓ_nom (clean)"), ("loss_ro", "dash", "ℓ_ro (robust)")),
                "t": (("loss", "solid", "training loss"),)}
 LEGEND_ROW_PX = 21
+# The worst-class scatter's legend: entries of a fixed width (as the clean vs robust scatter beside it), two to a row
+# in the half-page column of a 1280 px screen (more on a wider one), each row this tall, its top this far under the
+# plot area (clear of the tick labels and the axis title).
+SCATTER_ENTRY_PX, SCATTER_ENTRIES_PER_ROW, SCATTER_ROW_PX, UNDER_AXIS_TITLE_PX = 96, 2, 22, 62
+SCATTER_PLOT_PX, SCATTER_TOP_PX = 290, 50
 PALETTE = ("#c2410c", "#2563eb", "#16a34a", "#7c3aed", "#64748b", "#db2777")
 KEY_COLOUR = "#334155"
 LINE_WORDS = {"solid": "solid", "dash": "dashed", "dot": "dotted"}
@@ -64,10 +69,28 @@ def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
     fig.add_trace(go.Scatter(x=np.array([0.0, 1.0]), y=np.array([0.0, 1.0]), mode="lines", name="worst = mean",
                              line=dict(dash="dot", color="#94a3b8"), hoverinfo="skip"))
     fig.update_layout(title="Worst class vs mean robust accuracy", xaxis_title="mean per-class robust accuracy",
-                      yaxis_title="robust accuracy of the worst class", height=420, **LAYOUT)
+                      yaxis_title="robust accuracy of the worst class", **LAYOUT)
+    _legend_under_axis_title(fig)
     both = table[["worst", "mean"]].to_numpy(float).ravel()
     fig.update_xaxes(**percent_axis(both))
     fig.update_yaxes(**percent_axis(both))
+    return fig
+
+
+def _legend_under_axis_title(fig: go.Figure) -> go.Figure:
+    """Fixed-width legend entries in rows whose top sits a fixed number of pixels under the plot area, with the
+    bottom margin sized for the rows they need on the narrowest page. The shared layout's legend hangs at a fraction
+    of the plot height, so its first row met the x-axis title; measured from the figure's bottom edge (container
+    coordinates, exact in pixels at a fixed height) the legend stays below the title at any width, and a wider page
+    that fits more entries to a row only leaves blank space under the last one."""
+    entries = sum(t.showlegend is not False for t in fig.data)
+    rows = -(-entries // SCATTER_ENTRIES_PER_ROW)
+    bottom = UNDER_AXIS_TITLE_PX + rows * SCATTER_ROW_PX + 8
+    height = SCATTER_TOP_PX + SCATTER_PLOT_PX + bottom
+    fig.update_layout(height=height, margin=dict(LAYOUT["margin"], t=SCATTER_TOP_PX, b=bottom),
+                      legend=dict(orientation="h", yref="container", y=(bottom - UNDER_AXIS_TITLE_PX) / height,
+                                  yanchor="top", x=0, xanchor="left", entrywidth=SCATTER_ENTRY_PX,
+                                  entrywidthmode="pixels", font=dict(size=12), tracegroupgap=0))
     return fig
 
 

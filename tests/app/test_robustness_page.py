@@ -5,6 +5,7 @@ tests/e2e/test_lab_and_robustness_browser.py)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -23,6 +24,20 @@ from dashboard.components import robustness_charts as charts
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
+
+
+def _values(data: dict | list) -> list[float]:
+    """Plotly sends numpy arrays as typed base64 blobs ({"dtype", "bdata"}) or as lists."""
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).tolist()
+    return list(data)
+
+
+def _gains(at: AppTest) -> list[float]:
+    """Every bar of the "gain of stronger attacks over PGD-10" chart, in points."""
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                 if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Gain of stronger attacks"))
+    return [v for trace in chart["data"] for v in _values(trace["y"])]
 
 
 def _stars(at: AppTest) -> list[str]:
@@ -59,6 +74,9 @@ def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_comput
     assert computed == [] and trust_runs == [], "the default view of the shipped models needs no attack"
     assert len(at.multiselect(key="rob_models").value) == 2
     assert any("least robust class" in m.label for m in at.metric)
+    assert min(_gains(at)) >= 0, "a point PGD-10 broke stays broken: no stronger attack gains less than nothing"
+    export = next(c.value for c in at.caption if "per-sample tables are those of" in c.value)
+    assert "digits SmallCNN · PGD-AT ε=0.1" in export and "chosen under *Per class*" in export, export
     rows = [r for run in at.multiselect(key="rob_models").value for r in Registry().evaluations(run)]
     assert rows and all(Path(r["table_path"]).parent.parent == EVALUATIONS_DIR for r in rows if r["table_path"])
 
@@ -102,6 +120,7 @@ def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_comput
     assert not at.exception, at.exception
     assert len(computed) == before[0] + 7 and len(trust_runs) == before[1] + 1, (computed, trust_runs)
     assert len(_stars(at)) == 1 and not [b for b in at.button if b.key == "rob_compute_now"]
+    assert all(v >= 0 for v in _gains(at)), "bars (if any: an attack that gains nothing is left out) are ≥ 0"
     at.select_slider(key="rob_eps_linf").set_value(default).run()
     at.select_slider(key="rob_eps_linf").set_value(other).run()
     assert len(computed) == before[0] + 7, "computed once, read back after"
@@ -125,3 +144,36 @@ def test_gain_bars_leave_out_an_attack_that_gains_nothing_and_keep_headroom() ->
     assert figure.layout.yaxis.range[1] > 14 and "PGD-100" in figure.layout.annotations[0].text
     heat = charts.class_eps_heatmap(pd.DataFrame([[1.0, 0.5]], index=["0"], columns=["0.01875", "0.0375"]))
     assert np.allclose(heat.data[0].x, [0.01875, 0.0375]) and heat.layout.xaxis.tickangle == 0
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether the boxes (x0, y0, x1, y1) ``a`` and ``b`` share any area."""
+    return bool(min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
+
+
+def test_the_class_labels_of_crowded_dots_cover_nothing_and_read_as_their_own() -> None:
+    """The shipped PGD-AT model at ε = 0.1125: classes 4, 0, 5 and 6 sit within 15 px of each other at 1280 px, and
+    their labels, all above their dots, overlapped."""
+    names = [str(c) for c in range(10)]
+    norms = np.array([1.844, 1.904, 1.974, 1.787, 1.831, 1.861, 1.885, 2.061, 1.638, 1.695])
+    robust = np.array([0.944, 0.711, 0.973, 0.889, 0.949, 0.944, 0.935, 0.909, 0.763, 0.722])
+    fig = charts.weight_norm_scatter(pd.DataFrame({"class": names, "robust_acc": robust}), norms)
+    notes = fig.layout.annotations
+    assert [a.text for a in notes] == names and fig.data[0].mode == "markers", "labels drawn once, as annotations"
+    offsets = np.array([[a.ax, -a.ay] if a.showarrow else [a.xshift, a.yshift] for a in notes], dtype=float)
+    x_range, y_range = fig.layout.xaxis.range, fig.layout.yaxis.range
+    boxes = charts.label_boxes(norms, robust, names, offsets, x_range, y_range)
+    dots = charts.plot_pixels(norms, robust, x_range, y_range)
+    radius = charts.DOT_PX / 2
+    for i, box in enumerate(boxes):
+        assert not any(_overlaps(box, other) for j, other in enumerate(boxes) if j != i), f"label {i} on a label"
+        assert not any(_overlaps(box, np.r_[dot - radius, dot + radius]) for j, dot in enumerate(dots) if j != i), \
+            f"label {i} covers another class's dot"
+        assert 0 <= box[0] and box[2] <= charts.LABEL_PLOT_PX[0] and 0 <= box[1] and box[3] <= charts.LABEL_PLOT_PX[1]
+        if not notes[i].showarrow:  # beside its dot: clearly nearer it than any other dot
+            middle = (box[:2] + box[2:]) / 2
+            others = np.delete(dots, i, axis=0)
+            assert np.linalg.norm(others - middle, axis=1).min() >= charts.OWN_MARGIN * np.linalg.norm(
+                dots[i] - middle), f"label {i} reads as another dot's"
+    assert [a.text for a in notes if a.showarrow], "the crowded ones are joined to their dots by a line"
+    assert not any(a.showarrow for a in notes if a.text in "12789"), "the lone dots keep their label beside them"

@@ -213,3 +213,22 @@ def test_the_clean_vs_robust_scatter_separates_crowded_points_and_kinds_of_model
     assert worst.data[0].marker.color == dale.marker.color, "one colour per method on both scatters"
     assert list(worst.data[0].marker.symbol) == ["circle", "diamond"], "and the same shapes: shipped vs trained"
     assert {"DALE", "shipped", "trained / imported"} <= {t.name for t in worst.data if t.showlegend is not False}
+
+
+def test_the_worst_class_legend_hangs_under_the_axis_title_whatever_the_width() -> None:
+    """At 1280 px the x-axis title ran into the first legend row: the legend hung at a fraction of the plot height
+    and its rows, sized by their text, took more room than that fraction left."""
+    methods = ("erm", "pgd-at", "trades", "dale", "fgsm-rs", "mart")
+    runs = [{"id": m, "name": m, "method": m, "source": "trained" if m == "mart" else "shipped",
+             "final_metrics": {"per_class_robust_acc": {"0": 0.2 + i / 10, "1": 0.9}}} for i, m in enumerate(methods)]
+    fig = tc.worst_vs_mean(tc.class_table(runs))
+    entries = [t.name for t in fig.data if t.showlegend is not False]
+    assert {"shipped", "trained / imported", "worst = mean"} <= set(entries) and len(entries) == 9
+    legend, margin, height = fig.layout.legend, fig.layout.margin, fig.layout.height
+    assert legend.yref == "container" and legend.yanchor == "top", "placed in pixels from the figure's bottom edge"
+    assert legend.entrywidthmode == "pixels" and legend.entrywidth == tc.SCATTER_ENTRY_PX, "entries of one width"
+    top = legend.y * height  # the legend's top, in pixels above the bottom edge
+    assert margin.b - top >= 60, "room for the tick labels and the axis title between the plot and the legend"
+    rows = -(-len(entries) // 2)  # two fixed-width entries to a row in a half-page column at 1280 px, more at 1920
+    assert top >= rows * tc.SCATTER_ROW_PX, "every row fits under the legend's top"
+    assert height - margin.t - margin.b == tc.SCATTER_PLOT_PX, "the plot keeps its height whatever the legend needs"

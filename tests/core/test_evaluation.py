@@ -122,6 +122,31 @@ def test_flip_matrix_counts_only_points_the_attack_flipped() -> None:
     assert views.classes_without_min_norms(table.assign(min_norm=np.inf), ["a", "b", "c"])["a"] == "no flip found"
 
 
+def test_a_stronger_attack_never_gains_less_than_nothing_over_pgd10() -> None:
+    """The stronger attack leaves robust a point of class 1 that PGD-10 broke (it is reported as the per-point worst
+    case with PGD-10, so that point stays broken) and breaks one of class 0 that PGD-10 left robust. Its gain over
+    PGD-10 was PGD-10's accuracy minus its own alone: −50 points on class 1."""
+    y = [0, 0, 1, 1, 2]
+    pgd10 = pd.DataFrame({"y": y, "pred_clean": y, "pred_adv@0.1": [0, 0, 0, 1, 2]})
+    strong = pd.DataFrame({"y": y, "pred_clean": y, "pred_adv@0.1": [1, 0, 1, 1, 2]})
+    alone = views.per_class_accuracy(pgd10, 0.1, "abc")["robust_acc"] - views.per_class_accuracy(
+        strong, 0.1, "abc")["robust_acc"]
+    assert alone.tolist() == [0.5, -0.5, 0.0], "the stronger attack alone is better on class 1 than PGD-10"
+    gain = views.class_gain(pgd10, strong, 0.1, "abc")
+    assert gain["gain"].tolist() == [0.5, 0.0, 0.0] and (gain["gain"] >= 0).all()
+    assert gain["strong"].tolist() == [0.5, 0.5, 1.0], "the worst case per point of both attacks"
+    # Several tables at once (an ensemble's members) are taken point by point: on class 1 PGD-10 and ``other`` each
+    # break a different point, so together they break both.
+    other = pgd10.assign(**{"pred_adv@0.1": [0, 0, 1, 0, 1]})
+    assert views.class_gain(pgd10, [strong, other], 0.1, "abc")["gain"].tolist() == [0.5, 0.5, 1.0]
+    # Temperature-PGD by its worst T, T = 1 (PGD-10) counted: 0 where PGD-10 is the lowest, as in the T sweep.
+    worst_t = views.worst_setting_gain(pgd10, [strong, other], 0.1, "abc")
+    assert worst_t["gain"].tolist() == [0.5, 0.0, 1.0] and worst_t["strong"].tolist() == [0.5, 0.5, 0.0]
+    assert views.worst_setting_gain(pgd10, [strong], 0.1, "abc")["gain"].tolist() == [0.5, 0.0, 0.0]
+    with pytest.raises(ValueError, match="same points"):
+        views.class_gain(pgd10, strong.iloc[::-1], 0.1, "abc")
+
+
 def test_the_worst_case_is_never_above_any_attack(registry: Registry) -> None:
     bundle = standard_bundle(PGD_AT, "digits", eps=0.15, norm="linf", top=0.3, n=80)
     tables = {"min-norm": evaluate(bundle.curve, registry=registry).table}
