@@ -116,12 +116,13 @@ if runs:
                 result = cache.logit_bias(bias_run, dataset, float(run["eps"] or default_eps(dataset)),
                                           run["norm"], bound / 100, device)
             before, after = result.before, result.after
-            st.dataframe(pd.DataFrame({
-                "without bias": [before["clean_acc"], before["robust_acc"], before["worst_robust_acc"]],
-                "with bias": [after["clean_acc"], after["robust_acc"], after["worst_robust_acc"]]},
-                index=["clean accuracy", "mean robust accuracy", "worst-class robust accuracy"]),
-                column_config={c: st.column_config.NumberColumn(format="percent")
-                               for c in ("without bias", "with bias")}, key="to_bias_table")
+            keys = ("clean_acc", "robust_acc", "worst_robust_acc")
+            # Percent with one decimal in every cell ("percent" alone printed 92% beside 92.44%).
+            st.dataframe(pd.DataFrame({"without bias": [100 * before[k] for k in keys],
+                                       "with bias": [100 * after[k] for k in keys]},
+                                      index=["clean accuracy", "mean robust accuracy", "worst-class robust accuracy"]),
+                         column_config={c: st.column_config.NumberColumn(format="%.1f %%")
+                                        for c in ("without bias", "with bias")}, key="to_bias_table")
             st.caption(f"Bias {max(result.bias):g} on class {result.worst_class}'s logit, chosen on half of the test "
                        f"split (clean accuracy allowed to drop by ≤ {bound:g} points there) and reported on the "
                        "other half. Each candidate is attacked afresh with the bias in place (white-box).")
@@ -150,10 +151,11 @@ def launcher() -> None:
     # No Enter-to-submit: its "Press Enter to submit form" hint overflowed these fields and covered the next one.
     with st.form("to_launch", enter_to_submit=False):
         c1, c2, c3 = st.columns(3)
-        eps, eps_high = eps_field(c1, NORM, spec["input_shape"], key="to_eps", default=default_eps(dataset))
+        eps, eps_high = eps_field(c1, NORM, spec["input_shape"], key="to_eps", default=default_eps(dataset),
+                                  ranged=ranged)
         epochs = ranged.number(c2, "Epochs", 1, 200, value=10, key="to_epochs")
         steps = ranged.number(c3, "Attack / Langevin steps", 1, 50, value=5, key="to_steps")
-        dale = dale_fields("to") if method in DALE_METHODS else {}
+        dale = dale_fields("to", ranged) if method in DALE_METHODS else {}
         c1, c2 = st.columns([3, 1])
         weights_text = c1.text_input(WEIGHTS_LABEL, key="to_weights", disabled=weighting != "fixed",
                                      placeholder="e.g. 1,1,1,2,1,1,1,1,2,1")
