@@ -76,12 +76,13 @@ def live_panel() -> None:
         with column:
             sweep = sweeps[run_id]
             model_panel(sweep, index, flips[run_id], data.classes, label=titles[run_id],
-                        key=f"lab_{'primary' if run_id == primary else 'comparison'}", trace_label=attack.trace_label)
+                        key=f"lab_{'primary' if run_id == primary else 'comparison'}", trace_label=attack.trace_label,
+                        attack=attack.summary)
             st.caption(f"{flip_sentence(sweep, data.classes)} Grid of {len(grid)} budgets computed in "
                        f"{sweep.seconds * 1000:.0f} ms.")
 
 
 live_panel()
-st.caption(f"Example: {example.label}. Attack: {attack.label}. "
+st.caption(f"Example: {example.label}. Attack: {attack.summary}. "
            + ("Each model is attacked with its own gradients (white-box)." if attack.name != "square"
               else "Square uses only the model's output scores (black-box)."))

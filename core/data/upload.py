@@ -65,15 +65,27 @@ def _from_high_depth(image):  # -> tuple[PIL.Image.Image, str]
     return Image.fromarray(eight), f"{image.mode}: {how}"
 
 
-def _to_mode(image, channels: int):  # -> PIL.Image.Image
+def _to_mode(image, channels: int):  # -> tuple[PIL.Image.Image, str | None]
+    """``image`` as "L" or "RGB", transparency flattened, and a note on the background it was flattened onto.
+
+    Transparent pixels go onto the background that contrasts with what is drawn: black under a light drawing
+    (alpha-weighted mean brightness above one half: a white stroke on a transparent canvas), else white, as a
+    transparent image looks in a browser on a light page (also when nothing is drawn at all).
+    """
     from PIL import Image
 
+    note = None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels become white, as they look in a browser on a light page.
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("L" if channels == 1 else "RGB")
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64)
+        brightness = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64)
+        drawn = alpha.sum() > 0
+        light = drawn and float((brightness * alpha).sum() / alpha.sum()) > 127.5
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255) if light else (255,) * 4), rgba)
+        if alpha.min() < 255:  # an opaque image with an alpha channel has nothing to put anywhere
+            note = ("transparent pixels put on black (the drawing is light)" if light else
+                    f"transparent pixels put on white ({'the drawing is dark' if drawn else 'nothing is drawn'})")
+    return image.convert("L" if channels == 1 else "RGB"), note
 
 
 def image_to_input(data: bytes, input_shape: tuple[int, ...], *, invert: str = "auto",
@@ -106,7 +118,9 @@ def image_to_input(data: bytes, input_shape: tuple[int, ...], *, invert: str = "
         notes.append(f"{image.mode} converted to {'greyscale' if channels == 1 else 'RGB'}")
     elif (image.mode == "L") != (channels == 1):
         notes.append(f"{'colour converted to greyscale' if channels == 1 else 'greyscale repeated to RGB'}")
-    image = _to_mode(image, channels)
+    image, flattened = _to_mode(image, channels)
+    if flattened:
+        notes.append(flattened)
     image = image.resize((width, height), Image.Resampling.BOX if image.size[0] >= width else Image.Resampling.BICUBIC)
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = array[None] if channels == 1 else array.transpose(2, 0, 1)

@@ -18,6 +18,9 @@ from dashboard import cache
 GRID_POINTS = 41
 # Non-widget key: the norm the user last picked, kept when another attack supports it.
 NORM_CHOICE = "lab_norm_choice"
+# Non-widget key: the id of the upload whose true class the picker holds; another file resets the picker.
+UPLOAD_SEEN = "lab_upload_seen"
+UPLOAD_LABEL = "lab_upload_label"
 # Below this temperature the tempered softmax is one-hot to float precision on a confident example.
 LOW_TEMPERATURE = 0.1
 MODES = ("By class", "By index", "At random", "Among those that flip", "Upload your own")
@@ -41,6 +44,12 @@ class AttackChoice:
     trace_label: str | None
     start_index: int
     cost: float     # gradient steps per grid point for one model (core.evaluation.lab.sweep_cost)
+    settings: str = ""  # its main parameters in words ("10 steps, untargeted"), for captions and slides
+
+    @property
+    def summary(self) -> str:
+        """The attack with its norm and main parameters: "PGD (ℓ∞), 10 steps, untargeted"."""
+        return f"{self.label}, {self.settings}" if self.settings else self.label
 
 
 # label → (registry name, fixed kwargs, norms it supports, parameters it takes, what its trace records)
@@ -89,6 +98,10 @@ def _upload(data: Any) -> Example | None:
     if file is None:
         st.info("Upload an image; it is converted to the dataset's size and channels.")
         return None
+    if st.session_state.get(UPLOAD_SEEN) != file.file_id:
+        # A new file (even after a removal in between) must not be attacked under the previous file's class.
+        st.session_state[UPLOAD_SEEN] = file.file_id
+        st.session_state.pop(UPLOAD_LABEL, None)
     raw = file.getvalue()
     background = "dark" if data.name in ("digits", "mnist", "fashion-mnist") else "light"
     try:
@@ -100,7 +113,7 @@ def _upload(data: Any) -> Example | None:
 
     # No default: a silent "0" made every upload of another digit start out misclassified.
     label = right.selectbox("True class of your image", range(len(data.classes)), index=None,
-                            key="lab_upload_label", placeholder="choose its class",
+                            key=UPLOAD_LABEL, placeholder="choose its class",
                             format_func=lambda c: str(data.classes[c]))
     st.caption("Converted: " + "; ".join(notes) + ".")
     if label is None:
@@ -195,7 +208,24 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
     start = int(np.abs(np.asarray(grid) - start_eps).argmin())
     return AttackChoice(name=name, items=tuple(sorted(kwargs.items())), grid=grid, norm=norm,
                         label=f"{label} ({'ℓ∞' if norm == 'linf' else 'ℓ2'})", trace_label=trace_label,
-                        start_index=start, cost=sweep_cost(name, kwargs))
+                        start_index=start, cost=sweep_cost(name, kwargs),
+                        settings=_settings(kwargs, params, data.classes))
+
+
+def _settings(kwargs: dict[str, Any], params: tuple[str, ...], classes: Any) -> str:
+    """The parameters the user set for this attack, in words, so two slides of different attacks differ."""
+    parts = []
+    if "steps" in params:
+        parts.append(f"{kwargs['steps']} step{'s' if kwargs['steps'] != 1 else ''}")
+    if kwargs.get("restarts", 1) > 1:
+        parts.append(f"{kwargs['restarts']} restarts")
+    if "temperature" in params:
+        parts.append(f"T = {kwargs['temperature']:g}")
+    if "queries" in params:
+        parts.append(f"{kwargs['queries']:,} queries")
+    if "target" in params:
+        parts.append(f"targeted at class {classes[kwargs['target']]}" if "target" in kwargs else "untargeted")
+    return ", ".join(parts)
 
 
 def _pick_norm(column: Any, label: str, norms: tuple[str, ...], own_norm: str | None, *, key: str) -> str:

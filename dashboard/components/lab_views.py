@@ -147,7 +147,8 @@ def _font_file() -> str | None:
 
 def strip_png(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str], footer: str) -> bytes:
     """Clean | perturbation | adversarial side by side, each scaled up by a whole factor (crisp pixels) to about
-    STRIP_PANEL_PX, titled, with ``footer`` (ε, the δ scale) underneath: a picture for a slide. C×H×W in [0,1]."""
+    STRIP_PANEL_PX, titled, with ``footer`` (slide_footer: attack, ε, δ scale, model) underneath: a picture for a
+    slide. C×H×W in [0,1]. The footer keeps its line breaks and wraps lines wider than the strip."""
     from PIL import Image, ImageDraw, ImageFont
 
     delta = (x_adv - x).mean(axis=0)
@@ -155,9 +156,8 @@ def strip_png(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str], footer: s
     factor = max(1, STRIP_PANEL_PX // max(x.shape[1:]))
     panels = [Image.fromarray(a).resize((a.shape[1] * factor, a.shape[0] * factor), Image.Resampling.NEAREST)
               for a in (_rgb(x), _delta_rgb(delta, scale), _rgb(x_adv))]
-    gap, top, bottom = 24, 40, 36
+    gap, top, line_px = 24, 40, 22
     width, height = panels[0].width, panels[0].height
-    canvas = Image.new("RGB", (3 * width + 4 * gap, height + top + bottom), "white")
     font_file = _font_file()
 
     def font(size: int) -> Any:
@@ -166,15 +166,42 @@ def strip_png(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str], footer: s
     def text(value: str) -> str:  # PIL's built-in font has no → δ ε
         return value if font_file else value.replace("→", "->").replace("δ", "delta").replace("ε", "eps")
 
+    footer_font = font(15)
+    lines = _wrap(text(footer), footer_font, 3 * width + 2 * gap)
+    canvas = Image.new("RGB", (3 * width + 4 * gap, height + top + 14 + line_px * len(lines)), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (panel, title) in enumerate(zip(panels, titles)):
         left = gap + i * (width + gap)
         canvas.paste(panel, (left, top))
         draw.text((left + width / 2, top / 2), text(title), fill="black", font=font(18), anchor="mm")
-    draw.text((gap, top + height + bottom / 2), text(footer), fill="#334155", font=font(15), anchor="lm")
+    for i, line in enumerate(lines):
+        draw.text((gap, top + height + 7 + line_px * (i + 0.5)), line, fill="#334155", font=footer_font, anchor="lm")
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _wrap(value: str, font: Any, width: float) -> list[str]:
+    """``value``'s lines, each broken at spaces into pieces at most ``width`` pixels wide in ``font``."""
+    lines: list[str] = []
+    for paragraph in value.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            wider = f"{line} {word}" if line else word
+            if line and font.getlength(wider) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = wider
+        lines.append(line)
+    return lines
+
+
+def slide_footer(model: str, attack: str, eps: float, scale: float) -> str:
+    """The slide's caption: the attack with its parameters and ε, the δ scale, then the model on a second line,
+    so slides of two attacks on one example tell themselves apart."""
+    shown = f"δ shown ±{scale:.3g} (red brighter, blue darker)" if scale > 0 else "no perturbation"
+    return f"{attack} · attacked at ε = {eps:.3g} · {shown}\nModel: {model}"
 
 
 def smallest_flip(sweep: Any, flip: dict[str, Any]) -> tuple[float | None, str]:
@@ -229,8 +256,9 @@ def numbers_table(sweep: Any, index: int, flip: dict[str, Any], classes: Sequenc
 
 
 def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[str], *, label: str,
-                key: str, trace_label: str | None) -> None:
-    """Everything for one model at one ε: verdict, three images, key numbers, probabilities, loss, download."""
+                key: str, trace_label: str | None, attack: str) -> None:
+    """Everything for one model at one ε: verdict, three images, key numbers, probabilities, loss, downloads.
+    ``attack`` names the attack with its parameters ("PGD (ℓ∞), 10 steps, untargeted") for the slide."""
     eps = float(sweep.eps_grid[index])
     x_adv = sweep.x_adv[index]
     pred = int(sweep.pred_adv[index])
@@ -263,19 +291,27 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     if trace_label and sweep.loss_trace.size and sweep.loss_trace.shape[0] > 1:
         st.plotly_chart(loss_figure(sweep.loss_trace[:, index], eps, trace_label), key=f"{key}_loss",
                         config={"displayModeBar": False})
-    slug = re.sub(r"[^a-z0-9]+", "-", label.split(":", 1)[-1].lower()).strip("-")
+    _downloads(sweep, index, classes, label=label, key=key, attack=attack, scale=scale)
+
+
+def _downloads(sweep: Any, index: int, classes: Sequence[str], *, label: str, key: str, attack: str,
+               scale: float) -> None:
+    """The slide strip and the adversarial image as PNG buttons. Both files are made only when clicked (a
+    callable): bytes would be re-registered under a new URL on every slider move, and the browser's check of the
+    URL it had just been sent then hit a 404 when the slider moved fast ("Download Button source error")."""
+    eps, x_adv, pred = float(sweep.eps_grid[index]), sweep.x_adv[index], int(sweep.pred_adv[index])
+    name = label.partition(": ")[2] or label
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     stem = f"{slug}_class-{classes[sweep.y]}_eps-{eps:.4g}"
     left, right = st.columns(2)
-    # The strip is drawn only when asked for (a callable): the slider's redraws do not pay for it.
     titles = (f"clean → {classes[sweep.pred_clean]}", "perturbation δ", f"adversarial → {classes[pred]}")
-    footer = (f"{name or label} · attacked at ε = {eps:.3g} · δ shown ±{scale:.3g} (red brighter, blue darker)" if scale > 0
-              else f"{name or label} · attacked at ε = {eps:.3g} · no perturbation")
+    footer = slide_footer(name, attack, eps, scale)
     left.download_button("Slide PNG", functools.partial(strip_png, sweep.x, x_adv, titles, footer),
                          file_name=f"attack-lab_{stem}.png", mime="image/png", key=f"{key}_strip",
                          icon=":material/download:", on_click="ignore",
-                         help="Clean | perturbation | adversarial, enlarged with crisp pixels and labelled: "
-                              "for slides and reports.")
-    right.download_button("Adversarial PNG", png_bytes(x_adv), file_name=f"adversarial_{stem}.png",
+                         help="Clean | perturbation | adversarial, enlarged with crisp pixels and labelled with "
+                              "the attack, ε and the model: for slides and reports.")
+    right.download_button("Adversarial PNG", functools.partial(png_bytes, x_adv), file_name=f"adversarial_{stem}.png",
                           mime="image/png", key=f"{key}_png", icon=":material/download:", on_click="ignore",
                           help="The adversarial image itself at its native resolution, 8-bit, to feed to another "
                                "tool: rounding to 8 bits can undo a very small perturbation.")

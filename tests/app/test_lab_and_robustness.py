@@ -192,6 +192,59 @@ def test_an_upload_is_attacked_only_once_its_true_class_is_chosen() -> None:
     assert sum(c.startswith("Already misclassified before any attack") for c in captions(at)) == 2
 
 
+def png_of_a_light_stroke() -> bytes:
+    """A white half-transparent stroke on a transparent canvas, as a drawing app exports it."""
+    from PIL import Image
+
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    image.paste((255, 255, 255, 128), (24, 8, 40, 56))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_new_upload_is_not_attacked_under_the_previous_files_class() -> None:
+    """The class chosen for one file stayed chosen for the next, which was attacked at once under it."""
+    at = open_page("attack_lab")
+    at.segmented_control(key="lab_mode").set_value("Upload your own").run()
+    at.file_uploader(key="lab_upload").set_value(("one.png", png_of_a_one(), "image/png")).run()
+    at.selectbox(key="lab_upload_label").set_value(1).run()
+    assert not at.exception and at.slider and len(numbers(at)) == 2
+    at.radio(key="lab_invert").set_value("auto").run()
+    assert at.selectbox(key="lab_upload_label").value == 1, "the same file keeps its class"
+
+    def waits_for_its_class(name: str) -> None:
+        assert not at.exception and not at.error
+        assert at.selectbox(key="lab_upload_label").value is None, f"{name} starts without a class"
+        assert any("nothing is attacked until then" in i.value for i in at.info)
+        assert not at.slider and not numbers(at), f"{name} was attacked before its class was chosen"
+
+    # Replaced in place by another file.
+    at.file_uploader(key="lab_upload").set_value(("stroke.png", png_of_a_light_stroke(), "image/png")).run()
+    waits_for_its_class("stroke.png")
+    assert any("transparent pixels put on black" in c for c in captions(at)), captions(at)
+    at.selectbox(key="lab_upload_label").set_value(1).run()
+    assert not at.exception and at.slider and "your upload stroke.png (class 1)" in " ".join(captions(at))
+    # Removed, then another file (here the first one again: a new upload all the same).
+    at.file_uploader(key="lab_upload").set_value(None).run()
+    assert not at.exception and not at.slider
+    at.file_uploader(key="lab_upload").set_value(("one.png", png_of_a_one(), "image/png")).run()
+    waits_for_its_class("one.png after a removal")
+
+
+def test_the_downloads_are_made_only_when_clicked() -> None:
+    """Bytes passed to a download button are registered under a new URL at every slider move, and the browser's
+    check of the URL it was just sent hit a 404 when the slider moved fast: both buttons take a callable."""
+    at = open_page("attack_lab")
+    for eps in (None, 0.2):
+        if eps is not None:
+            at.slider(key="lab_eps").set_value(eps).run()
+        assert not at.exception
+        for key in ("lab_primary_strip", "lab_primary_png", "lab_comparison_strip", "lab_comparison_png"):
+            proto = at.download_button(key=key).proto
+            assert proto.HasField("deferred_file_id") and proto.url == "", key
+
+
 def test_extreme_settings_are_refused_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     real = lab.sweep_example
@@ -287,3 +340,39 @@ def test_the_slide_strip_is_the_three_images_enlarged_with_crisp_pixels() -> Non
     assert np.array_equal(panel, expected)
     middle = pixels[top:top + 8 * factor, gap + 8 * factor + gap:gap + 2 * (8 * factor + gap) - gap]
     assert (middle[..., 0] > middle[..., 2]).any() and (middle[..., 2] > middle[..., 0]).any()  # red and blue δ
+
+
+def test_the_slide_names_the_attack_and_its_parameters() -> None:
+    """An FGSM and a PGD slide of the same example at the same ε looked the same: the caption gave only the model,
+    ε and the δ scale. It now starts with the attack as the page describes it (norm and main parameters)."""
+    import numpy as np
+    from PIL import Image
+
+    from dashboard.components.lab_views import slide_footer, strip_png
+
+    at = open_page("attack_lab")
+    described = {}
+    for attack in ("PGD", "FGSM", "Temperature-PGD"):
+        at.selectbox(key="lab_attack").set_value(attack).run()
+        assert not at.exception
+        described[attack] = next(c for c in captions(at) if c.startswith("Example: ")).split(". Attack: ")[1]
+    assert described["PGD"].startswith("PGD (ℓ∞), 10 steps, untargeted."), described
+    assert described["FGSM"].startswith("FGSM (ℓ∞)."), described
+    assert described["Temperature-PGD"].startswith("Temperature-PGD (ℓ∞), 10 steps, T = 1, untargeted."), described
+
+    footers = {a: slide_footer("digits SmallCNN · PGD-AT ε=0.1", d.split(". ")[0], 0.15, 0.15)
+               for a, d in described.items()}
+    assert footers["PGD"].startswith("PGD (ℓ∞), 10 steps, untargeted · attacked at ε = 0.15 · δ shown ±0.15")
+    assert footers["FGSM"].startswith("FGSM (ℓ∞) · attacked at ε = 0.15")
+    assert all(f.endswith("\nModel: digits SmallCNN · PGD-AT ε=0.1") for f in footers.values()), footers
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 8, 8)).astype(np.float32)
+    one_line = Image.open(io.BytesIO(strip_png(x, x, ("a", "b", "c"), "ε = 0.1")))
+    slide = Image.open(io.BytesIO(strip_png(x, x, ("a", "b", "c"), footers["Temperature-PGD"])))
+    assert slide.width == one_line.width and slide.height > one_line.height, "two footer lines, same width"
+    below = np.asarray(slide.convert("L"))[one_line.height - 36:]
+    rows_with_text = np.nonzero((below < 200).any(axis=1))[0]
+    assert len(rows_with_text) and rows_with_text.max() > 36, "the second line (the model) is drawn too"
+    long = Image.open(io.BytesIO(strip_png(x, x, ("a", "b", "c"), "a long caption " * 40)))
+    footer = np.asarray(long.convert("L"))[one_line.height - 36:]
+    assert long.height > slide.height and (footer[:, -20:] > 200).all(), "long lines wrap inside the strip"

@@ -133,10 +133,43 @@ def test_a_dark_drawing_on_white_becomes_a_digit_in_the_dataset_format() -> None
 def test_transparent_and_colour_images_are_converted() -> None:
     rgba = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
     array, notes = image_to_input(png(rgba), (3, 8, 8), background="light")
-    assert array.shape == (3, 8, 8) and np.allclose(array, 1.0), "transparent pixels become white"
+    assert array.shape == (3, 8, 8) and np.allclose(array, 1.0), "nothing drawn: transparent pixels become white"
+    assert "transparent pixels put on white (nothing is drawn)" in notes
     grey = Image.new("L", (8, 8), 128)
     array, notes = image_to_input(png(grey), (3, 8, 8), invert="no")
     assert np.allclose(array, 128 / 255, atol=1e-6) and any("repeated to RGB" in n for n in notes)
+
+
+def stroke_on_transparent(colour: int, alpha: int) -> bytes:
+    """A 64×64 PNG: a vertical bar (columns 24–39, rows 8–55: pixels 3–4 × 1–6 at 8×8) on a fully transparent
+    canvas, as a drawing app exports a stroke without a background."""
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    image.paste((colour, colour, colour, alpha), (24, 8, 40, 56))
+    return png(image)
+
+
+@pytest.mark.parametrize("colour,alpha,put_on", [(255, 128, "black"), (255, 255, "black"), (0, 255, "white"),
+                                                 (0, 128, "white")],
+                         ids=["white-half-alpha", "white-opaque", "black-opaque", "black-half-alpha"])
+def test_a_stroke_on_a_transparent_canvas_keeps_its_stroke(colour: int, alpha: int, put_on: str) -> None:
+    """A white stroke (alpha 128) on transparent used to go onto white and vanish: an all-black digit. The
+    background now contrasts with the drawing (black under a light one, white under a dark one, as before), and
+    either way the digits format gets a bright stroke on a dark background."""
+    array, notes = image_to_input(stroke_on_transparent(colour, alpha), (1, 8, 8))
+    stroke = np.zeros((8, 8), dtype=bool)
+    stroke[1:7, 3:5] = True
+    assert array[0][stroke].min() > 0.45, array[0]
+    assert array[0][~stroke].max() < 0.05, array[0]
+    assert f"transparent pixels put on {put_on} (the drawing is {'light' if put_on == 'black' else 'dark'})" in notes
+    assert any("inverted" in n for n in notes) == (put_on == "white"), notes
+
+
+def test_an_opaque_image_with_an_alpha_channel_needs_no_background() -> None:
+    image = Image.new("RGBA", (8, 8), (255, 255, 255, 255))
+    image.paste((0, 0, 0, 255), (3, 1, 5, 7))
+    array, notes = image_to_input(png(image), (1, 8, 8), invert="no")
+    assert array[0, 4, 3] == 0.0 and array[0, 0, 0] == 1.0
+    assert not any("transparent" in n for n in notes), notes
 
 
 def test_16_bit_and_float_images_keep_their_contrast() -> None:
