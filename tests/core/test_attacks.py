@@ -277,3 +277,26 @@ def test_apgd_halves_the_step_as_the_authors_check_it() -> None:
     not_halved = torch.tensor([False, False, False])
     assert halve_step(window, 0.75, not_halved, best, best + 1).tolist() == [True, True, True]
     assert halve_step(window, 0.75, not_halved, best, best - 1).tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("classes", [10, 4, 100])
+def test_the_adaptive_quick_plan_spends_the_fixed_budget_and_no_more(classes: int) -> None:
+    """After APGD-CE has left r of n points robust: never weaker than the fixed plan, never over its worst-case
+    budget (targets × steps on every point), more targets first (at most the other classes), then restarts."""
+    from core.attacks.ensemble import MAX_RESTARTS, QuickConfig, QuickPlan
+
+    fixed, adaptive = QuickConfig(adaptive=False), QuickConfig()
+    n, budget = 360, fixed.targets * fixed.targeted_steps * 360
+    plain = QuickPlan(fixed.targets, fixed.targeted_steps)
+    assert fixed.plan(n, 40, classes) == plain and adaptive.plan(n, n, classes) == plain, "all left: the fixed plan"
+    for still_robust in (1, 5, 40, 110, 200, 330, 359):
+        plan = adaptive.plan(n, still_robust, classes)
+        assert fixed.targets <= plan.targets <= max(fixed.targets, classes - 1)
+        assert plan.targeted_steps == fixed.targeted_steps and 0 <= plan.restarts <= MAX_RESTARTS
+        assert plan.restart_steps == (fixed.steps // 2 if plan.restarts else 0)
+        spent = (plan.targets * plan.targeted_steps + plan.restarts * plan.restart_steps) * still_robust
+        assert spent <= budget or plan == plain
+    assert adaptive.plan(n, 110, classes).targets == min(max(5, classes - 1), 16), "few left: more targets first"
+    assert adaptive.plan(n, 110, 10) == QuickPlan(9, 20, 5, 25), "then restarts with what is left"
+    assert adaptive.plan(n, 170, 10) == QuickPlan(9, 20, 1, 25)
+    assert adaptive.plan(n, 330, 10) == plain, "most left (ε = 0.1 on a robust model): the fixed plan"

@@ -106,6 +106,23 @@ def test_quick_ensemble_is_the_worst_case_of_its_parts() -> None:
     assert quick.success[clean_wrong].all()
 
 
+def test_the_adaptive_quick_ensemble_only_adds_attacks_where_few_points_are_left() -> None:
+    """At a large ε APGD-CE leaves few points, and the adaptive plan adds targets 6–9 and restarts. The first five
+    targets draw the same random starts, so every point the fixed plan breaks stays broken; some more break."""
+    from core.attacks import QuickEnsemble
+
+    test = load_dataset("digits", "test").subset(180)
+    model, _ = load_checkpoint(MODELS / "digits-smallcnn-pgd-at.safetensors")
+    runs = {adaptive: QuickEnsemble(adaptive=adaptive)(model, test.x, test.y, 0.2,
+                                                        generator=torch.Generator().manual_seed(0))
+            for adaptive in (False, True)}
+    left_after_ce = int(runs[True].loss_trace[0].sum())
+    plan = QuickEnsemble().config.plan(len(test.y), left_after_ce, 10)
+    assert plan.targets == 9 and plan.restarts >= 1, f"{left_after_ce} of 180 left after APGD-CE"
+    assert not (runs[True].robust & ~runs[False].robust).any(), "nothing the fixed plan broke is robust again"
+    assert runs[True].robust.sum() < runs[False].robust.sum()
+
+
 def binary_problem(n: int = 32) -> tuple[nn.Linear, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A binary linear model, points labelled by it, w = w₁ − w₀ and the margins |f₁ − f₀|."""
     model = linear_model(d=6, k=2)
