@@ -41,6 +41,8 @@ from core.errors import ConfigError
 
 # Restarts of APGD-CE an adaptive quick ensemble may add (each half as long as the first run).
 MAX_RESTARTS = 5
+# Targeted DLR needs this many classes; with fewer, ensembles skip their targeted members.
+MIN_TARGETED_CLASSES = 4
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,13 @@ class QuickConfig(AttackConfig):
         case (every point left) and so the time bound are the fixed plan's. Where APGD-CE breaks most points (a
         large ε) the rest get AutoAttack's every-class APGD-T and restarts: on the shipped digits models at ε = 0.2,
         over 8 seeds, quick went from up to 9 robust points (of 360) above a paper-strength AutoAttack to at most 3
-        (bench/RESULTS.md, "Quick-ensemble variants vs AutoAttack at paper strength")."""
+        (bench/RESULTS.md, "Quick-ensemble variants vs AutoAttack at paper strength").
+
+        ``points`` counts the points APGD-CE attacked (those classified correctly). The plan depends on how many of
+        them share the call, so a point's result can depend on its batch (as its random start already does)."""
         fixed = QuickPlan(self.targets, self.targeted_steps)
-        if not self.adaptive or still_robust == 0:
-            return fixed
+        if not self.adaptive or still_robust == 0 or classes < MIN_TARGETED_CLASSES:
+            return fixed  # (with fewer classes APGD-T is skipped, and its budget is not there to spend)
         budget = self.targets * self.targeted_steps * points
         targets = min(max(self.targets, classes - 1), max(self.targets, budget // (self.targeted_steps * still_robust)))
         restart_steps = max(self.steps // 2, 1)
@@ -92,7 +97,7 @@ class QuickConfig(AttackConfig):
     def members(self) -> list[Attack]:
         members: list[Attack] = [APGD(norm=self.norm, steps=self.steps),
                                  APGD(norm=self.norm, steps=self.targeted_steps, loss="dlr", targets=self.targets)]
-        if self.adaptive:  # the restarts, run as far as the plan pays for them
+        if self.adaptive:  # the restarts, as many as the plan pays for, each as long as the plan says
             members += [APGD(norm=self.norm, steps=max(self.steps // 2, 1)) for _ in range(MAX_RESTARTS)]
         return members
 
@@ -141,7 +146,7 @@ class SequentialEnsemble(Attack):
             left.append(len(todo))
             attack = self.member_for(k, member, len(x), left, logits.shape[1])
             targeted = attack is not None and getattr(attack.config, "targets", 0) > 0
-            if attack is not None and len(todo) and not (targeted and logits.shape[1] < 4):
+            if attack is not None and len(todo) and not (targeted and logits.shape[1] < MIN_TARGETED_CLASSES):
                 result = attack(model, x[todo], y[todo], eps[todo], bounds=bounds, generator=generator)
                 # A point no member breaks keeps the first member's (highest-loss) point, not the last one's.
                 keep = torch.ones_like(result.success) if k == 0 else result.success
@@ -163,9 +168,9 @@ class QuickEnsemble(SequentialEnsemble):
     def member_for(self, k: int, attack: Attack, points: int, left: list[int], classes: int) -> Attack | None:
         if k == 0:
             return attack
-        plan = self.config.plan(points, left[1], classes)  # type: ignore[attr-defined]
+        plan = self.config.plan(left[0], left[1], classes)  # type: ignore[attr-defined]
         if k >= 2:
-            return attack if k - 2 < plan.restarts else None
+            return APGD(norm=attack.config.norm, steps=plan.restart_steps) if k - 2 < plan.restarts else None
         if plan.targets == attack.config.targets:  # type: ignore[attr-defined]
             return attack
         return APGD(norm=attack.config.norm, steps=plan.targeted_steps, loss="dlr", targets=plan.targets)

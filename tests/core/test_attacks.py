@@ -279,7 +279,7 @@ def test_apgd_halves_the_step_as_the_authors_check_it() -> None:
     assert halve_step(window, 0.75, not_halved, best, best - 1).tolist() == [True, False, True]
 
 
-@pytest.mark.parametrize("classes", [10, 4, 100])
+@pytest.mark.parametrize("classes", [10, 4, 100, 3])
 def test_the_adaptive_quick_plan_spends_the_fixed_budget_and_no_more(classes: int) -> None:
     """After APGD-CE has left r of n points robust: never weaker than the fixed plan, never over its worst-case
     budget (targets × steps on every point), more targets first (at most the other classes), then restarts."""
@@ -300,3 +300,4 @@ def test_the_adaptive_quick_plan_spends_the_fixed_budget_and_no_more(classes: in
     assert adaptive.plan(n, 110, 10) == QuickPlan(9, 20, 5, 25), "then restarts with what is left"
     assert adaptive.plan(n, 170, 10) == QuickPlan(9, 20, 1, 25)
     assert adaptive.plan(n, 330, 10) == plain, "most left (ε = 0.1 on a robust model): the fixed plan"
+    assert adaptive.plan(n, 100, 2) == plain, "two classes: no APGD-T, so no budget of its to spend on restarts"
