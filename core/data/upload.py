@@ -45,7 +45,8 @@ def _open(data: bytes):  # -> PIL.Image.Image
 def _from_high_depth(image):  # -> tuple[PIL.Image.Image, str]
     """A 16-bit, 32-bit integer or float greyscale image as 8-bit "L", scaled by its depth, not clipped at 255
     (Pillow's own convert clips, which turns a 16-bit image black or white). Integer data within 0–255 is taken as
-    8-bit, within 0–65535 as 16-bit; float data within [0, 1] as such; anything else is stretched min–max."""
+    8-bit (mode I only: I;16 is 16-bit by name), within 0–65535 as 16-bit; float data within [0, 1] as such;
+    anything else is stretched min–max."""
     from PIL import Image
 
     values = np.asarray(image, dtype=np.float64)
@@ -54,7 +55,7 @@ def _from_high_depth(image):  # -> tuple[PIL.Image.Image, str]
     low, high = float(values.min()), float(values.max())
     if image.mode == "F" and low >= 0.0 and high <= 1.0:
         scaled, how = values, "float pixels in [0, 1]"
-    elif image.mode != "F" and low >= 0 and high <= 255:
+    elif image.mode == "I" and low >= 0 and high <= 255:  # I;16 says its depth; plain I may hold 8-bit data
         scaled, how = values / 255.0, "8-bit values"
     elif image.mode != "F" and low >= 0 and high <= 65535:
         scaled, how = values / 65535.0, "16-bit values scaled to 8 bits"
@@ -69,7 +70,8 @@ def _to_mode(image, channels: int):  # -> tuple[PIL.Image.Image, str | None]
     """``image`` as "L" or "RGB", transparency flattened, and a note on the background it was flattened onto.
 
     Transparent pixels go onto the background that contrasts with what is drawn: black under a light drawing
-    (alpha-weighted mean brightness above one half: a white stroke on a transparent canvas), else white, as a
+    (alpha-weighted mean brightness above one half, with most of the canvas transparent: a white stroke on a
+    transparent canvas), else white, as a
     transparent image looks in a browser on a light page (also when nothing is drawn at all).
     """
     from PIL import Image
@@ -80,7 +82,10 @@ def _to_mode(image, channels: int):  # -> tuple[PIL.Image.Image, str | None]
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64)
         brightness = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64)
         drawn = alpha.sum() > 0
-        light = drawn and float((brightness * alpha).sum() / alpha.sum()) > 127.5
+        # A drawing on a transparent canvas covers little of it; a sheet with transparent margins or corners (a
+        # screenshot, a cropped scan) is mostly opaque and keeps the white background, whatever its colours.
+        canvas = float((alpha > 127).mean()) < 0.5
+        light = drawn and canvas and float((brightness * alpha).sum() / alpha.sum()) > 127.5
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255) if light else (255,) * 4), rgba)
         if alpha.min() < 255:  # an opaque image with an alpha channel has nothing to put anywhere
             note = ("transparent pixels put on black (the drawing is light)" if light else

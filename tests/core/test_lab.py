@@ -164,6 +164,17 @@ def test_a_stroke_on_a_transparent_canvas_keeps_its_stroke(colour: int, alpha: i
     assert any("inverted" in n for n in notes) == (put_on == "white"), notes
 
 
+def test_a_sheet_with_transparent_margins_keeps_a_white_background() -> None:
+    """A mostly opaque white sheet with a dark stroke and a transparent border (a screenshot, a cropped scan) is a
+    dark drawing on paper: its margins go on white and the digit comes out light on black after inverting."""
+    sheet = np.zeros((64, 64, 4), np.uint8)
+    sheet[6:-6, 6:-6] = (255, 255, 255, 255)
+    sheet[16:48, 24:40] = (0, 0, 0, 255)
+    array, notes = image_to_input(png(Image.fromarray(sheet)), (1, 8, 8))
+    assert array[0, 3:5, 3:5].min() > 0.6 and array[0, 0, 4] < 0.1 and array[0, 4, 0] < 0.1
+    assert any("inverted" in n for n in notes) and any("put on white" in n for n in notes)
+
+
 def test_an_opaque_image_with_an_alpha_channel_needs_no_background() -> None:
     image = Image.new("RGBA", (8, 8), (255, 255, 255, 255))
     image.paste((0, 0, 0, 255), (3, 1, 5, 7))
@@ -181,6 +192,9 @@ def test_16_bit_and_float_images_keep_their_contrast() -> None:
     assert np.allclose(array[0, 3], ramp[0] / 65535, atol=1 / 255) and any("16-bit" in n for n in notes)
     flat = png(Image.fromarray(np.full((8, 8), 30000, np.uint16)))
     assert np.allclose(image_to_input(flat, (1, 8, 8), invert="no")[0], 30000 / 65535, atol=1 / 255)
+    dim = png(Image.fromarray(np.full((8, 8), 200, np.uint16)))  # 16-bit by its mode, however dark
+    if Image.open(io.BytesIO(dim)).mode.startswith("I;16"):
+        assert image_to_input(dim, (1, 8, 8), invert="no")[0].max() <= 1 / 255 + 1e-6, "not 200/255 = 0.78"
     unit = png(Image.fromarray(np.tile(np.linspace(0, 1, 8, dtype=np.float32), (8, 1))), "TIFF")
     array, notes = image_to_input(unit, (3, 8, 8), invert="no")
     assert np.allclose(array[:, 5], np.linspace(0, 1, 8), atol=1 / 255) and any("[0, 1]" in n for n in notes)
