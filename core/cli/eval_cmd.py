@@ -80,6 +80,9 @@ def _named_attack(args: argparse.Namespace) -> Attack:
     if name == "square":
         return Square(norm=norm, queries=queries)
     if name == "full":
+        if args.queries is not None and norm != "linf":
+            raise ConfigError(f"--queries sets Square's budget, and the full ensemble runs Square for linf only, not "
+                              f"{norm}")
         return FullEnsemble(norm=norm, steps=steps, square_queries=queries)
     return QuickEnsemble(norm=norm, steps=steps)
 
@@ -232,4 +235,4 @@ def report(args: argparse.Namespace, out: dict) -> None:
     print(f"{out['dataset']}/{args.split} n={out['n']}: clean {out['clean_acc']:.4f}, "
           f"{args.attack.upper()} ε={args.eps:g} ({args.norm}) robust {out['robust_acc']:.4f}")
     for check in out.get("trust", []):
-        print(f"  [{check['status']:>5}] {check['title']}: {check['finding']}")
+        print(f"  [{check['status']:>7}] {check['title']}: {check['finding']}")

@@ -146,7 +146,7 @@ def _add_eval(sub: Any) -> None:
                    help="threat model (default: l2 for cw, else the checkpoint's own, else linf)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="iterations (default 20 for pgd/tpgd/apgd; 50 for quick's APGD-CE, whose 5 targeted runs "
-                        "take 20 each, more targets and a restart where APGD-CE leaves few points; 50 for "
+                        "take 20 each, more targets and restarts where APGD-CE leaves few points; 50 for "
                         "deepfool; 100 for fmn, full, and cw per search step; not for fgsm or square)")
     p.add_argument("--queries", type=positive_int, default=None,
                    help="Square's query budget (default 1000 for square, 5000 inside full)")

@@ -78,7 +78,7 @@ class TrustCheck:
 
     key: str  # stable id, e.g. "gradients"
     title: str  # short, e.g. "Gradients are alive"
-    status: str  # "green" | "amber" | "red"
+    status: str  # "green" | "amber" | "red" | "not run"
     finding: str  # one sentence with the measured numbers
     explanation: str  # why it matters and what to do, with the paper
     value: dict  # the measured numbers (JSON-serialisable)

@@ -120,8 +120,9 @@ def class_gain(base: pd.DataFrame, strong: pd.DataFrame | Sequence[pd.DataFrame]
     """
     tables = [strong] if isinstance(strong, pd.DataFrame) else list(strong)
     y = base["y"].to_numpy()
+    key = "index" if "index" in base else "y"  # the per-sample tables' point ids; labels alone as a fallback
     for table in tables:
-        if not np.array_equal(table["y"].to_numpy(), y):
+        if key not in table or not np.array_equal(table[key].to_numpy(), base[key].to_numpy()):
             raise ValueError("the tables do not hold the same points in the same order")
     base_robust, worst = robust_flags(base, eps), worst_case([base, *tables], eps)
     rows = []

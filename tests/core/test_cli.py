@@ -45,10 +45,11 @@ BAD_INPUT = [
     (["eval", "--checkpoint", "x", "--attack", "pgd", "--queries", "50"], "--queries applies to square, full only"),
     (["eval", "--checkpoint", "x", "--attack", "apgd", "--restarts", "2"], "--restarts applies to pgd, tpgd only"),
     (["eval", "--checkpoint", "x", "--attack", "pgd", "--temperature", "2"], "--temperature applies to tpgd only"),
+    (["eval", "--checkpoint", "x", "--attack", "full", "--norm", "l2", "--queries", "50"], "Square for linf only"),
 ]
 BAD_INPUT_IDS = ["neg-eps", "nan-eps", "zero-steps", "unknown-dataset", "bad-method", "neg-epochs", "missing-ckpt",
                  "verify-unknown", "unknown-run", "square-l2", "cw-linf", "target-not-pgd", "steps-not-fgsm",
-                 "queries-not-pgd", "restarts-not-apgd", "temperature-not-pgd"]
+                 "queries-not-pgd", "restarts-not-apgd", "temperature-not-pgd", "queries-full-l2"]
 
 Cli = Callable[[list[str]], subprocess.CompletedProcess]
 
