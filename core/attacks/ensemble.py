@@ -144,7 +144,7 @@ class SequentialEnsemble(Attack):
         for k, member in enumerate(self.config.members()):  # type: ignore[attr-defined]
             todo = torch.nonzero(robust).flatten()
             left.append(len(todo))
-            attack = self.member_for(k, member, len(x), left, logits.shape[1])
+            attack = self.member_for(k, member, left, logits.shape[1])
             targeted = attack is not None and getattr(attack.config, "targets", 0) > 0
             if attack is not None and len(todo) and not (targeted and logits.shape[1] < MIN_TARGETED_CLASSES):
                 result = attack(model, x[todo], y[todo], eps[todo], bounds=bounds, generator=generator)
@@ -155,9 +155,9 @@ class SequentialEnsemble(Attack):
             trace.append(robust.float())
         return x_adv, torch.stack(trace)
 
-    def member_for(self, k: int, attack: Attack, points: int, left: list[int], classes: int) -> Attack | None:
-        """Member ``k`` as it runs (None: skipped), given how many of the ``points`` were still robust before each
-        member so far (``left``, this one's last); the configured member by default."""
+    def member_for(self, k: int, attack: Attack, left: list[int], classes: int) -> Attack | None:
+        """Member ``k`` as it runs (None: skipped), given how many points were still robust before each member so
+        far (``left``: the clean-correct ones first, this member's last); the configured member by default."""
         return attack
 
 
@@ -165,7 +165,7 @@ class QuickEnsemble(SequentialEnsemble):
     name = "quick"
     config_class = QuickConfig
 
-    def member_for(self, k: int, attack: Attack, points: int, left: list[int], classes: int) -> Attack | None:
+    def member_for(self, k: int, attack: Attack, left: list[int], classes: int) -> Attack | None:
         if k == 0:
             return attack
         plan = self.config.plan(left[0], left[1], classes)  # type: ignore[attr-defined]

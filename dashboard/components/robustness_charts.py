@@ -176,6 +176,9 @@ LABEL_PLOT_PX, CHAR_PX, LABEL_PX, DOT_PX, LINE_PX = (300.0, 240.0), 8.0, 16.0, 1
 # Pixels a label keeps clear of another dot; the cost (in px² of overlap) of a label that reads as another dot's
 # (another dot closer to it than OWN_MARGIN times its own) or whose line passes over another dot; the cost of a line.
 CLEAR_PX, AMBIGUOUS_COST, OWN_MARGIN, LINE_COST = 4.0, 200.0, 1.5, 60.0
+# More classes than this are not labelled (hover names them): the labels could not be read, and placing 100 of them
+# takes ~70 ms on every rerun of the page.
+MAX_LABELLED = 20
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -292,4 +295,5 @@ def weight_norm_scatter(per_class: pd.DataFrame, norms: np.ndarray) -> go.Figure
                                  _axis("robust accuracy", tickformat=".0%", range=y_range,
                                        **({"dtick": 0.2} if top - low > 0.6 else {})),
                                  showlegend=False, annotations=_label_annotations(
-                                     norms[shown], robust[shown], names[shown], x_range, y_range)))
+                                     norms[shown], robust[shown], names[shown], x_range, y_range)
+                                 if shown.sum() <= MAX_LABELLED else []))

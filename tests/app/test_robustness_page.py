@@ -151,6 +151,13 @@ def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
 
 
+def test_many_classes_are_named_on_hover_only() -> None:
+    n = charts.MAX_LABELLED + 1
+    per_class = pd.DataFrame({"class": [str(c) for c in range(n)], "robust_acc": np.linspace(0.2, 0.9, n)})
+    fig = charts.weight_norm_scatter(per_class, np.linspace(1.0, 2.0, n))
+    assert not fig.layout.annotations and "class %{text}" in fig.data[0].hovertemplate
+
+
 def test_the_class_labels_of_crowded_dots_cover_nothing_and_read_as_their_own() -> None:
     """The shipped PGD-AT model at ε = 0.1125: classes 4, 0, 5 and 6 sit within 15 px of each other at 1280 px, and
     their labels, all above their dots, overlapped."""
