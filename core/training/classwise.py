@@ -50,6 +50,14 @@ def weighted_mean(per_sample: torch.Tensor, y: torch.Tensor, weights: torch.Tens
     return (per_sample * w).sum() / w.sum()
 
 
+def sample_weights(y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """∂ weighted_mean / ∂ per_sample: each sample's share of the batch loss."""
+    if weights is None:
+        return torch.full(y.shape, 1.0 / len(y), device=y.device)
+    w = weights[y].float()
+    return w / w.sum()
+
+
 def weights_for_epoch(config: Any, classes: Sequence[str], last_metrics: dict[str, Any] | None) -> list[float] | None:
     """The class weights of the next epoch (None: unweighted)."""
     if config.class_weighting == "fixed":

@@ -14,7 +14,7 @@ from core.attacks.base import autocast_for
 from core.attacks.shard import batch_shard
 from core.data import Dataset
 from core.distributed import SINGLE, DistContext
-from core.training.classwise import weighted_mean
+from core.training.classwise import sample_weights, weighted_mean
 from core.training.config import TrainConfig
 from core.training.methods import Method, MethodState, shares_clean_pass
 from core.training.schedules import lr_at
@@ -98,8 +98,11 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
         if attack is not None:
             with autocast(), batch_shard(offset, len(idx), len(batch)):
                 if share_clean:
+                    # ∇θ of the clean term ν·CE(f(x), y) lands in .grad during the chain's first backward pass.
+                    optimizer.zero_grad(set_to_none=True)
                     x_adv, shared["logits_clean"] = attack.perturb_with_clean(  # type: ignore[attr-defined]
-                        model, x, y, config.eps, clean_forward=train_model, bounds=data.bounds, generator=gen)
+                        model, x, y, config.eps, clean_forward=train_model, bounds=data.bounds, generator=gen,
+                        clean_weight=state.nu * sample_weights(y, state.class_weights), params=params)
                 elif chain_from_clean:
                     x_adv = attack.perturb_with_clean(  # type: ignore[attr-defined]
                         model, x, y, config.eps, clean_forward=model, bounds=data.bounds, generator=gen)[0]
@@ -113,9 +116,9 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
                 loss = _share_of_global_mean(per_sample, y, data.y[batch].to(device), state.class_weights, dist)
             else:
                 loss = weighted_mean(per_sample, y, state.class_weights)
-        optimizer.zero_grad(set_to_none=True)
-        # With a shared clean pass the input x is a leaf of the graph too: its gradient is not wanted.
-        loss.backward(inputs=params if shared else None)
+        if not shared:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
         optimizer.step()
         ratio = getattr(attack, "last_noise_to_grad", None)
         if ratio is not None:

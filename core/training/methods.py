@@ -130,8 +130,8 @@ def _mart_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.
 
 def _dale_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None,
                config: TrainConfig, state: MethodState, logits_clean: torch.Tensor | None = None) -> LossOut:
-    """``logits_clean``: f(x) with its graph when the attack's first step already computed it
-    (``Langevin.perturb_with_clean``); otherwise both passes run here."""
+    """``logits_clean``: f(x), detached, when the attack's first step already computed it and put the gradient
+    of ν·CE(f(x), y) into the parameters' .grad (``Langevin.perturb_with_clean``); otherwise both passes run here."""
     assert x_adv is not None
     if logits_clean is None:
         logits_clean, logits_adv = _clean_and_adv(model, x, x_adv)

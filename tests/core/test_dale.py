@@ -124,11 +124,48 @@ def test_perturb_with_clean_returns_the_clean_logits_and_the_same_chain(batch) -
     plain = attack.perturb(model, x, y, 0.1, generator=torch.Generator().manual_seed(0))[0]
     shared, logits = attack.perturb_with_clean(model, x, y, 0.1, clean_forward=model,
                                                generator=torch.Generator().manual_seed(0))
-    assert torch.equal(plain, shared) and logits.requires_grad
-    assert torch.allclose(logits.detach(), model(x), atol=1e-6)
+    assert torch.equal(plain, shared) and not logits.requires_grad
+    assert torch.allclose(logits, model(x), atol=1e-6)
     moved = Langevin(steps=4, init_scale=1e-3, noise_scale=1e-3).perturb_with_clean(
         model, x, y, 0.1, clean_forward=model, generator=torch.Generator().manual_seed(0))[0]
     assert (moved - x).abs().max() <= 0.1 + 1e-6
+
+
+@pytest.mark.parametrize("confident", [False, True], ids=["one-pass", "two-pass-fallback"])
+def test_clean_term_gradient_comes_with_the_first_step(batch, confident: bool) -> None:
+    """The chain's first backward pass also leaves ∇θ Σ aᵢ·CE(f(xᵢ), yᵢ) in .grad, and the first step's input
+    gradient is still that of log(1 − p_y). ``confident``: logits ×80 make 1 − p_y underflow for some samples,
+    where the one-pass factor cannot be divided out and two passes run instead."""
+    x, y = batch
+    model = small_model()
+    if confident:
+        with torch.no_grad():
+            model[-1].weight.mul_(80.0)
+            model[-1].bias.mul_(80.0)
+        margins = model(x).gather(1, y[:, None]).squeeze(1) - model(x).scatter(1, y[:, None], -1e9).amax(1)
+        assert (margins > 70).any() and (margins < 60).any(), "the batch mixes underflowing and ordinary samples"
+    coeff = torch.linspace(0.5, 2.0, len(y)) / len(y)
+    params = list(model.parameters())
+    attack = Langevin(steps=1, init_scale=0.0, noise_scale=0.0, step_size=0.01)
+    x_adv, logits = attack.perturb_with_clean(model, x, y, 0.1, clean_forward=model, clean_weight=coeff,
+                                              params=params, generator=torch.Generator().manual_seed(0))
+    got = [p.grad.clone() for p in params]
+    expected = torch.autograd.grad((coeff * nn.functional.cross_entropy(model(x), y, reduction="none")).sum(),
+                                   params)
+    for g, e in zip(got, expected, strict=True):
+        assert torch.allclose(g, e, rtol=1e-4, atol=1e-7 * e.abs().max())
+    plain = Langevin(steps=1, init_scale=0.0, noise_scale=0.0, step_size=0.01).perturb(
+        model, x, y, 0.1, generator=torch.Generator().manual_seed(0))[0]
+    assert torch.equal(x_adv, plain), "the same sign step as the attack alone"
+    assert torch.allclose(logits, model(x))
+
+
+def test_zero_nu_leaves_no_parameter_gradient(batch) -> None:
+    x, y = batch
+    model = small_model()
+    Langevin(steps=2).perturb_with_clean(model, x, y, 0.1, clean_forward=model, clean_weight=torch.zeros(len(y)),
+                                         params=list(model.parameters()), generator=torch.Generator().manual_seed(0))
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_nu_rises_above_rho_and_falls_to_zero_below() -> None:
