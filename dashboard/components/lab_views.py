@@ -294,6 +294,15 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     _downloads(sweep, index, classes, label=label, key=key, attack=attack, scale=scale)
 
 
+def download_stem(model: str, attack: str, cls: str, eps: float) -> str:
+    """A file name stem naming the model, the attack with its settings, the class and ε, so the slides of two
+    attacks on one example do not overwrite each other in a downloads folder."""
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("ℓ∞", "linf").replace("ℓ2", "l2")).strip("-")
+
+    return f"{slug(model)}_{slug(attack)}_class-{slug(cls)}_eps-{eps:.4g}"
+
+
 def _downloads(sweep: Any, index: int, classes: Sequence[str], *, label: str, key: str, attack: str,
                scale: float) -> None:
     """The slide strip and the adversarial image as PNG buttons. Both files are made only when clicked (a
@@ -301,8 +310,7 @@ def _downloads(sweep: Any, index: int, classes: Sequence[str], *, label: str, ke
     URL it had just been sent then hit a 404 when the slider moved fast ("Download Button source error")."""
     eps, x_adv, pred = float(sweep.eps_grid[index]), sweep.x_adv[index], int(sweep.pred_adv[index])
     name = label.partition(": ")[2] or label
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    stem = f"{slug}_class-{classes[sweep.y]}_eps-{eps:.4g}"
+    stem = download_stem(name, attack, classes[sweep.y], eps)
     left, right = st.columns(2)
     titles = (f"clean → {classes[sweep.pred_clean]}", "perturbation δ", f"adversarial → {classes[pred]}")
     footer = slide_footer(name, attack, eps, scale)

@@ -376,3 +376,13 @@ def test_the_slide_names_the_attack_and_its_parameters() -> None:
     long = Image.open(io.BytesIO(strip_png(x, x, ("a", "b", "c"), "a long caption " * 40)))
     footer = np.asarray(long.convert("L"))[one_line.height - 36:]
     assert long.height > slide.height and (footer[:, -20:] > 200).all(), "long lines wrap inside the strip"
+
+
+def test_downloads_of_two_attacks_on_one_example_get_different_names() -> None:
+    from dashboard.components.lab_views import download_stem
+
+    model = "digits SmallCNN · PGD-AT ε=0.1"
+    pgd = download_stem(model, "PGD (ℓ∞), 10 steps, untargeted", "3", 0.15)
+    fgsm = download_stem(model, "FGSM (ℓ∞)", "3", 0.15)
+    assert pgd == "digits-smallcnn-pgd-at-0-1_pgd-linf-10-steps-untargeted_class-3_eps-0.15"
+    assert fgsm != pgd and re.fullmatch(r"[a-z0-9._-]+", fgsm)
