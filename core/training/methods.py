@@ -175,9 +175,9 @@ def mode_invariant(model: nn.Module) -> bool:
 
 
 def shares_clean_pass(method: Method, attack: Attack | None, model: nn.Module, distributed: bool) -> bool:
-    """Whether the training step takes f(x) from the attack's first forward pass (DALE with Langevin steps on a
-    mode-invariant model, one process): one forward pass fewer per batch. Under torchrun both passes stay in
-    the DistributedDataParallel wrapper's single forward, as before."""
+    """Whether the training step takes f(x), and the gradient of its ν·CE term, from the attack's first forward
+    and backward passes (DALE with Langevin steps on a mode-invariant model, one process): the clean term costs
+    no pass of its own. Under torchrun both passes stay in the DistributedDataParallel wrapper's single forward."""
     return (method.clean_from_attack and isinstance(attack, Langevin) and not distributed
             and mode_invariant(model))
 
