@@ -13,7 +13,7 @@ from dashboard.components import tradeoff_charts as tc
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, WEIGHTING_LABELS, label
 from dashboard.components.train_form import (DALE_METHODS, WEIGHTS_LABEL, RangedFields, checked_eps, dale_fields,
-                                             eps_field, parse_weights, queue_training)
+                                             eps_field, parse_weights, queue_training, weights_problem)
 from dashboard.components.teaching import explain
 
 st.title("Trade-off Explorer")
@@ -152,13 +152,15 @@ def launcher() -> None:
     with st.form("to_launch", enter_to_submit=False):
         c1, c2, c3 = st.columns(3)
         eps, eps_high = eps_field(c1, NORM, spec["input_shape"], key="to_eps", default=default_eps(dataset),
-                                  ranged=ranged)
+                                  ranged=ranged, method=method)
         epochs = ranged.number(c2, "Epochs", 1, 200, value=10, key="to_epochs")
         steps = ranged.number(c3, "Attack / Langevin steps", 1, 50, value=5, key="to_steps")
         dale = dale_fields("to", ranged) if method in DALE_METHODS else {}
         c1, c2 = st.columns([3, 1])
         weights_text = c1.text_input(WEIGHTS_LABEL, key="to_weights", disabled=weighting != "fixed",
                                      placeholder="e.g. 1,1,1,2,1,1,1,1,2,1")
+        if weighting == "fixed":
+            ranged.require(lambda: weights_problem(weights_text, len(spec["classes"])))
         strength = ranged.number(c2, "Adaptive strength (only with adaptive)", 0.0, 1.0, value=0.5,
                                  key="to_strength", disabled=weighting != "adaptive", checked=weighting == "adaptive")
         beta = {"trades": f", TRADES β = {TrainConfig.trades_beta:g}",

@@ -43,7 +43,7 @@ ranged = RangedFields()
 with st.form("train_form", enter_to_submit=False):
     c1, c2, c3, c4 = st.columns(4)
     eps, eps_high = eps_field(c1, norm, spec["input_shape"], key=f"train_eps_{dataset}_{norm}",
-                              default=default_eps(dataset), ranged=ranged)
+                              default=default_eps(dataset), ranged=ranged, method=method)
     steps = ranged.number(c2, "Attack steps", 1, 100, value=5, key="train_steps")
     step_size = ranged.number(c3, "Attack step size (0 = 2.5·ε/steps)", 0.0, 1.0, value=0.0, step=0.005,
                               format="%.4f", key="train_step_size")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 from core.errors import ConfigError
 
@@ -52,6 +52,21 @@ def _as_items(value: Any) -> tuple[tuple[str, Any], ...]:
 
 def _freeze(value: Any) -> Any:
     return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+
+
+def eps_problem(method: str, eps: float) -> str | None:
+    """The rule that ties ε to the method (a form lists it with its other problems; TrainConfig raises it)."""
+    if method != "erm" and eps == 0:
+        return f"method {method!r} needs ε > 0 (ε = 0 is standard training: choose erm)"
+    return None
+
+
+def class_weights_problem(weights: Sequence[Any]) -> str | None:
+    """The first class weight that is not a positive finite number, described; None when all are."""
+    for i, w in enumerate(weights):
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w <= 0:
+            return f"the weight of class {i} must be a positive finite number, got {w!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -114,8 +129,8 @@ class TrainConfig:
         _number("ε", self.eps, low=0.0, high=MAX_EPS[self.norm])
         if len(self.name) > MAX_NAME:
             raise ConfigError(f"name is {len(self.name)} characters; at most {MAX_NAME}")
-        if self.method != "erm" and self.eps == 0:
-            raise ConfigError(f"method {self.method!r} needs ε > 0 (ε = 0 is standard training: choose erm)")
+        if (problem := eps_problem(self.method, self.eps)) is not None:
+            raise ConfigError(problem)
         for name in ("amp", *SPEED_OPTIONS):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -158,9 +173,8 @@ class TrainConfig:
         if self.class_weighting == "fixed":
             if not self.class_weights:
                 raise ConfigError("class_weighting 'fixed' needs class_weights, one positive number per class")
-            for i, w in enumerate(self.class_weights):
-                if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w <= 0:
-                    raise ConfigError(f"the weight of class {i} must be a positive finite number, got {w!r}")
+            if (problem := class_weights_problem(self.class_weights)) is not None:
+                raise ConfigError(problem)
         elif self.class_weights:
             raise ConfigError("class_weights are used only with class_weighting 'fixed'")
         if self.class_weighting == "adaptive" and self.method == "erm":

@@ -13,7 +13,7 @@ from core.distributed import DistContext
 from core.errors import AtlasError, ConfigError
 from core.jobs import submit_job
 from core.training import TrainConfig
-from core.training.config import DALE_NOISES, MAX_EPS
+from core.training.config import DALE_NOISES, MAX_EPS, class_weights_problem, eps_problem
 from core.training.preflight import preflight
 from dashboard import cache
 from dashboard.components.labels import NOISE_LABELS
@@ -80,11 +80,12 @@ def _out_of_range(label: str, value: float | None, low: float, high: float) -> s
 
 
 def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str, default: float,
-              ranged: RangedFields | None = None) -> tuple[float | None, float]:
+              ranged: RangedFields | None = None, method: str | None = None) -> tuple[float | None, float]:
     """A number field for ε and the largest ε that means something for the data (checked by :func:`checked_eps`,
     not by the browser, for the reason in :class:`RangedFields`; with ``ranged``, also by its ``check()``, beside
     the other fields). It can be empty: clearing it or typing something that is not a number gives None (refused by
-    :func:`checked_eps`), never a silent fallback."""
+    :func:`checked_eps`), never a silent fallback. With ``method`` too, ``check()`` also names ε = 0 for a method
+    that needs ε > 0 (with the other problems, not after them)."""
     high = eps_limit(input_shape, norm)
     st.session_state.setdefault(key, min(default, high))
     diameter = f": √{math.prod(input_shape)}, the diameter of the input cube" if norm == "l2" else ""
@@ -93,6 +94,8 @@ def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str
                                    placeholder="a number", help=f"Between 0 and {high:g}{diameter}")
     if ranged is not None:
         ranged.require(lambda: _refusal(checked_eps, value, high))
+        if method is not None:
+            ranged.require(lambda: None if value is None else eps_problem(method, value))
     return value, high
 
 
@@ -175,6 +178,15 @@ def parse_weights(text: str, num_classes: int) -> tuple[float, ...]:
         raise ConfigError(f"Fixed weights: {len(parts)} values but the dataset has {num_classes} classes; "
                           "type one per class")
     return tuple(float(part) for part in parts)
+
+
+def weights_problem(text: str, num_classes: int) -> str | None:
+    """What is wrong with the Fixed-weights box (its text or a value), or None: for ``RangedFields.require``."""
+    try:
+        weights = parse_weights(text, num_classes)
+    except ConfigError as exc:
+        return str(exc)
+    return class_weights_problem(weights)
 
 
 def _is_number(text: str) -> bool:

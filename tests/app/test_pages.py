@@ -211,6 +211,17 @@ def test_train_form_lists_every_problem_at_once(atlas_home: Path) -> None:
     assert list_jobs(Registry(atlas_home)) == []
 
 
+def test_train_form_names_eps_zero_for_an_adversarial_method_with_the_other_problems(atlas_home: Path) -> None:
+    """ε = 0 with PGD-AT (a rule of two fields) came only after every field was in range."""
+    at = open_train("pgd-at")
+    at.number_input(key="train_eps_digits_linf").set_value(0.0)
+    at.number_input(key="train_epochs").set_value(-3)
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: method 'pgd-at' needs ε > 0 (ε = 0 is standard training: "
+                                           "choose erm); Epochs is -3; allowed: 1 to 500"]
+    assert list_jobs(Registry(atlas_home)) == []
+
+
 def test_a_completed_job_shows_a_full_progress_bar_across_its_card(atlas_home: Path) -> None:
     """The bar sat in the title's column (5/6 of the card), so a completed job's bar stopped short of the edge."""
     registry = Registry(atlas_home)

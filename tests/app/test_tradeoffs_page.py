@@ -71,6 +71,18 @@ def test_the_launch_form_lists_every_problem_at_once() -> None:
     assert "ρ" in message and "Epochs is -3" in message
 
 
+def test_the_launch_form_names_bad_fixed_weights_and_eps_zero_with_the_other_problems() -> None:
+    at = open_page()
+    at.selectbox(key="to_weighting").set_value("fixed").run()
+    at = launch(at, to_weights="1, 1, 0, 1, 1, 1, 1, 1, 1, 1", to_eps=0.0, to_epochs=-3)
+    assert [e.value for e in at.error] == [
+        "Not started: method 'dale' needs ε > 0 (ε = 0 is standard training: choose erm); Epochs is -3; allowed: "
+        "1 to 200; the weight of class 2 must be a positive finite number, got 0.0"]
+    at = launch(at, to_weights="1, 2", to_eps=0.1, to_epochs=2)
+    assert [e.value for e in at.error] == ["Not started: Fixed weights: 2 values but the dataset has 10 classes; "
+                                           "type one per class"]
+
+
 def test_bad_dale_options_are_refused_before_a_job_starts() -> None:
     at = launch(open_page(), to_rho=0.0)
     assert any("ρ" in e.value and "must be > 0" in e.value for e in at.error)
