@@ -7,11 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import AtlasError
-from core.training.config import TrainConfig, archs_for, default_eps
+from core.training.config import TrainConfig, archs_for, default_eps, norms_for
 from dashboard import cache, state
 from dashboard.components import tradeoff_charts as tc
 from dashboard.components.jobs import jobs_panel
-from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, WEIGHTING_LABELS, label
+from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, WEIGHTING_LABELS, label
 from dashboard.components.train_form import (DALE_METHODS, WEIGHTS_LABEL, RangedFields, checked_eps, dale_fields,
                                              eps_field, parse_weights, queue_training, weights_problem)
 from dashboard.components.teaching import explain
@@ -103,14 +103,19 @@ if runs:
         st.info("The chosen runs have no per-epoch history (imported checkpoints carry none).")
 
 st.subheader("Logit bias for the weakest class (inference time)")
-if runs:
+if not runs:
+    st.caption("No finished runs on this dataset yet: train one (below) to tune its bias.")
+else:
     c1, c2, c3 = st.columns([3, 1, 1])
     bias_run = c1.selectbox("Model", list(by_id), format_func=lambda r: by_id[r]["name"], key="to_bias_run",
                             index=list(by_id).index(highlight[0]) if highlight else 0)
     bound = c2.number_input("Max clean-accuracy drop (points)", min_value=0.0, max_value=20.0, value=1.0, step=0.5,
                             key="to_bias_bound")
     run = by_id[bias_run]
-    if run["norm"] in ("linf", "l2") and c3.button("Tune the bias", key="to_bias_go", icon=":material/tune:"):
+    if run["norm"] not in ("linf", "l2"):
+        st.caption(f"The bias is tuned against PGD in ℓ∞ or ℓ2; this model's threat model is "
+                   f"{label(NORM_LABELS, run['norm'])}, so there is nothing to tune here.")
+    elif c3.button("Tune the bias", key="to_bias_go", icon=":material/tune:"):
         try:
             with st.spinner("Trying each bias against a fresh PGD-10 attack on the biased model…"):
                 result = cache.logit_bias(bias_run, dataset, float(run["eps"] or default_eps(dataset)),
@@ -125,7 +130,9 @@ if runs:
                                         for c in ("without bias", "with bias")}, key="to_bias_table")
             st.caption(f"Bias {max(result.bias):g} on class {result.worst_class}'s logit, chosen on half of the test "
                        f"split (clean accuracy allowed to drop by ≤ {bound:g} points there) and reported on the "
-                       "other half. Each candidate is attacked afresh with the bias in place (white-box).")
+                       "other half. Worst-class accuracy is the lowest over all classes, so it can stay put when "
+                       "lifting one class leaves another as weak. Each candidate is attacked afresh with the bias in "
+                       "place (white-box).")
         except AtlasError as exc:
             st.error(str(exc))
 
@@ -139,6 +146,11 @@ NORM = "linf"  # DALE's Langevin steps support ℓ∞ and ℓ2 only, so this lau
 def launcher() -> None:
     """Its own fragment: choosing the method or the weighting redraws the launcher, not the charts above."""
     spec = cache.dataset_specs()[dataset]
+    if NORM not in norms_for(spec["input_shape"]):
+        st.info(f"This launcher trains ℓ∞ defences; {dataset} is patch data, attacked per patch in ℓ2. Train its "
+                "models on the Train page (PGD-AT, TRADES or MART with the per-patch ℓ2 threat model) or in the "
+                "Theory Lab.", icon=":material/info:")
+        return
     arch = archs_for(spec["input_shape"])[0]
     # Outside the form, because the fields below follow them.
     c1, c2 = st.columns(2)
@@ -158,7 +170,7 @@ def launcher() -> None:
         dale = dale_fields("to", ranged) if method in DALE_METHODS else {}
         c1, c2 = st.columns([3, 1])
         weights_text = c1.text_input(WEIGHTS_LABEL, key="to_weights", disabled=weighting != "fixed",
-                                     placeholder="e.g. 1,1,1,2,1,1,1,1,2,1")
+                                     placeholder="e.g. " + ",".join(["1"] * (len(spec["classes"]) - 1) + ["2"]))
         if weighting == "fixed":
             ranged.require(lambda: weights_problem(weights_text, len(spec["classes"])))
         strength = ranged.number(c2, "Adaptive strength (only with adaptive)", 0.0, 1.0, value=0.5,
@@ -166,7 +178,7 @@ def launcher() -> None:
         beta = {"trades": f", TRADES β = {TrainConfig.trades_beta:g}",
                 "mart": f", MART β = {TrainConfig.mart_beta:g}"}.get(method, "")
         st.caption(f"Fixed here: {label(ARCH_LABELS, arch)}, ℓ∞ threat model, batch size {LAUNCH_BATCH}, one-cycle "
-                   f"schedule{beta}. The Train page sets every option.")
+                   f"schedule{beta}. The Train page sets these (class weighting is set only here).")
         launched = st.form_submit_button("Start training", type="primary")
 
     def fields() -> dict:

@@ -35,6 +35,23 @@ def default_eps(dataset: str) -> float:
     return DEFAULT_EPS.get(dataset, TOY_EPS)
 
 
+def norms_for(input_shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Threat models that mean something for inputs of this shape: per-patch ℓ2 for patch data (N×P×d, not in
+    the [0, 1] scale an ℓ∞ or ℓ2 ε is read in), ℓ∞ and ℓ2 for everything else."""
+    return ("l2patch",) if len(input_shape) == 2 else ("linf", "l2")
+
+
+def norm_problem(dataset: str, input_shape: tuple[int, ...], norm: str) -> str | None:
+    allowed = norms_for(input_shape)
+    if norm in allowed:
+        return None
+    if norm == "l2patch":
+        return (f"the l2patch threat model needs patch data (N×P×d); {dataset} has inputs of shape "
+                f"{tuple(input_shape)}")
+    return (f"{dataset} is patch data (P×d, not in the [0, 1] input scale that ε is read in for norm {norm!r}): "
+            f"train it with norm {' or '.join(repr(n) for n in allowed)}")
+
+
 def archs_for(input_shape: tuple[int, ...]) -> tuple[str, ...]:
     """Architectures that accept inputs of this shape."""
     if len(input_shape) == 1:
@@ -54,9 +71,12 @@ def _freeze(value: Any) -> Any:
     return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
 
 
-def eps_problem(method: str, eps: float) -> str | None:
-    """The rule that ties ε to the method (a form lists it with its other problems; TrainConfig raises it)."""
+def eps_problem(method: str, eps: float, shown: str | None = None) -> str | None:
+    """The rule that ties ε to the method (a form lists it with its other problems, naming the method as it shows
+    it, ``shown``; TrainConfig raises it)."""
     if method != "erm" and eps == 0:
+        if shown is not None:
+            return f"{shown} needs ε > 0 (ε = 0 is standard training, ERM)"
         return f"method {method!r} needs ε > 0 (ε = 0 is standard training: choose erm)"
     return None
 

@@ -24,7 +24,7 @@ from core.errors import ConfigError, RegistryError
 from core.models import ARCHS, build_model, save_checkpoint
 from core.store import Registry
 from core.training.classwise import check_class_weights, weights_for_epoch
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, norm_problem
 from core.training.epoch import (ProgressFn, StopFn, detect_catastrophic_overfitting, evaluate_epoch,
                                  train_epoch)
 from core.training.methods import METHODS, MethodState
@@ -95,10 +95,14 @@ METHOD_DISPLAY = {"erm": "ERM", "fgsm-rs": "FGSM-RS", "n-fgsm": "N-FGSM", "pgd-a
 
 def default_name(config: TrainConfig, run_id: str) -> str:
     """A name in the shipped models' style that also tells runs apart: architecture, method, ε (not for ERM),
-    epochs, seed and a short id."""
+    class weighting (when on), epochs, seed and a short id."""
     eps = "" if config.method == "erm" else f" ε={config.eps:g}"
     arch, method = ARCH_DISPLAY.get(config.arch, config.arch), METHOD_DISPLAY.get(config.method, config.method)
-    return f"{config.dataset} {arch} · {method}{eps} · {config.epochs} ep · seed {config.seed} · {run_id[:4]}"
+    weighting = {"fixed": " · fixed class weights",
+                 "adaptive": f" · adaptive class weights {config.class_weight_strength:g}"}.get(config.class_weighting,
+                                                                                              "")
+    return (f"{config.dataset} {arch} · {method}{eps}{weighting} · {config.epochs} ep · seed {config.seed} · "
+            f"{run_id[:4]}")
 
 
 def _checkpoint_meta(config: TrainConfig, run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -123,9 +127,8 @@ def _prepare(config: TrainConfig, device: torch.device | None = None) -> _Setup:
     params = dict(config.dataset_params)
     train_data = load_dataset(config.dataset, "train", **params)
     test_data = load_dataset(config.dataset, "test", **params)
-    if config.norm == "l2patch" and len(train_data.input_shape) != 2:
-        raise ConfigError(f"the l2patch threat model needs patch data (N×P×d); {config.dataset} has inputs of "
-                          f"shape {train_data.input_shape}")
+    if (problem := norm_problem(config.dataset, tuple(train_data.input_shape), config.norm)) is not None:
+        raise ConfigError(problem)
     if config.arch not in ARCHS:
         raise ConfigError(f"unknown architecture {config.arch!r}; known: {', '.join(sorted(ARCHS))}")
     try:

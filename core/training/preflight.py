@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.data import dataset_info, missing_files
 from core.errors import ConfigError, DataError
 from core.training.classwise import check_class_weights
-from core.training.config import TrainConfig, archs_for
+from core.training.config import TrainConfig, archs_for, norm_problem
 from core.utils import data_home
 
 
@@ -18,6 +18,8 @@ def preflight(config: TrainConfig) -> None:
         raise DataError(f"{config.dataset} needs its files in {data_home() / config.dataset} (missing: "
                         f"{', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}); run "
                         f"`python -m core data download {config.dataset}` or place them there")
+    if (problem := norm_problem(config.dataset, tuple(spec.input_shape), config.norm)) is not None:
+        raise ConfigError(problem)
     if config.class_weighting == "fixed":
         check_class_weights(config.class_weights, spec.num_classes)
     fitting = archs_for(tuple(spec.input_shape))

@@ -217,9 +217,20 @@ def test_train_form_names_eps_zero_for_an_adversarial_method_with_the_other_prob
     at.number_input(key="train_eps_digits_linf").set_value(0.0)
     at.number_input(key="train_epochs").set_value(-3)
     start(at)
-    assert [e.value for e in at.error] == ["Not started: method 'pgd-at' needs ε > 0 (ε = 0 is standard training: "
-                                           "choose erm); Epochs is -3; allowed: 1 to 500"]
+    assert [e.value for e in at.error] == ["Not started: PGD-AT needs ε > 0 (ε = 0 is standard training, ERM); "
+                                           "Epochs is -3; allowed: 1 to 500"]
     assert list_jobs(Registry(atlas_home)) == []
+
+
+def test_patch_data_trains_only_with_the_per_patch_threat_model(atlas_home: Path) -> None:
+    """The Trade-offs launcher once queued an ℓ∞ DALE run on patches (not in [0, 1]; ε meant nothing there)."""
+    from core.errors import ConfigError
+    from core.training import TrainConfig
+    from core.training.preflight import preflight
+
+    with pytest.raises(ConfigError, match="patches is patch data .* train it with norm 'l2patch'"):
+        preflight(TrainConfig(dataset="patches", arch="patchnet", method="dale", norm="linf", eps=0.25))
+    preflight(TrainConfig(dataset="patches", arch="patchnet", method="pgd-at", norm="l2patch", eps=0.25))
 
 
 def test_a_completed_job_shows_a_full_progress_bar_across_its_card(atlas_home: Path) -> None:
