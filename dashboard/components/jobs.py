@@ -120,13 +120,15 @@ def jobs_panel(kind: str = "train") -> None:
         _job_row(job)
     if len(jobs) > 6:
         st.caption(f"Showing the 6 most recent of {len(jobs)} jobs (`python -m core jobs list` lists all).")
+    # A finished job changes the page's numbers (a new run in the Trade-offs charts and the sidebar's model lists,
+    # an evaluation's results): rerun the whole page once when one completes.
+    finished = {j["id"] for j in jobs if j["status"] == "completed"}
+    seen = st.session_state.setdefault(f"_jobs_seen_{kind}", finished)
+    if finished - seen:
+        st.session_state[f"_jobs_seen_{kind}"] = finished
+        cache.runs.clear()  # cached for 2 s: the rerun must list the new run
+        st.rerun(scope="app")
     if kind != "train":
-        # A finished evaluation changes the page's numbers: rerun the whole page once when one completes.
-        finished = {j["id"] for j in jobs if j["status"] == "completed"}
-        seen = st.session_state.setdefault(f"_jobs_seen_{kind}", finished)
-        if finished - seen:
-            st.session_state[f"_jobs_seen_{kind}"] = finished
-            st.rerun(scope="app")
         return
     labels = {j["id"]: _title(j) + f" — {j['status']} (job {j['id']})" for j in jobs if j["kind"] == "train"}
     if labels:
