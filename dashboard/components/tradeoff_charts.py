@@ -222,8 +222,13 @@ def _nu_story(name: str, history: list[dict[str, Any]], config: dict[str, Any]) 
     (last_epoch, last_nu, _), peak = points[-1], max(points, key=lambda p: p[1])
     if dual == 0:
         return f"{name}: η_d = 0, so ν stays at {last_nu:.3g}."
-    below = next((epoch for epoch, _, loss in points if loss is not None and loss < rho), None)
     text = f"{name} (η_d = {dual:g}, ρ = {rho:g}): "
+    last_loss = points[-1][2]
+    if last_loss is not None and last_loss >= rho:
+        return text + (f"ν is {last_nu:.3g} after epoch {last_epoch} and still rising: the clean loss ℓ_nom "
+                       f"({last_loss:.2g} in the last epoch) is above ρ, so each step adds about η_d·(ℓ_nom − ρ) = "
+                       f"{dual * (last_loss - rho):.2g} to ν.")
+    below = next((epoch for epoch, _, loss in points if loss is not None and loss < rho), None)
     if below is not None:
         text += f"ℓ_nom is under ρ from epoch {below}, " + ("yet " if peak[0] < last_epoch else "")
     if peak[0] < last_epoch:

@@ -16,7 +16,7 @@ from core.training import TrainConfig
 from core.training.config import DALE_NOISES, MAX_EPS, class_weights_problem, eps_problem
 from core.training.preflight import preflight
 from dashboard import cache
-from dashboard.components.labels import NOISE_LABELS
+from dashboard.components.labels import NOISE_LABELS, SHORT_METHOD_LABELS
 
 DALE_METHODS = ("dale", "dale-kl")
 WEIGHTS_LABEL = "Fixed weights (one per class, comma-separated; only with Class weighting = fixed)"
@@ -95,7 +95,8 @@ def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str
     if ranged is not None:
         ranged.require(lambda: _refusal(checked_eps, value, high))
         if method is not None:
-            ranged.require(lambda: None if value is None else eps_problem(method, value))
+            shown_as = SHORT_METHOD_LABELS.get(method, method)
+            ranged.require(lambda: None if value is None else eps_problem(method, value, shown_as))
     return value, high
 
 

@@ -76,8 +76,8 @@ def test_the_launch_form_names_bad_fixed_weights_and_eps_zero_with_the_other_pro
     at.selectbox(key="to_weighting").set_value("fixed").run()
     at = launch(at, to_weights="1, 1, 0, 1, 1, 1, 1, 1, 1, 1", to_eps=0.0, to_epochs=-3)
     assert [e.value for e in at.error] == [
-        "Not started: method 'dale' needs ε > 0 (ε = 0 is standard training: choose erm); Epochs is -3; allowed: "
-        "1 to 200; the weight of class 2 must be a positive finite number, got 0.0"]
+        "Not started: DALE needs ε > 0 (ε = 0 is standard training, ERM); Epochs is -3; allowed: 1 to 200; "
+        "the weight of class 2 must be a positive finite number, got 0.0"]
     at = launch(at, to_weights="1, 2", to_eps=0.1, to_epochs=2)
     assert [e.value for e in at.error] == ["Not started: Fixed weights: 2 values but the dataset has 10 classes; "
                                            "type one per class"]
@@ -130,6 +130,21 @@ def test_patch_models_show_their_curves_over_iterations() -> None:
     traces = {(t["name"], t["line"].get("dash")) for t in specs["to_acc_t"]["data"]}
     assert ("patches two-layer net · AT · PGD from x", "dot") in traces, "PGD from x is drawn beside the worst case"
     assert any("over iterations t, not epochs" in m.value for m in at.markdown)
+    # The launcher trains ℓ∞ defences: on patch data it says where to train instead of queueing an ℓ∞ run.
+    assert not [b for b in at.button if b.label == "Start training"]
+    assert any("patch data, attacked per patch in ℓ2" in i.value for i in at.info)
+    assert any("nothing to tune here" in c.value for c in at.caption), "the logit bias says why it has no button"
+
+
+def test_the_nu_caption_says_nu_still_rises_while_the_clean_loss_is_above_rho() -> None:
+    from dashboard.components.tradeoff_charts import nu_caption
+
+    history = [{"epoch": 1, "nu": 1.05, "loss_nom": 1.2}, {"epoch": 2, "nu": 1.12, "loss_nom": 0.85}]
+    text = nu_caption({"run": history}, {"run": {"dale_dual_lr": 0.001, "dale_rho": 0.1}})
+    assert "ν is 1.12 after epoch 2 and still rising" in text and "(0.85 in the last epoch) is above ρ" in text
+    assert "falls by at most" not in text
+    settled = [{"epoch": 1, "nu": 1.2, "loss_nom": 0.3}, {"epoch": 2, "nu": 1.19, "loss_nom": 0.05}]
+    assert "ℓ_nom is under ρ from epoch 2" in nu_caption({"run": settled}, {"run": {"dale_dual_lr": 0.001}})
 
 
 def test_fixed_weights_are_usable_only_with_fixed_weighting() -> None:

@@ -228,3 +228,9 @@ def test_a_trained_run_is_named_in_the_shipped_models_style() -> None:
     name = default_name(TrainConfig(**FAST, method="pgd-at", eps=0.1, epochs=3, seed=2), "bc29f00d")
     assert name == "digits SmallCNN · PGD-AT ε=0.1 · 3 ep · seed 2 · bc29"
     assert default_name(TrainConfig(**FAST, method="erm", epochs=1), "abcd").startswith("digits SmallCNN · ERM ·")
+    weighted = default_name(TrainConfig(**FAST, method="dale", eps=0.1, epochs=2, class_weighting="adaptive",
+                                        class_weight_strength=0.8), "dc10")
+    assert weighted == "digits SmallCNN · DALE ε=0.1 · adaptive class weights 0.8 · 2 ep · seed 0 · dc10"
+    fixed = default_name(TrainConfig(**FAST, method="pgd-at", eps=0.1, class_weighting="fixed",
+                                     class_weights=(1.0,) * 9 + (2.0,)), "6aba")
+    assert " · PGD-AT ε=0.1 · fixed class weights · " in fixed
