@@ -56,7 +56,9 @@ if runs:
 
     st.subheader("How the runs trained")
     # Keyed by dataset: another dataset's runs are no option here, and a shared key would come back empty.
-    default = [r for r in highlight + [r["id"] for r in runs if r["method"].startswith("dale")] if r in by_id]
+    # DALE runs after the sidebar's two, the shipped one first: new short runs must not push its full curves out.
+    dale = sorted((r for r in runs if r["method"].startswith("dale")), key=lambda r: r["source"] != "shipped")
+    default = [r for r in highlight + [r["id"] for r in dale] if r in by_id]
     chosen = st.multiselect("Runs", list(by_id), default=list(dict.fromkeys(default))[:4],
                             format_func=lambda r: by_id[r]["name"], key=f"to_runs_{dataset}", max_selections=6)
     histories = {by_id[r]["name"]: cache.run_history(r) for r in chosen}

@@ -212,4 +212,6 @@ def queue_training(fields: Callable[[], dict[str, Any]], *, exclusive: bool = Tr
         return submit_job(cache.registry(), "train", args, device=config.device, exclusive=exclusive)
     except AtlasError as exc:
         st.error(f"Not started: {exc}")
+        # The message sits under the form, often below the fold when the button is at the bottom of the view.
+        st.toast("Not started: see the message under the form.", icon=":material/error:")
         return None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.jobs import cancel_job, create_job, list_jobs, update_job
@@ -81,6 +82,20 @@ def test_the_launch_form_names_bad_fixed_weights_and_eps_zero_with_the_other_pro
     at = launch(at, to_weights="1, 2", to_eps=0.1, to_epochs=2)
     assert [e.value for e in at.error] == ["Not started: Fixed weights: 2 values but the dataset has 10 classes; "
                                            "type one per class"]
+
+
+def test_new_short_dale_runs_do_not_push_the_shipped_one_out_of_the_default_runs() -> None:
+    at = open_page()  # registers the shipped runs
+    reg = cache.registry()
+    shipped = next(r for r in reg.list_runs(dataset="digits") if r["method"] == "dale")
+    for tag in ("a", "b", "c"):
+        reg.create_run(f"dale-short-{tag}", name=f"digits SmallCNN · DALE ε=0.1 · 2 ep · {tag}", dataset="digits",
+                       arch="smallcnn", method="dale", norm="linf", eps=0.1, config=shipped["config"],
+                       status="completed", final_metrics=shipped["final_metrics"])
+    st.cache_data.clear()
+    at = open_page()
+    chosen = at.multiselect(key="to_runs_digits").value
+    assert shipped["id"] in chosen and len(chosen) == 4, chosen
 
 
 def test_bad_dale_options_are_refused_before_a_job_starts() -> None:
