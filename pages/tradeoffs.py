@@ -11,9 +11,9 @@ from core.training.config import TrainConfig, archs_for, default_eps, norms_for
 from dashboard import cache, state
 from dashboard.components import tradeoff_charts as tc
 from dashboard.components.jobs import jobs_panel
-from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, WEIGHTING_LABELS, label
-from dashboard.components.train_form import (DALE_METHODS, WEIGHTS_LABEL, RangedFields, checked_eps, dale_fields,
-                                             eps_field, parse_weights, queue_training, weights_problem)
+from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, label
+from dashboard.components.train_form import (DALE_METHODS, RangedFields, checked_eps, class_weight_fields,
+                                             dale_fields, eps_field, queue_training, weighting_select)
 from dashboard.components.teaching import explain
 
 st.title("Trade-off Explorer")
@@ -157,10 +157,7 @@ def launcher() -> None:
     # Outside the form, because the fields below follow them.
     c1, c2 = st.columns(2)
     method = c1.selectbox("Method", LAUNCH_METHODS, key="to_method", format_func=lambda m: label(METHOD_LABELS, m))
-    weighting = c2.selectbox("Class weighting", ("none", "adaptive", "fixed"), key="to_weighting",
-                             format_func=WEIGHTING_LABELS.get,
-                             help="Adaptive: weights follow each class's robust accuracy in the last epoch; Fixed: "
-                                  "your weights, one per class")
+    weighting = weighting_select(c2, key="to")
     ranged = RangedFields()
     # No Enter-to-submit: its "Press Enter to submit form" hint overflowed these fields and covered the next one.
     with st.form("to_launch", enter_to_submit=False):
@@ -170,26 +167,18 @@ def launcher() -> None:
         epochs = ranged.number(c2, "Epochs", 1, 200, value=10, key="to_epochs")
         steps = ranged.number(c3, "Attack / Langevin steps", 1, 50, value=5, key="to_steps")
         dale = dale_fields("to", ranged) if method in DALE_METHODS else {}
-        c1, c2 = st.columns([3, 1])
-        weights_text = c1.text_input(WEIGHTS_LABEL, key="to_weights", disabled=weighting != "fixed",
-                                     placeholder="e.g. " + ",".join(["1"] * (len(spec["classes"]) - 1) + ["2"]))
-        if weighting == "fixed":
-            ranged.require(lambda: weights_problem(weights_text, len(spec["classes"])))
-        strength = ranged.number(c2, "Adaptive strength (only with adaptive)", 0.0, 1.0, value=0.5,
-                                 key="to_strength", disabled=weighting != "adaptive", checked=weighting == "adaptive")
+        weight_fields = class_weight_fields(weighting, len(spec["classes"]), ranged, key="to")
         beta = {"trades": f", TRADES β = {TrainConfig.trades_beta:g}",
                 "mart": f", MART β = {TrainConfig.mart_beta:g}"}.get(method, "")
         st.caption(f"Fixed here: {label(ARCH_LABELS, arch)}, ℓ∞ threat model, batch size {LAUNCH_BATCH}, one-cycle "
-                   f"schedule{beta}. The Train page sets these (class weighting is set only here).")
+                   f"schedule{beta}. The Train page sets these.")
         launched = st.form_submit_button("Start training", type="primary")
 
     def fields() -> dict:
         ranged.check()
-        weights = parse_weights(weights_text, len(spec["classes"])) if weighting == "fixed" else ()
-        adaptive = {"class_weight_strength": float(strength)} if weighting == "adaptive" else {}
         return dict(dataset=dataset, arch=arch, method=method, norm=NORM, eps=checked_eps(eps, eps_high),
                     epochs=int(epochs), attack_steps=int(steps), batch_size=LAUNCH_BATCH, schedule="onecycle",
-                    **dale, class_weighting=weighting, class_weights=weights, **adaptive, device=device)
+                    **dale, **weight_fields(), device=device)
 
     if launched and (job_id := queue_training(fields)):
         st.success(f"Queued job `{job_id}`; its live charts are below and it is listed on the Train page too.")

@@ -8,8 +8,9 @@ from dashboard import cache, state
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.labels import (ARCH_LABELS, METHOD_LABELS, NORM_LABELS, SCHEDULE_LABELS,
                                          SHORT_METHOD_LABELS, label)
-from dashboard.components.train_form import (DALE_METHODS, RangedFields, beta_field, checked_eps, dale_fields,
-                                             eps_field, queue_training)
+from dashboard.components.train_form import (DALE_METHODS, RangedFields, beta_field, checked_eps,
+                                             class_weight_fields, dale_fields, eps_field, queue_training,
+                                             weighting_select)
 from dashboard.components.teaching import explain
 
 dataset = st.session_state[state.DATASET]
@@ -31,13 +32,14 @@ if spec["needs_files"] and cache.missing_files(dataset):
 archs = archs_for(spec["input_shape"])
 norms = list(norms_for(spec["input_shape"]))
 # Outside the form: the fields below depend on them (ε's range on the threat model, β and DALE's on the method).
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 arch = c1.selectbox("Architecture", archs, key="train_arch", format_func=lambda a: label(ARCH_LABELS, a))
 method = c2.selectbox("Method", list(METHODS), index=list(METHODS).index("pgd-at"), key="train_method",
                       format_func=lambda m: label(METHOD_LABELS, m),
                       help="\n".join(f"- **{label(SHORT_METHOD_LABELS, m)}**: {METHODS[m].description}"
                                      for m in METHODS))
 norm = c3.selectbox("Threat model", norms, key="train_norm", format_func=lambda n: label(NORM_LABELS, n))
+weighting = weighting_select(c4, key="train")
 ranged = RangedFields()
 # No Enter-to-submit: its "Press Enter to submit form" hint overflowed these narrow fields and covered the next one.
 with st.form("train_form", enter_to_submit=False):
@@ -53,6 +55,7 @@ with st.form("train_form", enter_to_submit=False):
         st.caption("DALE (Robey et al. 2021): the clean loss is kept below ρ by a learned weight ν; perturbations "
                    "are Langevin samples.")
         dale = dale_fields("train", ranged)
+    weight_fields = class_weight_fields(weighting, len(spec["classes"]), ranged, key="train")
     c1, c2, c3, c4 = st.columns(4)
     epochs = ranged.number(c1, "Epochs", 1, 500, value=10, key="train_epochs")
     lr = ranged.number(c2, "Learning rate", 1e-5, 10.0, value=0.05, format="%.4f", key="train_lr")
@@ -76,7 +79,7 @@ with st.form("train_form", enter_to_submit=False):
 def form_fields() -> dict:
     ranged.check()  # every field's problem at once (ε's and DALE's too), not the first only
     return dict(dataset=dataset, arch=arch, method=method, norm=norm, eps=checked_eps(eps, eps_high),
-                attack_steps=int(steps), attack_step_size=float(step_size) or None, **betas, **dale,
+                attack_steps=int(steps), attack_step_size=float(step_size) or None, **betas, **dale, **weight_fields(),
                 epochs=int(epochs), lr=float(lr), schedule=schedule, batch_size=int(batch), seed=int(seed),
                 name=name.strip(), device=st.session_state[state.DEVICE])
 

@@ -16,10 +16,11 @@ from core.training import TrainConfig
 from core.training.config import DALE_NOISES, MAX_EPS, class_weights_problem, eps_problem
 from core.training.preflight import preflight
 from dashboard import cache
-from dashboard.components.labels import NOISE_LABELS, SHORT_METHOD_LABELS
+from dashboard.components.labels import NOISE_LABELS, SHORT_METHOD_LABELS, WEIGHTING_LABELS
 
 DALE_METHODS = ("dale", "dale-kl")
 WEIGHTS_LABEL = "Fixed weights (one per class, comma-separated; only with Class weighting = fixed)"
+WEIGHTINGS = ("none", "adaptive", "fixed")
 EPS_LABELS = {"linf": "ε (ℓ∞, input scale [0,1])", "l2": "ε (ℓ2, input scale [0,1])",
               "l2patch": "ε (ℓ2 radius per patch)"}
 # The β of the methods that weigh a KL term: TrainConfig field, label, the form's default.
@@ -164,6 +165,36 @@ def _below_zero(label: str, value: float, strict: bool) -> str | None:
     if value < 0 or (strict and value == 0):
         return f"{label} must be {'>' if strict else '≥'} 0, got {value!r}"
     return None
+
+
+def weighting_select(container: Any, *, key: str) -> str:
+    """The Class-weighting choice. It sits outside the form: the weight fields inside follow it."""
+    return container.selectbox("Class weighting", WEIGHTINGS, key=f"{key}_weighting", format_func=WEIGHTING_LABELS.get,
+                               help="How much each class's samples count in the training loss. Adaptive: weights "
+                                    "follow each class's robust accuracy in the last epoch (the weakest classes "
+                                    "count more); Fixed: your weights, one per class")
+
+
+def class_weight_fields(weighting: str, num_classes: int, ranged: RangedFields, *,
+                        key: str) -> Callable[[], dict[str, Any]]:
+    """Inside a form: the Fixed-weights box and the adaptive strength, each enabled only with its weighting. Gives
+    a function that reads them into TrainConfig fields once ``ranged.check()`` has passed."""
+    c1, c2 = st.columns([3, 1])
+    text = c1.text_input(WEIGHTS_LABEL, key=f"{key}_weights", disabled=weighting != "fixed",
+                         placeholder="e.g. " + ",".join(["1"] * (num_classes - 1) + ["2"]))
+    if weighting == "fixed":
+        ranged.require(lambda: weights_problem(text, num_classes))
+    strength = ranged.number(c2, "Adaptive strength (only with adaptive)", 0.0, 1.0, value=0.5,
+                             key=f"{key}_strength", disabled=weighting != "adaptive", checked=weighting == "adaptive",
+                             help="0 keeps equal weights; 1 makes each class's weight proportional to its robust "
+                                  "error in the last epoch (the mean weight stays 1)")
+
+    def fields() -> dict[str, Any]:
+        weights = parse_weights(text, num_classes) if weighting == "fixed" else ()
+        adaptive = {"class_weight_strength": float(strength)} if weighting == "adaptive" else {}
+        return dict(class_weighting=weighting, class_weights=weights, **adaptive)
+
+    return fields
 
 
 def parse_weights(text: str, num_classes: int) -> tuple[float, ...]:

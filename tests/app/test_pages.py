@@ -298,3 +298,34 @@ def test_every_hub_table_column_fits_beside_the_sidebar_on_a_1280_px_screen() ->
     assert all(isinstance(w, int) for w in widths), dict(zip(order, widths))
     assert sum(widths) + 35 <= 800, dict(zip(order, widths))
     assert set(table.value["threat"]) == {"ℓ∞ 0.1"}
+
+
+def test_train_page_sets_class_weighting_and_refuses_what_does_not_fit(atlas_home: Path) -> None:
+    """Class weighting was only on the Trade-offs launcher; the Train page offers it with the same checks."""
+    at = open_train("erm")
+    assert at.selectbox(key="train_weighting").options == ["None", "Adaptive", "Fixed"]
+    assert at.text_input(key="train_weights").disabled and at.number_input(key="train_strength").disabled
+    at.selectbox(key="train_weighting").select("adaptive").run()
+    assert not at.number_input(key="train_strength").disabled
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: adaptive class weights follow per-class robustness under the "
+                                           "training attack; ERM has no attack: use fixed weights or an adversarial "
+                                           "method"]
+    at.selectbox(key="train_weighting").select("fixed").run()
+    at.text_input(key="train_weights").set_value("1, 2")
+    start(at)
+    assert [e.value for e in at.error] == ["Not started: Fixed weights: 2 values but the dataset has 10 classes; "
+                                           "type one per class"]
+    assert list_jobs(Registry(atlas_home)) == []
+    at.text_input(key="train_weights").set_value("1,1,1,1,1,1,1,1,3,1")
+    at.number_input(key="train_epochs").set_value(1)
+    start(at)
+    jobs = list_jobs(Registry(atlas_home))
+    try:
+        assert len(jobs) == 1 and not at.error, [e.value for e in at.error]
+        args = jobs[0]["args"]
+        assert (args["method"], args["class_weighting"]) == ("erm", "fixed")
+        assert args["class_weights"] == [1, 1, 1, 1, 1, 1, 1, 1, 3, 1]
+    finally:
+        for job in list_jobs(Registry(atlas_home), active_only=True):
+            cancel_job(Registry(atlas_home), job["id"])
