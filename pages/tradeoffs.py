@@ -62,25 +62,27 @@ if runs:
     chosen = st.multiselect("Runs", list(by_id), default=list(dict.fromkeys(default))[:4],
                             format_func=lambda r: by_id[r]["name"], key=f"to_runs_{dataset}", max_selections=6)
     histories = {by_id[r]["name"]: cache.run_history(r) for r in chosen}
+    colours = tc.run_colours({by_id[r]["name"]: by_id[r]["method"] for r in chosen})
     groups = tc.by_step({k: v for k, v in histories.items() if v})
     if "epoch" in groups:
         rho = {by_id[r]["name"]: float(by_id[r]["config"].get("dale_rho", 0.1)) for r in chosen
                if by_id[r]["method"].startswith("dale")}
         left, right = st.columns(2)
-        left.plotly_chart(tc.accuracy_curves(groups["epoch"]), key="to_acc")
-        left.caption("One colour per run. Solid: clean test accuracy; dashed: PGD robust accuracy on the held-out "
-                     "points; dotted: FGSM (single-step methods).")
-        right.plotly_chart(tc.loss_curves(groups["epoch"], rho), key="to_loss")
+        left.plotly_chart(tc.accuracy_curves(groups["epoch"], colours=colours), key="to_acc")
+        left.caption("One colour per run: its method's, as in the charts above (a second run of a method gets "
+                     "its own). Solid: clean test accuracy; dashed: PGD robust accuracy on the held-out points; "
+                     "dotted: FGSM (single-step methods).")
+        right.plotly_chart(tc.loss_curves(groups["epoch"], rho, colours=colours), key="to_loss")
         right.caption("Mean training losses per epoch (solid ℓ_nom, dashed ℓ_ro); the dotted line is a DALE run's "
                       "bound ρ on the clean loss.")
     if "t" in groups:
         st.markdown("**Patch models** are trained by the Li & Li simulation (full-batch gradient descent), so their "
                     "curves run over iterations t, not epochs.")
         left, right = st.columns(2)
-        left.plotly_chart(tc.accuracy_curves(groups["t"], "t"), key="to_acc_t")
-        left.caption("One colour per run. Solid: clean test accuracy; dashed: worst case over PGD from x, PGD from "
+        left.plotly_chart(tc.accuracy_curves(groups["t"], "t", colours), key="to_acc_t")
+        left.caption("One colour per run, as above. Solid: clean test accuracy; dashed: worst case over PGD from x, PGD from "
                      "a random start and the feature-shift probe; dotted: PGD from x alone (the paper's measure).")
-        right.plotly_chart(tc.loss_curves(groups["t"], {}, "t"), key="to_loss_t")
+        right.plotly_chart(tc.loss_curves(groups["t"], {}, "t", colours), key="to_loss_t")
         right.caption("Cross-entropy on the whole training set (on the adversarial inputs for AT) at each recorded "
                       "iteration.")
     if None in groups:
@@ -91,7 +93,7 @@ if runs:
     per_class = {k: v for k, v in per_class.items() if v}
     left, right = st.columns(2)
     if any("nu" in h for v in per_epoch.values() for h in v):
-        left.plotly_chart(tc.nu_curves(per_epoch), key="to_nu")
+        left.plotly_chart(tc.nu_curves(per_epoch, colours), key="to_nu")
         ratios = {name: v[-1].get("noise_to_grad") for name, v in per_epoch.items() if "noise_to_grad" in v[-1]}
         configs = {by_id[r]["name"]: by_id[r]["config"] for r in chosen}
         noise = ("" if not ratios else " Langevin noise ÷ gradient (last epoch): "
@@ -99,7 +101,7 @@ if runs:
                  + " — with Laplacian noise it grows with the batch size, because the attack ascends a batch mean.")
         left.caption(tc.nu_caption(per_epoch, configs) + noise)
     if per_class:
-        right.plotly_chart(tc.per_class_bars(per_class, "PGD at each run's ε"), key="to_bars")
+        right.plotly_chart(tc.per_class_bars(per_class, "PGD at each run's ε", colours), key="to_bars")
         right.caption("Final per-class robust accuracy of the chosen runs side by side.")
     if chosen and not groups:
         st.info("The chosen runs have no per-epoch history (imported checkpoints carry none).")

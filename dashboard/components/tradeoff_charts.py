@@ -29,6 +29,8 @@ LEGEND_ROW_PX = 21
 SCATTER_ENTRY_PX, SCATTER_ENTRIES_PER_ROW, SCATTER_ROW_PX, UNDER_AXIS_TITLE_PX = 96, 2, 22, 62
 SCATTER_PLOT_PX, SCATTER_TOP_PX = 290, 50
 PALETTE = ("#c2410c", "#2563eb", "#16a34a", "#7c3aed", "#64748b", "#db2777")
+# For a second run of a method already shown in its own colour: none of these is a method's colour.
+EXTRA_RUN_COLOURS = ("#0f766e", "#1e3a8a", "#b91c1c", "#ca8a04", "#4d7c0f", "#9d174d")
 KEY_COLOUR = "#334155"
 LINE_WORDS = {"solid": "solid", "dash": "dashed", "dot": "dotted"}
 
@@ -107,16 +109,32 @@ def by_step(histories: dict[str, list[dict[str, Any]]]) -> dict[str | None, dict
     return groups
 
 
+def run_colours(methods: Mapping[str, str]) -> dict[str, str]:
+    """One colour per run (name → method): the first run of each method in its method's colour, as in the
+    scatter charts, and each further run of a method in a colour of its own."""
+    colours, taken, extra = {}, set(), iter(EXTRA_RUN_COLOURS * 2)
+    for name, method in methods.items():
+        colour = method_colour(method)
+        colours[name] = colour if colour not in taken else next(extra)
+        taken.add(colours[name])
+    return colours
+
+
+def _colour(colours: Mapping[str, str] | None, name: str, i: int) -> str:
+    return colours[name] if colours and name in colours else PALETTE[i % len(PALETTE)]
+
+
 def _curves(histories: dict[str, list[dict[str, Any]]], step: str,
-            series: Sequence[tuple[str, str, str]], value_format: str) -> go.Figure:
-    """One colour per run, one line style per series. The legend says which is which in two parts: a solid line in
+            series: Sequence[tuple[str, str, str]], value_format: str,
+            colours: Mapping[str, str] | None = None) -> go.Figure:
+    """One colour per run (``colours`` by name, else the palette's), one line style per series. The legend says which is which in two parts: a solid line in
     each run's colour (its traces share its legend group) and, under "line style", one neutral line per series."""
     fig = go.Figure()
     nowhere = np.array([np.nan])
     drawn: set[str] = set()
     for i, (name, history) in enumerate(histories.items()):
         x = np.array([h[step] for h in history], dtype=float)
-        colour = PALETTE[i % len(PALETTE)]
+        colour = _colour(colours, name, i)
         traces = []
         for key, dash, label in series:
             values = np.array([h.get(key) for h in history], dtype=float)
@@ -155,23 +173,25 @@ def _legend_below(fig: go.Figure, entries: int, height: int) -> go.Figure:
     return fig
 
 
-def accuracy_curves(histories: dict[str, list[dict[str, Any]]], step: str = "epoch") -> go.Figure:
+def accuracy_curves(histories: dict[str, list[dict[str, Any]]], step: str = "epoch",
+                    colours: Mapping[str, str] | None = None) -> go.Figure:
     """Test accuracy over training per run: clean (solid), robust (dashed) and, where recorded, FGSM or PGD from x
     (dotted); over epochs, or over the patch simulation's iterations t."""
-    fig = _curves(histories, step, ACCURACY_SERIES[step], ".1%")
+    fig = _curves(histories, step, ACCURACY_SERIES[step], ".1%", colours)
     fig.update_layout(title="Test accuracy over training", xaxis_title=STEP_TITLES[step], yaxis_title="accuracy",
                       **LAYOUT)
     fig.update_yaxes(tickformat=".0%")
     return _legend_below(fig, legend_rows(fig), 400)
 
 
-def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float], step: str = "epoch") -> go.Figure:
+def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float], step: str = "epoch",
+                colours: Mapping[str, str] | None = None) -> go.Figure:
     """ℓ_nom (solid) and ℓ_ro (dashed) per epoch with a dotted line at each DALE run's ρ; the patch simulation's
     training loss per iteration t."""
-    fig = _curves(histories, step, LOSS_SERIES[step], ".3f")
+    fig = _curves(histories, step, LOSS_SERIES[step], ".3f", colours)
     for i, name in enumerate(histories):
         if name in rho:
-            fig.add_hline(y=rho[name], line=dict(color=PALETTE[i % len(PALETTE)], dash="dot", width=1.5),
+            fig.add_hline(y=rho[name], line=dict(color=_colour(colours, name, i), dash="dot", width=1.5),
                           annotation_text=f"ρ = {rho[name]:g}", annotation_position="top left")
     per = "mean per epoch" if step == "epoch" else "on the whole training set"
     fig.update_layout(title="Clean and robust training loss" if step == "epoch" else "Training loss",
@@ -179,24 +199,25 @@ def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float
     return _legend_below(fig, legend_rows(fig), 400)
 
 
-def nu_curves(histories: dict[str, list[dict[str, Any]]]) -> go.Figure:
+def nu_curves(histories: dict[str, list[dict[str, Any]]], colours: Mapping[str, str] | None = None) -> go.Figure:
     fig = go.Figure()
     for i, (name, history) in enumerate(histories.items()):
         values = np.array([h.get("nu") for h in history], dtype=float)
         if not np.isnan(values).all():
             fig.add_trace(go.Scatter(x=np.array([h["epoch"] for h in history]), y=values, mode="lines+markers",
-                                     name=name, line=dict(color=PALETTE[i % len(PALETTE)])))
+                                     name=name, line=dict(color=_colour(colours, name, i))))
     fig.update_layout(title="Dual variable ν (weight of the clean loss)", xaxis_title="epoch",
                       yaxis_title="ν at the end of the epoch", **LAYOUT)
     return _legend_below(fig, len(fig.data), 400)
 
 
-def per_class_bars(runs: dict[str, dict[str, float]], eps_label: str) -> go.Figure:
+def per_class_bars(runs: dict[str, dict[str, float]], eps_label: str,
+                   colours: Mapping[str, str] | None = None) -> go.Figure:
     fig = go.Figure()
     for i, (name, per_class) in enumerate(runs.items()):
         classes = np.array(list(per_class), dtype=str)
         fig.add_trace(go.Bar(x=classes, y=np.array([per_class[c] for c in classes], dtype=float), name=name,
-                             marker_color=PALETTE[i % len(PALETTE)],
+                             marker_color=_colour(colours, name, i),
                              hovertemplate="class %{x}: %{y:.1%}<extra>" + name + "</extra>"))
     fig.update_layout(title="Per-class robust accuracy", xaxis_title="class",
                       yaxis_title=f"robust accuracy ({eps_label})", barmode="group", **LAYOUT)

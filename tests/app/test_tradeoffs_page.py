@@ -281,3 +281,23 @@ def test_the_worst_class_legend_hangs_under_the_axis_title_whatever_the_width() 
     rows = -(-len(entries) // 2)  # two fixed-width entries to a row in a half-page column at 1280 px, more at 1920
     assert top >= rows * tc.SCATTER_ROW_PX, "every row fits under the legend's top"
     assert height - margin.t - margin.b == tc.SCATTER_PLOT_PX, "the plot keeps its height whatever the legend needs"
+
+
+def test_runs_keep_their_methods_colour_in_the_training_charts() -> None:
+    """The curves coloured runs by position, so the shipped DALE run was green below a scatter where green is
+    TRADES; now a run wears its method's colour and a second run of a method a colour no method has."""
+    from dashboard.components.charts import METHOD_COLOURS
+
+    colours = tc.run_colours({"a": "pgd-at", "b": "dale", "c": "dale", "d": "erm", "e": "dale"})
+    assert (colours["a"], colours["b"], colours["d"]) == (METHOD_COLOURS["pgd-at"], METHOD_COLOURS["dale"],
+                                                          METHOD_COLOURS["erm"])
+    assert len(set(colours.values())) == 5 and not {colours["c"], colours["e"]} & set(METHOD_COLOURS.values())
+    at = open_page()
+    chosen = at.multiselect(key="to_runs_digits").value
+    assert "shipped-digits-smallcnn-dale" in chosen
+    specs = {c.proto.spec: c for c in at.get("plotly_chart")}
+    acc = json.loads(next(s for s in specs if "Test accuracy over training" in s))
+    legend = {t["name"]: t["line"]["color"] for t in acc["data"] if t.get("showlegend") is not False
+              and "line style" not in t.get("legendgroup", "")}
+    assert legend and METHOD_COLOURS["dale"] in legend.values() and METHOD_COLOURS["pgd-at"] in legend.values()
+    assert all(c in METHOD_COLOURS.values() for c in legend.values()), legend
