@@ -80,8 +80,9 @@ if runs:
                     "curves run over iterations t, not epochs.")
         left, right = st.columns(2)
         left.plotly_chart(tc.accuracy_curves(groups["t"], "t", colours), key="to_acc_t")
-        left.caption("One colour per run, as above. Solid: clean test accuracy; dashed: worst case over PGD from x, PGD from "
-                     "a random start and the feature-shift probe; dotted: PGD from x alone (the paper's measure).")
+        left.caption("One colour per run, as above. Solid: clean test accuracy; dashed: worst case over PGD from x, "
+                     "PGD from a random start and the feature-shift probe; dotted: PGD from x alone (the paper's "
+                     "measure).")
         right.plotly_chart(tc.loss_curves(groups["t"], {}, "t", colours), key="to_loss_t")
         right.caption("Cross-entropy on the whole training set (on the adversarial inputs for AT) at each recorded "
                       "iteration.")

@@ -127,8 +127,9 @@ def _colour(colours: Mapping[str, str] | None, name: str, i: int) -> str:
 def _curves(histories: dict[str, list[dict[str, Any]]], step: str,
             series: Sequence[tuple[str, str, str]], value_format: str,
             colours: Mapping[str, str] | None = None) -> go.Figure:
-    """One colour per run (``colours`` by name, else the palette's), one line style per series. The legend says which is which in two parts: a solid line in
-    each run's colour (its traces share its legend group) and, under "line style", one neutral line per series."""
+    """One colour per run (``colours`` by name, else the palette's), one line style per series. The legend says
+    which is which in two parts: a solid line in each run's colour (its traces share its legend group) and, under
+    "line style", one neutral line per series."""
     fig = go.Figure()
     nowhere = np.array([np.nan])
     drawn: set[str] = set()
