@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -188,10 +189,13 @@ def percent_axis(values: np.ndarray) -> dict[str, Any]:
 
 
 def training_curves(epochs: list[dict[str, Any]], title: str) -> go.Figure:
-    """Loss (left axis) and clean / robust / FGSM accuracy (right axis) per epoch."""
+    """Clean / robust / FGSM accuracy (left axis) and the training loss (right axis) per epoch. The loss axis runs
+    from 0 to a round bound in five round steps, so its ticks sit on the accuracy grid's lines (0, 20 %, … 100 %)
+    instead of plotly's own ticks between them (2.05, 1.70, 0.995, …)."""
     x = np.array([e["epoch"] for e in epochs])
+    losses = np.array([e["loss"] for e in epochs], dtype=float)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=np.array([e["loss"] for e in epochs]), name="training loss", yaxis="y2",
+    fig.add_trace(go.Scatter(x=x, y=losses, name="training loss", yaxis="y2",
                              line=dict(color="#94a3b8", dash="dash")))
     for key, name, colour in (("clean_acc", "clean accuracy", "#2563eb"), ("robust_acc", "PGD robust accuracy",
                               "#c2410c"), ("fgsm_acc", "FGSM accuracy", "#0ea5e9")):
@@ -203,9 +207,22 @@ def training_curves(epochs: list[dict[str, Any]], title: str) -> go.Figure:
         fig.add_vline(x=epoch, line=dict(color="#dc2626", dash="dot"), annotation_text="CO?")
     fig.update_layout(title=title, xaxis=dict(title="epoch", dtick=1 if len(x) <= 20 else None), height=360,
                       yaxis=dict(title="accuracy", range=[0, 1.02], tickformat=".0%"),
-                      yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False, tickformat=".3g"),
+                      yaxis2=dict(title="loss", overlaying="y", side="right", showgrid=False, **loss_axis(losses)),
                       **{**LAYOUT, "legend": {**LAYOUT["legend"], "y": -0.3}})
     return fig
+
+
+def loss_axis(losses: np.ndarray) -> dict[str, Any]:
+    """Range and ticks for a loss axis beside an accuracy axis on [0, 1.02]: [0, 1.02·U] with ticks every U/5,
+    U/5 the smallest round step (1, 2, 2.5 or 5 × 10^k) for which U reaches the largest finite loss. Without a
+    finite positive loss, plotly's own axis."""
+    finite = losses[np.isfinite(losses)]
+    if not len(finite) or finite.max() <= 0:
+        return {"tickformat": ".3g"}
+    top = float(finite.max())
+    magnitude = 10.0 ** math.floor(math.log10(top / 5))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if 5 * m * magnitude >= top * (1 - 1e-9))
+    return {"range": [0, 5.1 * step], "tick0": 0, "dtick": step, "tickformat": "~g"}
 
 
 def per_class_heatmap(epochs: list[dict[str, Any]], title: str) -> go.Figure | None:

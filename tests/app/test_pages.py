@@ -329,3 +329,20 @@ def test_train_page_sets_class_weighting_and_refuses_what_does_not_fit(atlas_hom
     finally:
         for job in list_jobs(Registry(atlas_home), active_only=True):
             cancel_job(Registry(atlas_home), job["id"])
+
+
+@pytest.mark.parametrize("top", [2.3026, 0.0412, 11.0, 1.0, 0.999, 0.3])
+def test_the_live_loss_axis_has_round_ticks_on_the_accuracy_grid(top: float) -> None:
+    """The loss axis ticked 2.40, 2.05, 1.70, 1.35, 0.995, 0.645 between the accuracy grid's lines."""
+    import math
+
+    from dashboard.components.charts import training_curves
+
+    epochs = [{"epoch": 1, "loss": top, "clean_acc": 0.1}, {"epoch": 2, "loss": top / 3, "clean_acc": 0.5},
+              {"epoch": 3, "loss": float("nan"), "clean_acc": 0.6}]
+    axis = training_curves(epochs, "t").layout.yaxis2
+    step, high = axis.dtick, axis.range[1]
+    assert axis.tick0 == 0 and axis.range[0] == 0 and math.isclose(high, 5.1 * step), "5 steps, like 0 % … 100 %"
+    assert 5 * step >= top > 5 * step / 2.5 - 1e-12, (top, step)
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5)), step
