@@ -32,3 +32,22 @@ def test_hub_shows_the_shipped_models_side_by_side(server: str, page) -> None:
     names = options_of(page, "Primary model")
     assert {"digits SmallCNN · ERM", "digits SmallCNN · PGD-AT ε=0.1"} <= set(names)
     assert_healthy(page)
+
+
+def test_the_house_style_sheet_reaches_the_page_and_narrow_forms_keep_their_values_readable(server: str,
+                                                                                             page) -> None:
+    """assets/style.css held its own <style> tags; st.html wraps a .css file in them again, so the page got nothing
+    (a stray HTML element instead). At 1024 px the form's −/+ buttons then hid the ε value ("0.")."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    open_app(page, server)
+    go_to(page, "Train", "Train a model")
+    eps = page.get_by_role("spinbutton", name="ε (ℓ∞, input scale [0,1])")
+    assert eps.input_value() == "0.1"
+    form = page.get_by_test_id("stForm")
+    assert form.get_by_test_id("stNumberInputStepUp").first.evaluate("e => getComputedStyle(e).display") == "none"
+    field = eps.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert field[0] <= field[1], f"the ε field's text overflows its box: {field}"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_timeout(300)
+    assert form.get_by_test_id("stNumberInputStepUp").first.is_visible(), "wide screens keep the buttons"
+    assert_healthy(page)
