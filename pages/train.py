@@ -52,8 +52,8 @@ with st.form("train_form", enter_to_submit=False):
     betas = beta_field(c4, ranged, method, key="train")
     dale = {}
     if method in DALE_METHODS:
-        st.caption("DALE (Robey et al. 2021): the clean loss is kept below ρ by a learned weight ν; perturbations "
-                   "are Langevin samples.")
+        st.caption("DALE (Robey et al. 2021): the clean loss is kept below ρ by a learned weight ν, moved by the dual "
+                   "step η_d after every SGD step (η_d = 0 keeps ν at ν₀); perturbations are Langevin samples.")
         dale = dale_fields("train", ranged)
     weight_fields = class_weight_fields(weighting, len(spec["classes"]), ranged, key="train")
     c1, c2, c3, c4 = st.columns(4)

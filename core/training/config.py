@@ -185,7 +185,7 @@ class TrainConfig:
         _number("Langevin noise scale c", self.dale_noise_scale, low=0.0)
         _number("ρ (clean-loss bound)", self.dale_rho, low=0.0, strict=True)
         _number("ν₀ (initial ν)", self.dale_nu, low=0.0)
-        _number("η_d (dual step; 0 = fixed ν)", self.dale_dual_lr, low=0.0)
+        _number("η_d (dual step)", self.dale_dual_lr, low=0.0)
         _choice("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)
         _number("class_weight_strength", self.class_weight_strength, low=0.0, high=1.0)
         if not isinstance(self.class_weights, tuple):

@@ -133,7 +133,7 @@ def beta_field(container: Any, ranged: RangedFields, method: str, *, key: str) -
 DALE_LOWER_BOUNDS = {"dale_rho": ("ρ (clean-loss bound)", True),
                      "dale_noise_scale": ("Langevin noise scale c", False),
                      "dale_nu": ("ν₀ (initial ν)", False),
-                     "dale_dual_lr": ("η_d (dual step; 0 = fixed ν)", False)}
+                     "dale_dual_lr": ("η_d (dual step)", False)}
 
 
 def dale_fields(key: str, ranged: RangedFields | None = None) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def dale_fields(key: str, ranged: RangedFields | None = None) -> dict[str, Any]:
         "dale_noise_scale": float(c3.number_input("Langevin noise scale c", value=1e-3, format="%.4f",
                                                   key=f"{key}_scale")),
         "dale_nu": float(c4.number_input("ν₀ (initial ν)", value=1.0, format="%.3f", key=f"{key}_nu0")),
-        "dale_dual_lr": float(c5.number_input("η_d (dual step; 0 = fixed ν)", value=1e-3, format="%.4f",
+        "dale_dual_lr": float(c5.number_input("η_d (dual step)", value=1e-3, format="%.4f",
                                               key=f"{key}_dual")),
     }
     if ranged is not None:
@@ -172,7 +172,9 @@ def weighting_select(container: Any, *, key: str) -> str:
     return container.selectbox("Class weighting", WEIGHTINGS, key=f"{key}_weighting", format_func=WEIGHTING_LABELS.get,
                                help="How much each class's samples count in the training loss. Adaptive: weights "
                                     "follow each class's robust accuracy in the last epoch (the weakest classes "
-                                    "count more); Fixed: your weights, one per class")
+                                    "count more); its strength 0 keeps equal weights, 1 makes each class's weight "
+                                    "proportional to its robust error (the mean weight stays 1). Fixed: your "
+                                    "weights, one per class")
 
 
 def class_weight_fields(weighting: str, num_classes: int, ranged: RangedFields, *,
@@ -184,10 +186,9 @@ def class_weight_fields(weighting: str, num_classes: int, ranged: RangedFields, 
                          placeholder="e.g. " + ",".join(["1"] * (num_classes - 1) + ["2"]))
     if weighting == "fixed":
         ranged.require(lambda: weights_problem(text, num_classes))
-    strength = ranged.number(c2, "Adaptive strength (only with adaptive)", 0.0, 1.0, value=0.5,
-                             key=f"{key}_strength", disabled=weighting != "adaptive", checked=weighting == "adaptive",
-                             help="0 keeps equal weights; 1 makes each class's weight proportional to its robust "
-                                  "error in the last epoch (the mean weight stays 1)")
+    # No help icon (see dale_fields); the Class-weighting choice's help explains the strength.
+    strength = ranged.number(c2, "Adaptive strength (0–1)", 0.0, 1.0, value=0.5, key=f"{key}_strength",
+                             disabled=weighting != "adaptive", checked=weighting == "adaptive")
 
     def fields() -> dict[str, Any]:
         weights = parse_weights(text, num_classes) if weighting == "fixed" else ()
