@@ -79,7 +79,7 @@ if reports:
     c1, c2 = st.columns([3, 4], gap="medium")
     c1.dataframe(table, column_config=config, key="feat_measures")
     c2.plotly_chart(views.measures_figure({names[r]: rep["per_sample"] for r, rep in reports.items()},
-                                          f"{LABELS[method]}: each measure over the {n} points"), key="feat_box")
+                                          f"{LABELS[method]} over {n} points"), key="feat_box")
     st.caption(f"Means (table) and spread (boxes) over the {n} sample points. Rank correlation and top-10% overlap "
                "of |attribution|, clean vs adversarial: how much of the explanation survives the attack. Low freq.: "
                "share of the map's DCT energy at frequencies u + v below a quarter of the image size. On strokes: "

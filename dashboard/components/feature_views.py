@@ -136,8 +136,9 @@ def measures_table(summaries: dict[str, dict[str, float]]) -> tuple[pd.DataFrame
     return table, config
 
 
-# Short two-line labels that fit six groups in half a page without rotating (the table beside it has the full names).
-MEASURES = {"rank_correlation": "rank corr.<br>clean/adv.", "topk_overlap": "top-10 %<br>overlap",
+# Short two-line labels that fit six groups in half a page without rotating at 1280 px and up (the table beside it
+# has the full names); narrower, plotly turns them (they overlapped at 1024 px when held level).
+MEASURES = {"rank_correlation": "rank<br>corr.", "topk_overlap": "top-10%<br>overlap",
             "low_freq_clean": "low freq.<br>clean", "low_freq_adv": "low freq.<br>adv.",
             "strokes_clean": "strokes<br>clean", "strokes_adv": "strokes<br>adv."}
 RUN_COLOURS = ("#2563eb", "#c2410c")
@@ -158,7 +159,7 @@ def measures_figure(per_sample: dict[str, dict[str, np.ndarray]], title: str) ->
         data.append(dict(type="box", x=xs, y=ys, name=name, marker=dict(color=colour), boxpoints="outliers",
                          hovertemplate="%{y:.3f}<extra>" + name + "</extra>"))
     layout = dict(BASE, title=dict(text=title), height=380, boxmode="group", margin=dict(l=60, r=10, t=50, b=90),
-                  xaxis=dict(tickangle=0, tickfont=dict(size=11)),
+                  xaxis=dict(tickfont=dict(size=11)),  # no tickangle: plotly turns them when they would collide
                   yaxis=dict(GRID, title=dict(text="per sample point"), range=[low - 0.05, 1.05]),
                   legend=dict(orientation="h", y=-0.3))
     return go.Figure(data=data, layout=layout)

@@ -84,7 +84,7 @@ def class_eps_heatmap(matrix: pd.DataFrame) -> go.Figure:
     data = [dict(type="heatmap", z=matrix.to_numpy(float), x=eps, y=np.array(matrix.index), colorscale="RdYlGn",
                  zmin=0, zmax=1, colorbar=dict(title=dict(text="robust"), tickformat=".0%"),
                  hovertemplate="class %{y}, ε=%{x:.3g}: %{z:.1%}<extra></extra>")]
-    return _figure(data, _layout("Robust accuracy per class and ε", 380, _axis("ε", tickangle=0, nticks=8),
+    return _figure(data, _layout("Robust accuracy per class and ε", 380, _axis("ε", tickangle=0),
                                  _axis("class", type="category", autorange="reversed"), margin=HEATMAP_MARGIN))
 
 

@@ -41,7 +41,7 @@ def test_features_page_shows_maps_measures_units_and_ablation() -> None:
     assert max(len(label) for label in measures.index) * 6 + 16 <= config["_index"]["width"]
     assert all(len(name) * 6 + 16 <= config[name]["width"] for name in measures.columns)
     assert {c["type_config"].get("format") for name, c in config.items() if name != "_index"} == {"%.3f"}
-    boxes = next(s for s in specs if "each measure over the 20 points" in s["layout"]["title"]["text"])
+    boxes = next(s for s in specs if "over 20 points" in s["layout"]["title"]["text"])
     assert [len(trace["y"]) for trace in boxes["data"]] == [6 * 20, 6 * 20], "six measures × 20 points, per model"
     at.selectbox(key="feat_layer").set_value("body").run()
     assert not at.exception, at.exception

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.e2e.ui import TIMEOUT_MS, assert_healthy, choose, go_to, open_app, shot
+from tests.e2e.ui import TIMEOUT_MS, assert_healthy, choose, crowded_ticks, go_to, open_app, shot
 from tests.images import png_of_a_one
 
 pytestmark = pytest.mark.e2e
@@ -85,4 +85,9 @@ def test_the_robustness_page_draws_every_view(server: str, page, artifacts: Path
     assert len(table) == 360 and {"y", "pred_clean", "robust", "robust[min-norm]"} <= set(table.columns)
     assert download.value.suggested_filename.endswith(".csv")
     shot(page, artifacts, "robustness")
+    assert crowded_ticks(page) == []
+    # A lecture laptop: at 1024 px the class × ε heatmap's ε ticks ran into each other (0.050.10.15…).
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.wait_for_timeout(1500)
+    assert crowded_ticks(page) == []
     assert_healthy(page)

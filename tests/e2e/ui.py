@@ -58,6 +58,32 @@ def assert_healthy(page) -> None:
     assert page.console_errors == []
 
 
+CROWDED_TICKS_JS = """() => {
+  const out = [];
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const title = (plot.querySelector('.gtitle') || {}).textContent || '(untitled)';
+    for (const layer of plot.querySelectorAll('.xaxislayer-above, .yaxislayer-above')) {
+      const boxes = [...layer.querySelectorAll('text')]
+        .filter(t => t.textContent.trim() && !(t.getAttribute('transform') || '').includes('rotate'))
+        .map(t => [t.textContent, t.getBoundingClientRect()]).filter(([, r]) => r.width > 0);
+      for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+        const [a, r] = boxes[i], [b, s] = boxes[j];
+        const gapX = Math.max(r.left, s.left) - Math.min(r.right, s.right);
+        const gapY = Math.max(r.top, s.top) - Math.min(r.bottom, s.bottom);
+        if (gapX < 3 && gapY < -1) out.push(`${title}: "${a}" / "${b}"`);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+def crowded_ticks(page) -> list[str]:
+    """Level tick labels of any chart on the page that touch or overlap (less than 3 px apart), as "title: a / b".
+    Turned labels are left out: their boxes overlap while their text does not."""
+    return page.evaluate(CROWDED_TICKS_JS)
+
+
 def shot(page, folder: Path, name: str) -> None:
     """Screenshot of the whole page. Streamlit scrolls inside its main container, so the viewport is stretched
     to the content's height for the picture and restored afterwards."""
