@@ -61,15 +61,31 @@ with st.spinner(f"Attacking the example at every ε of the grid: about {attack.c
             st.stop()
 
 
+# The ε the user last chose, per norm: kept across examples, attacks and pages (a non-widget key survives them).
+KEPT_EPS = "_lab_eps_kept"
+
+
+def _keep_eps(norm: str) -> None:
+    st.session_state.setdefault(KEPT_EPS, {})[norm] = st.session_state["lab_eps"]
+    st.session_state["_lab_eps_moved"] = True
+
+
 @st.fragment
 def live_panel() -> None:
     """Only this fragment reruns when the slider moves; it indexes into the cached sweeps, computing nothing."""
     grid = np.asarray(attack.grid)
+    kept = st.session_state.get(KEPT_EPS, {}).get(attack.norm)
+    start = grid[min(attack.start_index, len(grid) - 1)] if kept is None else grid[np.abs(grid - kept).argmin()]
+    # Written on every run but the slider's own, not only when it differs: after a run that drew no slider (an
+    # upload waiting for its class) the browser drew a new one at its default 0.1 while the session still held
+    # 0.25, and the panels showed ε = 0.25 under a slider at 0.1. (On the slider's own run the browser already
+    # shows the value, and writing it back could undo a key press still on its way.)
+    if not st.session_state.pop("_lab_eps_moved", False):
+        st.session_state["lab_eps"] = float(start)
     eps = st.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
-                    max_value=float(grid[-1]),
-                    value=float(grid[min(attack.start_index, len(grid) - 1)]), step=float(grid[1] - grid[0]),
-                    format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps",
-                    help="Moving the slider only looks up the precomputed grid.")
+                    max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
+                    format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,
+                    args=(attack.norm,), help="Moving the slider only looks up the precomputed grid.")
     index = int(np.abs(grid - eps).argmin())
     columns = st.columns(len(runs), gap="large")
     for column, run_id in zip(columns, runs):

@@ -386,3 +386,15 @@ def test_downloads_of_two_attacks_on_one_example_get_different_names() -> None:
     fgsm = download_stem(model, "FGSM (ℓ∞)", "3", 0.15)
     assert pgd == "digits-smallcnn-pgd-at-0-1_pgd-linf-10-steps-untargeted_class-3_eps-0.15"
     assert fgsm != pgd and re.fullmatch(r"[a-z0-9._-]+", fgsm)
+
+
+def test_the_chosen_eps_survives_leaving_the_lab_and_follows_its_norm() -> None:
+    """Leaving the Attack Lab reset ε to the model's own 0.1; now the last choice per norm comes back."""
+    at = open_page("attack_lab")
+    at.slider(key="lab_eps").set_value(0.25).run()
+    assert at.slider(key="lab_eps").value == 0.25 and "at ε = 0.25" in " ".join(m.value for m in at.markdown)
+    at.switch_page("../pages/hub.py").run()
+    at.switch_page("../pages/attack_lab.py").run()
+    assert not at.exception, at.exception
+    assert at.slider(key="lab_eps").value == 0.25
+    assert "at ε = 0.25" in " ".join(m.value for m in at.markdown)

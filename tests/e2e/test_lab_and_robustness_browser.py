@@ -44,6 +44,15 @@ def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: 
     open_app(page, server)
     go_to(page, "Attack Lab", "Attack Lab")
     page.get_by_role("slider").wait_for(timeout=TIMEOUT_MS)
+    # Move ε off its default first: after an upload the slider was drawn anew at 0.1 while the panels went on
+    # with the ε chosen before (0.25 under a slider at 0.1).
+    page.get_by_role("slider").focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(250)
+    chosen = page.get_by_test_id("stSliderThumbValue").inner_text()
+    page.get_by_text(f"at ε = {chosen}").first.wait_for(timeout=TIMEOUT_MS)
+    assert float(chosen) > 0.1, chosen
     page.get_by_text("Upload your own", exact=True).click()
     chooser = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     chooser.wait_for(state="attached", timeout=TIMEOUT_MS)
@@ -63,6 +72,8 @@ def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: 
     page.get_by_text("your upload one.png").wait_for(timeout=TIMEOUT_MS)
     page.get_by_role("slider").wait_for(timeout=TIMEOUT_MS)
     assert "inverted" in page.get_by_text("Converted:").inner_text()
+    page.get_by_text(f"at ε = {chosen}").first.wait_for(timeout=TIMEOUT_MS)
+    assert page.get_by_test_id("stSliderThumbValue").inner_text() == chosen, "the slider shows the ε in use"
     shot(page, artifacts, "lab-upload")
     assert page.locator('[data-testid="stException"]').count() == 0
 
