@@ -52,9 +52,11 @@ def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[s
     in_inset = (np.zeros(len(data), bool) if inset is None else
                 _inside(clean, robust, inset["xaxis2"]["range"], inset["yaxis2"]["range"]))
     fig = go.Figure()
-    _add_points(fig, data, roles, "", np.where(in_inset, "", [roles.get(i, "") for i in data["id"]]))
+    _add_points(fig, data, roles, "", np.where(in_inset, "", [roles.get(i, "") for i in data["id"]]),
+                y_axis["range"])
     if inset is not None:
-        _add_points(fig, data, roles, "2", np.where(in_inset, [roles.get(i, "") for i in data["id"]], ""))
+        _add_points(fig, data, roles, "2", np.where(in_inset, [roles.get(i, "") for i in data["id"]], ""),
+                    inset["yaxis2"]["range"])
     add_legend_keys(fig, data)
     # Fixed-width legend entries pack several to a row; sized by their text, a narrow chart (1024 px screen) stacks
     # them one per row over the x-axis title.
@@ -65,10 +67,31 @@ def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[s
     return fig
 
 
-def _add_points(fig: go.Figure, data: pd.DataFrame, roles: dict[str, str], axes: str, text: np.ndarray) -> None:
+def role_text_positions(data: pd.DataFrame, roles: Mapping[str, str], y_range: Sequence[float]) -> dict[str, str]:
+    """Where each role's label goes: ROLE_TEXT_POSITIONS in order, but below a point in the top fifth of its axes
+    and above one in the bottom fifth (plotly clips text at the axes' edge: TRADES as primary, at the top of the
+    zoomed inset, lost its label)."""
+    positions: dict[str, str] = {}
+    y = dict(zip(data["id"], data["robust acc"].to_numpy(float)))
+    for i, run_id in enumerate(roles):
+        position = ROLE_TEXT_POSITIONS[min(i, 2)]
+        if run_id in y:
+            height = float(_to_fraction(np.array(y[run_id]), y_range))
+            if position.startswith("top") and height > 0.8:
+                position = position.replace("top", "bottom")
+            elif position.startswith("bottom") and height < 0.2:
+                position = position.replace("bottom", "top")
+            if position in positions.values():  # two labels on the same side of nearby points would overlap
+                position = "middle left"
+        positions[run_id] = position
+    return positions
+
+
+def _add_points(fig: go.Figure, data: pd.DataFrame, roles: dict[str, str], axes: str, text: np.ndarray,
+                y_range: Sequence[float]) -> None:
     """One trace per method (legend entries come from :func:`add_legend_keys`) and the Pareto staircase, on the main
-    axes (``axes=""``) or the inset's (``"2"``)."""
-    positions = {run_id: ROLE_TEXT_POSITIONS[min(i, 2)] for i, run_id in enumerate(roles)}
+    axes (``axes=""``) or the inset's (``"2"``, whose y range is ``y_range``)."""
+    positions = role_text_positions(data, roles, y_range)
     text = pd.Series(text, index=data.index)
     for method, group in data.groupby("method"):
         colour = method_colour(str(method))
@@ -148,8 +171,9 @@ def _inset(x: np.ndarray, y: np.ndarray, x_range: Sequence[float], y_range: Sequ
         return None
     ranges = []
     for values in (x[cluster], y[cluster]):
-        # At least 3 points of accuracy wide, so that markers 1 point apart are well apart.
-        half = max(0.6 * (values.max() - values.min()), 0.015)
+        # At least 3 points of accuracy wide, so that markers 1 point apart are well apart; the spread plus a fifth
+        # of it on each side, room for the Pareto ring (22 px) of a point on the edge.
+        half = max(0.7 * (values.max() - values.min()), 0.015)
         low, high = (values.max() + values.min()) / 2 - half, (values.max() + values.min()) / 2 + half
         # Shifted down rather than running past 100 %, with room for the ring of a point at 100 %.
         shift = max(0.0, high - 1.0 - 0.25 * half)

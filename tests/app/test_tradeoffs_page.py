@@ -301,3 +301,25 @@ def test_runs_keep_their_methods_colour_in_the_training_charts() -> None:
               and "line style" not in t.get("legendgroup", "")}
     assert legend and METHOD_COLOURS["dale"] in legend.values() and METHOD_COLOURS["pgd-at"] in legend.values()
     assert all(c in METHOD_COLOURS.values() for c in legend.values()), legend
+
+
+@pytest.mark.parametrize("primary", ["trades", "pgd", "erm", "low"])
+def test_the_role_labels_stay_inside_the_axes_that_draw_them(primary: str) -> None:
+    """TRADES as primary sat at the top of the zoomed inset; its label went above it and plotly clipped it away."""
+    table = pd.DataFrame({
+        "id": ["erm", "pgd", "trades", "dale", "fgsm", "low", "mid"], "name": list("EPTDFLM"),
+        "method": ["erm", "pgd-at", "trades", "dale", "fgsm-rs", "dale", "dale"],
+        "source": ["shipped"] * 5 + ["trained"] * 2, "ε": 0.1,
+        "clean acc": [0.984, 1.0, 1.0, 0.998, 0.998, 0.51, 0.946],
+        "robust acc": [0.507, 0.922, 0.942, 0.907, 0.891, 0.345, 0.63]})
+    fig = tc.pareto(table, {primary: "primary", "erm" if primary != "erm" else "pgd": "comparison"})
+    layout = fig.layout.to_plotly_json()
+    labelled = [(t.yaxis, y, text, position) for t in fig.data if t.text is not None
+                for y, text, position in zip(t.y, t.text, t.textposition) if text]
+    assert sorted(text for *_, text, _ in labelled) == ["comparison", "primary"]
+    for axis, y, text, position in labelled:
+        low, high = layout["yaxis" if axis == "y" else "yaxis2"]["range"]
+        height = (y - low) / (high - low)
+        assert not (position.startswith("top") and height > 0.8), (text, position, height)
+        assert not (position.startswith("bottom") and height < 0.2), (text, position, height)
+        assert 0.05 < height < 0.95, f"the point (and its ring) inside its axes: {text} at {height:.2f}"
