@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import AtlasError, RegistryError
+from core.jobs.reuse import RESUMABLE_JOB, job_run_id, train_run_id, trained_run_problem
 from core.store.registry import Registry, decode_row, pid_alive, process_start
 from core.store.schema import JOB_ACTIVE
 from core.utils import REPO_ROOT
@@ -29,29 +30,26 @@ def create_job(registry: Registry, kind: str, args: dict[str, Any], device: str 
                exclusive: bool = True) -> str:
     """Queue a job. Exclusive jobs run one at a time per device; a non-exclusive one starts at once.
 
-    A training job is refused (RegistryError) while another queued or running job trains the same run: both would
-    end in that one run, one of them for nothing."""
+    A training job is refused (RegistryError) while another queued or running job trains the same run (both would
+    end in that one run, one of them for nothing), when the run is already completed, and while a process outside
+    the queue trains it (see core/jobs/reuse.py). An unfinished run is resumed from its last finished epoch."""
     run_id = train_run_id(args) if kind == "train" else None
     if run_id is not None:
         reconcile_jobs(registry)
+        registry.reconcile()
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     log_path = registry.home / "jobs" / f"{job_id}.log"
     with registry.transaction() as con:
         if run_id is not None:
             _refuse_same_run(con, run_id)
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if (problem := trained_run_problem(None if row is None else decode_row(row))) is not None:
+                raise RegistryError(problem)
         con.execute("INSERT INTO jobs(id, kind, device, exclusive, args_json, status, created_at, log_path)"
                     " VALUES (?,?,?,?,?,?,?,?)",
                     (job_id, kind, device, int(exclusive), json.dumps(args, sort_keys=True), "queued", time.time(),
                      str(log_path)))
     return job_id
-
-
-def train_run_id(args: dict[str, Any]) -> str:
-    """The run a training job's arguments train: the hash of what decides the weights (not the name, the device,
-    the speed options or the number of processes)."""
-    from core.training import TrainConfig, run_id_for
-
-    return run_id_for(TrainConfig.from_dict({k: v for k, v in args.items() if k != "processes"}))
 
 
 def _refuse_same_run(con: Any, run_id: str) -> None:
@@ -99,13 +97,57 @@ def get_job(registry: Registry, job_id: str) -> dict[str, Any]:
     return decode_row(row)
 
 
-def list_jobs(registry: Registry, *, active_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+def list_jobs(registry: Registry, *, active_only: bool = False, limit: int | None = 50,
+              kind: str | None = None) -> list[dict[str, Any]]:
+    """The most recent jobs first (``limit`` None: all), only active ones or only those of ``kind`` when asked."""
     reconcile_jobs(registry)
-    where = f"WHERE status IN ({','.join('?' * len(JOB_ACTIVE))})" if active_only else ""
+    where, params = _where(active_only, kind)
     with registry.connect() as con:
         rows = con.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?",
-                           (*(JOB_ACTIVE if active_only else ()), limit)).fetchall()
+                           (*params, -1 if limit is None else limit)).fetchall()
     return [decode_row(r) for r in rows]
+
+
+def count_jobs(registry: Registry, *, active_only: bool = False, kind: str | None = None) -> int:
+    where, params = _where(active_only, kind)
+    with registry.connect() as con:
+        return int(con.execute(f"SELECT COUNT(*) FROM jobs {where}", params).fetchone()[0])
+
+
+def _where(active_only: bool, kind: str | None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if active_only:
+        clauses.append(f"status IN ({','.join('?' * len(JOB_ACTIVE))})")
+        params.extend(JOB_ACTIVE)
+    if kind is not None:
+        clauses.append("kind = ?")
+        params.append(kind)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
+    """Training jobs whose Resume continues their run, newest first, however old: cancelled, failed or interrupted;
+    their run not completed; no newer job for the same run (that one is resumed instead); a failed job only once
+    its run exists (one that failed before its run was registered has no epoch to go on from and would fail
+    again)."""
+    reconcile_jobs(registry)
+    registry.reconcile()
+    with registry.connect() as con:
+        jobs = [decode_row(r) for r in con.execute("SELECT * FROM jobs WHERE kind = 'train'"
+                                                   " ORDER BY created_at DESC").fetchall()]
+        run_status = {r["id"]: r["status"] for r in con.execute("SELECT id, status FROM runs").fetchall()}
+    newer: set[str] = set()
+    out = []
+    for job in jobs:
+        run_id = job_run_id(job)
+        if run_id is None or run_id in newer:
+            continue
+        newer.add(run_id)
+        status = run_status.get(run_id)
+        if job["status"] in RESUMABLE_JOB and status != "completed" and (status or job["status"] != "failed"):
+            out.append(job)
+    return out
 
 
 def update_job(registry: Registry, job_id: str, **fields: Any) -> None:

@@ -66,7 +66,13 @@ def _run_train(registry: Registry, job_id: str, args: dict[str, Any], control: J
     args = dict(args)
     processes = args.pop("processes", 1)
     config = TrainConfig.from_dict(args)
-    update_job(registry, job_id, run_id=run_id_for(config))
+    run_id = run_id_for(config)
+    update_job(registry, job_id, run_id=run_id)
+    existing = registry.find_run(run_id)
+    if existing is not None and existing["status"] == "completed":
+        # Refused when queued (create_job); here only when the run was completed since, e.g. by `python -m core train`.
+        log.warning("run %s ('%s') was already trained with these settings: nothing to train, the job ends at once",
+                    run_id, existing["name"])
     if processes > 1:
         return _run_train_distributed(registry, job_id, config, processes, control)
 

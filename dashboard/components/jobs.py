@@ -6,15 +6,18 @@ import time
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.errors import AtlasError
-from core.jobs import cancel_job, eta_seconds, list_jobs, submit_job
+from core.jobs import cancel_job, count_jobs, eta_seconds, list_jobs, resumable_jobs, submit_job
 from dashboard import cache
 from dashboard.components.charts import per_class_heatmap, training_curves
 from dashboard.components.labels import ARCH_LABELS, NORM_LABELS, SHORT_METHOD_LABELS, label, plural
 
 STATUS_COLOUR = {"queued": "gray", "running": "blue", "cancelling": "orange", "completed": "green",
                  "cancelled": "orange", "failed": "red", "interrupted": "red"}
+SHOWN = 6  # the most recent jobs shown as cards; older ones that can be resumed are listed below them
+NOUNS = {"train": "training job", "eval": "evaluation job"}
 
 
 def _title(job: dict[str, Any]) -> str:
@@ -61,14 +64,16 @@ def progress_bar(job: dict[str, Any]) -> tuple[float, str]:
     return fraction, text or " "
 
 
-def _job_row(job: dict[str, Any]) -> None:
+def _job_row(job: dict[str, Any], resumable: set[str], *, compact: bool = False) -> None:
+    """A job's card: title, status, identity, progress (not when ``compact``), error, Cancel or Resume."""
     with st.container(border=True, key=f"job_{job['id']}"):
         head, actions = st.columns([5, 1])
         colour = STATUS_COLOUR.get(job["status"], "gray")
         head.markdown(f"**{_title(job)}**  :{colour}-badge[{job['status']}]")
         head.caption(_identity(job))
-        # Under the columns, not in the title's: there the bar stopped at 5/6 of the card even when complete.
-        st.progress(*progress_bar(job))
+        if not compact:
+            # Under the columns, not in the title's: there the bar stopped at 5/6 of the card even when complete.
+            st.progress(*progress_bar(job))
         if job["error"]:
             st.error(job["error"])
         if job["status"] in ("queued", "running"):
@@ -77,17 +82,22 @@ def _job_row(job: dict[str, Any]) -> None:
                     cancel_job(cache.registry(), job["id"])
                 except AtlasError as exc:
                     st.error(str(exc))
-        elif job["status"] in ("interrupted", "cancelled") and job["kind"] == "train":
-            run = cache.registry().find_run(job["run_id"]) if job["run_id"] else None
-            if run is None or run["status"] != "completed":
-                if actions.button("Resume", key=f"train_resume_{job['id']}",
-                                  help="Continue from the last finished epoch"):
-                    try:
-                        submit_job(cache.registry(), "train", job["args"], device=job["device"])
-                    except AtlasError as exc:
-                        head.error(f"Not resumed: {exc}")
-                    else:
-                        st.rerun(scope="fragment")
+        elif job["id"] in resumable:
+            if actions.button("Resume", key=f"train_resume_{job['id']}",
+                              help="Continue its run from the last finished epoch"):
+                try:
+                    submit_job(cache.registry(), "train", job["args"], device=job["device"])
+                except AtlasError as exc:
+                    head.error(f"Not resumed: {exc}")
+                else:
+                    _rerun_panel()
+
+
+def _rerun_panel() -> None:
+    """Show a click's effect at once: rerun the panel alone when the click came in a fragment run (the browser's
+    way), the whole page when it came in a full run (AppTest's way; ``scope="fragment"`` is refused there)."""
+    ctx = get_script_run_ctx()
+    st.rerun(scope="fragment" if ctx is not None and ctx.fragment_ids_this_run else "app")
 
 
 def _live_charts(job: dict[str, Any]) -> None:
@@ -110,16 +120,31 @@ def _live_charts(job: dict[str, Any]) -> None:
 
 @st.fragment(run_every=1.0)
 def jobs_panel(kind: str = "train") -> None:
-    """Re-runs every second on its own, so progress moves without rerunning the page. Shows jobs of ``kind``."""
-    jobs = [j for j in list_jobs(cache.registry(), limit=50) if j["kind"] == kind]
+    """Re-runs every second on its own, so progress moves without rerunning the page. Shows the most recent jobs of
+    ``kind`` and, for training, every older job that can still be resumed (else its Resume would be out of reach)."""
+    registry = cache.registry()
+    jobs = list_jobs(registry, limit=50, kind=kind)
     if not jobs:
         st.info("No training jobs yet. Fill in the form above and press **Start training**." if kind == "train"
                 else "No background evaluations yet.")
         return
-    for job in jobs[:6]:
-        _job_row(job)
-    if len(jobs) > 6:
-        st.caption(f"Showing the 6 most recent of {len(jobs)} jobs (`python -m core jobs list` lists all).")
+    resumable = resumable_jobs(registry) if kind == "train" else []
+    resumable_ids = {j["id"] for j in resumable}
+    for job in jobs[:SHOWN]:
+        _job_row(job, resumable_ids)
+    older = [j for j in resumable if j["id"] not in {shown["id"] for shown in jobs[:SHOWN]}]
+    total = count_jobs(registry, kind=kind)
+    if total > SHOWN:
+        hidden = (f"; the {plural(len(older), 'older one')} that can be resumed {'is' if len(older) == 1 else 'are'}"
+                  " under “Resumable older jobs”" if older else "")
+        st.caption(f"Showing the {SHOWN} most recent of {plural(total, NOUNS.get(kind, kind + ' job'))}{hidden}. "
+                   "`python -m core jobs list` lists the 50 most recent jobs of every kind.")
+    if older:
+        with st.expander(f"Resumable older jobs ({len(older)})"):
+            st.caption("Cancelled, failed or interrupted before their run was complete: Resume continues the run "
+                       "from its last finished epoch.")
+            for job in older:
+                _job_row(job, resumable_ids, compact=True)
     # A finished job changes the page's numbers (a new run in the Trade-offs charts and the sidebar's model lists,
     # an evaluation's results): rerun the whole page once when one completes.
     finished = {j["id"] for j in jobs if j["status"] == "completed"}
