@@ -33,8 +33,12 @@ adversarial examples — and what adversarial training changes inside them.
 4. **Robustness** — the curves show the whole test set at once; below them, which digits are weakest and where
    their errors go, and the trust panel checks that the numbers are not an artefact of masked gradients.
 5. **Geometry** — the same digit, sliced: along the DeepFool normal the boundary is close and curved, along a
-   random direction far and flat. The PGD-AT model's boundary on the same plane sits farther out; its loss
-   surface is a flatter valley. The last tab finds one *universal* perturbation that fools most digits at once.
+   random direction far and flat. Each panel's caption gives the model's own DeepFool distance (on the default 0:
+   ≈ 0.89 in ℓ2 for the standard model, ≈ 1.48 for PGD-AT). Set *Direction û of* to **comparison**, the
+   standard model's weakest direction: there its boundary crosses at ≈ 0.8 and PGD-AT's twice as far out (≈ 1.7).
+   On PGD-AT's own normal (primary) both are far: the robust model's weakest direction is not the standard
+   model's. PGD-AT's loss surface is a flatter valley. The last tab finds one *universal* perturbation that
+   fools most digits at once.
 6. **Latent space** — scrub ε on the map of the penultimate layer: the standard model's adversarial twins leave
    their class's cluster for another's at small ε, the PGD-AT model's stay home much longer. Box a cluster to see
    which digits are in it.

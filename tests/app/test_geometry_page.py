@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -203,3 +204,26 @@ def test_heavy_analyses_run_as_jobs_and_are_stored_per_run() -> None:
     assert not any(b.label.startswith("Compute") for b in at.button)
     v_maps = [f["data"][0] for f in charts(at) if f["layout"]["title"]["text"].startswith("v — ")]
     assert v_maps[0]["zmax"] == v_maps[1]["zmax"] == -v_maps[0]["zmin"] > 0, "both v share one colour range"
+
+
+def _crossings(at: AppTest) -> list[tuple[float, float]]:
+    """(where the boundary crosses û, the model's own DeepFool distance) per panel, primary first."""
+    pattern = r"crosses the û axis nearest to x at a = ([+-][\d.]+).*own DeepFool distance .*? is (\d+\.\d+)"
+    found = [re.search(pattern, c.value) for c in at.caption]
+    return [(abs(float(m[1])), float(m[2])) for m in found if m]
+
+
+def test_the_learn_tours_geometry_claims_hold_on_the_shipped_models() -> None:
+    """The tour said PGD-AT's boundary sits farther out "on the same plane"; on PGD-AT's own normal (the default)
+    the standard model's crossed farther (1.73 vs 1.47). It now names the plane where the claim holds."""
+    tour = next(m.value for m in AppTest.from_file(str(ROOT / "pages" / "learn.py")).run().markdown
+                if "Direction û of" in m.value)
+    assert "**comparison**" in tour
+    at = open_page()
+    (pgd_here, pgd_own), (erm_here, erm_own) = _crossings(at)
+    assert pgd_own > 1.4 * erm_own, "PGD-AT's own DeepFool distance is the larger"
+    at.radio(key="geo_plane_from").set_value("comparison").run()
+    assert not at.exception, at.exception
+    (pgd_there, _), (erm_there, _) = _crossings(at)
+    assert pgd_there > 1.8 * erm_there, "on the standard model's normal PGD-AT's boundary is about twice as far"
+    assert abs(erm_there - 0.8) < 0.1 and abs(pgd_there - 1.7) < 0.15, (erm_there, pgd_there)
