@@ -12,7 +12,9 @@ from core.evaluation.bundle import PAGE_POINTS, combine, export_table, page_view
 from dashboard import cache, state
 from dashboard.components import evaluations as ev
 from dashboard.components import robustness_charts as charts
+from dashboard.components.charts import run_colours
 from dashboard.components.jobs import jobs_panel
+from dashboard.components.labels import drop_shared_prefix
 from dashboard.components.teaching import explain
 from dashboard.components.trust import trust_panel
 
@@ -83,7 +85,11 @@ if pending:
 data = cache.run_dataset(results[0].run_id, dataset)
 classes = [str(c) for c in data.classes]
 
-st.plotly_chart(charts.curve_figure([ev.curve_entry(r) for r in results], eps, norm), key="rob_curve")
+# The models' own colours (their method's, as on the hub) and names without the part they all share.
+colours = run_colours({r.run_id: cache.registry().get_run(r.run_id)["method"] for r in results})
+shared, short = drop_shared_prefix([r.name for r in results])
+entries = [{**ev.curve_entry(r), "name": name} for r, name in zip(results, short)]
+st.plotly_chart(charts.curve_figure(entries, eps, norm, [colours[r.run_id] for r in results]), key="rob_curve")
 gaps = ", ".join(f"{r.name}: {ev.check_gap(r):.1f}" for r in results)
 st.caption(f"Lines: one {results[0].bundle.curve.attack.upper()} run per model (robust at ε ⇔ its minimal "
            f"perturbation exceeds ε). Circles: PGD-10 at four ε; largest gap to the line in points — {gaps}. "
@@ -93,10 +99,12 @@ summary = pd.concat([ev.summary_rows(r) for r in results])
 order = list(dict.fromkeys(summary["attack"]))
 # In percent with one decimal, like every accuracy on the page (Streamlit's "percent" format drops trailing zeros).
 st.dataframe(100 * summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
-                 index=order, columns=[r.name for r in results]),
-             column_config={r.name: st.column_config.NumberColumn(format="%.1f%%") for r in results},
+                 index=order, columns=[r.name for r in results]).rename(columns=dict(zip([r.name for r in results],
+                                                                                           short))),
+             column_config={name: st.column_config.NumberColumn(format="%.1f%%") for name in short},
              key="rob_summary")
-st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].curve)} test points.")
+st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].curve)} test points"
+           + (f"; every model here is a {shared} model." if shared else "."))
 
 st.subheader("Per class")
 focus = results[0]

@@ -10,6 +10,7 @@ from core.errors import AtlasError
 from core.training.config import TrainConfig, archs_for, default_eps, norms_for
 from dashboard import cache, state
 from dashboard.components import tradeoff_charts as tc
+from dashboard.components.charts import run_colours
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, label
 from dashboard.components.train_form import (DALE_METHODS, RangedFields, checked_eps, class_weight_fields,
@@ -62,7 +63,7 @@ if runs:
     chosen = st.multiselect("Runs", list(by_id), default=list(dict.fromkeys(default))[:4],
                             format_func=lambda r: by_id[r]["name"], key=f"to_runs_{dataset}", max_selections=6)
     histories = {by_id[r]["name"]: cache.run_history(r) for r in chosen}
-    colours = tc.run_colours({by_id[r]["name"]: by_id[r]["method"] for r in chosen})
+    colours = run_colours({by_id[r]["name"]: by_id[r]["method"] for r in chosen})
     groups = tc.by_step({k: v for k, v in histories.items() if v})
     if "epoch" in groups:
         rho = {by_id[r]["name"]: float(by_id[r]["config"].get("dale_rho", 0.1)) for r in chosen

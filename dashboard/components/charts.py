@@ -40,6 +40,21 @@ def method_colour(method: str) -> str:
     return METHOD_COLOURS.get(method, OTHER_METHOD_COLOUR)
 
 
+# For a second run of a method already shown in its own colour: none of these is a method's colour.
+EXTRA_RUN_COLOURS = ("#0f766e", "#1e3a8a", "#b91c1c", "#ca8a04", "#4d7c0f", "#9d174d")
+
+
+def run_colours(methods: Mapping[str, str]) -> dict[str, str]:
+    """One colour per run (key → method), the same on every page: the first run of each method in its method's
+    colour, as in the hub's scatter, and each further run of a method in a colour of its own."""
+    colours, taken, extra = {}, set(), iter(EXTRA_RUN_COLOURS * 2)
+    for key, method in methods.items():
+        colour = method_colour(method)
+        colours[key] = colour if colour not in taken else next(extra)
+        taken.add(colours[key])
+    return colours
+
+
 def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[str] = ()) -> go.Figure:
     """Clean vs robust accuracy of all runs with metrics, the Pareto front as a staircase. ``highlight`` maps run ids
     to a short label written next to their (larger) point, e.g. {id: "primary"}; a plain sequence of ids enlarges

@@ -25,3 +25,15 @@ def label(labels: dict[str, str], value: str) -> str:
 
 def plural(count: Any, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def drop_shared_prefix(names: list[str], separator: str = " · ") -> tuple[str, list[str]]:
+    """("digits SmallCNN", ["TRADES ε=0.1", "ERM"]) for ["digits SmallCNN · TRADES ε=0.1", "digits SmallCNN · ERM"]:
+    the leading part every name shares up to ``separator``, and the names without it, for table headers and legends
+    where four full names did not fit. ("", names) when there are fewer than two names or they share no such part,
+    or when dropping it would leave two names the same."""
+    heads = {name.split(separator, 1)[0] for name in names}
+    if len(names) < 2 or len(heads) != 1 or not all(separator in name for name in names):
+        return "", names
+    short = [name.split(separator, 1)[1] for name in names]
+    return (heads.pop(), short) if len(set(short)) == len(short) else ("", names)

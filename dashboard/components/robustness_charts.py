@@ -37,26 +37,51 @@ def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def curve_figure(curves: Sequence[dict], eps: float, norm: str) -> go.Figure:
+KEY_COLOUR = "#334155"
+LEGEND_ROW_PX = 22
+
+
+def curve_figure(curves: Sequence[dict], eps: float, norm: str, colours: Sequence[str] | None = None) -> go.Figure:
     """Robust accuracy vs ε: per model the minimal-norm curve (line), PGD-10 checks and the worst case at ε (a star,
-    left out where an entry's ``worst`` is None)."""
-    data = []
+    left out where an entry's ``worst`` is None), in ``colours`` (one per entry; else the palette's).
+
+    The legend names each model once (its colour) and each mark once, in a neutral colour: three entries per model
+    came to 12 rows' worth with four models and ran over the x-axis. It hangs from the bottom of the figure, one
+    entry to a row (a model's marks share its legend group, so clicking it hides them all, and plotly puts each
+    group on a row of its own anyway), with the bottom margin grown to hold its rows."""
+    data, nowhere = [], np.array([np.nan])
     for i, c in enumerate(curves):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = colours[i] if colours is not None else PALETTE[i % len(PALETTE)]
+        group = f"model {i}"
         data.append(dict(type="scatter", x=c["curve"]["eps"].to_numpy(), y=c["curve"]["robust_acc"].to_numpy(),
-                         mode="lines", name=f"{c['name']} · {c['curve_label']}", line=dict(color=colour),
-                         hovertemplate="ε=%{x:.3f}: %{y:.1%}<extra></extra>"))
+                         mode="lines", name=c["name"], legendgroup=group, line=dict(color=colour, width=2.5),
+                         hovertemplate=f"{c['curve_label']}, ε=%{{x:.3f}}: %{{y:.1%}}<extra>{c['name']}</extra>"))
         data.append(dict(type="scatter", x=c["checks"]["eps"].to_numpy(), y=c["checks"]["robust_acc"].to_numpy(),
-                         mode="markers", name=f"{c['name']} · PGD-10",
+                         mode="markers", name=f"{c['name']} · PGD-10", legendgroup=group, showlegend=False,
                          marker=dict(color=colour, size=9, symbol="circle-open"),
-                         hovertemplate="PGD-10 ε=%{x:.3f}: %{y:.1%}<extra></extra>"))
+                         hovertemplate=f"PGD-10 ε=%{{x:.3f}}: %{{y:.1%}}<extra>{c['name']}</extra>"))
         if c["worst"] is None:  # the attacks at ε are not computed yet: no star
             continue
         data.append(dict(type="scatter", x=np.array([eps]), y=np.array([c["worst"]]), mode="markers",
-                         name=f"{c['name']} · worst case at ε", marker=dict(color=colour, size=15, symbol="star"),
-                         hovertemplate="worst case ε=%{x:.3f}: %{y:.1%}<extra></extra>"))
-    layout = _layout("Robust accuracy vs ε", 460, _axis(f"ε ({NORM_LABEL.get(norm, norm)}, image scale 0–1)"),
+                         name=f"{c['name']} · worst case at ε", legendgroup=group, showlegend=False,
+                         marker=dict(color=colour, size=15, symbol="star"),
+                         hovertemplate=f"worst case ε=%{{x:.3f}}: %{{y:.1%}}<extra>{c['name']}</extra>"))
+    marks = [dict(mode="lines", name=curves[0]["curve_label"] if curves else "minimal-norm run",
+                  line=dict(color=KEY_COLOUR, width=2.5)),
+             dict(mode="markers", name="PGD-10 check", marker=dict(color=KEY_COLOUR, size=9, symbol="circle-open"))]
+    if any(c["worst"] is not None for c in curves):
+        marks.append(dict(mode="markers", name="worst case per point at ε",
+                          marker=dict(color=KEY_COLOUR, size=13, symbol="star")))
+    for j, mark in enumerate(marks):
+        data.append(dict(type="scatter", x=nowhere, y=nowhere, legendgroup="marks", hoverinfo="skip",
+                         legendgrouptitle=dict(text="marks (every model)") if j == 0 else None, **mark))
+    rows = len(curves) + 1 + len(marks)
+    layout = _layout("Robust accuracy vs ε", 400 + LEGEND_ROW_PX * rows,
+                     _axis(f"ε ({NORM_LABEL.get(norm, norm)}, image scale 0–1)"),
                      _axis("robust accuracy", range=[-0.02, 1.02], tickformat=".0%"),
+                     margin={**MARGIN, "b": 70 + LEGEND_ROW_PX * rows},
+                     legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left",
+                                 entrywidth=1, entrywidthmode="fraction", tracegroupgap=0),
                      shapes=[dict(type="line", x0=eps, x1=eps, y0=0, y1=1, yref="paper",
                                   line=dict(dash="dot", color="#475569", width=1.5))],
                      annotations=[dict(text=f"ε = {eps:g}", x=eps, y=1, yref="paper", xanchor="left",

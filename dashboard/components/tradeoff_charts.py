@@ -29,8 +29,6 @@ LEGEND_ROW_PX = 21
 SCATTER_ENTRY_PX, SCATTER_ENTRIES_PER_ROW, SCATTER_ROW_PX, UNDER_AXIS_TITLE_PX = 96, 2, 22, 62
 SCATTER_PLOT_PX, SCATTER_TOP_PX = 290, 50
 PALETTE = ("#c2410c", "#2563eb", "#16a34a", "#7c3aed", "#64748b", "#db2777")
-# For a second run of a method already shown in its own colour: none of these is a method's colour.
-EXTRA_RUN_COLOURS = ("#0f766e", "#1e3a8a", "#b91c1c", "#ca8a04", "#4d7c0f", "#9d174d")
 KEY_COLOUR = "#334155"
 LINE_WORDS = {"solid": "solid", "dash": "dashed", "dot": "dotted"}
 
@@ -107,17 +105,6 @@ def by_step(histories: dict[str, list[dict[str, Any]]]) -> dict[str | None, dict
     for name, history in histories.items():
         groups.setdefault(step_key(history), {})[name] = history
     return groups
-
-
-def run_colours(methods: Mapping[str, str]) -> dict[str, str]:
-    """One colour per run (name → method): the first run of each method in its method's colour, as in the
-    scatter charts, and each further run of a method in a colour of its own."""
-    colours, taken, extra = {}, set(), iter(EXTRA_RUN_COLOURS * 2)
-    for name, method in methods.items():
-        colour = method_colour(method)
-        colours[name] = colour if colour not in taken else next(extra)
-        taken.add(colours[name])
-    return colours
 
 
 def _colour(colours: Mapping[str, str] | None, name: str, i: int) -> str:

@@ -43,7 +43,8 @@ def _gains(at: AppTest) -> list[float]:
 def _stars(at: AppTest) -> list[str]:
     curve = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
                  if json.loads(c.proto.spec)["layout"]["title"]["text"] == "Robust accuracy vs ε")
-    return [t["name"] for t in curve["data"] if t.get("marker", {}).get("symbol") == "star"]
+    return [t["name"] for t in curve["data"]
+            if t.get("marker", {}).get("symbol") == "star" and t.get("legendgroup") != "marks"]  # not the legend key
 
 
 def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_computed_once(
@@ -184,3 +185,27 @@ def test_the_class_labels_of_crowded_dots_cover_nothing_and_read_as_their_own() 
                 dots[i] - middle), f"label {i} reads as another dot's"
     assert [a.text for a in notes if a.showarrow], "the crowded ones are joined to their dots by a line"
     assert not any(a.showarrow for a in notes if a.text in "12789"), "the lone dots keep their label beside them"
+
+
+def test_four_models_get_one_legend_entry_each_and_short_shared_names() -> None:
+    """With four models the legend had twelve entries (line, PGD-10, star per model) and covered the x-axis at
+    1920 px, and the attack table's fourth column was cut off at 1280 px by four full names."""
+    from dashboard.components.labels import drop_shared_prefix
+
+    names = [f"digits SmallCNN · {m} ε=0.1" for m in ("TRADES", "DALE", "FGSM-RS")] + ["digits SmallCNN · ERM"]
+    shared, short = drop_shared_prefix(names)
+    assert shared == "digits SmallCNN" and short == ["TRADES ε=0.1", "DALE ε=0.1", "FGSM-RS ε=0.1", "ERM"]
+    assert drop_shared_prefix(names[:1]) == ("", names[:1])
+    assert drop_shared_prefix(["a · x", "b · x"])[0] == "", "no shared part"
+    assert drop_shared_prefix(["a · x", "a · x"])[0] == "", "dropping it would leave two names the same"
+    curve = pd.DataFrame({"eps": [0.0, 0.1], "robust_acc": [1.0, 0.5]})
+    entries = [{"name": n, "curve": curve, "checks": curve, "worst": 0.5, "curve_label": "FMN (one minimal-norm run)"}
+               for n in short]
+    figure = charts.curve_figure(entries, 0.1, "linf", ["#111111", "#222222", "#333333", "#444444"])
+    shown = [t.name for t in figure.data if t.showlegend is not False]
+    assert shown == short + ["FMN (one minimal-norm run)", "PGD-10 check", "worst case per point at ε"]
+    lines = [t for t in figure.data if t.mode == "lines" and t.showlegend is not False][:4]
+    assert [t.line.color for t in lines] == ["#111111", "#222222", "#333333", "#444444"]
+    legend, margin = figure.layout.legend, figure.layout.margin
+    assert legend.yref == "container" and legend.y == 0 and legend.yanchor == "bottom"
+    assert margin.b >= 70 + 22 * 8, "room under the x-axis title for 4 model rows, the group title and 3 mark rows"

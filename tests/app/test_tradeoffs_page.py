@@ -286,9 +286,9 @@ def test_the_worst_class_legend_hangs_under_the_axis_title_whatever_the_width() 
 def test_runs_keep_their_methods_colour_in_the_training_charts() -> None:
     """The curves coloured runs by position, so the shipped DALE run was green below a scatter where green is
     TRADES; now a run wears its method's colour and a second run of a method a colour no method has."""
-    from dashboard.components.charts import METHOD_COLOURS
+    from dashboard.components.charts import METHOD_COLOURS, run_colours
 
-    colours = tc.run_colours({"a": "pgd-at", "b": "dale", "c": "dale", "d": "erm", "e": "dale"})
+    colours = run_colours({"a": "pgd-at", "b": "dale", "c": "dale", "d": "erm", "e": "dale"})
     assert (colours["a"], colours["b"], colours["d"]) == (METHOD_COLOURS["pgd-at"], METHOD_COLOURS["dale"],
                                                           METHOD_COLOURS["erm"])
     assert len(set(colours.values())) == 5 and not {colours["c"], colours["e"]} & set(METHOD_COLOURS.values())
