@@ -5,10 +5,11 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import AtlasError
-from core.store.imports import MAX_IMPORT_BYTES, delete_run_files, import_checkpoint
+from core.store.imports import delete_run_files, import_checkpoint
 from core.utils import config_hash
 from dashboard import cache, state
 from dashboard.components.cards import masked_note, model_card, threat_text
+from dashboard.components import imports
 from dashboard.components.charts import pareto_figure
 from dashboard.components.plugins import plugin_notices
 from dashboard.components.teaching import explain
@@ -113,27 +114,32 @@ else:
             else:
                 cols[4].caption("Shipped models are read-only.")
 
+
 with st.expander("Import a checkpoint", icon=":material/upload_file:"):
+    limit_mb, bigger = imports.upload_limits()
     st.markdown("Upload a checkpoint as two files: `NAME.safetensors` (weights) and `NAME.json` (metadata: "
                 "`arch`, `arch_kwargs`, `dataset`, …), as written by `python -m core train` or downloaded here. "
-                f"Limit {MAX_IMPORT_BYTES // 2**20} MiB. Files are validated before anything is stored; pickles "
-                "are never opened. The model must fit its dataset (input shape, number of classes); its accuracy "
-                "is then measured here as for a trained model (clean on the test split, PGD-10 at its ε), not "
-                "taken from the .json file.")
+                f"**Limit {limit_mb} MB per file**: the uploader refuses a bigger file (a red “!” on it). {bigger} "
+                "Files are validated before anything is stored; pickles are never opened. The model must fit its "
+                "dataset (input shape, number of classes); its accuracy is then measured here as for a trained "
+                "model (clean on the test split, PGD-10 at its ε), not taken from the .json file.")
     # No type filter: the uploader's own refusal is a bare red "!" on the file; ours below says what is wrong.
-    uploads = st.file_uploader("Checkpoint files (.safetensors and .json)", accept_multiple_files=True,
-                               key="hub_upload")
+    # A file over the size limit cannot be explained that way (it never reaches the script): the label says it.
+    uploads = st.file_uploader(f"Checkpoint files: NAME.safetensors and NAME.json (≤ {limit_mb} MB each)",
+                               accept_multiple_files=True, key="hub_upload", max_upload_size=limit_mb,
+                               help=f"A file over {limit_mb} MB is refused in the browser (a red “!” on it) and "
+                                    f"never reaches the Atlas. {bigger}")
     import_name = st.text_input("Display name (optional)", key="hub_import_name")
-    if st.button("Import", key="hub_import", disabled=not uploads):
+    if st.button("Import", key="hub_import", disabled=not uploads,
+                 help=None if uploads else f"Upload both files first (each ≤ {limit_mb} MB)."):
         weights = [f for f in uploads if f.name.endswith(".safetensors")]
         metas = [f for f in uploads if f.name.endswith(".json")]
         others = [f.name for f in uploads if not f.name.endswith((".safetensors", ".json"))]
         if others:
             st.error(f"Refused: {', '.join(others)} {'is' if len(others) == 1 else 'are'} neither a .safetensors "
                      "weights file nor a .json metadata file; remove it from the list above (its ×).")
-        elif len(weights) != 1 or len(metas) != 1:
-            st.error(f"Refused: upload exactly one .safetensors and one .json file (got {len(weights)} and "
-                     f"{len(metas)}).")
+        elif missing := imports.missing_file_message(weights, metas, limit_mb, bigger):
+            st.error(missing)
         else:
             try:
                 with st.spinner("Checking the files, then measuring the model on the test split…"):

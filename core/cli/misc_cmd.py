@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from datetime import datetime, timezone
 from typing import Any
@@ -46,12 +45,44 @@ def _runs(args: argparse.Namespace) -> int:
         registry.rename_run(args.run_id, args.name)
         print(f"renamed {args.run_id} to {args.name!r}")
         return 0
+    if action == "import":
+        return _import(args, registry)
+    from core.store.imports import delete_run_files
+
     run = registry.get_run(args.run_id)
-    registry.delete_run(args.run_id)
-    folder = registry.run_dir(args.run_id)
-    if folder.exists():
-        shutil.rmtree(folder)
+    # Its rows, then its folder: runs/<id> for a trained run, imports/<id> for an imported one.
+    delete_run_files(registry, args.run_id)
     print(f"deleted run {args.run_id} ({run['name']})")
+    return 0
+
+
+def _import(args: argparse.Namespace, registry: Any) -> int:
+    from core.store.imports import import_checkpoint_file
+    from core.utils import resolve_device
+
+    device = str(resolve_device(args.device))  # a bad --device is refused before the files are read
+    if not args.json and sys.stderr.isatty():  # a script's stderr gets only the one-line error, if any
+        what = "checking it against its dataset" if args.no_measure else f"measuring it on the test split ({device})"
+        print(f"importing {args.weights}: validating the files, then {what} …", file=sys.stderr, flush=True)
+    run = import_checkpoint_file(registry, args.weights, args.meta, name=args.name, measure=not args.no_measure,
+                                 device=device)
+    if args.json:
+        print(json.dumps(run, sort_keys=True, default=str))
+        return 0
+    m = run["final_metrics"]
+    print(f"imported “{run['name']}” as run {run['id']} (dataset {run['dataset']}, arch {run['arch']}, "
+          f"method {run['method']}); it now shows in the Model hub")
+    if "robust_acc" in m and not m.get("reported"):
+        print(f"clean {m['clean_acc']:.3f}  robust {m['robust_acc']:.3f}  (clean on the test split; {m['attack']} "
+              f"at ε={m['eps']:g} ({run['norm'] or 'linf'}) on held-out test points)")
+    elif "clean_acc" in m and not m.get("reported"):
+        print(f"clean {m['clean_acc']:.3f}  (on the test split; the .json file's ε is 0 or absent: no PGD check)")
+    elif m:
+        why = "--no-measure" if args.no_measure else "the dataset's files are not here"
+        print(f"clean {_fmt(m.get('clean_acc'))}  robust {_fmt(m.get('robust_acc'))}  (as reported by the .json "
+              f"file; not measured: {why})")
+    else:
+        print("no accuracy: the .json file reports none and the model was not measured")
     return 0
 
 

@@ -59,6 +59,12 @@ def non_negative_int(text: str) -> int:
     return positive_int(text)
 
 
+def display_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a name must not be blank")
+    return text
+
+
 def float_list(text: str) -> tuple[float, ...]:
     """``1,2,0.5`` → (1.0, 2.0, 0.5); the engine checks the values (positive, one per class)."""
     try:
@@ -171,13 +177,25 @@ def _add_eval(sub: Any) -> None:
 
 
 def _add_misc(sub: Any) -> None:
-    runs = sub.add_parser("runs", help="list, show, rename or delete runs").add_subparsers(dest="action")
+    runs = sub.add_parser("runs", help="list, show, import, rename or delete runs").add_subparsers(dest="action")
     lst = runs.add_parser("list", help="list runs (the default)")
     lst.add_argument("--dataset", default=None)
     lst.add_argument("--json", action="store_true")
     show = runs.add_parser("show", help="one run with its per-epoch metrics")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
+    imp = runs.add_parser("import", help="register a checkpoint from disk as the hub's Import does (same checks, "
+                          "run id and measurement), for files up to 4 GiB")
+    imp.add_argument("weights", metavar="PATH.safetensors", help="the weights file")
+    imp.add_argument("--meta", default=None, metavar="PATH.json",
+                     help="the metadata file (default: the .json of the same name beside the weights)")
+    imp.add_argument("--name", type=display_name, default=None,
+                     help="display name (default: the .json file's \"name\", else \"imported ARCH\")")
+    imp.add_argument("--no-measure", action="store_true",
+                     help="keep the .json file's accuracy (shown as reported) instead of measuring clean accuracy on "
+                          "the test split and PGD-10 at the model's ε; the model is still checked against its dataset")
+    imp.add_argument("--device", default="auto", help="where to measure: auto, cpu or cuda[:N] (default auto)")
+    imp.add_argument("--json", action="store_true", help="print the registered run as one JSON object")
     ren = runs.add_parser("rename")
     ren.add_argument("run_id")
     ren.add_argument("name")

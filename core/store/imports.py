@@ -4,76 +4,149 @@ An import is validated in a temporary folder by the same loader that refuses pic
 mismatched architectures and NaN weights, then checked against its dataset (input shape, number of classes) and
 measured as a trained run is (the .json file's own accuracy is kept as ``reported_*``); only a checkpoint that
 passes is moved into ATLAS_HOME/imports and registered. Nothing is written to the registry when it is refused.
+The hub uploads bytes (:func:`import_checkpoint`, up to 50 MiB); ``python -m core runs import`` copies files from
+disk (:func:`import_checkpoint_file`, up to 4 GiB); both then take the same steps.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.errors import CheckpointError
 from core.store.registry import Registry
 from core.store.shipped import created_timestamp
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
+# Files on disk (``python -m core runs import``) are copied, not uploaded: the cap only guards memory, since loading
+# reads the weights once and decodes them once (about twice the file's size at the peak).
+MAX_FILE_IMPORT_BYTES = 4 * 1024**3
+MAX_META_BYTES = 1024 * 1024
+_HUB_DELETE_HINT = "pick dataset {dataset} in the sidebar and delete that model here first"
+_CLI_DELETE_HINT = "delete that run first: python -m core runs delete {run_id}"
 
 
 def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, name: str | None = None,
-                      max_bytes: int = MAX_IMPORT_BYTES) -> dict[str, Any]:
-    """Validate and register an uploaded checkpoint; return its run row. Raises CheckpointError, saying why."""
+                      max_bytes: int = MAX_IMPORT_BYTES, measure: bool = True,
+                      device: str = "cpu") -> dict[str, Any]:
+    """Validate and register an uploaded checkpoint; return its run row. Raises CheckpointError, saying why.
+
+    ``measure=False`` keeps the .json file's own accuracy (marked ``reported``) instead of measuring the model; the
+    model is still checked against its dataset. ``device`` runs the measurement (auto, cpu or cuda[:N])."""
     if len(weights) > max_bytes:
         raise CheckpointError(f"the weights file is {len(weights) / 2**20:.1f} MiB; the limit is "
                               f"{max_bytes / 2**20:.0f} MiB")
-    if len(meta_json) > 1024 * 1024:
+    if len(meta_json) > MAX_META_BYTES:
         raise CheckpointError("the JSON metadata file is larger than 1 MiB; it is not a checkpoint's metadata")
-    from core.models import load_checkpoint
 
-    digest = hashlib.sha256(weights).hexdigest()[:12]
-    run_id = f"import-{digest}"
-    with tempfile.TemporaryDirectory(dir=registry.home, prefix=".import-") as tmp:
-        staged = Path(tmp) / "model.safetensors"
+    def stage(staged: Path) -> None:
         staged.write_bytes(weights)
         staged.with_suffix(".json").write_bytes(meta_json)
+
+    return _import_staged(registry, stage, ("the .safetensors file", "the .json file"), name=name,
+                          max_bytes=max_bytes, measure=measure, device=device, delete_hint=_HUB_DELETE_HINT)
+
+
+def import_checkpoint_file(registry: Registry, weights_path: str | os.PathLike[str],
+                           meta_path: str | os.PathLike[str] | None = None, *, name: str | None = None,
+                           max_bytes: int = MAX_FILE_IMPORT_BYTES, measure: bool = True,
+                           device: str = "cpu") -> dict[str, Any]:
+    """:func:`import_checkpoint` for files on disk (``python -m core runs import``): the same checks, run id, row and
+    files, with a cap suited to disk (``max_bytes``). The weights are copied into the staging folder, never held as
+    a second in-memory copy. ``meta_path`` defaults to the .json file of the same name beside the weights."""
+    weights_path = Path(weights_path).expanduser()
+    meta_path = Path(meta_path).expanduser() if meta_path is not None else weights_path.with_suffix(".json")
+    if weights_path.suffix == ".json":
+        raise CheckpointError(f"{weights_path} is the .json metadata; give the .safetensors weights file "
+                              "(its .json beside it is found by name)")
+    for path, what in ((weights_path, "weights file"), (meta_path, "metadata file")):
+        if not path.exists():
+            hint = " (give another with --meta PATH.json)" if what == "metadata file" else ""
+            raise CheckpointError(f"the {what} {path} does not exist{hint}")
+        if not path.is_file():
+            raise CheckpointError(f"the {what} {path} is {'a folder' if path.is_dir() else 'not a plain file'}, "
+                                  "not a checkpoint file")
+    size, meta_size = weights_path.stat().st_size, meta_path.stat().st_size
+    if size > max_bytes:
+        raise CheckpointError(f"the weights file {weights_path} is {size / 2**20:.1f} MiB; the limit is "
+                              f"{max_bytes / 2**20:.0f} MiB")
+    if meta_size > MAX_META_BYTES:
+        raise CheckpointError(f"the metadata file {meta_path} is larger than 1 MiB; it is not a checkpoint's "
+                              "metadata")
+
+    def stage(staged: Path) -> None:
+        try:
+            shutil.copyfile(weights_path, staged)
+            shutil.copyfile(meta_path, staged.with_suffix(".json"))
+        except OSError as exc:
+            raise CheckpointError(f"cannot read the checkpoint's files: {exc.strerror or exc} "
+                                  f"({exc.filename or weights_path})") from exc
+
+    return _import_staged(registry, stage, (str(weights_path), str(meta_path)), name=name, max_bytes=max_bytes,
+                          measure=measure, device=device, delete_hint=_CLI_DELETE_HINT)
+
+
+def _import_staged(registry: Registry, stage: Callable[[Path], None], labels: tuple[str, str], *,
+                   name: str | None, max_bytes: int, measure: bool, device: str, delete_hint: str) -> dict[str, Any]:
+    """Stage the files in a temporary folder of ATLAS_HOME (``stage(path)`` writes ``model.safetensors`` and
+    ``model.json``), validate and measure them there, then move the folder into place and register the run. A
+    refusal, an error or an interrupt at any step leaves neither a folder nor a row. ``labels`` name the user's
+    weights and .json file in messages, in place of the temporary copies."""
+    from core.models import load_checkpoint
+
+    with tempfile.TemporaryDirectory(dir=registry.home, prefix=".import-") as tmp:
+        staged = Path(tmp) / "model.safetensors"
+        stage(staged)
         try:
             model, meta = load_checkpoint(staged, max_bytes=max_bytes)
         except CheckpointError as exc:
             # Name the user's files, not our temporary copies.
             json_file = str(staged.with_suffix(".json"))
-            text = str(exc).replace(f"checkpoint metadata {json_file}", "the .json file")
-            text = text.replace(json_file, "the .json file")
-            raise CheckpointError(text.replace(str(staged), "the .safetensors file")) from exc
+            text = str(exc).replace(f"checkpoint metadata {json_file}", labels[1])
+            text = text.replace(json_file, labels[1])
+            raise CheckpointError(text.replace(str(staged), labels[0])) from exc
         _check_meta(meta)
+        # The loader has checked that the JSON's sha256 is the weights' own: the id is the weights' digest.
+        run_id = f"import-{meta['sha256'][:12]}"
         existing = registry.find_run(run_id)
         if existing is not None:
+            hint = delete_hint.format(dataset=existing["dataset"], run_id=run_id)
             raise CheckpointError(
                 f"these weights are already imported as “{existing['name']}” (run {run_id}) for dataset "
-                f"{existing['dataset']}; to import them again with other metadata, pick dataset "
-                f"{existing['dataset']} in the sidebar and delete that model here first")
-        metrics = _measured_or_reported(model, meta)
+                f"{existing['dataset']}; to import them again with other metadata, {hint}")
+        metrics = _measured_or_reported(model, meta, measure=measure, device=device)
         folder = registry.home / "imports" / run_id
         folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.exists():  # left by a run deleted without its files, or an import killed before registering
+            shutil.rmtree(folder)
         shutil.move(tmp, folder)
     dataset = str(meta.get("dataset", "unknown"))
     # Names are how models are picked: a clash (e.g. re-importing a shipped model's weights) gets a suffix.
     wanted = (name or meta.get("name") or f"imported {meta['arch']}").strip()[:110]
-    return registry.create_run(
-        run_id, name=registry.unique_name(dataset, wanted), dataset=dataset, arch=meta["arch"],
-        method=str(meta.get("method", "unknown")),
-        norm=meta.get("norm"), eps=_float_or_none(meta.get("eps")), config=meta.get("hparams", {}) or {},
-        status="imported", source="imported", checkpoint_path=str(folder / "model.safetensors"),
-        created_at=created_timestamp(meta),
-        final_metrics=metrics, run_dir=str(folder))
+    try:
+        return registry.create_run(
+            run_id, name=registry.unique_name(dataset, wanted), dataset=dataset, arch=meta["arch"],
+            method=str(meta.get("method", "unknown")),
+            norm=meta.get("norm"), eps=_float_or_none(meta.get("eps")), config=meta.get("hparams", {}) or {},
+            status="imported", source="imported", checkpoint_path=str(folder / "model.safetensors"),
+            created_at=created_timestamp(meta),
+            final_metrics=metrics, run_dir=str(folder))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
-def _measured_or_reported(model: Any, meta: dict[str, Any]) -> dict[str, Any]:
+def _measured_or_reported(model: Any, meta: dict[str, Any], *, measure: bool = True,
+                          device: str = "cpu") -> dict[str, Any]:
     """The model's accuracy as the Atlas measures a trained run's (clean on the test split, PGD-10 on 256 held-out
     test points at the model's ε), after checking it fits the dataset. When the dataset's files are not here the
-    JSON's own figures are kept, marked ``reported``; a model that does not fit the dataset is refused either way."""
+    JSON's own figures are kept, marked ``reported`` (so too with ``measure=False``); a model that does not fit the
+    dataset is refused either way."""
     from core.data import DATASETS, load_dataset, missing_files
 
     reported = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
@@ -88,9 +161,9 @@ def _measured_or_reported(model: Any, meta: dict[str, Any]) -> dict[str, Any]:
     shape = tuple(test.x.shape[1:]) if test is not None else tuple(spec.input_shape)
     classes = len(test.classes) if test is not None else spec.num_classes
     _check_fits(model, name, shape, classes)
-    if test is None:
+    if test is None or not measure:
         return {**reported, "reported": True} if reported else {}
-    return _measure(model, meta, test, reported)
+    return _measure(model, meta, test, reported, device)
 
 
 def _check_fits(model: Any, dataset: str, shape: tuple[int, ...], classes: int) -> None:
@@ -108,21 +181,22 @@ def _check_fits(model: Any, dataset: str, shape: tuple[int, ...], classes: int) 
                               "classes; check the .json file's \"dataset\" and \"arch_kwargs\"")
 
 
-def _measure(model: Any, meta: dict[str, Any], test: Any, reported: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
+def _measure(model: Any, meta: dict[str, Any], test: Any, reported: dict[str, Any],
+             device: str = "cpu") -> dict[str, Any]:
     from core.attacks import PGD
     from core.training.config import TrainConfig
     from core.training.epoch import accuracy, robust_flags
     from core.training.loop import held_out_subset
+    from core.utils import resolve_device
 
-    cpu = torch.device("cpu")
+    dev = resolve_device(device)  # the hub measures on the CPU; the CLI may pick a GPU
+    model.to(dev)
     defaults = TrainConfig()
-    metrics: dict[str, Any] = {"clean_acc": accuracy(model, test, cpu)}
+    metrics: dict[str, Any] = {"clean_acc": accuracy(model, test, dev)}
     eps, norm = _float_or_none(meta.get("eps")), meta.get("norm") or "linf"
     if eps:
         held_out = held_out_subset(test, defaults.eval_n, defaults.seed)
-        flags = robust_flags(model, held_out, PGD(norm=norm, steps=defaults.eval_steps), eps, cpu, defaults.seed)
+        flags = robust_flags(model, held_out, PGD(norm=norm, steps=defaults.eval_steps), eps, dev, defaults.seed)
         metrics.update(robust_acc=float(flags.float().mean()), attack=f"PGD-{defaults.eval_steps}", eps=eps)
         metrics["per_class_robust_acc"] = {str(name): float(flags[held_out.y == c].float().mean())
                                            for c, name in enumerate(held_out.classes) if (held_out.y == c).any()}
