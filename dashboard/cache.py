@@ -93,28 +93,33 @@ def devices() -> list[str]:
 WARM_DELAY_S = 4.0
 
 
-def _import_engine() -> None:
+def _import_engine(umap: bool) -> None:
     time.sleep(WARM_DELAY_S)
     import core.data  # noqa: F401
     import core.evaluation.table  # noqa: F401
     import core.models  # noqa: F401
     import core.training  # noqa: F401
 
-    if os.environ.get("ATLAS_WARM_UMAP", "1") != "0":
+    if umap:
         from core.latent.projection import warm_up
 
         warm_up()
 
 
 @st.cache_resource
-def warm_engine() -> threading.Thread:
+def warm_engine() -> threading.Thread | None:
     """Import torch and the engine in the background once per server, a moment after the first page is drawn.
 
     The hub needs no torch, so the first page renders fast; by the time someone opens a page that trains or
     attacks, the imports are done (a page that needs them earlier just waits on Python's import lock). Then UMAP's
     numba code is compiled (``ATLAS_WARM_UMAP=0`` skips it), so the first latent map is not held up by that.
+    ``ATLAS_WARM=0`` skips the whole thread (AppTests: a daemon thread still compiling when the test process exits
+    can abort it, "terminate called without an active exception"). Both are read here, when the thread starts.
     """
-    thread = threading.Thread(target=_import_engine, name="atlas-warm-engine", daemon=True)
+    if os.environ.get("ATLAS_WARM", "1") == "0":
+        return None
+    thread = threading.Thread(target=_import_engine, args=(os.environ.get("ATLAS_WARM_UMAP", "1") != "0",),
+                              name="atlas-warm-engine", daemon=True)
     thread.start()
     return thread
 

@@ -16,6 +16,8 @@ def clear_streamlit_caches() -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_umap_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The app's background UMAP compile (for the real server) would only compete for the CPU in these tests."""
-    monkeypatch.setenv("ATLAS_WARM_UMAP", "0")
+def no_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No background warm-up thread (for the real server): it would only compete for the CPU here, and it read
+    ATLAS_WARM_UMAP seconds after it started, when this fixture had restored it, so it compiled UMAP anyway; still
+    compiling when pytest exited, it aborted the process (exit 134) after every test had passed."""
+    monkeypatch.setenv("ATLAS_WARM", "0")
