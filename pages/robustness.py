@@ -50,9 +50,12 @@ norm = cols[0].selectbox("Norm", norms, key="rob_norm", format_func=charts.NORM_
 top, grid, own = page_view(primary["norm"], primary["eps"], norm, spec["input_shape"])
 eps = cols[1].select_slider("ε for the per-class views", options=sorted({*grid, own}), value=own,
                             key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}")
-points = (100, 200, PAGE_POINTS, 1000, "all")
-n_choice = cols[2].selectbox("Test points", points, index=points.index(PAGE_POINTS), key="rob_n",
-                             help="The first N points of the test split; larger is slower but tighter.")
+# Only sizes below the test split's own ("all" is the whole split): 1000 was offered on digits' 450 points.
+test_size = len(cache.run_dataset(primary["id"], dataset))
+points = (*(p for p in (100, 200, PAGE_POINTS, 1000) if p < test_size), "all")
+n_choice = cols[2].selectbox("Test points", points, index=points.index(PAGE_POINTS) if PAGE_POINTS in points else
+                             len(points) - 1, key="rob_n", format_func=lambda p: f"all {test_size}" if p == "all"
+                             else str(p), help="The first N points of the test split; larger is slower but tighter.")
 if not chosen:
     st.info("Choose at least one model.")
     st.stop()
@@ -89,7 +92,9 @@ classes = [str(c) for c in data.classes]
 colours = run_colours({r.run_id: cache.registry().get_run(r.run_id)["method"] for r in results})
 shared, short = drop_shared_prefix([r.name for r in results])
 entries = [{**ev.curve_entry(r), "name": name} for r, name in zip(results, short)]
-st.plotly_chart(charts.curve_figure(entries, eps, norm, [colours[r.run_id] for r in results]), key="rob_curve")
+scale = "image scale 0–1" if len(spec["input_shape"]) == 3 else "input units"
+st.plotly_chart(charts.curve_figure(entries, eps, norm, [colours[r.run_id] for r in results], scale),
+                key="rob_curve")
 gaps = ", ".join(f"{r.name}: {ev.check_gap(r):.1f}" for r in results)
 st.caption(f"Lines: one {results[0].bundle.curve.attack.upper()} run per model (robust at ε ⇔ its minimal "
            f"perturbation exceeds ε). Circles: PGD-10 at four ε; largest gap to the line in points — {gaps}. "

@@ -41,9 +41,11 @@ KEY_COLOUR = "#334155"
 LEGEND_ROW_PX = 22
 
 
-def curve_figure(curves: Sequence[dict], eps: float, norm: str, colours: Sequence[str] | None = None) -> go.Figure:
+def curve_figure(curves: Sequence[dict], eps: float, norm: str, colours: Sequence[str] | None = None,
+                 scale: str = "image scale 0–1") -> go.Figure:
     """Robust accuracy vs ε: per model the minimal-norm curve (line), PGD-10 checks and the worst case at ε (a star,
-    left out where an entry's ``worst`` is None), in ``colours`` (one per entry; else the palette's).
+    left out where an entry's ``worst`` is None), in ``colours`` (one per entry; else the palette's); ``scale``
+    says in what units ε is (toy data is not an image in 0–1).
 
     The legend names each model once (its colour) and each mark once, in a neutral colour: three entries per model
     came to 12 rows' worth with four models and ran over the x-axis. It hangs from the bottom of the figure, one
@@ -77,7 +79,7 @@ def curve_figure(curves: Sequence[dict], eps: float, norm: str, colours: Sequenc
                          legendgrouptitle=dict(text="marks (every model)") if j == 0 else None, **mark))
     rows = len(curves) + 1 + len(marks)
     layout = _layout("Robust accuracy vs ε", 400 + LEGEND_ROW_PX * rows,
-                     _axis(f"ε ({NORM_LABEL.get(norm, norm)}, image scale 0–1)"),
+                     _axis(f"ε ({NORM_LABEL.get(norm, norm)}, {scale})"),
                      _axis("robust accuracy", range=[-0.02, 1.02], tickformat=".0%"),
                      margin={**MARGIN, "b": 70 + LEGEND_ROW_PX * rows},
                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left",

@@ -74,6 +74,8 @@ def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_comput
     assert not at.exception, at.exception
     assert computed == [] and trust_runs == [], "the default view of the shipped models needs no attack"
     assert len(at.multiselect(key="rob_models").value) == 2
+    # Sizes below the test split's own only (1000 was offered on digits' 450 points), the split named by its size.
+    assert at.selectbox(key="rob_n").options == ["100", "200", "360", "all 450"]
     assert any("least robust class" in m.label for m in at.metric)
     assert min(_gains(at)) >= 0, "a point PGD-10 broke stays broken: no stronger attack gains less than nothing"
     export = next(c.value for c in at.caption if "per-sample tables are those of" in c.value)
@@ -206,6 +208,9 @@ def test_four_models_get_one_legend_entry_each_and_short_shared_names() -> None:
     assert shown == short + ["FMN (one minimal-norm run)", "PGD-10 check", "worst case per point at ε"]
     lines = [t for t in figure.data if t.mode == "lines" and t.showlegend is not False][:4]
     assert [t.line.color for t in lines] == ["#111111", "#222222", "#333333", "#444444"]
+    assert figure.layout.xaxis.title.text == "ε (ℓ∞, image scale 0–1)"
+    assert charts.curve_figure(entries, 0.1, "l2", scale="input units").layout.xaxis.title.text == \
+        "ε (ℓ2, input units)", "toy data is not an image in 0–1"
     legend, margin = figure.layout.legend, figure.layout.margin
     assert legend.yref == "container" and legend.y == 0 and legend.yanchor == "bottom"
     assert margin.b >= 70 + 22 * 8, "room under the x-axis title for 4 model rows, the group title and 3 mark rows"
