@@ -156,11 +156,13 @@ def surface_tab(view: PlaneComparison, spec: SectionSpec) -> None:
     loss_range = views.shared_loss_range(view.results)
     for column, (run_id, label) in zip(columns, labels):
         with column:
-            st.plotly_chart(views.surface_figure(view.results[label], f"Loss on the plane — {label}", loss_range),
-                            key=f"geo_surface_{run_id}")
+            # The model on a line of its own: "Loss on the plane — Primary: digits SmallCNN · PGD-AT ε=0.1" was cut
+            # off in a half-width column.
+            st.plotly_chart(views.surface_figure(view.results[label], f"Loss on the plane<br><sup>{label}</sup>",
+                                                 loss_range), key=f"geo_surface_{run_id}")
     st.caption(f"Cross-entropy loss of the true class ({data.classes[example.y]}) over the same plane, "
                f"{spec.surface_resolution}×{spec.surface_resolution} points; both panels share one height and colour "
-               f"range ({loss_range[0]:.3g}–{loss_range[1]:.3g}). Drag to rotate. A standard model's loss rises "
+               f"range ({views.loss_text(loss_range[0])} to {views.loss_text(loss_range[1])}). Drag to rotate. A standard model's loss rises "
                "steeply along û; adversarial training leaves a flatter, wider valley.")
 
 

@@ -191,6 +191,12 @@ def shared_loss_range(results: dict[str, Any]) -> tuple[float, float]:
     return low, high if high > low else low + 1.0
 
 
+def loss_text(value: float) -> str:
+    """A loss bound for a caption: 3 significant digits, and 0 rather than "-0" for a bound a hair below zero
+    (cross-entropy is ≥ 0; the range read "(-0–20.2)")."""
+    return f"{0.0 if abs(value) < 5e-4 else value:.3g}"
+
+
 def surface_figure(local: Any, title: str, loss_range: tuple[float, float] | None = None) -> go.Figure:
     """Loss over the plane as a 3-D surface; ``loss_range`` fixes the height and colour range (shared panels)."""
     s = local.surface
@@ -203,7 +209,7 @@ def surface_figure(local: Any, title: str, loss_range: tuple[float, float] | Non
                                                           zaxis=dict(title=dict(text="loss"), range=[low, high]),
                                                           aspectmode="cube",
                                                           camera=dict(eye=dict(x=2.1, y=-2.1, z=1.3))),
-                      **{**_PLAIN, "margin": dict(l=0, r=0, t=50, b=10)})
+                      **{**_PLAIN, "margin": dict(l=0, r=0, t=70, b=10)})
     return fig
 
 

@@ -227,3 +227,9 @@ def test_the_learn_tours_geometry_claims_hold_on_the_shipped_models() -> None:
     (pgd_there, _), (erm_there, _) = _crossings(at)
     assert pgd_there > 1.8 * erm_there, "on the standard model's normal PGD-AT's boundary is about twice as far"
     assert abs(erm_there - 0.8) < 0.1 and abs(pgd_there - 1.7) < 0.15, (erm_there, pgd_there)
+
+
+def test_the_loss_range_reads_from_zero_not_minus_zero() -> None:
+    """The Loss landscape caption said "(-0–20.2)" for a lower bound a hair below zero."""
+    assert (views.loss_text(-1e-6), views.loss_text(-0.0), views.loss_text(20.213)) == ("0", "0", "20.2")
+    assert views.loss_text(0.0123) == "0.0123"
