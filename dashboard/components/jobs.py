@@ -33,6 +33,10 @@ def _title(job: dict[str, Any]) -> str:
                              f"{label(SHORT_METHOD_LABELS, a.get('method'))}")
     details = [f"{label(NORM_LABELS, a.get('norm', 'linf'))} ε = {a.get('eps'):g}" if a.get("method") != "erm"
                else "clean inputs", plural(a.get("epochs"), "epoch")]
+    if str(a.get("method", "")).startswith("dale"):  # two DALE jobs differing in ρ looked the same
+        details.append(f"ρ = {a.get('dale_rho', 0.1):g}")
+    if a.get("seed"):
+        details.append(f"seed {a['seed']}")
     if a.get("class_weighting") == "adaptive":
         details.append(f"adaptive class weights (strength {a.get('class_weight_strength', 0.5):g})")
     elif a.get("class_weighting") == "fixed":
@@ -48,6 +52,20 @@ def _identity(job: dict[str, Any]) -> str:
     if job["run_id"]:
         parts.append(f"run `{job['run_id']}`")
     return " · ".join(parts)
+
+
+def _result(job: dict[str, Any]) -> str | None:
+    """What a completed training job produced: its run's final clean and robust accuracy (None before that)."""
+    if job["kind"] != "train" or job["status"] != "completed" or not job["run_id"]:
+        return None
+    run = cache.registry().find_run(job["run_id"])
+    metrics = (run or {}).get("final_metrics") or {}
+    if metrics.get("clean_acc") is None:
+        return None
+    text = f"Final: clean **{100 * metrics['clean_acc']:.1f} %**"
+    if metrics.get("robust_acc") is not None:
+        text += f" · robust **{100 * metrics['robust_acc']:.1f} %** (PGD at ε = {run['eps']:g})"
+    return text
 
 
 def _clock(timestamp: float) -> str:
@@ -71,6 +89,8 @@ def _job_row(job: dict[str, Any], resumable: set[str], *, compact: bool = False)
         colour = STATUS_COLOUR.get(job["status"], "gray")
         head.markdown(f"**{_title(job)}**  :{colour}-badge[{job['status']}]")
         head.caption(_identity(job))
+        if (result := _result(job)) is not None:
+            head.markdown(result)
         if not compact:
             # Under the columns, not in the title's: there the bar stopped at 5/6 of the card even when complete.
             st.progress(*progress_bar(job))

@@ -259,6 +259,22 @@ def test_job_titles_are_readable() -> None:
                                                             "(strength 0.5))")
     args.update(class_weighting="fixed", class_weights=[1.0, 2.0], name="mine")
     assert _title({"kind": "train", "args": args}) == "mine (ℓ∞ ε = 0.1, 3 epochs, fixed class weights 1, 2)"
+    # Two DALE jobs differing in ρ, or two seeds, looked the same.
+    args.update(method="dale", dale_rho=0.05, seed=3, class_weighting="none", class_weights=[], name="")
+    assert _title({"kind": "train", "args": args}) == "digits · SmallCNN · DALE (ℓ∞ ε = 0.1, 3 epochs, ρ = 0.05, seed 3)"
+
+
+def test_a_completed_training_job_shows_what_it_produced(atlas_home: Path) -> None:
+    """Finished job cards said "completed" and nothing about the model they made."""
+    from dashboard.components.jobs import _result
+
+    registry = Registry(atlas_home)
+    registry.create_run("done-run", name="done", dataset="digits", arch="smallcnn", method="pgd-at", norm="linf",
+                        eps=0.1, config={}, source="trained")
+    registry.update_run("done-run", status="completed", final_metrics={"clean_acc": 0.987, "robust_acc": 0.8123})
+    job = {"kind": "train", "status": "completed", "run_id": "done-run"}
+    assert _result(job) == "Final: clean **98.7 %** · robust **81.2 %** (PGD at ε = 0.1)"
+    assert _result({**job, "status": "running"}) is None and _result({**job, "run_id": None}) is None
 
 
 def test_the_hub_renders_without_importing_torch(subprocess_env: dict) -> None:
