@@ -36,7 +36,19 @@ def run_labels(runs_: list[dict[str, Any]]) -> dict[str, str]:
     counts: dict[str, int] = {}
     for run in runs_:
         counts[run["name"]] = counts.get(run["name"], 0) + 1
-    return {r["id"]: r["name"] if counts[r["name"]] == 1 else f"{r['name']} · {r['id']}" for r in runs_}
+    return {r["id"]: _with_method(r) if counts[r["name"]] == 1 else f"{_with_method(r)} · {r['id']}" for r in runs_}
+
+
+def _with_method(run: dict[str, Any]) -> str:
+    """A run's name, with its method and ε added when the name does not say them (a name the user typed, such as
+    "lecture-pgd2", hid what the model is in every picker)."""
+    from dashboard.components.labels import SHORT_METHOD_LABELS
+
+    method = SHORT_METHOD_LABELS.get(run["method"], run["method"])
+    if method.lower() in run["name"].lower():
+        return run["name"]
+    threat = "" if run["method"] == "erm" or run["eps"] is None else f" ε={run['eps']:g}"
+    return f"{run['name']} · {method}{threat}"
 
 
 def runs_table(dataset: str | None = None) -> pd.DataFrame:

@@ -362,3 +362,16 @@ def test_the_live_loss_axis_has_round_ticks_on_the_accuracy_grid(top: float) -> 
     assert 5 * step >= top > 5 * step / 2.5 - 1e-12, (top, step)
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5)), step
+
+
+def test_pickers_say_what_a_model_is_when_its_name_does_not() -> None:
+    """A typed name such as "lecture-pgd2" hid the method and ε in every picker."""
+    from dashboard.cache import run_labels
+
+    runs = [{"id": "a", "name": "lecture-pgd2", "method": "pgd-at", "eps": 0.1},
+            {"id": "b", "name": "digits SmallCNN · PGD-AT ε=0.1", "method": "pgd-at", "eps": 0.1},
+            {"id": "c", "name": "baseline", "method": "erm", "eps": 0.1},
+            {"id": "d", "name": "twin", "method": "trades", "eps": 0.2},
+            {"id": "e", "name": "twin", "method": "trades", "eps": 0.2}]
+    assert run_labels(runs) == {"a": "lecture-pgd2 · PGD-AT ε=0.1", "b": "digits SmallCNN · PGD-AT ε=0.1",
+                                "c": "baseline · ERM", "d": "twin · TRADES ε=0.2 · d", "e": "twin · TRADES ε=0.2 · e"}

@@ -39,7 +39,8 @@ def test_train_from_the_form_while_a_second_session_watches(server: str, browser
     assert selected(other, "Dataset") == "moons"
 
     go_to(page, "Model hub", "Model hub")
-    assert "e2e pgd run" in options_of(page, "Primary model")
+    # A typed name that does not say the method gets it in the pickers.
+    assert "e2e pgd run · PGD-AT ε=0.1" in options_of(page, "Primary model")
     assert_healthy(page)
     assert_healthy(other)
     other.context.close()
