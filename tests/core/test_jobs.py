@@ -135,3 +135,13 @@ def test_a_queued_job_whose_options_no_longer_validate_does_not_block_new_ones(r
                      "queued", 0.0, str(registry.home / "jobs" / "old-job.log")))
     job = create_job(registry, "train", job_args(epochs=2, seed=23))
     assert get_job(registry, job)["status"] == "queued"
+
+
+def test_the_time_left_counts_down_between_reports_instead_of_growing() -> None:
+    """Extrapolated from the time elapsed now, the estimate grew while a long step ran without a report."""
+    job = {"status": "running", "started_at": 100.0, "heartbeat_at": 110.0, "progress": 0.5}
+    assert eta_seconds(job, now=110.0) == pytest.approx(10.0)
+    assert eta_seconds(job, now=112.0) == pytest.approx(8.0), "2 s later, 2 s less, not more"
+    assert eta_seconds(job, now=125.0) is None, "the step runs longer than the estimate: no number rather than 0"
+    assert eta_seconds({**job, "progress": 0.005}, now=111.0) is None
+    assert eta_seconds({**job, "status": "completed"}, now=111.0) is None
