@@ -66,10 +66,13 @@ def probs_figure(probs_clean: np.ndarray, probs_adv: np.ndarray, classes: Sequen
     data = [dict(type="bar", y=names, x=probs[order], orientation="h", name=name, marker=dict(color=colour),
                  hovertemplate="%{y}: %{x:.1%}<extra>" + name + "</extra>")
             for probs, name, colour in ((probs_clean, "clean", "#2563eb"), (probs_adv, "adversarial", "#c2410c"))]
-    layout = dict(BASE, title=dict(text="Top classes before and after"), barmode="group", height=300,
-                  margin=dict(l=80, r=10, t=46, b=40),
-                  xaxis=dict(GRID, title=dict(text="probability"), range=[0, 1], tickformat=".0%"),
-                  yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.25, x=0))
+    # The legend hangs from the figure's bottom with room for two rows: at a fraction of the plot height, its
+    # entries stacked in a narrow column (1024 px) and covered the "probability" axis title.
+    layout = dict(BASE, title=dict(text="Top classes before and after"), barmode="group", height=330,
+                  margin=dict(l=80, r=10, t=46, b=84),
+                  xaxis=dict(GRID, title=dict(text="probability"), range=[0, 1.04], tickformat=".0%"),
+                  yaxis=dict(autorange="reversed"),
+                  legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
     return go.Figure(data=data, layout=layout)
 
 
