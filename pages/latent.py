@@ -22,7 +22,7 @@ explain(
     "adversarial points are placed into the same map, so clean and adversarial positions are comparable. A "
     "standard model's clusters dissolve at small ε; an adversarially trained model's hold much longer.",
     "madry", "geometry")
-with st.expander("What UMAP distances do and do not mean", icon=":material/info:"):
+with st.expander("What distances on the map do and do not mean (UMAP, PCA, t-SNE)", icon=":material/info:"):
     st.markdown(
         "- UMAP keeps **neighbourhoods**: points close on the map are usually close in feature space.\n"
         "- It does **not** keep distances between clusters or cluster sizes: a gap twice as wide is not twice as "
