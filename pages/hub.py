@@ -48,7 +48,10 @@ else:
     # Keyed by the ids it shows: when runs appear or go (a job finishes, a delete), the row selection resets
     # instead of silently pointing at another model.
     table_key = config_hash(list(table["id"]), length=8)
-    shown = table.assign(threat=[threat_text(n, e) for n, e in zip(table["norm"], table["ε"])])
+    # Every row is on this dataset: its name's leading "digits " only pushed the telling part out of the cut-off
+    # column (two "digits SmallCNN · DALE ε=0.1 · 1 ep…" rows looked the same).
+    shown = table.assign(threat=[threat_text(n, e) for n, e in zip(table["norm"], table["ε"])],
+                         name=[n.removeprefix(f"{dataset} ") for n in table["name"]])
     event = st.dataframe(
         shown, hide_index=True, key=f"hub_table_{table_key}",
         on_select="rerun", selection_mode="single-row",

@@ -314,6 +314,8 @@ def test_every_hub_table_column_fits_beside_the_sidebar_on_a_1280_px_screen() ->
     assert all(isinstance(w, int) for w in widths), dict(zip(order, widths))
     assert sum(widths) + 35 <= 800, dict(zip(order, widths))
     assert set(table.value["threat"]) == {"ℓ∞ 0.1"}
+    assert "SmallCNN · ERM" in set(table.value["name"]), "the dataset every row shares is left out of the names"
+    assert not any(n.startswith("digits ") for n in table.value["name"])
 
 
 def test_train_page_sets_class_weighting_and_refuses_what_does_not_fit(atlas_home: Path) -> None:
