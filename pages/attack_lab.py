@@ -87,13 +87,16 @@ def live_panel() -> None:
                     format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,
                     args=(attack.norm,), help="Moving the slider only looks up the precomputed grid.")
     index = int(np.abs(grid - eps).argmin())
-    columns = st.columns(len(runs), gap="large")
+    # For a lecture hall: side by side, a digit is ~110 px wide at 1280 px and ~50 px at 1024; one model per row
+    # gives the images the page's width.
+    large = st.toggle("Large images (one model per row, for a projector)", key="lab_large")
+    columns = [st.container() for _ in runs] if large else st.columns(len(runs), gap="large")
     for column, run_id in zip(columns, runs):
         with column:
             sweep = sweeps[run_id]
             model_panel(sweep, index, flips[run_id], data.classes, label=titles[run_id],
                         key=f"lab_{'primary' if run_id == primary else 'comparison'}", trace_label=attack.trace_label,
-                        attack=attack.summary)
+                        attack=attack.summary, image_height=330 if large else 200)
             st.caption(f"{flip_sentence(sweep, data.classes)} Grid of {len(grid)} budgets computed in "
                        f"{sweep.seconds * 1000:.0f} ms.")
 

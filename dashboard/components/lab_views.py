@@ -28,7 +28,7 @@ def _panel(x: np.ndarray, axis: str, coloraxis: str, hover: str = PIXEL_HOVER) -
     return dict(type="image", z=(np.clip(x.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8), **refs)
 
 
-def triptych(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str]) -> tuple[go.Figure, float]:
+def triptych(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str], height: int = 200) -> tuple[go.Figure, float]:
     """Clean | perturbation | adversarial in one figure, equal sizes, square pixels (C×H×W images in [0,1]).
 
     The perturbation (mean over channels) uses a diverging colour map centred on 0; returns its largest |δ| (0.0
@@ -43,7 +43,7 @@ def triptych(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str]) -> tuple[g
             _panel(x_adv, "3", "coloraxis")]
     limit = scale or 1e-3
     layout: dict[str, Any] = dict(
-        BASE, height=200, margin=dict(l=5, r=5, t=44, b=5),
+        BASE, height=height, margin=dict(l=5, r=5, t=44, b=5),
         coloraxis=dict(colorscale="gray", cmin=0.0, cmax=1.0, showscale=False),
         coloraxis2=dict(colorscale="RdBu_r", cmid=0.0, cmin=-limit, cmax=limit, showscale=False))
     for i, (domain, title) in enumerate(zip(DOMAINS, titles)):
@@ -259,9 +259,10 @@ def numbers_table(sweep: Any, index: int, flip: dict[str, Any], classes: Sequenc
 
 
 def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[str], *, label: str,
-                key: str, trace_label: str | None, attack: str) -> None:
+                key: str, trace_label: str | None, attack: str, image_height: int = 200) -> None:
     """Everything for one model at one ε: verdict, three images, key numbers, probabilities, loss, downloads.
-    ``attack`` names the attack with its parameters ("PGD (ℓ∞), 10 steps, untargeted") for the slide."""
+    ``attack`` names the attack with its parameters ("PGD (ℓ∞), 10 steps, untargeted") for the slide;
+    ``image_height`` is the images' figure height (taller for a projector)."""
     eps = float(sweep.eps_grid[index])
     x_adv = sweep.x_adv[index]
     pred = int(sweep.pred_adv[index])
@@ -277,7 +278,7 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     st.markdown(f"**{role}**  \n{name}" if name else f"**{label}**")
     st.container(key=f"{key}_verdict").markdown(verdict)  # keyed: browser tests and benches find it by class
     fig, scale = triptych(sweep.x, x_adv, (f"clean<br>→ {classes[sweep.pred_clean]}", "perturbation δ",
-                                           f"adversarial<br>→ {classes[pred]}"))
+                                           f"adversarial<br>→ {classes[pred]}"), image_height)
     st.plotly_chart(fig, key=f"{key}_images", config={"displayModeBar": False})
     if scale > 0:
         st.caption(f"δ colours span ±{scale:.3f} in image units (red brighter, blue darker), i.e. amplified "

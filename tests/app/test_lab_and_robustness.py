@@ -4,6 +4,7 @@ tests/e2e/test_lab_and_robustness_browser.py)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -398,3 +399,17 @@ def test_the_chosen_eps_survives_leaving_the_lab_and_follows_its_norm() -> None:
     assert not at.exception, at.exception
     assert at.slider(key="lab_eps").value == 0.25
     assert "at ε = 0.25" in " ".join(m.value for m in at.markdown)
+
+
+def test_large_images_put_one_model_per_row_with_taller_images() -> None:
+    """For a lecture hall: side by side, a digit was ~50 px wide at 1024 px."""
+    at = open_page("attack_lab")
+    heights = [json.loads(c.proto.spec)["layout"]["height"] for c in at.get("plotly_chart")
+               if "perturbation δ" in c.proto.spec]
+    assert heights == [200, 200]
+    at.toggle(key="lab_large").set_value(True).run()
+    assert not at.exception, at.exception
+    heights = [json.loads(c.proto.spec)["layout"]["height"] for c in at.get("plotly_chart")
+               if "perturbation δ" in c.proto.spec]
+    assert heights == [330, 330]
+    assert len(verdicts(at)) == 2, "both models are still shown"
