@@ -11,6 +11,7 @@ from dashboard import cache, state
 from dashboard.components.cards import masked_note, model_card, threat_text
 from dashboard.components import imports
 from dashboard.components.charts import pareto_figure
+from dashboard.components.lab_views import slug
 from dashboard.components.plugins import plugin_notices
 from dashboard.components.teaching import explain
 
@@ -87,12 +88,14 @@ else:
                 st.rerun()
             if run["checkpoint_path"]:
                 path = Path(run["checkpoint_path"])
+                # Named after the model (names are unique; a pair with one stem, as the import wants), not its id.
+                stem = slug(run["name"]) or run["id"]
                 if path.exists():
                     cols[2].download_button("Download weights", cache.file_bytes(str(path), path.stat().st_mtime),
-                                            file_name=f"{run['id']}.safetensors", key="hub_dl_weights")
+                                            file_name=f"{stem}.safetensors", key="hub_dl_weights")
                     meta = path.with_suffix(".json")
                     cols[3].download_button("Download JSON", cache.file_bytes(str(meta), meta.stat().st_mtime),
-                                            file_name=f"{run['id']}.json", key="hub_dl_json")
+                                            file_name=f"{stem}.json", key="hub_dl_json")
             if not run["readonly"]:
                 with cols[4].popover("Rename / delete"):
                     new_name = st.text_input("New name", value=run["name"], key="hub_rename_text")

@@ -298,12 +298,14 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     _downloads(sweep, index, classes, label=label, key=key, attack=attack, scale=scale)
 
 
+def slug(text: str) -> str:
+    """``text`` as a safe file-name part: "digits SmallCNN · PGD-AT ε=0.1" → "digits-smallcnn-pgd-at-0-1"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("ℓ∞", "linf").replace("ℓ2", "l2")).strip("-")
+
+
 def download_stem(model: str, attack: str, cls: str, eps: float) -> str:
     """A file name stem naming the model, the attack with its settings, the class and ε, so the slides of two
     attacks on one example do not overwrite each other in a downloads folder."""
-    def slug(text: str) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("ℓ∞", "linf").replace("ℓ2", "l2")).strip("-")
-
     return f"{slug(model)}_{slug(attack)}_class-{slug(cls)}_eps-{eps:.4g}"
 
 
