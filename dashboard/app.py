@@ -24,6 +24,7 @@ with st.sidebar:
     st.markdown("## :material/shield: Robustness Atlas")
     specs = cache.dataset_specs()
     names = sorted(specs, key=lambda n: (specs[n]["needs_files"], n))
+    state.read_url(names)
     st.selectbox("Dataset", names, index=names.index(st.session_state[state.DATASET]), key="_sb_dataset",
                  on_change=state.set_from_widget, args=(state.DATASET, "_sb_dataset"),
                  format_func=lambda n: n + (" (files needed)" if specs[n]["needs_files"] else ""))
@@ -31,6 +32,7 @@ with st.sidebar:
     # the hub's table (with its status) but is not offered here.
     runs = [r for r in cache.runs(st.session_state[state.DATASET]) if r["checkpoint_path"]]
     state.ensure_models(runs)
+    state.write_url()
     labels = cache.run_labels(runs)
     ids = list(labels)
     if ids:

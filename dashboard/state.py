@@ -23,9 +23,40 @@ PREFERRED_PRIMARY = ("pgd-at", "trades", "fgsm-rs")
 PREFERRED_COMPARISON = ("erm",)
 
 
+# The shared selections also live in the page's URL (?dataset=…&primary=…&comparison=…): a reload, or a link sent
+# to a colleague, opens the same models instead of the defaults.
+URL_KEYS = {DATASET: "dataset", PRIMARY_RUN: "primary", COMPARISON_RUN: "comparison"}
+NO_COMPARISON = "none"
+
+
 def init_state() -> None:
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+def read_url(datasets: list[str]) -> None:
+    """Once per session, before the sidebar is drawn: take the dataset and models from the URL. A dataset the Atlas
+    does not know is ignored; run ids are checked by :func:`ensure_models` (an unknown one gets the default)."""
+    if st.session_state.get("_url_read"):
+        return
+    st.session_state["_url_read"] = True
+    params = st.query_params
+    if params.get("dataset") in datasets:
+        st.session_state[DATASET] = st.session_state["_models_for_dataset"] = params["dataset"]
+    if params.get("primary"):
+        st.session_state[PRIMARY_RUN] = params["primary"]
+    if params.get("comparison"):
+        st.session_state[COMPARISON_RUN] = None if params["comparison"] == NO_COMPARISON else params["comparison"]
+
+
+def write_url() -> None:
+    """Put the current dataset and models in the URL (only the parts that changed: each write is a browser
+    history update)."""
+    values = {DATASET: st.session_state[DATASET], PRIMARY_RUN: st.session_state[PRIMARY_RUN] or "",
+              COMPARISON_RUN: st.session_state[COMPARISON_RUN] or NO_COMPARISON}
+    for key, name in URL_KEYS.items():
+        if values[key] and st.query_params.get(name) != values[key]:
+            st.query_params[name] = values[key]
 
 
 def pick(runs: list[dict[str, Any]], methods: tuple[str, ...], exclude: str | None = None) -> str | None:

@@ -377,3 +377,26 @@ def test_pickers_say_what_a_model_is_when_its_name_does_not() -> None:
             {"id": "e", "name": "twin", "method": "trades", "eps": 0.2}]
     assert run_labels(runs) == {"a": "lecture-pgd2 · PGD-AT ε=0.1", "b": "digits SmallCNN · PGD-AT ε=0.1",
                                 "c": "baseline · ERM", "d": "twin · TRADES ε=0.2 · d", "e": "twin · TRADES ε=0.2 · e"}
+
+
+def test_the_url_keeps_the_chosen_models_across_a_reload() -> None:
+    """A browser reload reset Primary to PGD-AT: the selections now live in the URL as well."""
+    at = open_app()
+    assert at.query_params["dataset"] == "digits" and at.query_params["comparison"] == "shipped-digits-smallcnn-erm"
+    at.selectbox(key="_sb_primary").set_value("shipped-digits-smallcnn-trades").run()
+    assert at.query_params["primary"] == "shipped-digits-smallcnn-trades"
+
+    reloaded = AppTest.from_file(APP, default_timeout=120)  # a new session with that URL
+    reloaded.query_params.update(dataset="digits", primary="shipped-digits-smallcnn-trades", comparison="none")
+    reloaded.run()
+    assert not reloaded.exception, reloaded.exception
+    assert reloaded.session_state["primary_run"] == "shipped-digits-smallcnn-trades"
+    assert reloaded.session_state["comparison_run"] is None, "'none' is the user's explicit no comparison"
+    assert reloaded.selectbox(key="_sb_primary").value == "shipped-digits-smallcnn-trades"
+
+    bad = AppTest.from_file(APP, default_timeout=120)
+    bad.query_params.update(dataset="no-such-data", primary="no-such-run")
+    bad.run()
+    assert not bad.exception, bad.exception
+    assert bad.session_state["dataset"] == "digits" and bad.session_state["primary_run"] == \
+        "shipped-digits-smallcnn-pgd-at", "unknown values in the URL fall back to the defaults"
