@@ -275,3 +275,16 @@ def test_a_training_job_with_two_processes_runs_under_torchrun(tmp_path: Path) -
     run = registry.get_run(run_id_for(config))
     assert run["status"] == "completed" and job["run_id"] == run["id"]
     assert [e["metrics"]["world_size"] for e in registry.epochs(run["id"])] == [2, 2]
+
+
+def test_ddp_syncs_buffers_only_for_models_whose_buffers_training_changes() -> None:
+    """The input normalisation's mean and std were broadcast before every forward pass: a collective per step for
+    two constants. BatchNorm's running statistics (and a plugin's unknown buffers) still are."""
+    from core.models import build_model
+    from core.training.loop import changing_buffers
+
+    assert not changing_buffers(build_model("smallcnn", seed=0, in_channels=1, image_size=8, num_classes=10))
+    assert changing_buffers(build_model("preact_resnet18", seed=0, in_channels=3, num_classes=10))
+    plain = torch.nn.Linear(2, 2)
+    plain.register_buffer("steps", torch.zeros(1))
+    assert changing_buffers(plain), "a buffer the Atlas does not know is synced"
