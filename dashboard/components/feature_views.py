@@ -141,7 +141,9 @@ def measures_table(summaries: dict[str, dict[str, float]]) -> tuple[pd.DataFrame
 MEASURES = {"rank_correlation": "rank<br>corr.", "topk_overlap": "top-10%<br>overlap",
             "low_freq_clean": "low freq.<br>clean", "low_freq_adv": "low freq.<br>adv.",
             "strokes_clean": "strokes<br>clean", "strokes_adv": "strokes<br>adv."}
-RUN_COLOURS = ("#2563eb", "#c2410c")
+# Primary, comparison: the same order as Geometry's (MODEL_COLOURS there); it was the other way round, so the
+# primary model was orange on one page and blue on the next.
+RUN_COLOURS = ("#c2410c", "#2563eb")
 
 
 def measures_figure(per_sample: dict[str, dict[str, np.ndarray]], title: str) -> go.Figure:

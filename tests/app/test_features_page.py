@@ -58,3 +58,10 @@ def test_features_page_shows_maps_measures_units_and_ablation() -> None:
     assert list(at.dataframe[1].value.columns) == ["all units", "8 switched off"]
     at.selectbox(key="feat_method").set_value("gradcam").run()
     assert not at.exception, at.exception
+
+
+def test_primary_and_comparison_keep_their_colours_across_pages() -> None:
+    """The primary model was blue on Features and orange on Geometry."""
+    from dashboard.components import feature_views, geometry_views
+
+    assert feature_views.RUN_COLOURS == geometry_views.MODEL_COLOURS
