@@ -71,9 +71,8 @@ def _command(method: str, batch: int, repeat: int, ddp: bool) -> list[str]:
     return [sys.executable, __file__, *args]
 
 
-def _seconds(proc: subprocess.Popen, what: str) -> float:
-    out, err = proc.communicate()
-    if proc.returncode:
+def _seconds(out: str, err: str, code: int, what: str) -> float:
+    if code:
         sys.exit(f"the {what} worker failed:\n{err[-3000:]}")
     return json.loads(out.strip().splitlines()[-1])["step_seconds"]
 
@@ -85,7 +84,8 @@ def measure(method: str, batch: int, repeat: int, mode: str) -> float:
     count = 2 if mode == "pair" else 1
     procs = [subprocess.Popen(_command(method, batch, repeat, mode == "ddp"), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(count)]
-    return max(_seconds(proc, mode) for proc in procs)
+    finished = [(*proc.communicate(), proc.returncode) for proc in procs]  # both end before either is judged
+    return max(_seconds(out, err, code, mode) for out, err, code in finished)
 
 
 def main() -> None:

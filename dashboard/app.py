@@ -32,7 +32,7 @@ with st.sidebar:
     # the hub's table (with its status) but is not offered here.
     runs = [r for r in cache.runs(st.session_state[state.DATASET]) if r["checkpoint_path"]]
     state.ensure_models(runs)
-    state.write_url()
+    state.write_url(len(runs))
     labels = cache.run_labels(runs)
     ids = list(labels)
     if ids:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import threading
 import time
@@ -45,7 +46,8 @@ def _with_method(run: dict[str, Any]) -> str:
     from dashboard.components.labels import SHORT_METHOD_LABELS
 
     method = SHORT_METHOD_LABELS.get(run["method"], run["method"])
-    if method.lower() in run["name"].lower():
+    # As a whole word ("erm" is in "thermal", DALE in "dale-kl-x"): the name must say this method, not another's.
+    if re.search(rf"(?<![\w-]){re.escape(method)}(?![\w-])", run["name"], flags=re.IGNORECASE):
         return run["name"]
     threat = "" if run["method"] == "erm" or run["eps"] is None else f" ε={run['eps']:g}"
     return f"{run['name']} · {method}{threat}"

@@ -42,20 +42,28 @@ def read_url(datasets: list[str]) -> None:
     st.session_state["_url_read"] = True
     params = st.query_params
     if params.get("dataset") in datasets:
-        st.session_state[DATASET] = st.session_state["_models_for_dataset"] = params["dataset"]
+        st.session_state[DATASET] = params["dataset"]
+    if params.get("primary") or params.get("comparison"):
+        # The models named belong to this dataset: ensure_models must check them, not reset them as after a switch.
+        st.session_state["_models_for_dataset"] = st.session_state[DATASET]
     if params.get("primary"):
         st.session_state[PRIMARY_RUN] = params["primary"]
     if params.get("comparison"):
         st.session_state[COMPARISON_RUN] = None if params["comparison"] == NO_COMPARISON else params["comparison"]
 
 
-def write_url() -> None:
+def write_url(models: int) -> None:
     """Put the current dataset and models in the URL (only the parts that changed: each write is a browser
-    history update)."""
-    values = {DATASET: st.session_state[DATASET], PRIMARY_RUN: st.session_state[PRIMARY_RUN] or "",
-              COMPARISON_RUN: st.session_state[COMPARISON_RUN] or NO_COMPARISON}
+    history update). A model that is not there leaves the URL; "none" is written only when the user could have
+    picked a comparison (``models`` ≥ 2), so a dataset with one model does not pin "no comparison" for later."""
+    comparison = st.session_state[COMPARISON_RUN] or (NO_COMPARISON if models >= 2 else None)
+    values = {DATASET: st.session_state[DATASET], PRIMARY_RUN: st.session_state[PRIMARY_RUN],
+              COMPARISON_RUN: comparison}
     for key, name in URL_KEYS.items():
-        if values[key] and st.query_params.get(name) != values[key]:
+        if not values[key]:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != values[key]:
             st.query_params[name] = values[key]
 
 

@@ -61,12 +61,13 @@ with st.spinner(f"Attacking the example at every ε of the grid: about {attack.c
             st.stop()
 
 
-# The ε the user last chose, per norm: kept across examples, attacks and pages (a non-widget key survives them).
+# The ε the user last chose, per dataset and norm: kept across examples, attacks and pages (a non-widget key
+# survives them); another dataset starts at its model's own ε.
 KEPT_EPS = "_lab_eps_kept"
 
 
-def _keep_eps(norm: str) -> None:
-    st.session_state.setdefault(KEPT_EPS, {})[norm] = st.session_state["lab_eps"]
+def _keep_eps(where: str) -> None:
+    st.session_state.setdefault(KEPT_EPS, {})[where] = st.session_state["lab_eps"]
     st.session_state["_lab_eps_moved"] = True
 
 
@@ -74,7 +75,8 @@ def _keep_eps(norm: str) -> None:
 def live_panel() -> None:
     """Only this fragment reruns when the slider moves; it indexes into the cached sweeps, computing nothing."""
     grid = np.asarray(attack.grid)
-    kept = st.session_state.get(KEPT_EPS, {}).get(attack.norm)
+    where = f"{dataset}:{attack.norm}"
+    kept = st.session_state.get(KEPT_EPS, {}).get(where)
     start = grid[min(attack.start_index, len(grid) - 1)] if kept is None else grid[np.abs(grid - kept).argmin()]
     # Written on every run but the slider's own, not only when it differs: after a run that drew no slider (an
     # upload waiting for its class) the browser drew a new one at its default 0.1 while the session still held
@@ -85,7 +87,7 @@ def live_panel() -> None:
     eps = st.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
                     max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
                     format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,
-                    args=(attack.norm,), help="Moving the slider only looks up the precomputed grid.")
+                    args=(where,), help="Moving the slider only looks up the precomputed grid.")
     index = int(np.abs(grid - eps).argmin())
     # For a lecture hall: side by side, a digit is ~110 px wide at 1280 px and ~50 px at 1024; one model per row
     # gives the images the page's width.

@@ -162,8 +162,8 @@ def surface_tab(view: PlaneComparison, spec: SectionSpec) -> None:
                                                  loss_range), key=f"geo_surface_{run_id}")
     st.caption(f"Cross-entropy loss of the true class ({data.classes[example.y]}) over the same plane, "
                f"{spec.surface_resolution}×{spec.surface_resolution} points; both panels share one height and colour "
-               f"range ({views.loss_text(loss_range[0])} to {views.loss_text(loss_range[1])}). Drag to rotate. A standard model's loss rises "
-               "steeply along û; adversarial training leaves a flatter, wider valley.")
+               f"range ({views.loss_text(loss_range[0])} to {views.loss_text(loss_range[1])}). Drag to rotate. A "
+               "standard model's loss rises steeply along û; adversarial training leaves a flatter, wider valley.")
 
 
 with tab_section:

@@ -51,7 +51,11 @@ top, grid, own = page_view(primary["norm"], primary["eps"], norm, spec["input_sh
 eps = cols[1].select_slider("ε for the per-class views", options=sorted({*grid, own}), value=own,
                             key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}")
 # Only sizes below the test split's own ("all" is the whole split): 1000 was offered on digits' 450 points.
-test_size = len(cache.run_dataset(primary["id"], dataset))
+try:
+    test_size = len(cache.run_dataset(primary["id"], dataset))
+except AtlasError as exc:  # the dataset's files are missing, or the checkpoint does not load
+    st.error(f"{names.get(primary['id'], primary['name'])}: {exc}")
+    st.stop()
 points = (*(p for p in (100, 200, PAGE_POINTS, 1000) if p < test_size), "all")
 n_choice = cols[2].selectbox("Test points", points, index=points.index(PAGE_POINTS) if PAGE_POINTS in points else
                              len(points) - 1, key="rob_n", format_func=lambda p: f"all {test_size}" if p == "all"

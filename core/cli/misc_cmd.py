@@ -78,7 +78,8 @@ def _import(args: argparse.Namespace, registry: Any) -> int:
     elif "clean_acc" in m and not m.get("reported"):
         print(f"clean {m['clean_acc']:.3f}  (on the test split; the .json file's ε is 0 or absent: no PGD check)")
     elif m:
-        why = "--no-measure" if args.no_measure else "the dataset's files are not here"
+        why = ("--no-measure" if args.no_measure else "the .json file names no dataset" if not run.get("dataset")
+               else "the dataset's files are not here")
         print(f"clean {_fmt(m.get('clean_acc'))}  robust {_fmt(m.get('robust_acc'))}  (as reported by the .json "
               f"file; not measured: {why})")
     else:

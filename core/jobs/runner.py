@@ -28,6 +28,7 @@ class JobControl(StopOnSignal):
         self.registry, self.job_id = registry, job_id
         self._last_check = 0.0
         self._last_report = 0.0
+        self._last_progress: float | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -41,11 +42,18 @@ class JobControl(StopOnSignal):
         return self.requested
 
     def report(self, progress: float, message: str, *, force: bool = False) -> None:
+        """Write progress and message (at most every REPORT_EVERY_S unless ``force``). ``heartbeat_at`` is when the
+        progress last changed: the time left counts down from it (queue.eta_seconds), so a poll that repeats the
+        same progress (the multi-process loop, every second) must not move it."""
         now = time.monotonic()
         if force or now - self._last_report > REPORT_EVERY_S:
             self._last_report = now
-            update_job(self.registry, self.job_id, progress=min(max(progress, 0.0), 1.0), message=message,
-                       heartbeat_at=time.time())
+            progress = min(max(progress, 0.0), 1.0)
+            fields: dict[str, Any] = {"progress": progress, "message": message}
+            if progress != self._last_progress:
+                self._last_progress = progress
+                fields["heartbeat_at"] = time.time()
+            update_job(self.registry, self.job_id, **fields)
 
 
 def _wait_for_turn(registry: Registry, job_id: str, control: JobControl) -> str:

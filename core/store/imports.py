@@ -113,13 +113,11 @@ def _import_staged(registry: Registry, stage: Callable[[Path], None], labels: tu
         _check_meta(meta)
         # The loader has checked that the JSON's sha256 is the weights' own: the id is the weights' digest.
         run_id = f"import-{meta['sha256'][:12]}"
-        existing = registry.find_run(run_id)
-        if existing is not None:
-            hint = delete_hint.format(dataset=existing["dataset"], run_id=run_id)
-            raise CheckpointError(
-                f"these weights are already imported as “{existing['name']}” (run {run_id}) for dataset "
-                f"{existing['dataset']}; to import them again with other metadata, {hint}")
+        _refuse_imported(registry, run_id, delete_hint)
         metrics = _measured_or_reported(model, meta, measure=measure, device=device)
+        # Again after the measurement (seconds): the same weights imported meanwhile (another tab, the CLI) own
+        # that folder now, and clearing it below would leave their run without its checkpoint.
+        _refuse_imported(registry, run_id, delete_hint)
         folder = registry.home / "imports" / run_id
         folder.parent.mkdir(parents=True, exist_ok=True)
         if folder.exists():  # left by a run deleted without its files, or an import killed before registering
@@ -139,6 +137,15 @@ def _import_staged(registry: Registry, stage: Callable[[Path], None], labels: tu
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _refuse_imported(registry: Registry, run_id: str, delete_hint: str) -> None:
+    existing = registry.find_run(run_id)
+    if existing is not None:
+        hint = delete_hint.format(dataset=existing["dataset"], run_id=run_id)
+        raise CheckpointError(
+            f"these weights are already imported as “{existing['name']}” (run {run_id}) for dataset "
+            f"{existing['dataset']}; to import them again with other metadata, {hint}")
 
 
 def _measured_or_reported(model: Any, meta: dict[str, Any], *, measure: bool = True,

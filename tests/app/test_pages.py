@@ -261,7 +261,8 @@ def test_job_titles_are_readable() -> None:
     assert _title({"kind": "train", "args": args}) == "mine (ℓ∞ ε = 0.1, 3 epochs, fixed class weights 1, 2)"
     # Two DALE jobs differing in ρ, or two seeds, looked the same.
     args.update(method="dale", dale_rho=0.05, seed=3, class_weighting="none", class_weights=[], name="")
-    assert _title({"kind": "train", "args": args}) == "digits · SmallCNN · DALE (ℓ∞ ε = 0.1, 3 epochs, ρ = 0.05, seed 3)"
+    assert _title({"kind": "train", "args": args}) == ("digits · SmallCNN · DALE (ℓ∞ ε = 0.1, 3 epochs, ρ = 0.05, "
+                                                        "seed 3)")
 
 
 def test_a_completed_training_job_shows_what_it_produced(atlas_home: Path) -> None:
@@ -374,9 +375,12 @@ def test_pickers_say_what_a_model_is_when_its_name_does_not() -> None:
             {"id": "b", "name": "digits SmallCNN · PGD-AT ε=0.1", "method": "pgd-at", "eps": 0.1},
             {"id": "c", "name": "baseline", "method": "erm", "eps": 0.1},
             {"id": "d", "name": "twin", "method": "trades", "eps": 0.2},
-            {"id": "e", "name": "twin", "method": "trades", "eps": 0.2}]
+            {"id": "e", "name": "twin", "method": "trades", "eps": 0.2},
+            {"id": "f", "name": "thermal", "method": "erm", "eps": 0.1},
+            {"id": "g", "name": "my dale-kl-x", "method": "dale", "eps": 0.1}]
     assert run_labels(runs) == {"a": "lecture-pgd2 · PGD-AT ε=0.1", "b": "digits SmallCNN · PGD-AT ε=0.1",
-                                "c": "baseline · ERM", "d": "twin · TRADES ε=0.2 · d", "e": "twin · TRADES ε=0.2 · e"}
+                                "c": "baseline · ERM", "d": "twin · TRADES ε=0.2 · d", "e": "twin · TRADES ε=0.2 · e",
+                                "f": "thermal · ERM", "g": "my dale-kl-x · DALE ε=0.1"}, "whole words only"
 
 
 def test_the_url_keeps_the_chosen_models_across_a_reload() -> None:
@@ -400,3 +404,8 @@ def test_the_url_keeps_the_chosen_models_across_a_reload() -> None:
     assert not bad.exception, bad.exception
     assert bad.session_state["dataset"] == "digits" and bad.session_state["primary_run"] == \
         "shipped-digits-smallcnn-pgd-at", "unknown values in the URL fall back to the defaults"
+
+    no_dataset = AppTest.from_file(APP, default_timeout=120)
+    no_dataset.query_params.update(primary="shipped-digits-smallcnn-trades")
+    no_dataset.run()
+    assert no_dataset.session_state["primary_run"] == "shipped-digits-smallcnn-trades", "the default dataset's"

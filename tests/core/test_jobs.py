@@ -145,3 +145,20 @@ def test_the_time_left_counts_down_between_reports_instead_of_growing() -> None:
     assert eta_seconds(job, now=125.0) is None, "the step runs longer than the estimate: no number rather than 0"
     assert eta_seconds({**job, "progress": 0.005}, now=111.0) is None
     assert eta_seconds({**job, "status": "completed"}, now=111.0) is None
+
+
+def test_a_report_that_repeats_the_progress_keeps_the_time_the_progress_last_moved(registry: Registry) -> None:
+    """The multi-process loop reports the same epoch count every second; each report moved heartbeat_at, so the
+    time left was again extrapolated from the time elapsed now and grew within every epoch."""
+    from core.jobs.runner import JobControl
+
+    job_id = create_job(registry, "eval", {"spec": {}})
+    control = JobControl(registry, job_id)
+    control.report(0.25, "epoch 1/4", force=True)
+    moved = get_job(registry, job_id)["heartbeat_at"]
+    time.sleep(0.05)
+    control.report(0.25, "epoch 1/4", force=True)
+    assert get_job(registry, job_id)["heartbeat_at"] == moved
+    control.report(0.5, "epoch 2/4", force=True)
+    job = get_job(registry, job_id)
+    assert job["heartbeat_at"] > moved and job["progress"] == 0.5 and job["message"] == "epoch 2/4"

@@ -21,7 +21,7 @@ def test_every_page_renders(server: str, page, artifacts: Path) -> None:
                                 ("Playground", "Playground", "page-playground"),
                                 ("Model hub", "Model hub", "page-hub-again")):
         go_to(page, link, heading)
-        shot(page, artifacts, name)
+        shot(page, artifacts, name)  # waits for the page to settle, so the charts are drawn before the check
         assert crowded_ticks(page) == [], name
     assert_healthy(page)
 
