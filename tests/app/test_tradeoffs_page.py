@@ -125,7 +125,7 @@ def test_a_class_weighted_dale_run_is_queued_and_its_live_charts_follow_it() -> 
         assert jobs[0]["args"]["class_weighting"] == "adaptive"
         charts = at.selectbox(key="train_chart_job")
         assert charts.value == jobs[0]["id"], "the live charts follow the new job"
-        assert "1 epoch, adaptive class weights (strength 0.5))" in charts.options[0]
+        assert "1 epoch, ρ = 0.1, adaptive class weights (strength 0.5))" in charts.options[0]
     finally:
         cancel_job(cache.registry(), jobs[0]["id"])
 
