@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.errors import AtlasError
 from dashboard import cache, state
@@ -68,7 +69,6 @@ KEPT_EPS = "_lab_eps_kept"
 
 def _keep_eps(where: str) -> None:
     st.session_state.setdefault(KEPT_EPS, {})[where] = st.session_state["lab_eps"]
-    st.session_state["_lab_eps_moved"] = True
 
 
 @st.fragment
@@ -78,11 +78,14 @@ def live_panel() -> None:
     where = f"{dataset}:{attack.norm}"
     kept = st.session_state.get(KEPT_EPS, {}).get(where)
     start = grid[min(attack.start_index, len(grid) - 1)] if kept is None else grid[np.abs(grid - kept).argmin()]
-    # Written on every run but the slider's own, not only when it differs: after a run that drew no slider (an
-    # upload waiting for its class) the browser drew a new one at its default 0.1 while the session still held
-    # 0.25, and the panels showed ε = 0.25 under a slider at 0.1. (On the slider's own run the browser already
-    # shows the value, and writing it back could undo a key press still on its way.)
-    if not st.session_state.pop("_lab_eps_moved", False):
+    # Written on every full run, not only when it differs: after a run that drew no slider (an upload waiting for
+    # its class) the browser drew a new one at its default while the session still held 0.25, and the panels showed
+    # ε = 0.25 under a slider at 0.1. Not on this fragment's own reruns (the slider moved): the browser shows the
+    # value already, and writing it back could undo a key press still on its way. (A flag set by the slider's
+    # callback for that once stayed set when the callback ran in a full run that stopped before this panel, and the
+    # slider came back at 0.)
+    ctx = get_script_run_ctx()
+    if ctx is None or not ctx.fragment_ids_this_run:
         st.session_state["lab_eps"] = float(start)
     eps = st.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
                     max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
