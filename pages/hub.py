@@ -8,10 +8,10 @@ from core.errors import AtlasError
 from core.store.imports import delete_run_files, import_checkpoint
 from core.utils import config_hash
 from dashboard import cache, state
-from dashboard.components.cards import masked_note, model_card, threat_text
 from dashboard.components import imports
+from dashboard.components.cards import masked_note, model_card, threat_text
 from dashboard.components.charts import pareto_figure
-from dashboard.components.lab_views import slug
+from dashboard.components.labels import slug
 from dashboard.components.plugins import plugin_notices
 from dashboard.components.teaching import explain
 

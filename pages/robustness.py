@@ -93,7 +93,8 @@ data = cache.run_dataset(results[0].run_id, dataset)
 classes = [str(c) for c in data.classes]
 
 # The models' own colours (their method's, as on the hub) and names without the part they all share.
-colours = run_colours({r.run_id: cache.registry().get_run(r.run_id)["method"] for r in results})
+methods = {r["id"]: r["method"] for r in runs}  # the cached run list: no registry query on each ε move
+colours = run_colours({r.run_id: methods[r.run_id] for r in results})
 shared, short = drop_shared_prefix([r.name for r in results])
 entries = [{**ev.curve_entry(r), "name": name} for r, name in zip(results, short)]
 scale = "image scale 0–1" if len(spec["input_shape"]) == 3 else "input units"

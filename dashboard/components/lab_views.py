@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import io
 import math
-import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -13,6 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.components.charts import BASE, GRID
+from dashboard.components.labels import slug
 
 # The slider re-renders these figures on every move: plain dicts (charts.BASE), ~100 ms per model less than
 # make_subplots with a template.
@@ -296,11 +296,6 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
         st.plotly_chart(loss_figure(sweep.loss_trace[:, index], eps, trace_label), key=f"{key}_loss",
                         config={"displayModeBar": False})
     _downloads(sweep, index, classes, label=label, key=key, attack=attack, scale=scale)
-
-
-def slug(text: str) -> str:
-    """``text`` as a safe file-name part: "digits SmallCNN · PGD-AT ε=0.1" → "digits-smallcnn-pgd-at-0-1"."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("ℓ∞", "linf").replace("ℓ2", "l2")).strip("-")
 
 
 def download_stem(model: str, attack: str, cls: str, eps: float) -> str:

@@ -3,6 +3,7 @@ values stay the ids. No streamlit or torch here, so any component can import it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 METHOD_LABELS = {"erm": "ERM (standard training)", "fgsm-rs": "FGSM-RS (Wong et al.)",
@@ -37,3 +38,8 @@ def drop_shared_prefix(names: list[str], separator: str = " · ") -> tuple[str, 
         return "", names
     short = [name.split(separator, 1)[1] for name in names]
     return (heads.pop(), short) if len(set(short)) == len(short) else ("", names)
+
+
+def slug(text: str) -> str:
+    """``text`` as a safe file-name part: "digits SmallCNN · PGD-AT ε=0.1" → "digits-smallcnn-pgd-at-0-1"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("ℓ∞", "linf").replace("ℓ2", "l2")).strip("-")

@@ -37,7 +37,7 @@ def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-KEY_COLOUR = "#334155"
+KEY_COLOUR = "#111827"  # near black: the slate ERM line (#64748b) and the keys were hard to tell apart
 LEGEND_ROW_PX = 22
 
 

@@ -25,35 +25,14 @@ from core.errors import CheckpointError
 from core.models import ARCHS, build_model, load_checkpoint, plugins, save_checkpoint
 from core.store import Registry
 from core.store.imports import MAX_FILE_IMPORT_BYTES, MAX_IMPORT_BYTES, import_checkpoint, import_checkpoint_file
+from tests.core.test_plugins import TINYNET as PLUGIN_TINYNET
 
 ROOT = Path(__file__).resolve().parents[2]
 META = {"name": "my cnn", "dataset": "digits", "method": "erm", "norm": "linf", "eps": 0.1,
         "metrics": {"clean_acc": 0.5, "robust_acc": 0.25}}
 
-TINYNET = '''
-import torch
-from torch import nn
-
-from core.models import Normalize, register_arch, require_int
-
-
-@register_arch("test_cli_tinynet")
-class TinyNet(nn.Module):
-    feature_layers = ("body",)
-
-    def __init__(self, hidden: int = 8, num_classes: int = 10) -> None:
-        super().__init__()
-        self.num_classes = require_int("num_classes", num_classes, minimum=2)
-        self.normalize = Normalize(0.5, 0.25)
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, require_int("hidden", hidden)), nn.Tanh())
-        self.head = nn.Linear(hidden, self.num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.normalize(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-'''
+# The plugin tests' architecture under a name of its own (the subprocess registers it from ATLAS_PLUGINS).
+TINYNET = PLUGIN_TINYNET.replace('"test_tinynet"', '"test_cli_tinynet"')
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
