@@ -2,7 +2,8 @@
 B/2 (each process with one thread), measured in the same run, alternating. A third measurement splits the overhead:
 two independent processes on B/2 each, running at the same time (no DDP, no communication), show how much the
 machine itself slows one process down when both cores are busy; the rest is DDP's (all-reduce, waiting for the
-slower rank, the loop's per-step collective).
+slower rank, the loop's per-step collective). A fourth shows the floor no DDP setting can go below: one bare
+gloo all-reduce of the model's gradient (as many floats as SmallCNN has parameters) between 2 idle processes.
 
 Usage: python bench/bench_ddp.py [--repeats 5] [--batch 128] [--methods erm pgd-at] [--out bench/RESULTS.md]
 
@@ -64,6 +65,41 @@ def worker(method: str, batch: int, repeat: int) -> None:
     shutdown()
 
 
+def allreduce_worker() -> None:
+    """Time a bare all-reduce of a gradient-sized float32 tensor, 200 times, between the torchrun ranks."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    from core.distributed import init_distributed, shutdown
+    from core.models import build_model
+
+    dist, _ = init_distributed("cpu")
+    size = sum(p.numel() for p in build_model("smallcnn", seed=0, in_channels=1, image_size=8,
+                                              num_classes=10).parameters())
+    grad, seconds = torch.randn(size), []
+    for i in range(220):  # 20 warm-up calls
+        start = time.perf_counter()
+        torch.distributed.all_reduce(grad)
+        if i >= 20:
+            seconds.append(time.perf_counter() - start)
+    if dist.is_main:
+        print(json.dumps({"floats": size, "median": statistics.median(seconds),
+                          "mean": statistics.fmean(seconds),
+                          "p90": sorted(seconds)[int(0.9 * len(seconds))]}))
+    shutdown()
+
+
+def measure_allreduce() -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           __file__, "--allreduce"], env=env, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        sys.exit(f"the all-reduce worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def _command(method: str, batch: int, repeat: int, ddp: bool) -> list[str]:
     args = ["--worker", method, str(batch if ddp else batch // 2), str(repeat)]
     if ddp:
@@ -102,19 +138,30 @@ def main() -> None:
              "what sharing the machine costs without DDP.", "",
              "| method | 1 process, B/2 (ms/step) | 2 at once, B/2 each | DDP 2 processes, B | DDP ÷ 1 process "
              "| DDP ÷ 2 at once | target ≤ 1.3× |", "|---|---|---|---|---|---|---|"]
+    singles = {}
     for method in args.methods:
         times: dict[str, list[float]] = {"single": [], "pair": [], "ddp": []}
         for repeat in range(args.repeats):
             for mode, found in times.items():
                 found.append(measure(method, args.batch, repeat, mode))
         single, pair, ddp = (statistics.median(times[m]) for m in ("single", "pair", "ddp"))
+        singles[method] = single
         lines.append(f"| {method} | {1000 * single:.1f} | {1000 * pair:.1f} | {1000 * ddp:.1f} | {ddp / single:.2f}× "
                      f"| {ddp / pair:.2f}× | {'pass' if ddp / single <= 1.3 else 'miss'} |")
+    bare = measure_allreduce()
+    share = ", ".join(f"{100 * bare['mean'] / single:.0f} % of the {method} step on B/2"
+                      for method, single in singles.items())
+    lines += ["", f"Floor: one bare gloo all-reduce of {bare['floats']:,} float32 (SmallCNN's gradient) between 2 "
+              f"idle processes takes {1000 * bare['median']:.2f} ms (median of 200), {1000 * bare['mean']:.2f} ms on "
+              f"average, {1000 * bare['p90']:.2f} ms at the 90th percentile: on average {share}. A DDP step "
+              "cannot cost less than that on top of its compute."]
     emit(lines, args.out)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--allreduce":
+        allreduce_worker()
     else:
         main()
