@@ -28,13 +28,16 @@ def _runs(args: argparse.Namespace) -> int:
         if getattr(args, "json", False):
             print(json.dumps(runs, sort_keys=True, default=str))
             return 0
-        print(f"{'id':<28} {'dataset':<9} {'arch':<10} {'method':<8} {'eps':>6} {'clean':>6} {'robust':>6} "
-              f"{'status':<11} created")
-        for r in runs:
-            m = r["final_metrics"]
-            created = datetime.fromtimestamp(r["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M")
-            print(f"{r['id']:<28} {r['dataset']:<9} {r['arch']:<10} {r['method']:<8} {_fmt(r['eps'], '{:.3g}'):>6} "
-                  f"{_fmt(m.get('clean_acc')):>6} {_fmt(m.get('robust_acc')):>6} {r['status']:<11} {created}")
+        # Columns as wide as their longest value: run ids and plugin architecture names have no fixed length.
+        rows = [(r["id"], r["dataset"], r["arch"], r["method"], _fmt(r["eps"], "{:.3g}"),
+                 _fmt(r["final_metrics"].get("clean_acc")), _fmt(r["final_metrics"].get("robust_acc")), r["status"],
+                 datetime.fromtimestamp(r["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M")) for r in runs]
+        header = ("id", "dataset", "arch", "method", "eps", "clean", "robust", "status", "created")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        right = {4, 5, 6}
+        for row in [header, *rows]:
+            print(" ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                           for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
         return 0
     if action == "show":
         run = registry.get_run(args.run_id)

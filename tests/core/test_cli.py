@@ -155,6 +155,18 @@ def test_eval_json_on_a_trained_checkpoint(cli: Cli) -> None:
     assert run["run_id"] in {r["id"] for r in listing}
 
 
+def test_runs_table_columns_line_up_for_long_ids(cli: Cli) -> None:
+    """The shipped TRADES and DALE runs have ids longer than the 28 characters the table once allowed, which
+    pushed their rows' columns right of the header's."""
+    lines = cli(["runs", "list"]).stdout.splitlines()
+    ids = [line.split()[0] for line in lines[1:]]
+    assert max(len(i) for i in ids) > 28 and "shipped-digits-smallcnn-trades" in ids
+    for column in ("dataset", "method", "status", "created"):
+        start = lines[0].index(column)
+        for line in lines[1:]:
+            assert line[start - 1] == " " and line[start] != " ", (column, line)
+
+
 def test_data_list_and_verify(cli: Cli) -> None:
     listing = json.loads(cli(["data", "list", "--json"]).stdout)
     names = {row["name"] for row in listing}
