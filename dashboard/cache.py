@@ -80,6 +80,22 @@ def dataset_specs() -> dict[str, dict[str, Any]]:
                    "needs_files": s.needs_files, "description": s.description} for name, s in DATASETS.items()}
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _trainable_archs(dataset: str, plugin_archs: tuple[str, ...]) -> tuple[str, ...]:
+    from core.training.preflight import fitting_archs
+
+    return fitting_archs(dataset)
+
+
+def trainable_archs(dataset: str) -> tuple[str, ...]:
+    """The architectures the Train page offers for ``dataset``: the shipped ones that fit, then the plugins' that
+    pass the pre-training probe (each plugin model is built once per dataset and set of loaded plugins)."""
+    from core.models import ARCHS
+    from core.training.preflight import SHIPPED_ARCHS
+
+    return _trainable_archs(dataset, tuple(sorted(name for name in ARCHS if name not in SHIPPED_ARCHS)))
+
+
 @st.cache_data(ttl=5, max_entries=16, show_spinner=False)
 def missing_files(dataset: str) -> list[str]:
     from core.data import missing_files as missing

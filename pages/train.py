@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.training import METHODS, SCHEDULES
-from core.training.config import archs_for, default_eps, norms_for
+from core.training.config import default_eps, norms_for
 from dashboard import cache, state
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.labels import (ARCH_LABELS, METHOD_LABELS, NORM_LABELS, SCHEDULE_LABELS,
@@ -29,7 +29,7 @@ if spec["needs_files"] and cache.missing_files(dataset):
                f"`python -m core data download {dataset}` (with a network) or place them in the data folder; "
                "until then no job can start for it.", icon=":material/folder_off:")
 
-archs = archs_for(spec["input_shape"])
+archs = cache.trainable_archs(dataset)  # plugin architectures too, when they fit the data
 norms = list(norms_for(spec["input_shape"]))
 # Outside the form: the fields below depend on them (ε's range on the threat model, β and DALE's on the method).
 c1, c2, c3, c4 = st.columns(4)

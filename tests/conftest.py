@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,19 @@ def subprocess_env(atlas_home: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+@pytest.fixture
+def restore_plugins() -> Iterator[None]:
+    """The architectures and plugin records as they were before the test (it loads a plugin in this process)."""
+    from core.models import ARCHS, plugins
+
+    archs, reports = dict(ARCHS), dict(plugins._REPORTS)
+    yield
+    for report in plugins._REPORTS.values():
+        if report.module and report.module not in {r.module for r in reports.values()}:
+            sys.modules.pop(report.module, None)
+    ARCHS.clear()
+    ARCHS.update(archs)
+    plugins._REPORTS.clear()
+    plugins._REPORTS.update(reports)

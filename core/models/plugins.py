@@ -8,9 +8,9 @@ then on checkpoints of those architectures load, import and evaluate like any ot
 ``core.models`` calls :func:`load_plugins` when it is first imported, so the CLI, the dashboard and the job
 subprocesses (which inherit the environment, with file entries made absolute) all see the same architectures.
 Loading never raises for a bad plugin: each entry gets a :class:`PluginReport` with the architectures it registered
-or a message saying what went wrong (an import error with its file and line, a name that is already taken, a
-non-module class). A plugin that fails has everything it registered removed again, so the registry never holds half
-a plugin.
+or a message saying what went wrong (an import error with its file and line, a name that is already taken, through
+the decorator or by writing into ``ARCHS`` directly, a non-module class). A plugin that fails has everything it
+registered removed again (and any entry it replaced put back), so the registry never holds half a plugin.
 """
 
 from __future__ import annotations
@@ -180,6 +180,7 @@ def _load_one(entry: str) -> PluginReport:
             source = _module_file(entry)
             importlib.import_module(entry)
         archs = _registered(before, module_name, preloaded)
+        replaced = [name for name, cls in before.items() if ARCHS.get(name) is not cls]
     except _PluginNotFound as err:
         return PluginReport(entry, source, error=f"plugin {entry}: {err}")
     except ArchitectureClash as clash:
@@ -189,6 +190,11 @@ def _load_one(entry: str) -> PluginReport:
         text = err.msg if isinstance(err, SyntaxError) else err  # a SyntaxError's str() repeats file and line
         message = f"plugin {entry} failed to import: {type(err).__name__}: {text}" + (f" at {where}" if where else "")
         return _refused(entry, source, module_name, before, message)
+    if replaced:
+        # register_arch refuses a taken name; writing into ARCHS directly (or deleting from it) gets past it, and
+        # would leave every checkpoint of the old architecture building the plugin's class instead.
+        return _refused(entry, source, None if preloaded else module_name, before,
+                        _replaced_message(entry, replaced, before))
     not_modules = [f"{name!r} ({ARCHS[name]!r})" for name in archs
                    if not (isinstance(ARCHS[name], type) and issubclass(ARCHS[name], nn.Module))]
     if not_modules:
@@ -269,6 +275,13 @@ def _clash_message(entry: str, clash: ArchitectureClash, source: str) -> str:
     return (f"plugin {entry} registers architecture {clash.name!r}, which is already taken by "
             f"{_owner(clash.existing)}" + (f" (at {where})" if where else "")
             + "; give its class another name in @register_arch(…). Nothing from this plugin was registered")
+
+
+def _replaced_message(entry: str, names: list[str], before: dict[str, type]) -> str:
+    changes = [f"replaces architecture {name!r}, which is already taken by {_owner(before[name])}" if name in ARCHS
+               else f"removes architecture {name!r} ({_owner(before[name])})" for name in names]
+    return (f"plugin {entry} {' and '.join(changes)}, by changing core.models.ARCHS directly; register its class "
+            "under a new name with @register_arch(…) instead. Nothing from this plugin was registered")
 
 
 def _where(err: BaseException, source: str) -> str:

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -21,8 +22,10 @@ from core.data import load_dataset
 from core.errors import CheckpointError, ConfigError
 from core.models import ARCHS, build_model, load_checkpoint, load_plugins, plugins, save_checkpoint
 from core.models.plugins import parse_plugin_spec, unload_plugins
+from core.models.small import SmallCNN
 from core.store import Registry
 from core.store.imports import import_checkpoint
+from core.training.preflight import fitting_archs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +81,56 @@ class MySmallCNN(nn.Module):
     pass
 '''
 
+# Registers one architecture with the decorator, then takes "smallcnn" by writing into ARCHS, past the decorator.
+HACK = '''from torch import nn
+from core.models import ARCHS, register_arch
+
+@register_arch("test_first")
+class First(nn.Module):
+    pass
+
+class Mine(nn.Module):
+    pass
+
+ARCHS["smallcnn"] = Mine
+'''
+
+# Architectures that cannot train on digits (1×8×8, 10 classes), each for its own reason.
+MISFITS = '''import torch
+from torch import nn
+
+from core.models import register_arch
+
+
+@register_arch("test_mnist_only")
+class MnistOnly(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.head = nn.Linear(28 * 28, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.flatten(1))
+
+
+@register_arch("test_three_logits")
+class ThreeLogits(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.head = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.flatten(1))
+
+
+@register_arch("test_gpu_only")
+class GpuOnly(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        raise RuntimeError("test_gpu_only needs a GPU\\nand says more on a second line")
+'''
+
 
 @pytest.fixture(autouse=True)
 def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -115,6 +168,23 @@ def tinynet_checkpoint(folder: Path) -> tuple[torch.nn.Module, Path]:
 
 def import_files(weights: Path) -> dict:
     return import_checkpoint(Registry(), weights.read_bytes(), weights.with_suffix(".json").read_bytes())
+
+
+def train_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``python -m core train ARGS`` in this process (exit status, stdout, stderr), putting back the signal handlers
+    and root logger handlers the command sets."""
+    root, signals = logging.getLogger(), (signal.SIGTERM, signal.SIGINT)
+    handlers, saved = root.handlers[:], {sig: signal.getsignal(sig) for sig in signals}
+    capsys.readouterr()
+    try:
+        code = cli_main(["train", "--dataset", "digits", "--method", "erm", "--epochs", "1", "--batch-size", "64",
+                         "--eval-n", "32", "--eval-steps", "2", *args])
+    finally:
+        root.handlers = handlers
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def assert_nothing_stored(reg: Registry) -> None:
@@ -238,6 +308,67 @@ def test_a_clashing_plugin_is_refused_whole(tmp_path: Path) -> None:
     assert ok.ok and not refused.ok
     assert f"'test_tinynet', which is already taken by {first}'s TinyNet" in refused.error
     assert ARCHS["test_tinynet"].__module__ == ok.module
+
+
+def test_a_plugin_that_takes_a_name_by_writing_into_archs_is_refused_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    before = dict(ARCHS)
+    hack = write(tmp_path, "hack.py", HACK)
+    monkeypatch.setenv("ATLAS_PLUGINS", str(hack))
+    assert cli_main(["plugins", "--json"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)
+    assert not row["ok"] and row["archs"] == [] and row["module"] is None
+    assert (f"plugin {hack} replaces architecture 'smallcnn', which is already taken by core.models.small.SmallCNN, "
+            "by changing core.models.ARCHS directly") in row["error"]
+    assert "Nothing from this plugin was registered" in row["error"]
+    assert ARCHS == before and ARCHS["smallcnn"] is SmallCNN
+    assert "test_first" not in ARCHS  # registered through the decorator before the takeover: rolled back too
+    assert not [m for m in sys.modules if m.startswith("atlas_plugin_")]
+    # The shipped models still build and load.
+    assert isinstance(build_model("smallcnn", seed=0, in_channels=1, image_size=8), SmallCNN)
+    model, meta = load_checkpoint(ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors")
+    assert meta["arch"] == "smallcnn" and isinstance(model, SmallCNN)
+
+
+def test_a_plugin_architecture_trains_on_the_data_it_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ATLAS_PLUGINS", str(write(tmp_path, "tinynet.py", TINYNET)))
+    (report,) = load_plugins()
+    assert report.ok
+    assert fitting_archs("digits") == ("smallcnn", "test_tinynet")  # what the Train form can offer
+    assert "test_tinynet" not in fitting_archs("moons")
+    code, out, err = train_cli(["--arch", "test_tinynet", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "completed" and result["epochs_done"] == 1
+    run = Registry().get_run(result["run_id"])
+    assert run["arch"] == "test_tinynet" and run["dataset"] == "digits" and run["status"] == "completed"
+    model, meta = load_checkpoint(run["checkpoint_path"])
+    assert meta["arch"] == "test_tinynet" and model.arch_kwargs == {"num_classes": 10}
+
+
+MISFIT_CASES = {
+    "forward-fails": ("test_mnist_only", "does not fit digits inputs of shape (1, 8, 8): its forward pass fails with "
+                      "RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x64 and 784x10)"),
+    "wrong-logits": ("test_three_logits", "does not fit digits inputs of shape (1, 8, 8): on a batch of 2 it returns "
+                     "shape (2, 3), not logits of shape (2, 10)"),
+    "build-fails": ("test_gpu_only", "cannot be built for digits inputs of shape (1, 8, 8): RuntimeError: "
+                    "test_gpu_only needs a GPU"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISFIT_CASES), ids=str)
+def test_a_plugin_architecture_that_does_not_fit_is_refused_with_its_failure(
+        case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (report,) = load_plugins(str(write(tmp_path, "misfits.py", MISFITS)))
+    assert report.ok
+    arch, expected = MISFIT_CASES[case]
+    assert arch not in fitting_archs("digits")
+    code, out, err = train_cli(["--arch", arch], capsys)
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()  # one line, also when the exception's text has several
+    assert line.startswith(f"python -m core train: error: architecture {arch!r} ") and expected in line, line
+    assert Registry().list_runs() == []
 
 
 def test_a_dotted_module_plugin_and_the_spec_syntax(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
