@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -162,6 +163,14 @@ def lost_peer(exc: BaseException) -> bool:
     if isinstance(exc, torch.distributed.DistError):
         return True
     return isinstance(exc, RuntimeError) and any(key in str(exc).lower() for key in _LOST_PEER)
+
+
+def lost_peer_text(exc: BaseException) -> str:
+    """One line for a collective that failed because another rank is gone: gloo's messages start with a source
+    location and end with boilerplate, so only the sentence that says what happened is kept."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0][:160]
+    return f"another process of this torchrun job stopped ({detail})"
 
 
 def shutdown() -> None:

@@ -19,7 +19,7 @@ import torch
 
 from core import __version__
 from core.data import Dataset, load_dataset
-from core.distributed import SINGLE, DistContext
+from core.distributed import SINGLE, DistContext, lost_peer, lost_peer_text
 from core.errors import ConfigError, RegistryError
 from core.models import ARCHS, build_model, save_checkpoint
 from core.store import Registry
@@ -214,8 +214,12 @@ def train(config: TrainConfig, *, on_progress: ProgressFn | None = None, should_
                           should_stop, dist)
     except BaseException as exc:
         if dist.is_main:
-            registry.update_run(run_id, status="failed" if isinstance(exc, Exception) else "interrupted",
-                                pid=None, error=f"{type(exc).__name__}: {exc}")
+            # Another rank dying is an interruption of this run, not a fault of it, as a Ctrl-C is: the same
+            # status and a readable reason, whichever rank died (rank 0 itself dying leaves "interrupted" too).
+            peer_gone = dist.enabled and lost_peer(exc)
+            registry.update_run(run_id, status="failed" if isinstance(exc, Exception) and not peer_gone
+                                else "interrupted", pid=None,
+                                error=lost_peer_text(exc) if peer_gone else f"{type(exc).__name__}: {exc}")
         raise
 
 
