@@ -77,11 +77,13 @@ class StopOnSignal:
         import signal
 
         self.requested = False
+        self.signum: int | None = None  # the signal that asked, for the exit status 128 + signum
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
+        self.signum = signum
 
     def __call__(self) -> bool:
         return self.requested

@@ -16,6 +16,10 @@ def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def _runs(args: argparse.Namespace) -> int:
     from core.store import Registry
     from core.store.shipped import register_shipped
@@ -29,12 +33,12 @@ def _runs(args: argparse.Namespace) -> int:
             print(json.dumps(runs, sort_keys=True, default=str))
             return 0
         # Columns as wide as their longest value: run ids and plugin architecture names have no fixed length.
-        rows = [(r["id"], r["dataset"], r["arch"], r["method"], _fmt(r["eps"], "{:.3g}"),
+        rows = [(r["id"], _short(r["name"] or "", 32), r["dataset"], r["arch"], r["method"], _fmt(r["eps"], "{:.3g}"),
                  _fmt(r["final_metrics"].get("clean_acc")), _fmt(r["final_metrics"].get("robust_acc")), r["status"],
                  datetime.fromtimestamp(r["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M")) for r in runs]
-        header = ("id", "dataset", "arch", "method", "eps", "clean", "robust", "status", "created")
+        header = ("id", "name", "dataset", "arch", "method", "eps", "clean", "robust", "status", "created")
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        right = {4, 5, 6}
+        right = {5, 6, 7}
         for row in [header, *rows]:
             print(" ".join(cell.rjust(w) if i in right else cell.ljust(w)
                            for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
@@ -75,6 +79,9 @@ def _import(args: argparse.Namespace, registry: Any) -> int:
     m = run["final_metrics"]
     print(f"imported “{run['name']}” as run {run['id']} (dataset {run['dataset']}, arch {run['arch']}, "
           f"method {run['method']}); it now shows in the Model hub")
+    if args.name and run["name"] != args.name.strip():
+        print(f"note: another {run['dataset']} model is already called {args.name.strip()!r}, so this one is called "
+              f"{run['name']!r}; `python -m core runs rename {run['id']} NAME` names it otherwise")
     if "robust_acc" in m and not m.get("reported"):
         print(f"clean {m['clean_acc']:.3f}  robust {m['robust_acc']:.3f}  (clean on the test split; {m['attack']} "
               f"at ε={m['eps']:g} ({run['norm'] or 'linf'}) on held-out test points)")

@@ -33,7 +33,7 @@ def non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} must be finite (not NaN or inf)")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be ≥ 0")
-    return value
+    return value + 0.0  # -0 is 0: one run id, and "ε=0" rather than "ε=-0" in what is printed
 
 
 def positive_float(text: str) -> float:
@@ -54,9 +54,13 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    if text.strip() == "0":
-        return 0
-    return positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be ≥ 0")
+    return value
 
 
 def display_name(text: str) -> str:

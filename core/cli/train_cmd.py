@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -50,11 +49,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def lost_rank(exc: Exception, config: TrainConfig) -> RegistryError:
     """A collective failed because another process of the torchrun job died: say so in one line, and how to go
     on (the last finished epoch is on disk)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    # gloo's messages start with its source location and end with boilerplate: keep the sentence that says what.
-    detail = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0][:160]
-    return RegistryError(f"another process of this torchrun job stopped ({detail}); run {run_id_for(config)} keeps "
-                         "its last finished epoch: run the same command again to resume it")
+    from core.distributed import lost_peer_text
+
+    return RegistryError(f"{lost_peer_text(exc)}; run {run_id_for(config)} keeps its last finished epoch: run the "
+                         "same command again to resume it")
 
 
 def _config_file(path: Path) -> TrainConfig:
@@ -85,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
             bars.append(tqdm(total=config.epochs, unit="epoch", desc=f"train {run_id_for(config)}", file=sys.stderr))
         if event["kind"] == "epoch":
             m = event["metrics"]
-            bars[0].set_postfix(loss=f"{m['loss']:.3f}", clean=f"{m['clean_acc']:.3f}",
-                                robust=f"{m.get('robust_acc', float('nan')):.3f}")
+            shown = {"loss": f"{m['loss']:.3f}", "clean": f"{m['clean_acc']:.3f}"}
+            if "robust_acc" in m:
+                shown["robust"] = f"{m['robust_acc']:.3f}"
+            bars[0].set_postfix(**shown)
             bars[0].update(1)
 
     from core.distributed import init_distributed, lost_peer, shutdown
@@ -114,10 +114,27 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:
-        m = out["metrics"]
-        print(f"run {result.run_id}: {result.status} after {result.epochs_done} epoch(s); "
-              f"clean {m.get('clean_acc', float('nan')):.4f}, robust {m.get('robust_acc', float('nan')):.4f}; "
-              f"checkpoint {out['checkpoint']}")
-        if "warning" in m:
-            print(f"warning: {m['warning']}")
+        print(summary(result.run_id, result.status, result.epochs_done, out["metrics"], out["checkpoint"], config))
+        if "warning" in out["metrics"]:
+            print(f"warning: {out['metrics']['warning']}")
+    if result.status == "cancelled" and stop.signum is not None and not dist.enabled:
+        # A stopped run is kept and resumable, yet the command did not do what it was asked: 130 after Ctrl-C, as
+        # shells expect, so `train && eval` does not go on. (Under torchrun the launcher's own status says it.)
+        return 128 + stop.signum
     return 0 if result.status in ("completed", "cancelled") else 1
+
+
+def summary(run_id: str, status: str, epochs: int, metrics: dict[str, Any], checkpoint: str | None,
+            config: TrainConfig) -> str:
+    """The one line ``train`` prints at the end, without NaN or None: what is not measured says why."""
+    if epochs == 0:
+        return f"run {run_id}: {status} before its first epoch finished; nothing was saved"
+    clean, robust = metrics.get("clean_acc"), metrics.get("robust_acc")
+    parts = [f"clean {clean:.4f}" if isinstance(clean, float) and clean == clean else "clean not measured"]
+    if isinstance(robust, float) and robust == robust:
+        parts.append(f"robust {robust:.4f}")
+    else:
+        parts.append("no robust accuracy (ε = 0)" if config.eps == 0 else
+                     "no robust accuracy (--eval-n 0)" if config.eval_n == 0 else "robust not measured")
+    where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint"
+    return f"run {run_id}: {status} after {epochs} epoch(s); {', '.join(parts)}; {where}"

@@ -136,6 +136,8 @@ class TrainConfig:
         object.__setattr__(self, "dataset_params", _as_items(self.dataset_params))
         object.__setattr__(self, "arch_kwargs", _as_items(self.arch_kwargs))
         object.__setattr__(self, "step_milestones", tuple(float(m) for m in self.step_milestones))
+        if isinstance(self.eps, float):
+            object.__setattr__(self, "eps", self.eps + 0.0)  # -0.0 is 0.0: the same run id for the same model
         if isinstance(self.class_weights, (list, tuple)):
             object.__setattr__(self, "class_weights", tuple(self.class_weights))
         self.validate()

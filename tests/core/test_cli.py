@@ -46,10 +46,13 @@ BAD_INPUT = [
     (["eval", "--checkpoint", "x", "--attack", "apgd", "--restarts", "2"], "--restarts applies to pgd, tpgd only"),
     (["eval", "--checkpoint", "x", "--attack", "pgd", "--temperature", "2"], "--temperature applies to tpgd only"),
     (["eval", "--checkpoint", "x", "--attack", "full", "--norm", "l2", "--queries", "50"], "Square for linf only"),
+    (["eval", "--checkpoint", "x", "--target", "-1"], "'-1' must be ≥ 0"),
+    (["train", "--seed", "1.5"], "'1.5' is not an integer"),
 ]
 BAD_INPUT_IDS = ["neg-eps", "nan-eps", "zero-steps", "unknown-dataset", "bad-method", "neg-epochs", "missing-ckpt",
                  "verify-unknown", "unknown-run", "square-l2", "cw-linf", "target-not-pgd", "steps-not-fgsm",
-                 "queries-not-pgd", "restarts-not-apgd", "temperature-not-pgd", "queries-full-l2"]
+                 "queries-not-pgd", "restarts-not-apgd", "temperature-not-pgd", "queries-full-l2", "neg-target",
+                 "fractional-seed"]
 
 Cli = Callable[[list[str]], subprocess.CompletedProcess]
 
@@ -155,13 +158,37 @@ def test_eval_json_on_a_trained_checkpoint(cli: Cli) -> None:
     assert run["run_id"] in {r["id"] for r in listing}
 
 
+def test_minus_zero_eps_is_zero() -> None:
+    """`--eps -0` once made a second run of the same model (its own id) and printed "ε=-0"."""
+    from core.cli.parser import non_negative_float
+    from core.training import TrainConfig, run_id_for
+
+    assert str(non_negative_float("-0")) == "0.0"
+    assert run_id_for(TrainConfig(eps=-0.0)) == run_id_for(TrainConfig(eps=0.0))
+    assert str(TrainConfig(eps=-0.0).eps) == "0.0"
+
+
+def test_train_summary_says_what_is_not_measured_instead_of_nan() -> None:
+    from core.cli.train_cmd import summary
+    from core.training import TrainConfig
+
+    line = summary("abc", "completed", 2, {"clean_acc": 0.9}, "/x/ckpt.safetensors", TrainConfig(eps=0.0))
+    assert line == "run abc: completed after 2 epoch(s); clean 0.9000, no robust accuracy (ε = 0); checkpoint " \
+                   "/x/ckpt.safetensors"
+    early = summary("abc", "cancelled", 0, {}, None, TrainConfig())
+    assert early == "run abc: cancelled before its first epoch finished; nothing was saved"
+    both = summary("abc", "cancelled", 1, {"clean_acc": 0.5, "robust_acc": 0.25}, "c", TrainConfig())
+    assert "nan" not in both and "None" not in both and "robust 0.2500" in both
+
+
 def test_runs_table_columns_line_up_for_long_ids(cli: Cli) -> None:
     """The shipped TRADES and DALE runs have ids longer than the 28 characters the table once allowed, which
     pushed their rows' columns right of the header's."""
     lines = cli(["runs", "list"]).stdout.splitlines()
     ids = [line.split()[0] for line in lines[1:]]
     assert max(len(i) for i in ids) > 28 and "shipped-digits-smallcnn-trades" in ids
-    for column in ("dataset", "method", "status", "created"):
+    assert any("digits SmallCNN · TRADES" in line for line in lines), "the name column shows the runs' names"
+    for column in ("name", "dataset", "method", "status", "created"):
         start = lines[0].index(column)
         for line in lines[1:]:
             assert line[start - 1] == " " and line[start] != " ", (column, line)
@@ -212,6 +239,26 @@ def test_sigkill_mid_epoch_leaves_a_resumable_run(atlas_home: Path, subprocess_e
     final = json.loads(resumed.stdout)
     assert final["run_id"] == run["id"] and final["status"] == "completed" and final["epochs_done"] == 4
     assert [e["epoch"] for e in reg.epochs(run["id"])] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_keeps_the_run_and_exits_130(atlas_home: Path, subprocess_env: dict) -> None:
+    """Ctrl-C stops at a batch boundary and keeps the finished epochs, but the command did not finish what it was
+    asked: it once exited 0, so `train && eval` carried on."""
+    args = ["train", "--dataset", "digits", "--method", "erm", "--epochs", "50", "--eval-n", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "core", *args], env=subprocess_env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(r["epochs_done"] >= 1 for r in Registry(atlas_home).list_runs()), 240, "the first epoch")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    run = Registry(atlas_home).list_runs()[0]
+    assert run["status"] == "cancelled" and 1 <= run["epochs_done"] < 50
+    assert out.strip().startswith(f"run {run['id']}: cancelled after {run['epochs_done']} epoch(s); clean ")
+    assert "no robust accuracy (--eval-n 0)" in out and "nan" not in out
 
 
 def test_parser_choices_match_the_engine() -> None:

@@ -16,13 +16,12 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from core.cli.parser import main
 from core.errors import CheckpointError
-from core.models import ARCHS, build_model, load_checkpoint, plugins, save_checkpoint
+from core.models import build_model, load_checkpoint, plugins, save_checkpoint
 from core.store import Registry
 from core.store.imports import MAX_FILE_IMPORT_BYTES, MAX_IMPORT_BYTES, import_checkpoint, import_checkpoint_file
 from tests.core.test_plugins import TINYNET as PLUGIN_TINYNET
@@ -78,20 +77,6 @@ def one_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
-
-
-@pytest.fixture
-def restore_plugins() -> Iterator[None]:
-    """The architectures and plugin records as they were before the test (it loads a plugin in this process)."""
-    archs, reports = dict(ARCHS), dict(plugins._REPORTS)
-    yield
-    for report in plugins._REPORTS.values():
-        if report.module and report.module not in {r.module for r in reports.values()}:
-            sys.modules.pop(report.module, None)
-    ARCHS.clear()
-    ARCHS.update(archs)
-    plugins._REPORTS.clear()
-    plugins._REPORTS.update(reports)
 
 
 def test_the_cli_imports_and_measures_a_checkpoint_as_the_hub_does(tmp_path: Path,
@@ -246,3 +231,18 @@ def test_reimporting_names_the_run_and_how_to_delete_it(tmp_path: Path, capsys: 
     assert_nothing_stored(Registry())
     code, out, err = call_main(["runs", "import", str(weights), "--no-measure"], capsys)
     assert code == 0 and f"as run {run_id}" in out, err
+
+
+def test_a_taken_name_is_suffixed_and_the_cli_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--name` that another model of the dataset has: the import goes on as "NAME (2)" (as the hub's does) and the
+    output says so, with how to rename it; it once took the other name without a word."""
+    first = smallcnn_checkpoint(tmp_path / "a")
+    second = save_checkpoint(build_model("smallcnn", seed=1), META, tmp_path / "b" / "mine")
+    code, _, err = call_main(["runs", "import", str(first), "--no-measure", "--name", "my MLP"], capsys)
+    assert code == 0, err
+    code, out, err = call_main(["runs", "import", str(second), "--no-measure", "--name", "my MLP"], capsys)
+    assert code == 0, err
+    run = next(r for r in imported(Registry()) if r["name"] != "my MLP")
+    assert run["name"] == "my MLP (2)"
+    assert (f"note: another digits model is already called 'my MLP', so this one is called 'my MLP (2)'; "
+            f"`python -m core runs rename {run['id']} NAME`") in out
