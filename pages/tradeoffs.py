@@ -107,6 +107,10 @@ if runs:
         right.caption("Final per-class robust accuracy of the chosen runs side by side.")
     if chosen and not groups:
         st.info("The chosen runs have no per-epoch history (imported checkpoints carry none).")
+    elif no_history := [name for name, v in histories.items() if not v]:
+        st.caption(f"No training curves for {', '.join(no_history)}: no per-epoch history came with "
+                   f"{'its' if len(no_history) == 1 else 'their'} checkpoint (an import). The scatter above shows "
+                   f"{'it' if len(no_history) == 1 else 'them'}, and so do the bars when per-class figures exist.")
 
 st.subheader("Logit bias for the weakest class (inference time)")
 if not runs:

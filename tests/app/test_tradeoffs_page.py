@@ -323,3 +323,24 @@ def test_the_role_labels_stay_inside_the_axes_that_draw_them(primary: str) -> No
         assert not (position.startswith("top") and height > 0.8), (text, position, height)
         assert not (position.startswith("bottom") and height < 0.2), (text, position, height)
         assert 0.05 < height < 0.95, f"the point (and its ring) inside its axes: {text} at {height:.2f}"
+
+
+def test_an_imported_run_without_history_is_named_under_the_curves() -> None:
+    """A checkpoint imported without a per-epoch history (a plugin model's, say): beside runs that have curves it
+    was left out of them without a word."""
+    from core.store import Registry
+    from core.store.imports import import_checkpoint
+
+    shipped = ROOT / "assets" / "models" / "digits-smallcnn-erm"
+    meta = json.loads(shipped.with_suffix(".json").read_text())
+    assert meta.pop("history"), "the shipped checkpoint has a history: the import below has none"
+    run = import_checkpoint(Registry(), shipped.with_suffix(".safetensors").read_bytes(), json.dumps(meta).encode(),
+                            name="my import")
+    at = open_page()
+    at.multiselect(key="to_runs_digits").set_value(["shipped-digits-smallcnn-pgd-at", run["id"]]).run()
+    assert not at.exception, at.exception
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("my import" in t for t in titles), "the scatter above shows the imported run"
+    note = [c.value for c in at.caption if c.value.startswith("No training curves for")]
+    assert note == ["No training curves for my import: no per-epoch history came with its checkpoint (an import). "
+                    "The scatter above shows it, and so do the bars when per-class figures exist."]
