@@ -33,7 +33,8 @@ archs = cache.trainable_archs(dataset)  # plugin architectures too, when they fi
 norms = list(norms_for(spec["input_shape"]))
 # Outside the form: the fields below depend on them (ε's range on the threat model, β and DALE's on the method).
 c1, c2, c3, c4 = st.columns(4)
-arch = c1.selectbox("Architecture", archs, key="train_arch", format_func=lambda a: label(ARCH_LABELS, a))
+arch = c1.selectbox("Architecture", archs, key="train_arch",
+                    format_func=lambda a: label(ARCH_LABELS, a) if a in ARCH_LABELS else f"{a} (plugin)")
 method = c2.selectbox("Method", list(METHODS), index=list(METHODS).index("pgd-at"), key="train_method",
                       format_func=lambda m: label(METHOD_LABELS, m),
                       help="\n".join(f"- **{label(SHORT_METHOD_LABELS, m)}**: {METHODS[m].description}"
