@@ -105,8 +105,10 @@ def default_name(config: TrainConfig, run_id: str) -> str:
             f"{run_id[:4]}")
 
 
-def _checkpoint_meta(config: TrainConfig, run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"name": config.name or default_name(config, run_id), "run_id": run_id,
+def _checkpoint_meta(config: TrainConfig, run_id: str, metrics: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    # The run's name is the registry's: a resumed run keeps its first name (a name typed for the resume is not a
+    # rename), and a rename since shows in the next checkpoint.
+    return {"name": registry.get_run(run_id)["name"], "run_id": run_id,
             "dataset": config.dataset, "dataset_params": dict(config.dataset_params), "method": config.method,
             "norm": config.norm, "eps": config.eps, "seed": config.seed, "hparams": config.to_dict(),
             "metrics": metrics, "atlas_version": __version__}
@@ -296,7 +298,8 @@ def _train_run(config: TrainConfig, setup: _Setup, registry: Registry | None, ru
             on_progress({"kind": "epoch", "epoch": epoch, "epochs": config.epochs, "metrics": metrics})
 
     def finish() -> Path:
-        final = save_checkpoint(model, _checkpoint_meta(config, run_id, history[-1]), run_dir / "model")
+        final = save_checkpoint(model, _checkpoint_meta(config, run_id, history[-1], registry),
+                                run_dir / "model")
         atomic_write_text(run_dir / "done", f"{time.time()}\n")
         registry.update_run(run_id, status="completed", pid=None, finished_at=time.time(),
                             final_metrics=history[-1], checkpoint_path=str(final))
@@ -318,7 +321,7 @@ def _finish_epoch(config: TrainConfig, setup: _Setup, optimizer: torch.optim.Opt
         metrics["warning"] = warning
         log.warning("epoch %d: %s", epoch, warning)
     ckpt_dir = run_dir / "checkpoints"
-    save_epoch_state(ckpt_dir, epoch, setup.model, optimizer, _checkpoint_meta(config, run_id, metrics))
+    save_epoch_state(ckpt_dir, epoch, setup.model, optimizer, _checkpoint_meta(config, run_id, metrics, registry))
     registry.add_epoch(run_id, epoch, metrics)
     _write_metrics_file(run_dir, [*history, metrics])
     publish_epoch(ckpt_dir, epoch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,20 @@ def test_a_trained_run_is_named_in_the_shipped_models_style() -> None:
     fixed = default_name(TrainConfig(**FAST, method="pgd-at", eps=0.1, class_weighting="fixed",
                                      class_weights=(1.0,) * 9 + (2.0,)), "6aba")
     assert " · PGD-AT ε=0.1 · fixed class weights · " in fixed
+
+
+def test_a_resumed_run_keeps_its_name_in_its_checkpoints(tmp_path: Path) -> None:
+    """A name typed for the resume is not a rename: the registry keeps the first, and the final checkpoint (which
+    an export or a re-import reads) once took the new one, so the file and the hub disagreed."""
+    reg = Registry(tmp_path)
+    config = TrainConfig(dataset="moons", arch="mlp", method="erm", epochs=3, batch_size=64, eval_n=32,
+                         eval_steps=2, name="first name")
+
+    def stop_after_the_first_epoch() -> bool:
+        return reg.find_run(run_id_for(config))["epochs_done"] >= 1
+
+    part = train(config, registry=reg, should_stop=stop_after_the_first_epoch)
+    assert part.status == "cancelled" and 1 <= part.epochs_done < 3
+    resumed = train(replace(config, name="second name"), registry=reg)
+    assert resumed.status == "completed" and reg.get_run(resumed.run_id)["name"] == "first name"
+    assert load_checkpoint(resumed.checkpoint_path)[1]["name"] == "first name"
