@@ -32,6 +32,10 @@ with st.sidebar:
     # the hub's table (with its status) but is not offered here.
     runs = [r for r in cache.runs(st.session_state[state.DATASET]) if r["checkpoint_path"]]
     state.ensure_models(runs)
+    for missing in st.session_state.pop("_url_missing", []):
+        st.toast(f"The link names the model {missing}, which is not in this Atlas for "
+                 f"{st.session_state[state.DATASET]} (deleted, or trained elsewhere): the default model is shown "
+                 "instead.", icon=":material/link_off:")
     state.write_url(len(runs))
     labels = cache.run_labels(runs)
     ids = list(labels)

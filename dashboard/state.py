@@ -50,6 +50,9 @@ def read_url(datasets: list[str]) -> None:
         st.session_state[PRIMARY_RUN] = params["primary"]
     if params.get("comparison"):
         st.session_state[COMPARISON_RUN] = None if params["comparison"] == NO_COMPARISON else params["comparison"]
+    # What the link asked for, so ensure_models can say which of it is not here rather than swap it silently.
+    st.session_state["_url_asked"] = {key: st.session_state[key] for key in (PRIMARY_RUN, COMPARISON_RUN)
+                                      if params.get(URL_KEYS[key]) and st.session_state[key]}
 
 
 def write_url(models: int) -> None:
@@ -80,6 +83,8 @@ def pick(runs: list[dict[str, Any]], methods: tuple[str, ...], exclude: str | No
 def ensure_models(runs: list[dict[str, Any]]) -> None:
     """Keep primary/comparison valid for the current dataset's runs (after a dataset switch or a deletion)."""
     ids = {r["id"] for r in runs}
+    asked = st.session_state.pop("_url_asked", {})
+    st.session_state["_url_missing"] = [run_id for run_id in asked.values() if run_id not in ids]
     if st.session_state[DATASET] != st.session_state.get("_models_for_dataset"):
         st.session_state["_models_for_dataset"] = st.session_state[DATASET]
         st.session_state[PRIMARY_RUN] = st.session_state[COMPARISON_RUN] = AUTO

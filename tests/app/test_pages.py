@@ -404,6 +404,10 @@ def test_the_url_keeps_the_chosen_models_across_a_reload() -> None:
     assert not bad.exception, bad.exception
     assert bad.session_state["dataset"] == "digits" and bad.session_state["primary_run"] == \
         "shipped-digits-smallcnn-pgd-at", "unknown values in the URL fall back to the defaults"
+    (toast,) = [t.value for t in bad.toast]
+    assert toast.startswith("The link names the model no-such-run, which is not in this Atlas for digits"), \
+        "a model in a link that is not here (deleted) is named, not swapped silently"
+    assert not reloaded.toast, "models that are here are taken without a word"
 
     no_dataset = AppTest.from_file(APP, default_timeout=120)
     no_dataset.query_params.update(primary="shipped-digits-smallcnn-trades")
