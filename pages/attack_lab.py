@@ -32,23 +32,31 @@ if len(spec["input_shape"]) != 3:
     st.info(f"The Attack Lab shows images; **{dataset}** has {spec['input_shape'][0]}-dimensional points. "
             "Pick an image dataset (digits is the default) in the sidebar.")
     st.stop()
-try:
-    data = cache.run_dataset(primary, dataset)
-except AtlasError as exc:
-    st.error(str(exc))
+role = {primary: "Primary", comparison: "Comparison"}
+titles = {r: f"{role[r]}: {cache.registry().get_run(r)['name']}" for r in (primary, comparison) if r}
+# A model that cannot be loaded (its plugin unset, its files gone) is named, and the other one is still shown.
+runs, data = [], None
+for run_id in titles:
+    try:
+        loaded = cache.run_dataset(run_id, dataset)
+    except AtlasError as exc:
+        st.error(f"{titles[run_id]}: {exc}")
+        continue
+    data = loaded if data is None else data
+    runs.append(run_id)
+if not runs:
     st.stop()
+lead = runs[0]  # the primary when it loads: the examples that flip and the attack's defaults are its
 
-example = lab_controls.pick_example(data, primary, device)
+example = lab_controls.pick_example(data, lead, device)
 if example is None:
     st.stop()
-attack = lab_controls.pick_attack(data, primary, example)
+attack = lab_controls.pick_attack(data, lead, example)
 if attack is None:
     st.stop()
 
-runs = [r for r in (primary, comparison) if r]
 if not lab_controls.within_budget(attack, runs):
     st.stop()
-titles = {r: f"{'Primary' if r == primary else 'Comparison'}: {cache.registry().get_run(r)['name']}" for r in runs}
 sweeps, flips = {}, {}
 with st.spinner(f"Attacking the example at every ε of the grid: about {attack.cost:,.0f} gradient steps per model"
                 f"{f' × {len(runs)} models' if len(runs) > 1 else ''}…"):
@@ -58,8 +66,11 @@ with st.spinner(f"Attacking the example at every ε of the grid: about {attack.c
                                          attack.items, attack.grid, 0)
             flips[run_id] = cache.minimal_flip(run_id, device, example.key, example.x, example.y, attack.norm)
         except AtlasError as exc:
+            # The other model is still shown: a comparison is worth seeing without the primary.
             st.error(f"{titles[run_id]}: {exc}")
-            st.stop()
+runs = [r for r in runs if r in sweeps]
+if not runs:
+    st.stop()
 
 
 # The ε the user last chose, per dataset and norm: kept across examples, attacks and pages (a non-widget key

@@ -150,7 +150,7 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
         with st.spinner("Finding the examples PGD-10 flips…"):
             flipping = _flipping_indices(run_id, device, data.name, eps, norm)
         if len(flipping) == 0:
-            st.info(f"PGD-10 at ε = {eps:g} flips none of the primary model's test points; pick another way.")
+            st.info(f"PGD-10 at ε = {eps:g} flips none of this model's test points; pick another way.")
             return None
         index = st.selectbox(f"{len(flipping)} test points PGD-10 flips at the model's ε = {eps:g}",
                              flipping.tolist(), key="lab_flip",

@@ -413,3 +413,28 @@ def test_large_images_put_one_model_per_row_with_taller_images() -> None:
                if "perturbation δ" in c.proto.spec]
     assert heights == [330, 330]
     assert len(verdicts(at)) == 2, "both models are still shown"
+
+
+def test_a_primary_that_cannot_load_leaves_the_comparison_shown(tmp_path: Path, restore_plugins: None) -> None:
+    """A plugin model as primary after its plugin was unset: the Attack Lab showed only that error, and the
+    comparison model vanished with it."""
+    from core.models import build_model, load_plugins, save_checkpoint
+    from core.models.plugins import unload_plugins
+    from core.store import Registry
+    from core.store.imports import import_checkpoint
+    from tests.core.test_plugins import TINYNET, write
+
+    load_plugins(str(write(tmp_path, "tinynet.py", TINYNET)))
+    weights = save_checkpoint(build_model("test_tinynet", seed=0, hidden=8),
+                              {"name": "my tiny net", "dataset": "digits", "method": "erm"}, tmp_path / "tinynet")
+    run = import_checkpoint(Registry(), weights.read_bytes(), weights.with_suffix(".json").read_bytes(),
+                            measure=False)
+    unload_plugins()
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.query_params.update(dataset="digits", primary=run["id"], comparison="shipped-digits-smallcnn-erm")
+    at.run()
+    at.switch_page("../pages/attack_lab.py").run()
+    assert not at.exception, at.exception
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Primary: my tiny net:") and "test_tinynet" in error
+    assert len(numbers(at)) == 1, "the comparison model's panel is still drawn"
