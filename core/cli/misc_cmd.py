@@ -20,6 +20,22 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def _accuracies(registry: Any, run: dict[str, Any]) -> tuple[str, str]:
+    """Clean and robust accuracy: the final ones, or an unfinished run's last finished epoch's."""
+    metrics = run["final_metrics"]
+    if "clean_acc" not in metrics and run["epochs_done"]:
+        metrics = registry.epochs(run["id"])[-1]["metrics"]
+    return _fmt(metrics.get("clean_acc")), _fmt(metrics.get("robust_acc"))
+
+
+def _status(run: dict[str, Any]) -> str:
+    """The status, with the epochs done for a run that has not finished (the figures are that epoch's)."""
+    epochs = (run.get("config") or {}).get("epochs")
+    if run["status"] in ("completed", "shipped", "imported") or not epochs:
+        return run["status"]
+    return f"{run['status']} {run['epochs_done']}/{epochs}"
+
+
 def _runs(args: argparse.Namespace) -> int:
     from core.store import Registry
     from core.store.shipped import register_shipped
@@ -34,7 +50,7 @@ def _runs(args: argparse.Namespace) -> int:
             return 0
         # Columns as wide as their longest value: run ids and plugin architecture names have no fixed length.
         rows = [(r["id"], _short(r["name"] or "", 32), r["dataset"], r["arch"], r["method"], _fmt(r["eps"], "{:.3g}"),
-                 _fmt(r["final_metrics"].get("clean_acc")), _fmt(r["final_metrics"].get("robust_acc")), r["status"],
+                 *_accuracies(registry, r), _status(r),
                  datetime.fromtimestamp(r["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M")) for r in runs]
         header = ("id", "name", "dataset", "arch", "method", "eps", "clean", "robust", "status", "created")
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
