@@ -138,7 +138,7 @@ def _prepare(config: TrainConfig, device: torch.device | None = None) -> _Setup:
                             **default_arch_kwargs(config, train_data))
         with torch.no_grad():
             model.eval()(train_data.x[:2])
-    except (ConfigError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001  (a plugin's constructor or forward may raise anything)
         raise ConfigError(f"architecture {config.arch!r} does not fit {config.dataset} inputs of shape "
                           f"{train_data.input_shape}: {exc}") from exc
     if config.class_weighting == "fixed":

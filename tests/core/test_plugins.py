@@ -25,6 +25,7 @@ from core.models.plugins import parse_plugin_spec, unload_plugins
 from core.models.small import SmallCNN
 from core.store import Registry
 from core.store.imports import import_checkpoint
+from core.training import TrainConfig, train
 from core.training.preflight import fitting_archs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -433,3 +434,14 @@ def test_the_shipped_example_plugin_exports_weights_the_hub_imports(tmp_path: Pa
     with torch.no_grad():
         clean_acc = (model(test.x).argmax(dim=1) == test.y).float().mean().item()
     assert clean_acc == pytest.approx(run["final_metrics"]["clean_acc"])
+
+
+def test_training_refuses_a_plugin_model_whose_forward_raises_value_error(tmp_path: Path) -> None:
+    """The example MLP raises ValueError on inputs of the wrong size: ``train`` called directly (no preflight) let
+    it escape raw instead of the one-line "does not fit", before anything is registered either way."""
+    (report,) = load_plugins(str(ROOT / "examples" / "plugins" / "tiny_mlp.py"))
+    assert report.ok, report
+    config = TrainConfig(dataset="moons", arch="example_tiny_mlp", method="erm", epochs=1, eval_n=8)
+    with pytest.raises(ConfigError, match="architecture 'example_tiny_mlp' does not fit moons inputs"):
+        train(config, registry=Registry(tmp_path))
+    assert Registry(tmp_path).list_runs(dataset="moons") == []
