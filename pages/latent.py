@@ -8,6 +8,7 @@ import streamlit as st
 from core.errors import AtlasError
 from core.evaluation.bundle import eps_range
 from core.latent import LatentSpec
+from core.latent.maps import eps_grid
 from core.latent.projection import LABELS
 from dashboard import cache, state
 from dashboard.components import latent_views as views
@@ -83,7 +84,7 @@ n = min(int(n_points), split_size)
 if n < n_points:
     st.info(f"The {split} split of {dataset} has {split_size} points: the maps use all {split_size}.")
 own_eps = primary_run["eps"] if primary_run["norm"] == norm else None
-grid, first_eps = views.eps_grid(eps_range(norm, spec_shape, own_eps), own_eps)
+grid, first_eps = eps_grid(eps_range(norm, spec_shape, own_eps), own_eps)
 
 maps, notes = {}, []
 with st.spinner(f"Attacking {n} points at {len(grid)} budgets and projecting their features…"):

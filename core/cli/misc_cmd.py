@@ -172,17 +172,22 @@ def _build_defaults(args: argparse.Namespace) -> int:
 
     out = {} if args.evaluations_only else build_defaults(only=args.only, folder=Path(args.out) if args.out else None,
                                                            on_start=announce)
-    evaluations = {}
-    if args.out is None:  # the shipped evaluations belong to the models in assets/models
+    evaluations, maps = {}, {}
+    if args.out is None:  # the shipped evaluations and latent maps belong to the models in assets/models
+        from core.latent.shipped import export_shipped_latent_maps
+
         evaluations = export_shipped_evaluations(only=args.only, on_start=lambda r: announce(f"evaluations of {r}"))
+        maps = export_shipped_latent_maps(only=args.only, on_start=lambda r: announce(f"latent map of {r}"))
     if args.json:
-        print(json.dumps({**out, "evaluations": evaluations}, sort_keys=True))
+        print(json.dumps({**out, "evaluations": evaluations, "latent_maps": maps}, sort_keys=True))
     else:
         for name, info in out.items():
             print(f"{name:<24} clean {info['clean_acc']:.3f}  robust {info['robust_acc']:.3f}  "
                   f"{info['bytes'] / 1024:.0f} KiB  {info['seconds']:.1f} s")
         for run_id, rows in evaluations.items():
             print(f"{run_id:<40} {rows} evaluations → assets/evaluations/{run_id}/")
+        for run_id, name in maps.items():
+            print(f"{run_id:<40} latent map → assets/latent/{run_id}/{name}")
         unshipped = set(args.only or ()) - {r.removeprefix("shipped-") for r in evaluations} if args.out is None else ()
         for name in sorted(unshipped):
             print(f"{name:<40} no evaluations to ship (the Robustness page does not show this model)")

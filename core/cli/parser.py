@@ -228,12 +228,13 @@ def _add_misc(sub: Any) -> None:
                              "(exit code 1 when one failed)")
     plugins.add_argument("--json", action="store_true")
     bd = sub.add_parser("build-defaults", help="retrain the shipped models into assets/models and write their "
-                        "Robustness-page evaluations into assets/evaluations")
+                        "Robustness-page evaluations into assets/evaluations and Latent-page maps into assets/latent")
     bd.add_argument("--only", action="append", default=None, help="build only this default (repeatable)")
     bd.add_argument("--out", default=None, help="output folder (default assets/models)")
     bd.add_argument("--json", action="store_true")
     bd.add_argument("--evaluations-only", action="store_true",
-                    help="only recompute the Robustness page's default evaluations shipped in assets/evaluations")
+                    help="only recompute what is shipped beside the models: the Robustness page's default "
+                    "evaluations (assets/evaluations) and the Latent page's first maps (assets/latent)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,11 +35,15 @@ from core.latent import metrics
 from core.latent.hooks import PENULTIMATE, describe_layer, extract_features
 from core.latent.projection import LABELS, METHODS, fit_projector, tsne_joint
 from core.training.config import MAX_EPS
-from core.utils import atomic_write_bytes, config_hash, make_generator
+from core.utils import REPO_ROOT, atomic_write_bytes, config_hash, make_generator
 
 log = logging.getLogger(__name__)
 
 ATTACKS = ("pgd", "fgsm")
+# Maps of the shipped models at the Latent page's defaults (``python -m core build-defaults``): the page's first
+# view needs no attack and no UMAP. Found by the same file name as under ATLAS_HOME, the weights' digest included.
+SHIPPED_LATENT_DIR = REPO_ROOT / "assets" / "latent"
+PAGE_POINTS = 450  # the page's default number of points
 MAX_FEATURE_VALUES = 60_000_000  # adversarial features held at once: E × N × D floats (~240 MB)
 
 
@@ -215,6 +219,31 @@ def _scores(clean_f: np.ndarray, adv_f: np.ndarray, y: np.ndarray, num_classes: 
 ARRAYS = ("eps_grid", "indices", "y", "pred_clean", "pred_adv", "clean_xy", "adv_xy")
 
 
+def eps_grid(top: float, model_eps: float | None, points: int = 8) -> tuple[tuple[float, ...], int]:
+    """The attack's ε grid (``points`` budgets evenly up to ``top``) and the index of the slider's first ε in it.
+
+    The model's own ε (as the other pages open at) takes the place of the nearest grid point and is where the
+    slider opens; without one in (0, top], the slider opens at the fourth budget."""
+    grid = np.round(np.linspace(top / points, top, points), 4)
+    if not model_eps or not 0 < model_eps <= top:
+        return tuple(float(e) for e in grid), min(3, points - 1)
+    nearest = int(np.argmin(np.abs(grid - model_eps)))
+    grid[nearest] = round(float(model_eps), 4)
+    return tuple(float(e) for e in grid), nearest
+
+
+def page_spec(run: dict[str, Any], primary: dict[str, Any], input_shape: tuple[int, ...], split_size: int,
+              points: int = PAGE_POINTS) -> LatentSpec:
+    """The map the Latent page draws first for ``run`` with ``primary`` as the primary model (whose norm and ε set
+    the grid): the penultimate layer, PGD-10 in the primary's norm, UMAP, the first ``points`` test points."""
+    from core.evaluation.bundle import eps_range
+
+    norm = primary["norm"] if primary["norm"] in ("linf", "l2") else "linf"
+    own_eps = primary["eps"] if primary["norm"] == norm else None
+    grid, _ = eps_grid(eps_range(norm, input_shape, own_eps), own_eps)
+    return LatentSpec(run_id=run["id"], dataset=run["dataset"], eps_grid=grid, n=min(points, split_size), norm=norm)
+
+
 def latent_path(home: Path, spec: LatentSpec, weights_sha256: str) -> Path:
     return Path(home) / "latent" / spec.run_id / f"{spec.latent_id(weights_sha256)}.npz"
 
@@ -236,14 +265,17 @@ def load_map(path: Path) -> LatentMap:
 
 
 def latent_map(spec: LatentSpec, *, registry: Any, model: nn.Module | None = None,
-               device: str = "cpu") -> LatentMap:
-    """The stored map of ``spec`` if the run's weights are unchanged since, else computed and stored."""
+               device: str = "cpu", shipped: bool = True) -> LatentMap:
+    """The stored map of ``spec`` if the run's weights are unchanged since (under ATLAS_HOME, else with
+    ``shipped`` in assets/latent), else computed and stored."""
     from core.evaluation.suite import load_run_model, run_data, run_meta
 
     meta = run_meta(registry, spec.run_id)
     path = latent_path(registry.home, spec, meta["sha256"])
     if path.is_file():
         return load_map(path)
+    if shipped and (SHIPPED_LATENT_DIR / spec.run_id / path.name).is_file():
+        return load_map(SHIPPED_LATENT_DIR / spec.run_id / path.name)
     if model is None:
         model, meta = load_run_model(registry, spec.run_id, device)
     data = run_data(meta, spec.dataset, spec.split)

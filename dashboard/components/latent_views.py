@@ -27,19 +27,6 @@ class Layers:
     lines: bool = True  # the page starts with lines off: hundreds of SVG segments double a slider redraw
 
 
-def eps_grid(top: float, model_eps: float | None, points: int = 8) -> tuple[tuple[float, ...], int]:
-    """The attack's ε grid (``points`` budgets evenly up to ``top``) and the index of the slider's first ε in it.
-
-    The model's own ε (as the other pages open at) takes the place of the nearest grid point and is where the
-    slider opens; without one in (0, top], the slider opens at the fourth budget."""
-    grid = np.round(np.linspace(top / points, top, points), 4)
-    if not model_eps or not 0 < model_eps <= top:
-        return tuple(float(e) for e in grid), min(3, points - 1)
-    nearest = int(np.argmin(np.abs(grid - model_eps)))
-    grid[nearest] = round(float(model_eps), 4)
-    return tuple(float(e) for e in grid), nearest
-
-
 def _colour(c: int) -> str:
     return PALETTE[c % len(PALETTE)]
 

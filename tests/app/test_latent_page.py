@@ -100,11 +100,25 @@ def test_a_selection_resolves_to_the_right_samples() -> None:
 
 
 def test_the_eps_grid_holds_the_models_own_eps_and_opens_there() -> None:
-    grid, first = views.eps_grid(0.3, 0.1)
+    grid, first = maps.eps_grid(0.3, 0.1)
     assert grid == (0.0375, 0.075, 0.1, 0.15, 0.1875, 0.225, 0.2625, 0.3) and first == 2
-    assert views.eps_grid(0.3, None) == (views.eps_grid(0.3, 0.0)[0], 3), "no ε of its own: the fourth budget"
-    grid, first = views.eps_grid(0.3, 0.3)
+    assert maps.eps_grid(0.3, None) == (maps.eps_grid(0.3, 0.0)[0], 3), "no ε of its own: the fourth budget"
+    grid, first = maps.eps_grid(0.3, 0.3)
     assert grid[-1] == 0.3 and first == 7 and len(grid) == 8
-    assert views.eps_grid(0.3, 0.5)[1] == 3, "an ε beyond the range leaves the grid and the default alone"
-    grid, first = views.eps_grid(1.0, 0.01)
+    assert maps.eps_grid(0.3, 0.5)[1] == 3, "an ε beyond the range leaves the grid and the default alone"
+    grid, first = maps.eps_grid(1.0, 0.01)
     assert grid[0] == 0.01 and first == 0 and list(grid) == sorted(grid)
+
+
+def test_the_first_view_of_a_fresh_install_reads_the_shipped_maps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """UMAP maps of the default primary and comparison at the page's defaults are shipped (assets/latent): the
+    first visit took ≈ 15 s of attacks plus UMAP's compilation, on the laptop a lecture runs on."""
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the first view should read the shipped maps")
+
+    monkeypatch.setattr(maps, "compute_map", no_compute)
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("../pages/latent.py").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Primary" in s for s in specs) and any("Comparison" in s for s in specs)

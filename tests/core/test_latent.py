@@ -238,3 +238,65 @@ def test_new_weights_invalidate_a_stored_map_and_deletion_removes_it(registry: R
     assert not np.array_equal(again.pred_clean, first.pred_clean)
     delete_run_files(registry, run["id"])
     assert not (registry.home / "latent" / run["id"]).exists()
+
+
+def _shipped_runs(registry: Registry) -> list[dict]:
+    register_shipped(registry)
+    return [r for r in registry.list_runs() if r["id"].startswith("shipped-") and r["norm"] in ("linf", "l2")]
+
+
+def test_every_shipped_model_has_its_first_latent_map_shipped() -> None:
+    """The Latent page's first view of a fresh install reads these (no attack, no UMAP): a map for each shipped
+    model at the page's defaults, named as ATLAS_HOME would name it. New defaults or retrained models without
+    `python -m core build-defaults` fail here, not silently on the page."""
+    from core.data import load_dataset
+    from core.evaluation.suite import run_meta
+    from core.latent.maps import SHIPPED_LATENT_DIR, page_spec
+
+    registry = Registry()
+    runs = _shipped_runs(registry)
+    assert {r["dataset"] for r in runs} == {"digits", "moons"}
+    for run in runs:
+        test = load_dataset(run["dataset"], "test")
+        spec = page_spec(run, run, tuple(test.input_shape), len(test))
+        name = latent_path(registry.home, spec, run_meta(registry, run["id"])["sha256"]).name
+        assert (SHIPPED_LATENT_DIR / run["id"] / name).is_file(), \
+            f"{run['id']}: run `python -m core build-defaults --evaluations-only` and commit assets/latent"
+        # As the comparison of any other shipped model of its dataset the page asks for the same map.
+        for primary in (r for r in runs if r["dataset"] == run["dataset"]):
+            assert page_spec(run, primary, tuple(test.input_shape), len(test)) == spec
+
+
+def test_a_shipped_map_is_read_not_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.latent.maps as maps
+
+    registry = Registry()
+    (run,) = [r for r in _shipped_runs(registry) if r["id"] == "shipped-digits-smallcnn-pgd-at"]
+    spec = maps.page_spec(run, run, (1, 8, 8), 450)
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the shipped map should have been read")
+
+    monkeypatch.setattr(maps, "compute_map", no_compute)
+    latent = latent_map(spec, registry=registry)
+    assert latent.info["cached"] and latent.adv_xy.shape == (8, 450, 2) and latent.clean_xy.shape == (450, 2)
+
+
+def test_build_defaults_writes_the_map_the_page_then_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.latent.maps as maps
+    from core.latent.shipped import export_shipped_latent_maps
+
+    with pytest.raises(ConfigError, match="nosuch: no such shipped model"):
+        export_shipped_latent_maps(only=["nosuch"], folder=tmp_path)
+    assert export_shipped_latent_maps(only=["patches-patchnet-at"], folder=tmp_path) == {}, "no image features"
+    written = export_shipped_latent_maps(only=["moons-mlp-erm"], folder=tmp_path, points=60)
+    assert list(written) == ["shipped-moons-mlp-erm"]
+    monkeypatch.setattr(maps, "SHIPPED_LATENT_DIR", tmp_path)
+    computed = []
+    real = maps.compute_map
+    monkeypatch.setattr(maps, "compute_map", lambda *a, **k: computed.append(1) or real(*a, **k))
+    registry = Registry()
+    (run,) = [r for r in _shipped_runs(registry) if r["id"] == "shipped-moons-mlp-erm"]
+    latent = latent_map(maps.page_spec(run, run, (2,), 10_000, points=60), registry=registry)
+    assert computed == [] and latent.info["cached"] and latent.clean_xy.shape == (60, 2)
+    assert (tmp_path / run["id"] / written[run["id"]]).is_file()
