@@ -82,7 +82,7 @@ with st.container(border=True):
     norm = c2.segmented_control("Norm", ("linf", "l2"), default=run_norm, key="geo_norm",
                                 format_func=lambda n: "ℓ∞" if n == "linf" else "ℓ2") or "linf"
     eps = c2.number_input("ε", value=round(default_eps[norm], 3), step=0.01,
-                          format="%.3f", key=f"geo_eps_{norm}", help="The budget whose ball is drawn and the PGD "
+                          format="%g", key=f"geo_eps_{norm}", help="The budget whose ball is drawn and the PGD "
                           "path's budget (input scale 0–1).")
     resolution = c3.select_slider("Finest grid points per side", RESOLUTIONS, value=DEFAULT_RESOLUTION,
                                   key="geo_res", help="The grid is adaptive: a 17 × 17 grid first, then only cells "

@@ -43,7 +43,7 @@ with st.form("th_form"):
                               help="Strength of the robust feature on its patches")
     beta = c[6].number_input("β (non-robust)", 0.0, 10.0, D.beta, step=0.02, key="th_beta",
                              help="Strength of the non-robust feature; β < ε lets the attacker erase it")
-    sigma_n = c[7].number_input("σₙ (noise)", 0.0, 1.0, D.sigma_n, step=0.01, format="%.3f", key="th_sigma",
+    sigma_n = c[7].number_input("σₙ (noise)", 0.0, 1.0, D.sigma_n, step=0.01, format="%g", key="th_sigma",
                                 help="Standard deviation of the Gaussian noise on every patch")
     st.markdown("**Network and training**")
     c = st.columns(4) + st.columns(4)
@@ -51,7 +51,7 @@ with st.form("th_form"):
     q = c[1].number_input("q (σ̃ power)", 3, 8, D.q, key="th_q",
                           help="σ̃(z) = z^q/(q·ϱ^(q−1)) below the knee ϱ")
     rho = c[2].number_input("ϱ (σ̃ knee)", 0.01, 5.0, D.rho, key="th_rho", help="σ̃ is linear above ϱ")
-    sigma0 = c[3].number_input("σ₀ (init)", 0.001, 1.0, D.sigma0, format="%.3f", key="th_sigma0",
+    sigma0 = c[3].number_input("σ₀ (init)", 0.001, 1.0, D.sigma0, format="%g", key="th_sigma0",
                                help="Standard deviation of the initial weights")
     lr = c[4].number_input("learning rate", 0.001, 10.0, D.lr, key="th_lr",
                            help="Full-batch gradient descent step; above ≈ 2 training oscillates or diverges")

@@ -49,7 +49,7 @@ with st.form("train_form", enter_to_submit=False):
                               default=default_eps(dataset), ranged=ranged, method=method)
     steps = ranged.number(c2, "Attack steps", 1, 100, value=5, key="train_steps")
     step_size = ranged.number(c3, "Attack step size (0 = 2.5·ε/steps)", 0.0, 1.0, value=0.0, step=0.005,
-                              format="%.4f", key="train_step_size")
+                              format="%g", key="train_step_size")
     betas = beta_field(c4, ranged, method, key="train")
     dale = {}
     if method in DALE_METHODS:
@@ -59,7 +59,7 @@ with st.form("train_form", enter_to_submit=False):
     weight_fields = class_weight_fields(weighting, len(spec["classes"]), ranged, key="train")
     c1, c2, c3, c4 = st.columns(4)
     epochs = ranged.number(c1, "Epochs", 1, 500, value=10, key="train_epochs")
-    lr = ranged.number(c2, "Learning rate", 1e-5, 10.0, value=0.05, format="%.4f", key="train_lr")
+    lr = ranged.number(c2, "Learning rate", 1e-5, 10.0, value=0.05, format="%g", key="train_lr")
     schedule = c3.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index("onecycle"), key="train_schedule",
                             format_func=lambda s: label(SCHEDULE_LABELS, s))
     batch = ranged.number(c4, "Batch size", 1, 4096, value=32, key="train_batch")

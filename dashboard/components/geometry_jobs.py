@@ -155,7 +155,7 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) 
     c1, c2, c3, c4 = st.columns(4)
     norm = c1.segmented_control("Norm", ("l2", "linf"), default="l2", key="geo_uap_norm",
                                 format_func=lambda v: "ℓ2" if v == "l2" else "ℓ∞") or "l2"
-    xi = c2.number_input("ξ (the budget of v)", value=2.0 if norm == "l2" else 0.2, step=0.1, format="%.3f",
+    xi = c2.number_input("ξ (the budget of v)", value=2.0 if norm == "l2" else 0.2, step=0.1, format="%g",
                          key=f"geo_uap_xi_{norm}")
     passes = c3.number_input("Passes at most", 1, 50, 5, key="geo_uap_passes")
     n = c4.number_input("Training images", 50, 5000, 500, 50, key="geo_uap_n")

@@ -183,7 +183,7 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
                 kwargs["random_start"] = True
         elif param == "temperature":
             kwargs["temperature"] = float(target.number_input("Temperature T", 0.01, 100.0, 1.0, step=0.1,
-                                                              key="lab_temperature", format="%.2f"))
+                                                              key="lab_temperature", format="%g"))
         elif param == "queries":
             kwargs["queries"] = int(target.number_input("Queries", 10, 10000, 1000, step=100, key="lab_queries"))
         elif param == "target":

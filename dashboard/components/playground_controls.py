@@ -42,7 +42,7 @@ def settings_form() -> dict:
         dataset = c[0].selectbox("Toy data", DATASETS, format_func=DATASET_LABELS.__getitem__, key="pg_dataset")
         n = c[1].number_input("Points n", 10, None, DEFAULT.n, step=50, key="pg_n",
                               help=f"Training points. {SIZE_NOTE}")
-        noise = c[2].number_input("Noise", 0.0, None, default_noise(dataset), step=0.01, format="%.2f",
+        noise = c[2].number_input("Noise", 0.0, None, default_noise(dataset), step=0.01, format="%g",
                                   key=f"pg_noise_{dataset}", help=f"At most {LIMITS['noise']:g}")
         seed = c[3].number_input("Seed", 0, None, DEFAULT.seed, key="pg_seed", help="Data and initial weights")
         steps = c[4].number_input("Steps", 1, None, DEFAULT.steps, step=100, key="pg_steps",
@@ -54,13 +54,13 @@ def settings_form() -> dict:
                                   help=f"Units per hidden layer. {SIZE_NOTE}")
         activation = c[2].selectbox("Activation", ACTIVATIONS, format_func=ACTIVATION_LABELS.__getitem__,
                                     key="pg_activation")
-        lr = c[3].number_input("Learning rate", 0.0, None, DEFAULT.lr, step=0.005, format="%.3f", key="pg_lr",
+        lr = c[3].number_input("Learning rate", 0.0, None, DEFAULT.lr, step=0.005, format="%g", key="pg_lr",
                                help=f"Adam's learning rate, at most {LIMITS['lr']:g}")
         batch = c[4].number_input("Batch size", 0, None, 0, step=16, key="pg_batch", help="0 = full batch")
         c = st.columns(widths)
         method = c[0].selectbox("Adversarial method", ADVERSARIAL, format_func=METHOD_LABELS.__getitem__,
                                 key="pg_method", help="Trained next to standard training (ERM)")
-        eps = c[1].number_input("ε", 0.0, None, DEFAULT.eps, step=0.01, format="%.3f", key="pg_eps",
+        eps = c[1].number_input("ε", 0.0, None, DEFAULT.eps, step=0.01, format="%g", key="pg_eps",
                                 help=f"The attacker's budget in input units (the plane is [0, 1]²): 0 to "
                                      f"{eps_limit('linf'):g} for ℓ∞, to {eps_limit('l2'):g} for ℓ2")
         norm = c[2].selectbox("Norm", ("linf", "l2"), key="pg_norm", format_func={"linf": "ℓ∞", "l2": "ℓ2"}.get,

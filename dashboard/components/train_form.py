@@ -41,6 +41,8 @@ def shown(number: float) -> str:
     """A bound or a value as the user would type it: 0.00001 rather than 1e-05."""
     if number != 0 and 1e-6 <= abs(number) < 1e-4:
         return f"{number:.10f}".rstrip("0")
+    if number == int(number) and abs(number) < 1e15:
+        return str(int(number))  # a seed's bound reads 2147483647, not 2.14748e+09
     return f"{number:g}"
 
 
@@ -144,13 +146,13 @@ def dale_fields(key: str, ranged: RangedFields | None = None) -> dict[str, Any]:
     # No help icons on the number fields: their buttons are labelled "Help for <label>", which makes a field's
     # label ambiguous to screen readers and browser tests.
     fields = {
-        "dale_rho": float(c1.number_input("ρ (clean-loss bound)", value=0.1, format="%.3f", key=f"{key}_rho")),
+        "dale_rho": float(c1.number_input("ρ (clean-loss bound)", value=0.1, format="%g", key=f"{key}_rho")),
         "dale_noise": c2.selectbox("Langevin noise", DALE_NOISES, key=f"{key}_noise", format_func=NOISE_LABELS.get,
                                    help="Laplacian: inside the sign step; Gaussian: added after it"),
-        "dale_noise_scale": float(c3.number_input("Langevin noise scale c", value=1e-3, format="%.4f",
+        "dale_noise_scale": float(c3.number_input("Langevin noise scale c", value=1e-3, format="%g",
                                                   key=f"{key}_scale")),
-        "dale_nu": float(c4.number_input("ν₀ (initial ν)", value=1.0, format="%.3f", key=f"{key}_nu0")),
-        "dale_dual_lr": float(c5.number_input("η_d (dual step)", value=1e-3, format="%.4f",
+        "dale_nu": float(c4.number_input("ν₀ (initial ν)", value=1.0, format="%g", key=f"{key}_nu0")),
+        "dale_dual_lr": float(c5.number_input("η_d (dual step)", value=1e-3, format="%g",
                                               key=f"{key}_dual")),
     }
     if ranged is not None:

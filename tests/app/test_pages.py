@@ -413,3 +413,18 @@ def test_the_url_keeps_the_chosen_models_across_a_reload() -> None:
     no_dataset.query_params.update(primary="shipped-digits-smallcnn-trades")
     no_dataset.run()
     assert no_dataset.session_state["primary_run"] == "shipped-digits-smallcnn-trades", "the default dataset's"
+
+
+@pytest.mark.parametrize("page", ["train", "playground", "theory", "geometry", "tradeoffs"])
+def test_no_number_field_rounds_what_was_typed(page: str) -> None:
+    """A fixed-decimals format drew 1e-12 as "0.0000" while the job used 1e-12 (an attack step size that looked
+    like "automatic", a learning rate that trained nothing): fields show what the script gets."""
+    import re
+
+    at = open_app()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, at.exception
+    fixed = [(n.label, n.proto.format) for n in at.number_input
+             if n.proto.format and re.fullmatch(r"%\.\d+f", n.proto.format)
+             and isinstance(n.value, float)]
+    assert fixed == []
