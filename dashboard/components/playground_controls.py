@@ -40,43 +40,43 @@ def settings_form() -> dict:
     with st.container(border=True):
         c = st.columns(widths)
         dataset = c[0].selectbox("Toy data", DATASETS, format_func=DATASET_LABELS.__getitem__, key="pg_dataset")
-        n = c[1].number_input("Points n", 10, None, DEFAULT.n, step=50, key="pg_n",
+        n = c[1].number_input("Points n", None, None, DEFAULT.n, step=50, key="pg_n",
                               help=f"Training points. {SIZE_NOTE}")
-        noise = c[2].number_input("Noise", 0.0, None, default_noise(dataset), step=0.01, format="%g",
+        noise = c[2].number_input("Noise", None, None, default_noise(dataset), step=0.01, format="%g",
                                   key=f"pg_noise_{dataset}", help=f"At most {LIMITS['noise']:g}")
-        seed = c[3].number_input("Seed", 0, None, DEFAULT.seed, key="pg_seed", help="Data and initial weights")
-        steps = c[4].number_input("Steps", 1, None, DEFAULT.steps, step=100, key="pg_steps",
+        seed = c[3].number_input("Seed", None, None, DEFAULT.seed, key="pg_seed", help="Data and initial weights")
+        steps = c[4].number_input("Steps", None, None, DEFAULT.steps, step=100, key="pg_steps",
                                   help=f"Optimiser steps (at most {LIMITS['steps']:,g}); a run's time grows with them")
         c = st.columns(widths)
-        depth = c[0].number_input("Hidden layers", 0, None, DEFAULT.depth, key="pg_depth",
+        depth = c[0].number_input("Hidden layers", None, None, DEFAULT.depth, key="pg_depth",
                                   help=f"0 = a linear model. {SIZE_NOTE}")
-        width = c[1].number_input("Width", 1, None, DEFAULT.width, step=8, key="pg_width",
+        width = c[1].number_input("Width", None, None, DEFAULT.width, step=8, key="pg_width",
                                   help=f"Units per hidden layer. {SIZE_NOTE}")
         activation = c[2].selectbox("Activation", ACTIVATIONS, format_func=ACTIVATION_LABELS.__getitem__,
                                     key="pg_activation")
-        lr = c[3].number_input("Learning rate", 0.0, None, DEFAULT.lr, step=0.005, format="%g", key="pg_lr",
+        lr = c[3].number_input("Learning rate", None, None, DEFAULT.lr, step=0.005, format="%g", key="pg_lr",
                                help=f"Adam's learning rate, at most {LIMITS['lr']:g}")
-        batch = c[4].number_input("Batch size", 0, None, 0, step=16, key="pg_batch", help="0 = full batch")
+        batch = c[4].number_input("Batch size", None, None, 0, step=16, key="pg_batch", help="0 = full batch")
         c = st.columns(widths)
         method = c[0].selectbox("Adversarial method", ADVERSARIAL, format_func=METHOD_LABELS.__getitem__,
                                 key="pg_method", help="Trained next to standard training (ERM)")
-        eps = c[1].number_input("ε", 0.0, None, DEFAULT.eps, step=0.01, format="%g", key="pg_eps",
+        eps = c[1].number_input("ε", None, None, DEFAULT.eps, step=0.01, format="%g", key="pg_eps",
                                 help=f"The attacker's budget in input units (the plane is [0, 1]²): 0 to "
                                      f"{eps_limit('linf'):g} for ℓ∞, to {eps_limit('l2'):g} for ℓ2")
         norm = c[2].selectbox("Norm", ("linf", "l2"), key="pg_norm", format_func={"linf": "ℓ∞", "l2": "ℓ2"}.get,
                               help="The shape of the attacker's ball on the plane: ℓ∞ a square, ℓ2 a circle")
-        attack_steps = c[3].number_input("Attack steps", 1, None, DEFAULT.attack_steps, key="pg_attack_steps",
+        attack_steps = c[3].number_input("Attack steps", None, None, DEFAULT.attack_steps, key="pg_attack_steps",
                                          help=f"Steps of the training attack (PGD-AT, TRADES, DALE), at most "
                                               f"{LIMITS['attack_steps']:g}")
         with st.expander("More settings"):
             c = st.columns(4)
-            grid = c[0].number_input("Grid resolution", 10, None, DEFAULT.grid, step=10, key="pg_grid",
+            grid = c[0].number_input("Grid resolution", None, None, DEFAULT.grid, step=10, key="pg_grid",
                                      help=f"The decision regions are drawn on grid × grid cells (capped at "
                                           f"{LIMITS['grid']:g})")
-            beta = c[1].number_input("TRADES β", 0.0, None, DEFAULT.trades_beta, key="pg_beta")
-            eval_steps = c[2].number_input("PGD steps for 'robust at ε'", 1, None, DEFAULT.eval_steps,
+            beta = c[1].number_input("TRADES β", None, None, DEFAULT.trades_beta, key="pg_beta")
+            eval_steps = c[2].number_input("PGD steps for 'robust at ε'", None, None, DEFAULT.eval_steps,
                                            key="pg_eval_steps")
-            test_n = c[3].number_input("Held-out points", 10, None, DEFAULT.test_n, step=50, key="pg_test_n")
+            test_n = c[3].number_input("Held-out points", None, None, DEFAULT.test_n, step=50, key="pg_test_n")
     return dict(dataset=dataset, n=int(n), noise=float(noise), seed=int(seed), depth=int(depth), width=int(width),
                 activation=activation, method=method, eps=float(eps), norm=norm, lr=float(lr), steps=int(steps),
                 batch_size=int(batch) or None, attack_steps=int(attack_steps), trades_beta=float(beta),

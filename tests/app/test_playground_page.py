@@ -78,6 +78,12 @@ def test_a_change_restarts_and_bad_input_is_refused() -> None:
     at.number_input(key="pg_eps").set_value(0.07)
     at.number_input(key="pg_lr").set_value(0.0).run()
     assert [e.value for e in at.error] == ["Not started: learning rate must be > 0, got 0.0"]  # the form's label
+    # Below a field's lower bound: refused by name. With the bound in the browser the entry only turned red and
+    # the run went on with the previous value.
+    at.number_input(key="pg_lr").set_value(0.05)
+    at.number_input(key="pg_seed").set_value(-1).run()
+    assert [e.value for e in at.error] == ["Not started: seed must be ≥ 0, got -1"]
+    assert at.session_state["pg_runs"] is second
     wait_for(second)
 
 
