@@ -10,6 +10,7 @@ from core.features import LABELS, METHODS
 from dashboard import cache, state
 from dashboard.components import feature_views as views
 from dashboard.components.teaching import explain
+from dashboard.components.train_form import checked_number
 
 st.title("Features")
 explain(
@@ -45,9 +46,13 @@ eps = float(own["eps"] or 0.1)
 c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
 method = c1.selectbox("Attribution", METHODS, format_func=LABELS.__getitem__, index=1, key="feat_method")
 n = c2.selectbox("Sample", (20, 50, 100, 200), index=1, key="feat_n", help="The first N test points.")
-example = c3.number_input("Example", 0, int(n) - 1, 0, key="feat_example")
+example, problem = checked_number(c3, "Example", 0, int(n) - 1, value=0, step=1, key="feat_example",
+                                  help=f"0 to {int(n) - 1}: one of the sample's points")
 layer_names = cache.layers(primary, device)
 layer = c4.selectbox("Layer for units", list(layer_names), format_func=layer_names.__getitem__, key="feat_layer")
+if problem:
+    st.error(f"Not drawn: {problem}", icon=":material/error:")
+    st.stop()
 norm_label = "ℓ∞" if norm == "linf" else "ℓ2"
 st.caption(f"Adversarial inputs: PGD-10 at ε = {eps:g} ({norm_label}), the primary model's own budget, for both "
            "models. Attributions are toward the true class.")

@@ -13,8 +13,9 @@ from dashboard.components import tradeoff_charts as tc
 from dashboard.components.charts import run_colours
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, label
-from dashboard.components.train_form import (DALE_METHODS, RangedFields, checked_eps, class_weight_fields,
-                                             dale_fields, eps_field, queue_training, weighting_select)
+from dashboard.components.train_form import (DALE_METHODS, RangedFields, checked_eps, checked_number,
+                                             class_weight_fields, dale_fields, eps_field, queue_training,
+                                             weighting_select)
 from dashboard.components.teaching import explain
 
 st.title("Trade-off Explorer")
@@ -119,13 +120,15 @@ else:
     c1, c2, c3 = st.columns([3, 1, 1])
     bias_run = c1.selectbox("Model", list(by_id), format_func=lambda r: by_id[r]["name"], key="to_bias_run",
                             index=list(by_id).index(highlight[0]) if highlight else 0)
-    bound = c2.number_input("Max clean-accuracy drop (points)", min_value=0.0, max_value=20.0, value=1.0, step=0.5,
-                            key="to_bias_bound")
+    bound, bound_problem = checked_number(c2, "Max clean-accuracy drop (points)", 0.0, 20.0, value=1.0, step=0.5,
+                                          key="to_bias_bound")
     run = by_id[bias_run]
     if run["norm"] not in ("linf", "l2"):
         st.caption(f"The bias is tuned against PGD in ℓ∞ or ℓ2; this model's threat model is "
                    f"{label(NORM_LABELS, run['norm'])}, so there is nothing to tune here.")
-    elif c3.button("Tune the bias", key="to_bias_go", icon=":material/tune:"):
+    elif (tune := c3.button("Tune the bias", key="to_bias_go", icon=":material/tune:")) and bound_problem:
+        st.error(f"Not tuned: {bound_problem}", icon=":material/error:")
+    elif tune:
         try:
             with st.spinner("Trying each bias against a fresh PGD-10 attack on the biased model…"):
                 result = cache.logit_bias(bias_run, dataset, float(run["eps"] or default_eps(dataset)),

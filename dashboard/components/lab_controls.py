@@ -14,6 +14,7 @@ from core.errors import AtlasError
 from core.evaluation.bundle import eps_range
 from core.evaluation.lab import LAB_STEP_BUDGET, lab_eps_grid, sweep_cost
 from dashboard import cache
+from dashboard.components.train_form import checked_number
 
 GRID_POINTS = 41
 # Non-widget key: the norm the user last picked, kept when another attack supports it.
@@ -133,10 +134,17 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
         cls = left.selectbox("Class", range(len(data.classes)), key="lab_class",
                              format_func=lambda c: str(data.classes[c]))
         members = np.nonzero(data.y.numpy() == cls)[0]
-        which = right.number_input(f"Which one (1–{len(members)})", 1, len(members), 1, key="lab_which")
-        return _from_dataset(data, int(members[min(which, len(members)) - 1]), f"#{which} of its class")
+        which, problem = checked_number(right, f"Which one (1–{len(members)})", 1, len(members), value=1, step=1,
+                                        key="lab_which")
+        if problem:
+            st.error(problem, icon=":material/error:")
+            return None
+        return _from_dataset(data, int(members[int(which) - 1]), f"#{which} of its class")
     if mode == "By index":
-        index = st.number_input(f"Test index (0–{n - 1})", 0, n - 1, 0, key="lab_index")
+        index, problem = checked_number(st, f"Test index (0–{n - 1})", 0, n - 1, value=0, step=1, key="lab_index")
+        if problem:
+            st.error(problem, icon=":material/error:")
+            return None
         return _from_dataset(data, int(index), "by index")
     if mode == "At random":
         if st.button("Another one", icon=":material/casino:", key="lab_draw"):
@@ -170,22 +178,30 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
     name, fixed, norms, params, trace_label = ATTACK_UI[label]
     norm = _pick_norm(cols[1], label, norms, run["norm"], key=f"lab_norm_{name}")
     kwargs: dict[str, Any] = {**fixed, "norm": norm}
+    problems: list[str] = []
+
+    def number(target: Any, label: str, low: float, high: float, **field: Any) -> Any:
+        value, problem = checked_number(target, label, low, high, **field)
+        if problem:
+            problems.append(problem)
+        return value if value is not None else low
+
     slot = 2
     for param in params:
         target = cols[slot] if slot < len(cols) else st
         slot += 1
         if param == "steps":
-            kwargs["steps"] = int(target.number_input("Steps", 1, 1000, 10 if name in ("pgd", "tpgd") else 100,
-                                                      key=f"lab_steps_{name}"))
+            kwargs["steps"] = int(number(target, "Steps", 1, 1000, value=10 if name in ("pgd", "tpgd") else 100,
+                                         step=1, key=f"lab_steps_{name}"))
         elif param == "restarts":
-            kwargs["restarts"] = int(target.number_input("Restarts", 1, 20, 1, key="lab_restarts"))
+            kwargs["restarts"] = int(number(target, "Restarts", 1, 20, value=1, step=1, key="lab_restarts"))
             if kwargs["restarts"] > 1:
                 kwargs["random_start"] = True
         elif param == "temperature":
-            kwargs["temperature"] = float(target.number_input("Temperature T", 0.01, 100.0, 1.0, step=0.1,
-                                                              key="lab_temperature", format="%g"))
+            kwargs["temperature"] = float(number(target, "Temperature T", 0.01, 100.0, value=1.0, step=0.1,
+                                                 key="lab_temperature", format="%g"))
         elif param == "queries":
-            kwargs["queries"] = int(target.number_input("Queries", 10, 10000, 1000, step=100, key="lab_queries"))
+            kwargs["queries"] = int(number(target, "Queries", 10, 10000, value=1000, step=100, key="lab_queries"))
         elif param == "target":
             # -1, not None, for "untargeted": Streamlit shows a None value as an empty picker.
             options = [-1, *range(len(data.classes))]
@@ -197,6 +213,9 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
                              "attack needs another class.")
                     return None
                 kwargs["target"] = int(chosen)
+    if problems:
+        st.error("Not attacked: " + "; ".join(problems), icon=":material/error:")
+        return None
     if name == "tpgd" and kwargs["temperature"] < LOW_TEMPERATURE:
         st.info(f"At T = {kwargs['temperature']:g} the softmax saturates: the tempered loss is flat and its "
                 "gradients vanish, so the attack barely moves. If nothing flips, that is gradient masking, not "

@@ -76,6 +76,14 @@ class RangedFields:
             raise ConfigError("; ".join(wrong))
 
 
+def checked_number(container: Any, label: str, low: float, high: float, **kwargs: Any) -> tuple[Any, str | None]:
+    """``container.number_input(label, **kwargs)`` without browser bounds, and what is wrong with its value (None
+    when it is in [low, high]) for the caller to show and act on. With the bounds in the browser an entry outside
+    them only turned red and the page went on with the previous value. For fields outside a form."""
+    value = container.number_input(label, **kwargs)
+    return value, _out_of_range(label, value, low, high)
+
+
 def _out_of_range(label: str, value: float | None, low: float, high: float) -> str | None:
     if value is None or not math.isfinite(value) or not low <= value <= high:
         return f"{label} is {'empty' if value is None else shown(value)}; allowed: {shown(low)} to {shown(high)}"

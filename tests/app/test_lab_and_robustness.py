@@ -438,3 +438,14 @@ def test_a_primary_that_cannot_load_leaves_the_comparison_shown(tmp_path: Path, 
     (error,) = [e.value for e in at.error]
     assert error.startswith("Primary: my tiny net:") and "test_tinynet" in error
     assert len(numbers(at)) == 1, "the comparison model's panel is still drawn"
+
+
+def test_an_attack_setting_outside_its_range_is_refused_not_replaced() -> None:
+    """Steps 1001 only turned the field red and the panels kept showing the 10-step attack as if it were asked."""
+    at = open_page("attack_lab")
+    at.number_input(key="lab_steps_pgd").set_value(1001).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == ["Not attacked: Steps is 1001; allowed: 1 to 1000"]
+    assert numbers(at) == [], "no panel shows an attack that was not asked for"
+    at.number_input(key="lab_steps_pgd").set_value(20).run()
+    assert not at.error and len(numbers(at)) == 2

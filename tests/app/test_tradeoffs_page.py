@@ -344,3 +344,12 @@ def test_an_imported_run_without_history_is_named_under_the_curves() -> None:
     note = [c.value for c in at.caption if c.value.startswith("No training curves for")]
     assert note == ["No training curves for my import: no per-epoch history came with its checkpoint (an import). "
                     "The scatter above shows it, and so do the bars when per-class figures exist."]
+
+
+def test_a_bias_bound_outside_its_range_is_refused_by_name() -> None:
+    """25 points only turned the field red, and the result said "allowed to drop by ≤ 1 points"."""
+    at = open_page()
+    at.number_input(key="to_bias_bound").set_value(25.0).run()
+    at.button(key="to_bias_go").click().run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == ["Not tuned: Max clean-accuracy drop (points) is 25; allowed: 0 to 20"]
