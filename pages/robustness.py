@@ -196,8 +196,12 @@ c1.download_button("Per-sample table (CSV)", lambda: export_table(combined, "csv
 c2.download_button("Per-sample table (parquet)", lambda: export_table(combined, "parquet"), f"{stem}.parquet",
                    "application/octet-stream", key="rob_parquet", icon=":material/download:", help=export_help)
 if focus.bundle.full.attack == "full" and not focus.has_full:
+    if focus.bundle.full.eval_id in ev.queued_eval_ids():
+        # Queued from this or another tab or session: a second press queued the same evaluation again.
+        c3.info("The full ensemble is being computed in the background (progress below); the page picks it up "
+                "when it is done.", icon=":material/hourglass_top:")
     # A short label: the whole of "(background job)" did not fit a third of the page at 1280 px.
-    if c3.button("Run the full ensemble", key="rob_full", icon=":material/rocket_launch:",
+    elif c3.button("Run the full ensemble", key="rob_full", icon=":material/rocket_launch:",
                  help=f"For {focus.name}: APGD-CE, APGD-T against 9 classes, FMN and Square on the points still "
                       "robust, as a background job (a separate process); the page picks the result up when it is "
                       "done."):

@@ -148,7 +148,7 @@ def summary_rows(results: ModelResults) -> pd.DataFrame:
     return frame
 
 
-def _queued_eval_ids() -> set[str]:
+def queued_eval_ids() -> set[str]:
     """The eval ids that a queued or running background job is computing."""
     ids = set()
     for job in list_jobs(cache.registry(), active_only=True):
@@ -170,7 +170,7 @@ def at_eps_notice(pending: Sequence[ModelResults], references: dict[str, Bundle]
     """Say what a new ε shows without its attacks, and offer them: now (``on_compute``, a button callback) or as one
     background job per model (its trust checks included). Jobs already queued for the same specs are not doubled."""
     eps = pending[0].bundle.eps
-    queued = _queued_eval_ids()
+    queued = queued_eval_ids()
     waiting = [r for r in pending if not {s.eval_id for s in missing_specs(r)} <= queued]
     names = ", ".join(r.name for r in pending)
     if not waiting:

@@ -214,3 +214,26 @@ def test_four_models_get_one_legend_entry_each_and_short_shared_names() -> None:
     legend, margin = figure.layout.legend, figure.layout.margin
     assert legend.yref == "container" and legend.y == 0 and legend.yanchor == "bottom"
     assert margin.b >= 70 + 22 * 8, "room under the x-axis title for 4 model rows, the group title and 3 mark rows"
+
+
+def test_the_full_ensemble_is_queued_once_across_sessions() -> None:
+    """Pressed in one tab and again in another while the first job ran, the same evaluation was queued twice."""
+    from core.jobs import cancel_job
+
+    def open_robustness() -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=300).run()
+        at.switch_page("../pages/robustness.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    first = open_robustness()
+    first.button(key="rob_full").click().run()
+    jobs = [j for j in list_jobs(Registry()) if j["kind"] == "eval"]
+    try:
+        assert len(jobs) == 1 and jobs[0]["args"]["spec"]["attack"] == "full"
+        second = open_robustness()  # another session, as another tab or browser is
+        assert not [b for b in second.button if b.key == "rob_full"]
+        assert any(i.value.startswith("The full ensemble is being computed in the background") for i in second.info)
+    finally:
+        for job in jobs:
+            cancel_job(Registry(), job["id"])
