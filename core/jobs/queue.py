@@ -130,7 +130,7 @@ def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
     """Training jobs whose Resume continues their run, newest first, however old: cancelled, failed or interrupted;
     their run not completed; no newer job for the same run (that one is resumed instead); a failed job only once
     its run exists (one that failed before its run was registered has no epoch to go on from and would fail
-    again)."""
+    again); not a job whose run was deleted since."""
     reconcile_jobs(registry)
     registry.reconcile()
     with registry.connect() as con:
@@ -145,6 +145,8 @@ def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
             continue
         newer.add(run_id)
         status = run_status.get(run_id)
+        if job["run_id"] and status is None:
+            continue  # its run was deleted: nothing to go on from (Resume started it over without a word)
         if job["status"] in RESUMABLE_JOB and status != "completed" and (status or job["status"] != "failed"):
             out.append(job)
     return out

@@ -162,3 +162,16 @@ def test_older_resumable_jobs_stay_reachable_beyond_the_six_newest(atlas_home: P
     [expander] = [e for e in at.expander if e.label.startswith("Resumable older jobs")]
     assert sorted(b.key for b in expander.button) == sorted(f"train_resume_{i}" for i in (newer[0], ids[3]))
     assert f"train_resume_{ids[0]}" not in [b.key for b in at.button]
+
+
+def test_a_job_whose_run_was_deleted_is_not_offered_for_resuming(atlas_home: Path) -> None:
+    """Resume of a cancelled job whose run had been deleted in the hub queued a job that started over at epoch 1,
+    without a word: there is nothing to resume, and Start training starts it over."""
+    registry = Registry(atlas_home)
+    args = train_args(seed=7)
+    job = create_job(registry, "train", args)
+    run_id = add_run(registry, args, name="to delete", status="cancelled", epochs_done=1)
+    update_job(registry, job, status="cancelled", run_id=run_id)
+    assert [j["id"] for j in resumable_jobs(registry)] == [job]
+    registry.delete_run(run_id)
+    assert resumable_jobs(registry) == []
