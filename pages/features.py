@@ -45,7 +45,14 @@ eps = float(own["eps"] or 0.1)
 
 c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
 method = c1.selectbox("Attribution", METHODS, format_func=LABELS.__getitem__, index=1, key="feat_method")
-n = c2.selectbox("Sample", (20, 50, 100, 200), index=1, key="feat_n", help="The first N test points.")
+def _keep_in_sample() -> None:
+    """A smaller sample: its last point, not a refusal, for an example past its end."""
+    if st.session_state.get("feat_example", 0) >= st.session_state["feat_n"]:
+        st.session_state["feat_example"] = st.session_state["feat_n"] - 1
+
+
+n = c2.selectbox("Sample", (20, 50, 100, 200), index=1, key="feat_n", help="The first N test points.",
+                 on_change=_keep_in_sample)
 example, problem = checked_number(c3, "Example", 0, int(n) - 1, value=0, step=1, key="feat_example",
                                   help=f"0 to {int(n) - 1}: one of the sample's points")
 layer_names = cache.layers(primary, device)

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 from core.data import DATASETS
-from core.errors import ConfigError
 from core.evaluation.bundle import PAGE_POINTS, page_view, standard_bundle
 from core.evaluation.suite import evaluate, trust_checks_for, trust_config
 from core.store import Registry
-from core.store.shipped import EVALUATIONS_DIR, SHIPPED_PREFIX, register_shipped
+from core.store.shipped import EVALUATIONS_DIR, SHIPPED_PREFIX, chosen_shipped, register_shipped
 from core.utils import atomic_write_bytes, atomic_write_json
 
 
@@ -47,13 +46,8 @@ def export_shipped_evaluations(only: list[str] | None = None, folder: Path | Non
     with tempfile.TemporaryDirectory(prefix="atlas-ship-") as scratch:
         registry = Registry(scratch)
         register_shipped(registry, evaluations=False)  # computed afresh, never read back from assets
-        shipped = {r["id"].removeprefix(SHIPPED_PREFIX): r for r in registry.list_runs()
-                   if r["id"].startswith(SHIPPED_PREFIX)}
-        unknown = sorted(set(only or ()) - set(shipped))
-        if unknown:
-            raise ConfigError(f"{', '.join(unknown)}: no such shipped model; choose from {', '.join(sorted(shipped))}")
         # The patch models have no Robustness page, hence nothing to ship for them.
-        runs = [r for name, r in sorted(shipped.items()) if shippable(r) and (only is None or name in only)]
+        runs = [r for r in chosen_shipped(registry, only).values() if shippable(r)]
         for run in runs:
             if on_start is not None:
                 on_start(run["id"])

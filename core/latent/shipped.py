@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Callable
 
 from core.data import load_dataset
-from core.errors import ConfigError
 from core.evaluation.suite import run_meta
 from core.latent.maps import PAGE_POINTS, SHIPPED_LATENT_DIR, latent_map, latent_path, page_spec
 from core.store import Registry
-from core.store.shipped import SHIPPED_PREFIX, register_shipped
+from core.store.shipped import chosen_shipped, register_shipped
 
 
 def export_shipped_latent_maps(only: list[str] | None = None, folder: Path | None = None,
@@ -31,13 +30,8 @@ def export_shipped_latent_maps(only: list[str] | None = None, folder: Path | Non
     with tempfile.TemporaryDirectory(prefix="atlas-latent-") as scratch:
         registry = Registry(scratch)
         register_shipped(registry, evaluations=False)
-        shipped = {r["id"].removeprefix(SHIPPED_PREFIX): r for r in registry.list_runs()
-                   if r["id"].startswith(SHIPPED_PREFIX)}
-        unknown = sorted(set(only or ()) - set(shipped))
-        if unknown:
-            raise ConfigError(f"{', '.join(unknown)}: no such shipped model; choose from {', '.join(sorted(shipped))}")
-        for name, run in sorted(shipped.items()):
-            if run["norm"] not in ("linf", "l2") or (only is not None and name not in only):
+        for run in chosen_shipped(registry, only).values():
+            if run["norm"] not in ("linf", "l2"):
                 continue
             if on_start is not None:
                 on_start(run["id"])

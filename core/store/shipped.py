@@ -74,6 +74,19 @@ def register_shipped(registry: Registry, folder: Path | None = None, *, evaluati
     return ids
 
 
+def chosen_shipped(registry: Registry, only: list[str] | None) -> dict[str, dict]:
+    """{checkpoint stem: run} of the shipped models registered in ``registry``, those in ``only`` (or all); an unknown
+    stem in ``only`` is a ConfigError naming the choices. For the exports of ``python -m core build-defaults``."""
+    from core.errors import ConfigError
+
+    shipped = {r["id"].removeprefix(SHIPPED_PREFIX): r for r in registry.list_runs()
+               if r["id"].startswith(SHIPPED_PREFIX)}
+    unknown = sorted(set(only or ()) - set(shipped))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: no such shipped model; choose from {', '.join(sorted(shipped))}")
+    return {name: run for name, run in sorted(shipped.items()) if only is None or name in only}
+
+
 def register_shipped_evaluations(registry: Registry, digests: dict[str, str | None],
                                  folder: Path | None = None) -> int:
     """Add the shipped evaluations (``<folder>/<run id>/<eval id>.json`` [+ ``.parquet``]) that the registry lacks

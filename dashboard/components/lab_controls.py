@@ -131,7 +131,15 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
     n = len(data)
     if mode == "By class":
         left, right = st.columns(2)
-        cls = left.selectbox("Class", range(len(data.classes)), key="lab_class",
+        counts = np.bincount(data.y.numpy(), minlength=len(data.classes))
+
+        def keep_in_class() -> None:
+            # Another class may have fewer images: its last one, not a refusal, for a "which one" past its end.
+            which = st.session_state.get("lab_which")
+            if isinstance(which, (int, float)) and which > counts[st.session_state["lab_class"]]:
+                st.session_state["lab_which"] = int(counts[st.session_state["lab_class"]])
+
+        cls = left.selectbox("Class", range(len(data.classes)), key="lab_class", on_change=keep_in_class,
                              format_func=lambda c: str(data.classes[c]))
         members = np.nonzero(data.y.numpy() == cls)[0]
         which, problem = checked_number(right, f"Which one (1–{len(members)})", 1, len(members), value=1, step=1,

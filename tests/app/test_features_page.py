@@ -65,3 +65,15 @@ def test_primary_and_comparison_keep_their_colours_across_pages() -> None:
     from dashboard.components import feature_views, geometry_views
 
     assert feature_views.RUN_COLOURS == geometry_views.MODEL_COLOURS
+
+
+def test_a_smaller_sample_keeps_the_example_inside_it() -> None:
+    """Example 40 of 50 points, then a sample of 20: its last point, not a refusal (Example 99999 typed is one)."""
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("../pages/features.py").run()
+    at.number_input(key="feat_example").set_value(99999).run()
+    assert [e.value for e in at.error] == ["Not drawn: Example is 99999; allowed: 0 to 49"]
+    at.number_input(key="feat_example").set_value(40).run()
+    at.selectbox(key="feat_n").set_value(20).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.number_input(key="feat_example").value == 19

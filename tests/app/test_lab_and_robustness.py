@@ -449,3 +449,19 @@ def test_an_attack_setting_outside_its_range_is_refused_not_replaced() -> None:
     assert numbers(at) == [], "no panel shows an attack that was not asked for"
     at.number_input(key="lab_steps_pgd").set_value(20).run()
     assert not at.error and len(numbers(at)) == 2
+
+
+def test_another_class_keeps_which_one_inside_it() -> None:
+    """"Which one" is refused outside its class's range when typed, but a switch to a class with fewer images
+    moves it to that class's last image instead of refusing (as the old clamp did)."""
+    from core.data import load_dataset
+
+    counts = dict(enumerate(load_dataset("digits", "test").y.bincount().tolist()))
+    big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+    assert counts[big] > counts[small]
+    at = open_page("attack_lab")
+    at.selectbox(key="lab_class").set_value(big).run()
+    at.number_input(key="lab_which").set_value(counts[big]).run()
+    at.selectbox(key="lab_class").set_value(small).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.number_input(key="lab_which").value == counts[small]
