@@ -53,8 +53,8 @@ def _keep_in_sample() -> None:
 
 n = c2.selectbox("Sample", (20, 50, 100, 200), index=1, key="feat_n", help="The first N test points.",
                  on_change=_keep_in_sample)
-example, problem = checked_number(c3, "Example", 0, int(n) - 1, value=0, step=1, key="feat_example",
-                                  help=f"0 to {int(n) - 1}: one of the sample's points")
+# No help icon: its "Help for Example" button would make the field's label ambiguous (as in train_form).
+example, problem = checked_number(c3, "Example", 0, int(n) - 1, value=0, step=1, key="feat_example")
 layer_names = cache.layers(primary, device)
 layer = c4.selectbox("Layer for units", list(layer_names), format_func=layer_names.__getitem__, key="feat_layer")
 if problem:
