@@ -10,6 +10,7 @@ from core.errors import AtlasError
 from dashboard import cache, state
 from dashboard.components import lab_controls
 from dashboard.components.lab_views import decimals, flip_sentence, model_panel
+from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 
 st.title("Attack Lab")
@@ -106,7 +107,7 @@ def live_panel() -> None:
     # For a lecture hall: side by side, a digit is ~110 px wide at 1280 px and ~50 px at 1024; one model per row
     # gives the images the page's width.
     large = st.toggle("Large images (one model per row, for a projector)", key="lab_large")
-    columns = [st.container() for _ in runs] if large else st.columns(len(runs), gap="large")
+    columns = [st.container() for _ in runs] if large else panels(len(runs), "lab-models", "large")
     for column, run_id in zip(columns, runs):
         with column:
             sweep = sweeps[run_id]

@@ -17,6 +17,7 @@ from dashboard import cache, state
 from dashboard.components import geometry_views as views
 from dashboard.components import lab_controls
 from dashboard.components.geometry_jobs import heavy_analyses
+from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 
 st.title("Decision-boundary geometry")
@@ -63,8 +64,8 @@ if example is None:
     st.stop()
 
 with st.container(border=True):
-    c1, c2, c3, c4 = st.columns(4)
-    # Short option texts: the column is ~190 px at 1280 px, and "DeepFool normal, random" was cut off there.
+    # Short option texts: a group is ~190 px at 1280 px, and "DeepFool normal, random" was cut off there.
+    c1, c2, c3, c4 = panels(4, "geo-controls", kind="controls")
     plane_kind = c1.selectbox("Plane (û, v̂)", PLANES, key="geo_plane", format_func=views.PLANE_LABELS.__getitem__,
                               help="û is the direction named here; v̂ is a random direction orthogonal to it "
                                    "(both are random for *Two random*).")
@@ -122,7 +123,7 @@ tab_section, tab_curv, tab_surface, tab_heavy = st.tabs(
 
 
 def section_tab(view: PlaneComparison, spec: SectionSpec) -> None:
-    columns = st.columns(len(labels), gap="medium")
+    columns = panels(len(labels), "geo-sections")
     eps_label = f" (ε = {spec.eps:g}, {views.NORM_NAMES[norm]})"
     margin_limit = views.shared_margin_limit(view.results)
     for column, (run_id, label) in zip(columns, labels):
@@ -152,7 +153,7 @@ def section_tab(view: PlaneComparison, spec: SectionSpec) -> None:
 
 
 def surface_tab(view: PlaneComparison, spec: SectionSpec) -> None:
-    columns = st.columns(len(labels), gap="medium")
+    columns = panels(len(labels), "geo-surfaces")
     loss_range = views.shared_loss_range(view.results)
     for column, (run_id, label) in zip(columns, labels):
         with column:
@@ -191,7 +192,7 @@ with tab_curv:
             stats = {label: cache.curvature_sample(r, dataset, n, device) for r, label in labels}
         st.dataframe(views.sample_table(stats), hide_index=True,
                      column_config={label: st.column_config.NumberColumn(format="%.4g") for _, label in labels})
-        left, right = st.columns(2)
+        left, right = panels(2, "geo-sample")
         left.plotly_chart(views.sample_figure(stats, "hessian", "Top eigenvalue of the loss's input-Hessian",
                                               "eigenvalue (log)", log=True), key="geo_hess")
         right.plotly_chart(views.sample_figure(stats, "ratio", "Random ÷ adversarial distance to the boundary",

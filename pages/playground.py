@@ -12,6 +12,7 @@ from dashboard import cache
 from dashboard import playground_runner as runner
 from dashboard.components import playground_controls as controls
 from dashboard.components import playground_views as views
+from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 
 TEMPERATURES = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
@@ -44,10 +45,11 @@ for note in notes:
     st.info(note, icon=":material/straighten:")
 
 runs: dict[str, runner.PlaygroundRun] | None = st.session_state.get("pg_runs")
-b = st.columns([1, 1, 6])
+# Content-sized in a row: in columns of 1/8 of the page, at 1024 px with the sidebar open, they read "S.".
+buttons = st.container(horizontal=True)
 # A callback, not the button's return value: it fires exactly once per click, even when a polling rerun
 # interrupts the run the click started.
-b[0].button("Restart" if runs else "Start", type="primary", icon=":material/play_arrow:", key="pg_start",
+buttons.button("Restart" if runs else "Start", type="primary", icon=":material/play_arrow:", key="pg_start",
             disabled=config is None, on_click=st.session_state.__setitem__, args=("pg_start_requested", True))
 start = st.session_state.pop("pg_start_requested", False)
 changed = runs is not None and config is not None and runs["adversarial"].config != config
@@ -58,7 +60,7 @@ if config is not None and (start or changed):
         st.toast("Settings changed: both runs restarted", icon=":material/restart_alt:")
 # Drawn after a (re)start, so it is enabled for the runs just started; the polling fragment reruns the whole page
 # once both runs have ended, which disables it again.
-b[1].button("Stop", icon=":material/stop:", key="pg_stop", disabled=not runner.running(runs),
+buttons.button("Stop", icon=":material/stop:", key="pg_stop", disabled=not runner.running(runs),
             on_click=lambda: runner.stop_all(st.session_state.get("pg_runs")))
 
 if not runs:
@@ -67,9 +69,9 @@ if not runs:
 
 if "pg_clicked" in st.session_state:  # a click on a plane selects the Langevin panel's point
     st.session_state["pg_point"] = st.session_state.pop("pg_clicked")
-show = st.columns([1, 2, 3])
-show_balls = show[0].toggle("ε-balls", value=True, key="pg_show_balls")
-show_arrows = show[1].toggle("Adversarial arrows", value=True, key="pg_show_arrows")
+show = st.container(horizontal=True, gap="medium")
+show_balls = show.toggle("ε-balls", value=True, key="pg_show_balls")
+show_arrows = show.toggle("Adversarial arrows", value=True, key="pg_show_arrows")
 finished = all(r.done for r in runs.values())
 
 
@@ -106,7 +108,7 @@ def _panel(role: str, run: runner.PlaygroundRun, x: np.ndarray, y: np.ndarray) -
 def live() -> None:
     """Redraws both runs from their latest frames; stops polling once both have finished."""
     x, y = runs["standard"].data.train.x.numpy(), runs["standard"].data.train.y.numpy()
-    for column, (role, _) in zip(st.columns(2, gap="large"), ROLES):
+    for column, (role, _) in zip(panels(2, "pg-runs", "large"), ROLES):
         with column:
             _panel(role, runs[role], x, y)
     st.caption("Colours: the predicted class (pale = unsure). Markers: filled = robust at ε, open = correct but "
@@ -146,7 +148,7 @@ def langevin_section() -> None:
     except AtlasError as exc:
         st.error(f"Cannot sample: {exc}")
         return
-    left, right = st.columns([3, 2], gap="large")
+    left, right = panels(2, "pg-langevin", "large")
     name = run.data.classes[panel.y]
     left.plotly_chart(views.langevin_figure(panel, name), key="pg_langevin")
     with right:

@@ -10,6 +10,7 @@ from core.theory.views import (AGREES, DISAGREES, MASKED, NOT_EVIDENCE, absent_f
                                patch_heatmap, verdict)
 from dashboard import theory_runner
 from dashboard.components import theory_views as views
+from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 
 st.title("Theory Lab")
@@ -119,7 +120,7 @@ def live() -> None:
     k = runs["st"].config.k
     # One y range for both runs, so that their U and V compare; a diverged run keeps its own (it squashed the other).
     shared = max([views.finite_max(h, k) for key, h in histories.items() if h and not diverged[key]] + [0.0])
-    columns = st.columns(2, gap="large")
+    columns = panels(2, "th-runs", "large")
     finals = {}
     for column, (key, name) in zip(columns, NAMES.items()):
         run, history = runs[key], histories[key]

@@ -13,6 +13,7 @@ from dashboard.components import tradeoff_charts as tc
 from dashboard.components.charts import run_colours
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, label
+from dashboard.components.layout import panels
 from dashboard.components.train_form import (DALE_METHODS, RangedFields, checked_eps, checked_number,
                                              class_weight_fields, dale_fields, eps_field, queue_training,
                                              weighting_select)
@@ -45,7 +46,7 @@ roles = {run_id: role for run_id, role in roles.items() if run_id in by_id}
 highlight = list(roles)
 
 if runs:
-    left, right = st.columns(2)
+    left, right = panels(2, "to-frontier")
     left.plotly_chart(tc.pareto(cache.runs_table(dataset), roles), key="to_pareto")
     left.caption("One dot per model (circles shipped, diamonds trained or imported here; labelled: primary and "
                  "comparison); the dotted staircase links the models no other beats on both axes; an inset zooms in "
@@ -69,7 +70,7 @@ if runs:
     if "epoch" in groups:
         rho = {by_id[r]["name"]: float(by_id[r]["config"].get("dale_rho", 0.1)) for r in chosen
                if by_id[r]["method"].startswith("dale")}
-        left, right = st.columns(2)
+        left, right = panels(2, "to-epochs")
         left.plotly_chart(tc.accuracy_curves(groups["epoch"], colours=colours), key="to_acc")
         left.caption("One colour per run: its method's, as in the charts above (a second run of a method gets "
                      "its own). Solid: clean test accuracy; dashed: PGD robust accuracy on the held-out points; "
@@ -80,7 +81,7 @@ if runs:
     if "t" in groups:
         st.markdown("**Patch models** are trained by the Li & Li simulation (full-batch gradient descent), so their "
                     "curves run over iterations t, not epochs.")
-        left, right = st.columns(2)
+        left, right = panels(2, "to-iterations")
         left.plotly_chart(tc.accuracy_curves(groups["t"], "t", colours), key="to_acc_t")
         left.caption("One colour per run, as above. Solid: clean test accuracy; dashed: worst case over PGD from x, "
                      "PGD from a random start and the feature-shift probe; dotted: PGD from x alone (the paper's "
@@ -94,7 +95,7 @@ if runs:
     per_epoch = groups.get("epoch", {})
     per_class = {by_id[r]["name"]: by_id[r]["final_metrics"].get("per_class_robust_acc") for r in chosen}
     per_class = {k: v for k, v in per_class.items() if v}
-    left, right = st.columns(2)
+    left, right = panels(2, "to-classes")
     if any("nu" in h for v in per_epoch.values() for h in v):
         left.plotly_chart(tc.nu_curves(per_epoch, colours), key="to_nu")
         ratios = {name: v[-1].get("noise_to_grad") for name, v in per_epoch.items() if "noise_to_grad" in v[-1]}
@@ -117,7 +118,8 @@ st.subheader("Logit bias for the weakest class (inference time)")
 if not runs:
     st.caption("No finished runs on this dataset yet: train one (below) to tune its bias.")
 else:
-    c1, c2, c3 = st.columns([3, 1, 1])
+    # The button on a line of its own: in a fifth of the page it read "Tune t…" at 1024 px with the sidebar open.
+    c1, c2 = st.columns([3, 2])
     bias_run = c1.selectbox("Model", list(by_id), format_func=lambda r: by_id[r]["name"], key="to_bias_run",
                             index=list(by_id).index(highlight[0]) if highlight else 0)
     bound, bound_problem = checked_number(c2, "Max clean-accuracy drop (points)", 0.0, 20.0, value=1.0, step=0.5,
@@ -126,7 +128,7 @@ else:
     if run["norm"] not in ("linf", "l2"):
         st.caption(f"The bias is tuned against PGD in ℓ∞ or ℓ2; this model's threat model is "
                    f"{label(NORM_LABELS, run['norm'])}, so there is nothing to tune here.")
-    elif (tune := c3.button("Tune the bias", key="to_bias_go", icon=":material/tune:")) and bound_problem:
+    elif (tune := st.button("Tune the bias", key="to_bias_go", icon=":material/tune:")) and bound_problem:
         st.error(f"Not tuned: {bound_problem}", icon=":material/error:")
     elif tune:
         try:

@@ -28,12 +28,13 @@ def attribution_figure(x: np.ndarray, attr: np.ndarray, x_adv: np.ndarray, attr_
     scale = float(max(np.abs(a).max(), np.abs(b).max())) or 1e-6
     panels = [(_image(x), "gray", 0, 1), (a, "RdBu_r", -scale, scale), (_image(x_adv), "gray", 0, 1),
               (b, "RdBu_r", -scale, scale)]
-    data, layout = [], dict(BASE, title=dict(text=title), height=260, margin=dict(l=5, r=5, t=60, b=5))
+    data, layout = [], dict(BASE, title=dict(text=title), height=275, margin=dict(l=5, r=5, t=75, b=5))
     for i, ((z, colours, lo, hi), domain, label) in enumerate(zip(panels, DOMAINS, labels)):
         suffix = "" if i == 0 else str(i + 1)
         data.append(dict(type="heatmap", z=z, colorscale=colours, zmin=lo, zmax=hi, showscale=False,
                          xaxis=f"x{suffix}", yaxis=f"y{suffix}",
-                         hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra>" + label + "</extra>"))
+                         hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra>" + label.replace("<br>", " · ")
+                                       + "</extra>"))
         layout[f"xaxis{suffix}"] = dict(domain=domain, visible=False, constrain="domain", anchor=f"y{suffix}")
         layout[f"yaxis{suffix}"] = dict(visible=False, autorange="reversed", scaleanchor=f"x{suffix}",
                                         constrain="domain", anchor=f"x{suffix}")

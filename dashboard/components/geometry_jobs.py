@@ -18,6 +18,7 @@ from core.jobs import cancel_job, list_jobs, submit_job
 from core.training.config import MAX_EPS
 from dashboard import cache
 from dashboard.components import geometry_views as views
+from dashboard.components.layout import panels
 
 ACTIVE = ("queued", "running", "cancelling")
 
@@ -183,7 +184,7 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) 
         return
     for note in {n for r in results.values() for n in r.info.get("notes", [])}:
         st.info(note)
-    columns = st.columns(len(results))
+    columns = panels(len(results), "geo-uap-models")
     v_limit = views.image_limit([r.v for r in results.values()])
     for column, (label, r) in zip(columns, results.items()):
         with column:
@@ -202,7 +203,7 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) 
                        f"({r.info.get('dominant_share', 0):.0%} of images after adding v)."
                        + (f" Both v share one colour range, ±{v_limit:.3g}." if is_image and len(results) > 1
                           else ""))
-    left, right = st.columns(2)
+    left, right = panels(2, "geo-uap-charts")
     left.plotly_chart(views.fooling_figure(results, 1 - next(iter(specs.values())).delta), key="geo_uap_rate")
     right.plotly_chart(views.singular_figure(results), key="geo_uap_sv")
     st.caption("One perturbation v for all images (Moosavi-Dezfooli et al., CVPR 2017): after each image that v "

@@ -13,6 +13,7 @@ from core.jobs import cancel_job, count_jobs, eta_seconds, list_jobs, resumable_
 from dashboard import cache
 from dashboard.components.charts import per_class_heatmap, training_curves
 from dashboard.components.labels import ARCH_LABELS, NORM_LABELS, SHORT_METHOD_LABELS, label, plural
+from dashboard.components.layout import panels
 
 STATUS_COLOUR = {"queued": "gray", "running": "blue", "cancelling": "orange", "completed": "green",
                  "cancelled": "orange", "failed": "red", "interrupted": "red"}
@@ -128,7 +129,7 @@ def _live_charts(job: dict[str, Any]) -> None:
     for e in epochs:
         if e.get("warning"):
             st.warning(f"Epoch {e['epoch']}: {e['warning']}", icon="⚠️")
-    left, right = st.columns(2)
+    left, right = panels(2, f"train-{job['id']}")
     left.plotly_chart(training_curves(epochs, "Loss and accuracy per epoch"), key=f"train_curves_{job['id']}")
     left.caption("Accuracy on the left axis (PGD robust accuracy on a held-out subset at the training ε); "
                  "loss dashed, right axis. A red line marks suspected catastrophic overfitting.")
