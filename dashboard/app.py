@@ -36,6 +36,13 @@ with st.sidebar:
         st.toast(f"The link names the model {missing}, which is not in this Atlas for "
                  f"{st.session_state[state.DATASET]} (deleted, or trained elsewhere): the default model is shown "
                  "instead.", icon=":material/link_off:")
+    if (unknown := st.session_state.pop("_url_unknown_dataset", None)) is not None:
+        st.toast(f"The link names the dataset {unknown!r}, which this Atlas does not have (it has "
+                 f"{', '.join(names)}): {st.session_state[state.DATASET]} is shown instead.",
+                 icon=":material/link_off:")
+    if (twice := st.session_state.pop("_url_twice", None)) is not None:
+        st.toast(f"The link names {twice} as both the primary and the comparison model: the comparison is "
+                 f"{st.session_state[state.COMPARISON_RUN] or 'none'} instead.", icon=":material/link_off:")
     state.write_url(len(runs))
     labels = cache.run_labels(runs)
     ids = list(labels)

@@ -43,6 +43,8 @@ def read_url(datasets: list[str]) -> None:
     params = st.query_params
     if params.get("dataset") in datasets:
         st.session_state[DATASET] = params["dataset"]
+    elif params.get("dataset"):
+        st.session_state["_url_unknown_dataset"] = params["dataset"]
     if params.get("primary") or params.get("comparison"):
         # The models named belong to this dataset: ensure_models must check them, not reset them as after a switch.
         st.session_state["_models_for_dataset"] = st.session_state[DATASET]
@@ -85,6 +87,7 @@ def ensure_models(runs: list[dict[str, Any]]) -> None:
     ids = {r["id"] for r in runs}
     asked = st.session_state.pop("_url_asked", {})
     st.session_state["_url_missing"] = [run_id for run_id in asked.values() if run_id not in ids]
+    twice = len(asked) == 2 and asked[PRIMARY_RUN] == asked[COMPARISON_RUN] and asked[PRIMARY_RUN] in ids
     if st.session_state[DATASET] != st.session_state.get("_models_for_dataset"):
         st.session_state["_models_for_dataset"] = st.session_state[DATASET]
         st.session_state[PRIMARY_RUN] = st.session_state[COMPARISON_RUN] = AUTO
@@ -94,6 +97,8 @@ def ensure_models(runs: list[dict[str, Any]]) -> None:
     # None is the user's explicit "no comparison"; AUTO or a run of another dataset gets the default.
     if comparison is not None and (comparison not in ids or comparison == st.session_state[PRIMARY_RUN]):
         st.session_state[COMPARISON_RUN] = pick(runs, PREFERRED_COMPARISON, exclude=st.session_state[PRIMARY_RUN])
+    if twice:  # said by the sidebar, like a missing model: the link asked for something else than what is shown
+        st.session_state["_url_twice"] = asked[PRIMARY_RUN]
 
 
 def set_from_widget(state_key: str, widget_key: str) -> None:

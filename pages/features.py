@@ -9,6 +9,8 @@ from core.errors import AtlasError
 from core.features import LABELS, METHODS
 from dashboard import cache, state
 from dashboard.components import feature_views as views
+from dashboard.components.labels import md
+from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 from dashboard.components.train_form import checked_number
 
@@ -70,15 +72,17 @@ with st.spinner(f"Attacking {n} points and computing {LABELS[method]} maps…"):
         try:
             reports[run_id] = cache.attributions(run_id, dataset, int(n), eps, norm, method, device)
         except AtlasError as exc:
-            st.error(f"{names[run_id]}: {exc}")
+            st.error(f"{md(names[run_id])}: {exc}")
 data = cache.run_dataset(primary, dataset)
 classes = [str(c) for c in data.classes]
 i = int(example)
 for run_id, rep in reports.items():
     sample = cache.feature_sample(run_id, dataset, int(n), eps, norm, device)
     pred = classes[int(sample["pred_adv"][i])]
-    labels = [f"clean ({classes[int(data.y[i])]})", f"{LABELS[method]} · clean", f"adversarial → {pred}",
-              f"{LABELS[method]} · adversarial"]
+    # The method on a line of its own: in a quarter of a 560 px page (1024 px, sidebar open) "Integrated Gradients ·
+    # adversarial" ran into its neighbour's title.
+    labels = [f"clean ({classes[int(data.y[i])]})", f"{LABELS[method]}<br>clean", f"adversarial → {pred}",
+              f"{LABELS[method]}<br>adversarial"]
     figure = views.attribution_figure(data.x[i].numpy(), rep["clean"][i], sample["x_adv"][i].numpy(), rep["adv"][i],
                                       names[run_id], labels)
     st.plotly_chart(figure, key=f"feat_maps_{run_id}")
@@ -88,7 +92,7 @@ st.caption("Red: pixels that raise the true class's score; blue: pixels that low
 if reports:
     short = {r: "Primary" if r == primary else "Comparison" for r in reports}  # full names in the boxes' legend
     table, config = views.measures_table({short[r]: rep["summary"] for r, rep in reports.items()})
-    c1, c2 = st.columns([3, 4], gap="medium")
+    c1, c2 = panels(2, "feat-measures")
     c1.dataframe(table, column_config=config, key="feat_measures")
     c2.plotly_chart(views.measures_figure({names[r]: rep["per_sample"] for r, rep in reports.items()},
                                           f"{LABELS[method]} over {n} points"), key="feat_box")
@@ -99,14 +103,14 @@ if reports:
 
 st.subheader("Robust and non-robust units")
 k = st.slider("Switch off the k most attack-sensitive useful units", 1, 32, 5, key="feat_k")
-columns = st.columns(len(runs), gap="medium")
+columns = panels(len(runs), "feat-units")
 for column, run_id in zip(columns, runs):
     with column:
         run_layer = layer if layer in cache.layers(run_id, device) else "penultimate"
         try:
             rep = cache.units(run_id, dataset, int(n), eps, norm, run_layer, int(k), device)
         except AtlasError as exc:
-            st.error(f"{names[run_id]}: {exc}")
+            st.error(f"{md(names[run_id])}: {exc}")
             continue
         st.plotly_chart(views.quadrant_figure(rep, names[run_id]), key=f"feat_quad_{run_id}")
         st.plotly_chart(views.activation_figure(rep, i, f"Example {i}: the units the attack moves most on it"),

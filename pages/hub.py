@@ -11,7 +11,8 @@ from dashboard import cache, state
 from dashboard.components import imports
 from dashboard.components.cards import masked_note, model_card, threat_text
 from dashboard.components.charts import pareto_figure
-from dashboard.components.labels import slug
+from dashboard.components.labels import md, slug
+from dashboard.components.layout import panels
 from dashboard.components.plugins import plugin_notices
 from dashboard.components.teaching import explain
 
@@ -31,7 +32,7 @@ runs = {r["id"]: r for r in cache.runs(dataset)}
 if table.empty:
     st.info(f"No models for **{dataset}** yet: train one on the Training page or import a checkpoint below.")
 else:
-    chart_col, card_col = st.columns([3, 2])
+    chart_col, card_col = panels(2, "hub-overview")
     with chart_col:
         primary, comparison = st.session_state[state.PRIMARY_RUN], st.session_state[state.COMPARISON_RUN]
         st.plotly_chart(pareto_figure(table, highlight={primary: "primary", comparison: "comparison"}),
@@ -73,10 +74,17 @@ else:
                        "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD", width=92)})
     st.caption("Click a column header to sort; select a row to act on that model.")
     rows = event.selection.rows
+    # The table's key follows its ids, so a model deleted elsewhere (another tab, the CLI) clears the selection:
+    # a Rename pressed in a stale tab then did nothing, without a word.
+    gone = st.session_state.pop("hub_selected", None)
+    if not rows and gone and gone[0] not in runs:
+        st.warning(f"The model you had selected, **{md(gone[1])}**, is no longer in the Atlas (deleted in another "
+                   "tab or from the command line): nothing was done to it.", icon=":material/delete:")
     if rows:
         run = runs.get(table["id"].iloc[rows[0]]) if rows[0] < len(table) else None
         if run is not None:
-            st.markdown(f"**Selected:** {run['name']}")
+            st.session_state["hub_selected"] = (run["id"], run["name"])
+            st.markdown(f"**Selected:** {md(run['name'])}")
             cols = st.columns(5)
             usable = bool(run["checkpoint_path"])
             why = None if usable else f"This run has no final model to analyse (status: {run['status']})."
@@ -102,17 +110,18 @@ else:
                     if st.button("Rename", key="hub_rename"):
                         try:
                             cache.registry().rename_run(run["id"], new_name)
-                            state.after_table_change(f"Renamed to **{new_name.strip()}**.")
+                            state.after_table_change(f"Renamed to **{md(new_name.strip())}**.")
                             cache.runs.clear()
                             st.rerun()
                         except AtlasError as exc:
                             st.error(str(exc))
-                    sure = st.checkbox(f"Yes, delete “{run['name']}” and its files",
+                    sure = st.checkbox(f"Yes, delete “{md(run['name'])}” and its files",
                                        key=f"hub_delete_sure_{table_key}")
                     if st.button("Delete this model", type="primary", key="hub_delete", disabled=not sure):
                         try:
                             delete_run_files(cache.registry(), run["id"])
-                            state.after_table_change(f"Deleted **{run['name']}**.")
+                            st.session_state.pop("hub_selected", None)
+                            state.after_table_change(f"Deleted **{md(run['name'])}**.")
                             cache.runs.clear()
                             st.rerun()
                         except AtlasError as exc:
@@ -152,7 +161,7 @@ with st.expander("Import a checkpoint", icon=":material/upload_file:"):
                     run = import_checkpoint(cache.registry(), weights[0].getvalue(), metas[0].getvalue(),
                                             name=import_name or None)
                 cache.runs.clear()
-                st.session_state["hub_flash"] = (f"Imported **{run['name']}** for dataset {run['dataset']} as run "
+                st.session_state["hub_flash"] = (f"Imported **{md(run['name'])}** for dataset {run['dataset']} as run "
                                                  f"`{run['id']}`.")
                 st.rerun()
             except AtlasError as exc:

@@ -12,6 +12,8 @@ from core.latent.maps import eps_grid
 from core.latent.projection import LABELS
 from dashboard import cache, state
 from dashboard.components import latent_views as views
+from dashboard.components.labels import md
+from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 
 st.title("Latent space")
@@ -58,7 +60,8 @@ except AtlasError as exc:
 spec_shape = cache.dataset_specs()[dataset]["input_shape"]
 
 with st.form("lat_form", border=False):
-    cols = st.columns([2, 1, 1, 1, 1, 1])
+    # Two rows of three: six in one row left each select ~80 px at 1024 px with the sidebar open ("UM", "45(").
+    cols = st.columns([2, 1, 1]) + st.columns(3)
     layer = cols[0].selectbox("Layer", list(layer_labels), format_func=layer_labels.__getitem__, key="lat_layer",
                               help="Features are read from this layer by a forward hook.")
     projection = cols[1].selectbox("Projection", ("umap", "pca", "tsne"), format_func=LABELS.__getitem__,
@@ -97,7 +100,7 @@ with st.spinner(f"Attacking {n} points at {len(grid)} budgets and projecting the
                               attack=attack, norm=norm, projection=projection)
             maps[run_id] = cache.latent(spec, device)
         except AtlasError as exc:
-            st.error(f"{names[run_id]}: {exc}")
+            st.error(f"{md(names[run_id])}: {exc}")
 if not maps:
     st.stop()
 for latent in maps.values():
@@ -113,20 +116,21 @@ classes = [str(c) for c in data.classes]
 def scrub() -> None:
     """Only this fragment reruns when ε, the toggles or a selection change; it indexes the cached maps."""
     labels = ["clean", *(f"{e:g}" for e in grid)]
-    # The toggles' columns are sized to their labels: at 1280 px equal ones cut "adversarial ×" to "adversar…".
-    c1, c2, c3, c4, c5 = st.columns([2.4, 1.1, 1.5, 1.1, 1.3])
-    pick = c1.select_slider(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, image scale 0–1)", options=labels,
+    # The slider gets the row; the toggles, sized to their labels, wrap under each other where the page is narrow
+    # (in columns, at 1024 px with the sidebar open, they were cut to "cle…", "l." and "a…").
+    pick = st.select_slider(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, image scale 0–1)", options=labels,
                             value=labels[first_eps + 1], key="lat_eps",
                             help="Scrubbing only looks up the precomputed maps.")
     index = labels.index(pick)
-    layers = views.Layers(clean=c2.toggle("clean ●", True, key="lat_show_clean"),
-                          adversarial=c3.toggle("adversarial ×", True, key="lat_show_adv"),
-                          lines=c4.toggle("lines", False, key="lat_show_lines",
+    row = st.container(horizontal=True, gap="medium")
+    layers = views.Layers(clean=row.toggle("clean ●", True, key="lat_show_clean"),
+                          adversarial=row.toggle("adversarial ×", True, key="lat_show_adv"),
+                          lines=row.toggle("lines", False, key="lat_show_lines",
                                           help="A line from each clean point to its adversarial twin. Off at "
                                                "first: drawing them makes every ε step about twice as slow."))
-    animate = c5.toggle("animate", False, key="lat_animate",
+    animate = row.toggle("animate", False, key="lat_animate",
                         help="Adds every ε to the charts and a ▶ button that plays them in the browser.")
-    columns = st.columns(len(maps), gap="medium")
+    columns = panels(len(maps), "lat-maps")
     selected: dict[str, np.ndarray] = {}
     for column, (run_id, latent) in zip(columns, maps.items()):
         role = "primary" if run_id == primary else "comparison"
@@ -142,7 +146,7 @@ def scrub() -> None:
                f"Computed in {sum(secs.values()):.1f} s (attack {secs['attack']:.1f} s, fit {secs['fit']:.1f} s)."))
     by_name = {("Primary" if r == primary else "Comparison") + f": {names[r]}": m for r, m in maps.items()}
     st.markdown(f"**Measures at ε = {pick}**")
-    left, right = st.columns(2, gap="medium")
+    left, right = panels(2, "lat-measures")
     table = views.measures_table(by_name, index)
     left.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns},
                    key="lat_measures")
@@ -151,7 +155,7 @@ def scrub() -> None:
                   "Still nearest own centroid: share of twins closest to their true class's clean centre. "
                   "Distance to own centroid ÷ clean: how far the twins moved from their class's centre.")
     if index > 0:
-        columns = st.columns(len(maps), gap="medium")
+        columns = panels(len(maps), "lat-drift")
         for column, (run_id, latent) in zip(columns, maps.items()):
             column.plotly_chart(views.drift_figure(latent, index, classes, f"Drift toward class — {names[run_id]}"),
                                 key=f"lat_drift_{run_id}")
@@ -160,7 +164,7 @@ def scrub() -> None:
                    "moved the features.")
     for run_id, rows in selected.items():
         if len(rows):
-            st.markdown(f"**Selected in {names[run_id]}** ({len(rows)} points, at ε = {pick})")
+            st.markdown(f"**Selected in {md(names[run_id])}** ({len(rows)} points, at ε = {pick})")
             views.gallery(images, rows, maps[run_id], index, classes)
     if not any(len(r) for r in selected.values()):
         st.caption("Drag a box (or lasso) over points in a map to see their images here.")
@@ -168,7 +172,7 @@ def scrub() -> None:
 
 scrub()
 # Over the whole grid, so it does not depend on the slider: drawn once, outside the fragment.
-left, right = st.columns(2, gap="medium")
+left, right = panels(2, "lat-over-eps")
 left.plotly_chart(views.measures_over_eps({("Primary" if r == primary else "Comparison") + f": {names[r]}": m
                                            for r, m in maps.items()}, "ℓ∞" if norm == "linf" else "ℓ2"),
                   key="lat_over_eps")

@@ -14,7 +14,8 @@ from dashboard.components import evaluations as ev
 from dashboard.components import robustness_charts as charts
 from dashboard.components.charts import run_colours
 from dashboard.components.jobs import jobs_panel
-from dashboard.components.labels import drop_shared_prefix
+from dashboard.components.labels import drop_shared_prefix, md
+from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 from dashboard.components.trust import trust_panel
 
@@ -54,7 +55,7 @@ eps = cols[1].select_slider("ε for the per-class views", options=sorted({*grid,
 try:
     test_size = len(cache.run_dataset(primary["id"], dataset))
 except AtlasError as exc:  # the dataset's files are missing, or the checkpoint does not load
-    st.error(f"{names.get(primary['id'], primary['name'])}: {exc}")
+    st.error(f"{md(names.get(primary['id'], primary['name']))}: {exc}")
     st.stop()
 points = (*(p for p in (100, 200, PAGE_POINTS, 1000) if p < test_size), "all")
 n_choice = cols[2].selectbox("Test points", points, index=points.index(PAGE_POINTS) if PAGE_POINTS in points else
@@ -81,7 +82,7 @@ for run_id in chosen:
     try:
         results.append(ev.run_bundle(run_id, names[run_id], bundle, device, at_eps=at_eps))
     except AtlasError as exc:
-        st.error(f"{names[run_id]}: {exc}")
+        st.error(f"{md(names[run_id])}: {exc}")
 if not results:
     st.stop()
 pending = [r for r in results if not r.complete]
@@ -130,7 +131,7 @@ m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}"
 # worst − mean is ≤ 0; the further below 0, the more unequal the classes: red (Streamlit's "normal" for a fall).
 m[3].metric("spread (std) · worst − mean", f"{spread['std']:.1%}", f"{spread['worst_gap'] * 100:+.1f} points",
             delta_color="normal")
-left, right = st.columns(2)
+left, right = panels(2, "rob-classes")
 left.plotly_chart(charts.class_bars(per_class, eps, "worst case" if focus.complete else "minimal-norm attack only"),
                   key="rob_bars")
 left.caption("Blue: clean accuracy; orange: robust accuracy, worst case over all attacks at ε."
@@ -139,7 +140,7 @@ left.caption("Blue: clean accuracy; orange: robust accuracy, worst case over all
 right.plotly_chart(charts.class_eps_heatmap(ev.class_eps(focus, classes)), key="rob_heat")
 right.caption("Rows are classes, columns ε (from the minimal-norm run): where each class gives way.")
 combined = combine(focus.tables, eps)
-left, right = st.columns(2)
+left, right = panels(2, "rob-flips")
 flips, clean_errors = views.flip_matrix(combined, eps, len(classes)), views.clean_errors(combined)
 left.plotly_chart(charts.flip_heatmap(flips, classes, eps), key="rob_flip")
 left.caption(f"Row: true class; column: the class the strongest successful attack sent the point to. Counted: the "
@@ -152,7 +153,7 @@ right.plotly_chart(charts.norm_violin(views.min_norms_by_class(focus.curve, clas
 right.caption("Distribution of the smallest flipping perturbation per class, over its correctly classified points; "
               "below the dotted line = broken at ε."
               + "".join(f" Class {c}: none ({why})." for c, why in no_norms.items()))
-left, right = st.columns(2)
+left, right = panels(2, "rob-gains")
 gains, sweep = ev.gains(focus, classes), ev.temperature_sweep(focus, classes)
 if gains is None or sweep is None:
     left.info(f"What the stronger attacks gain per class, and the Temperature-PGD sweep, appear once the attacks at "
@@ -173,7 +174,7 @@ try:
     model, _ = cache.model(focus.run_id, device)
     w = views.class_weight_norms(model, len(classes))
     corr = float(np.corrcoef(w, per_class["robust_acc"].to_numpy())[0, 1]) if len(w) > 2 else float("nan")
-    left, right = st.columns(2)
+    left, right = panels(2, "rob-weights")
     left.plotly_chart(charts.weight_norm_scatter(per_class, w), key="rob_wnorm")
     left.caption(f"One dot per class: the norm of its classifier row against its robustness (Pearson r = {corr:.2f}).")
 except ValueError as exc:
@@ -185,7 +186,7 @@ with right:
 
 st.subheader("Export and background evaluations")
 where = " (the model chosen under *Per class*: pick another there to export its table)" if len(results) > 1 else ""
-st.caption(f"The per-sample tables are those of **{focus.name}**{where}: one row per test point at ε = {eps:g}, robust "
+st.caption(f"The per-sample tables are those of **{md(focus.name)}**{where}: one row per test point at ε = {eps:g}, robust "
            "or not against each attack, the worst case and where the point was sent.")
 c1, c2, c3 = st.columns(3)
 # The files are written when a button is pressed, not on every slider move.

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import streamlit as st
 
-from dashboard.components.labels import NORM_LABELS
+from dashboard.components.labels import NORM_LABELS, md
 
 SOURCE_BADGE = {"shipped": ("shipped", "gray"), "imported": ("imported", "violet"), "trained": ("trained", "blue")}
 
@@ -27,7 +27,7 @@ def model_card(run: dict[str, Any], role: str | None = None) -> None:
     """A bordered card: name, badges, clean and robust accuracy, architecture and provenance."""
     metrics = run["final_metrics"]
     with st.container(border=True, key=f"card_{role or 'run'}_{run['id']}"):
-        st.markdown(f"**{run['name']}**" + (f" · _{role}_" if role else ""))
+        st.markdown(f"**{md(run['name'])}**" + (f" · _{role}_" if role else ""))
         label, colour = SOURCE_BADGE.get(run["source"], (run["source"], "gray"))
         # ERM is not trained at an ε: its ε is only the radius of the robustness check.
         eps = "" if run["eps"] is None or run["method"] == "erm" else f" ε={run['eps']:g}"

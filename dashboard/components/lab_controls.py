@@ -14,6 +14,7 @@ from core.errors import AtlasError
 from core.evaluation.bundle import eps_range
 from core.evaluation.lab import LAB_STEP_BUDGET, lab_eps_grid, sweep_cost
 from dashboard import cache
+from dashboard.components.labels import md
 from dashboard.components.train_form import checked_number
 
 GRID_POINTS = 41
@@ -108,7 +109,7 @@ def _upload(data: Any) -> Example | None:
     try:
         array, notes = image_to_input(raw, tuple(data.input_shape), invert=invert, background=background)
     except AtlasError as exc:
-        st.error(f"{file.name}: {exc}")
+        st.error(f"{md(file.name)}: {exc}")
         return None
     import torch
 

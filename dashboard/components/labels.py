@@ -43,3 +43,15 @@ def drop_shared_prefix(names: list[str], separator: str = " · ") -> tuple[str, 
 def slug(text: str) -> str:
     """``text`` as a safe file-name part: "digits SmallCNN · PGD-AT ε=0.1" → "digits-smallcnn-pgd-at-0-1"."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower().replace("ℓ∞", "linf").replace("ℓ2", "l2")).strip("-")
+
+
+# The characters that format text in the middle of a line (a name is never a line's start): emphasis, code, links,
+# Streamlit's ":colour[…]" / ":material/…:" directives and emoji codes, LaTeX, strikethrough.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]$:~])")
+
+
+def md(text: Any) -> str:
+    """``text`` (a model's name, a file's name: what a user typed) for a place Streamlit renders as markdown, with
+    the characters that would format it escaped: a model renamed "**big** [x](y)" showed in bold with a link in
+    "Renamed to …", and ":red[…]" or "$…$" would colour or typeset it."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))

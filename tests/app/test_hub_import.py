@@ -129,3 +129,27 @@ def test_a_valid_checkpoint_is_imported() -> None:
     assert any("Imported **my upload**" in s.value for s in at.success)
     assert [r["name"] for r in Registry().list_runs() if r["source"] == "imported"] == ["my upload"]
 
+
+
+def test_a_name_with_markdown_in_it_is_shown_as_typed_not_rendered() -> None:
+    """A model called "**big** [x](y)" was announced in bold with a link; its characters are escaped now."""
+    from dashboard.components.labels import md
+
+    name = "**big** [x](y) :red[z] $a$"
+    weights, meta = shipped()
+    at = upload(open_hub(), ("erm.safetensors", weights), ("erm.json", meta))
+    at.text_input(key="hub_import_name").input(name).run()
+    assert press_import(at) == []
+    assert any(f"Imported **{md(name)}**" in s.value for s in at.success), [s.value for s in at.success]
+    assert [r["name"] for r in Registry().list_runs() if r["source"] == "imported"] == [name]
+
+
+@pytest.mark.parametrize("text", ["**big** [x](y)", ":red[z] $a$ `c`", "a_b*c\\d", "plain name · ε=0.1"])
+def test_md_escapes_every_markdown_character_and_keeps_the_text(text: str) -> None:
+    import re
+
+    from dashboard.components.labels import md
+
+    escaped = md(text)
+    assert re.sub(r"\\(.)", r"\1", escaped) == text
+    assert not re.search(r"(?<!\\)[*\[\]$`:]", escaped.replace("\\\\", "")), escaped

@@ -404,9 +404,11 @@ def test_the_url_keeps_the_chosen_models_across_a_reload() -> None:
     assert not bad.exception, bad.exception
     assert bad.session_state["dataset"] == "digits" and bad.session_state["primary_run"] == \
         "shipped-digits-smallcnn-pgd-at", "unknown values in the URL fall back to the defaults"
-    (toast,) = [t.value for t in bad.toast]
-    assert toast.startswith("The link names the model no-such-run, which is not in this Atlas for digits"), \
+    model, dataset = [t.value for t in bad.toast]
+    assert model.startswith("The link names the model no-such-run, which is not in this Atlas for digits"), \
         "a model in a link that is not here (deleted) is named, not swapped silently"
+    assert dataset.startswith("The link names the dataset 'no-such-data', which this Atlas does not have") and \
+        dataset.endswith("digits is shown instead."), "nor is a dataset it does not have"
     assert not reloaded.toast, "models that are here are taken without a word"
 
     no_dataset = AppTest.from_file(APP, default_timeout=120)
@@ -428,3 +430,44 @@ def test_no_number_field_rounds_what_was_typed(page: str) -> None:
              if n.proto.format and re.fullmatch(r"%\.\d+f", n.proto.format)
              and isinstance(n.value, float)]
     assert fixed == []
+
+
+def test_the_style_sheet_gives_each_kind_of_panel_row_its_minimum_width() -> None:
+    """layout.panels names a row by a key prefix; assets/style.css turns that prefix into the minimum width. A
+    renamed prefix or a changed width on one side only would leave rows that never wrap (or always do)."""
+    import re
+
+    from dashboard.components.layout import KINDS
+
+    css = (ROOT / "assets" / "style.css").read_text()
+    for prefix, px in KINDS.values():
+        rule = re.search(r'\[class\*="st-key-' + re.escape(prefix) + r'"\] > div \{ flex: 1 1 (\d+)px;', css)
+        assert rule, f"no rule for {prefix} in style.css"
+        assert int(rule.group(1)) == px
+
+
+def test_a_selected_model_deleted_elsewhere_is_announced_not_dropped_silently(atlas_home: Path) -> None:
+    """A stale tab: its selected row's model was deleted from another tab, so the table (keyed by its ids) lost the
+    selection, and a Rename pressed there did nothing without a word."""
+    at = open_app()
+    at.session_state["hub_selected"] = ("deleted-run-id", "my **old** model")
+    at.run()
+    warnings = [w.value for w in at.warning]
+    assert any("my \\*\\*old\\*\\* model" in w and "no longer in the Atlas" in w for w in warnings), warnings
+    at.run()  # said once
+    assert not any("no longer in the Atlas" in w.value for w in at.warning)
+    # A selected model that is still there is not announced.
+    shipped = Registry().list_runs()[0]
+    at.session_state["hub_selected"] = (shipped["id"], shipped["name"])
+    at.run()
+    assert not any("no longer in the Atlas" in w.value for w in at.warning)
+
+
+def test_a_link_with_the_same_model_as_primary_and_comparison_says_so() -> None:
+    erm = "shipped-digits-smallcnn-erm"
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["primary"] = at.query_params["comparison"] = erm
+    at.run()
+    assert not at.exception
+    assert at.session_state["primary_run"] == erm != at.session_state["comparison_run"]
+    assert any("both the primary and the comparison" in t.value for t in at.toast), [t.value for t in at.toast]
