@@ -89,8 +89,14 @@ def ensure_models(runs: list[dict[str, Any]]) -> None:
     st.session_state["_url_missing"] = [run_id for run_id in asked.values() if run_id not in ids]
     twice = len(asked) == 2 and asked[PRIMARY_RUN] == asked[COMPARISON_RUN] and asked[PRIMARY_RUN] in ids
     if st.session_state[DATASET] != st.session_state.get("_models_for_dataset"):
+        # Each dataset keeps the models last chosen for it: switching digits → moons → digits in a lecture brought
+        # back the defaults, not the pair just shown. A remembered model deleted since gets the default below.
+        remembered = st.session_state.setdefault("_models_by_dataset", {})
+        if (left := st.session_state.get("_models_for_dataset")) is not None:
+            remembered[left] = (st.session_state[PRIMARY_RUN], st.session_state[COMPARISON_RUN])
         st.session_state["_models_for_dataset"] = st.session_state[DATASET]
-        st.session_state[PRIMARY_RUN] = st.session_state[COMPARISON_RUN] = AUTO
+        st.session_state[PRIMARY_RUN], st.session_state[COMPARISON_RUN] = remembered.get(
+            st.session_state[DATASET], (AUTO, AUTO))
     if st.session_state[PRIMARY_RUN] not in ids:
         st.session_state[PRIMARY_RUN] = pick(runs, PREFERRED_PRIMARY)
     comparison = st.session_state[COMPARISON_RUN]

@@ -85,6 +85,22 @@ def test_dataset_switch_resets_models_to_that_dataset() -> None:
     assert any("No models for **circles**" in i.value for i in at.info)
 
 
+def test_each_dataset_keeps_the_models_last_chosen_for_it() -> None:
+    at = open_app()
+    at.selectbox(key="_sb_primary").select("shipped-digits-smallcnn-trades").run()
+    at.selectbox(key="_sb_comparison").select(None).run()
+    at.selectbox(key="_sb_dataset").select("moons").run()
+    assert at.session_state["primary_run"] == "shipped-moons-mlp-pgd-at", "another dataset starts at its defaults"
+    at.selectbox(key="_sb_primary").select("shipped-moons-mlp-erm").run()
+    at.selectbox(key="_sb_dataset").select("digits").run()
+    assert not at.exception
+    assert at.session_state["primary_run"] == "shipped-digits-smallcnn-trades"
+    assert at.session_state["comparison_run"] is None, "'no comparison' is remembered too"
+    assert at.selectbox(key="_sb_primary").value == "shipped-digits-smallcnn-trades"
+    at.selectbox(key="_sb_dataset").select("moons").run()
+    assert at.session_state["primary_run"] == "shipped-moons-mlp-erm"
+
+
 def test_train_form_refuses_invalid_values_and_starts_nothing(atlas_home: Path) -> None:
     at = open_app()
     at.switch_page("../pages/train.py").run()
