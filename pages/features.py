@@ -9,6 +9,7 @@ from core.errors import AtlasError
 from core.features import LABELS, METHODS
 from dashboard import cache, state
 from dashboard.components import feature_views as views
+from dashboard.components.charts import run_colours
 from dashboard.components.labels import md
 from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
@@ -95,7 +96,8 @@ if reports:
     c1, c2 = panels(2, "feat-measures")
     c1.dataframe(table, column_config=config, key="feat_measures")
     c2.plotly_chart(views.measures_figure({names[r]: rep["per_sample"] for r, rep in reports.items()},
-                                          f"{LABELS[method]} over {n} points"), key="feat_box")
+                                          f"{LABELS[method]} over {n} points",
+                                          run_colours({names[r]: info[r]["method"] for r in reports})), key="feat_box")
     st.caption(f"Means (table) and spread (boxes) over the {n} sample points. Rank correlation and top-10% overlap "
                "of |attribution|, clean vs adversarial: how much of the explanation survives the attack. Low freq.: "
                "share of the map's DCT energy at frequencies u + v below a quarter of the image size. On strokes: "

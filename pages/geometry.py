@@ -16,6 +16,7 @@ from core.training.config import MAX_EPS
 from dashboard import cache, state
 from dashboard.components import geometry_views as views
 from dashboard.components import lab_controls
+from dashboard.components.charts import run_colours
 from dashboard.components.geometry_jobs import heavy_analyses
 from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
@@ -107,6 +108,8 @@ else:
         st.error(str(exc))
         st.stop()
 labels = [(r, ("Primary: " if r == primary else "Comparison: ") + names[r]) for r in runs]
+# Each model in its method's colour, as on the other pages.
+colours = run_colours({label: cache.registry().get_run(r)["method"] for r, label in labels})
 if spec is not None:
     with st.spinner("Slicing both models on the same plane…"):
         try:
@@ -177,7 +180,7 @@ with tab_curv:
     if view is None:
         st.info(NEEDS_EPS + " The statistics over a sample below do not need it.", icon=":material/tune:")
     else:
-        st.plotly_chart(views.profile_figure(view.results, view.plane), key="geo_profile")
+        st.plotly_chart(views.profile_figure(view.results, view.plane, colours), key="geo_profile")
         st.caption("Solid: the margin along û falls to the boundary quickly. Dotted: along a random direction it "
                    "barely moves — the boundary is far and flat there. Each model has its own y scale: read where "
                    "each line crosses 0 and how steeply, not their heights against each other. A flatter solid line "
@@ -194,9 +197,9 @@ with tab_curv:
                      column_config={label: st.column_config.NumberColumn(format="%.4g") for _, label in labels})
         left, right = panels(2, "geo-sample")
         left.plotly_chart(views.sample_figure(stats, "hessian", "Top eigenvalue of the loss's input-Hessian",
-                                              "eigenvalue (log)", log=True), key="geo_hess")
+                                              "eigenvalue (log)", log=True, colours=colours), key="geo_hess")
         right.plotly_chart(views.sample_figure(stats, "ratio", "Random ÷ adversarial distance to the boundary",
-                                               "ratio"), key="geo_ratio")
+                                               "ratio", colours=colours), key="geo_ratio")
         st.caption("Expect much lower curvature after adversarial training (Hessian and CURE), and a "
                    f"random ÷ DeepFool ratio near √d = {next(iter(stats.values()))['sqrt_dim'][0]:.1f} where the "
                    f"boundary is locally flat. Rays are searched up to {views.RANDOM_REACH:g}× the DeepFool "
@@ -215,4 +218,4 @@ with tab_surface:
         surface_tab(view, spec)
 
 with tab_heavy:
-    heavy_analyses(data, labels, device, is_image)
+    heavy_analyses(data, labels, device, is_image, colours)

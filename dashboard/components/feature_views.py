@@ -3,7 +3,7 @@ quadrant, unit activations."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -142,15 +142,18 @@ def measures_table(summaries: dict[str, dict[str, float]]) -> tuple[pd.DataFrame
 MEASURES = {"rank_correlation": "rank<br>corr.", "topk_overlap": "top-10%<br>overlap",
             "low_freq_clean": "low freq.<br>clean", "low_freq_adv": "low freq.<br>adv.",
             "strokes_clean": "strokes<br>clean", "strokes_adv": "strokes<br>adv."}
-# Primary, comparison: the same order as Geometry's (MODEL_COLOURS there); it was the other way round, so the
-# primary model was orange on one page and blue on the next.
+# Primary, comparison when no colours are given: the same order as Geometry's (MODEL_COLOURS there).
 RUN_COLOURS = ("#c2410c", "#2563eb")
 
 
-def measures_figure(per_sample: dict[str, dict[str, np.ndarray]], title: str) -> go.Figure:
-    """Box plots of each per-sample attribution measure, one colour per model (``per_sample``: name → measures)."""
+def measures_figure(per_sample: dict[str, dict[str, np.ndarray]], title: str,
+                    colours: Mapping[str, str] | None = None) -> go.Figure:
+    """Box plots of each per-sample attribution measure, one colour per model (``per_sample``: name → measures):
+    its method's from ``colours`` (charts.run_colours, as on the other pages), else primary orange, comparison
+    blue."""
     data, low = [], 0.0
-    for (name, measures), colour in zip(per_sample.items(), RUN_COLOURS):
+    for i, (name, measures) in enumerate(per_sample.items()):
+        colour = (colours or {}).get(name, RUN_COLOURS[i % len(RUN_COLOURS)])
         xs, ys = [], []
         for key, label in MEASURES.items():
             if key in measures:

@@ -85,7 +85,7 @@ def _progress(name: str, specs: dict[str, Any], key: str) -> None:
     panel()
 
 
-def _margins(data: Any, labels: list[tuple[str, str]], device: str) -> None:
+def _margins(data: Any, labels: list[tuple[str, str]], device: str, colours: dict[str, str]) -> None:
     left, right = st.columns(2)
     n = left.slider("Test inputs", 50, min(2000, len(data)), min(200, len(data)), 50, key="geo_margin_n")
     norm = right.segmented_control("Norm", ("l2", "linf"), default="l2", key="geo_margin_norm",
@@ -113,7 +113,7 @@ def _margins(data: Any, labels: list[tuple[str, str]], device: str) -> None:
             except AtlasError as exc:
                 st.error(f"{label}: {exc}")
                 return
-    st.plotly_chart(views.margin_boxes(results, data.classes, norm), key="geo_margin_boxes")
+    st.plotly_chart(views.margin_boxes(results, data.classes, norm, colours), key="geo_margin_boxes")
     rows = []
     for label, result in results.items():
         overall = result.summary(norm).loc["all"]
@@ -126,7 +126,7 @@ def _margins(data: Any, labels: list[tuple[str, str]], device: str) -> None:
                "training pushes the boundary out for every class, unevenly — the weakest classes stay closest.")
 
 
-def _dct(data: Any, labels: list[tuple[str, str]], device: str) -> None:
+def _dct(data: Any, labels: list[tuple[str, str]], device: str, colours: dict[str, str]) -> None:
     side = min(data.input_shape[-2:])
     left, right = st.columns(2)
     block = left.selectbox("DCT block (frequencies per side)", [b for b in (2, 4, 8) if b < side] or [1],
@@ -142,7 +142,7 @@ def _dct(data: Any, labels: list[tuple[str, str]], device: str) -> None:
     results = _background("DCT margins", specs, device, "geo_dct")
     if not results:
         return
-    st.plotly_chart(views.dct_figure(results), key="geo_dct_chart")
+    st.plotly_chart(views.dct_figure(results, colours), key="geo_dct_chart")
     info = next(iter(results.values())).info
     st.caption(f"{info.get('subspace_dim')}-dimensional subspaces of the {info.get('input_dim')}-dimensional input "
                f"({info.get('block')}×{info.get('block')} DCT blocks, step {info.get('step')}). Subspace-constrained "
@@ -152,7 +152,7 @@ def _dct(data: Any, labels: list[tuple[str, str]], device: str) -> None:
                "raises the low-frequency margins.")
 
 
-def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) -> None:
+def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool, colours: dict[str, str]) -> None:
     c1, c2, c3, c4 = st.columns(4)
     norm = c1.segmented_control("Norm", ("l2", "linf"), default="l2", key="geo_uap_norm",
                                 format_func=lambda v: "ℓ2" if v == "l2" else "ℓ∞") or "l2"
@@ -204,8 +204,8 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) 
                        + (f" Both v share one colour range, ±{v_limit:.3g}." if is_image and len(results) > 1
                           else ""))
     left, right = panels(2, "geo-uap-charts")
-    left.plotly_chart(views.fooling_figure(results, 1 - next(iter(specs.values())).delta), key="geo_uap_rate")
-    right.plotly_chart(views.singular_figure(results), key="geo_uap_sv")
+    left.plotly_chart(views.fooling_figure(results, 1 - next(iter(specs.values())).delta, colours), key="geo_uap_rate")
+    right.plotly_chart(views.singular_figure(results, colours), key="geo_uap_sv")
     st.caption("One perturbation v for all images (Moosavi-Dezfooli et al., CVPR 2017): after each image that v "
                "does not fool yet, a DeepFool step from x + v is added and v is projected back to ‖v‖ ≤ ξ. Its "
                "existence is a geometric fact: the normals of the boundary near different images share a few "
@@ -213,14 +213,15 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) 
                "rate need not rise every pass; the circled pass's v is kept.")
 
 
-def heavy_analyses(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool) -> None:
+def heavy_analyses(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool,
+                   colours: dict[str, str]) -> None:
     margins, dct, uap = st.tabs(["DeepFool margins", "Frequency (DCT) margins", "Universal perturbation"])
     with margins:
-        _margins(data, labels, device)
+        _margins(data, labels, device, colours)
     with dct:
         if is_image:
-            _dct(data, labels, device)
+            _dct(data, labels, device, colours)
         else:
             st.info("Frequency subspaces need images; pick an image dataset (digits is the default).")
     with uap:
-        _uap(data, labels, device, is_image)
+        _uap(data, labels, device, is_image, colours)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,13 @@ from dashboard.components.charts import LAYOUT
 REGION_COLOURS = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
                   "#9edae5", "#d9d9d9", "#fdd0a2", "#c7e9c0")
 MODEL_COLOURS = ("#c2410c", "#2563eb")
+
+
+def model_colours(results: Mapping[str, Any], colours: Mapping[str, str] | None) -> list[str]:
+    """The colour of each model (``results``' keys, in order): its method's from ``colours`` (charts.run_colours,
+    as every other page draws it), else primary orange and comparison blue. Geometry drew the primary orange
+    whatever it was, so a TRADES model was orange here and green on the Robustness page."""
+    return [(colours or {}).get(name, MODEL_COLOURS[i % len(MODEL_COLOURS)]) for i, name in enumerate(results)]
 ATTACK_NAMES = {"pgd": "PGD", "deepfool": "DeepFool"}
 NORM_NAMES = {"linf": "ℓ∞", "l2": "ℓ2"}
 # The plane selector's options by their direction û (v̂ is a random partner): short enough for a quarter column.
@@ -155,13 +162,13 @@ def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *,
     return fig
 
 
-def profile_figure(results: dict[str, Any], plane: Any) -> go.Figure:
+def profile_figure(results: dict[str, Any], plane: Any, colours: Mapping[str, str] | None = None) -> go.Figure:
     """Logit margin of x's class along the normal (solid) and along the random direction (dotted), one panel per
     model with its own y axis: a robust model's margins (±0.3) vanished on an axis sized for a standard one's (±15)."""
     names = list(results)
     fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=[f"{name} (its own y scale)" for name in names])
-    for row, ((name, local), colour) in enumerate(zip(results.items(), MODEL_COLOURS), start=1):
+    for row, ((name, local), colour) in enumerate(zip(results.items(), model_colours(results, colours)), start=1):
         p = local.profile
         fig.add_trace(go.Scatter(x=p.t, y=p.margin_normal, name=f"{short_name(name)}: along û ({plane.u_label})",
                                  line=dict(color=colour, width=2.5)), row=row, col=1)
@@ -242,12 +249,12 @@ def _ratio_label(name: str, ratio: np.ndarray) -> str:
 
 
 def sample_figure(stats: dict[str, dict[str, np.ndarray]], key: str, title: str, axis: str,
-                  log: bool = False) -> go.Figure:
+                  log: bool = False, colours: Mapping[str, str] | None = None) -> go.Figure:
     """Box plots of one per-input statistic for each model. For ``key="ratio"`` the infinite ratios (no random
     crossing within RANDOM_REACH × the DeepFool distance) are drawn on a dotted line at RANDOM_REACH, so the box's
     median is the table's (``censored_ratios``); other statistics drop non-finite values."""
     fig = go.Figure()
-    for (name, values), colour in zip(stats.items(), MODEL_COLOURS):
+    for (name, values), colour in zip(stats.items(), model_colours(stats, colours)):
         v = np.asarray(values[key], dtype=float)
         ratio = key == "ratio"
         v = censored_ratios(v) if ratio else v[np.isfinite(v)]
@@ -286,10 +293,11 @@ def sample_table(stats: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame({"statistic": list(SAMPLE_ROWS), **columns})
 
 
-def margin_boxes(results: dict[str, Any], classes: Sequence[str], norm: str) -> go.Figure:
+def margin_boxes(results: dict[str, Any], classes: Sequence[str], norm: str,
+                 colours: Mapping[str, str] | None = None) -> go.Figure:
     """DeepFool margins per true class (correctly classified points), one box per model and class."""
     fig = go.Figure()
-    for (name, result), colour in zip(results.items(), MODEL_COLOURS):
+    for (name, result), colour in zip(results.items(), model_colours(results, colours)):
         margin = np.asarray(getattr(result, f"margin_{norm}"), dtype=float)
         keep = result.correct & np.isfinite(margin)
         labels = np.asarray([str(classes[int(c)]) for c in result.y[keep]])
@@ -301,7 +309,7 @@ def margin_boxes(results: dict[str, Any], classes: Sequence[str], norm: str) -> 
     return fig
 
 
-def dct_figure(results: dict[str, Any]) -> go.Figure:
+def dct_figure(results: dict[str, Any], colours: Mapping[str, str] | None = None) -> go.Figure:
     """Median ‖r‖₂ per DCT subspace (low → high frequency) with the inter-quartile band; ∞ drawn at the top."""
     fig = go.Figure()
     finite_top = max([float(np.nanmax(np.where(np.isfinite(r.q75), r.q75, np.nan), initial=0.0))
@@ -309,7 +317,7 @@ def dct_figure(results: dict[str, Any]) -> go.Figure:
                                                                                   np.nan), initial=0.0))
                                                      for r in results.values()])
     ceiling = 1.15 * finite_top if finite_top > 0 else 1.0
-    for (name, r), colour in zip(results.items(), MODEL_COLOURS):
+    for (name, r), colour in zip(results.items(), model_colours(results, colours)):
         x = np.arange(1, len(r.medians) + 1)
         med = np.where(np.isfinite(r.medians), r.medians, ceiling)
         q25 = np.where(np.isfinite(r.q25), r.q25, ceiling)
@@ -357,9 +365,9 @@ def image_figure(image: np.ndarray, title: str, *, diverging: bool = True, limit
     return fig
 
 
-def fooling_figure(results: dict[str, Any], target: float) -> go.Figure:
+def fooling_figure(results: dict[str, Any], target: float, colours: Mapping[str, str] | None = None) -> go.Figure:
     fig = go.Figure()
-    for (name, r), colour in zip(results.items(), MODEL_COLOURS):
+    for (name, r), colour in zip(results.items(), model_colours(results, colours)):
         x = np.arange(1, len(r.fooling_rate) + 1)
         fig.add_trace(go.Scatter(x=x, y=r.fooling_rate, mode="lines+markers", name=name, line=dict(color=colour)))
         best = int(r.info.get("best_pass", len(x)))
@@ -386,9 +394,9 @@ def label_figure(result: Any, classes: Sequence[str], title: str) -> go.Figure:
     return fig
 
 
-def singular_figure(results: dict[str, Any]) -> go.Figure:
+def singular_figure(results: dict[str, Any], colours: Mapping[str, str] | None = None) -> go.Figure:
     fig = go.Figure()
-    for (name, r), colour in zip(results.items(), MODEL_COLOURS):
+    for (name, r), colour in zip(results.items(), model_colours(results, colours)):
         k = np.arange(1, len(r.singular_normals) + 1)
         fig.add_trace(go.Scatter(x=k, y=r.singular_normals, name=f"{name}: DeepFool normals",
                                  line=dict(color=colour, width=2.5)))

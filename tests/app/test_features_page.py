@@ -67,6 +67,19 @@ def test_primary_and_comparison_keep_their_colours_across_pages() -> None:
     assert feature_views.RUN_COLOURS == geometry_views.MODEL_COLOURS
 
 
+def test_each_model_is_drawn_in_its_methods_colour_as_on_the_other_pages() -> None:
+    """Features drew the primary orange whatever it was: a TRADES primary was orange here and green elsewhere."""
+    from dashboard.components.charts import method_colour
+
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.selectbox(key="_sb_primary").select("shipped-digits-smallcnn-trades").run()
+    at.switch_page("../pages/features.py").run()
+    assert not at.exception, at.exception
+    boxes = next(f for f in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
+                 if f["data"] and f["data"][0]["type"] == "box")
+    assert [t["marker"]["color"] for t in boxes["data"]] == [method_colour("trades"), method_colour("erm")]
+
+
 def test_a_smaller_sample_keeps_the_example_inside_it() -> None:
     """Example 40 of 50 points, then a sample of 20: its last point, not a refusal (Example 99999 typed is one)."""
     at = AppTest.from_file(APP, default_timeout=300).run()

@@ -233,3 +233,17 @@ def test_the_loss_range_reads_from_zero_not_minus_zero() -> None:
     """The Loss landscape caption said "(-0–20.2)" for a lower bound a hair below zero."""
     assert (views.loss_text(-1e-6), views.loss_text(-0.0), views.loss_text(20.213)) == ("0", "0", "20.2")
     assert views.loss_text(0.0123) == "0.0123"
+
+
+def test_each_model_is_drawn_in_its_methods_colour_as_on_the_other_pages() -> None:
+    """The profile drew the primary orange whatever it was: a TRADES primary was orange here and green elsewhere."""
+    from dashboard.components.charts import method_colour
+
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.selectbox(key="_sb_primary").select("shipped-digits-smallcnn-trades").run()
+    at.switch_page("../pages/geometry.py").run()
+    assert not at.exception, at.exception
+    profile = next(f for f in charts(at) if any(t.get("type") == "scatter" and "along" in (t.get("name") or "")
+                                                 for t in f["data"]))
+    colours = {t["line"]["color"] for t in profile["data"] if t.get("line", {}).get("color") not in (None, "#111")}
+    assert colours == {method_colour("trades"), method_colour("erm")}, colours
