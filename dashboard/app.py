@@ -49,15 +49,19 @@ with st.sidebar:
     if ids:
         # The shared state is the truth (pages change it too): copy it into the widgets before drawing them, only
         # where it differs (a value pushed into a widget on every run is sent to the browser again each time).
-        state.sync_widget("_sb_primary", st.session_state[state.PRIMARY_RUN])
+        # A renamed model's label changed: the browser is sent the pickers' values again, or it keeps showing (and
+        # sending) the old label.
+        relabelled = st.session_state.get("_sb_labels") != labels
+        st.session_state["_sb_labels"] = labels
+        state.sync_widget("_sb_primary", st.session_state[state.PRIMARY_RUN], force=relabelled)
         st.selectbox("Primary model", ids, key="_sb_primary", format_func=labels.__getitem__,
-                     on_change=state.set_from_widget, args=(state.PRIMARY_RUN, "_sb_primary"))
+                     on_change=state.set_model_from_widget, args=(state.PRIMARY_RUN, "_sb_primary", ids))
         # "" is "none": a selectbox whose value is None shows its placeholder ("Choose an option") instead.
         options = ["", *(i for i in ids if i != st.session_state[state.PRIMARY_RUN])]
-        state.sync_widget("_sb_comparison", st.session_state[state.COMPARISON_RUN] or "")
+        state.sync_widget("_sb_comparison", st.session_state[state.COMPARISON_RUN] or "", force=relabelled)
         st.selectbox("Comparison model", options, key="_sb_comparison",
-                     format_func=lambda i: labels[i] if i else "— none —",
-                     on_change=state.set_comparison_from_widget)
+                     format_func=lambda i: labels.get(i, i) if i else "— none —",
+                     on_change=state.set_model_from_widget, args=(state.COMPARISON_RUN, "_sb_comparison", ids))
     else:
         st.caption("No models for this dataset yet.")
     devices = cache.devices()

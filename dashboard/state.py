@@ -111,14 +111,23 @@ def set_from_widget(state_key: str, widget_key: str) -> None:
     st.session_state[state_key] = st.session_state[widget_key]
 
 
-def sync_widget(widget_key: str, value: Any) -> None:
-    """Set a widget's session value to ``value`` before it is drawn, only when it differs."""
-    if st.session_state.get(widget_key) != value:
+def sync_widget(widget_key: str, value: Any, force: bool = False) -> None:
+    """Set a widget's session value to ``value`` before it is drawn, only when it differs (or ``force``: the
+    browser must be sent it again, as after its option's label changed)."""
+    if force or st.session_state.get(widget_key) != value:
         st.session_state[widget_key] = value
 
 
-def set_comparison_from_widget() -> None:
-    st.session_state[COMPARISON_RUN] = st.session_state["_sb_comparison"] or None
+def set_model_from_widget(state_key: str, widget_key: str, ids: list[str]) -> None:
+    """A sidebar model picker changed: its run id becomes the primary or comparison ("" in the comparison picker
+    is "none"). The browser keeps a picker's value as the option's label, so after a model was renamed it sent
+    the old label, which is no run id: that switched the primary to the default model without a word. Such a
+    value is ignored and the picker is set back to the model it shows."""
+    value = st.session_state[widget_key]
+    if value and value not in ids:
+        st.session_state[widget_key] = st.session_state[state_key] or ""
+        return
+    st.session_state[state_key] = value or None
 
 
 def assign_role(role: str, run_id: str) -> None:

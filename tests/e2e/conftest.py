@@ -46,9 +46,16 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's ATLAS_HOME: a test may change its registry behind the page's back, as a second tab or the CLI
+    would."""
+    return tmp_path_factory.mktemp("e2e-home")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, server_home: Path) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "ATLAS_HOME": str(tmp_path_factory.mktemp("e2e-home")), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "ATLAS_HOME": str(server_home), "PYTHONPATH": str(ROOT)}
     log = open(tmp_path_factory.mktemp("e2e-log") / "server.log", "w+")
     # The README's launch command itself (it finds .venv ready and starts streamlit with these extra flags).
     proc = subprocess.Popen(

@@ -110,3 +110,29 @@ def test_a_file_of_another_kind_is_refused_by_name(server: str, page, tmp_path: 
     assert "digit.png is neither a .safetensors weights file nor a .json metadata file" in alert.inner_text()
     shot(page, artifacts, "import-stray-file-refused")
     assert_healthy(page)
+
+
+def test_renaming_the_primary_model_keeps_it_primary(server: str, server_home: Path, page, tmp_path: Path) -> None:
+    """The browser keeps a picker's value as its label: after the primary model was renamed (here from the CLI's
+    side, as another tab would), the next rerun sent the old label and the sidebar switched to the default model
+    without a word; the picker also kept showing the old name."""
+    from core.store import Registry
+    from core.store.imports import import_checkpoint_file
+
+    src = ROOT / "assets" / "models" / "digits-smallcnn-erm.safetensors"
+    run = import_checkpoint_file(Registry(server_home), src, name="before rename", measure=False)
+    page.goto(f"{server}/?dataset=digits&primary={run['id']}&comparison=shipped-digits-smallcnn-erm",
+              wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Model hub").wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value.startsWith('before'))",
+                           timeout=TIMEOUT_MS)
+    Registry(server_home).rename_run(run["id"], "after rename")
+    page.wait_for_timeout(2500)  # the page's list of runs is cached for 2 s
+    page.get_by_text("Teaching mode").click()  # any rerun
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value.startsWith('after'))",
+                           timeout=TIMEOUT_MS)
+    go_to(page, "Attack Lab", "Attack Lab")
+    page.wait_for_timeout(1500)
+    assert f"primary={run['id']}" in page.url
+    assert selected(page, "Primary model").startswith("after rename")
+    assert_healthy(page)
