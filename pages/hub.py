@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.errors import AtlasError
 from core.store.imports import delete_run_files, import_checkpoint
+from core.store.registry import MAX_NAME
 from core.utils import config_hash
 from dashboard import cache, state
 from dashboard.components import imports
@@ -106,7 +107,7 @@ else:
                                             file_name=f"{stem}.json", key="hub_dl_json")
             if not run["readonly"]:
                 with cols[4].popover("Rename / delete"):
-                    new_name = st.text_input("New name", value=run["name"], key="hub_rename_text")
+                    new_name = st.text_input("New name", value=run["name"], key="hub_rename_text", max_chars=MAX_NAME)
                     if st.button("Rename", key="hub_rename"):
                         try:
                             cache.registry().rename_run(run["id"], new_name)

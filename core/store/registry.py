@@ -19,6 +19,9 @@ from core.errors import RegistryError
 from core.store.schema import ACTIVE_STATUSES, SCHEMA, SCHEMA_VERSION
 from core.utils import atlas_home
 
+# The longest name a run may have: a rename as a training run's (core.training.config.MAX_NAME takes it from here).
+MAX_NAME = 120
+
 log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 _JSON_COLUMNS = {"config_json": "config", "final_metrics_json": "final_metrics", "metrics_json": "metrics",
@@ -190,10 +193,13 @@ class Registry:
                 raise RegistryError(f"no run with id {run_id!r}")
 
     def name_owner(self, dataset: str, name: str, *, exclude: str | None = None) -> str | None:
-        """The id of another run of ``dataset`` called ``name`` (names are how people pick models), or None."""
+        """The id of another run of ``dataset`` called ``name`` (names are how people pick models), or None.
+        "SmallCNN · ERM" and "digits SmallCNN · ERM" are one name: the hub's table drops the dataset in front, so a
+        model renamed "SmallCNN · ERM" had a row that read exactly as the shipped ERM model's."""
+        bare = name.strip().removeprefix(f"{dataset} ")
         with self.connect() as con:
-            row = con.execute("SELECT id FROM runs WHERE dataset = ? AND name = ? AND id != ? LIMIT 1",
-                              (dataset, name.strip(), exclude or "")).fetchone()
+            row = con.execute("SELECT id FROM runs WHERE dataset = ? AND name IN (?, ?) AND id != ? LIMIT 1",
+                              (dataset, bare, f"{dataset} {bare}", exclude or "")).fetchone()
         return None if row is None else row["id"]
 
     def unique_name(self, dataset: str, name: str) -> str:
@@ -207,6 +213,8 @@ class Registry:
     def rename_run(self, run_id: str, name: str) -> None:
         if not name.strip():
             raise RegistryError("a run's name cannot be empty")
+        if len(name.strip()) > MAX_NAME:
+            raise RegistryError(f"the name is {len(name.strip())} characters; at most {MAX_NAME}")
         run = self._require_writable(run_id, "rename")
         owner = self.name_owner(run["dataset"], name, exclude=run_id)
         if owner is not None:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 from core.errors import ConfigError
+from core.store.registry import MAX_NAME
 
 METHOD_NAMES = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades", "mart", "dale", "dale-kl")
 DALE_NOISES = ("laplacian", "gaussian")
@@ -28,7 +29,6 @@ DEFAULT_EPS = {"digits": 0.1, "mnist": 0.3, "fashion-mnist": 0.1, "cifar10": 8 /
                "patches": 0.25}
 TOY_EPS = 0.05
 MAX_EPS = {"linf": 1.0, "l2": 100.0, "l2patch": 100.0}
-MAX_NAME = 120
 
 
 def default_eps(dataset: str) -> float:

@@ -66,6 +66,29 @@ def test_shipped_runs_are_read_only() -> None:
     assert reg.find_run("mine") is None
 
 
+def test_a_rename_that_would_read_as_another_models_name_or_run_too_long_is_refused() -> None:
+    """The hub's table drops the dataset in front of names: "SmallCNN · ERM" read exactly as the shipped "digits
+    SmallCNN · ERM"; a 300-character name was accepted and filled four lines of the hub."""
+    from core.store.registry import MAX_NAME
+
+    reg = Registry()
+    reg.create_run("shipped-erm", name="digits SmallCNN · ERM", dataset="digits", arch="smallcnn", method="erm",
+                   config={}, readonly=True, status="shipped", source="shipped")
+    make_run(reg, "mine")
+    for clash in ("SmallCNN · ERM", "digits SmallCNN · ERM", "  SmallCNN · ERM "):
+        with pytest.raises(RegistryError, match="already called"):
+            reg.rename_run("mine", clash)
+    with pytest.raises(RegistryError, match=f"at most {MAX_NAME}"):
+        reg.rename_run("mine", "x" * (MAX_NAME + 1))
+    reg.rename_run("mine", "x" * MAX_NAME)
+    reg.rename_run("mine", "SmallCNN · ERM (mine)")
+    assert reg.get_run("mine")["name"] == "SmallCNN · ERM (mine)"
+    # Another dataset's model may have the name.
+    reg.create_run("toy", name="toy", dataset="moons", arch="mlp", method="erm", config={})
+    reg.rename_run("toy", "SmallCNN · ERM")
+    assert reg.unique_name("digits", "SmallCNN · ERM") == "SmallCNN · ERM (2)"
+
+
 def test_epochs_roundtrip_and_truncate() -> None:
     reg = Registry()
     make_run(reg)
