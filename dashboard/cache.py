@@ -103,6 +103,11 @@ def missing_files(dataset: str) -> list[str]:
     return missing(dataset)
 
 
+def files_missing(dataset: str) -> bool:
+    """Whether ``dataset`` needs standard files that are not on this machine."""
+    return bool(dataset_specs()[dataset]["needs_files"] and missing_files(dataset))
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
 def file_bytes(path: str, mtime: float) -> bytes:
     """The bytes of a checkpoint file for download (keyed by mtime so a rewrite is picked up)."""

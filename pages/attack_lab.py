@@ -9,6 +9,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from core.errors import AtlasError
 from dashboard import cache, state
 from dashboard.components import lab_controls
+from dashboard.components.cards import no_model_yet
 from dashboard.components.lab_views import decimals, flip_sentence, model_panel
 from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
@@ -25,13 +26,14 @@ explain(
 dataset = st.session_state[state.DATASET]
 primary, comparison = st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN)
 device = st.session_state[state.DEVICE]
-if not primary:
-    st.info("There is no model for this dataset yet: pick another dataset in the sidebar or train one.")
-    st.stop()
 spec = cache.dataset_specs()[dataset]
+# Before "no model yet": a circles model, once trained, would not show here either.
 if len(spec["input_shape"]) != 3:
     st.info(f"The Attack Lab shows images; **{dataset}** has {spec['input_shape'][0]}-dimensional points. "
             "Pick an image dataset (digits is the default) in the sidebar.")
+    st.stop()
+if not primary:
+    no_model_yet(dataset, cache.files_missing(dataset))
     st.stop()
 role = {primary: "Primary", comparison: "Comparison"}
 titles = {r: f"{role[r]}: {cache.registry().get_run(r)['name']}" for r in (primary, comparison) if r}

@@ -9,6 +9,7 @@ from core.errors import AtlasError
 from core.features import LABELS, METHODS
 from dashboard import cache, state
 from dashboard.components import feature_views as views
+from dashboard.components.cards import no_model_yet
 from dashboard.components.charts import run_colours
 from dashboard.components.labels import md
 from dashboard.components.layout import panels
@@ -35,8 +36,7 @@ if len(spec["input_shape"]) != 3:
             "default) or another image dataset that has a model.")
     st.stop()
 if not primary:
-    st.info(f"There is no finished model for {dataset} yet: train one (Train page) or import one (Model hub), or "
-            "pick digits, which ships with models.")
+    no_model_yet(dataset, cache.files_missing(dataset))
     st.stop()
 runs = [r for r in (primary, comparison) if r]
 registry = cache.registry()

@@ -16,6 +16,7 @@ from core.training.config import MAX_EPS
 from dashboard import cache, state
 from dashboard.components import geometry_views as views
 from dashboard.components import lab_controls
+from dashboard.components.cards import no_model_yet
 from dashboard.components.charts import run_colours
 from dashboard.components.geometry_jobs import heavy_analyses
 from dashboard.components.layout import panels
@@ -37,7 +38,7 @@ dataset = st.session_state[state.DATASET]
 primary, comparison = st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN)
 device = st.session_state[state.DEVICE]
 if not primary:
-    st.info("There is no model for this dataset yet: pick another dataset in the sidebar or train one.")
+    no_model_yet(dataset, cache.files_missing(dataset))
     st.stop()
 try:
     data = cache.run_dataset(primary, dataset)

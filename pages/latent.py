@@ -12,6 +12,7 @@ from core.latent.maps import eps_grid
 from core.latent.projection import LABELS
 from dashboard import cache, state
 from dashboard.components import latent_views as views
+from dashboard.components.cards import no_model_yet
 from dashboard.components.labels import md
 from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
@@ -41,7 +42,7 @@ dataset = st.session_state[state.DATASET]
 device = st.session_state[state.DEVICE]
 primary, comparison = st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN)
 if not primary:
-    st.info("There is no model for this dataset yet: pick another dataset in the sidebar or train one.")
+    no_model_yet(dataset, cache.files_missing(dataset))
     st.stop()
 runs = [r for r in (primary, comparison) if r]
 registry = cache.registry()
@@ -118,7 +119,8 @@ def scrub() -> None:
     labels = ["clean", *(f"{e:g}" for e in grid)]
     # The slider gets the row; the toggles, sized to their labels, wrap under each other where the page is narrow
     # (in columns, at 1024 px with the sidebar open, they were cut to "cle…", "l." and "a…").
-    pick = st.select_slider(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, image scale 0–1)", options=labels,
+    scale = "image scale 0–1" if len(spec_shape) == 3 else "input units"
+    pick = st.select_slider(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, {scale})", options=labels,
                             value=labels[first_eps + 1], key="lat_eps",
                             help="Scrubbing only looks up the precomputed maps.")
     index = labels.index(pick)
@@ -145,7 +147,7 @@ def scrub() -> None:
             + ("Read from the store." if latent.info.get("cached") else
                f"Computed in {sum(secs.values()):.1f} s (attack {secs['attack']:.1f} s, fit {secs['fit']:.1f} s)."))
     by_name = {("Primary" if r == primary else "Comparison") + f": {names[r]}": m for r, m in maps.items()}
-    st.markdown(f"**Measures at ε = {pick}**")
+    st.markdown("**Measures on the clean points**" if index == 0 else f"**Measures at ε = {pick}**")
     left, right = panels(2, "lat-measures")
     table = views.measures_table(by_name, index)
     left.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns},

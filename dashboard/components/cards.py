@@ -60,3 +60,16 @@ def masked_note(runs: Iterable[dict[str, Any]]) -> None:
             "calls it robust; but the smoothed ReLU is flat at 0, so PGD sees no gradient towards the other class, "
             f"and the probe breaks it — gradient masking, not robustness. {figures}.",
             icon=":material/visibility_off:")
+
+
+def no_model_yet(dataset: str, files_missing: bool) -> None:
+    """The empty state of an analysis page for a dataset without a finished model: what to do next. "Train one"
+    alone misled where the dataset's files are not on this machine (the Train page refuses it until they are)."""
+    if files_missing:
+        st.info(f"**{dataset}** has no model yet, and its standard files are not on this machine: run `python -m "
+                f"core data download {dataset}` (with a network) or place them in the data folder, then train a model "
+                "on the Train page or import one in the Model hub. digits, the default, ships with models.",
+                icon=":material/folder_off:")
+    else:
+        st.info(f"**{dataset}** has no finished model yet: train one on the Train page or import one in the Model "
+                "hub, or pick digits (the default), which ships with models.")

@@ -53,8 +53,9 @@ def run_bundle(run_id: str, name: str, bundle: Bundle, device: str, *, at_eps: b
     bar = st.progress(0.0, text=f"{name}: evaluating…") if not all(stored[label] for label, _ in specs) else None
     for i, (label, spec) in enumerate(specs):
         if bar is not None:
-            bar.progress(i / len(specs), text=f"{name}: computing {label} ({spec.attack}), {i}/{len(specs)} — once: "
-                                              "stored results are read back on every later visit")
+            what = label if label == spec.attack else f"{label} ({spec.attack})"  # not "quick (quick)"
+            bar.progress(i / len(specs), text=f"{name}: computing {what}, {i}/{len(specs)} — once: stored results "
+                                              "are read back on every later visit")
         tables[label], _ = cache.evaluation(spec, device)
     if bar is not None:
         bar.empty()

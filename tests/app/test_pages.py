@@ -487,3 +487,19 @@ def test_a_link_with_the_same_model_as_primary_and_comparison_says_so() -> None:
     assert not at.exception
     assert at.session_state["primary_run"] == erm != at.session_state["comparison_run"]
     assert any("both the primary and the comparison" in t.value for t in at.toast), [t.value for t in at.toast]
+
+
+@pytest.mark.parametrize("page", ["attack_lab", "geometry", "latent", "features"])
+def test_an_empty_dataset_says_what_would_give_it_a_model(page: str) -> None:
+    """"Train one" was the advice for circles on the Attack Lab (which shows images only) and for cifar10, whose
+    files are not here (the Train page refuses it until they are)."""
+    at = open_app()
+    at.selectbox(key="_sb_dataset").select("cifar10").run()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, at.exception
+    (info,) = [i.value for i in at.info]
+    assert "no model yet" in info and "python -m core data download cifar10" in info, info
+    if page == "attack_lab":
+        at.selectbox(key="_sb_dataset").select("circles").run()
+        (info,) = [i.value for i in at.info]
+        assert info.startswith("The Attack Lab shows images; **circles** has 2-dimensional points"), info
