@@ -64,7 +64,7 @@ if runs:
     default = [r for r in highlight + [r["id"] for r in dale] if r in by_id]
     chosen = st.multiselect("Runs", list(by_id), default=list(dict.fromkeys(default))[:4],
                             format_func=lambda r: by_id[r]["name"], key=f"to_runs_{dataset}", max_selections=6)
-    histories = {by_id[r]["name"]: cache.run_history(r) for r in chosen}
+    histories = {by_id[r]["name"]: tc.with_split_losses(cache.run_history(r), by_id[r]["method"]) for r in chosen}
     colours = run_colours({by_id[r]["name"]: by_id[r]["method"] for r in chosen})
     groups = tc.by_step({k: v for k, v in histories.items() if v})
     if "epoch" in groups:
@@ -76,8 +76,11 @@ if runs:
                      "its own). Solid: clean test accuracy; dashed: PGD robust accuracy on the held-out points; "
                      "dotted: FGSM (single-step methods).")
         right.plotly_chart(tc.loss_curves(groups["epoch"], rho, colours=colours), key="to_loss")
+        lossless = tc.without_losses(groups["epoch"])
         right.caption("Mean training losses per epoch (solid ℓ_nom, dashed ℓ_ro); the dotted line is a DALE run's "
-                      "bound ρ on the clean loss.")
+                      "bound ρ on the clean loss. ERM trains on ℓ_nom alone, PGD-AT and FGSM-RS on ℓ_ro alone."
+                      + (f" Not drawn: {', '.join(lossless)}, whose history records only the combined loss."
+                         if lossless else ""))
     if "t" in groups:
         st.markdown("**Patch models** are trained by the Li & Li simulation (full-batch gradient descent), so their "
                     "curves run over iterations t, not epochs.")

@@ -271,11 +271,13 @@ def per_class_heatmap(epochs: list[dict[str, Any]], title: str) -> go.Figure | N
         return None
     classes = list(rows[-1]["per_class_robust_acc"])
     z = np.array([[e["per_class_robust_acc"].get(c, np.nan) for e in rows] for c in classes], dtype=float)
+    # Drawn as the Robustness page's class × ε heatmap: class 0 at the top, percent on the colour bar.
     fig = go.Figure(go.Heatmap(z=z, x=np.array([e["epoch"] for e in rows]), y=np.array(classes, dtype=str),
-                               zmin=0, zmax=1, colorscale="RdYlGn", colorbar=dict(title="robust acc"),
-                               hovertemplate="class %{y}, epoch %{x}: %{z:.2f}<extra></extra>"))
+                               zmin=0, zmax=1, colorscale="RdYlGn",
+                               colorbar=dict(title=dict(text="robust"), tickformat=".0%"),
+                               hovertemplate="class %{y}, epoch %{x}: %{z:.1%}<extra></extra>"))
     fig.update_layout(title=title, xaxis=dict(title="epoch", dtick=1 if len(rows) <= 20 else None),
                       yaxis_title="class", height=360,
                       **{k: v for k, v in LAYOUT.items() if k != "legend"})
-    fig.update_yaxes(type="category")
+    fig.update_yaxes(type="category", autorange="reversed")
     return fig

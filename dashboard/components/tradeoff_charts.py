@@ -22,6 +22,10 @@ ACCURACY_SERIES = {
 }
 LOSS_SERIES = {"epoch": (("loss_nom", "solid", "ℓ_nom (clean)"), ("loss_ro", "dash", "ℓ_ro (robust)")),
                "t": (("loss", "solid", "training loss"),)}
+# The loss each method trains on, for histories that keep only the total ("loss"): the shipped ERM and PGD-AT models
+# were trained before ℓ_nom and ℓ_ro were recorded apart, so the loss chart showed the DALE run alone. ERM trains on
+# the clean loss; the adversarial-example methods on the robust one (as core.training.methods records them now).
+LOSS_OF_METHOD = {"erm": "loss_nom", "pgd-at": "loss_ro", "fgsm-rs": "loss_ro", "n-fgsm": "loss_ro"}
 LEGEND_ROW_PX = 21
 # The worst-class scatter's legend: entries of a fixed width (as the clean vs robust scatter beside it), two to a row
 # in the half-page column of a 1280 px screen (more on a wider one), each row this tall, its top this far under the
@@ -170,6 +174,22 @@ def accuracy_curves(histories: dict[str, list[dict[str, Any]]], step: str = "epo
                       **LAYOUT)
     fig.update_yaxes(tickformat=".0%")
     return _legend_below(fig, legend_rows(fig), 400)
+
+
+def with_split_losses(history: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    """``history`` with its total loss also under the name of the loss the method trains on (LOSS_OF_METHOD),
+    where the epoch records neither ℓ_nom nor ℓ_ro."""
+    key = LOSS_OF_METHOD.get(method)
+    if key is None:
+        return history
+    return [{**h, key: h["loss"]} if "loss" in h and "loss_nom" not in h and "loss_ro" not in h else h
+            for h in history]
+
+
+def without_losses(histories: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The runs whose epochs record neither ℓ_nom nor ℓ_ro (TRADES and MART before they were split)."""
+    return [name for name, history in histories.items()
+            if not any("loss_nom" in h or "loss_ro" in h for h in history)]
 
 
 def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float], step: str = "epoch",

@@ -247,3 +247,21 @@ def test_each_model_is_drawn_in_its_methods_colour_as_on_the_other_pages() -> No
                                                  for t in f["data"]))
     colours = {t["line"]["color"] for t in profile["data"] if t.get("line", {}).get("color") not in (None, "#111")}
     assert colours == {method_colour("trades"), method_colour("erm")}, colours
+
+
+def test_each_class_has_the_hue_it_has_on_the_other_pages() -> None:
+    """Class 9 was a light grey region here and cyan on Latent and Robustness; grey was class 7 there."""
+    import colorsys
+
+    from dashboard.components.robustness_charts import CLASS_COLOURS
+
+    def hls(colour: str) -> tuple[float, float, float]:
+        return colorsys.rgb_to_hls(*(int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)))
+
+    for k, strong in enumerate(CLASS_COLOURS):
+        (h1, l1, s1), (h2, l2, s2) = hls(strong), hls(views.REGION_COLOURS[k])
+        assert l2 > l1, f"class {k}: the region colour must be the lighter one"
+        if s1 < 0.05:
+            assert s2 < 0.05, f"class {k} is grey there"
+        else:
+            assert min(abs(h1 - h2), 1 - abs(h1 - h2)) < 0.05, f"class {k}: {strong} vs {views.REGION_COLOURS[k]}"

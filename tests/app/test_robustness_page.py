@@ -237,3 +237,16 @@ def test_the_full_ensemble_is_queued_once_across_sessions() -> None:
     finally:
         for job in jobs:
             cancel_job(Registry(), job["id"])
+
+
+def test_the_training_heatmap_reads_as_the_robustness_pages() -> None:
+    """Train drew class 0 at the bottom on a 0–1 scale; Robustness draws it at the top in percent."""
+    from dashboard.components.charts import per_class_heatmap
+
+    epochs = [{"epoch": e, "per_class_robust_acc": {"0": 0.1 * e, "1": 0.5}} for e in (1, 2)]
+    train = per_class_heatmap(epochs, "t").to_plotly_json()["layout"]
+    robustness = charts.class_eps_heatmap(pd.DataFrame([[1.0, 0.5]], index=["0"], columns=["0.1", "0.2"]))
+    robustness = robustness.to_plotly_json()
+    assert train["yaxis"]["autorange"] == robustness["layout"]["yaxis"]["autorange"] == "reversed"
+    bar = per_class_heatmap(epochs, "t").data[0].colorbar
+    assert bar.tickformat == robustness["data"][0]["colorbar"]["tickformat"] == ".0%"

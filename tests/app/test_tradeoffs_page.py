@@ -353,3 +353,19 @@ def test_a_bias_bound_outside_its_range_is_refused_by_name() -> None:
     at.button(key="to_bias_go").click().run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == ["Not tuned: Max clean-accuracy drop (points) is 25; allowed: 0 to 20"]
+
+
+def test_the_loss_chart_draws_every_default_run_not_only_dale() -> None:
+    """The shipped ERM and PGD-AT histories keep only their total loss, so the chart showed the DALE run alone:
+    ERM's is the clean loss ℓ_nom, PGD-AT's the robust loss ℓ_ro."""
+    at = open_page()
+    loss = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                if json.loads(c.proto.spec)["layout"].get("title", {}).get("text") == "Clean and robust training loss")
+    drawn = {t["name"] for t in loss["data"] if t.get("showlegend") is False}  # the curves (legend: one per run)
+    assert "digits SmallCNN · PGD-AT ε=0.1 · ℓ_ro (robust)" in drawn, drawn
+    assert "digits SmallCNN · ERM · ℓ_nom (clean)" in drawn, drawn
+    caption = next(c.value for c in at.caption if c.value.startswith("Mean training losses"))
+    assert "Not drawn" not in caption
+    assert tc.with_split_losses([{"epoch": 1, "loss": 0.5}], "pgd-at") == [{"epoch": 1, "loss": 0.5, "loss_ro": 0.5}]
+    assert tc.with_split_losses([{"epoch": 1, "loss": 0.5}], "trades") == [{"epoch": 1, "loss": 0.5}]
+    assert tc.without_losses({"t": [{"epoch": 1, "loss": 0.5}], "d": [{"epoch": 1, "loss_nom": 1.0}]}) == ["t"]
