@@ -293,8 +293,11 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     st.plotly_chart(probs_figure(sweep.probs_clean, sweep.probs_adv[index], classes), key=f"{key}_probs",
                     config={"displayModeBar": False})
     if trace_label and sweep.loss_trace.size and sweep.loss_trace.shape[0] > 1:
-        st.plotly_chart(loss_figure(sweep.loss_trace[:, index], eps, trace_label), key=f"{key}_loss",
-                        config={"displayModeBar": False})
+        if eps > 0:
+            st.plotly_chart(loss_figure(sweep.loss_trace[:, index], eps, trace_label), key=f"{key}_loss",
+                            config={"displayModeBar": False})
+        else:  # a flat line on an axis from −1 to 1 said nothing
+            st.caption(f"At ε = 0 the attack cannot move the image: no {trace_label} curve to draw.")
     _downloads(sweep, index, classes, label=label, key=key, attack=attack, scale=scale)
 
 

@@ -57,6 +57,9 @@ def test_the_eps_slider_changes_the_prediction_without_recomputing(monkeypatch: 
     assert at_zero == ["0", "0"], "class 0's first test digit is correct at ε = 0 for both models"
     assert sum(c.startswith("No perturbation: δ is zero everywhere at ε = 0") for c in captions(at)) == 2
     assert not any("amplified" in c for c in captions(at))
+    # No loss curve at ε = 0: a flat line on an axis from −1 to 1 said nothing.
+    assert sum(c.startswith("At ε = 0 the attack cannot move the image") for c in captions(at)) == 2
+    assert not [c for c in at.get("plotly_chart") if "at ε = 0" in c.proto.spec and "iteration" in c.proto.spec]
     at.slider(key="lab_eps").set_value(slider.max).run()
     at_max = verdicts(at)
     assert not at.exception
