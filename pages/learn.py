@@ -48,8 +48,9 @@ adversarial examples — and what adversarial training changes inside them.
 8. **Features** and **Theory Lab** — which pixels each model leans on, clean and attacked; then the model problem
    where the theory is exact: run standard and adversarial training side by side and watch which feature wins.
 9. **Playground** — for the first minutes of a class: two-moon data, a small network trained live, standard and
-   adversarial side by side; the ε-squares show which points an attacker can flip, and the Langevin panel shows
-   DALE's cloud of perturbations collapsing to PGD's single point as the temperature goes to 0.
+   adversarial side by side; turn on the ε-balls and arrows to show which points an attacker can flip, and the
+   Langevin panel shows DALE's cloud of perturbations collapsing to PGD's single point as the temperature goes
+   to 0.
 10. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
    Then open the papers below.
 """)

@@ -69,9 +69,11 @@ if not runs:
 
 if "pg_clicked" in st.session_state:  # a click on a plane selects the Langevin panel's point
     st.session_state["pg_point"] = st.session_state.pop("pg_clicked")
+# Off at first: on they covered the standard model's boundary (the filled and open markers already say which
+# points are robust); a lecturer turns them on to show the attack.
 show = st.container(horizontal=True, gap="medium")
-show_balls = show.toggle("ε-balls", value=True, key="pg_show_balls")
-show_arrows = show.toggle("Adversarial arrows", value=True, key="pg_show_arrows")
+show_balls = show.toggle("ε-balls", value=False, key="pg_show_balls")
+show_arrows = show.toggle("Adversarial arrows", value=False, key="pg_show_arrows")
 finished = all(r.done for r in runs.values())
 
 
@@ -112,8 +114,9 @@ def live() -> None:
         with column:
             _panel(role, runs[role], x, y)
     st.caption("Colours: the predicted class (pale = unsure). Markers: filled = robust at ε, open = correct but "
-               "PGD flips it (red arrow to its adversarial point), ✕ = misclassified. Click a point to inspect it "
-               "in the Langevin panel below. Accuracy is measured on held-out points drawn the same way.")
+               "PGD flips it (with *Adversarial arrows* on, a red arrow to its adversarial point), ✕ = misclassified. "
+               "Click a point to inspect it in the Langevin panel below. Accuracy is measured on held-out points "
+               "drawn the same way.")
     if not finished and all(r.done for r in runs.values()):
         st.rerun()  # once, so the page is drawn again without the polling timer
 

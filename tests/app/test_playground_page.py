@@ -47,6 +47,14 @@ def test_training_draws_both_panels_and_the_langevin_panel() -> None:
     assert at.button(key="pg_stop").disabled  # nothing runs any more
     specs = [c.proto.spec for c in at.get("plotly_chart")]
     assert sum("Decision regions" in s for s in specs) == 2
+    # The ε-balls and arrows are off at first (they covered the standard model's boundary) and come on by toggle.
+    planes = [s for s in specs if "Decision regions" in s]
+    assert not any("PGD step (flips the class)" in s or "ε-ball (ℓ" in s for s in planes)
+    at.toggle(key="pg_show_arrows").set_value(True).run()
+    at.toggle(key="pg_show_balls").set_value(True).run()
+    planes = [c.proto.spec for c in at.get("plotly_chart") if "Decision regions" in c.proto.spec]
+    assert all("PGD step (flips the class)" in s and "ε-ball (ℓ" in s for s in planes) and len(planes) == 2
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
     assert sum("Accuracy over training" in s for s in specs) == 2
     assert sum("DALE's samples at T" in s for s in specs) == 1
     labels = [m.label for m in at.metric]
