@@ -101,14 +101,17 @@ def live_panel() -> None:
     ctx = get_script_run_ctx()
     if ctx is None or not ctx.fragment_ids_this_run:
         st.session_state["lab_eps"] = float(start)
-    eps = st.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
+    # The slider and the projector toggle share a row, so the images start higher (at 1366 × 768 they began at
+    # the window's bottom edge).
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
+    eps = row.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
                     max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
                     format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,
                     args=(where,), help="Moving the slider only looks up the precomputed grid.")
     index = int(np.abs(grid - eps).argmin())
     # For a lecture hall: side by side, a digit is ~110 px wide at 1280 px and ~50 px at 1024; one model per row
     # gives the images the page's width.
-    large = st.toggle("Large images (one model per row, for a projector)", key="lab_large")
+    large = row.toggle("Large images", key="lab_large", help="One model per row, for a projector.")
     columns = [st.container() for _ in runs] if large else panels(len(runs), "lab-models", "large")
     for column, run_id in zip(columns, runs):
         with column:

@@ -67,7 +67,7 @@ if example is None:
 
 with st.container(border=True):
     # Short option texts: a group is ~190 px at 1280 px, and "DeepFool normal, random" was cut off there.
-    c1, c2, c3, c4 = panels(4, "geo-controls", kind="controls")
+    c1, c2, c3 = panels(3, "geo-controls", kind="controls")
     plane_kind = c1.selectbox("Plane (û, v̂)", PLANES, key="geo_plane", format_func=views.PLANE_LABELS.__getitem__,
                               help="û is the direction named here; v̂ is a random direction orthogonal to it "
                                    "(both are random for *Two random*).")
@@ -87,15 +87,18 @@ with st.container(border=True):
     eps = c2.number_input("ε", value=round(default_eps[norm], 3), step=0.01,
                           format="%g", key=f"geo_eps_{norm}", help="The budget whose ball is drawn and the PGD "
                           "path's budget (input scale 0–1).")
-    resolution = c3.select_slider("Finest grid points per side", RESOLUTIONS, value=DEFAULT_RESOLUTION,
-                                  key="geo_res", help="The grid is adaptive: a 17 × 17 grid first, then only cells "
-                                                      "the boundary crosses are refined, level by level.")
-    zoom = c3.slider("Zoom out", 0.25, 4.0, 1.0, 0.25, key="geo_zoom",
-                     help="× the automatic half-width (1.6 × the farthest DeepFool boundary or ε-ball reach)")
-    path = c4.selectbox("Attack path", ("pgd", "deepfool", "none"), key="geo_path",
+    path = c3.selectbox("Attack path", ("pgd", "deepfool", "none"), key="geo_path",
                         format_func={"pgd": "PGD (no random start)", "deepfool": "DeepFool", "none": "none"}.get)
-    steps = c4.number_input("Path steps", 1, MAX_PATH_STEPS, 10, key="geo_steps")
-    colour_by = c4.segmented_control("Colour by", ("class", "margin"), default="class", key="geo_colour") or "class"
+    colour_by = c3.segmented_control("Colour by", ("class", "margin"), default="class", key="geo_colour") or "class"
+    # The finer settings folded away: open, the box pushed the planes below a 1366 × 768 window.
+    with st.expander("Grid, zoom and path steps"):
+        c1, c2, c3 = st.columns(3)
+        resolution = c1.select_slider("Finest grid points per side", RESOLUTIONS, value=DEFAULT_RESOLUTION,
+                                      key="geo_res", help="The grid is adaptive: a 17 × 17 grid first, then only "
+                                                          "cells the boundary crosses are refined, level by level.")
+        zoom = c2.slider("Zoom out", 0.25, 4.0, 1.0, 0.25, key="geo_zoom",
+                         help="× the automatic half-width (1.6 × the farthest DeepFool boundary or ε-ball reach)")
+        steps = c3.number_input("Path steps", 1, MAX_PATH_STEPS, 10, key="geo_steps")
 
 NEEDS_EPS = "Set ε above 0 (the inputs above) to draw this view."
 view = spec = None

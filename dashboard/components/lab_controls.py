@@ -128,10 +128,13 @@ def _upload(data: Any) -> Example | None:
 
 
 def pick_example(data: Any, run_id: str, device: str) -> Example | None:
-    mode = st.segmented_control("Example", MODES, default=MODES[0], key="lab_mode") or MODES[0]
+    # The way to pick and its inputs on one row where the page is wide enough (they wrap below it where not): on
+    # two rows they pushed the Attack Lab's images below a 1366 × 768 window.
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
+    mode = row.segmented_control("Example", MODES, default=MODES[0], key="lab_mode") or MODES[0]
     n = len(data)
     if mode == "By class":
-        left, right = st.columns(2)
+        left = right = row
         counts = np.bincount(data.y.numpy(), minlength=len(data.classes))
 
         def keep_in_class() -> None:
@@ -141,22 +144,23 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
                 st.session_state["lab_which"] = int(counts[st.session_state["lab_class"]])
 
         cls = left.selectbox("Class", range(len(data.classes)), key="lab_class", on_change=keep_in_class,
-                             format_func=lambda c: str(data.classes[c]))
+                             format_func=lambda c: str(data.classes[c]), width=130)
         members = np.nonzero(data.y.numpy() == cls)[0]
         which, problem = checked_number(right, f"Which one (1–{len(members)})", 1, len(members), value=1, step=1,
-                                        key="lab_which")
+                                        key="lab_which", width=150)
         if problem:
             st.error(problem, icon=":material/error:")
             return None
         return _from_dataset(data, int(members[int(which) - 1]), f"#{which} of its class")
     if mode == "By index":
-        index, problem = checked_number(st, f"Test index (0–{n - 1})", 0, n - 1, value=0, step=1, key="lab_index")
+        index, problem = checked_number(row, f"Test index (0–{n - 1})", 0, n - 1, value=0, step=1, key="lab_index",
+                                        width=180)
         if problem:
             st.error(problem, icon=":material/error:")
             return None
         return _from_dataset(data, int(index), "by index")
     if mode == "At random":
-        if st.button("Another one", icon=":material/casino:", key="lab_draw"):
+        if row.button("Another one", icon=":material/casino:", key="lab_draw"):
             st.session_state["lab_draws"] = st.session_state.get("lab_draws", 0) + 1
         draw = st.session_state.get("lab_draws", 0)
         index = int(np.random.default_rng(draw).integers(n))

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.components.charts import BASE, GRID
-from dashboard.components.labels import slug
+from dashboard.components.labels import md, slug
 
 # The slider re-renders these figures on every move: plain dicts (charts.BASE), ~100 ms per model less than
 # make_subplots with a template.
@@ -272,11 +272,12 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     wrong_clean = int(sweep.pred_clean) != int(sweep.y)
     verdict = (f":orange-badge[misclassified before any attack → {classes[pred]}]" if wrong_clean
                else f":red-badge[fooled → {classes[pred]}]" if flipped else f":green-badge[still {classes[pred]}]")
-    # Role and name on two lines of body text, not a heading: a heading wrapped to 3 lines in a 1024 px window and
-    # pushed one model's images below the other's.
+    # Role, name and verdict on one line of body text (it wraps where narrow), not a heading: a heading wrapped to
+    # 3 lines in a 1024 px window and pushed one model's images below the other's; on three lines they pushed the
+    # images below a 1366 × 768 window.
     role, _, name = label.partition(": ")
-    st.markdown(f"**{role}**  \n{name}" if name else f"**{label}**")
-    st.container(key=f"{key}_verdict").markdown(verdict)  # keyed: browser tests and benches find it by class
+    head = f"**{role}**: {md(name)}" if name else f"**{md(label)}**"
+    st.container(key=f"{key}_verdict").markdown(f"{head} {verdict}")  # keyed: browser tests and benches find it
     fig, scale = triptych(sweep.x, x_adv, (f"clean<br>→ {classes[sweep.pred_clean]}", "perturbation δ",
                                            f"adversarial<br>→ {classes[pred]}"), image_height)
     st.plotly_chart(fig, key=f"{key}_images", config={"displayModeBar": False})

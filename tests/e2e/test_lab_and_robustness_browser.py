@@ -18,6 +18,26 @@ def verdicts(page) -> list[str]:
     return [t.strip() for t in page.locator(BADGES).all_inner_texts()]
 
 
+def test_a_laptop_window_shows_the_slider_and_both_models_images_without_scrolling(server: str, page,
+                                                                                   artifacts: Path) -> None:
+    """A lecture on a 1366 × 768 laptop: the example, the attack, the ε slider and both models' images in one
+    window (the images began at its bottom edge, under rows of controls and a three-line model header)."""
+    page.set_viewport_size({"width": 1366, "height": 768})
+    open_app(page, server)
+    go_to(page, "Attack Lab", "Attack Lab")
+    page.locator(".st-key-lab_comparison_verdict").wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_timeout(1000)
+    slider = page.get_by_role("slider").bounding_box()
+    triptychs = page.locator(".js-plotly-plot").filter(has_text="perturbation δ")
+    assert triptychs.count() == 2
+    for i in range(2):
+        box = triptychs.nth(i).bounding_box()
+        assert box["y"] + box["height"] <= 768, f"model {i}'s images end at {box['y'] + box['height']:.0f} px"
+    assert slider["y"] + slider["height"] <= 768
+    shot(page, artifacts, "lab-1366x768")
+    assert_healthy(page)
+
+
 def test_the_lab_slider_breaks_the_standard_model_live(server: str, page, artifacts: Path) -> None:
     open_app(page, server)
     go_to(page, "Attack Lab", "Attack Lab")
