@@ -30,41 +30,46 @@ RECORDS = 20
 POLL_S = 2.0
 # Four inputs a row: with eight, a 1024 px window (sidebar open) broke labels mid-word ("# robus / t").
 # Short labels; what each symbol means is in its help.
-with st.form("th_form"):
-    st.markdown("**Data**")
-    c = st.columns(4) + st.columns(4)
-    k = c[0].number_input("k classes", 2, 8, D.k, key="th_k", help="Number of classes; each has features u_j, v_j")
-    d = c[1].number_input("d (patch dim)", 4, 256, D.d, key="th_d", help="Dimension of each patch; needs d ≥ 2k")
-    p = c[2].number_input("P patches", 2, 256, D.P, key="th_P", help="Patches per input")
-    n_robust = c[3].number_input("\\# robust", 0, 256, D.n_robust, key="th_nr",
-                                 help="Patches per input that carry the robust feature α·u_y (|J_R|)")
-    n_nonrobust = c[4].number_input("\\# non-robust", 0, 256, D.n_nonrobust, key="th_nnr",
-                                    help="Patches per input that carry the non-robust feature β·v_y (|J_NR|)")
-    alpha = c[5].number_input("α (robust)", 0.0, 10.0, D.alpha, step=0.1, key="th_alpha",
-                              help="Strength of the robust feature on its patches")
-    beta = c[6].number_input("β (non-robust)", 0.0, 10.0, D.beta, step=0.02, key="th_beta",
-                             help="Strength of the non-robust feature; β < ε lets the attacker erase it")
-    sigma_n = c[7].number_input("σₙ (noise)", 0.0, 1.0, D.sigma_n, step=0.01, format="%g", key="th_sigma",
-                                help="Standard deviation of the Gaussian noise on every patch")
-    st.markdown("**Network and training**")
-    c = st.columns(4) + st.columns(4)
-    m = c[0].number_input("m per class", 1, 32, D.m, key="th_m", help="Neurons per class")
-    q = c[1].number_input("q (σ̃ power)", 3, 8, D.q, key="th_q",
-                          help="σ̃(z) = z^q/(q·ϱ^(q−1)) below the knee ϱ")
-    rho = c[2].number_input("ϱ (σ̃ knee)", 0.01, 5.0, D.rho, key="th_rho", help="σ̃ is linear above ϱ")
-    sigma0 = c[3].number_input("σ₀ (init)", 0.001, 1.0, D.sigma0, format="%g", key="th_sigma0",
-                               help="Standard deviation of the initial weights")
-    lr = c[4].number_input("learning rate", 0.001, 10.0, D.lr, key="th_lr",
-                           help="Full-batch gradient descent step; above ≈ 2 training oscillates or diverges")
-    iterations = c[5].number_input("iterations", 10, 3000, D.iterations, step=50, key="th_iters")
-    eps = c[6].number_input("ε per patch", 0.0, 5.0, D.eps, step=0.05, key="th_eps",
-                            help="Attack budget: every patch may move by ε in ℓ2 (training and evaluation)")
-    steps = c[7].number_input("attack steps", 1, 20, D.train_pgd_steps, key="th_steps",
-                              help="PGD steps per iteration of adversarial training (evaluation uses "
-                                   f"{D.test_pgd_steps})")
-    init_seed = st.columns([1, 3])[0].number_input("init seed", 0, 10_000, D.init_seed, key="th_seed",
-                                                   help="The race between features depends on the initial weights")
-    go = st.form_submit_button("Run standard and adversarial training", type="primary", icon=":material/play_arrow:")
+# Folded once a run is asked for: open, the settings filled a 1366 × 768 window and the charts appeared below it.
+started = bool(st.session_state.get("th_runs")
+               or st.session_state.get("th_go") and (st.session_state.get("th_eps") or 0) > 0)  # ε ≤ 0 is refused
+with st.expander("Settings: data, network and training", expanded=not started, icon=":material/tune:"):
+    with st.form("th_form"):
+        st.markdown("**Data**")
+        c = st.columns(4) + st.columns(4)
+        k = c[0].number_input("k classes", 2, 8, D.k, key="th_k", help="Number of classes; each has features u_j, v_j")
+        d = c[1].number_input("d (patch dim)", 4, 256, D.d, key="th_d", help="Dimension of each patch; needs d ≥ 2k")
+        p = c[2].number_input("P patches", 2, 256, D.P, key="th_P", help="Patches per input")
+        n_robust = c[3].number_input("\\# robust", 0, 256, D.n_robust, key="th_nr",
+                                     help="Patches per input that carry the robust feature α·u_y (|J_R|)")
+        n_nonrobust = c[4].number_input("\\# non-robust", 0, 256, D.n_nonrobust, key="th_nnr",
+                                        help="Patches per input that carry the non-robust feature β·v_y (|J_NR|)")
+        alpha = c[5].number_input("α (robust)", 0.0, 10.0, D.alpha, step=0.1, key="th_alpha",
+                                  help="Strength of the robust feature on its patches")
+        beta = c[6].number_input("β (non-robust)", 0.0, 10.0, D.beta, step=0.02, key="th_beta",
+                                 help="Strength of the non-robust feature; β < ε lets the attacker erase it")
+        sigma_n = c[7].number_input("σₙ (noise)", 0.0, 1.0, D.sigma_n, step=0.01, format="%g", key="th_sigma",
+                                    help="Standard deviation of the Gaussian noise on every patch")
+        st.markdown("**Network and training**")
+        c = st.columns(4) + st.columns(4)
+        m = c[0].number_input("m per class", 1, 32, D.m, key="th_m", help="Neurons per class")
+        q = c[1].number_input("q (σ̃ power)", 3, 8, D.q, key="th_q",
+                              help="σ̃(z) = z^q/(q·ϱ^(q−1)) below the knee ϱ")
+        rho = c[2].number_input("ϱ (σ̃ knee)", 0.01, 5.0, D.rho, key="th_rho", help="σ̃ is linear above ϱ")
+        sigma0 = c[3].number_input("σ₀ (init)", 0.001, 1.0, D.sigma0, format="%g", key="th_sigma0",
+                                   help="Standard deviation of the initial weights")
+        lr = c[4].number_input("learning rate", 0.001, 10.0, D.lr, key="th_lr",
+                               help="Full-batch gradient descent step; above ≈ 2 training oscillates or diverges")
+        iterations = c[5].number_input("iterations", 10, 3000, D.iterations, step=50, key="th_iters")
+        eps = c[6].number_input("ε per patch", 0.0, 5.0, D.eps, step=0.05, key="th_eps",
+                                help="Attack budget: every patch may move by ε in ℓ2 (training and evaluation)")
+        steps = c[7].number_input("attack steps", 1, 20, D.train_pgd_steps, key="th_steps",
+                                  help="PGD steps per iteration of adversarial training (evaluation uses "
+                                       f"{D.test_pgd_steps})")
+        init_seed = st.columns([1, 3])[0].number_input("init seed", 0, 10_000, D.init_seed, key="th_seed",
+                                                       help="The race between features depends on the initial weights")
+        go = st.form_submit_button("Run standard and adversarial training", type="primary",
+                                   icon=":material/play_arrow:", key="th_go")
 
 if go and float(eps) <= 0:
     st.error("Not started: ε must be > 0, otherwise adversarial training is standard training.")

@@ -44,8 +44,12 @@ def claims(at: AppTest) -> list[str]:
 
 def test_runs_draw_live_and_end_with_the_theorem_panel() -> None:
     at = open_page()
+    settings = at.expander[-1]
+    assert settings.label == "Settings: data, network and training" and settings.proto.expanded
     at.number_input(key="th_iters").set_value(20)
     runs = run_both(at)
+    # Folded once the runs go: open, the settings filled a laptop's window and the charts began below it.
+    assert not at.expander[-1].proto.expanded
     assert [r.status for r in runs.values()] == ["done", "done"]
     assert runs["at"].config.adversarial and not runs["st"].config.adversarial
     assert len(runs["st"].history) <= 21, "each row costs a robustness evaluation: about 20 rows a run"
