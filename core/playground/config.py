@@ -143,7 +143,8 @@ class PlaygroundConfig:
     def capped(cls, **values: Any) -> tuple["PlaygroundConfig", list[str]]:
         """A config from raw values with sizes above their limits lowered to them; returns (config, notes).
 
-        Unknown keys, NaN, infinite or negative values and unknown choices raise ConfigError.
+        Unknown keys, NaN, infinite or negative values and unknown choices raise ConfigError; the number fields'
+        problems all in one (one at a time, a user fixed n to be told about the noise, then about ε).
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -152,10 +153,15 @@ class PlaygroundConfig:
         notes: list[str] = []
         sizes: list[str] = []  # n, width and depth share one note: their caps are chosen together
         norm = values.get("norm", cls.norm)
+        problems: list[str] = []
         for name, value in list(values.items()):
             if name not in LIMITS or (value is None and name == "batch_size"):
                 continue
-            _check_number(name, value)
+            try:
+                _check_number(name, value)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
             high = eps_limit(norm) if name == "eps" else LIMITS[name]
             if value > high:
                 values[name] = type(value)(high) if name in INTEGER_FIELDS else float(high)
@@ -165,6 +171,8 @@ class PlaygroundConfig:
                 else:
                     reason = f" ({WHY[name]})" if name in WHY else ""
                     notes.append(f"{_sentence(capped)}{reason}.")
+        if problems:
+            raise ConfigError("; ".join(problems))
         if sizes:
             notes.insert(0, f"{_sentence(', '.join(sizes))}: {SIZES_WHY}.")
         batch, n = values.get("batch_size"), values.get("n", cls.n)

@@ -167,6 +167,14 @@ def test_bad_input_is_refused_with_a_clear_message(values: dict, message: str) -
         PlaygroundConfig.capped(**values)
 
 
+def test_every_bad_number_is_named_at_once() -> None:
+    """One at a time, a user fixed n to be told about the noise, then about ε."""
+    with pytest.raises(ConfigError) as info:
+        PlaygroundConfig.capped(n=0, noise=-1.0, eps=float("nan"), steps=50_000_000)
+    message = str(info.value)
+    assert "points n must be" in message and "noise must be ≥ 0" in message and "ε must be a finite number" in message
+
+
 def test_langevin_panel_refuses_bad_values(trained) -> None:
     config, _, model = trained
     x = load_data(config).train.x[0]
