@@ -136,3 +136,27 @@ def test_renaming_the_primary_model_keeps_it_primary(server: str, server_home: P
     assert f"primary={run['id']}" in page.url
     assert selected(page, "Primary model").startswith("after rename")
     assert_healthy(page)
+
+
+def test_a_model_renamed_in_another_tab_leaves_an_open_robustness_page_working(server: str, server_home: Path,
+                                                                                page) -> None:
+    """The sidebar's pickers sent back a renamed model's old label (no run id); the Robustness page's own "Models"
+    picker, holding the same model, must take the rename without an error and show the new name."""
+    from core.store import Registry
+    from core.store.imports import import_checkpoint_file
+
+    src = ROOT / "assets" / "models" / "digits-smallcnn-pgd-at.safetensors"
+    run = import_checkpoint_file(Registry(server_home), src, name="robustness tab model", measure=False)
+    # From the root: a deep link's page path made Streamlit's client ask /robustness/_stcore/… (two 404s).
+    page.goto(f"{server}/?dataset=digits&primary={run['id']}&comparison=shipped-digits-smallcnn-erm",
+              wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Model hub").wait_for(timeout=TIMEOUT_MS)
+    go_to(page, "Robustness", "Robustness")
+    page.get_by_text("robustness tab model").first.wait_for(timeout=300_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+    Registry(server_home).rename_run(run["id"], "renamed in another tab")
+    page.wait_for_timeout(2500)  # the list of runs is cached for 2 s
+    page.get_by_text("Teaching mode").click()  # any rerun
+    page.get_by_text("renamed in another tab").first.wait_for(timeout=300_000)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=300_000)
+    assert_healthy(page)
