@@ -31,7 +31,9 @@ explain("Every model the Atlas knows for this dataset. **Clean accuracy** is mea
 table = cache.runs_table(dataset)
 runs = {r["id"]: r for r in cache.runs(dataset)}
 if table.empty:
-    st.info(f"No models for **{dataset}** yet: train one on the Training page or import a checkpoint below.")
+    files = (f" Its standard files are not on this machine: run `python -m core data download {dataset}` (with a "
+             "network) or place them in the data folder before training." if cache.files_missing(dataset) else "")
+    st.info(f"No models for **{dataset}** yet: train one on the Training page or import a checkpoint below.{files}")
 else:
     chart_col, card_col = panels(2, "hub-overview")
     with chart_col:

@@ -499,6 +499,10 @@ def test_an_empty_dataset_says_what_would_give_it_a_model(page: str) -> None:
     assert not at.exception, at.exception
     (info,) = [i.value for i in at.info]
     assert "no model yet" in info and "python -m core data download cifar10" in info, info
+    if page == "features":  # the hub says it too, beside its import
+        at.switch_page("../pages/hub.py").run()
+        (info,) = [i.value for i in at.info]
+        assert "No models for **cifar10** yet" in info and "python -m core data download cifar10" in info, info
     if page == "attack_lab":
         at.selectbox(key="_sb_dataset").select("circles").run()
         (info,) = [i.value for i in at.info]
