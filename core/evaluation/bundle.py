@@ -21,7 +21,9 @@ from core.evaluation.suite import EvalSpec
 from core.evaluation.table import eps_column
 from core.evaluation.views import robust_flags
 
-CURVE_POINTS = 16
+CURVE_POINTS = 16  # at most: the grid's step is the first round one that fits the range in this many points
+# Steps a lecturer can read out (0.02, 0.04, …), times a power of ten: top / 16 gave 0.01875, 0.0375, 0.05625.
+ROUND_STEPS = (1.0, 2.0, 2.5, 5.0)
 # Test points the Robustness page evaluates unless the user picks another number.
 PAGE_POINTS = 360
 CHECK_POINTS = 4
@@ -39,19 +41,35 @@ def eps_range(norm: str, input_shape: Sequence[int], model_eps: float | None) ->
 
 def page_view(model_norm: str | None, model_eps: float | None, norm: str,
               input_shape: Sequence[int]) -> tuple[float, tuple[float, ...], float]:
-    """(top of the ε range, the ε slider's 16-point grid, the default ε) of the Robustness page when a model
-    trained in ``model_norm`` at ``model_eps`` is the primary one and ``norm`` is shown: its own ε when the norms
-    agree, else the grid's fifth point. The page and the shipped evaluations (core.evaluation.shipped) both use it,
-    so the evaluations shipped with the default models are exactly the ones the page asks for."""
+    """(top of the ε range, the ε slider's grid (:func:`curve_grid`), the default ε) of the Robustness page when a
+    model trained in ``model_norm`` at ``model_eps`` is the primary one and ``norm`` is shown: its own ε when the
+    norms agree, else the grid's fifth point. The page and the shipped evaluations (core.evaluation.shipped) both
+    use it, so the evaluations shipped with the default models are exactly the ones the page asks for."""
     own = model_norm == norm
     top = eps_range(norm, input_shape, model_eps if own else None)
-    grid = tuple(round(float(v), 4) for v in np.linspace(top / CURVE_POINTS, top, CURVE_POINTS))
-    eps = float(model_eps) if own and model_eps else grid[4]
-    return top, grid, round(eps, 4)
+    grid = curve_grid(top)
+    eps = float(model_eps) if own and model_eps else grid[min(4, len(grid) - 1)]
+    return top, grid, round(eps, 6)
+
+
+def round_step(top: float, points: int = CURVE_POINTS) -> float:
+    """The smallest step of ROUND_STEPS × 10^k that covers (0, top] in at most ``points`` steps."""
+    if not math.isfinite(top) or top <= 0:
+        raise ValueError(f"the ε range must be a positive number, got {top!r}")
+    raw = top / points
+    scale = 10.0 ** math.floor(math.log10(raw))
+    return next(m * scale for m in (*ROUND_STEPS, 10.0) if m * scale >= raw * (1 - 1e-9))
 
 
 def curve_grid(top: float, points: int = CURVE_POINTS) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.round(np.linspace(top / points, top, points), 6))
+    """Round multiples of :func:`round_step` up to ``top`` (0.02, 0.04, …, 0.3 for top = 0.3), and ``top`` itself
+    where the step does not land on it."""
+    step = round_step(top, points)
+    count = int(math.floor(top / step + 1e-9))
+    grid = [round(k * step, 10) for k in range(1, count + 1)]
+    if not math.isclose(grid[-1], top, rel_tol=1e-9):
+        grid.append(float(top))
+    return tuple(float(v) for v in grid)
 
 
 def minimal_norm_attack() -> str:
@@ -77,9 +95,10 @@ def standard_bundle(run_id: str, dataset: str, *, eps: float, norm: str, top: fl
     # FMN at 50 steps: within 3 points of PGD-10 at every ε of a 16-point grid in under a third of its time.
     curve_kwargs = {"norm": norm, "steps": 50} if minimal_norm_attack() == "fmn" else {"norm": norm}
     curve = EvalSpec.make(attack=minimal_norm_attack(), attack_kwargs=curve_kwargs, **common)
+    # CHECK_POINTS evenly spaced points of the grid, ending at its top (0.12, 0.18, 0.24, 0.3 for 0.02, …, 0.3).
     step = max(len(grid) // CHECK_POINTS, 1)
     checks = EvalSpec.make(attack="pgd", attack_kwargs={"norm": norm, "steps": 10},
-                           eps_grid=grid[step - 1::step], **common)
+                           eps_grid=grid[::-1][::step][:CHECK_POINTS][::-1], **common)
     at_eps = [("pgd-10", EvalSpec.make(attack="pgd", attack_kwargs={"norm": norm, "steps": 10}, eps_grid=(eps,),
                                        **common)),
               ("pgd-100", EvalSpec.make(attack="pgd", attack_kwargs={"norm": norm, "steps": 100}, eps_grid=(eps,),

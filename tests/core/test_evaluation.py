@@ -232,3 +232,21 @@ def test_new_weights_invalidate_a_stored_evaluation(registry: Registry, tmp_path
     delete_run_files(registry, run["id"])
     assert not (registry.home / "evaluations" / run["id"]).exists()
     assert registry.get_evaluation(s.eval_id) is None
+
+
+@pytest.mark.parametrize("top, step, points", [(0.3, 0.02, 15), (2.0, 0.2, 10), (1.0, 0.1, 10), (0.6, 0.05, 12),
+                                               (4.0, 0.25, 16), (0.031, 0.002, 16)])
+def test_the_robustness_grid_steps_are_round_numbers(top: float, step: float, points: int) -> None:
+    """top / 16 gave a lecture hall 0.01875, 0.0375, 0.05625 to read out; now 0.02, 0.04, … (at most 16 points)."""
+    import math
+
+    from core.evaluation.bundle import curve_grid, page_view, standard_bundle
+
+    grid = curve_grid(top)
+    assert len(grid) == points and math.isclose(grid[0], step) and grid[-1] == top
+    assert all(math.isclose(b - a, step) for a, b in zip(grid, grid[1:-1])), grid
+    assert all(len(f"{v:g}") <= 5 for v in grid[:-1]), grid
+    _, slider, own = page_view("linf", 0.1, "linf", (1, 8, 8))
+    assert slider == curve_grid(0.3) and own == 0.1 and own in slider
+    checks = standard_bundle("x", "digits", eps=0.1, norm="linf", top=0.3).checks.eps_grid
+    assert checks == (0.12, 0.18, 0.24, 0.3), "four evenly spaced PGD-10 checks ending at the top"
