@@ -13,6 +13,7 @@ import streamlit as st  # noqa: E402
 
 from core.runtime import tune_allocator  # noqa: E402
 from dashboard import cache, state  # noqa: E402
+from dashboard.components.labels import md  # noqa: E402
 
 tune_allocator()  # once per process: freed tensor memory is reused, not page-faulted back in (core/runtime.py)
 
@@ -33,16 +34,20 @@ with st.sidebar:
     runs = [r for r in cache.runs(st.session_state[state.DATASET]) if r["checkpoint_path"]]
     state.ensure_models(runs)
     for missing in st.session_state.pop("_url_missing", []):
-        st.toast(f"The link names the model {missing}, which is not in this Atlas for "
+        st.toast(f"The link names the model {md(missing)}, which is not in this Atlas for "
                  f"{st.session_state[state.DATASET]} (deleted, or trained elsewhere): the default model is shown "
                  "instead.", icon=":material/link_off:")
     if (unknown := st.session_state.pop("_url_unknown_dataset", None)) is not None:
-        st.toast(f"The link names the dataset {unknown!r}, which this Atlas does not have (it has "
+        # Escaped: text from a link must not put its own markdown (a link, say) into the Atlas's message.
+        st.toast(f"The link names the dataset “{md(unknown)}”, which this Atlas does not have (it has "
                  f"{', '.join(names)}): {st.session_state[state.DATASET]} is shown instead.",
                  icon=":material/link_off:")
     if (twice := st.session_state.pop("_url_twice", None)) is not None:
-        st.toast(f"The link names {twice} as both the primary and the comparison model: the comparison is "
-                 f"{st.session_state[state.COMPARISON_RUN] or 'none'} instead.", icon=":material/link_off:")
+        names_of = {r["id"]: r["name"] for r in runs}
+        comparison = st.session_state[state.COMPARISON_RUN]
+        st.toast(f"The link names {md(names_of[twice])} as both the primary and the comparison model: the "
+                 f"comparison is {md(names_of[comparison]) if comparison else 'none'} instead.",
+                 icon=":material/link_off:")
     state.write_url(len(runs))
     labels = cache.run_labels(runs)
     ids = list(labels)

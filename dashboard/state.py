@@ -91,12 +91,9 @@ def ensure_models(runs: list[dict[str, Any]]) -> None:
     if st.session_state[DATASET] != st.session_state.get("_models_for_dataset"):
         # Each dataset keeps the models last chosen for it: switching digits → moons → digits in a lecture brought
         # back the defaults, not the pair just shown. A remembered model deleted since gets the default below.
-        remembered = st.session_state.setdefault("_models_by_dataset", {})
-        if (left := st.session_state.get("_models_for_dataset")) is not None:
-            remembered[left] = (st.session_state[PRIMARY_RUN], st.session_state[COMPARISON_RUN])
         st.session_state["_models_for_dataset"] = st.session_state[DATASET]
-        st.session_state[PRIMARY_RUN], st.session_state[COMPARISON_RUN] = remembered.get(
-            st.session_state[DATASET], (AUTO, AUTO))
+        st.session_state[PRIMARY_RUN], st.session_state[COMPARISON_RUN] = st.session_state.get(
+            "_models_by_dataset", {}).get(st.session_state[DATASET], (AUTO, AUTO))
     if st.session_state[PRIMARY_RUN] not in ids:
         st.session_state[PRIMARY_RUN] = pick(runs, PREFERRED_PRIMARY)
     comparison = st.session_state[COMPARISON_RUN]
@@ -105,6 +102,11 @@ def ensure_models(runs: list[dict[str, Any]]) -> None:
         st.session_state[COMPARISON_RUN] = pick(runs, PREFERRED_COMPARISON, exclude=st.session_state[PRIMARY_RUN])
     if twice:  # said by the sidebar, like a missing model: the link asked for something else than what is shown
         st.session_state["_url_twice"] = asked[PRIMARY_RUN]
+    # No comparison with fewer than two models is no choice of the user's: remembered as "the default", so the
+    # dataset gets one once it has a second model.
+    comparison = st.session_state[COMPARISON_RUN]
+    st.session_state.setdefault("_models_by_dataset", {})[st.session_state[DATASET]] = (
+        st.session_state[PRIMARY_RUN] or AUTO, comparison if comparison is not None or len(runs) >= 2 else AUTO)
 
 
 def set_from_widget(state_key: str, widget_key: str) -> None:

@@ -80,7 +80,7 @@ else:
     # The table's key follows its ids, so a model deleted elsewhere (another tab, the CLI) clears the selection:
     # a Rename pressed in a stale tab then did nothing, without a word.
     gone = st.session_state.pop("hub_selected", None)
-    if not rows and gone and gone[0] not in runs:
+    if not rows and gone and cache.registry().find_run(gone[0]) is None:  # not merely of another dataset
         st.warning(f"The model you had selected, **{md(gone[1])}**, is no longer in the Atlas (deleted in another "
                    "tab or from the command line): nothing was done to it.", icon=":material/delete:")
     if rows:

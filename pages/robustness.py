@@ -186,8 +186,8 @@ with right:
 
 st.subheader("Export and background evaluations")
 where = " (the model chosen under *Per class*: pick another there to export its table)" if len(results) > 1 else ""
-st.caption(f"The per-sample tables are those of **{md(focus.name)}**{where}: one row per test point at ε = {eps:g}, robust "
-           "or not against each attack, the worst case and where the point was sent.")
+st.caption(f"The per-sample tables are those of **{md(focus.name)}**{where}: one row per test point at ε = {eps:g}, "
+           "robust or not against each attack, the worst case and where the point was sent.")
 c1, c2, c3 = st.columns(3)
 # The files are written when a button is pressed, not on every slider move.
 stem = f"{focus.run_id}_eps{eps:g}"

@@ -31,9 +31,9 @@ POLL_S = 2.0
 # Four inputs a row: with eight, a 1024 px window (sidebar open) broke labels mid-word ("# robus / t").
 # Short labels; what each symbol means is in its help.
 # Folded once a run is asked for: open, the settings filled a 1366 × 768 window and the charts appeared below it.
-started = bool(st.session_state.get("th_runs")
-               or st.session_state.get("th_go") and (st.session_state.get("th_eps") or 0) > 0)  # ε ≤ 0 is refused
-with st.expander("Settings: data, network and training", expanded=not started, icon=":material/tune:"):
+# A refused start leaves them open, with the fields its message names.
+with st.expander("Settings: data, network and training", expanded=not st.session_state.get("th_runs"),
+                 icon=":material/tune:"):
     with st.form("th_form"):
         st.markdown("**Data**")
         c = st.columns(4) + st.columns(4)
@@ -69,7 +69,7 @@ with st.expander("Settings: data, network and training", expanded=not started, i
         init_seed = st.columns([1, 3])[0].number_input("init seed", 0, 10_000, D.init_seed, key="th_seed",
                                                        help="The race between features depends on the initial weights")
         go = st.form_submit_button("Run standard and adversarial training", type="primary",
-                                   icon=":material/play_arrow:", key="th_go")
+                                   icon=":material/play_arrow:")
 
 if go and float(eps) <= 0:
     st.error("Not started: ε must be > 0, otherwise adversarial training is standard training.")
@@ -87,6 +87,8 @@ elif go:
             "at": theory_runner.start(TheoryConfig(**{**base.to_dict(), "adversarial": True}))}
     except AtlasError as exc:
         st.error(f"Not started: {exc}")
+    else:
+        st.rerun()  # drawn again with the settings folded, now that the runs go
 
 runs = st.session_state.get("th_runs")
 if not runs:

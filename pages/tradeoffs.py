@@ -12,7 +12,7 @@ from dashboard import cache, state
 from dashboard.components import tradeoff_charts as tc
 from dashboard.components.charts import run_colours
 from dashboard.components.jobs import jobs_panel
-from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, label
+from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, label, md
 from dashboard.components.layout import panels
 from dashboard.components.train_form import (DALE_METHODS, RangedFields, checked_eps, checked_number,
                                              class_weight_fields, dale_fields, eps_field, queue_training,
@@ -78,8 +78,10 @@ if runs:
         right.plotly_chart(tc.loss_curves(groups["epoch"], rho, colours=colours), key="to_loss")
         lossless = tc.without_losses(groups["epoch"])
         right.caption("Mean training losses per epoch (solid ℓ_nom, dashed ℓ_ro); the dotted line is a DALE run's "
-                      "bound ρ on the clean loss. ERM trains on ℓ_nom alone, PGD-AT and FGSM-RS on ℓ_ro alone."
-                      + (f" Not drawn: {', '.join(lossless)}, whose history records only the combined loss."
+                      "bound ρ on the clean loss. ERM trains on ℓ_nom alone, PGD-AT, FGSM-RS and N-FGSM on ℓ_ro "
+                      "alone."
+                      + (f" Not drawn: {', '.join(md(n) for n in lossless)}, whose history records only the "
+                         "combined loss."
                          if lossless else ""))
     if "t" in groups:
         st.markdown("**Patch models** are trained by the Li & Li simulation (full-batch gradient descent), so their "

@@ -196,11 +196,12 @@ class Registry:
         """The id of another run of ``dataset`` called ``name`` (names are how people pick models), or None.
         "SmallCNN · ERM" and "digits SmallCNN · ERM" are one name: the hub's table drops the dataset in front, so a
         model renamed "SmallCNN · ERM" had a row that read exactly as the shipped ERM model's."""
-        bare = name.strip().removeprefix(f"{dataset} ")
+        prefix = f"{dataset} "
+        shown = name.strip().removeprefix(prefix)
         with self.connect() as con:
-            row = con.execute("SELECT id FROM runs WHERE dataset = ? AND name IN (?, ?) AND id != ? LIMIT 1",
-                              (dataset, bare, f"{dataset} {bare}", exclude or "")).fetchone()
-        return None if row is None else row["id"]
+            rows = con.execute("SELECT id, name FROM runs WHERE dataset = ? AND id != ?",
+                               (dataset, exclude or "")).fetchall()
+        return next((row["id"] for row in rows if row["name"].removeprefix(prefix) == shown), None)
 
     def unique_name(self, dataset: str, name: str) -> str:
         """``name``, or ``name (2)``, ``name (3)``… when another run of ``dataset`` already has it."""
@@ -216,6 +217,8 @@ class Registry:
         if len(name.strip()) > MAX_NAME:
             raise RegistryError(f"the name is {len(name.strip())} characters; at most {MAX_NAME}")
         run = self._require_writable(run_id, "rename")
+        if name.strip() == run["name"]:
+            return  # saving a name unchanged is no clash, even with a pair from before names were kept apart
         owner = self.name_owner(run["dataset"], name, exclude=run_id)
         if owner is not None:
             raise RegistryError(f"another {run['dataset']} model is already called {name.strip()!r} (run {owner}); "

@@ -149,8 +149,8 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _number("ε", self.eps, low=0.0, high=MAX_EPS[self.norm])
-        if len(self.name) > MAX_NAME:
-            raise ConfigError(f"name is {len(self.name)} characters; at most {MAX_NAME}")
+        if len(self.name.strip()) > MAX_NAME:
+            raise ConfigError(f"name is {len(self.name.strip())} characters; at most {MAX_NAME}")
         if (problem := eps_problem(self.method, self.eps)) is not None:
             raise ConfigError(problem)
         for name in ("amp", *SPEED_OPTIONS):

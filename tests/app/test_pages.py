@@ -99,6 +99,10 @@ def test_each_dataset_keeps_the_models_last_chosen_for_it() -> None:
     assert at.selectbox(key="_sb_primary").value == "shipped-digits-smallcnn-trades"
     at.selectbox(key="_sb_dataset").select("moons").run()
     assert at.session_state["primary_run"] == "shipped-moons-mlp-erm"
+    # A dataset without two models has no comparison, which is no choice of the user's: it is not kept as one.
+    at.selectbox(key="_sb_dataset").select("circles").run()
+    assert at.session_state["comparison_run"] is None
+    assert at.session_state["_models_by_dataset"]["circles"] == ("auto", "auto")
 
 
 def test_train_form_refuses_invalid_values_and_starts_nothing(atlas_home: Path) -> None:
@@ -423,7 +427,7 @@ def test_the_url_keeps_the_chosen_models_across_a_reload() -> None:
     model, dataset = [t.value for t in bad.toast]
     assert model.startswith("The link names the model no-such-run, which is not in this Atlas for digits"), \
         "a model in a link that is not here (deleted) is named, not swapped silently"
-    assert dataset.startswith("The link names the dataset 'no-such-data', which this Atlas does not have") and \
+    assert dataset.startswith("The link names the dataset “no-such-data”, which this Atlas does not have") and \
         dataset.endswith("digits is shown instead."), "nor is a dataset it does not have"
     assert not reloaded.toast, "models that are here are taken without a word"
 
@@ -477,6 +481,20 @@ def test_a_selected_model_deleted_elsewhere_is_announced_not_dropped_silently(at
     at.session_state["hub_selected"] = (shipped["id"], shipped["name"])
     at.run()
     assert not any("no longer in the Atlas" in w.value for w in at.warning)
+    # Nor one of another dataset: switching to moons with a digits model selected is no deletion.
+    at.session_state["hub_selected"] = ("shipped-digits-smallcnn-erm", "digits SmallCNN · ERM")
+    at.selectbox(key="_sb_dataset").select("moons").run()
+    assert not any("no longer in the Atlas" in w.value for w in at.warning)
+
+
+def test_text_from_a_link_cannot_put_its_own_markdown_in_a_message() -> None:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params.update(dataset="[Log in here](https://example.com)", primary="**x**")
+    at.run()
+    assert not at.exception
+    toasts = [t.value for t in at.toast]
+    assert any("\\[Log in here\\](https\\://example.com)" in t for t in toasts), toasts
+    assert any("\\*\\*x\\*\\*" in t for t in toasts), toasts
 
 
 def test_a_link_with_the_same_model_as_primary_and_comparison_says_so() -> None:
@@ -486,7 +504,9 @@ def test_a_link_with_the_same_model_as_primary_and_comparison_says_so() -> None:
     at.run()
     assert not at.exception
     assert at.session_state["primary_run"] == erm != at.session_state["comparison_run"]
-    assert any("both the primary and the comparison" in t.value for t in at.toast), [t.value for t in at.toast]
+    (toast,) = [t.value for t in at.toast]
+    assert toast.startswith("The link names digits SmallCNN · ERM as both the primary and the comparison model: the "
+                            "comparison is digits SmallCNN"), toast
 
 
 @pytest.mark.parametrize("page", ["attack_lab", "geometry", "latent", "features"])

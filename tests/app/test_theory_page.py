@@ -83,6 +83,7 @@ def test_a_bad_data_model_is_refused_before_anything_runs() -> None:
     next(b for b in at.button if "Run standard" in b.label).click().run()
     assert any("2k ≤ d" in e.value and "d (patch dim) ≥ 8" in e.value for e in at.error)
     assert "th_runs" not in at.session_state
+    assert at.expander[-1].proto.expanded, "a refused start leaves open the fields its message names"
     at.number_input(key="th_d").set_value(64)
     at.number_input(key="th_nnr").set_value(64)  # 1 + 64 > 64 patches; the message speaks the form's words
     next(b for b in at.button if "Run standard" in b.label).click().run()

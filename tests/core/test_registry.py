@@ -83,6 +83,13 @@ def test_a_rename_that_would_read_as_another_models_name_or_run_too_long_is_refu
     reg.rename_run("mine", "x" * MAX_NAME)
     reg.rename_run("mine", "SmallCNN · ERM (mine)")
     assert reg.get_run("mine")["name"] == "SmallCNN · ERM (mine)"
+    reg.rename_run("mine", "SmallCNN · ERM (mine)")  # unchanged: no clash with itself
+    # What the hub shows is compared on both sides: "digits digits X" reads "digits X" there, not "X".
+    make_run(reg, "x-run")
+    reg.rename_run("x-run", "digits X")
+    reg.rename_run("mine", "digits digits X")
+    with pytest.raises(RegistryError, match="already called"):
+        reg.rename_run("mine", "X")
     # Another dataset's model may have the name.
     reg.create_run("toy", name="toy", dataset="moons", arch="mlp", method="erm", config={})
     reg.rename_run("toy", "SmallCNN · ERM")
