@@ -220,11 +220,15 @@ ARRAYS = ("eps_grid", "indices", "y", "pred_clean", "pred_adv", "clean_xy", "adv
 
 
 def eps_grid(top: float, model_eps: float | None, points: int = 8) -> tuple[tuple[float, ...], int]:
-    """The attack's ε grid (``points`` budgets evenly up to ``top``) and the index of the slider's first ε in it.
+    """The attack's ε grid (at most ``points`` budgets in round steps up to ``top``, as the Robustness page's:
+    0.05, 0.1, …, 0.3 rather than 0.0375, 0.075, …, 0.2625) and the index of the slider's first ε in it.
 
     The model's own ε (as the other pages open at) takes the place of the nearest grid point and is where the
     slider opens; without one in (0, top], the slider opens at the fourth budget."""
-    grid = np.round(np.linspace(top / points, top, points), 4)
+    from core.evaluation.bundle import curve_grid
+
+    grid = np.asarray(curve_grid(top, points), dtype=float)
+    points = len(grid)
     if not model_eps or not 0 < model_eps <= top:
         return tuple(float(e) for e in grid), min(3, points - 1)
     nearest = int(np.argmin(np.abs(grid - model_eps)))

@@ -70,7 +70,7 @@ def test_measures_table_and_animation_frames() -> None:
     assert robust_row.iloc[0] > robust_row.iloc[1], "the PGD-AT model's features keep their class better than ERM's"
     at.toggle(key="lat_animate").set_value(True).run()
     chart = next(c for c in at.get("plotly_chart") if "Primary" in c.proto.spec)
-    assert len(json.loads(chart.proto.spec)["frames"]) == 9, "clean + 8 ε"
+    assert len(json.loads(chart.proto.spec)["frames"]) == 7, "clean + 6 ε (0.05, 0.1, …, 0.3)"
 
 
 def test_too_many_points_fall_back_to_the_whole_split() -> None:
@@ -101,10 +101,12 @@ def test_a_selection_resolves_to_the_right_samples() -> None:
 
 def test_the_eps_grid_holds_the_models_own_eps_and_opens_there() -> None:
     grid, first = maps.eps_grid(0.3, 0.1)
-    assert grid == (0.0375, 0.075, 0.1, 0.15, 0.1875, 0.225, 0.2625, 0.3) and first == 2
+    # Round steps a lecturer can read out, as on the Robustness page (it was 0.0375, 0.075, …, 0.2625).
+    assert grid == (0.05, 0.1, 0.15, 0.2, 0.25, 0.3) and first == 1
     assert maps.eps_grid(0.3, None) == (maps.eps_grid(0.3, 0.0)[0], 3), "no ε of its own: the fourth budget"
     grid, first = maps.eps_grid(0.3, 0.3)
-    assert grid[-1] == 0.3 and first == 7 and len(grid) == 8
+    assert grid[-1] == 0.3 and first == len(grid) - 1 and len(grid) <= 8
+    assert maps.eps_grid(2.0, None)[0] == (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
     assert maps.eps_grid(0.3, 0.5)[1] == 3, "an ε beyond the range leaves the grid and the default alone"
     grid, first = maps.eps_grid(1.0, 0.01)
     assert grid[0] == 0.01 and first == 0 and list(grid) == sorted(grid)
