@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +21,16 @@ def derive_seed(*parts: Any) -> int:
     """
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def round_step(top: float, points: int) -> float:
+    """The smallest round step (1, 2, 2.5 or 5 × 10^k) that covers (0, top] in at most ``points`` steps: an ε grid
+    or an axis a reader can read out (0.02, 0.04, …, not 0.01875, 0.0375, …)."""
+    if not math.isfinite(top) or top <= 0:
+        raise ValueError(f"the range must be a positive number, got {top!r}")
+    raw = top / points
+    scale = 10.0 ** math.floor(math.log10(raw))
+    return next(m * scale for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * scale >= raw * (1 - 1e-9))
 
 
 def make_generator(*parts: Any, device: str = "cpu") -> "torch.Generator":

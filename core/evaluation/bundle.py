@@ -20,10 +20,11 @@ from core.attacks import ATTACKS
 from core.evaluation.suite import EvalSpec
 from core.evaluation.table import eps_column
 from core.evaluation.views import robust_flags
+from core.utils import round_step
 
-CURVE_POINTS = 16  # at most: the grid's step is the first round one that fits the range in this many points
-# Steps a lecturer can read out (0.02, 0.04, …), times a power of ten: top / 16 gave 0.01875, 0.0375, 0.05625.
-ROUND_STEPS = (1.0, 2.0, 2.5, 5.0)
+# At most: the grid's step is the first round one (core.utils.round_step) that fits the range in this many points,
+# one a lecturer can read out (0.02, 0.04, …); top / 16 gave 0.01875, 0.0375, 0.05625.
+CURVE_POINTS = 16
 # Test points the Robustness page evaluates unless the user picks another number.
 PAGE_POINTS = 360
 CHECK_POINTS = 4
@@ -50,15 +51,6 @@ def page_view(model_norm: str | None, model_eps: float | None, norm: str,
     grid = curve_grid(top)
     eps = float(model_eps) if own and model_eps else grid[min(4, len(grid) - 1)]
     return top, grid, round(eps, 6)
-
-
-def round_step(top: float, points: int = CURVE_POINTS) -> float:
-    """The smallest step of ROUND_STEPS × 10^k that covers (0, top] in at most ``points`` steps."""
-    if not math.isfinite(top) or top <= 0:
-        raise ValueError(f"the ε range must be a positive number, got {top!r}")
-    raw = top / points
-    scale = 10.0 ** math.floor(math.log10(raw))
-    return next(m * scale for m in (*ROUND_STEPS, 10.0) if m * scale >= raw * (1 - 1e-9))
 
 
 def curve_grid(top: float, points: int = CURVE_POINTS) -> tuple[float, ...]:

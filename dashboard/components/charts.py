@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.evaluation import pareto_front
+from core.utils import round_step
 from dashboard.components.labels import SHORT_METHOD_LABELS, label
 
 # One colour per method on every chart of the dashboard (a plugin's method gets OTHER_METHOD_COLOUR).
@@ -258,9 +258,7 @@ def loss_axis(losses: np.ndarray) -> dict[str, Any]:
     finite = losses[np.isfinite(losses)]
     if not len(finite) or finite.max() <= 0:
         return {"tickformat": ".3g"}
-    top = float(finite.max())
-    magnitude = 10.0 ** math.floor(math.log10(top / 5))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if 5 * m * magnitude >= top * (1 - 1e-9))
+    step = round_step(float(finite.max()), 5)
     return {"range": [0, 5.1 * step], "tick0": 0, "dtick": step, "tickformat": "~g"}
 
 

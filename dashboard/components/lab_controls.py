@@ -134,7 +134,6 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
     mode = row.segmented_control("Example", MODES, default=MODES[0], key="lab_mode") or MODES[0]
     n = len(data)
     if mode == "By class":
-        left = right = row
         counts = np.bincount(data.y.numpy(), minlength=len(data.classes))
 
         def keep_in_class() -> None:
@@ -143,10 +142,10 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
             if isinstance(which, (int, float)) and which > counts[st.session_state["lab_class"]]:
                 st.session_state["lab_which"] = int(counts[st.session_state["lab_class"]])
 
-        cls = left.selectbox("Class", range(len(data.classes)), key="lab_class", on_change=keep_in_class,
-                             format_func=lambda c: str(data.classes[c]), width=130)
+        cls = row.selectbox("Class", range(len(data.classes)), key="lab_class", on_change=keep_in_class,
+                            format_func=lambda c: str(data.classes[c]), width=130)
         members = np.nonzero(data.y.numpy() == cls)[0]
-        which, problem = checked_number(right, f"Which one (1–{len(members)})", 1, len(members), value=1, step=1,
+        which, problem = checked_number(row, f"Which one (1–{len(members)})", 1, len(members), value=1, step=1,
                                         key="lab_which", width=150)
         if problem:
             st.error(problem, icon=":material/error:")
