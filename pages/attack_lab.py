@@ -105,13 +105,19 @@ def live_panel() -> None:
     # the window's bottom edge).
     row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
     eps = row.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
-                    max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
-                    format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,
-                    args=(where,), help="Moving the slider only looks up the precomputed grid.")
+                     max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
+                     format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,
+                     args=(where,), bind=lab_controls.IN_URL,
+                     help="Moving the slider only looks up the precomputed grid.")
+    if eps != st.session_state.get(KEPT_EPS, {}).get(where, start):
+        # The ε came from the page's URL (a reload or a shared link: the URL wins over the value written above on a
+        # first load): kept like a slider move, or the next full run would put the slider back at the default.
+        _keep_eps(where)
     index = int(np.abs(grid - eps).argmin())
     # For a lecture hall: side by side, a digit is ~110 px wide at 1280 px and ~50 px at 1024; one model per row
     # gives the images the page's width.
-    large = row.toggle("Large images", key="lab_large", help="One model per row, for a projector.")
+    large = row.toggle("Large images", key="lab_large", bind=lab_controls.IN_URL,
+                       help="One model per row, for a projector.")
     columns = [st.container() for _ in runs] if large else panels(len(runs), "lab-models", "large")
     for column, run_id in zip(columns, runs):
         with column:

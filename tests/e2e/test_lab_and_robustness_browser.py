@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.e2e.ui import TIMEOUT_MS, assert_healthy, choose, crowded_ticks, go_to, open_app, shot
+from tests.e2e.ui import TIMEOUT_MS, assert_healthy, choose, crowded_ticks, go_to, open_app, selected, shot
 from tests.images import png_of_a_one
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +57,55 @@ def test_the_lab_slider_breaks_the_standard_model_live(server: str, page, artifa
     page.wait_for_timeout(500)
     assert any("fooled" in v for v in verdicts(page)), verdicts(page)
     shot(page, artifacts, "lab-max-eps")
+    assert_healthy(page)
+
+
+def _thumb(page) -> str:
+    return page.get_by_test_id("stSliderThumbValue").inner_text().strip()
+
+
+def _url_has(page, part: str) -> None:
+    page.wait_for_function(f"location.search.includes({part!r})", timeout=TIMEOUT_MS)
+
+
+def test_a_reload_or_a_shared_link_keeps_the_example_the_attack_and_eps(server: str, page, artifacts: Path) -> None:
+    """A teacher sets up an example, reloads (or sends the link): the same class, attack and ε come back, not the
+    defaults; another page's URL does not carry the Attack Lab's settings."""
+    open_app(page, server)
+    go_to(page, "Attack Lab", "Attack Lab")
+    page.locator(".st-key-lab_comparison_verdict").wait_for(timeout=TIMEOUT_MS)
+    choose(page, "Attack", "FGSM")
+    _url_has(page, "lab_attack=FGSM")
+    klass = page.get_by_role("combobox", name="Class", exact=True)  # not "Target class"
+    klass.click()
+    page.get_by_role("option", name="7", exact=True).click()
+    _url_has(page, "lab_class=7")
+    page.locator(BADGES).filter(has_text="7").first.wait_for(timeout=TIMEOUT_MS)
+    slider = page.get_by_role("slider")
+    start = _thumb(page)
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"document.querySelector('[data-testid=stSliderThumbValue]').innerText.trim() != '{start}'",
+                           timeout=TIMEOUT_MS)
+    eps = _thumb(page)
+    _url_has(page, f"lab_eps={float(eps):g}")
+    link = page.url
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Attack Lab").wait_for(timeout=TIMEOUT_MS)
+    page.locator(".st-key-lab_comparison_verdict").wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_timeout(1000)
+    assert selected(page, "Attack") == "FGSM"
+    assert klass.input_value() == "7"
+    assert _thumb(page) == eps, (link, _thumb(page))
+    assert "FGSM" in page.get_by_test_id("stMain").inner_text()
+    go_to(page, "Robustness", "Robustness")
+    page.wait_for_timeout(1000)
+    assert "lab_" not in page.url, page.url
+    # A page opened by its address first asks the server under that path (/attack-lab/_stcore/health) and gets a
+    # 404 before it finds the root (Streamlit's client): those two and nothing else.
+    assert all("404" in e for e in page.console_errors), page.console_errors
+    page.console_errors.clear()
     assert_healthy(page)
 
 
