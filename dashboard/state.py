@@ -27,6 +27,11 @@ PREFERRED_COMPARISON = ("erm",)
 # to a colleague, opens the same models instead of the defaults.
 URL_KEYS = {DATASET: "dataset", PRIMARY_RUN: "primary", COMPARISON_RUN: "comparison"}
 NO_COMPARISON = "none"
+# A page's own view settings (the Attack Lab's example, attack and ε; a chart's norm, ε, sample size…) go in the URL
+# by Streamlit's widget binding: ``bind=IN_URL`` with the widget's key as the parameter's name. A parameter is left
+# out while its widget is at its default, is dropped on leaving the page, and an invalid value is ignored (the
+# widget keeps its default); the pages' own range checks still refuse what the widget lets through.
+IN_URL = "query-params"
 
 
 def init_state() -> None:

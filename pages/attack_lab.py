@@ -107,7 +107,7 @@ def live_panel() -> None:
     eps = row.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
                      max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
                      format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,
-                     args=(where,), bind=lab_controls.IN_URL,
+                     args=(where,), bind=state.IN_URL,
                      help="Moving the slider only looks up the precomputed grid.")
     if eps != st.session_state.get(KEPT_EPS, {}).get(where, start):
         # The ε came from the page's URL (a reload or a shared link: the URL wins over the value written above on a
@@ -116,7 +116,7 @@ def live_panel() -> None:
     index = int(np.abs(grid - eps).argmin())
     # For a lecture hall: side by side, a digit is ~110 px wide at 1280 px and ~50 px at 1024; one model per row
     # gives the images the page's width.
-    large = row.toggle("Large images", key="lab_large", bind=lab_controls.IN_URL,
+    large = row.toggle("Large images", key="lab_large", bind=state.IN_URL,
                        help="One model per row, for a projector.")
     columns = [st.container() for _ in runs] if large else panels(len(runs), "lab-models", "large")
     for column, run_id in zip(columns, runs):

@@ -47,19 +47,22 @@ norm = own["norm"] if own["norm"] in ("linf", "l2") else "linf"
 eps = float(own["eps"] or 0.1)
 
 c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
-method = c1.selectbox("Attribution", METHODS, format_func=LABELS.__getitem__, index=1, key="feat_method")
+method = c1.selectbox("Attribution", METHODS, format_func=LABELS.__getitem__, index=1, key="feat_method",
+                     bind=state.IN_URL)
 def _keep_in_sample() -> None:
     """A smaller sample: its last point, not a refusal, for an example past its end."""
     if st.session_state.get("feat_example", 0) >= st.session_state["feat_n"]:
         st.session_state["feat_example"] = st.session_state["feat_n"] - 1
 
 
-n = c2.selectbox("Sample", (20, 50, 100, 200), index=1, key="feat_n", help="The first N test points.",
-                 on_change=_keep_in_sample)
+n = c2.selectbox("Sample", (20, 50, 100, 200), index=1, key="feat_n", bind=state.IN_URL,
+                 help="The first N test points.", on_change=_keep_in_sample)
 # No help icon: its "Help for Example" button would make the field's label ambiguous (as in train_form).
-example, problem = checked_number(c3, "Example", 0, int(n) - 1, value=0, step=1, key="feat_example")
+example, problem = checked_number(c3, "Example", 0, int(n) - 1, value=0, step=1, key="feat_example",
+                                  bind=state.IN_URL)
 layer_names = cache.layers(primary, device)
-layer = c4.selectbox("Layer for units", list(layer_names), format_func=layer_names.__getitem__, key="feat_layer")
+layer = c4.selectbox("Layer for units", list(layer_names), format_func=layer_names.__getitem__, key="feat_layer",
+                     bind=state.IN_URL)
 if problem:
     st.error(f"Not drawn: {problem}", icon=":material/error:")
     st.stop()
@@ -104,7 +107,7 @@ if reports:
                "share of |attribution| on pixels brighter than 0.5 (the digit), each map on its own image.")
 
 st.subheader("Robust and non-robust units")
-k = st.slider("Switch off the k most attack-sensitive useful units", 1, 32, 5, key="feat_k")
+k = st.slider("Switch off the k most attack-sensitive useful units", 1, 32, 5, key="feat_k", bind=state.IN_URL)
 columns = panels(len(runs), "feat-units")
 for column, run_id in zip(columns, runs):
     with column:

@@ -59,7 +59,8 @@ default_eps = {run_norm: run_eps, "l2" if run_norm == "linf" else "linf":
 if is_image:
     example = lab_controls.pick_example(data, primary, device)
 else:
-    index = st.number_input(f"Test point (0–{len(data) - 1})", 0, len(data) - 1, 0, key="geo_index")
+    index = st.number_input(f"Test point (0–{len(data) - 1})", 0, len(data) - 1, 0, key="geo_index",
+                            bind=state.IN_URL)
     example = lab_controls.Example(key=f"{data.name}:{data.split}:{index}", x=data.x[int(index)],
                                    y=int(data.y[int(index)]), label=f"{data.name} test #{index}")
 if example is None:
@@ -69,36 +70,40 @@ with st.container(border=True):
     # Short option texts: a group is ~190 px at 1280 px, and "DeepFool normal, random" was cut off there.
     c1, c2, c3 = panels(3, "geo-controls", kind="controls")
     plane_kind = c1.selectbox("Plane (û, v̂)", PLANES, key="geo_plane", format_func=views.PLANE_LABELS.__getitem__,
+                              bind=state.IN_URL,
                               help="û is the direction named here; v̂ is a random direction orthogonal to it "
                                    "(both are random for *Two random*).")
     plane_from = "primary"
     if comparison and plane_kind in ("deepfool", "gradient"):
         plane_from = c1.radio("Direction û of", ("primary", "comparison"), horizontal=True, key="geo_plane_from",
+                              bind=state.IN_URL,
                               help="Whose DeepFool normal or gradient defines the plane; both models are drawn "
                                    "on the same plane.")
     other = other_key = None
     if plane_kind == "image":
         other_index = c1.number_input(f"Other test input (0–{len(data) - 1})", 0, len(data) - 1,
-                                      min(1, len(data) - 1), key="geo_other")
+                                      min(1, len(data) - 1), key="geo_other", bind=state.IN_URL)
         other, other_key = data.x[int(other_index)], f"{data.name}:{data.split}:{int(other_index)}"
         c1.caption(f"class {data.classes[int(data.y[int(other_index)])]}")
-    norm = c2.segmented_control("Norm", ("linf", "l2"), default=run_norm, key="geo_norm",
+    norm = c2.segmented_control("Norm", ("linf", "l2"), default=run_norm, key="geo_norm", bind=state.IN_URL,
                                 format_func=lambda n: "ℓ∞" if n == "linf" else "ℓ2") or "linf"
     eps = c2.number_input("ε", value=round(default_eps[norm], 3), step=0.01,
-                          format="%g", key=f"geo_eps_{norm}", help="The budget whose ball is drawn and the PGD "
-                          "path's budget (input scale 0–1).")
-    path = c3.selectbox("Attack path", ("pgd", "deepfool", "none"), key="geo_path",
+                          format="%g", key=f"geo_eps_{norm}", bind=state.IN_URL,
+                          help="The budget whose ball is drawn and the PGD path's budget (input scale 0–1).")
+    path = c3.selectbox("Attack path", ("pgd", "deepfool", "none"), key="geo_path", bind=state.IN_URL,
                         format_func={"pgd": "PGD (no random start)", "deepfool": "DeepFool", "none": "none"}.get)
-    colour_by = c3.segmented_control("Colour by", ("class", "margin"), default="class", key="geo_colour") or "class"
+    colour_by = c3.segmented_control("Colour by", ("class", "margin"), default="class", key="geo_colour",
+                                     bind=state.IN_URL) or "class"
     # The finer settings folded away: open, the box pushed the planes below a 1366 × 768 window.
     with st.expander("Grid, zoom and path steps"):
         c1, c2, c3 = st.columns(3)
         resolution = c1.select_slider("Finest grid points per side", RESOLUTIONS, value=DEFAULT_RESOLUTION,
-                                      key="geo_res", help="The grid is adaptive: a 17 × 17 grid first, then only "
-                                                          "cells the boundary crosses are refined, level by level.")
-        zoom = c2.slider("Zoom out", 0.25, 4.0, 1.0, 0.25, key="geo_zoom",
+                                      key="geo_res", bind=state.IN_URL,
+                                      help="The grid is adaptive: a 17 × 17 grid first, then only cells the "
+                                           "boundary crosses are refined, level by level.")
+        zoom = c2.slider("Zoom out", 0.25, 4.0, 1.0, 0.25, key="geo_zoom", bind=state.IN_URL,
                          help="× the automatic half-width (1.6 × the farthest DeepFool boundary or ε-ball reach)")
-        steps = c3.number_input("Path steps", 1, MAX_PATH_STEPS, 10, key="geo_steps")
+        steps = c3.number_input("Path steps", 1, MAX_PATH_STEPS, 10, key="geo_steps", bind=state.IN_URL)
 
 NEEDS_EPS = "Set ε above 0 (the inputs above) to draw this view."
 view = spec = None
@@ -190,7 +195,7 @@ with tab_curv:
                    "each line crosses 0 and how steeply, not their heights against each other. A flatter solid line "
                    "after adversarial training means a more linear, less curved model around x.")
     st.markdown("#### Over a sample of test inputs")
-    n = st.slider("Test inputs", 10, 100, 30, 10, key="geo_sample_n",
+    n = st.slider("Test inputs", 10, 100, 30, 10, key="geo_sample_n", bind=state.IN_URL,
                   help="Hessian power iteration, CURE and 8 random directions of bisection per input")
     if st.button("Measure curvature and distances", key="geo_sample_go", icon=":material/straighten:"):
         st.session_state["geo_sample_for"] = (tuple(runs), n, device)

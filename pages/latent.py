@@ -64,20 +64,22 @@ with st.form("lat_form", border=False):
     # Two rows of three: six in one row left each select ~80 px at 1024 px with the sidebar open ("UM", "45(").
     cols = st.columns([2, 1, 1]) + st.columns(3)
     layer = cols[0].selectbox("Layer", list(layer_labels), format_func=layer_labels.__getitem__, key="lat_layer",
+                              bind=state.IN_URL,
                               help="Features are read from this layer by a forward hook.")
     projection = cols[1].selectbox("Projection", ("umap", "pca", "tsne"), format_func=LABELS.__getitem__,
-                                   key="lat_projection",
+                                   key="lat_projection", bind=state.IN_URL,
                                    help="UMAP: fitted on the clean points, adversarial points placed into that map. "
                                         "PCA: linear, instant. t-SNE: cannot place new points, so clean and "
                                         "adversarial features are embedded together in one fit (slowest: about a "
                                         "minute for 450 points and several ε on 2 cores).")
-    n_points = cols[2].selectbox("Points", (100, 200, 450, 1000, 2000), index=2, key="lat_n",
+    n_points = cols[2].selectbox("Points", (100, 200, 450, 1000, 2000), index=2, key="lat_n", bind=state.IN_URL,
                                  help="The first N points of the split.")
-    split = cols[3].selectbox("Split", ("test", "train"), key="lat_split")
-    attack = cols[4].selectbox("Attack", ("pgd", "fgsm"), key="lat_attack",
+    split = cols[3].selectbox("Split", ("test", "train"), key="lat_split", bind=state.IN_URL)
+    attack = cols[4].selectbox("Attack", ("pgd", "fgsm"), key="lat_attack", bind=state.IN_URL,
                                format_func={"pgd": "PGD-10", "fgsm": "FGSM"}.__getitem__)
     norms = ("linf", "l2")
-    norm = cols[5].selectbox("Norm", norms, key="lat_norm", format_func={"linf": "ℓ∞", "l2": "ℓ2"}.__getitem__,
+    norm = cols[5].selectbox("Norm", norms, key="lat_norm", bind=state.IN_URL,
+                             format_func={"linf": "ℓ∞", "l2": "ℓ2"}.__getitem__,
                              index=norms.index(primary_run["norm"]) if primary_run["norm"] in norms else 0)
     st.form_submit_button("Draw the maps", icon=":material/scatter_plot:")
     st.caption("Changes take effect when you press **Draw the maps**. Another projection or layer of the same points "
@@ -121,7 +123,7 @@ def scrub() -> None:
     # (in columns, at 1024 px with the sidebar open, they were cut to "cle…", "l." and "a…").
     scale = "image scale 0–1" if len(spec_shape) == 3 else "input units"
     pick = st.select_slider(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, {scale})", options=labels,
-                            value=labels[first_eps + 1], key="lat_eps",
+                            value=labels[first_eps + 1], key="lat_eps", bind=state.IN_URL,
                             help="Scrubbing only looks up the precomputed maps.")
     index = labels.index(pick)
     row = st.container(horizontal=True, gap="medium")

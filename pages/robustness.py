@@ -43,14 +43,14 @@ norms = ("linf", "l2") if primary["norm"] != "l2patch" else ("l2patch",)
 
 # The models on a row of their own, so four long names show whole; the ε slider gets the width of the row below.
 chosen = st.multiselect("Models", list(names), default=default, format_func=names.__getitem__, key="rob_models",
-                        max_selections=4)
+                        max_selections=4, bind=state.IN_URL)
 cols = st.columns([1, 3, 1])
 own_norm = primary["norm"] if primary["norm"] in norms else norms[0]
 norm = cols[0].selectbox("Norm", norms, key="rob_norm", format_func=charts.NORM_LABEL.__getitem__,
-                         index=norms.index(own_norm))
+                         index=norms.index(own_norm), bind=state.IN_URL)
 top, grid, own = page_view(primary["norm"], primary["eps"], norm, spec["input_shape"])
 eps = cols[1].select_slider("ε for the per-class views", options=sorted({*grid, own}), value=own,
-                            key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}")
+                            key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}", bind=state.IN_URL)
 # Only sizes below the test split's own ("all" is the whole split): 1000 was offered on digits' 450 points.
 try:
     test_size = len(cache.run_dataset(primary["id"], dataset))
@@ -59,8 +59,9 @@ except AtlasError as exc:  # the dataset's files are missing, or the checkpoint 
     st.stop()
 points = (*(p for p in (100, 200, PAGE_POINTS, 1000) if p < test_size), "all")
 n_choice = cols[2].selectbox("Test points", points, index=points.index(PAGE_POINTS) if PAGE_POINTS in points else
-                             len(points) - 1, key="rob_n", format_func=lambda p: f"all {test_size}" if p == "all"
-                             else str(p), help="The first N points of the test split; larger is slower but tighter.")
+                             len(points) - 1, key="rob_n", bind=state.IN_URL,
+                             format_func=lambda p: f"all {test_size}" if p == "all" else str(p),
+                             help="The first N points of the test split; larger is slower but tighter.")
 if not chosen:
     st.info("Choose at least one model.")
     st.stop()
@@ -120,7 +121,8 @@ st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].cu
 st.subheader("Per class")
 focus = results[0]
 if len(results) > 1:
-    pick = st.segmented_control("Model", [r.name for r in results], default=results[0].name, key="rob_focus")
+    pick = st.segmented_control("Model", [r.name for r in results], default=results[0].name, key="rob_focus",
+                                bind=state.IN_URL)
     focus = next((r for r in results if r.name == pick), results[0])
 per_class = ev.worst_per_class(focus, classes)
 spread = views.disparity(per_class)

@@ -13,7 +13,7 @@ import streamlit as st
 from core.errors import AtlasError
 from core.evaluation.bundle import eps_range
 from core.evaluation.lab import LAB_STEP_BUDGET, lab_eps_grid, sweep_cost
-from dashboard import cache
+from dashboard import cache, state
 from dashboard.components.labels import md
 from dashboard.components.train_form import checked_number
 
@@ -26,10 +26,9 @@ UPLOAD_LABEL = "lab_upload_label"
 # Below this temperature the tempered softmax is one-hot to float precision on a confident example.
 LOW_TEMPERATURE = 0.1
 MODES = ("By class", "By index", "At random", "Among those that flip", "Upload your own")
-# The example, the attack and its parameters live in the page's URL too (Streamlit's widget binding, the key as the
-# parameter's name, left out while at its default): a reload, or a link sent to students, opens the same example
-# under the same attack instead of the defaults.
-IN_URL = "query-params"
+# The example, the attack and its parameters live in the page's URL too (state.IN_URL): a reload, or a link sent to
+# students, opens the same example under the same attack instead of the defaults.
+IN_URL = state.IN_URL
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def _url_has(page, part: str) -> None:
 
 def test_a_reload_or_a_shared_link_keeps_the_example_the_attack_and_eps(server: str, page, artifacts: Path) -> None:
     """A teacher sets up an example, reloads (or sends the link): the same class, attack and ε come back, not the
-    defaults; another page's URL does not carry the Attack Lab's settings."""
+    defaults. Geometry's settings survive a reload too."""
     open_app(page, server)
     go_to(page, "Attack Lab", "Attack Lab")
     page.locator(".st-key-lab_comparison_verdict").wait_for(timeout=TIMEOUT_MS)
@@ -99,9 +99,15 @@ def test_a_reload_or_a_shared_link_keeps_the_example_the_attack_and_eps(server: 
     assert klass.input_value() == "7"
     assert _thumb(page) == eps, (link, _thumb(page))
     assert "FGSM" in page.get_by_test_id("stMain").inner_text()
-    go_to(page, "Robustness", "Robustness")
-    page.wait_for_timeout(1000)
-    assert "lab_" not in page.url, page.url
+    go_to(page, "Geometry", "Decision-boundary geometry")
+    # The Attack Lab's ε stays on its page; Geometry's own settings are kept too.
+    assert "lab_eps" not in page.url, page.url
+    choose(page, "Attack path", "DeepFool")
+    _url_has(page, "geo_path=DeepFool")
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Decision-boundary geometry").wait_for(timeout=TIMEOUT_MS)
+    page.get_by_text("DeepFool path").first.wait_for(timeout=TIMEOUT_MS)
+    assert selected(page, "Attack path") == "DeepFool"
     # A page opened by its address first asks the server under that path (/attack-lab/_stcore/health) and gets a
     # 404 before it finds the root (Streamlit's client): those two and nothing else.
     assert all("404" in e for e in page.console_errors), page.console_errors
