@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import AtlasError
-from core.store.imports import delete_run_files, import_checkpoint
+from core.store.imports import delete_run_files, import_checkpoint, same_weights
 from core.store.registry import MAX_NAME
 from core.utils import config_hash
 from dashboard import cache, state
@@ -22,8 +22,9 @@ st.title("Model hub")
 if "hub_flash" in st.session_state:
     st.success(st.session_state.pop("hub_flash"))
 plugin_notices()
-explain("Every model the Atlas knows for this dataset. **Clean accuracy** is measured on the test split; "
-        "**robust accuracy** under a PGD attack of radius ε (the model's own training ε). Adversarial training "
+explain("Every model the Atlas knows for this dataset, each measured the same way: **clean accuracy** on the test "
+        "split and **robust accuracy** under PGD-20 of radius ε (the model's own training ε), on the first 1000 "
+        "test points at most (the whole split for the built-in datasets). Adversarial training "
         "raises robust accuracy a lot; on hard datasets (CIFAR-10) it usually costs clean accuracy, while on the "
         "small digits set the cost is negligible. Ringed models are *Pareto-optimal*: no other model beats them on "
         "both axes (the dotted staircase joins them when there are several).", "madry", "dale")
@@ -164,8 +165,10 @@ with st.expander("Import a checkpoint", icon=":material/upload_file:"):
                     run = import_checkpoint(cache.registry(), weights[0].getvalue(), metas[0].getvalue(),
                                             name=import_name or None)
                 cache.runs.clear()
+                twins = "".join(f" Its weights are those of **{md(t['name'])}** ({t['source']}), byte for byte: the "
+                                "two rows are one model." for t in same_weights(cache.registry(), run))
                 st.session_state["hub_flash"] = (f"Imported **{md(run['name'])}** for dataset {run['dataset']} as run "
-                                                 f"`{run['id']}`.")
+                                                 f"`{run['id']}`.{twins}")
                 st.rerun()
             except AtlasError as exc:
                 st.error(f"Refused: {exc}")

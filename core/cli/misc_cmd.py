@@ -80,7 +80,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace, registry: Any) -> int:
-    from core.store.imports import import_checkpoint_file
+    from core.store.imports import import_checkpoint_file, same_weights
     from core.utils import resolve_device
 
     device = str(resolve_device(args.device))  # a bad --device is refused before the files are read
@@ -98,11 +98,15 @@ def _import(args: argparse.Namespace, registry: Any) -> int:
     if args.name and run["name"] != args.name.strip():
         print(f"note: another {run['dataset']} model is already called {args.name.strip()!r}, so this one is called "
               f"{run['name']!r}; `python -m core runs rename {run['id']} NAME` names it otherwise")
+    for twin in same_weights(registry, run):
+        print(f"note: these are the very weights of “{twin['name']}” ({twin['source']} run {twin['id']}): the two "
+              "runs are one model")
     if "robust_acc" in m and not m.get("reported"):
-        print(f"clean {m['clean_acc']:.3f}  robust {m['robust_acc']:.3f}  (clean on the test split; {m['attack']} "
-              f"at ε={m['eps']:g} ({run['norm'] or 'linf'}) on held-out test points)")
+        print(f"clean {m['clean_acc']:.3f}  robust {m['robust_acc']:.3f}  ({m['attack'].upper()} at ε={m['eps']:g} "
+              f"({run['norm'] or 'linf'}) on {m['n']} test points, as every model in the hub)")
     elif "clean_acc" in m and not m.get("reported"):
-        print(f"clean {m['clean_acc']:.3f}  (on the test split; the .json file's ε is 0 or absent: no PGD check)")
+        print(f"clean {m['clean_acc']:.3f}  (on {m['n']} test points; the .json file's ε is 0 or absent: no PGD "
+              "check)")
     elif m:
         why = ("--no-measure" if args.no_measure else "the .json file names no dataset" if not run.get("dataset")
                else "the dataset's files are not here")
@@ -162,7 +166,15 @@ def _plugins(args: argparse.Namespace) -> int:
 def _build_defaults(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from core.defaults import build_defaults
+    from core.defaults import build_defaults, remeasure_defaults
+
+    if args.metrics_only:
+        measured = remeasure_defaults(only=args.only, folder=Path(args.out) if args.out else None)
+        if args.json:
+            print(json.dumps(measured, sort_keys=True))
+        for name, m in measured.items() if not args.json else ():
+            print(f"{name:<24} clean {m['clean_acc']:.3f}  robust {m['robust_acc']:.3f}  ({m['n']} test points)")
+        return 0
 
     def announce(name: str) -> None:
         if not args.json:

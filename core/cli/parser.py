@@ -235,6 +235,9 @@ def _add_misc(sub: Any) -> None:
     bd.add_argument("--evaluations-only", action="store_true",
                     help="only recompute what is shipped beside the models: the Robustness page's default "
                     "evaluations (assets/evaluations) and the Latent page's first maps (assets/latent)")
+    bd.add_argument("--metrics-only", action="store_true",
+                    help="only measure the shipped trained models again (PGD-20, as every model in the hub) and "
+                    "write the figures into their .json files; the weights are not touched")
 
 
 def build_parser() -> argparse.ArgumentParser:

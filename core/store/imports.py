@@ -139,6 +139,23 @@ def _import_staged(registry: Registry, stage: Callable[[Path], None], labels: tu
         raise
 
 
+def same_weights(registry: Registry, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The other models of ``run``'s dataset whose weights are byte for byte ``run``'s (the sha256 their .json files
+    record), as re-importing a shipped model's files makes one: said on import, so two rows are known to be one
+    model. A checkpoint whose .json cannot be read is skipped, not an error here."""
+    from core.models.checkpoint import read_checkpoint_meta
+
+    def sha(path: str | None) -> str | None:
+        try:
+            return read_checkpoint_meta(path)["sha256"] if path else None
+        except (CheckpointError, OSError):
+            return None
+
+    mine = sha(run["checkpoint_path"])
+    return [other for other in registry.list_runs(dataset=run["dataset"])
+            if mine and other["id"] != run["id"] and sha(other["checkpoint_path"]) == mine]
+
+
 def _refuse_imported(registry: Registry, run_id: str, delete_hint: str) -> None:
     existing = registry.find_run(run_id)
     if existing is not None:
@@ -150,10 +167,10 @@ def _refuse_imported(registry: Registry, run_id: str, delete_hint: str) -> None:
 
 def _measured_or_reported(model: Any, meta: dict[str, Any], *, measure: bool = True,
                           device: str = "cpu") -> dict[str, Any]:
-    """The model's accuracy as the Atlas measures a trained run's (clean on the test split, PGD-10 on 256 held-out
-    test points at the model's ε), after checking it fits the dataset. When the dataset's files are not here the
-    JSON's own figures are kept, marked ``reported`` (so too with ``measure=False``); a model that does not fit the
-    dataset is refused either way."""
+    """The model's accuracy as the Atlas measures every model's (core/evaluation/headline.py: PGD-20 at the model's
+    ε on the test split's first 1000 points), after checking it fits the dataset. When the dataset's files are not
+    here the JSON's own figures are kept, marked ``reported`` (so too with ``measure=False``); a model that does not
+    fit the dataset is refused either way."""
     from core.data import DATASETS, load_dataset, missing_files
 
     reported = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
@@ -190,23 +207,13 @@ def _check_fits(model: Any, dataset: str, shape: tuple[int, ...], classes: int) 
 
 def _measure(model: Any, meta: dict[str, Any], test: Any, reported: dict[str, Any],
              device: str = "cpu") -> dict[str, Any]:
-    from core.attacks import PGD
-    from core.training.config import TrainConfig
-    from core.training.epoch import accuracy, robust_flags
-    from core.training.loop import held_out_subset
+    from core.evaluation.headline import headline_metrics
     from core.utils import resolve_device
 
     dev = resolve_device(device)  # the hub measures on the CPU; the CLI may pick a GPU
     model.to(dev)
-    defaults = TrainConfig()
-    metrics: dict[str, Any] = {"clean_acc": accuracy(model, test, dev)}
-    eps, norm = _float_or_none(meta.get("eps")), meta.get("norm") or "linf"
-    if eps:
-        held_out = held_out_subset(test, defaults.eval_n, defaults.seed)
-        flags = robust_flags(model, held_out, PGD(norm=norm, steps=defaults.eval_steps), eps, dev, defaults.seed)
-        metrics.update(robust_acc=float(flags.float().mean()), attack=f"PGD-{defaults.eval_steps}", eps=eps)
-        metrics["per_class_robust_acc"] = {str(name): float(flags[held_out.y == c].float().mean())
-                                           for c, name in enumerate(held_out.classes) if (held_out.y == c).any()}
+    # The protocol every model in the hub is measured by, so an import stands next to a shipped or trained model.
+    metrics = headline_metrics(model, test, meta.get("norm") or "linf", _float_or_none(meta.get("eps")), dev)
     metrics.update({f"reported_{k}": v for k, v in reported.items() if k in ("clean_acc", "robust_acc")})
     return metrics
 

@@ -21,6 +21,7 @@ from core import __version__
 from core.data import Dataset, load_dataset
 from core.distributed import SINGLE, DistContext, lost_peer, lost_peer_text
 from core.errors import ConfigError, RegistryError
+from core.evaluation.headline import headline_metrics
 from core.models import ARCHS, build_model, save_checkpoint
 from core.store import Registry
 from core.training.classwise import check_class_weights, weights_for_epoch
@@ -42,10 +43,11 @@ class RunResult:
     run_dir: Path
     checkpoint_path: Path | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] | None = None  # the registry's final metrics: the last epoch's, headline figures on top
 
     @property
     def final_metrics(self) -> dict[str, Any]:
-        return self.history[-1] if self.history else {}
+        return self.final if self.final is not None else self.history[-1] if self.history else {}
 
 
 def run_id_for(config: TrainConfig) -> str:
@@ -169,7 +171,7 @@ def place_data(data: Dataset, device: torch.device) -> Dataset:
 def _result_of(registry: Registry, run: dict[str, Any]) -> RunResult:
     ckpt = Path(run["checkpoint_path"]) if run["checkpoint_path"] else None
     return RunResult(run["id"], run["status"], run["epochs_done"], Path(run["run_dir"]), ckpt,
-                     [e["metrics"] for e in registry.epochs(run["id"])])
+                     [e["metrics"] for e in registry.epochs(run["id"])], run["final_metrics"] or None)
 
 
 def train(config: TrainConfig, *, on_progress: ProgressFn | None = None, should_stop: StopFn | None = None,
@@ -297,15 +299,18 @@ def _train_run(config: TrainConfig, setup: _Setup, registry: Registry | None, ru
         if on_progress is not None and main:
             on_progress({"kind": "epoch", "epoch": epoch, "epochs": config.epochs, "metrics": metrics})
 
-    def finish() -> Path:
-        final = save_checkpoint(model, _checkpoint_meta(config, run_id, history[-1], registry),
-                                run_dir / "model")
+    def finish() -> tuple[Path, dict[str, Any]]:
+        # The figures the hub compares models by are the headline protocol's (core/evaluation/headline.py), the
+        # same as a shipped or imported model's; the last epoch's held-out check stays in the epoch history.
+        metrics = {**history[-1], **headline_metrics(model, setup.test_data, config.norm, config.eps, device)}
+        final = save_checkpoint(model, _checkpoint_meta(config, run_id, metrics, registry), run_dir / "model")
         atomic_write_text(run_dir / "done", f"{time.time()}\n")
         registry.update_run(run_id, status="completed", pid=None, finished_at=time.time(),
-                            final_metrics=history[-1], checkpoint_path=str(final))
-        return final
+                            final_metrics=metrics, checkpoint_path=str(final))
+        return final, metrics
 
-    return RunResult(run_id, "completed", len(history), run_dir, dist.on_main(finish), history)
+    checkpoint, final = dist.on_main(finish)
+    return RunResult(run_id, "completed", len(history), run_dir, checkpoint, history, final)
 
 
 def _finish_epoch(config: TrainConfig, setup: _Setup, optimizer: torch.optim.Optimizer, registry: Registry,

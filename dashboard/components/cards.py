@@ -35,9 +35,10 @@ def model_card(run: dict[str, Any], role: str | None = None) -> None:
         st.markdown(f":{colour}-badge[{label}] :orange-badge[{run['method']}{eps}] :blue-badge[{run['arch']}]"
                     + status)
         # Plain text, not st.metric: a metric's big value is cut to "10…" in a narrow card (a 1024 px projector).
-        attack = f"{metrics.get('attack', 'PGD')} at ε={metrics.get('eps', run['eps'])}"
+        attack = f"{metrics.get('attack', 'PGD').upper()} at ε={metrics.get('eps', run['eps'])}"
+        points = f"{metrics['n']} test points" if metrics.get("n") else "the test split"
         st.markdown(f"Clean **{fmt_pct(metrics.get('clean_acc'))}** · robust **{fmt_pct(metrics.get('robust_acc'))}**",
-                    help=f"Clean accuracy on the test split; robust accuracy under {attack}.")
+                    help=f"On {points}: clean accuracy, and robust accuracy under {attack}.")
         created = datetime.fromtimestamp(run["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         reported = (" · **accuracy as reported by its .json file** (the dataset's files are not here to measure it)"
                     if metrics.get("reported") else "")

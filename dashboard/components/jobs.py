@@ -65,7 +65,11 @@ def _result(job: dict[str, Any]) -> str | None:
         return None
     text = f"Final: clean **{100 * metrics['clean_acc']:.1f} %**"
     if metrics.get("robust_acc") is not None:
-        text += f" · robust **{100 * metrics['robust_acc']:.1f} %** (PGD at ε = {run['eps']:g})"
+        # A run trained before the headline protocol has its last epoch's held-out check here, without "n".
+        how = f"{metrics.get('attack', 'PGD').upper()} at ε = {run['eps']:g}"
+        if "n" in metrics:
+            how += f" on {metrics['n']} test points, as every model in the hub"
+        text += f" · robust **{100 * metrics['robust_acc']:.1f} %** ({how})"
     return text
 
 

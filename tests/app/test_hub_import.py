@@ -127,6 +127,9 @@ def test_a_valid_checkpoint_is_imported() -> None:
     at.text_input(key="hub_import_name").input("my upload").run()
     assert press_import(at) == []
     assert any("Imported **my upload**" in s.value for s in at.success)
+    # The shipped model's own files: the two rows are said to be one model.
+    assert any("Its weights are those of **digits SmallCNN · ERM** (shipped), byte for byte" in s.value
+               for s in at.success), [s.value for s in at.success]
     assert [r["name"] for r in Registry().list_runs() if r["source"] == "imported"] == ["my upload"]
 
 

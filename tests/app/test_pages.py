@@ -295,6 +295,11 @@ def test_a_completed_training_job_shows_what_it_produced(atlas_home: Path) -> No
     registry.update_run("done-run", status="completed", final_metrics={"clean_acc": 0.987, "robust_acc": 0.8123})
     job = {"kind": "train", "status": "completed", "run_id": "done-run"}
     assert _result(job) == "Final: clean **98.7 %** · robust **81.2 %** (PGD at ε = 0.1)"
+    # A run measured by the headline protocol says how: the same attack and points as every model in the hub.
+    registry.update_run("done-run", final_metrics={"clean_acc": 0.987, "robust_acc": 0.8123, "n": 450,
+                                                   "attack": "pgd-20"})
+    assert _result(job) == ("Final: clean **98.7 %** · robust **81.2 %** (PGD-20 at ε = 0.1 on 450 test points, as "
+                            "every model in the hub)")
     assert _result({**job, "status": "running"}) is None and _result({**job, "run_id": None}) is None
 
 

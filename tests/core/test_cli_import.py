@@ -97,7 +97,7 @@ def test_the_cli_imports_and_measures_a_checkpoint_as_the_hub_does(tmp_path: Pat
     assert listed["status"] == "imported" and listed["eps"] == 0.1 and listed["norm"] == "linf"
     metrics = listed["final_metrics"]
     assert 0.0 <= metrics["clean_acc"] <= 1.0 and 0.0 <= metrics["robust_acc"] <= metrics["clean_acc"]
-    assert metrics["attack"] == "PGD-10" and metrics["eps"] == 0.1 and "reported" not in metrics
+    assert metrics["attack"] == "pgd-20" and metrics["n"] == 450 and metrics["eps"] == 0.1 and "reported" not in metrics
     assert metrics["reported_clean_acc"] == 0.5  # the .json file's own figure is kept beside the measured one
     assert Path(listed["checkpoint_path"]).read_bytes() == weights.read_bytes()
     loaded, meta = load_checkpoint(listed["checkpoint_path"])
