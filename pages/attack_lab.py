@@ -19,8 +19,9 @@ explain(
     "Pick one test image and an attack. The attack is run **once** for a whole grid of budgets ε (in one batched "
     "call), so the slider below only looks results up: move it and watch the prediction hold, then break. "
     "The middle image is the perturbation δ = adversarial − clean, shown with a diverging colour map and its "
-    "own scale, because it is usually far too faint to see at image scale. *Smallest flipping ε* is the minimal "
-    "perturbation a minimal-norm attack (FMN or DeepFool) finds. An adversarially trained model needs a much "
+    "own scale, because it is usually far too faint to see at image scale. *Smallest flipping ε* is the smallest "
+    "budget found to flip it, by a minimal-norm search (FMN) or by the chosen attack on the grid: an upper bound on "
+    "the true minimum. An adversarially trained model needs a much "
     "larger ε to be fooled, and its perturbations start to look like the other class.", "geometry", "madry")
 
 dataset = st.session_state[state.DATASET]

@@ -127,7 +127,7 @@ for column, run_id in zip(columns, runs):
         st.dataframe(pd.DataFrame({"all units": [ab["clean_acc"], ab["robust_acc"]],
                                    f"{ab['units']} switched off": [ab["clean_acc_ablated"],
                                                                    ab["robust_acc_ablated"]]},
-                                  index=["clean accuracy", "robust accuracy (PGD-10)"]),
+                                  index=["clean accuracy", f"robust accuracy (PGD-10, {n} points)"]),
                      column_config={c: st.column_config.NumberColumn(format="percent")
                                     for c in ("all units", f"{ab['units']} switched off")}, key=f"feat_ab_{run_id}")
 st.caption("Usefulness η²: share of a unit's clean-activation variance explained by the class. Robustness: "

@@ -46,6 +46,7 @@ except AtlasError as exc:
     st.error(str(exc))
     st.stop()
 is_image = len(data.input_shape) == 3
+scale = "image scale 0–1" if is_image else "input units"
 runs = [r for r in (primary, comparison) if r]
 names = {r: cache.registry().get_run(r)["name"] for r in runs}
 primary_run = cache.registry().get_run(primary)
@@ -89,7 +90,7 @@ with st.container(border=True):
                                 format_func=lambda n: "ℓ∞" if n == "linf" else "ℓ2") or "linf"
     eps = c2.number_input("ε", value=round(default_eps[norm], 3), step=0.01,
                           format="%g", key=f"geo_eps_{norm}", bind=state.IN_URL,
-                          help="The budget whose ball is drawn and the PGD path's budget (input scale 0–1).")
+                          help=f"The budget whose ball is drawn and the PGD path's budget ({scale}).")
     path = c3.selectbox("Attack path", ("pgd", "deepfool", "none"), key="geo_path", bind=state.IN_URL,
                         format_func={"pgd": "PGD (no random start)", "deepfool": "DeepFool", "none": "none"}.get)
     colour_by = c3.segmented_control("Colour by", ("class", "margin"), default="class", key="geo_colour",
@@ -108,7 +109,7 @@ with st.container(border=True):
 NEEDS_EPS = "Set ε above 0 (the inputs above) to draw this view."
 view = spec = None
 if not math.isfinite(eps) or eps <= 0:
-    st.warning(views.eps_message(eps, norm, default_eps[norm], MAX_EPS[norm]), icon=":material/tune:")
+    st.warning(views.eps_message(eps, norm, default_eps[norm], MAX_EPS[norm], scale), icon=":material/tune:")
 else:
     try:
         spec, notes = SectionSpec.checked(plane=plane_kind, resolution=int(resolution), zoom=float(zoom),

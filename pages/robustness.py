@@ -49,7 +49,9 @@ own_norm = primary["norm"] if primary["norm"] in norms else norms[0]
 norm = cols[0].selectbox("Norm", norms, key="rob_norm", format_func=charts.NORM_LABEL.__getitem__,
                          index=norms.index(own_norm), bind=state.IN_URL)
 top, grid, own = page_view(primary["norm"], primary["eps"], norm, spec["input_shape"])
-eps = cols[1].select_slider("ε for the per-class views", options=sorted({*grid, own}), value=own,
+# It sets the ε of everything below the curve, not only the per-class charts.
+eps = cols[1].select_slider("ε (the table, the stars, the per-class views, the checks)", options=sorted({*grid, own}),
+                            value=own,
                             key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}", bind=state.IN_URL)
 # Only sizes below the test split's own ("all" is the whole split): 1000 was offered on digits' 450 points.
 try:
@@ -131,8 +133,9 @@ m[0].metric("mean class robustness", f"{spread['mean']:.1%}")
 m[1].metric("least robust class", f"{spread['worst']} · {spread['worst_acc']:.1%}")
 m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}")
 # worst − mean is ≤ 0; the further below 0, the more unequal the classes: red (Streamlit's "normal" for a fall).
-m[3].metric("spread (std) · worst − mean", f"{spread['std']:.1%}", f"{spread['worst_gap'] * 100:+.1f} points",
-            delta_color="normal")
+# Both in percentage points: the std of accuracies given in %, and the worst class's distance below their mean.
+m[3].metric("spread (std) · worst − mean", f"{spread['std'] * 100:.1f} points",
+            f"{spread['worst_gap'] * 100:+.1f} points", delta_color="normal")
 left, right = panels(2, "rob-classes")
 left.plotly_chart(charts.class_bars(per_class, eps, "worst case" if focus.complete else "minimal-norm attack only"),
                   key="rob_bars")

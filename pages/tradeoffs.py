@@ -49,8 +49,8 @@ if runs:
     left, right = panels(2, "to-frontier")
     left.plotly_chart(tc.pareto(cache.runs_table(dataset), roles), key="to_pareto")
     left.caption("One dot per model (circles shipped, diamonds trained or imported here; labelled: primary and "
-                 "comparison); the dotted staircase links the models no other beats on both axes; an inset zooms in "
-                 "where dots overlap.")
+                 "comparison); ringed models are the ones no other beats on both axes (a dotted staircase joins them "
+                 "when there are several); an inset zooms in where dots overlap.")
     table = tc.class_table(runs)
     if len(table):
         right.plotly_chart(tc.worst_vs_mean(table), key="to_worst")

@@ -82,7 +82,9 @@ def activation_figure(report: dict[str, Any], example: int, title: str) -> go.Fi
     # Legend at the top right, clear of the rotated unit labels and the axis title under them.
     layout = dict(BASE, title=dict(text=title), height=360, barmode="group", margin=dict(l=60, r=10, t=70, b=60),
                   xaxis=dict(title=dict(text="units the attack moves most on this example")),
-                  yaxis=dict(GRID, title=dict(text="activation (channel mean)")),
+                  # A convolutional layer's unit is a channel, drawn as its mean over the map; a dense layer's is one.
+                  yaxis=dict(GRID, title=dict(text="activation" + (" (channel mean)" if report.get("clean_maps")
+                                                                   is not None else ""))),
                   legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
     return go.Figure(data=data, layout=layout)
 

@@ -35,12 +35,12 @@ _PLAIN = {k: v for k, v in LAYOUT.items() if k != "legend"}
 LOG_AXIS = dict(type="log", dtick=1, exponentformat="power", minor=dict(ticks="inside", showgrid=False))
 
 
-def eps_message(eps: float, norm: str, suggested: float, largest: float) -> str:
+def eps_message(eps: float, norm: str, suggested: float, largest: float, scale: str = "image scale 0–1") -> str:
     """Why the cross-sections wait for ε, and what to pick: the ε-ball and the attack path need a budget above 0."""
     name = NORM_NAMES[norm]
     return (f"**Set ε above 0 to draw the cross-sections** (now {eps:g}). Here ε is the attack budget in {name}: "
             f"the radius of the dashed ε-ball drawn on each slice and the budget of the attack path. Any value in "
-            f"(0, {largest:g}] works, on the input scale 0–1; the model's own budget, "
+            f"(0, {largest:g}] works, in {scale}; the model's own budget, "
             f"{suggested:.3g}, is a good start, and a few times smaller or larger shows where the boundary sits "
             "relative to it. The curvature statistics over a sample and the margin, frequency and universal-"
             "perturbation analyses do not use ε: they work as usual below.")

@@ -222,13 +222,15 @@ def smallest_flip(sweep: Any, flip: dict[str, Any]) -> tuple[float | None, str]:
                       "nor the attack on the ε grid flipped it.")
     source = min(known, key=known.__getitem__)
     method = (flip.get("method") or "minimal-norm").upper()
+    # Found, not exact: each search gives an ε that flips it, an upper bound on the true minimum.
     if source == "grid":
-        text = "Smallest flipping ε: the attack on the ε grid first flips it there" + (
-            f"; {method} found {known['min-norm']:.3f}" if "min-norm" in known else "") + "."
+        text = "Smallest flipping ε found: where the chosen attack first flips it on the ε grid" + (
+            f"; {method}, a minimal-norm search, found {known['min-norm']:.3f}" if "min-norm" in known else "")
     else:
-        text = f"Smallest flipping ε: {method}'s minimal perturbation" + (
-            f"; the grid's first flip is at {known['grid']:.3f}" if "grid" in known else "") + "."
-    return known[source], text
+        text = f"Smallest flipping ε found: by {method}, a minimal-norm search" + (
+            f"; the chosen attack first flips it at {known['grid']:.3f} on the ε grid" if "grid" in known else "")
+    bound = "Both are upper bounds" if len(known) == 2 else "It is an upper bound"
+    return known[source], f"{text}. {bound}: a stronger search may flip it at a smaller ε."
 
 
 def flip_sentence(sweep: Any, classes: Sequence[str]) -> str:

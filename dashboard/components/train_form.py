@@ -21,8 +21,12 @@ from dashboard.components.labels import NOISE_LABELS, SHORT_METHOD_LABELS, WEIGH
 DALE_METHODS = ("dale", "dale-kl")
 WEIGHTS_LABEL = "Fixed weights (one per class, comma-separated; only with Class weighting = fixed)"
 WEIGHTINGS = ("none", "adaptive", "fixed")
-EPS_LABELS = {"linf": "ε (ℓ∞, input scale [0,1])", "l2": "ε (ℓ2, input scale [0,1])",
-              "l2patch": "ε (ℓ2 radius per patch)"}
+def eps_label(norm: str, input_shape: Sequence[int]) -> str:
+    """The ε field's label in the words the analysis pages use: images are on the scale 0–1, toy points are not."""
+    if norm == "l2patch":
+        return "ε (ℓ2 radius per patch)"
+    return f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, {'image scale 0–1' if len(input_shape) == 3 else 'input units'})"
+
 # The β of the methods that weigh a KL term: TrainConfig field, label, the form's default.
 BETAS = {"trades": ("trades_beta", "TRADES β", 3.0), "mart": ("mart_beta", "MART β", 5.0)}
 # Runs from the Train page have always carried TRADES β = 3 (its field's default): kept, so their run ids stay.
@@ -101,7 +105,7 @@ def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str
     st.session_state.setdefault(key, min(default, high))
     diameter = f": √{math.prod(input_shape)}, the diameter of the input cube" if norm == "l2" else ""
     # "%g": a tiny ε such as 1e-07 shows as itself, not as 0.000.
-    value = container.number_input(EPS_LABELS[norm], value=None, step=0.01, format="%g", key=key,
+    value = container.number_input(eps_label(norm, input_shape), value=None, step=0.01, format="%g", key=key,
                                    placeholder="a number", help=f"Between 0 and {high:g}{diameter}")
     if ranged is not None:
         ranged.require(lambda: _refusal(checked_eps, value, high))

@@ -132,7 +132,7 @@ def start(at: AppTest) -> AppTest:
 def test_train_eps_is_bounded_by_the_input_scale_and_an_empty_or_nan_eps_is_refused(atlas_home: Path) -> None:
     at = open_train()
     eps = at.number_input(key="train_eps_digits_linf")
-    assert eps.value == 0.1 and "[0,1]" in eps.label and "Between 0 and 1" in eps.help
+    assert eps.value == 0.1 and eps.label == "ε (ℓ∞, image scale 0–1)" and "Between 0 and 1" in eps.help
     eps.set_value(1.5)
     start(at)
     assert [e.value for e in at.error] == ["Not started: ε is 1.5; allowed: 0 to 1"]

@@ -43,7 +43,7 @@ def test_the_house_style_sheet_reaches_the_page_and_narrow_forms_keep_their_valu
     page.set_viewport_size({"width": 1024, "height": 768})
     open_app(page, server)
     go_to(page, "Train", "Train a model")
-    eps = page.get_by_role("spinbutton", name="ε (ℓ∞, input scale [0,1])")
+    eps = page.get_by_role("spinbutton", name="ε (ℓ∞, image scale 0–1)")
     # The field is drawn empty for a moment before its session value arrives (~1 in 4 page loads, < 200 ms).
     expect(eps).to_have_value("0.1", timeout=TIMEOUT_MS)
     form = page.get_by_test_id("stForm")
