@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from core.runtime import tune_allocator  # noqa: E402
-from dashboard import cache, state  # noqa: E402
+from dashboard import cache, code_version, state  # noqa: E402
 from dashboard.components.labels import md  # noqa: E402
 
 tune_allocator()  # once per process: freed tensor memory is reused, not page-faulted back in (core/runtime.py)
@@ -20,6 +20,11 @@ tune_allocator()  # once per process: freed tensor memory is reused, not page-fa
 st.set_page_config(page_title="Robustness Atlas", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
 state.init_state()
 st.html(ROOT / "assets" / "style.css")
+# With file watching on (a developer's --server.fileWatcherType auto) Streamlit reloads changed modules itself.
+if st.get_option("server.fileWatcherType") == "none" and code_version.changed_since_start():
+    st.warning("The Atlas's code on disk changed after this dashboard started (a `git pull`?). **Restart the "
+               "dashboard** (`bash scripts/dashboard.sh`): until then a page may call code that is not loaded yet "
+               "and fail. Training jobs already running carry on.", icon=":material/restart_alt:")
 
 with st.sidebar:
     st.markdown("## :material/shield: Robustness Atlas")

@@ -76,7 +76,7 @@ def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[s
     # Fixed-width legend entries pack several to a row; sized by their text, a narrow chart (1024 px screen) stacks
     # them one per row over the x-axis title.
     fig.update_layout(title="Clean vs robust accuracy", height=440, xaxis=dict(title="clean test accuracy", **x_axis),
-                      yaxis=dict(title="robust accuracy (PGD at the model's ε)", **y_axis), **(inset or {}),
+                      yaxis=dict(title="robust accuracy (PGD-20 at the model's ε)", **y_axis), **(inset or {}),
                       **{**LAYOUT, "legend": {**LAYOUT["legend"], "entrywidth": 96, "entrywidthmode": "pixels",
                                               "y": -0.2, "font": {"size": 12}}})
     return fig

@@ -532,3 +532,37 @@ def test_an_empty_dataset_says_what_would_give_it_a_model(page: str) -> None:
         at.selectbox(key="_sb_dataset").select("circles").run()
         (info,) = [i.value for i in at.info]
         assert info.startswith("The Attack Lab shows images; **circles** has 2-dimensional points"), info
+
+
+def test_the_code_fingerprint_changes_when_a_file_is_edited_added_or_removed(tmp_path: Path) -> None:
+    import os
+
+    from dashboard.code_version import fingerprint
+
+    (tmp_path / "core" / "sub").mkdir(parents=True)
+    module = tmp_path / "core" / "sub" / "a.py"
+    module.write_text("x = 1\n")
+    (tmp_path / "core" / "__pycache__").mkdir()
+    (tmp_path / "core" / "notes.txt").write_text("not code")
+    first = fingerprint(tmp_path, ("core",))
+    assert first[0] == 1
+    os.utime(module, ns=(first[1] + 10**9, first[1] + 10**9))  # edited a second later
+    edited = fingerprint(tmp_path, ("core",))
+    assert edited != first
+    (tmp_path / "core" / "b.py").write_text("")
+    os.utime(tmp_path / "core" / "b.py", ns=(first[1], first[1]))  # an older file pulled in: the count shows it
+    added = fingerprint(tmp_path, ("core",))
+    assert added[0] == 2 and added != edited
+    module.unlink()
+    assert fingerprint(tmp_path, ("core",))[0] == 1
+
+
+def test_every_page_asks_for_a_restart_once_the_code_on_disk_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A git pull into a running dashboard: new page scripts called old modules and failed without a word why."""
+    from dashboard import code_version
+
+    at = open_app()
+    assert not [w for w in at.warning if "Restart the dashboard" in w.value]
+    monkeypatch.setattr(code_version, "STARTED", (0, 0))  # the server started on other code than is on disk now
+    at.run()
+    assert [w.value for w in at.warning if "Restart the dashboard" in w.value], [w.value for w in at.warning]
