@@ -92,7 +92,10 @@ elif go:
 
 runs = st.session_state.get("th_runs")
 if not runs:
-    st.info("Press **Run** to train both networks on the same data; the defaults reproduce the paper's setting.")
+    st.info("Press **Run** to train both networks on the same data. The defaults are the paper's setting: there AT "
+            "learns the robust feature as the theorem says, but it is robust only against the paper's own measure "
+            "(PGD started at x); a gradient-free probe still breaks it. The verdict under the charts says which "
+            "claims reproduce.")
     st.stop()
 
 
