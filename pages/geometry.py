@@ -19,6 +19,7 @@ from dashboard.components import lab_controls
 from dashboard.components.cards import no_model_yet
 from dashboard.components.charts import run_colours
 from dashboard.components.geometry_jobs import heavy_analyses
+from dashboard.components.labels import input_scale
 from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 
@@ -46,7 +47,7 @@ except AtlasError as exc:
     st.error(str(exc))
     st.stop()
 is_image = len(data.input_shape) == 3
-scale = "image scale 0–1" if is_image else "input units"
+scale = input_scale(data.input_shape)
 runs = [r for r in (primary, comparison) if r]
 names = {r: cache.registry().get_run(r)["name"] for r in runs}
 primary_run = cache.registry().get_run(primary)

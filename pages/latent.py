@@ -13,7 +13,7 @@ from core.latent.projection import LABELS
 from dashboard import cache, state
 from dashboard.components import latent_views as views
 from dashboard.components.cards import no_model_yet
-from dashboard.components.labels import md
+from dashboard.components.labels import input_scale, md
 from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 
@@ -121,7 +121,7 @@ def scrub() -> None:
     labels = ["clean", *(f"{e:g}" for e in grid)]
     # The slider gets the row; the toggles, sized to their labels, wrap under each other where the page is narrow
     # (in columns, at 1024 px with the sidebar open, they were cut to "cle…", "l." and "a…").
-    scale = "image scale 0–1" if len(spec_shape) == 3 else "input units"
+    scale = input_scale(spec_shape)
     pick = st.select_slider(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, {scale})", options=labels,
                             value=labels[first_eps + 1], key="lat_eps", bind=state.IN_URL,
                             help="Scrubbing only looks up the precomputed maps.")

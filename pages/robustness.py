@@ -14,7 +14,7 @@ from dashboard.components import evaluations as ev
 from dashboard.components import robustness_charts as charts
 from dashboard.components.charts import run_colours
 from dashboard.components.jobs import jobs_panel
-from dashboard.components.labels import drop_shared_prefix, md
+from dashboard.components.labels import drop_shared_prefix, input_scale, md
 from dashboard.components.layout import panels
 from dashboard.components.teaching import explain
 from dashboard.components.trust import trust_panel
@@ -101,7 +101,7 @@ methods = {r["id"]: r["method"] for r in runs}  # the cached run list: no regist
 colours = run_colours({r.run_id: methods[r.run_id] for r in results})
 shared, short = drop_shared_prefix([r.name for r in results])
 entries = [{**ev.curve_entry(r), "name": name} for r, name in zip(results, short)]
-scale = "image scale 0–1" if len(spec["input_shape"]) == 3 else "input units"
+scale = input_scale(spec["input_shape"])
 st.plotly_chart(charts.curve_figure(entries, eps, norm, [colours[r.run_id] for r in results], scale),
                 key="rob_curve")
 gaps = ", ".join(f"{r.name}: {ev.check_gap(r):.1f}" for r in results)

@@ -26,9 +26,6 @@ UPLOAD_LABEL = "lab_upload_label"
 # Below this temperature the tempered softmax is one-hot to float precision on a confident example.
 LOW_TEMPERATURE = 0.1
 MODES = ("By class", "By index", "At random", "Among those that flip", "Upload your own")
-# The example, the attack and its parameters live in the page's URL too (state.IN_URL): a reload, or a link sent to
-# students, opens the same example under the same attack instead of the defaults.
-IN_URL = state.IN_URL
 
 
 @dataclass(frozen=True)
@@ -135,7 +132,7 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
     # two rows they pushed the Attack Lab's images below a 1366 × 768 window.
     row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
     mode = row.segmented_control("Example", MODES, default=MODES[0], key="lab_mode",
-                                   bind=IN_URL) or MODES[0]
+                                   bind=state.IN_URL) or MODES[0]
     n = len(data)
     if mode == "By class":
         counts = np.bincount(data.y.numpy(), minlength=len(data.classes))
@@ -146,18 +143,18 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
             if isinstance(which, (int, float)) and which > counts[st.session_state["lab_class"]]:
                 st.session_state["lab_which"] = int(counts[st.session_state["lab_class"]])
 
-        cls = row.selectbox("Class", range(len(data.classes)), key="lab_class", on_change=keep_in_class, bind=IN_URL,
-                            format_func=lambda c: str(data.classes[c]), width=130)
+        cls = row.selectbox("Class", range(len(data.classes)), key="lab_class", on_change=keep_in_class,
+                            bind=state.IN_URL, format_func=lambda c: str(data.classes[c]), width=130)
         members = np.nonzero(data.y.numpy() == cls)[0]
         which, problem = checked_number(row, f"Which one (1–{len(members)})", 1, len(members), value=1, step=1,
-                                        key="lab_which", width=150, bind=IN_URL)
+                                        key="lab_which", width=150, bind=state.IN_URL)
         if problem:
             st.error(problem, icon=":material/error:")
             return None
         return _from_dataset(data, int(members[int(which) - 1]), f"#{which} of its class")
     if mode == "By index":
         index, problem = checked_number(row, f"Test index (0–{n - 1})", 0, n - 1, value=0, step=1, key="lab_index",
-                                        width=180, bind=IN_URL)
+                                        width=180, bind=state.IN_URL)
         if problem:
             st.error(problem, icon=":material/error:")
             return None
@@ -177,7 +174,7 @@ def pick_example(data: Any, run_id: str, device: str) -> Example | None:
             st.info(f"PGD-10 at ε = {eps:g} flips none of this model's test points; pick another way.")
             return None
         index = st.selectbox(f"{len(flipping)} test points PGD-10 flips at the model's ε = {eps:g}",
-                             flipping.tolist(), key="lab_flip", bind=IN_URL,
+                             flipping.tolist(), key="lab_flip", bind=state.IN_URL,
                              format_func=lambda i: f"#{i} (class {data.classes[int(data.y[i])]})")
         return _from_dataset(data, int(index), "flips under PGD-10")
     return _upload(data)
@@ -190,7 +187,7 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
     labels = [k for k, v in ATTACK_UI.items() if v[0] in ATTACKS]
     # Wide enough at a 1024 px window with the sidebar open for "untargeted" and a 4-digit step count.
     cols = st.columns([3, 2, 2, 2, 3])
-    label = cols[0].selectbox("Attack", labels, key="lab_attack", bind=IN_URL)
+    label = cols[0].selectbox("Attack", labels, key="lab_attack", bind=state.IN_URL)
     name, fixed, norms, params, trace_label = ATTACK_UI[label]
     norm = _pick_norm(cols[1], label, norms, run["norm"], key=f"lab_norm_{name}")
     kwargs: dict[str, Any] = {**fixed, "norm": norm}
@@ -208,22 +205,22 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
         slot += 1
         if param == "steps":
             kwargs["steps"] = int(number(target, "Steps", 1, 1000, value=10 if name in ("pgd", "tpgd") else 100,
-                                         step=1, key=f"lab_steps_{name}", bind=IN_URL))
+                                         step=1, key=f"lab_steps_{name}", bind=state.IN_URL))
         elif param == "restarts":
             kwargs["restarts"] = int(number(target, "Restarts", 1, 20, value=1, step=1, key="lab_restarts",
-                                            bind=IN_URL))
+                                            bind=state.IN_URL))
             if kwargs["restarts"] > 1:
                 kwargs["random_start"] = True
         elif param == "temperature":
             kwargs["temperature"] = float(number(target, "Temperature T", 0.01, 100.0, value=1.0, step=0.1,
-                                                 key="lab_temperature", format="%g", bind=IN_URL))
+                                                 key="lab_temperature", format="%g", bind=state.IN_URL))
         elif param == "queries":
             kwargs["queries"] = int(number(target, "Queries", 10, 10000, value=1000, step=100, key="lab_queries",
-                                            bind=IN_URL))
+                                            bind=state.IN_URL))
         elif param == "target":
             # -1, not None, for "untargeted": Streamlit shows a None value as an empty picker.
             options = [-1, *range(len(data.classes))]
-            chosen = target.selectbox("Target class", options, key=f"lab_target_{name}", bind=IN_URL,
+            chosen = target.selectbox("Target class", options, key=f"lab_target_{name}", bind=state.IN_URL,
                                       format_func=lambda c: "untargeted" if c < 0 else str(data.classes[c]))
             if chosen >= 0:
                 if chosen == example.y:
@@ -272,7 +269,7 @@ def _pick_norm(column: Any, label: str, norms: tuple[str, ...], own_norm: str | 
     chosen = st.session_state.get(NORM_CHOICE)
     if key not in st.session_state:  # the picker is new on screen (first visit or another attack before)
         st.session_state[key] = chosen if chosen in norms else own_norm if own_norm in norms else norms[0]
-    norm = column.selectbox("Norm", norms, key=key, format_func=names.__getitem__, bind=IN_URL,
+    norm = column.selectbox("Norm", norms, key=key, format_func=names.__getitem__, bind=state.IN_URL,
                             on_change=lambda: st.session_state.__setitem__(NORM_CHOICE, st.session_state[key]))
     if chosen is not None and chosen not in norms:
         st.caption(f"{label} supports only {', '.join(names[n] for n in norms)}, so the norm is "

@@ -89,8 +89,8 @@ def loss_figure(trace: np.ndarray, eps: float, label: str) -> go.Figure:
 
 def tick_format(values: np.ndarray, ticks: int = 10) -> str:
     """A d3 format precise enough that ticks spaced (max − min) / ``ticks`` apart read differently: a loss that
-    moves only in its fourth digit must not show "1.06" on every tick. Fixed decimals, or significant digits
-    (3e-7, not 0.00000030) for values below 0.001."""
+    moves only in its fourth digit must not show "1.06" on every tick. Fixed decimals, or exponent notation with
+    enough significant digits (5e-6, not 0.000005, which d3's "g" wrote) for values below 0.001."""
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     span = float(finite.max() - finite.min()) if finite.size else 0.0
@@ -98,7 +98,8 @@ def tick_format(values: np.ndarray, ticks: int = 10) -> str:
         return ".3f"
     largest = float(np.abs(finite).max())
     if largest < 1e-3:
-        return f".{int(min(max(math.ceil(math.log10(largest * ticks / span)) + 1, 1), 8))}~g"
+        digits = int(min(max(math.ceil(math.log10(largest * ticks / span)) + 1, 1), 8))
+        return f".{digits - 1}~e"
     return f".{int(min(max(math.ceil(-math.log10(span / ticks)), 0), 8))}f"
 
 

@@ -24,6 +24,11 @@ def label(labels: dict[str, str], value: str) -> str:
     return labels.get(value, value)
 
 
+def input_scale(input_shape: Any) -> str:
+    """The unit ε is given in, as every page words it: images are on the scale 0–1, toy points are not."""
+    return "image scale 0–1" if len(input_shape) == 3 else "input units"
+
+
 def plural(count: Any, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 

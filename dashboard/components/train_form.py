@@ -16,16 +16,16 @@ from core.training import TrainConfig
 from core.training.config import DALE_NOISES, MAX_EPS, class_weights_problem, eps_problem
 from core.training.preflight import preflight
 from dashboard import cache
-from dashboard.components.labels import NOISE_LABELS, SHORT_METHOD_LABELS, WEIGHTING_LABELS
+from dashboard.components.labels import NOISE_LABELS, SHORT_METHOD_LABELS, WEIGHTING_LABELS, input_scale
 
 DALE_METHODS = ("dale", "dale-kl")
 WEIGHTS_LABEL = "Fixed weights (one per class, comma-separated; only with Class weighting = fixed)"
 WEIGHTINGS = ("none", "adaptive", "fixed")
 def eps_label(norm: str, input_shape: Sequence[int]) -> str:
-    """The ε field's label in the words the analysis pages use: images are on the scale 0–1, toy points are not."""
+    """The ε field's label in the words the analysis pages use."""
     if norm == "l2patch":
         return "ε (ℓ2 radius per patch)"
-    return f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, {'image scale 0–1' if len(input_shape) == 3 else 'input units'})"
+    return f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, {input_scale(input_shape)})"
 
 # The β of the methods that weigh a KL term: TrainConfig field, label, the form's default.
 BETAS = {"trades": ("trades_beta", "TRADES β", 3.0), "mart": ("mart_beta", "MART β", 5.0)}

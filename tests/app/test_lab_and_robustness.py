@@ -306,7 +306,9 @@ def test_loss_ticks_read_differently_when_the_loss_barely_moves() -> None:
     assert format(1234.5, loss_figure(np.array([1000.0, 2000.0]), 0.1, "loss").layout.yaxis.tickformat) == "1234"
     tiny = loss_figure(np.array([0.0, 1e-7, 3.5e-7]), 0.1, "loss").layout.yaxis.tickformat
     labels = [format(t, tiny.replace("~", "")) for t in (0.0, 5e-8, 1e-7, 1.5e-7, 2e-7)]
-    assert len(set(labels)) == len(labels) and tiny.endswith("~g"), (tiny, labels)
+    assert len(set(labels)) == len(labels) and tiny.endswith("~e"), (tiny, labels)
+    # The PGD-AT model's loss at ε = 0.13 rose from 0 to 1e-5: d3's "g" wrote "0.000005" on its axis, not "5e-6".
+    assert loss_figure(np.linspace(0, 1.1e-5, 10), 0.1, "loss").layout.yaxis.tickformat == ".1~e"  # d3: "5e-6"
 
 
 def test_image_titles_sit_on_their_own_images() -> None:
@@ -468,3 +470,4 @@ def test_another_class_keeps_which_one_inside_it() -> None:
     at.selectbox(key="lab_class").set_value(small).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.number_input(key="lab_which").value == counts[small]
+
