@@ -2,13 +2,14 @@
 B/2 (each process with one thread), measured in the same run, alternating. A third measurement splits the overhead:
 two independent processes on B/2 each, running at the same time (no DDP, no communication), show how much the
 machine itself slows one process down when both cores are busy; the rest is DDP's (all-reduce, waiting for the
-slower rank, the loop's per-step collective). A fourth shows the floor no DDP setting can go below: one bare
+slower rank). A fourth shows the floor no DDP setting can go below: one bare
 gloo all-reduce of the model's gradient (as many floats as SmallCNN has parameters) between 2 idle processes.
 
 Usage: python bench/bench_ddp.py [--repeats 5] [--batch 128] [--methods erm pgd-at] [--out bench/RESULTS.md]
 
 Target: the DDP step ≤ 1.3× the single-process step on half the batch (perfect scaling is 1.0×: the same work per
-process plus the gradient all-reduce and the loop's two small collectives per step).
+process plus the gradient all-reduce, which since 2026-11-22 also carries the step's loss and stop flag: one
+collective per step, core.distributed.StepCarrier).
 The step is the real loop's (core.training.epoch.train_epoch: attack, loss, backward, optimizer), on digits with
 SmallCNN; time per step is an epoch's wall time over its steps, the median over repeats.
 """

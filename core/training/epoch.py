@@ -13,7 +13,7 @@ from core.attacks import FGSM, PGD, Attack
 from core.attacks.base import autocast_for
 from core.attacks.shard import batch_shard
 from core.data import Dataset
-from core.distributed import SINGLE, DistContext
+from core.distributed import SINGLE, DistContext, StepCarrier
 from core.training.classwise import sample_weights, weighted_mean
 from core.training.config import TrainConfig
 from core.training.methods import Method, MethodState, shares_clean_pass
@@ -82,6 +82,7 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
     # takes its first gradient at x as one process does, so both train the same weights.
     chain_from_clean = not share_clean and shares_clean_pass(method, attack, model, False)
     params = [p for p in model.parameters() if p.requires_grad]
+    carrier: StepCarrier | None = getattr(train_model, "step_carrier", None)
     for b in range(batches):
         if (stop if dist.enabled else wants_stop()):
             seen = min(b * config.batch_size, n)
@@ -118,15 +119,20 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
                 loss = weighted_mean(per_sample, y, state.class_weights)
         if not shared:
             optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         ratio = getattr(attack, "last_noise_to_grad", None)
         if ratio is not None:
             parts = {**parts, "noise_to_grad": ratio}
-        batch_loss = loss.item()
         if dist.enabled:
-            batch_loss, parts, stop = _reduce_step(dist, batch_loss, parts, len(idx), len(batch), wants_stop(),
-                                                   device)
+            # The step's numbers travel with the gradients (one collective per step) when DDP carries them.
+            values = _step_values(dist, loss, parts, len(idx), len(batch), wants_stop())
+            if carrier is not None:
+                carrier.send(values)
+        loss.backward()
+        optimizer.step()
+        if dist.enabled:
+            batch_loss, parts, stop = _reduce_step(dist, values, list(parts), carrier)
+        else:
+            batch_loss = loss.item()
         for name, value in parts.items():
             state.add(name, value)
         if method.after_step is not None:
@@ -158,15 +164,24 @@ def _share_of_global_mean(per_sample: torch.Tensor, y: torch.Tensor, y_global: t
     return (per_sample * weights[y]).sum() * (dist.world_size / weights[y_global].sum())
 
 
-def _reduce_step(dist: DistContext, loss: float, parts: dict[str, float], n_local: int, n_global: int,
-                 stop: bool, device: torch.device) -> tuple[float, dict[str, float], bool]:
-    """The global batch's loss and loss parts (means over the global batch), the same on every rank, so ν
-    follows the same dual step everywhere; and whether any rank was asked to stop."""
-    names = list(parts)
-    values = torch.tensor([float(stop), loss / dist.world_size, *[parts[k] * n_local / n_global for k in names]],
-                          dtype=torch.float64)
-    values = dist.sum_(values.to(device) if device.type == "cuda" else values).cpu().tolist()
-    return values[1], dict(zip(names, values[2:])), values[0] > 0
+def _step_values(dist: DistContext, loss: torch.Tensor, parts: dict[str, float], n_local: int, n_global: int,
+                 stop: bool) -> torch.Tensor:
+    """This rank's share of the step's numbers, to be summed over the ranks: the stop flag, the loss parts (means
+    over the global batch) and the loss, on the loss's device (no wait for the GPU)."""
+    head = torch.tensor([float(stop), *[parts[k] * n_local / n_global for k in parts]], dtype=torch.float64)
+    return torch.cat([head.to(loss.device), (loss.detach().double() / dist.world_size).reshape(1)])
+
+
+def _reduce_step(dist: DistContext, values: torch.Tensor, names: list[str],
+                 carrier: StepCarrier | None) -> tuple[float, dict[str, float], bool]:
+    """The global batch's loss and loss parts, the same on every rank, so ν follows the same dual step
+    everywhere; and whether any rank was asked to stop. Taken from the gradients' all-reduce when it carried
+    them, else summed here."""
+    reduced = carrier.take() if carrier is not None else None
+    if reduced is None:
+        reduced = dist.sum_(values)
+    numbers = reduced.cpu().tolist()
+    return numbers[-1], dict(zip(names, numbers[1:-1])), numbers[0] > 0
 
 
 def _global_count(dist: DistContext, count: int, device: torch.device) -> int:

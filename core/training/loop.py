@@ -19,7 +19,7 @@ import torch
 
 from core import __version__
 from core.data import Dataset, load_dataset
-from core.distributed import SINGLE, DistContext, lost_peer, lost_peer_text
+from core.distributed import SINGLE, DistContext, StepCarrier, lost_peer, lost_peer_text
 from core.errors import ConfigError, RegistryError
 from core.evaluation.headline import headline_metrics
 from core.models import ARCHS, build_model, save_checkpoint
@@ -249,6 +249,11 @@ def _wrap(model: torch.nn.Module, config: TrainConfig, dist: DistContext, device
 
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                           forward_sync_buffers=changing_buffers(model))
+        if not config.compile:
+            # The step's loss and stop flag ride in the gradients' all-reduce (core.distributed.StepCarrier).
+            carrier = StepCarrier(dist.world_size)
+            wrapped.register_comm_hook(None, carrier.hook)
+            wrapped.step_carrier = carrier
     if config.compile:
         wrapped = torch.compile(wrapped)
     return wrapped
