@@ -52,7 +52,7 @@ if not runs:
     st.stop()
 lead = runs[0]  # the primary when it loads: the examples that flip and the attack's defaults are its
 
-example = lab_controls.pick_example(data, lead, device)
+example = lab_controls.pick_example(data, lead, device, "attack_lab")
 if example is None:
     st.stop()
 attack = lab_controls.pick_attack(data, lead, example)

@@ -59,7 +59,7 @@ default_eps = {run_norm: run_eps, "l2" if run_norm == "linf" else "linf":
                run_eps * sqrt_d if run_norm == "linf" else run_eps / sqrt_d}
 
 if is_image:
-    example = lab_controls.pick_example(data, primary, device)
+    example = lab_controls.pick_example(data, primary, device, "geometry")
 else:
     index = st.number_input(f"Test point (0–{len(data) - 1})", 0, len(data) - 1, 0, key="geo_index",
                             bind=state.IN_URL)
