@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import AtlasError
+from core.evaluation.protocol import HEADLINE_N, HEADLINE_STEPS
 from core.store.imports import delete_run_files, import_checkpoint, same_weights
 from core.store.registry import MAX_NAME
 from core.utils import config_hash
@@ -141,7 +142,8 @@ with st.expander("Import a checkpoint", icon=":material/upload_file:"):
                 f"**Limit {limit_mb} MB per file**: the uploader refuses a bigger file (a red “!” on it). {bigger} "
                 "Files are validated before anything is stored; pickles are never opened. The model must fit its "
                 "dataset (input shape, number of classes); its accuracy is then measured here as for a trained "
-                "model (clean on the test split, PGD-10 at its ε), not taken from the .json file.")
+                f"model (clean, and PGD-{HEADLINE_STEPS} at its ε, on the test split's first {HEADLINE_N} points at most), "
+                "not taken from the .json file.")
     # No type filter: the uploader's own refusal is a bare red "!" on the file; ours below says what is wrong.
     # A file over the size limit cannot be explained that way (it never reaches the script): the label says it.
     uploads = st.file_uploader(f"Checkpoint files: NAME.safetensors and NAME.json (≤ {limit_mb} MB each)",

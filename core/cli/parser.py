@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Any, Sequence
 
+from core.evaluation.protocol import HEADLINE_N, HEADLINE_STEPS
+
 EXIT_USAGE = 2
 METHODS = ("erm", "fgsm-rs", "n-fgsm", "pgd-at", "trades", "mart", "dale", "dale-kl")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
@@ -197,7 +199,8 @@ def _add_misc(sub: Any) -> None:
                      help="display name (default: the .json file's \"name\", else \"imported ARCH\")")
     imp.add_argument("--no-measure", action="store_true",
                      help="keep the .json file's accuracy (shown as reported) instead of measuring clean accuracy on "
-                          "the test split and PGD-10 at the model's ε; the model is still checked against its dataset")
+                          f"the test split and PGD-{HEADLINE_STEPS} at the model's ε (up to {HEADLINE_N} points); the model is "
+                          "still checked against its dataset")
     imp.add_argument("--device", default="auto", help="where to measure: auto, cpu or cuda[:N] (default auto)")
     imp.add_argument("--json", action="store_true", help="print the registered run as one JSON object")
     ren = runs.add_parser("rename")

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from core.data import Dataset
+from core.evaluation.protocol import HEADLINE_N, HEADLINE_STEPS
 
-HEADLINE_STEPS = 20
-HEADLINE_N = 1000
+__all__ = ["HEADLINE_N", "HEADLINE_STEPS", "headline_metrics", "headline_points"]
 
 
 def headline_points(test: Dataset) -> Dataset:

@@ -123,7 +123,7 @@ def _import_staged(registry: Registry, stage: Callable[[Path], None], labels: tu
         if folder.exists():  # left by a run deleted without its files, or an import killed before registering
             shutil.rmtree(folder)
         shutil.move(tmp, folder)
-    dataset = str(meta.get("dataset", "unknown"))
+    dataset = meta["dataset"]
     # Names are how models are picked: a clash (e.g. re-importing a shipped model's weights) gets a suffix.
     wanted = (name or meta.get("name") or f"imported {meta['arch']}").strip()[:110]
     try:
@@ -174,9 +174,7 @@ def _measured_or_reported(model: Any, meta: dict[str, Any], *, measure: bool = T
     from core.data import DATASETS, load_dataset, missing_files
 
     reported = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
-    name = meta.get("dataset")
-    if name is None:
-        return {**reported, "reported": True} if reported else {}
+    name = meta["dataset"]  # checked by _check_meta
     spec = DATASETS[name]
     params = meta.get("dataset_params") or (meta.get("hparams") or {}).get("dataset_params") or {}
     if not isinstance(params, dict):
@@ -226,8 +224,16 @@ def _check_meta(meta: dict[str, Any]) -> None:
     from core.attacks.norms import NORMS
     from core.data import DATASETS
 
-    dataset = meta.get("dataset")
-    if dataset is not None and dataset not in DATASETS:
+    # The hub lists a model under its dataset and measures it on that dataset's test split: without one, the run
+    # was stored under "unknown", which no page offers, and its weights could not be imported again.
+    if "dataset" not in meta:
+        raise CheckpointError(f"the .json file lacks \"dataset\": the dataset the model was trained on, one of "
+                              f"{', '.join(sorted(DATASETS))} (save_checkpoint(model, {{\"dataset\": …}}, path))")
+    dataset = meta["dataset"]
+    if not isinstance(dataset, str):
+        raise CheckpointError(f"the .json file's \"dataset\" is {json.dumps(dataset)}; it must be one name: "
+                              f"{', '.join(sorted(DATASETS))}")
+    if dataset not in DATASETS:
         raise CheckpointError(f"the checkpoint names dataset {dataset!r}, which the Atlas does not know; "
                               f"known: {', '.join(sorted(DATASETS))}")
     eps = meta.get("eps")

@@ -66,6 +66,8 @@ def _mismatched_meta(meta: bytes) -> bytes:
     ("truncated", "truncated|size"), ("pickle", "pickle"), ("too-big", "limit"), ("mismatch", "shape"),
     ("bad-json", "JSON|json"), ("unknown-dataset", "dataset"), ("nan-eps", '"eps".*nan'),
     ("negative-eps", '"eps".*-0.1'), ("text-eps", '"eps".*big'), ("unknown-norm", '"norm".*l3'),
+    # Without a dataset the run was stored under "unknown", a dataset no page offers, and blocked a re-import.
+    ("no-dataset", 'lacks "dataset".*digits'), ("list-dataset", r'"dataset" is \[.digits.\]'),
 ], ids=str)
 def test_refusals_say_why_and_store_nothing(case: str, match: str) -> None:
     reg = Registry()
@@ -85,6 +87,10 @@ def test_refusals_say_why_and_store_nothing(case: str, match: str) -> None:
         field, value = {"nan-eps": ("eps", float("nan")), "negative-eps": ("eps", -0.1), "text-eps": ("eps", "big"),
                         "unknown-norm": ("norm", "l3")}[case]
         meta = json.dumps({**json.loads(meta), field: value}).encode()
+    elif case == "no-dataset":
+        meta = json.dumps({k: v for k, v in json.loads(meta).items() if k != "dataset"}).encode()
+    elif case == "list-dataset":
+        meta = json.dumps({**json.loads(meta), "dataset": ["digits"]}).encode()
     else:
         meta = json.dumps({**json.loads(meta), "dataset": "imagenet"}).encode()
     with pytest.raises(CheckpointError, match=match):
