@@ -395,6 +395,29 @@ def test_relative_paths_reach_job_processes_as_absolute_ones(tmp_path: Path, mon
     assert load_plugins() == [report]
 
 
+def test_the_dashboard_script_reads_relative_paths_from_where_it_was_started(
+        tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """scripts/dashboard.sh moves into the repository before starting Streamlit: a tester's
+    `ATLAS_PLUGINS=plugins/twoconv.py bash …/scripts/dashboard.sh` was looked for under the repository. The script
+    makes relative file entries (and a relative ATLAS_HOME) absolute from where it was started first; dotted module
+    names and absolute paths stay as they are."""
+    (tmp_path / "plugins").mkdir()
+    write(tmp_path / "plugins", "tinynet.py", TINYNET)
+    env = {**subprocess_env, "ATLAS_HOME": "home", "ATLAS_PLUGINS": "plugins/tinynet.py,json:/abs/other.py"}
+    shown = f'source "{ROOT}/scripts/caller-paths.sh"; cd "{ROOT}"; echo "$ATLAS_HOME"; echo "$ATLAS_PLUGINS"'
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", shown], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"{tmp_path}/home", f"{tmp_path}/plugins/tinynet.py:json:/abs/other.py"]
+    # What the dashboard then does from the repository: the plugin is found.
+    listing = f'source "{ROOT}/scripts/caller-paths.sh"; cd "{ROOT}"; "{sys.executable}" -m core plugins'
+    env["ATLAS_PLUGINS"] = "plugins/tinynet.py"
+    out = subprocess.run(["bash", "-c", listing], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "→ test_tinynet" in out.stdout
+
+
 def test_weights_of_an_architecture_whose_plugin_is_not_loaded_are_refused(tmp_path: Path) -> None:
     load_plugins(str(write(tmp_path, "tinynet.py", TINYNET)))
     _, weights = tinynet_checkpoint(tmp_path)
