@@ -112,6 +112,9 @@ columns = panels(len(runs), "feat-units")
 for column, run_id in zip(columns, runs):
     with column:
         run_layer = layer if layer in cache.layers(run_id, device) else "penultimate"
+        if run_layer != layer:  # another architecture: said, not swapped silently
+            st.info(f"{md(names[run_id])} has no layer {md(layer_names[layer])}; its units are its penultimate "
+                    "layer's.", icon=":material/info:")
         try:
             rep = cache.units(run_id, dataset, int(n), eps, norm, run_layer, int(k), device)
         except AtlasError as exc:

@@ -47,3 +47,26 @@ def test_a_plugin_that_does_not_fit_is_not_offered(example_plugin: None) -> None
     at.switch_page("../pages/train.py").run()
     assert not at.exception, at.exception
     assert not any("example_tiny_mlp" in o for o in at.selectbox(key="train_arch").options)
+
+
+def test_features_says_when_the_comparison_has_not_the_primary_models_layer(example_plugin: None) -> None:
+    """The tester's plugin model as comparison next to a SmallCNN on a convolution: its units were those of its
+    penultimate layer without a word (the Latent page said so for the same case)."""
+    from core.models import build_model, save_checkpoint
+    from core.store.imports import import_checkpoint
+
+    mlp = build_model("example_tiny_mlp", hidden=16)
+    weights = save_checkpoint(mlp, {"dataset": "digits", "name": "plugin MLP", "method": "erm"},
+                              Registry().home / "exports" / "mlp")
+    run = import_checkpoint(Registry(), weights.read_bytes(), weights.with_suffix(".json").read_bytes())
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["comparison"] = run["id"]
+    at.run()
+    at.switch_page("../pages/features.py").run()
+    assert not at.exception, at.exception
+    assert not [i.value for i in at.info if "has no layer" in i.value], "on the penultimate layer both have it"
+    box = at.selectbox(key="feat_layer")
+    box.select("body.5 · Conv2d").run()  # the MLP's body has three layers
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    (note,) = [i.value for i in at.info if "has no layer" in i.value]
+    assert note.endswith("plugin MLP has no layer body.5 · Conv2d; its units are its penultimate layer's."), note
