@@ -43,6 +43,7 @@ else:
         st.plotly_chart(pareto_figure(table, highlight={primary: "primary", comparison: "comparison"}),
                         key="hub_pareto")
         st.caption("Each dot is a model (circles shipped, diamonds trained or imported here); up and right is better. "
+                   f"Robust accuracy is PGD-{HEADLINE_STEPS} at each model's own ε (the one it was trained for). "
                    "The labelled dots are the primary and comparison models, rings the Pareto-optimal ones; an "
                    "inset zooms in where dots overlap. Hover for names.")
         masked_note(runs.values())
@@ -142,8 +143,8 @@ with st.expander("Import a checkpoint", icon=":material/upload_file:"):
                 f"**Limit {limit_mb} MB per file**: the uploader refuses a bigger file (a red “!” on it). {bigger} "
                 "Files are validated before anything is stored; pickles are never opened. The model must fit its "
                 "dataset (input shape, number of classes); its accuracy is then measured here as for a trained "
-                f"model (clean, and PGD-{HEADLINE_STEPS} at its ε, on the test split's first {HEADLINE_N} points at most), "
-                "not taken from the .json file.")
+                f"model (clean, and PGD-{HEADLINE_STEPS} at its ε, on the test split's first {HEADLINE_N} points "
+                "at most), not taken from the .json file.")
     # No type filter: the uploader's own refusal is a bare red "!" on the file; ours below says what is wrong.
     # A file over the size limit cannot be explained that way (it never reaches the script): the label says it.
     uploads = st.file_uploader(f"Checkpoint files: NAME.safetensors and NAME.json (≤ {limit_mb} MB each)",

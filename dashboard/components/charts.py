@@ -67,8 +67,12 @@ def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[s
     in_inset = (np.zeros(len(data), bool) if inset is None else
                 _inside(clean, robust, inset["xaxis2"]["range"], inset["yaxis2"]["range"]))
     fig = go.Figure()
+    # The inset with its tick labels (left, below) and its title (above), in fractions of the plot.
+    spot = None if inset is None else ((inset["xaxis2"]["domain"][0] - 40 / PLOT_PX[0], inset["xaxis2"]["domain"][1]),
+                                       (inset["yaxis2"]["domain"][0] - 22 / PLOT_PX[1],
+                                        inset["yaxis2"]["domain"][1] + 16 / PLOT_PX[1]))
     _add_points(fig, data, roles, "", np.where(in_inset, "", [roles.get(i, "") for i in data["id"]]),
-                y_axis["range"])
+                y_axis["range"], x_axis["range"], spot)
     if inset is not None:
         _add_points(fig, data, roles, "2", np.where(in_inset, [roles.get(i, "") for i in data["id"]], ""),
                     inset["yaxis2"]["range"])
@@ -76,18 +80,23 @@ def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[s
     # Fixed-width legend entries pack several to a row; sized by their text, a narrow chart (1024 px screen) stacks
     # them one per row over the x-axis title.
     fig.update_layout(title="Clean vs robust accuracy", height=440, xaxis=dict(title="clean test accuracy", **x_axis),
-                      yaxis=dict(title="robust accuracy (PGD-20 at the model's ε)", **y_axis), **(inset or {}),
+                      yaxis=dict(title="robust accuracy (PGD-20, own ε)", **y_axis), **(inset or {}),
                       **{**LAYOUT, "legend": {**LAYOUT["legend"], "entrywidth": 96, "entrywidthmode": "pixels",
                                               "y": -0.2, "font": {"size": 12}}})
     return fig
 
 
-def role_text_positions(data: pd.DataFrame, roles: Mapping[str, str], y_range: Sequence[float]) -> dict[str, str]:
+def role_text_positions(data: pd.DataFrame, roles: Mapping[str, str], y_range: Sequence[float],
+                        x_range: Sequence[float] | None = None, avoid: Sequence[Sequence[float]] | None = None
+                        ) -> dict[str, str]:
     """Where each role's label goes: ROLE_TEXT_POSITIONS in order, but below a point in the top fifth of its axes
     and above one in the bottom fifth (plotly clips text at the axes' edge: TRADES as primary, at the top of the
-    zoomed inset, lost its label)."""
+    zoomed inset, lost its label). ``avoid`` is the inset's (x, y) domain on the main axes: a label that would run
+    under it goes right of its point, or above or below it (an import at 97 % clean had its "primary" under the
+    inset)."""
     positions: dict[str, str] = {}
     y = dict(zip(data["id"], data["robust acc"].to_numpy(float)))
+    x = dict(zip(data["id"], data["clean acc"].to_numpy(float)))
     for i, run_id in enumerate(roles):
         position = ROLE_TEXT_POSITIONS[min(i, 2)]
         if run_id in y:
@@ -98,15 +107,43 @@ def role_text_positions(data: pd.DataFrame, roles: Mapping[str, str], y_range: S
                 position = position.replace("bottom", "top")
             if position in positions.values():  # two labels on the same side of nearby points would overlap
                 position = "middle left"
+            if avoid is not None and x_range is not None:
+                at = (float(_to_fraction(np.array(x[run_id]), x_range)), height)
+                position = _clear_of(position, at, len(roles[run_id]), avoid)
         positions[run_id] = position
     return positions
 
 
+def _label_box(position: str, at: tuple[float, float], chars: int) -> tuple[float, float, float, float]:
+    """The fraction of the plot a label at ``position`` of a point takes: x0, x1, y0, y1 (11 px text, ≈ 6.5 px a
+    character, on a typical hub chart of PLOT_PX)."""
+    width, height = (chars * 6.5 + 14) / PLOT_PX[0], 18 / PLOT_PX[1]
+    vertical, horizontal = position.split()
+    x0 = {"left": at[0] - width, "right": at[0], "center": at[0] - width / 2}[horizontal]
+    y0 = {"top": at[1], "bottom": at[1] - height, "middle": at[1] - height / 2}[vertical]
+    return x0, x0 + width, y0, y0 + height
+
+
+def _clear_of(position: str, at: tuple[float, float], chars: int, avoid: Sequence[Sequence[float]]) -> str:
+    """``position`` when its label stays off the ``avoid`` box and inside the plot, else the first alternative
+    that does (``position`` again when none does)."""
+    vertical = position.split()[0]
+    others = (f"{vertical} right", "top center", "bottom center", "top right", "bottom right")
+    for candidate in (position, *others):
+        x0, x1, y0, y1 = _label_box(candidate, at, chars)
+        under = x0 < avoid[0][1] and x1 > avoid[0][0] and y0 < avoid[1][1] and y1 > avoid[1][0]
+        if not under and x0 >= 0 and x1 <= 1 and y0 >= 0 and y1 <= 1:
+            return candidate
+    return position
+
+
 def _add_points(fig: go.Figure, data: pd.DataFrame, roles: dict[str, str], axes: str, text: np.ndarray,
-                y_range: Sequence[float]) -> None:
+                y_range: Sequence[float], x_range: Sequence[float] | None = None,
+                avoid: Sequence[Sequence[float]] | None = None) -> None:
     """One trace per method (legend entries come from :func:`add_legend_keys`) and the Pareto staircase, on the main
-    axes (``axes=""``) or the inset's (``"2"``, whose y range is ``y_range``)."""
-    positions = role_text_positions(data, roles, y_range)
+    axes (``axes=""``) or the inset's (``"2"``, whose y range is ``y_range``); labels keep off ``avoid`` (see
+    :func:`role_text_positions`)."""
+    positions = role_text_positions(data, roles, y_range, x_range, avoid)
     text = pd.Series(text, index=data.index)
     for method, group in data.groupby("method"):
         colour = method_colour(str(method))

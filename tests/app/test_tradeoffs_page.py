@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core.jobs import cancel_job, create_job, list_jobs, update_job
 from core.training import TrainConfig
 from dashboard import cache
+from dashboard.components import charts
 from dashboard.components import tradeoff_charts as tc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -323,6 +324,27 @@ def test_the_role_labels_stay_inside_the_axes_that_draw_them(primary: str) -> No
         assert not (position.startswith("top") and height > 0.8), (text, position, height)
         assert not (position.startswith("bottom") and height < 0.2), (text, position, height)
         assert 0.05 < height < 0.95, f"the point (and its ring) inside its axes: {text} at {height:.2f}"
+
+
+def test_a_role_label_keeps_clear_of_the_inset() -> None:
+    """A tester's import at 97.3 % clean, 77.3 % robust as primary: its "primary" went left of the point, under
+    the zoomed inset of the shipped models (only "…nary" showed)."""
+    table = pd.DataFrame({
+        "id": ["erm", "pgd", "trades", "dale", "fgsm", "mine"], "name": list("EPTDFM"),
+        "method": ["erm", "pgd-at", "trades", "dale", "fgsm-rs", "fgsm-aug"],
+        "source": ["shipped"] * 5 + ["imported"], "ε": 0.1,
+        "clean acc": [0.984, 1.0, 1.0, 0.998, 0.998, 0.973], "robust acc": [0.502, 0.922, 0.942, 0.907, 0.891, 0.773]})
+    fig = tc.pareto(table, {"mine": "primary", "erm": "comparison"})
+    layout = fig.layout
+    assert layout.xaxis2.domain is not None, "the shipped models are crowded: an inset"
+    (x, y, position), = [(x, y, p) for t in fig.data if t.xaxis == "x" and t.text is not None
+                         for x, y, text, p in zip(t.x, t.y, t.text, t.textposition) if text == "primary"]
+    fx = (x - layout.xaxis.range[0]) / (layout.xaxis.range[1] - layout.xaxis.range[0])
+    fy = (y - layout.yaxis.range[0]) / (layout.yaxis.range[1] - layout.yaxis.range[0])
+    x0, x1, y0, y1 = charts._label_box(position, (fx, fy), len("primary"))
+    (ix0, ix1), (iy0, iy1) = layout.xaxis2.domain, layout.yaxis2.domain
+    assert x1 <= ix0 or x0 >= ix1 or y1 <= iy0 or y0 >= iy1, (position, (x0, x1, y0, y1), (ix0, ix1, iy0, iy1))
+    assert 0 <= x0 and x1 <= 1, "and inside the plot"
 
 
 def test_an_imported_run_without_history_is_named_under_the_curves() -> None:
