@@ -18,8 +18,9 @@ def fmt_pct(value: Any) -> str:
 
 
 def threat_text(norm: str | None, eps: float | None) -> str:
-    """Norm and ε in one short table cell, e.g. "ℓ∞ 0.1"."""
-    text = NORM_LABELS.get(norm, norm) if norm else "—"
+    """Norm and ε in one short table cell, e.g. "ℓ∞ 0.1"; "—" for what is not known (in a table column a missing
+    norm is NaN, which is truthy: an import without a norm or ε showed "None")."""
+    text = NORM_LABELS.get(norm, norm) if isinstance(norm, str) and norm else "—"
     return text if eps is None or math.isnan(eps) else f"{text} {eps:g}"
 
 

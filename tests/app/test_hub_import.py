@@ -156,3 +156,13 @@ def test_md_escapes_every_markdown_character_and_keeps_the_text(text: str) -> No
     escaped = md(text)
     assert re.sub(r"\\(.)", r"\1", escaped) == text
     assert not re.search(r"(?<!\\)[*\[\]$`:]", escaped.replace("\\\\", "")), escaped
+
+
+def test_the_hub_tables_norm_and_eps_cell_says_dash_for_what_is_not_known() -> None:
+    """An import without a norm or ε: its column values are NaN (truthy), and the cell read "None"."""
+    import pandas as pd
+
+    from dashboard.components.cards import threat_text
+
+    table = pd.DataFrame({"norm": ["linf", None, "l2"], "ε": [0.1, None, 0.5]})
+    assert [threat_text(n, e) for n, e in zip(table["norm"], table["ε"])] == ["ℓ∞ 0.1", "—", "ℓ2 0.5"]
