@@ -54,6 +54,8 @@ def per_sample_table(model: nn.Module, data: Dataset, attack: Attack, eps_grid: 
     todo = torch.nonzero(pred_clean == data.y).flatten()
     mine = [b for b in range(0, len(todo), batch_size) if (b // batch_size) % dist.world_size == dist.rank]
     done, total = 0, sum(len(todo[b:b + batch_size]) for b in mine) * len(eps_grid)
+    if on_progress is not None:  # the total before the first batch: only correctly classified points are attacked
+        on_progress(0, total)
     gen_device = str(device) if device.type == "cuda" else "cpu"
     for eps in eps_grid:
         col = eps_column(eps)

@@ -76,12 +76,16 @@ def example_units(report: dict[str, Any], example: int, k: int = 10) -> np.ndarr
 def activation_figure(report: dict[str, Any], example: int, title: str) -> go.Figure:
     """One example's activations of the 10 units the attack moves most on it, clean vs adversarial."""
     units = example_units(report, example)
-    names = np.array([f"unit {u}" for u in units])
-    data = [dict(type="bar", x=names, y=report[key][example][units], name=name, marker=dict(color=colour))
+    # Unit numbers alone, on a category axis: "unit 15 unit 16 …" ran together on one chart and was tilted on the
+    # one beside it (plotly rotates only when labels overlap).
+    names = np.array([str(u) for u in units])
+    data = [dict(type="bar", x=names, y=report[key][example][units], name=name, marker=dict(color=colour),
+                 hovertemplate="unit %{x}: %{y:.3g}<extra>" + name + "</extra>")
             for key, name, colour in (("clean_act", "clean", "#2563eb"), ("adv_act", "adversarial", "#c2410c"))]
-    # Legend at the top right, clear of the rotated unit labels and the axis title under them.
+    # Legend at the top right, clear of the unit labels and the axis title under them.
     layout = dict(BASE, title=dict(text=title), height=360, barmode="group", margin=dict(l=60, r=10, t=70, b=60),
-                  xaxis=dict(title=dict(text="units the attack moves most on this example")),
+                  xaxis=dict(type="category", tickangle=0,
+                             title=dict(text="unit: the ones the attack moves most on this example")),
                   # A convolutional layer's unit is a channel, drawn as its mean over the map; a dense layer's is one.
                   yaxis=dict(GRID, title=dict(text="activation" + (" (channel mean)" if report.get("clean_maps")
                                                                    is not None else ""))),

@@ -157,10 +157,13 @@ def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *,
                                  hoverinfo="name"))
     fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", name="x", marker=dict(symbol="star", size=16,
                              color="#111", line=dict(color="white", width=1)), hoverinfo="name"))
+    # The y title on two lines: the square aspect makes a plane wider than tall a short plot, and "b along v̂
+    # (random, orthogonal)" on one line was cut at its ends.
     fig.update_layout(title=title, height=height, xaxis_title=f"a along û ({plane.u_label})",
-                      yaxis_title=f"b along v̂ ({plane.v_label})", **LAYOUT)
+                      yaxis_title=f"b along v̂<br>({plane.v_label})", **LAYOUT)
     fig.update_xaxes(range=[section.a[0], section.a[-1]], constrain="domain")
-    fig.update_yaxes(range=[section.b[0], section.b[-1]], scaleanchor="x", scaleratio=1, constrain="domain")
+    fig.update_yaxes(range=[section.b[0], section.b[-1]], scaleanchor="x", scaleratio=1, constrain="domain",
+                     automargin=True)
     return fig
 
 

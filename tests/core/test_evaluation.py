@@ -250,3 +250,23 @@ def test_the_robustness_grid_steps_are_round_numbers(top: float, step: float, po
     assert slider == curve_grid(0.3) and own == 0.1 and own in slider
     checks = standard_bundle("x", "digits", eps=0.1, norm="linf", top=0.3).checks.eps_grid
     assert checks == (0.12, 0.18, 0.24, 0.3), "four evenly spaced PGD-10 checks ending at the top"
+
+
+def test_progress_names_its_total_before_the_first_batch() -> None:
+    """`python -m core eval`'s bar read 0/450 (the points) and then 256/438 (the correctly classified ones, the
+    only ones attacked): the total is now reported first, before any attack."""
+    from core.attacks import FGSM
+    from core.data import load_dataset
+    from core.evaluation import per_sample_table
+    from core.models import load_checkpoint
+
+    model = load_checkpoint(Path(__file__).resolve().parents[2] / "assets" / "models" /
+                            "digits-smallcnn-erm.safetensors")[0]
+    data = load_dataset("digits", "test").subset(n=300)
+    calls: list[tuple[int, int]] = []
+    table = per_sample_table(model, data, FGSM(), [0.05, 0.1], batch_size=128,
+                             on_progress=lambda done, total: calls.append((done, total)))
+    correct = int((table["pred_clean"] == table["y"]).sum())
+    assert 0 < correct < 300
+    assert calls[0] == (0, 2 * correct) and calls[-1] == (2 * correct, 2 * correct)
+    assert all(total == 2 * correct for _, total in calls)
