@@ -134,6 +134,7 @@ for column, run_id in zip(columns, runs):
                      column_config={c: st.column_config.NumberColumn(format="percent")
                                     for c in ("all units", f"{ab['units']} switched off")}, key=f"feat_ab_{run_id}")
 st.caption("Usefulness η²: share of a unit's clean-activation variance explained by the class. Robustness: "
-           "1/(1 + mean activation change under attack ÷ its clean standard deviation). Dotted lines: medians. "
+           "1/(1 + mean activation change under attack ÷ its clean standard deviation); × marks a unit constant on "
+           "the clean sample (a dead unit: 1 if the attack leaves it so, 0 if it wakes it). Dotted lines: medians. "
            "Ringed: the useful units the attack moves most, switched off in the table (the attack is re-run "
            "against the ablated model).")

@@ -26,26 +26,35 @@ from torch import nn
 from core.latent.hooks import extract_features, hook_point
 
 
+CONSTANT = "constant on clean inputs"
+
+
 @dataclass(frozen=True)
 class UnitScores:
     usefulness: np.ndarray   # U
     robustness: np.ndarray   # U
     movement: np.ndarray     # U: mean |Δa| / std a
     clean_mean: np.ndarray   # classes × U: class-conditional clean means
+    # U: the unit has one value on every clean input of the sample (a dead ReLU, mostly). Its η² is 0 and its
+    # robustness says only whether the attack wakes it (0) or not (1), so it gets a category of its own.
+    constant: np.ndarray | None = None
 
     def quadrant(self, useful_at: float | None = None, robust_at: float | None = None) -> np.ndarray:
-        """Per unit: 'useful & robust', 'useful & non-robust', 'not useful & robust', 'not useful & non-robust';
-        thresholds default to the medians (half the units on each side)."""
+        """Per unit: 'useful & robust', 'useful & non-robust', 'not useful & robust', 'not useful & non-robust',
+        or 'constant on clean inputs'; thresholds default to the medians (half the units on each side)."""
         useful = self.usefulness >= (np.median(self.usefulness) if useful_at is None else useful_at)
         robust = self.robustness >= (np.median(self.robustness) if robust_at is None else robust_at)
         names = np.array(["not useful & non-robust", "not useful & robust", "useful & non-robust",
                           "useful & robust"])
-        return names[useful.astype(int) * 2 + robust.astype(int)]
+        labels = names[useful.astype(int) * 2 + robust.astype(int)]
+        return labels if self.constant is None else np.where(self.constant, CONSTANT, labels)
 
     def nonrobust_useful(self, k: int, useful_at: float | None = None) -> list[int]:
-        """The k useful units (usefulness ≥ ``useful_at``, default the median) that move most under attack."""
+        """The k useful units (usefulness ≥ ``useful_at``, default the median; never a constant one) that move
+        most under attack."""
         threshold = np.median(self.usefulness) if useful_at is None else useful_at
-        useful = np.nonzero(self.usefulness >= threshold)[0]
+        live = np.ones(len(self.usefulness), bool) if self.constant is None else ~self.constant
+        useful = np.nonzero((self.usefulness >= threshold) & live)[0]
         return [int(i) for i in useful[np.argsort(-self.movement[useful])][:k]]
 
 
@@ -73,7 +82,7 @@ def unit_scores(model: nn.Module, layer: str, x: torch.Tensor, y: torch.Tensor, 
     usefulness = torch.where(total > 1e-12, between / total.clamp_min(1e-12), torch.zeros_like(total))
     movement = (adv - clean).abs().mean(0) / clean.std(0, unbiased=False).clamp_min(1e-6)
     return UnitScores(usefulness=usefulness.numpy(), robustness=(1 / (1 + movement)).numpy(),
-                      movement=movement.numpy(), clean_mean=means.numpy())
+                      movement=movement.numpy(), clean_mean=means.numpy(), constant=(total <= 1e-12).numpy())
 
 
 @contextmanager

@@ -10,10 +10,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.features.units import CONSTANT
 from dashboard.components.charts import BASE, GRID
 
 QUADRANT_COLOURS = {"useful & robust": "#16a34a", "useful & non-robust": "#c2410c",
-                    "not useful & robust": "#94a3b8", "not useful & non-robust": "#f59e0b"}
+                    "not useful & robust": "#94a3b8", "not useful & non-robust": "#f59e0b",
+                    CONSTANT: "#52525b"}
 DOMAINS = ([0.0, 0.22], [0.26, 0.48], [0.52, 0.74], [0.78, 1.0])
 
 
@@ -49,9 +51,14 @@ def quadrant_figure(report: dict[str, Any], title: str) -> go.Figure:
     data = []
     for name, colour in QUADRANT_COLOURS.items():
         idx = np.nonzero(quad == name)[0]
+        if name == CONSTANT and not len(idx):
+            continue  # a legend entry only where there are such units
         data.append(dict(type="scatter", x=use[idx], y=rob[idx], mode="markers", name=name, customdata=idx,
-                         marker=dict(color=colour, size=8, line=dict(width=0.5, color="white")),
-                         hovertemplate="unit %{customdata}: usefulness %{x:.2f}, robustness %{y:.2f}<extra></extra>"))
+                         marker=dict(color=colour, size=8, line=dict(width=0.5, color="white"),
+                                     symbol="x" if name == CONSTANT else "circle"),
+                         hovertemplate="unit %{customdata}: usefulness %{x:.2f}, robustness %{y:.2f}"
+                                       + (" (constant on the clean sample)" if name == CONSTANT else "")
+                                       + "<extra></extra>"))
     off = report["ablated_units"]
     data.append(dict(type="scatter", x=use[off], y=rob[off], mode="markers", name="switched off below",
                      marker=dict(size=15, symbol="circle-open", color="#111", line=dict(width=2)), hoverinfo="skip"))

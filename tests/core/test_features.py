@@ -137,3 +137,21 @@ def test_unit_maps_are_spatial_for_convolutions_only(digits) -> None:
     means = maps.mean(dim=(2, 3))
     assert torch.allclose(means, unit_activations(model, "body", x), atol=1e-6), "channel means of the maps"
     assert unit_maps(model, "penultimate", x) is None
+
+
+def test_a_unit_constant_on_clean_inputs_is_its_own_category_and_never_ablated() -> None:
+    """A dead unit drew at η² = 0 and robustness 1 (or 0 when the attack woke it) among the live ones: a tester read
+    it as a perfectly robust unit. Now it is 'constant on clean inputs' and the ablation never picks it."""
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+        model[0].bias.copy_(torch.tensor([0.0, 0.0, -1.0]))  # unit 2: ReLU(−1) = 0 on every input
+        model[2].weight.copy_(torch.tensor([[-1.0, -1.0, 0.0], [1.0, 1.0, 0.0]]))
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % 2
+    x = torch.stack([1.0 + 2.0 * y + 0.1 * torch.randn(40, generator=gen),
+                     1.0 + 2.0 * y + 0.1 * torch.randn(40, generator=gen)], dim=1)
+    scores = unit_scores(model.eval(), "penultimate", x, y, x + 0.5)
+    assert list(scores.constant) == [False, False, True]
+    assert scores.usefulness[2] == 0 and scores.quadrant(useful_at=0.0)[2] == "constant on clean inputs"
+    assert 2 not in scores.nonrobust_useful(3, useful_at=0.0), "usefulness 0 ≥ 0, but a dead unit is not useful"
