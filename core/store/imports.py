@@ -157,9 +157,13 @@ def same_weights(registry: Registry, run: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _refuse_imported(registry: Registry, run_id: str, delete_hint: str) -> None:
+    from core.data import DATASETS
+
     existing = registry.find_run(run_id)
     if existing is not None:
-        hint = delete_hint.format(dataset=existing["dataset"], run_id=run_id)
+        # An import from before the dataset was required may sit under "unknown", which the sidebar does not offer.
+        hint = (delete_hint if existing["dataset"] in DATASETS else _CLI_DELETE_HINT).format(
+            dataset=existing["dataset"], run_id=run_id)
         raise CheckpointError(
             f"these weights are already imported as “{existing['name']}” (run {run_id}) for dataset "
             f"{existing['dataset']}; to import them again with other metadata, {hint}")

@@ -176,3 +176,15 @@ def test_reimporting_names_the_model_and_dataset_that_holds_the_weights() -> Non
     import_checkpoint(reg, weights, meta, name="first try")
     with pytest.raises(CheckpointError, match="already imported as “first try” .* for dataset digits; .* delete"):
         import_checkpoint(reg, weights, meta)
+
+
+def test_an_old_import_under_an_unknown_dataset_is_named_with_a_way_out() -> None:
+    """Before the dataset was required, an import without one was stored under "unknown": the refusal of a
+    re-import said to pick that dataset in the sidebar, which does not offer it. It names the CLI's delete."""
+    reg = Registry()
+    weights, meta = files()
+    run = import_checkpoint(reg, weights, meta)
+    with reg.transaction() as db:  # what such an import left behind
+        db.execute("UPDATE runs SET dataset = 'unknown' WHERE id = ?", (run["id"],))
+    with pytest.raises(CheckpointError, match=f"for dataset unknown; .* python -m core runs delete {run['id']}"):
+        import_checkpoint(reg, weights, meta)
