@@ -43,7 +43,8 @@ else:
         st.plotly_chart(pareto_figure(table, highlight={primary: "primary", comparison: "comparison"}),
                         key="hub_pareto")
         st.caption("Each dot is a model (circles shipped, diamonds trained or imported here); up and right is better. "
-                   f"Robust accuracy is PGD-{HEADLINE_STEPS} at each model's own ε (the one it was trained for). "
+                   f"Robust accuracy is PGD-{HEADLINE_STEPS} at each model's own ε (its training ε; a standard "
+                   "model's is the dataset's usual one). "
                    "The labelled dots are the primary and comparison models, rings the Pareto-optimal ones; an "
                    "inset zooms in where dots overlap. Hover for names.")
         masked_note(runs.values())

@@ -199,8 +199,8 @@ def _add_misc(sub: Any) -> None:
                      help="display name (default: the .json file's \"name\", else \"imported ARCH\")")
     imp.add_argument("--no-measure", action="store_true",
                      help="keep the .json file's accuracy (shown as reported) instead of measuring clean accuracy on "
-                          f"the test split and PGD-{HEADLINE_STEPS} at the model's ε (up to {HEADLINE_N} points); the model is "
-                          "still checked against its dataset")
+                          f"the test split and PGD-{HEADLINE_STEPS} at the model's ε (up to {HEADLINE_N} points); "
+                          "the model is still checked against its dataset")
     imp.add_argument("--device", default="auto", help="where to measure: auto, cpu or cuda[:N] (default auto)")
     imp.add_argument("--json", action="store_true", help="print the registered run as one JSON object")
     ren = runs.add_parser("rename")

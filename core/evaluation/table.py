@@ -106,8 +106,8 @@ def summarize(table: pd.DataFrame, eps: float, classes: Sequence[str] | None = N
     per_class = {}
     for c, group in table.groupby("y"):
         name = str(classes[int(c)]) if classes is not None else str(c)
-        per_class[name] = {"clean_acc": float(clean[group.index].mean()), "robust_acc": float(robust[group.index].mean()),
-                           "n": int(len(group))}
+        per_class[name] = {"clean_acc": float(clean[group.index].mean()),
+                           "robust_acc": float(robust[group.index].mean()), "n": int(len(group))}
     return {"clean_acc": float(clean.mean()) if len(table) else 0.0,
             "robust_acc": float(robust.mean()) if len(table) else 0.0,
             "n": int(len(table)), "per_class": per_class}

@@ -129,7 +129,7 @@ def _clear_of(position: str, at: tuple[float, float], chars: int, avoid: Sequenc
     that does (``position`` again when none does)."""
     vertical = position.split()[0]
     others = (f"{vertical} right", "top center", "bottom center", "top right", "bottom right")
-    for candidate in (position, *others):
+    for candidate in dict.fromkeys((position, *others)):
         x0, x1, y0, y1 = _label_box(candidate, at, chars)
         under = x0 < avoid[0][1] and x1 > avoid[0][0] and y0 < avoid[1][1] and y1 > avoid[1][0]
         if not under and x0 >= 0 and x1 <= 1 and y0 >= 0 and y1 <= 1:

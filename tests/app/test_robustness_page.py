@@ -49,8 +49,8 @@ def _stars(at: AppTest) -> list[str]:
 
 def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_computed_once(
         monkeypatch: pytest.MonkeyPatch, atlas_home: Path) -> None:
-    """Also: moving the ε slider (per-class views and all) must not start a minute of attacks. The minimal-norm run answers a
-    new ε at once; PGD-100, Temperature-PGD, the quick ensemble and the trust checks run on a button, here or as a
+    """Also: moving the ε slider (per-class views and all) must not start a minute of attacks. The minimal-norm run
+    answers a new ε at once; PGD-100, Temperature-PGD, the quick ensemble and the trust checks run on a button, here or as a
     background job in its own process."""
     computed = []
     real = suite.per_sample_table
