@@ -34,6 +34,33 @@ NO_COMPARISON = "none"
 IN_URL = "query-params"
 
 
+def write_carried_to_url(keys: tuple[str, ...]) -> None:
+    """Write the URL parameter of each bound widget in ``keys`` that shows a value other than its default but is not
+    in the URL. Call it after the widgets are drawn, on the first run after a page switch.
+
+    A value that came from a link and was carried to another page by a Session State assignment is shown there, but
+    Streamlit 1.67 writes the parameter only at the next rerun (its sync waits for the widget to have run on the page
+    before): a reload right after arriving lost it. No public API writes a bound parameter (``st.query_params``
+    refuses), so this uses the widget's own serializer and the query-params store Streamlit's binding writes with;
+    tests/e2e/test_lab_and_robustness_browser.py checks it, so a Streamlit upgrade that moves them fails there.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    session = ctx.session_state._state
+    for key in keys:
+        widget_id = session._key_id_mapper.get_id_from_key(key)
+        # Only widgets drawn in this run (the picker shows the inputs of one way to pick the example).
+        if key in st.query_params or widget_id not in ctx.shared.widget_ids_this_run:
+            continue
+        meta = session._new_widget_state.widget_metadata[widget_id]
+        if meta.bind != IN_URL:
+            continue
+        value = st.session_state[key]
+        if value != meta.deserializer(None):
+            session.query_params.set_corrected_value(key, meta.serializer(value), meta.value_type)
+
+
 def init_state() -> None:
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)

@@ -131,23 +131,34 @@ def _upload(data: Any) -> Example | None:
 PICKER_KEYS = ("lab_mode", "lab_class", "lab_which", "lab_index", "lab_flip")
 
 
-def _carry_picker(page: str) -> None:
+def _carry_picker(page: str) -> bool:
     """On the first run after switching to ``page``, give the picker's widgets their values again through the
-    Session State API. The values are still in ``st.session_state``, but a widget that took its value from a link
-    (``bind``) and was never touched came back at its default on the other page (Streamlit 1.67): a student who
-    opened a lecturer's Attack Lab link for class 7 found class 0 on Geometry."""
+    Session State API, and say whether it did. The values are still in ``st.session_state``, but a widget that took
+    its value from a link (``bind``) and was never touched came back at its default on the other page (Streamlit
+    1.67): a student who opened a lecturer's Attack Lab link for class 7 found class 0 on Geometry."""
     if st.session_state.get("_picker_page") == page:
-        return
+        return False
     st.session_state["_picker_page"] = page
     for key in PICKER_KEYS:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+    return True
 
 
 def pick_example(data: Any, run_id: str, device: str, page: str) -> Example | None:
+    """The example picker (by class, by index, at random, among those that flip, an upload) of the Attack Lab and
+    Geometry; its choice is in the URL and goes along from one of the two pages to the other."""
+    carried = _carry_picker(page)
+    example = _pick_example(data, run_id, device)
+    if carried:
+        # Carried values are shown at once but reach the URL only at the next rerun: a reload would lose them.
+        state.write_carried_to_url(PICKER_KEYS)
+    return example
+
+
+def _pick_example(data: Any, run_id: str, device: str) -> Example | None:
     # The way to pick and its inputs on one row where the page is wide enough (they wrap below it where not): on
     # two rows they pushed the Attack Lab's images below a 1366 × 768 window.
-    _carry_picker(page)
     row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
     mode = row.segmented_control("Example", MODES, default=MODES[0], key="lab_mode",
                                    bind=state.IN_URL) or MODES[0]

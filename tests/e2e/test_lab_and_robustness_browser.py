@@ -105,12 +105,15 @@ def test_a_reload_or_a_shared_link_keeps_the_example_the_attack_and_eps(server: 
     # The example comes along, also when it came from the link (the reload) and was not touched since: Streamlit
     # had drawn such a widget at its default on the other page (class 0).
     assert klass.input_value() == "7"
+    # ... and reaches Geometry's URL at once (Streamlit wrote it only at the next rerun): a reload keeps it.
+    _url_has(page, "lab_class=7")
     choose(page, "Attack path", "DeepFool")
     _url_has(page, "geo_path=DeepFool")
     page.reload(wait_until="domcontentloaded")
     page.get_by_role("heading", name="Decision-boundary geometry").wait_for(timeout=TIMEOUT_MS)
     page.get_by_text("DeepFool path").first.wait_for(timeout=TIMEOUT_MS)
     assert selected(page, "Attack path") == "DeepFool"
+    assert klass.input_value() == "7"
     # A page opened by its address first asks the server under that path (/attack-lab/_stcore/health) and gets a
     # 404 before it finds the root (Streamlit's client): those two and nothing else.
     assert all("404" in e for e in page.console_errors), page.console_errors
