@@ -14,7 +14,7 @@ from dashboard.components.charts import run_colours
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.labels import ARCH_LABELS, METHOD_LABELS, NORM_LABELS, label, md
 from dashboard.components.layout import panels
-from dashboard.components.train_form import (DALE_METHODS, RangedFields, checked_eps, checked_number,
+from dashboard.components.train_form import (DALE_METHODS, KEEP, RangedFields, checked_eps, checked_number,
                                              class_weight_fields, dale_fields, eps_field, queue_training,
                                              weighting_select)
 from dashboard.components.teaching import explain
@@ -174,7 +174,8 @@ def launcher() -> None:
     arch = archs_for(spec["input_shape"])[0]
     # Outside the form, because the fields below follow them.
     c1, c2 = st.columns(2)
-    method = c1.selectbox("Method", LAUNCH_METHODS, key="to_method", format_func=lambda m: label(METHOD_LABELS, m))
+    method = c1.selectbox("Method", LAUNCH_METHODS, key="to_method", persist_state=KEEP,
+                          format_func=lambda m: label(METHOD_LABELS, m))
     weighting = weighting_select(c2, key="to")
     ranged = RangedFields()
     # No Enter-to-submit: its "Press Enter to submit form" hint overflowed these fields and covered the next one.

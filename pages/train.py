@@ -8,7 +8,7 @@ from dashboard import cache, state
 from dashboard.components.jobs import jobs_panel
 from dashboard.components.labels import (ARCH_LABELS, METHOD_LABELS, NORM_LABELS, SCHEDULE_LABELS,
                                          SHORT_METHOD_LABELS, label)
-from dashboard.components.train_form import (DALE_METHODS, RangedFields, beta_field, checked_eps,
+from dashboard.components.train_form import (DALE_METHODS, KEEP, RangedFields, beta_field, checked_eps,
                                              class_weight_fields, dale_fields, eps_field, queue_training,
                                              weighting_select)
 from dashboard.components.teaching import explain
@@ -33,13 +33,15 @@ archs = cache.trainable_archs(dataset)  # plugin architectures too, when they fi
 norms = list(norms_for(spec["input_shape"]))
 # Outside the form: the fields below depend on them (ε's range on the threat model, β and DALE's on the method).
 c1, c2, c3, c4 = st.columns(4)
-arch = c1.selectbox("Architecture", archs, key="train_arch",
+arch = c1.selectbox("Architecture", archs, key="train_arch", persist_state=KEEP,
                     format_func=lambda a: label(ARCH_LABELS, a) if a in ARCH_LABELS else f"{a} (plugin)")
 method = c2.selectbox("Method", list(METHODS), index=list(METHODS).index("pgd-at"), key="train_method",
+                      persist_state=KEEP,
                       format_func=lambda m: label(METHOD_LABELS, m),
                       help="\n".join(f"- **{label(SHORT_METHOD_LABELS, m)}**: {METHODS[m].description}"
                                      for m in METHODS))
-norm = c3.selectbox("Threat model", norms, key="train_norm", format_func=lambda n: label(NORM_LABELS, n))
+norm = c3.selectbox("Threat model", norms, key="train_norm", persist_state=KEEP,
+                    format_func=lambda n: label(NORM_LABELS, n))
 weighting = weighting_select(c4, key="train")
 ranged = RangedFields()
 # No Enter-to-submit: its "Press Enter to submit form" hint overflowed these narrow fields and covered the next one.
@@ -61,17 +63,18 @@ with st.form("train_form", enter_to_submit=False):
     epochs = ranged.number(c1, "Epochs", 1, 500, value=10, key="train_epochs")
     lr = ranged.number(c2, "Learning rate", 1e-5, 10.0, value=0.05, format="%g", key="train_lr")
     schedule = c3.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index("onecycle"), key="train_schedule",
+                            persist_state=KEEP,
                             format_func=lambda s: label(SCHEDULE_LABELS, s))
     batch = ranged.number(c4, "Batch size", 1, 4096, value=32, key="train_batch")
     c1, c2, c3 = st.columns(3)
     seed = ranged.number(c1, "Seed", 0, 2**31 - 1, value=0, key="train_seed")
-    name = c2.text_input("Name (optional)", key="train_name")
-    parallel = c3.checkbox("Run in parallel", key="train_parallel",
+    name = c2.text_input("Name (optional)", key="train_name", persist_state=KEEP)
+    parallel = c3.checkbox("Run in parallel", key="train_parallel", persist_state=KEEP,
                            help="Start now even if another job is training on this device")
     gpus = len(cache.devices()) - 1
     processes = 1
     if gpus > 1:
-        processes = st.selectbox("GPUs", list(range(1, gpus + 1)), index=gpus - 1, key="train_gpus",
+        processes = st.selectbox("GPUs", list(range(1, gpus + 1)), index=gpus - 1, key="train_gpus", persist_state=KEEP,
                                  help="More than one runs the job under torchrun with DistributedDataParallel, one "
                                       "process per GPU; the batch size is the global batch and must divide evenly")
     submitted = st.form_submit_button("Start training", type="primary")

@@ -50,6 +50,11 @@ def shown(number: float) -> str:
     return f"{number:g}"
 
 
+# The training forms' fields keep what was typed when the user leaves the page and comes back (Streamlit drops a
+# widget's value on a page switch otherwise): a teacher who trained 5 epochs found 10 back on the form, beside the
+# job's "5 epochs", and a second Start would have launched a longer run.
+KEEP = "session"
+
 class RangedFields:
     """Number fields whose range is checked by the app when the form is submitted, not by the browser. A field
     with min_value/max_value keeps an out-of-range entry in the browser (it only turns red) and never sends it to the
@@ -64,7 +69,7 @@ class RangedFields:
                **kwargs: Any) -> Any:
         """``container.number_input(label, **kwargs)`` without browser bounds; its value is checked against
         [low, high] by :meth:`check` (unless ``checked`` is False: a field that is off and not used)."""
-        value = container.number_input(label, **kwargs)
+        value = container.number_input(label, **{"persist_state": KEEP, **kwargs})
         if checked:
             self.require(lambda: _out_of_range(label, value, low, high))
         return value
@@ -106,7 +111,7 @@ def eps_field(container: Any, norm: str, input_shape: Sequence[int], *, key: str
     diameter = f": √{math.prod(input_shape)}, the diameter of the input cube" if norm == "l2" else ""
     # "%g": a tiny ε such as 1e-07 shows as itself, not as 0.000.
     value = container.number_input(eps_label(norm, input_shape), value=None, step=0.01, format="%g", key=key,
-                                   placeholder="a number", help=f"Between 0 and {high:g}{diameter}")
+                                   persist_state=KEEP, placeholder="a number", help=f"Between 0 and {high:g}{diameter}")
     if ranged is not None:
         ranged.require(lambda: _refusal(checked_eps, value, high))
         if method is not None:
@@ -158,14 +163,17 @@ def dale_fields(key: str, ranged: RangedFields | None = None) -> dict[str, Any]:
     # No help icons on the number fields: their buttons are labelled "Help for <label>", which makes a field's
     # label ambiguous to screen readers and browser tests.
     fields = {
-        "dale_rho": float(c1.number_input("ρ (clean-loss bound)", value=0.1, format="%g", key=f"{key}_rho")),
+        "dale_rho": float(c1.number_input("ρ (clean-loss bound)", value=0.1, format="%g", key=f"{key}_rho",
+                                          persist_state=KEEP)),
         "dale_noise": c2.selectbox("Langevin noise", DALE_NOISES, key=f"{key}_noise", format_func=NOISE_LABELS.get,
+                                   persist_state=KEEP,
                                    help="Laplacian: inside the sign step; Gaussian: added after it"),
         "dale_noise_scale": float(c3.number_input("Langevin noise scale c", value=1e-3, format="%g",
-                                                  key=f"{key}_scale")),
-        "dale_nu": float(c4.number_input("ν₀ (initial ν)", value=1.0, format="%g", key=f"{key}_nu0")),
+                                                  key=f"{key}_scale", persist_state=KEEP)),
+        "dale_nu": float(c4.number_input("ν₀ (initial ν)", value=1.0, format="%g", key=f"{key}_nu0",
+                                          persist_state=KEEP)),
         "dale_dual_lr": float(c5.number_input("η_d (dual step)", value=1e-3, format="%g",
-                                              key=f"{key}_dual")),
+                                              key=f"{key}_dual", persist_state=KEEP)),
     }
     if ranged is not None:
         for name, (label, strict) in DALE_LOWER_BOUNDS.items():
@@ -184,6 +192,7 @@ def _below_zero(label: str, value: float, strict: bool) -> str | None:
 def weighting_select(container: Any, *, key: str) -> str:
     """The Class-weighting choice. It sits outside the form: the weight fields inside follow it."""
     return container.selectbox("Class weighting", WEIGHTINGS, key=f"{key}_weighting", format_func=WEIGHTING_LABELS.get,
+                               persist_state=KEEP,
                                help="How much each class's samples count in the training loss. Adaptive: weights "
                                     "follow each class's robust accuracy in the last epoch (the weakest classes "
                                     "count more); its strength 0 keeps equal weights, 1 makes each class's weight "
@@ -196,7 +205,7 @@ def class_weight_fields(weighting: str, num_classes: int, ranged: RangedFields, 
     """Inside a form: the Fixed-weights box and the adaptive strength, each enabled only with its weighting. Gives
     a function that reads them into TrainConfig fields once ``ranged.check()`` has passed."""
     c1, c2 = st.columns([3, 1])
-    text = c1.text_input(WEIGHTS_LABEL, key=f"{key}_weights", disabled=weighting != "fixed",
+    text = c1.text_input(WEIGHTS_LABEL, key=f"{key}_weights", persist_state=KEEP, disabled=weighting != "fixed",
                          placeholder="e.g. " + ",".join(["1"] * (num_classes - 1) + ["2"]))
     if weighting == "fixed":
         ranged.require(lambda: weights_problem(text, num_classes))

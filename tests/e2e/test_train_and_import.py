@@ -41,6 +41,12 @@ def test_train_from_the_form_while_a_second_session_watches(server: str, browser
     go_to(page, "Model hub", "Model hub")
     # A typed name that does not say the method gets it in the pickers.
     assert "e2e pgd run · PGD-AT ε=0.1" in options_of(page, "Primary model")
+    # Back on Train, the form shows what was sent, not its defaults (10 epochs beside the job's 3: a second Start
+    # would have launched a longer run).
+    go_to(page, "Train", "Train a model")
+    page.wait_for_timeout(1000)
+    assert page.get_by_label("Epochs").input_value() == "3"
+    assert page.get_by_label("Name (optional)").input_value() == "e2e pgd run"
     assert_healthy(page)
     assert_healthy(other)
     other.context.close()
