@@ -131,6 +131,8 @@ if spec is not None:
             st.stop()
     for note in notes + view.notes:
         st.info(note, icon=":material/info:")
+    # Primary first in every table and chart, also when the plane is the comparison's (computed in that order).
+    results = {label: view.results[label] for _, label in labels}
 
 tab_section, tab_curv, tab_surface, tab_heavy = st.tabs(
     ["Cross-section", "Curvature & distances", "Loss landscape", "Margins, frequencies, universal perturbation"])
@@ -151,7 +153,7 @@ def section_tab(view: PlaneComparison, spec: SectionSpec) -> None:
                          f"{data.classes[example.y]}), before any perturbation", icon=":material/error:",
                          color="orange")
             st.caption(views.section_caption(local, data.classes, example.y, view.extent))
-    st.dataframe(views.local_table(view.results, data.classes), hide_index=True)
+    st.dataframe(views.local_table(results, data.classes), hide_index=True)
     st.caption("Hessian λmax: the largest-magnitude eigenvalue of the loss's input-Hessian (power iteration, 20 "
                "Hessian-vector products). CURE: how much the loss gradient turns over a step of 0.1 along its sign. "
                "κ: curvature of the boundary curve on this plane where it crosses the û axis (fitted over ± half "
@@ -174,11 +176,13 @@ def surface_tab(view: PlaneComparison, spec: SectionSpec) -> None:
             # The model on a line of its own: "Loss on the plane — Primary: digits SmallCNN · PGD-AT ε=0.1" was cut
             # off in a half-width column.
             st.plotly_chart(views.surface_figure(view.results[label], f"Loss on the plane<br><sup>{label}</sup>",
-                                                 loss_range), key=f"geo_surface_{run_id}")
+                                                 loss_range, view.ball), key=f"geo_surface_{run_id}")
     st.caption(f"Cross-entropy loss of the true class ({data.classes[example.y]}) over the same plane, "
                f"{spec.surface_resolution}×{spec.surface_resolution} points; both panels share one height and colour "
-               f"range ({views.loss_text(loss_range[0])} to {views.loss_text(loss_range[1])}). Drag to rotate. A "
-               "standard model's loss rises steeply along û; adversarial training leaves a flatter, wider valley.")
+               f"range ({views.loss_text(loss_range[0])} to {views.loss_text(loss_range[1])}). Drag to rotate. "
+               + views.ball_loss_text(results, view.plane.dim) + " Past the decision boundary the loss climbs: "
+               "where the climb starts is the boundary's distance; its height is how sure the model is of the "
+               "other class there, not how robust it is.")
 
 
 with tab_section:
@@ -191,7 +195,7 @@ with tab_curv:
     if view is None:
         st.info(NEEDS_EPS + " The statistics over a sample below do not need it.", icon=":material/tune:")
     else:
-        st.plotly_chart(views.profile_figure(view.results, view.plane, colours), key="geo_profile")
+        st.plotly_chart(views.profile_figure(results, view.plane, colours), key="geo_profile")
         st.caption("Solid: the margin along û falls to the boundary quickly. Dotted: along a random direction it "
                    "barely moves — the boundary is far and flat there. Each model has its own y scale: read where "
                    "each line crosses 0 and how steeply, not their heights against each other. A flatter solid line "

@@ -37,8 +37,10 @@ adversarial examples — and what adversarial training changes inside them.
    ≈ 0.89 in ℓ2 for the standard model, ≈ 1.48 for PGD-AT). Set *Direction û of* to **comparison**, the
    standard model's weakest direction: there its boundary crosses at ≈ 0.8 and PGD-AT's twice as far out (≈ 1.7).
    On PGD-AT's own normal (primary) both are far: the robust model's weakest direction is not the standard
-   model's. PGD-AT's loss surface is a flatter valley. The last tab finds one *universal* perturbation that
-   fools most digits at once.
+   model's. *Loss landscape* marks the ε-ball's section on the floor and says how far each model's loss rises
+   inside it, measured; past the boundary the loss climbs, and its height there says how sure the model is
+   of the other class, not how robust it is. The last tab finds one *universal* perturbation that fools most
+   digits at once.
 6. **Latent space** — scrub ε on the map of the penultimate layer: the standard model's adversarial twins leave
    their class's cluster for another's at small ε, the PGD-AT model's stay home much longer. Box a cluster to see
    which digits are in it.

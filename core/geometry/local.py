@@ -27,8 +27,8 @@ from core.geometry.curvature import (
 )
 from core.geometry.planes import PLANES, Plane, ball_section, deepfool_direction, make_plane
 from core.geometry.sections import (
-    DEFAULT_RESOLUTION, MAX_PATH_STEPS, RESOLUTIONS, AttackPath, LossSurface, Section, attack_path,
-    capped_resolution, cross_section, loss_surface,
+    DEFAULT_RESOLUTION, MAX_PATH_STEPS, RESOLUTIONS, AttackPath, BallLoss, LossSurface, Section, attack_path,
+    ball_loss, capped_resolution, cross_section, loss_surface,
 )
 from core.training.config import MAX_EPS
 
@@ -107,6 +107,7 @@ class LocalGeometry:
     boundary: BoundaryCurvature
     deepfool_distance: float
     prediction: int
+    ball_loss: BallLoss
 
 
 @dataclass
@@ -170,7 +171,8 @@ def compare_on_plane(models: dict[str, nn.Module], x: torch.Tensor, y: int, spec
             cure=float(cure_curvature(model, x[None], target)[0]),
             boundary=boundary_curvature(model, plane, t_max=max(4 * extent, 4 * distances[name])
                                         if math.isfinite(distances[name]) else 4 * extent),
-            deepfool_distance=distances[name], prediction=pred)
+            deepfool_distance=distances[name], prediction=pred,
+            ball_loss=ball_loss(model, plane, y, ball))
     return PlaneComparison(plane, extent, ball, results, time.perf_counter() - started, notes, other_at)
 
 

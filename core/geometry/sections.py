@@ -238,12 +238,47 @@ def loss_surface(model: nn.Module, plane: Plane, y: int, *, extent: float, resol
     started = time.perf_counter()
     coords = np.linspace(-extent, extent, resolution)
     bb, aa = np.meshgrid(coords, coords, indexing="ij")
-    a_t, b_t = torch.from_numpy(aa.ravel()), torch.from_numpy(bb.ravel())
+    loss = _losses(model, plane, y, aa.ravel(), bb.ravel()).reshape(resolution, resolution)
+    return LossSurface(coords, coords.copy(), loss, time.perf_counter() - started)
+
+
+def _losses(model: nn.Module, plane: Plane, y: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross-entropy for class y at the plane's points (a, b), in batches."""
+    a_t, b_t = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))
     losses = []
     with torch.no_grad(), eval_mode(model):
         for start in range(0, len(a_t), _BATCH):
             logits = model(plane.points(a_t[start:start + _BATCH], b_t[start:start + _BATCH])).float()
             target = torch.full((len(logits),), y, dtype=torch.long, device=logits.device)
             losses.append(nn.functional.cross_entropy(logits, target, reduction="none").cpu())
-    loss = torch.cat(losses).double().numpy().reshape(resolution, resolution)
-    return LossSurface(coords, coords.copy(), loss, time.perf_counter() - started)
+    return torch.cat(losses).double().numpy()
+
+
+@dataclass
+class BallLoss:
+    """The cross-entropy at x and its largest value over the plane's section of the ε-ball (METHODS.md §1g): how
+    much the loss rises inside the threat model on this plane, whatever the surface does beyond it."""
+
+    at_x: float
+    highest: float
+
+    @property
+    def rise(self) -> float:
+        return self.highest - self.at_x
+
+
+def ball_loss(model: nn.Module, plane: Plane, y: int, ball: np.ndarray, *, rings: int = 8,
+              per_edge: int = 24) -> BallLoss:
+    """Loss at x and its maximum over the ε-ball's section ``ball`` (closed vertices from ``ball_section``), sampled
+    on the outline and on ``rings`` shrunken copies of it (the section is convex and holds x, so the copies stay
+    inside), ``per_edge`` points per edge."""
+    if len(ball) < 3 or not np.isfinite(ball).all():
+        raise ConfigError("the ε-ball's section must be a closed polygon of finite vertices")
+    start, end = ball[:-1], ball[1:]
+    t = np.linspace(0.0, 1.0, per_edge, endpoint=False)[None, :, None]
+    outline = (start[:, None, :] + t * (end - start)[:, None, :]).reshape(-1, 2)
+    scales = np.linspace(0.0, 1.0, rings + 1)
+    ab = np.concatenate([[[0.0, 0.0]], *(s * outline for s in scales[1:])])
+    loss = _losses(model, plane, y, ab[:, 0], ab[:, 1])
+    return BallLoss(at_x=float(loss[0]), highest=float(loss.max()))
+

@@ -209,16 +209,66 @@ def loss_text(value: float) -> str:
     return f"{0.0 if abs(value) < 5e-4 else value:.3g}"
 
 
-def surface_figure(local: Any, title: str, loss_range: tuple[float, float] | None = None) -> go.Figure:
-    """Loss over the plane as a 3-D surface; ``loss_range`` fixes the height and colour range (shared panels)."""
+# A loss that moves less than this inside the ε-ball counts as flat there (cross-entropy, nats).
+FLAT_RISE = 0.05
+
+
+def ball_loss_text(results: dict[str, Any], dim: int) -> str:
+    """What the loss does inside the plane's section of the ε-ball, per model (``results`` in drawing order),
+    measured, not assumed: on many planes neither model's loss moves there, since the section holds 2 of the
+    input's ``dim`` directions."""
+    rises = {short_name(label): r.ball_loss.rise for label, r in results.items()}
+    parts = [f"{short_name(label)}'s loss stays at {loss_text(r.ball_loss.at_x)}" if r.ball_loss.rise < FLAT_RISE
+             and loss_text(r.ball_loss.at_x) == loss_text(r.ball_loss.highest) else
+             f"{short_name(label)}'s loss goes from {loss_text(r.ball_loss.at_x)} to "
+             f"{loss_text(r.ball_loss.highest)}" for label, r in results.items()]
+    text = "Inside the ε-ball's section (the dashed outline): " + "; ".join(parts) + ". "
+    rising = {name: rise for name, rise in rises.items() if rise >= FLAT_RISE}
+    if not rising:
+        return text + (f"Neither rises inside it on this plane: the section holds 2 of the input's {dim:,} "
+                       "directions, and an attack searches all of them (the Attack Lab; *Direction û of* the "
+                       "other model, or *Gradient*, may find a rise here).")
+    if len(rises) < 2:
+        return text
+    steep = max(rises, key=rises.get)
+    flat = min(rises, key=rises.get)
+    if flat not in rising:
+        return text + f"{flat}'s stays flat there; {steep}'s rises by {rises[steep]:.3g}."
+    return text + (f"{steep}'s rises {rises[steep] / rises[flat]:.1f}× as much as {flat}'s: {flat} is the "
+                   "flatter around x on this plane.")
+
+
+def _on_grid(surface: Any, points: np.ndarray) -> np.ndarray:
+    """The surface's loss at plane points (a, b), bilinear between its grid points (loss[i, j] at b[i], a[j])."""
+    a, b = np.asarray(surface.a), np.asarray(surface.b)
+    loss = np.asarray(surface.loss, dtype=float)
+    j = np.clip(np.searchsorted(a, points[:, 0]) - 1, 0, len(a) - 2)
+    i = np.clip(np.searchsorted(b, points[:, 1]) - 1, 0, len(b) - 2)
+    ta = np.clip((points[:, 0] - a[j]) / (a[j + 1] - a[j]), 0.0, 1.0)
+    tb = np.clip((points[:, 1] - b[i]) / (b[i + 1] - b[i]), 0.0, 1.0)
+    return ((1 - tb) * ((1 - ta) * loss[i, j] + ta * loss[i, j + 1])
+            + tb * ((1 - ta) * loss[i + 1, j] + ta * loss[i + 1, j + 1]))
+
+
+def surface_figure(local: Any, title: str, loss_range: tuple[float, float] | None = None,
+                   ball: np.ndarray | None = None) -> go.Figure:
+    """Loss over the plane as a 3-D surface; ``loss_range`` fixes the height and colour range (shared panels);
+    ``ball``, the ε-ball's section, is drawn dashed on it."""
     s = local.surface
     low, high = loss_range or shared_loss_range({"": local})
     fig = go.Figure(go.Surface(x=s.a, y=s.b, z=s.loss, colorscale="Viridis", cmin=low, cmax=high,
                                colorbar=dict(title="loss", len=0.7),
                                hovertemplate="a=%{x:.3f}, b=%{y:.3f}: loss %{z:.3f}<extra></extra>"))
-    # Short axis titles: the scene's corners clip long ones ("…ss-entropy") in a half-width column.
+    if ball is not None:
+        # On the surface (a hair above it): drawn on the floor, it hid under a surface that rises there.
+        lift = 0.01 * (high - low)
+        fig.add_trace(go.Scatter3d(x=ball[:, 0], y=ball[:, 1], z=_on_grid(s, ball) + lift, mode="lines",
+                                   line=dict(color="white", width=5, dash="dash"), name="ε-ball section",
+                                   showlegend=False, hoverinfo="skip"))
+    # Short axis titles: the scene's corners clip long ones ("…ss-entropy") in a half-width column. The height's is
+    # the colour bar's ("loss"): the scene's left edge cut its own to "ss".
     fig.update_layout(title=title, height=540, scene=dict(xaxis_title="a (û)", yaxis_title="b (v̂)",
-                                                          zaxis=dict(title=dict(text="loss"), range=[low, high]),
+                                                          zaxis=dict(title=dict(text=""), range=[low, high]),
                                                           aspectmode="cube",
                                                           camera=dict(eye=dict(x=2.1, y=-2.1, z=1.3))),
                       **{**_PLAIN, "margin": dict(l=0, r=0, t=70, b=10)})

@@ -59,7 +59,9 @@ def test_sections_of_both_models_on_one_plane_and_every_plane_type() -> None:
     # Compared side by side, the two surfaces share one height and colour range; axis titles are short.
     assert {(f["data"][0]["cmin"], f["data"][0]["cmax"]) for f in surfaces} == {
         tuple(surfaces[0]["layout"]["scene"]["zaxis"]["range"])}
-    assert all(len(f["layout"]["scene"]["zaxis"]["title"]["text"]) <= 12 for f in surfaces)
+    # Short axis titles (the scene's corners clip long ones); the height's is the colour bar's.
+    assert all(len(f["layout"]["scene"][axis]["title"]["text"]) <= 12 for f in surfaces for axis in ("xaxis", "yaxis"))
+    assert all(f["data"][0]["colorbar"]["title"]["text"] == "loss" for f in surfaces)
     profile = next(f for f in figures if f["layout"]["title"]["text"].startswith("Margin profile"))
     assert not any(c in profile["layout"]["title"]["text"] for c in "_{}")
     at.segmented_control(key="geo_colour").set_value("margin").run()
@@ -229,6 +231,42 @@ def test_the_learn_tours_geometry_claims_hold_on_the_shipped_models() -> None:
     assert abs(erm_there - 0.8) < 0.1 and abs(pgd_there - 1.7) < 0.15, (erm_there, pgd_there)
 
 
+def test_primary_comes_first_on_the_comparisons_plane_and_the_loss_caption_is_measured() -> None:
+    """On the comparison's plane the table said "Comparison | Primary" and the margin profile put the comparison on
+    top, beside sections drawn primary first. The Loss landscape caption claimed "a standard model's loss rises
+    steeply; adversarial training leaves a flatter valley" while the default view showed PGD-AT climbing highest."""
+    at = open_page()
+    at.radio(key="geo_plane_from").set_value("comparison").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value.set_index("quantity")
+    assert [c.split(":")[0] for c in table.columns] == ["Primary", "Comparison"]
+    profile = next(f for f in charts(at) if f["layout"]["title"]["text"].startswith("Margin profile"))
+    assert [a["text"].split(":")[0] for a in profile["layout"]["annotations"][:2]] == ["Primary", "Comparison"]
+    caption = next(c.value for c in at.caption if "Cross-entropy loss of the true class" in c.value)
+    assert "flatter, wider valley" not in caption
+    assert re.search(r"outline\): Primary's loss (stays at|goes from) [\d.]+.*; Comparison's loss (stays at|goes from)", caption)
+    surfaces = [f for f in charts(at) if f["data"] and f["data"][0]["type"] == "surface"]
+    # The ε-ball's section, dashed on each surface, a hair above it (its heights are the surface's, interpolated).
+    for fig in surfaces:
+        outline = fig["data"][1]
+        assert outline["type"] == "scatter3d" and outline["line"]["dash"] == "dash"
+        assert (values(outline["z"]) >= 0).all()
+
+
+def test_the_loss_caption_names_the_flatter_model_only_from_its_numbers() -> None:
+    def result(at_x: float, highest: float) -> SimpleNamespace:
+        return SimpleNamespace(ball_loss=SimpleNamespace(at_x=at_x, highest=highest, rise=highest - at_x))
+
+    both = views.ball_loss_text({"Primary: a": result(0.06, 0.5), "Comparison: b": result(0.18, 3.8)}, 64)
+    assert "Comparison's rises 8.2× as much as Primary's: Primary is the flatter" in both
+    one = views.ball_loss_text({"Primary: a": result(0.0, 0.01), "Comparison: b": result(0.2, 1.2)}, 64)
+    assert "Primary's loss goes from 0 to 0.01; Comparison's loss goes from 0.2 to 1.2" in one
+    assert "Primary's stays flat there; Comparison's rises by 1" in one
+    none = views.ball_loss_text({"Primary: a": result(0.0, 0.0), "Comparison: b": result(0.0, 0.001)}, 64)
+    assert "Primary's loss stays at 0; Comparison's loss goes from 0 to 0.001" in none
+    assert "Neither rises inside it on this plane" in none and "2 of the input's 64 directions" in none
+
+
 def test_the_loss_range_reads_from_zero_not_minus_zero() -> None:
     """The Loss landscape caption said "(-0–20.2)" for a lower bound a hair below zero."""
     assert (views.loss_text(-1e-6), views.loss_text(-0.0), views.loss_text(20.213)) == ("0", "0", "20.2")
@@ -265,3 +303,11 @@ def test_each_class_has_the_hue_it_has_on_the_other_pages() -> None:
             assert s2 < 0.05, f"class {k} is grey there"
         else:
             assert min(abs(h1 - h2), 1 - abs(h1 - h2)) < 0.05, f"class {k}: {strong} vs {views.REGION_COLOURS[k]}"
+
+
+def test_the_eps_outline_follows_the_loss_surface() -> None:
+    """Bilinear heights on the surface's grid: exact at grid points, linear between them."""
+    coords = np.linspace(-1.0, 1.0, 5)
+    surface = SimpleNamespace(a=coords, b=coords.copy(), loss=np.add.outer(2 * coords, 3 * coords))  # 2b + 3a
+    points = np.array([[0.0, 0.0], [0.5, -0.5], [0.3, 0.7], [-1.0, 1.0]])
+    assert np.allclose(views._on_grid(surface, points), 3 * points[:, 0] + 2 * points[:, 1])

@@ -17,7 +17,7 @@ from core.geometry.curvature import (
 )
 from core.geometry.local import SectionSpec, compare_on_plane
 from core.geometry.planes import ball_section, make_plane, plane_from
-from core.geometry.sections import attack_path, cross_section
+from core.geometry.sections import attack_path, ball_loss, cross_section, loss_surface
 from core.models import build_model, load_checkpoint
 from core.utils import assets_models_dir
 
@@ -60,6 +60,33 @@ def test_linear_section_is_a_straight_boundary_at_the_analytic_distance() -> Non
     assert set(np.unique(section.pred)) == {0, 1}
     curvature = boundary_curvature(model, plane, t_max=5 * distance)
     assert abs(curvature.kappa) < 1e-4 and curvature.distance == pytest.approx(distance, rel=1e-4)
+
+
+def test_the_loss_inside_the_eps_ball_is_its_exact_maximum_on_a_linear_model() -> None:
+    """On a linear 2-class model the cross-entropy grows along the normal û: inside the ℓ2 ball's section its
+    largest value is at a = ε, b = 0 exactly; inside the ℓ∞ section at the vertex farthest along û. The loss at x
+    is the surface's centre value."""
+    model = linear_model(d=12, seed=2)
+    x = torch.rand(12, generator=torch.Generator().manual_seed(4)) * 0.5 + 0.25
+    c, normal, distance = analytic(model, x)
+    plane = make_plane(model, x, c, "deepfool")
+
+    def ce(a: float, b: float) -> float:
+        with torch.no_grad():
+            logits = model(plane.points(torch.tensor([a]), torch.tensor([b])))
+        return float(torch.nn.functional.cross_entropy(logits, torch.tensor([c])))
+
+    eps = 0.3 * distance
+    found = ball_loss(model, plane, c, ball_section(plane, eps, "l2"))
+    surface = loss_surface(model, plane, c, extent=2 * distance, resolution=41)
+    assert found.at_x == pytest.approx(float(surface.loss[20, 20]), rel=1e-6) == pytest.approx(ce(0, 0), rel=1e-6)
+    assert found.highest == pytest.approx(ce(eps, 0.0), rel=1e-5)
+    assert found.rise > 0
+    polygon = ball_section(plane, 0.05, "linf")
+    a_far = polygon[np.argmax(polygon[:, 0])]
+    assert ball_loss(model, plane, c, polygon).highest == pytest.approx(ce(*a_far), rel=1e-5)
+    with pytest.raises(ConfigError, match="closed polygon"):
+        ball_loss(model, plane, c, np.array([[0.0, 0.0], [np.nan, 1.0], [0.0, 0.0]]))
 
 
 def test_distances_along_directions_match_the_analytic_ones_on_a_linear_model() -> None:
