@@ -244,7 +244,8 @@ def test_primary_comes_first_on_the_comparisons_plane_and_the_loss_caption_is_me
     assert [a["text"].split(":")[0] for a in profile["layout"]["annotations"][:2]] == ["Primary", "Comparison"]
     caption = next(c.value for c in at.caption if "Cross-entropy loss of the true class" in c.value)
     assert "flatter, wider valley" not in caption
-    assert re.search(r"outline\): Primary's loss (stays at|goes from) [\d.]+.*; Comparison's loss (stays at|goes from)", caption)
+    assert re.search(r"outline\): Primary's loss (stays at|goes from) [\d.]+.*; "
+                     r"Comparison's loss (stays at|goes from)", caption)
     surfaces = [f for f in charts(at) if f["data"] and f["data"][0]["type"] == "surface"]
     # The ε-ball's section, dashed on each surface, a hair above it (its heights are the surface's, interpolated).
     for fig in surfaces:
