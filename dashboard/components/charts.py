@@ -27,6 +27,9 @@ PLOT_PX = np.array([440.0, 250.0])
 INSET_SPOTS = (((0.14, 0.52), (0.5, 0.96)), ((0.58, 0.97), (0.14, 0.56)), ((0.14, 0.52), (0.14, 0.56)))
 # Primary above-left of its point, comparison below-left: the points sit near 100 % clean, so text goes left.
 ROLE_TEXT_POSITIONS = ("top left", "bottom left", "middle left")
+# Accuracy from 0 to 1 on a heatmap: Viridis reads the same to colour-blind eyes and in greyscale (red→green did
+# not: a teacher's students could not tell the weak classes from the strong ones); yellow is high.
+ACCURACY_SCALE = "Viridis"
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=90), font=dict(size=13),
               legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0))
 # Charts that slider moves redraw are built from plain dicts in one go.Figure call and without a template: plotly's
@@ -308,7 +311,7 @@ def per_class_heatmap(epochs: list[dict[str, Any]], title: str) -> go.Figure | N
     z = np.array([[e["per_class_robust_acc"].get(c, np.nan) for e in rows] for c in classes], dtype=float)
     # Drawn as the Robustness page's class × ε heatmap: class 0 at the top, percent on the colour bar.
     fig = go.Figure(go.Heatmap(z=z, x=np.array([e["epoch"] for e in rows]), y=np.array(classes, dtype=str),
-                               zmin=0, zmax=1, colorscale="RdYlGn",
+                               zmin=0, zmax=1, colorscale=ACCURACY_SCALE,
                                colorbar=dict(title=dict(text="robust"), tickformat=".0%"),
                                hovertemplate="class %{y}, epoch %{x}: %{z:.1%}<extra></extra>"))
     fig.update_layout(title=title, xaxis=dict(title="epoch", dtick=1 if len(rows) <= 20 else None),

@@ -15,8 +15,10 @@ from dashboard.components.charts import LAYOUT
 # Light class colours for regions (strong overlays stay readable on them), one per class: the light twins (tab20)
 # of the class colours of the other pages (robustness_charts.CLASS_COLOURS), in their order. Classes 7–9 were
 # olive, cyan and grey here but grey, olive and cyan there.
-REGION_COLOURS = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
-                  "#dbdb8d", "#9edae5", "#fdd0a2", "#c7e9c0")
+# Light versions of each class's colour elsewhere (robustness_charts.CLASS_COLOURS). Classes 0 and 9 are turned
+# apart within their hues (periwinkle, teal): tab20's light blue and light cyan read as one colour on a projector.
+REGION_COLOURS = ("#a8c1f0", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+                  "#dbdb8d", "#88ddd1", "#fdd0a2", "#c7e9c0")
 MODEL_COLOURS = ("#c2410c", "#2563eb")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.components.charts import BASE, GRID, LEGEND_BELOW
+from dashboard.components.charts import ACCURACY_SCALE, BASE, GRID, LEGEND_BELOW
 
 PALETTE = ("#c2410c", "#2563eb", "#16a34a", "#9333ea", "#0891b2", "#64748b")
 # Ten classes need ten colours that all stand out on white (Streamlit's theme cycles some very pale ones).
@@ -108,7 +108,7 @@ def class_eps_heatmap(matrix: pd.DataFrame) -> go.Figure:
     """Classes × ε on a numeric ε axis, so the ticks are round values (0.05, 0.1, …), not the grid's own
     (0.01875, …); the hover gives each column's exact ε."""
     eps = np.array([float(c) for c in matrix.columns])
-    data = [dict(type="heatmap", z=matrix.to_numpy(float), x=eps, y=np.array(matrix.index), colorscale="RdYlGn",
+    data = [dict(type="heatmap", z=matrix.to_numpy(float), x=eps, y=np.array(matrix.index), colorscale=ACCURACY_SCALE,
                  zmin=0, zmax=1, colorbar=dict(title=dict(text="robust"), tickformat=".0%"),
                  hovertemplate="class %{y}, ε=%{x:.3g}: %{z:.1%}<extra></extra>")]
     return _figure(data, _layout("Robust accuracy per class and ε", 380, _axis("ε", tickangle=0),

@@ -304,6 +304,8 @@ def test_each_class_has_the_hue_it_has_on_the_other_pages() -> None:
             assert s2 < 0.05, f"class {k} is grey there"
         else:
             assert min(abs(h1 - h2), 1 - abs(h1 - h2)) < 0.05, f"class {k}: {strong} vs {views.REGION_COLOURS[k]}"
+    # Class 0's light blue and class 9's light cyan were 25° apart: one colour on a projector.
+    assert abs(hls(views.REGION_COLOURS[0])[0] - hls(views.REGION_COLOURS[9])[0]) * 360 > 40
 
 
 def test_the_eps_outline_follows_the_loss_surface() -> None:

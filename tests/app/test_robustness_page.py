@@ -250,3 +250,18 @@ def test_the_training_heatmap_reads_as_the_robustness_pages() -> None:
     assert train["yaxis"]["autorange"] == robustness["layout"]["yaxis"]["autorange"] == "reversed"
     bar = per_class_heatmap(epochs, "t").data[0].colorbar
     assert bar.tickformat == robustness["data"][0]["colorbar"]["tickformat"] == ".0%"
+
+
+def test_accuracy_heatmaps_are_readable_without_red_green_vision() -> None:
+    """Train's and Robustness's per-class heatmaps ran red → green, which a colour-blind student cannot read: both
+    use one perceptually uniform scale whose lightness rises with accuracy."""
+    from plotly.colors import hex_to_rgb
+
+    from dashboard.components.charts import per_class_heatmap
+
+    epochs = [{"epoch": 1, "per_class_robust_acc": {"0": 0.2, "1": 0.9}}]
+    train = per_class_heatmap(epochs, "t").to_plotly_json()["data"][0]["colorscale"]
+    robustness = charts.class_eps_heatmap(pd.DataFrame([[1.0, 0.5]], index=["0"], columns=["0.1", "0.2"]))
+    assert train == robustness.to_plotly_json()["data"][0]["colorscale"]
+    lightness = [0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in (hex_to_rgb(c) for _, c in train)]
+    assert lightness == sorted(lightness), "darker = less robust, all the way"
