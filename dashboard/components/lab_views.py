@@ -17,6 +17,7 @@ from dashboard.components.labels import md, slug
 # The slider re-renders these figures on every move: plain dicts (charts.BASE), ~100 ms per model less than
 # make_subplots with a template.
 DOMAINS = ([0.0, 0.3], [0.35, 0.65], [0.7, 1.0])
+DELTA_SCALE = "RdBu_r"  # the perturbation δ: on screen (the triptych) and on the slide strip alike
 PIXEL_HOVER = "row %{y}, col %{x}: %{z:.3f}<extra></extra>"
 
 
@@ -45,7 +46,7 @@ def triptych(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str], height: in
     layout: dict[str, Any] = dict(
         BASE, height=height, margin=dict(l=5, r=5, t=44, b=5),
         coloraxis=dict(colorscale="gray", cmin=0.0, cmax=1.0, showscale=False),
-        coloraxis2=dict(colorscale="RdBu_r", cmid=0.0, cmin=-limit, cmax=limit, showscale=False))
+        coloraxis2=dict(colorscale=DELTA_SCALE, cmid=0.0, cmin=-limit, cmax=limit, showscale=False))
     for i, (domain, title) in enumerate(zip(DOMAINS, titles)):
         suffix = "" if i == 0 else str(i + 1)
         layout[f"xaxis{suffix}"] = dict(domain=domain, side="top", showticklabels=False, showgrid=False,
@@ -119,8 +120,10 @@ def png_bytes(x: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-STRIP_PANEL_PX = 256  # each image of the slide strip is scaled up (nearest neighbour) to about this size
-DELTA_RED, DELTA_BLUE = np.array([178, 24, 43]), np.array([33, 102, 172])  # RdBu_r's ends, as in the triptych
+# Each image of the slide strip is scaled up (nearest neighbour) to about this size: three of them fill a 1080p
+# slide's width (at 256 px the strip was 864 px wide and blurred on a projected slide).
+STRIP_PANEL_PX = 512
+STRIP_GAP, STRIP_TOP = 40, 72  # px between and around the panels; the titles' band above them
 
 
 def _rgb(x: np.ndarray) -> np.ndarray:
@@ -130,10 +133,15 @@ def _rgb(x: np.ndarray) -> np.ndarray:
 
 
 def _delta_rgb(delta: np.ndarray, scale: float) -> np.ndarray:
-    """δ (H×W) on a white-centred diverging map: red where the image got brighter, blue where darker, ±scale full."""
-    t = np.clip(delta / scale, -1, 1)[..., None] if scale > 0 else np.zeros((*delta.shape, 1))
-    white = np.full(3, 255.0)
-    out = np.where(t >= 0, white + t * (DELTA_RED - white), white + (-t) * (DELTA_BLUE - white))
+    """δ (H×W) in the triptych's colours (DELTA_SCALE, ±scale full): red where the image got brighter, blue where
+    darker. A white-to-end blend of its own made the slide's δ paler than the screen's."""
+    from plotly.colors import get_colorscale, unlabel_rgb
+
+    stops = get_colorscale(DELTA_SCALE)
+    where = np.array([float(p) for p, _ in stops])
+    rgb = np.array([unlabel_rgb(c) for _, c in stops], dtype=float)
+    t = (np.clip(delta / scale, -1, 1) + 1) / 2 if scale > 0 else np.full(delta.shape, 0.5)
+    out = np.stack([np.interp(t, where, rgb[:, k]) for k in range(3)], axis=-1)
     return np.rint(out).astype(np.uint8)
 
 
@@ -160,7 +168,7 @@ def strip_png(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str], footer: s
     factor = max(1, STRIP_PANEL_PX // max(x.shape[1:]))
     panels = [Image.fromarray(a).resize((a.shape[1] * factor, a.shape[0] * factor), Image.Resampling.NEAREST)
               for a in (_rgb(x), _delta_rgb(delta, scale), _rgb(x_adv))]
-    gap, top, line_px = 24, 40, 22
+    gap, top, line_px = STRIP_GAP, STRIP_TOP, 38
     width, height = panels[0].width, panels[0].height
     font_file = _font_file()
 
@@ -170,16 +178,16 @@ def strip_png(x: np.ndarray, x_adv: np.ndarray, titles: Sequence[str], footer: s
     def text(value: str) -> str:  # PIL's built-in font has no → δ ε
         return value if font_file else value.replace("→", "->").replace("δ", "delta").replace("ε", "eps")
 
-    footer_font = font(15)
+    footer_font = font(26)
     lines = _wrap(text(footer), footer_font, 3 * width + 2 * gap)
-    canvas = Image.new("RGB", (3 * width + 4 * gap, height + top + 14 + line_px * len(lines)), "white")
+    canvas = Image.new("RGB", (3 * width + 4 * gap, height + top + 24 + line_px * len(lines)), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (panel, title) in enumerate(zip(panels, titles)):
         left = gap + i * (width + gap)
         canvas.paste(panel, (left, top))
-        draw.text((left + width / 2, top / 2), text(title), fill="black", font=font(18), anchor="mm")
+        draw.text((left + width / 2, top / 2), text(title), fill="black", font=font(32), anchor="mm")
     for i, line in enumerate(lines):
-        draw.text((gap, top + height + 7 + line_px * (i + 0.5)), line, fill="#334155", font=footer_font, anchor="lm")
+        draw.text((gap, top + height + 12 + line_px * (i + 0.5)), line, fill="#334155", font=footer_font, anchor="lm")
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()

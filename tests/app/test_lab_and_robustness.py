@@ -331,14 +331,17 @@ def test_the_slide_strip_is_the_three_images_enlarged_with_crisp_pixels() -> Non
     import numpy as np
     from PIL import Image
 
-    from dashboard.components.lab_views import STRIP_PANEL_PX, strip_png
+    from plotly.colors import unlabel_rgb
+
+    from dashboard.components.lab_views import STRIP_GAP, STRIP_PANEL_PX, STRIP_TOP, strip_png, triptych
 
     rng = np.random.default_rng(0)
     x = rng.random((1, 8, 8)).astype(np.float32)
     x_adv = np.clip(x + rng.uniform(-0.1, 0.1, x.shape), 0, 1).astype(np.float32)
     image = Image.open(io.BytesIO(strip_png(x, x_adv, ("clean → 3", "δ", "adversarial → 5"), "ε = 0.1")))
-    assert image.mode == "RGB" and image.width >= 3 * STRIP_PANEL_PX
-    factor, top, gap = STRIP_PANEL_PX // 8, 40, 24
+    # Wide enough for a 1080p slide (it was 864 px and blurred when projected).
+    assert image.mode == "RGB" and image.width >= 3 * STRIP_PANEL_PX >= 1500
+    factor, top, gap = STRIP_PANEL_PX // 8, STRIP_TOP, STRIP_GAP
     pixels = np.asarray(image)
     left = gap + 2 * (8 * factor + gap)  # the adversarial panel, third from the left
     panel = pixels[top:top + 8 * factor, left:left + 8 * factor, 0]
@@ -346,6 +349,13 @@ def test_the_slide_strip_is_the_three_images_enlarged_with_crisp_pixels() -> Non
     assert np.array_equal(panel, expected)
     middle = pixels[top:top + 8 * factor, gap + 8 * factor + gap:gap + 2 * (8 * factor + gap) - gap]
     assert (middle[..., 0] > middle[..., 2]).any() and (middle[..., 2] > middle[..., 0]).any()  # red and blue δ
+    # The δ pixels of largest |δ| have the screen's end colours (the slide's own blend was paler).
+    delta = (x_adv - x)[0]
+    scale = triptych(x, x_adv, ("a", "b", "c"))[0].layout.coloraxis2.colorscale
+    ends = {+1: unlabel_rgb(scale[-1][1]), -1: unlabel_rgb(scale[0][1])}
+    row, col = np.unravel_index(np.argmax(np.abs(delta)), delta.shape)
+    strip_pixel = middle[row * factor + factor // 2, col * factor + factor // 2]
+    assert tuple(strip_pixel) == tuple(int(v) for v in ends[int(np.sign(delta[row, col]))])
 
 
 def test_the_slide_names_the_attack_and_its_parameters() -> None:
