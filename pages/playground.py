@@ -96,13 +96,14 @@ def _panel(role: str, run: runner.PlaygroundRun, x: np.ndarray, y: np.ndarray) -
     m[1].metric(f"Robust at ε = {cfg.eps:g}", f"{frame.robust_acc:.1%}", help="Held-out points PGD cannot flip")
     fig = views.decision_figure(frame, x, y, run.data.classes, eps=cfg.eps, norm=cfg.norm, show_balls=show_balls,
                                 show_arrows=show_arrows, selected=st.session_state.get("pg_point"),
-                                title=f"Decision regions · step {frame.step}")
+                                title=f"{label} · decision regions · step {frame.step}")
     event = st.plotly_chart(fig, key=f"pg_plane_{role}", on_select="rerun", selection_mode="points")
     picked = controls.clicked_point(event, x)
     if picked is not None and picked != st.session_state.get("pg_point"):
         st.session_state["pg_clicked"] = picked
         st.rerun()
-    st.plotly_chart(views.accuracy_figure(list(run.history), "Accuracy over training", eps=cfg.eps,
+    # The model in each chart's title: side by side, with the headings scrolled away, the two looked alike.
+    st.plotly_chart(views.accuracy_figure(list(run.history), f"{label} · accuracy over training", eps=cfg.eps,
                                           chance=1 / len(run.data.classes)), key=f"pg_acc_{role}")
 
 
@@ -154,6 +155,8 @@ def langevin_section() -> None:
     left, right = panels(2, "pg-langevin", "large")
     name = run.data.classes[panel.y]
     left.plotly_chart(views.langevin_figure(panel, name), key="pg_langevin")
+    if note := views.lattice_note(panel):
+        left.caption(note)
     with right:
         controls.langevin_numbers(panel, f"Model of the {dict(ROLES)[role].lower()} run at step {frame.step}; point "
                                          f"{index} (class {name}); "

@@ -79,6 +79,7 @@ class LangevinPanel:
     noise_to_grad: float
     fixed_step_point: np.ndarray  # (2,) fixed-step PGD's last iterate, where every chain ends at T = 0
     fixed_step_loss: float
+    step_size: float  # η of every Langevin (and PGD) step
 
     @property
     def spread(self) -> float:
@@ -195,4 +196,4 @@ def langevin_panel(model: nn.Module, x: torch.Tensor, y: int, *, eps: float, nor
         samples=chains.x_adv.numpy(), sample_loss=sample_loss, sample_fooled=chains.success.numpy(),
         pgd_point=pgd_point.numpy(), pgd_loss=pgd_loss, pgd_fooled=pgd_fooled,
         noise_to_grad=sampler.last_noise_to_grad, fixed_step_point=pgd.x_adv[0].numpy(),
-        fixed_step_loss=fixed_step_loss)
+        fixed_step_loss=fixed_step_loss, step_size=step)

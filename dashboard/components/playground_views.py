@@ -257,6 +257,17 @@ def accuracy_figure(history: Sequence[dict[str, Any]], title: str, *, eps: float
     return go.Figure(data=data, layout=layout)
 
 
+def lattice_note(panel: LangevinPanel) -> str | None:
+    """Why the ℓ∞ samples sit on a regular grid (students asked): every step moves each coordinate by exactly ±η,
+    so a chain from x lands on points of spacing η, and many chains share one. None for ℓ2 (no grid there)."""
+    if panel.norm != "linf" or not len(panel.samples):
+        return None
+    distinct = len(np.unique(np.round((panel.samples - panel.x) / panel.step_size).astype(np.int64), axis=0))
+    return (f"The {len(panel.samples)} samples sit on {distinct} distinct points of a grid: each Langevin step moves "
+            f"each coordinate by exactly ± the step η = {panel.step_size:g} (a signed step, as PGD's; the noise only "
+            "changes which sign), so every chain from x lands on points η apart, and many chains share one.")
+
+
 def langevin_figure(panel: LangevinPanel, class_name: str, height: int = 520) -> go.Figure:
     """The loss inside the ε-ball around one point, DALE's Langevin samples at T, PGD's point and the boundary."""
     # The loss spans orders of magnitude inside one ball (1e-6 deep in a class, > 1 across the boundary): a log

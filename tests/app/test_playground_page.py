@@ -3,6 +3,7 @@ choice drives the Langevin panel, and a bad setting is refused before anything r
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -46,16 +47,20 @@ def test_training_draws_both_panels_and_the_langevin_panel() -> None:
     assert not at.exception, at.exception
     assert at.button(key="pg_stop").disabled  # nothing runs any more
     specs = [c.proto.spec for c in at.get("plotly_chart")]
-    assert sum("Decision regions" in s for s in specs) == 2
+    # Each chart names its model: side by side with the headings scrolled away, the two were titled alike.
+    titles = [json.loads(s)["layout"]["title"]["text"] for s in specs]
+    assert any(t.startswith("Standard (ERM) · decision regions") for t in titles), titles
+    assert any(t.startswith("Adversarial (") and "· decision regions" in t for t in titles), titles
+    assert sum("decision regions" in s for s in specs) == 2
     # The ε-balls and arrows are off at first (they covered the standard model's boundary) and come on by toggle.
-    planes = [s for s in specs if "Decision regions" in s]
+    planes = [s for s in specs if "decision regions" in s]
     assert not any("PGD step (flips the class)" in s or "ε-ball (ℓ" in s for s in planes)
     at.toggle(key="pg_show_arrows").set_value(True).run()
     at.toggle(key="pg_show_balls").set_value(True).run()
-    planes = [c.proto.spec for c in at.get("plotly_chart") if "Decision regions" in c.proto.spec]
+    planes = [c.proto.spec for c in at.get("plotly_chart") if "decision regions" in c.proto.spec]
     assert all("PGD step (flips the class)" in s and "ε-ball (ℓ" in s for s in planes) and len(planes) == 2
     specs = [c.proto.spec for c in at.get("plotly_chart")]
-    assert sum("Accuracy over training" in s for s in specs) == 2
+    assert sum("accuracy over training" in s for s in specs) == 2
     assert sum("DALE's samples at T" in s for s in specs) == 1
     labels = [m.label for m in at.metric]
     assert labels.count("Clean accuracy") == 2 and "Samples fooling" in labels
@@ -143,3 +148,20 @@ def test_a_class_looks_the_same_in_every_panels_legend() -> None:
         legends.append({t.name: t.marker.symbol for t in figure.data
                         if t.name.startswith("class ") and t.showlegend is not False})
     assert legends[0] == legends[1] == {f"class {c}": "circle" for c in trainer.data.classes}
+
+
+def test_the_langevin_panel_says_why_its_samples_sit_on_a_grid() -> None:
+    """A teacher's students asked why 200 samples showed as a regular lattice of about 50 points."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from dashboard.components.playground_views import lattice_note
+
+    x = np.array([0.3, 0.6])
+    steps = np.array([[1, 1], [1, 1], [-3, 2], [0, 0]])
+    panel = SimpleNamespace(norm="linf", x=x, step_size=0.01, samples=x + 0.01 * steps)
+    note = lattice_note(panel)
+    assert note.startswith("The 4 samples sit on 3 distinct points of a grid") and "η = 0.01" in note
+    assert lattice_note(SimpleNamespace(norm="l2", x=x, step_size=0.01, samples=panel.samples)) is None
+

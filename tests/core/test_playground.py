@@ -104,6 +104,13 @@ def test_langevin_at_zero_temperature_is_pgd(trained, norm: str) -> None:
     delta = warm.samples - warm.x
     size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
     assert (size <= 0.08 + 1e-6).all()
+    # The ℓ∞ samples sit on a grid of spacing η around x (signed steps; students asked why: the page says so).
+    on_grid = delta / warm.step_size
+    inside_box = ((warm.x + delta > 1e-6) & (warm.x + delta < 1 - 1e-6)).all(1)
+    if norm == "linf":
+        assert warm.step_size == pytest.approx(0.008)
+        assert np.abs(on_grid[inside_box] - np.rint(on_grid[inside_box])).max() < 1e-3
+        assert 1 < len(np.unique(np.rint(on_grid).astype(int), axis=0)) < len(warm.samples)
 
 
 def kinked_model(kink: float) -> torch.nn.Module:
