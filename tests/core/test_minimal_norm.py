@@ -35,6 +35,29 @@ def test_tpgd_with_temperature_one_is_exactly_pgd() -> None:
     assert torch.equal(a, b)
 
 
+def test_tpgd_at_a_small_temperature_still_finds_the_adversarial_examples_pgd_finds() -> None:
+    """At T = 0.01 the tempered softmax saturated in float32 and 96 % of the standard model's points got a zero
+    gradient: 95.8 % robust accuracy where PGD-10 gives 52 %. The step direction now stays finite; the loss
+    trace is still the tempered cross-entropy."""
+    from core.data import load_dataset
+    from core.models import load_checkpoint
+    from core.utils import assets_models_dir
+
+    model = load_checkpoint(assets_models_dir() / "digits-smallcnn-erm.safetensors")[0].eval()
+    data = load_dataset("digits", "test")
+    x, y = data.x[:360], data.y[:360]
+    robust = {}
+    for name, attack in (("pgd", PGD(steps=10)), ("cold", TemperaturePGD(steps=10, temperature=0.01))):
+        result = attack(model, x, y, 0.1, generator=torch.Generator().manual_seed(0))
+        robust[name] = 1 - float(result.success.float().mean())
+    assert robust["cold"] < robust["pgd"] + 0.05, robust
+    cold = TemperaturePGD(steps=3, temperature=0.01, random_start=False)(model, x[:8], y[:8], 0.1,
+                                                      generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tempered = torch.nn.functional.cross_entropy(model(x[:8]) / 0.01, y[:8], reduction="none")
+    assert torch.allclose(cold.loss_trace[0], tempered), "the trace's first value is the tempered cross-entropy at x"
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")], ids=["zero", "negative", "nan"])
 def test_tpgd_refuses_bad_temperatures(bad: float) -> None:
     with pytest.raises(ConfigError, match="temperature"):
