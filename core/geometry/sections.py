@@ -281,4 +281,3 @@ def ball_loss(model: nn.Module, plane: Plane, y: int, ball: np.ndarray, *, rings
     ab = np.concatenate([[[0.0, 0.0]], *(s * outline for s in scales[1:])])
     loss = _losses(model, plane, y, ab[:, 0], ab[:, 1])
     return BallLoss(at_x=float(loss[0]), highest=float(loss.max()))
-

@@ -279,4 +279,3 @@ def test_a_new_primary_in_the_sidebar_replaces_the_models_analysed() -> None:
     at.selectbox(key="_sb_primary").select("shipped-digits-smallcnn-trades").run()
     assert not at.exception, at.exception
     assert at.multiselect(key="rob_models").value == ["shipped-digits-smallcnn-trades", "shipped-digits-smallcnn-erm"]
-
