@@ -17,6 +17,7 @@ from core.geometry.universal import MAX_PASSES, UAPSpec
 from core.jobs import cancel_job, list_jobs, submit_job
 from core.training.config import MAX_EPS
 from dashboard import cache
+from dashboard.components import geometry_analysis_views as charts
 from dashboard.components import geometry_views as views
 from dashboard.components.layout import panels
 
@@ -113,7 +114,7 @@ def _margins(data: Any, labels: list[tuple[str, str]], device: str, colours: dic
             except AtlasError as exc:
                 st.error(f"{label}: {exc}")
                 return
-    st.plotly_chart(views.margin_boxes(results, data.classes, norm, colours), key="geo_margin_boxes")
+    st.plotly_chart(charts.margin_boxes(results, data.classes, norm, colours), key="geo_margin_boxes")
     rows = []
     for label, result in results.items():
         overall = result.summary(norm).loc["all"]
@@ -142,7 +143,7 @@ def _dct(data: Any, labels: list[tuple[str, str]], device: str, colours: dict[st
     results = _background("DCT margins", specs, device, "geo_dct")
     if not results:
         return
-    st.plotly_chart(views.dct_figure(results, colours), key="geo_dct_chart")
+    st.plotly_chart(charts.dct_figure(results, colours), key="geo_dct_chart")
     info = next(iter(results.values())).info
     st.caption(f"{info.get('subspace_dim')}-dimensional subspaces of the {info.get('input_dim')}-dimensional input "
                f"({info.get('block')}×{info.get('block')} DCT blocks, step {info.get('step')}). Subspace-constrained "
@@ -185,12 +186,12 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool, 
     for note in {n for r in results.values() for n in r.info.get("notes", [])}:
         st.info(note)
     columns = panels(len(results), "geo-uap-models")
-    v_limit = views.image_limit([r.v for r in results.values()])
+    v_limit = charts.image_limit([r.v for r in results.values()])
     for column, (label, r) in zip(columns, results.items()):
         with column:
             if is_image:
-                st.plotly_chart(views.image_figure(r.v, f"v — {label}", limit=v_limit), key=f"geo_uap_v_{label}")
-            st.plotly_chart(views.label_figure(r, data.classes,
+                st.plotly_chart(charts.image_figure(r.v, f"v — {label}", limit=v_limit), key=f"geo_uap_v_{label}")
+            st.plotly_chart(charts.label_figure(r, data.classes,
                                                f"Predictions without and with v — {views.short_name(label)}"),
                             key=f"geo_uap_labels_{label}")
             holdout = r.info.get("n_holdout", 0)
@@ -204,8 +205,8 @@ def _uap(data: Any, labels: list[tuple[str, str]], device: str, is_image: bool, 
                        + (f" Both v share one colour range, ±{v_limit:.3g}." if is_image and len(results) > 1
                           else ""))
     left, right = panels(2, "geo-uap-charts")
-    left.plotly_chart(views.fooling_figure(results, 1 - next(iter(specs.values())).delta, colours), key="geo_uap_rate")
-    right.plotly_chart(views.singular_figure(results, colours), key="geo_uap_sv")
+    left.plotly_chart(charts.fooling_figure(results, 1 - next(iter(specs.values())).delta, colours), key="geo_uap_rate")
+    right.plotly_chart(charts.singular_figure(results, colours), key="geo_uap_sv")
     st.caption("One perturbation v for all images (Moosavi-Dezfooli et al., CVPR 2017): after each image that v "
                "does not fool yet, a DeepFool step from x + v is added and v is projected back to ‖v‖ ≤ ξ. Its "
                "existence is a geometric fact: the normals of the boundary near different images share a few "
