@@ -74,9 +74,18 @@ class AttackResult:
 
 
 def validate_eps(eps: float | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
-    """ε as a per-sample float tensor; NaN, infinite or negative values are refused with a clear message."""
+    """ε as a per-sample float tensor; NaN, infinite or negative values are refused with a clear message.
+
+    A number is checked on the host and filled on ``device`` (a training step calls this once per batch, and a check
+    on a GPU tensor would make the host wait for the GPU); a tensor is checked on its own device."""
+    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
+        if not math.isfinite(eps):
+            raise ConfigError("eps must be finite (got NaN or inf)")
+        if eps < 0:
+            raise ConfigError(f"eps must be ≥ 0, got {eps:g}")
+        return torch.full((n,), eps, dtype=torch.float32, device=device)
     try:
-        eps_t = torch.as_tensor(eps, dtype=torch.float32, device=device)
+        eps_t = torch.as_tensor(eps, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"eps must be a number or a tensor of numbers, got {eps!r}") from exc
     if eps_t.dim() == 0:
@@ -87,7 +96,7 @@ def validate_eps(eps: float | torch.Tensor, n: int, device: torch.device) -> tor
         raise ConfigError("eps must be finite (got NaN or inf)")
     if (eps_t < 0).any():
         raise ConfigError(f"eps must be ≥ 0, got {eps_t.min().item():g}")
-    return eps_t.clone()
+    return eps_t.to(device).clone()
 
 
 def check_int(name: str, value: object, low: int = 1) -> None:

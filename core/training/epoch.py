@@ -22,6 +22,8 @@ from core.utils import derive_seed, make_generator
 
 ProgressFn = Callable[[dict[str, Any]], None]
 StopFn = Callable[[], bool]
+# Seconds between two per-batch progress events (each reads the loss off the device; the last batch always reports).
+PROGRESS_EVERY = 0.25
 
 
 @dataclass
@@ -71,7 +73,12 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
     gen = make_generator(config.seed, "attack", epoch, device=str(device) if device.type == "cuda" else "cpu")
     batches = (n + config.batch_size - 1) // config.batch_size
     total_steps = batches * config.epochs
-    loss_sum, correct = 0.0, 0
+    # The epoch's sums stay on the device: reading a number off the GPU inside the loop would make the CPU wait for
+    # every step before it queues the next one (read here once per epoch, and for progress every PROGRESS_EVERY s).
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    order = perm.to(data.x.device)  # batch indices on the data's device: no host-to-device copy per step
+    last_report = time.perf_counter()
     autocast = amp_context(config, device)
     wants_stop = (lambda: False) if should_stop is None else should_stop
     # Under torchrun the stop request travels with each step's reduction (one collective per step, not two);
@@ -86,9 +93,9 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
     for b in range(batches):
         if (stop if dist.enabled else wants_stop()):
             seen = min(b * config.batch_size, n)
-            return EpochStats(loss_sum / max(b, 1), _global_count(dist, correct, device) / max(seen, 1),
+            return EpochStats(float(loss_sum) / max(b, 1), _global_count(dist, int(correct), device) / max(seen, 1),
                               time.perf_counter() - start, True)
-        batch = perm[b * config.batch_size:(b + 1) * config.batch_size]
+        batch = order[b * config.batch_size:(b + 1) * config.batch_size]
         shares = batch.tensor_split(dist.world_size) if dist.enabled else (batch,)
         idx = shares[dist.rank]
         offset = sum(len(share) for share in shares[:dist.rank])
@@ -131,20 +138,24 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
         optimizer.step()
         if dist.enabled:
             batch_loss, parts, stop = _reduce_step(dist, values, list(parts), carrier)
+            loss_sum += batch_loss
         else:
-            batch_loss = loss.item()
+            batch_loss = loss.detach()
+            loss_sum += batch_loss
         for name, value in parts.items():
             state.add(name, value)
         if method.after_step is not None:
             method.after_step(state, parts, config)
-        loss_sum += batch_loss
-        correct += int((logits.argmax(1) == y).sum())
-        if on_progress is not None and dist.is_main:
-            on_progress({"kind": "batch", "epoch": epoch, "batch": b + 1, "batches": batches, "loss": batch_loss})
+        correct += (logits.argmax(1) == y).sum()
+        if on_progress is not None and dist.is_main and (
+                b == batches - 1 or time.perf_counter() - last_report >= PROGRESS_EVERY):
+            last_report = time.perf_counter()
+            on_progress({"kind": "batch", "epoch": epoch, "batch": b + 1, "batches": batches,
+                         "loss": float(batch_loss)})
     if dist.enabled:
         state.reduce_robust(dist)
-    return EpochStats(loss_sum / batches, _global_count(dist, correct, device) / n, time.perf_counter() - start,
-                      False)
+    return EpochStats(float(loss_sum) / batches, _global_count(dist, int(correct), device) / n,
+                      time.perf_counter() - start, False)
 
 
 def amp_context(config: TrainConfig, device: torch.device) -> Callable[[], Any]:
@@ -164,12 +175,14 @@ def _share_of_global_mean(per_sample: torch.Tensor, y: torch.Tensor, y_global: t
     return (per_sample * weights[y]).sum() * (dist.world_size / weights[y_global].sum())
 
 
-def _step_values(dist: DistContext, loss: torch.Tensor, parts: dict[str, float], n_local: int, n_global: int,
+def _step_values(dist: DistContext, loss: torch.Tensor, parts: dict[str, Any], n_local: int, n_global: int,
                  stop: bool) -> torch.Tensor:
     """This rank's share of the step's numbers, to be summed over the ranks: the stop flag, the loss parts (means
     over the global batch) and the loss, on the loss's device (no wait for the GPU)."""
-    head = torch.tensor([float(stop), *[parts[k] * n_local / n_global for k in parts]], dtype=torch.float64)
-    return torch.cat([head.to(loss.device), (loss.detach().double() / dist.world_size).reshape(1)])
+    head = [torch.tensor([float(stop)], dtype=torch.float64).to(loss.device)]
+    shares = [(torch.as_tensor(parts[k], dtype=torch.float64, device=loss.device) * n_local / n_global).reshape(1)
+              for k in parts]
+    return torch.cat([*head, *shares, (loss.detach().double() / dist.world_size).reshape(1)])
 
 
 def _reduce_step(dist: DistContext, values: torch.Tensor, names: list[str],

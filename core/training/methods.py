@@ -17,7 +17,7 @@ training accuracy is read from, and the batch's ℓ_nom (clean CE) and ℓ_ro (r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,8 @@ class MethodState:
 
     nu: float = 0.0
     class_weights: torch.Tensor | None = None
-    sums: dict[str, float] = field(default_factory=dict)
+    # Running sums of the loss parts: float64 tensors on the model's device (read once per epoch by ``means``).
+    sums: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     robust_hits: torch.Tensor | None = None  # per class: training points still right on their adversarial input
     robust_seen: torch.Tensor | None = None
@@ -64,19 +65,23 @@ class MethodState:
             return None
         return (self.robust_hits.float() / self.robust_seen.clamp_min(1).float()).cpu().tolist()
 
-    def add(self, name: str, value: float) -> None:
+    def add(self, name: str, value: float | torch.Tensor) -> None:
+        """Add a step's value (a float, or a 0-dim tensor left on its device: no wait for the GPU)."""
         self.sums[name] = self.sums.get(name, 0.0) + value
         self.counts[name] = self.counts.get(name, 0) + 1
 
     def means(self) -> dict[str, float]:
-        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+        return {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
 
 
-def _mean(values: torch.Tensor) -> float:
-    return float(values.detach().mean())
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    """A loss part: the batch mean as a float64 0-dim tensor on the batch's device. Reading it as a number would
+    wait for the GPU at every step; the epoch's sum is read once (``MethodState.means``)."""
+    return values.detach().mean().double()
 
 
-LossOut = tuple[torch.Tensor, torch.Tensor, dict[str, float]]
+Parts = dict[str, Any]  # loss parts: 0-dim tensors (see _mean) or floats
+LossOut = tuple[torch.Tensor, torch.Tensor, Parts]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None, TrainConfig, MethodState], LossOut]
 
 
@@ -144,10 +149,10 @@ def _dale_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.
     return ro + state.nu * nom, logits_clean, {"loss_nom": _mean(nom), "loss_ro": _mean(ro)}
 
 
-def _dual_step(state: MethodState, parts: dict[str, float], config: TrainConfig) -> None:
+def _dual_step(state: MethodState, parts: Parts, config: TrainConfig) -> None:
     """ν ← max(0, ν + η_d·(ℓ_nom − ρ)): a plain float, so it lives on no device (the authors' clamp returned a
     CUDA tensor)."""
-    state.nu = max(0.0, state.nu + config.dale_dual_lr * (parts["loss_nom"] - config.dale_rho))
+    state.nu = max(0.0, state.nu + config.dale_dual_lr * (float(parts["loss_nom"]) - config.dale_rho))
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ class Method:
     loss: LossFn
     single_step: bool = False
     description: str = ""
-    after_step: Callable[[MethodState, dict[str, float], TrainConfig], None] | None = None
+    after_step: Callable[[MethodState, Parts, TrainConfig], None] | None = None
     uses_nu: bool = False
     # The loss takes ``logits_clean`` from the attack's first step (see shares_clean_pass).
     clean_from_attack: bool = False
