@@ -51,8 +51,10 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Datase
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(derive_seed(config.seed, "dropout", epoch, *_rank_key(dist)))
-        return _train_epoch(model, train_model or model, optimizer, data, config, method, attack, epoch, device,
-                            on_progress, should_stop, state, dist)
+        # Not `train_model or model`: a torch.compile'd module refuses bool() ("does not support len()").
+        step_model = model if train_model is None else train_model
+        return _train_epoch(model, step_model, optimizer, data, config, method, attack, epoch, device, on_progress,
+                            should_stop, state, dist)
 
 
 def _rank_key(dist: DistContext) -> tuple[int, ...]:

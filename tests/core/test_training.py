@@ -271,3 +271,29 @@ def test_a_resumed_run_keeps_its_name_in_its_checkpoints(tmp_path: Path) -> None
     resumed = train(replace(config, name="second name"), registry=reg)
     assert resumed.status == "completed" and reg.get_run(resumed.run_id)["name"] == "first name"
     assert load_checkpoint(resumed.checkpoint_path)[1]["name"] == "first name"
+
+
+def test_a_compiled_training_step_trains_the_eager_weights() -> None:
+    """--compile: the step calls torch.compile's wrapper (inductor on CPU here). The loop once chose the module with
+    `train_model or model`, which a compiled module refuses ("does not support len()"), so every compiled run
+    failed at its first epoch."""
+    from core.data import load_dataset
+    from core.distributed import SINGLE
+    from core.models import build_model
+    from core.training.epoch import train_epoch
+    from core.training.loop import _wrap, make_optimizer
+    from core.training.methods import MethodState
+
+    cpu = torch.device("cpu")
+    data = load_dataset("digits", "train")
+    weights = []
+    for compiled in (False, True):
+        config = TrainConfig(dataset="digits", method="erm", epochs=1, batch_size=256, compile=compiled)
+        model = build_model("smallcnn", seed=0)
+        optimizer = make_optimizer(model, config)
+        train_epoch(model, optimizer, data, config, METHODS["erm"], None, 1, cpu, state=MethodState(),
+                    train_model=_wrap(model, config, SINGLE, cpu))
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    initial = torch.cat([p.detach().flatten() for p in build_model("smallcnn", seed=0).parameters()])
+    assert (weights[0] - initial).abs().max() > 1e-3  # the epoch trained
+    torch.testing.assert_close(weights[1], weights[0], atol=1e-4, rtol=1e-3)
