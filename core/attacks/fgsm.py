@@ -49,10 +49,15 @@ class FGSM(GradientAttack):
         x_adv = x
         if self.config.random_start:
             x_adv = clip_to(x + random_in_ball(x.shape, eps, self.config.norm, generator, x.device), bounds)
-        loss, grad = input_gradient(self.get_loss_fn(model, x, y), x_adv)
-        step = eps * self.config.step_factor
-        x_adv = self.ascend(x, x_adv, grad, step, eps, bounds)
-        return x_adv, loss.unsqueeze(0)
+
+        def step(x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, x_adv: torch.Tensor) -> (
+                tuple[torch.Tensor, torch.Tensor]):
+            loss, grad = input_gradient(self.get_loss_fn(model, x, y), x_adv)
+            return self.ascend(x, x_adv, grad, eps * self.config.step_factor, eps, bounds), loss.unsqueeze(0)
+
+        # The random start is drawn above; on a GPU a repeated call replays the step as one CUDA graph.
+        x_adv, trace = self.graph_cache.run(step, model, (x, y, eps, x_adv), (bounds, self.config))
+        return x_adv, trace
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +87,12 @@ class NFGSM(GradientAttack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         noise = random_in_ball(x.shape, eps * self.config.noise_factor, self.config.norm, generator, x.device)
         x_noisy = clip_to(x + noise, bounds)
-        loss, grad = input_gradient(self.get_loss_fn(model, x, y), x_noisy)
-        step = eps_like(eps * self.config.step_factor, x)
-        x_adv = clip_to(x_noisy + step * ascent_direction(grad, self.config.norm), bounds)
-        return x_adv, loss.unsqueeze(0)
+
+        def step(x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, x_noisy: torch.Tensor) -> (
+                tuple[torch.Tensor, torch.Tensor]):
+            loss, grad = input_gradient(self.get_loss_fn(model, x, y), x_noisy)
+            size = eps_like(eps * self.config.step_factor, x)
+            return clip_to(x_noisy + size * ascent_direction(grad, self.config.norm), bounds), loss.unsqueeze(0)
+
+        x_adv, trace = self.graph_cache.run(step, model, (x, y, eps, x_noisy), (bounds, self.config))
+        return x_adv, trace

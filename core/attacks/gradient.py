@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.attacks.base import Attack, Bounds, LossFn
+from core.attacks.graphs import GraphCache
 from core.attacks.norms import ascent_direction, project
 
 
@@ -24,6 +25,14 @@ def clip_to(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
 
 class GradientAttack(Attack):
     """Base for attacks that ascend a per-sample loss by signed / normalised gradient steps."""
+
+    @property
+    def graph_cache(self) -> GraphCache:
+        """The attack's recorded steps (CUDA graphs on a GPU, core/attacks/graphs.py); made on first use."""
+        cache = self.__dict__.get("_graph_cache")
+        if cache is None:
+            cache = self.__dict__["_graph_cache"] = GraphCache()
+        return cache
 
     def get_loss_fn(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossFn:
         """Per-sample cross-entropy of the model at a candidate ``x_adv``."""

@@ -102,15 +102,22 @@ class PGD(GradientAttack):
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
         generator: torch.Generator, bounds: Bounds,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        loss_fn = self.objective(model, x, y)
-        step = self.config.step_for(eps)
         x_adv = self.initial_point(x, eps, generator, bounds)
-        trace = []
-        for _ in range(self.config.steps):
-            loss, grad = input_gradient(loss_fn, x_adv)
-            trace.append(loss)
-            x_adv = self.ascend(x, x_adv, grad, step, eps, bounds)
-        return x_adv, torch.stack(trace)
+
+        def iterate(x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, x_adv: torch.Tensor) -> (
+                tuple[torch.Tensor, torch.Tensor]):
+            loss_fn = self.objective(model, x, y)
+            step = self.config.step_for(eps)
+            trace = []
+            for _ in range(self.config.steps):
+                loss, grad = input_gradient(loss_fn, x_adv)
+                trace.append(loss)
+                x_adv = self.ascend(x, x_adv, grad, step, eps, bounds)
+            return x_adv, torch.stack(trace)
+
+        # On a GPU a repeated call replays the steps as one CUDA graph (core/attacks/graphs.py).
+        x_adv, trace = self.graph_cache.run(iterate, model, (x, y, eps, x_adv), (bounds, self.config))
+        return x_adv, trace
 
     def _perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
