@@ -14,6 +14,7 @@ do the same work.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -71,12 +72,13 @@ def main() -> None:
     ys = [torch.randint(0, 10, (args.batch,), generator=gen).to(device) for _ in range(args.batches)]
     sync, points = synced(device), args.batch * args.batches
 
-    def ours(precision: str = "fp32", channels_last: bool = False) -> Callable[[], float]:
+    def ours(precision: str = "fp32", channels_last: bool = False, graphs: bool = True) -> Callable[[], float]:
         attack = PGD(norm="linf", steps=STEPS, step_size=2 / 255, precision=precision)
         net = model.to(memory_format=torch.channels_last) if channels_last else model.to(
             memory_format=torch.contiguous_format)
 
         def run() -> float:
+            os.environ["ATLAS_CUDA_GRAPHS"] = "1" if graphs else "0"
             robust = 0
             for i, (x, y) in enumerate(zip(xs, ys)):
                 x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -85,8 +87,8 @@ def main() -> None:
             return robust / points
         return run
 
-    rows = {"ours fp32": ours(), "ours bf16 (AMP)": ours("bf16"), "ours fp32 channels-last": ours(channels_last=True),
-            "ours bf16 channels-last": ours("bf16", True)}
+    rows = {"ours fp32": ours(), "ours fp32, no CUDA graphs": ours(graphs=False), "ours bf16 (AMP)": ours("bf16"),
+            "ours fp32 channels-last": ours(channels_last=True), "ours bf16 channels-last": ours("bf16", True)}
     try:
         sys.path.insert(0, str(ROOT / "bench" / ".reference"))
         import torchattacks
