@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -79,6 +80,7 @@ class GraphCache:
         self.broken = False
         self.captures = 0
         self.replays = 0
+        self.lock = threading.Lock()
 
     def run(self, loop: Loop, model: nn.Module, inputs: tuple[torch.Tensor, ...], extra: tuple[Any, ...]) -> (
             tuple[torch.Tensor, ...]):
@@ -87,6 +89,16 @@ class GraphCache:
         device = inputs[0].device
         if self.broken or not enabled(device) or torch.cuda.is_current_stream_capturing():
             return loop(*inputs)
+        # One thread at a time replays or records (the inputs are copied into shared buffers); another runs eagerly.
+        if not self.lock.acquire(blocking=False):
+            return loop(*inputs)
+        try:
+            return self._run(loop, model, inputs, extra)
+        finally:
+            self.lock.release()
+
+    def _run(self, loop: Loop, model: nn.Module, inputs: tuple[torch.Tensor, ...], extra: tuple[Any, ...]) -> (
+            tuple[torch.Tensor, ...]):
         key = self._key(model, inputs, extra)
         graph = self.graphs.get(key)
         if graph is not None:
@@ -114,7 +126,8 @@ class GraphCache:
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph), _no_weight_cache(device):
+            # thread_local: CUDA calls of the app's other threads (another session's attack) do not break the capture.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"), _no_weight_cache(device):
                 outputs = loop(*static)
         except RuntimeError as exc:
             self.broken = True
