@@ -140,10 +140,9 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
         optimizer.step()
         if dist.enabled:
             batch_loss, parts, stop = _reduce_step(dist, values, list(parts), carrier)
-            loss_sum += batch_loss
         else:
             batch_loss = loss.detach()
-            loss_sum += batch_loss
+        loss_sum += batch_loss
         for name, value in parts.items():
             state.add(name, value)
         if method.after_step is not None:
@@ -181,10 +180,10 @@ def _step_values(dist: DistContext, loss: torch.Tensor, parts: dict[str, Any], n
                  stop: bool) -> torch.Tensor:
     """This rank's share of the step's numbers, to be summed over the ranks: the stop flag, the loss parts (means
     over the global batch) and the loss, on the loss's device (no wait for the GPU)."""
-    head = [torch.tensor([float(stop)], dtype=torch.float64).to(loss.device)]
+    head = torch.tensor([float(stop)], dtype=torch.float64).to(loss.device)
     shares = [(torch.as_tensor(parts[k], dtype=torch.float64, device=loss.device) * n_local / n_global).reshape(1)
               for k in parts]
-    return torch.cat([*head, *shares, (loss.detach().double() / dist.world_size).reshape(1)])
+    return torch.cat([head, *shares, (loss.detach().double() / dist.world_size).reshape(1)])
 
 
 def _reduce_step(dist: DistContext, values: torch.Tensor, names: list[str],
