@@ -64,12 +64,14 @@ with st.sidebar:
         relabelled = st.session_state.get("_sb_labels") != labels
         st.session_state["_sb_labels"] = labels
         state.sync_widget("_sb_primary", st.session_state[state.PRIMARY_RUN], force=relabelled)
-        st.selectbox("Primary model", ids, key="_sb_primary", format_func=labels.__getitem__,
+        # index=None: a value the browser clears reaches the callback as None, which it refuses, instead of as the
+        # first option (Streamlit's deserializer maps "no value" to the default index).
+        st.selectbox("Primary model", ids, index=None, key="_sb_primary", format_func=labels.__getitem__,
                      on_change=state.set_model_from_widget, args=(state.PRIMARY_RUN, "_sb_primary", ids))
         # "" is "none": a selectbox whose value is None shows its placeholder ("Choose an option") instead.
         options = ["", *(i for i in ids if i != st.session_state[state.PRIMARY_RUN])]
         state.sync_widget("_sb_comparison", st.session_state[state.COMPARISON_RUN] or "", force=relabelled)
-        st.selectbox("Comparison model", options, key="_sb_comparison",
+        st.selectbox("Comparison model", options, index=None, key="_sb_comparison",
                      format_func=lambda i: labels.get(i, i) if i else "— none —",
                      on_change=state.set_model_from_widget, args=(state.COMPARISON_RUN, "_sb_comparison", ids))
     else:

@@ -156,9 +156,11 @@ def set_model_from_widget(state_key: str, widget_key: str, ids: list[str]) -> No
     """A sidebar model picker changed: its run id becomes the primary or comparison ("" in the comparison picker
     is "none"). The browser keeps a picker's value as the option's label, so after a model was renamed it sent
     the old label, which is no run id: that switched the primary to the default model without a word. Such a
-    value is ignored and the picker is set back to the model it shows."""
+    value (or None) is ignored and the picker is set back to the model it shows."""
     value = st.session_state[widget_key]
-    if value and value not in ids:
+    # None is no choice either: after a rename the browser may clear a picker whose label vanished (seen on the
+    # Robustness page; it switched the sidebar to the first model and no comparison).
+    if value is None or (value and value not in ids):
         st.session_state[widget_key] = st.session_state[state_key] or ""
         return
     st.session_state[state_key] = value or None

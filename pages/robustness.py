@@ -41,6 +41,18 @@ spec = cache.dataset_specs()[dataset]
 primary = cache.registry().get_run(default[0] if default else runs[0]["id"])
 norms = ("linf", "l2") if primary["norm"] != "l2patch" else ("l2patch",)
 
+# The sidebar's primary and comparison are what the list starts from, and a change there replaces it: the list kept
+# the models it was first drawn with (a keyed widget ignores a new default), so the page went on with the old pair
+# under a URL that named the new one. A list chosen by hand stays while the sidebar does not change.
+pair = (st.session_state.get(state.PRIMARY_RUN), st.session_state.get(state.COMPARISON_RUN))
+if st.session_state.get("_rob_pair", pair) != pair:
+    st.session_state["rob_models"] = default
+st.session_state["_rob_pair"] = pair
+# A model renamed meanwhile kept its old name on its chip (the browser holds the labels it was sent): after a change
+# of names the list is sent again.
+if st.session_state.get("_rob_names", names) != names and "rob_models" in st.session_state:
+    st.session_state["rob_models"] = [r for r in st.session_state["rob_models"] if r in names]
+st.session_state["_rob_names"] = names
 # The models on a row of their own, so four long names show whole; the ε slider gets the width of the row below.
 chosen = st.multiselect("Models", list(names), default=default, format_func=names.__getitem__, key="rob_models",
                         max_selections=4, bind=state.IN_URL)

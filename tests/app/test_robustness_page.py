@@ -50,8 +50,8 @@ def _stars(at: AppTest) -> list[str]:
 def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_computed_once(
         monkeypatch: pytest.MonkeyPatch, atlas_home: Path) -> None:
     """Also: moving the ε slider (per-class views and all) must not start a minute of attacks. The minimal-norm run
-    answers a new ε at once; PGD-100, Temperature-PGD, the quick ensemble and the trust checks run on a button, here or as a
-    background job in its own process."""
+    answers a new ε at once; PGD-100, Temperature-PGD, the quick ensemble and the trust checks run on a button, here
+    or as a background job in its own process."""
     computed = []
     real = suite.per_sample_table
 
@@ -265,3 +265,17 @@ def test_accuracy_heatmaps_are_readable_without_red_green_vision() -> None:
     assert train == robustness.to_plotly_json()["data"][0]["colorscale"]
     lightness = [0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in (hex_to_rgb(c) for _, c in train)]
     assert lightness == sorted(lightness), "darker = less robust, all the way"
+
+
+def test_a_new_primary_in_the_sidebar_replaces_the_models_analysed() -> None:
+    """The page kept analysing PGD-AT and ERM after the sidebar's primary became another model (the URL named the
+    new one); a list chosen by hand stays until the sidebar changes."""
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("../pages/robustness.py").run()
+    assert at.multiselect(key="rob_models").value == ["shipped-digits-smallcnn-pgd-at", "shipped-digits-smallcnn-erm"]
+    at.multiselect(key="rob_models").set_value(["shipped-digits-smallcnn-pgd-at"]).run()
+    at.selectbox(key="_sb_comparison").select("shipped-digits-smallcnn-erm").run()  # no change: the hand pick stays
+    assert at.multiselect(key="rob_models").value == ["shipped-digits-smallcnn-pgd-at"]
+    at.selectbox(key="_sb_primary").select("shipped-digits-smallcnn-trades").run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="rob_models").value == ["shipped-digits-smallcnn-trades", "shipped-digits-smallcnn-erm"]

@@ -78,7 +78,7 @@ def test_dataset_switch_resets_models_to_that_dataset() -> None:
 def test_each_dataset_keeps_the_models_last_chosen_for_it() -> None:
     at = open_app()
     at.selectbox(key="_sb_primary").select("shipped-digits-smallcnn-trades").run()
-    at.selectbox(key="_sb_comparison").select(None).run()
+    at.selectbox(key="_sb_comparison").select("").run()  # "— none —"
     at.selectbox(key="_sb_dataset").select("moons").run()
     assert at.session_state["primary_run"] == "shipped-moons-mlp-pgd-at", "another dataset starts at its defaults"
     at.selectbox(key="_sb_primary").select("shipped-moons-mlp-erm").run()
@@ -186,3 +186,21 @@ def test_a_link_with_the_same_model_as_primary_and_comparison_says_so() -> None:
     (toast,) = [t.value for t in at.toast]
     assert toast.startswith("The link names digits SmallCNN · ERM as both the primary and the comparison model: the "
                             "comparison is digits SmallCNN"), toast
+
+
+def test_a_picker_the_browser_clears_keeps_the_models() -> None:
+    """After a model was renamed, or a new one appeared, the browser sent "no value" for the sidebar's pickers;
+    Streamlit read that as the first option, so the primary became the newest run and the comparison none, without
+    a word (seen under a Robustness page left open while another tab trained and renamed models)."""
+    at = open_app()
+    before = at.session_state["primary_run"], at.session_state["comparison_run"]
+    assert at.selectbox(key="_sb_primary").options[0] != before[0], "the first option is another model"
+    at.selectbox(key="_sb_primary").set_value(None)
+    at.selectbox(key="_sb_comparison").set_value(None)
+    at.run()
+    assert not at.exception
+    assert (at.session_state["primary_run"], at.session_state["comparison_run"]) == before
+    assert at.selectbox(key="_sb_primary").value == before[0]
+    assert at.selectbox(key="_sb_comparison").value == before[1]
+    at.selectbox(key="_sb_comparison").select("").run()  # the user's own "— none —" is still taken
+    assert at.session_state["comparison_run"] is None
