@@ -105,5 +105,15 @@ page = st.navigation({
     "Help": [st.Page(PAGES / "playground.py", title="Playground", icon=":material/toys:", url_path="playground"),
              st.Page(PAGES / "learn.py", title="Learn", icon=":material/school:", url_path="learn")],
 })
-page.run()
+# A link's value for one of the page's own controls that Streamlit refuses (out of range, not an option) is dropped
+# from the URL without a word: the page is checked once on arrival, after it drew its widgets (st.stop included).
+asked = {key: st.query_params.get_all(key) for key in st.query_params}
+arrived = st.session_state.get("_url_page") != page.url_path
+st.session_state["_url_page"] = page.url_path
+try:
+    page.run()
+finally:
+    for key, values in state.refused_url_values(asked) if arrived else ():
+        st.toast(f"The link sets {md(key)} to “{md(', '.join(values))}”, which this page does not offer: it shows "
+                 "its default instead.", icon=":material/link_off:")
 cache.warm_engine()

@@ -30,7 +30,8 @@ NO_COMPARISON = "none"
 # A page's own view settings (the Attack Lab's example, attack and ε; a chart's norm, ε, sample size…) go in the URL
 # by Streamlit's widget binding: ``bind=IN_URL`` with the widget's key as the parameter's name. A parameter is left
 # out while its widget is at its default, is dropped on leaving the page, and an invalid value is ignored (the
-# widget keeps its default); the pages' own range checks still refuse what the widget lets through.
+# widget keeps its default; the app names it in a toast, see refused_url_values); the pages' own range checks still
+# refuse what the widget lets through.
 IN_URL = "query-params"
 
 
@@ -59,6 +60,29 @@ def write_carried_to_url(keys: tuple[str, ...]) -> None:
         value = st.session_state[key]
         if value != meta.deserializer(None):
             session.query_params.set_corrected_value(key, meta.serializer(value), meta.value_type)
+
+
+def refused_url_values(asked: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """The parameters of ``asked`` (the URL before the page ran) bound to a widget drawn in this run that are no
+    longer in the URL as asked: Streamlit drops a value its widget refuses and the widget keeps its default. Uses
+    the same internals as :func:`write_carried_to_url`."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return []
+    session = ctx.session_state._state
+    refused = []
+    for key, values in asked.items():
+        if key in URL_KEYS.values():
+            continue  # the dataset and models: ensure_models says what it could not take
+        widget_id = session._key_id_mapper.get_id_from_key(key, None)
+        meta = session._new_widget_state.widget_metadata.get(widget_id)
+        if widget_id not in ctx.shared.widget_ids_this_run or meta is None or meta.bind != IN_URL:
+            continue
+        if st.query_params.get_all(key) != values:
+            refused.append((key, values))
+    return refused
 
 
 def init_state() -> None:

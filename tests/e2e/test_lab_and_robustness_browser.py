@@ -12,6 +12,7 @@ from tests.images import png_of_a_one
 
 pytestmark = pytest.mark.e2e
 BADGES = '[class*="st-key-lab_"][class*="_verdict"]'
+REFUSED = "which this page does not offer"
 
 
 def verdicts(page) -> list[str]:
@@ -98,6 +99,7 @@ def test_a_reload_or_a_shared_link_keeps_the_example_the_attack_and_eps(server: 
     assert selected(page, "Attack") == "FGSM"
     assert klass.input_value() == "7"
     assert _thumb(page) == eps, (link, _thumb(page))
+    assert page.get_by_text(REFUSED).count() == 0, "the link's own values are taken without a word"
     assert "FGSM" in page.get_by_test_id("stMain").inner_text()
     go_to(page, "Geometry", "Decision-boundary geometry")
     # The Attack Lab's ε stays on its page; Geometry's own settings are kept too.
@@ -114,8 +116,29 @@ def test_a_reload_or_a_shared_link_keeps_the_example_the_attack_and_eps(server: 
     page.get_by_text("DeepFool path").first.wait_for(timeout=TIMEOUT_MS)
     assert selected(page, "Attack path") == "DeepFool"
     assert klass.input_value() == "7"
+    assert page.get_by_text(REFUSED).count() == 0
     # A page opened by its address first asks the server under that path (/attack-lab/_stcore/health) and gets a
     # 404 before it finds the root (Streamlit's client): those two and nothing else.
+    assert all("404" in e for e in page.console_errors), page.console_errors
+    page.console_errors.clear()
+    assert_healthy(page)
+
+
+def test_a_link_value_the_page_refuses_is_named_not_dropped_silently(server: str, page) -> None:
+    """A link with ?lab_eps=-3 opened the Attack Lab at the default ε without a word (Streamlit's URL binding
+    drops a value its widget refuses); a valid value in the same link is still taken."""
+    page.goto(f"{server}/attack-lab?lab_eps=-3&lab_attack=FGSM", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Attack Lab").wait_for(timeout=TIMEOUT_MS)
+    toast = page.get_by_test_id("stToast").filter(has_text=REFUSED)
+    toast.wait_for(timeout=TIMEOUT_MS)
+    assert "The link sets lab_eps to “-3”" in toast.inner_text()
+    assert toast.count() == 1, "only the refused value is named"
+    assert selected(page, "Attack") == "FGSM"
+    assert "lab_eps" not in page.url
+    page.goto(f"{server}/robustness?rob_n=77", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Robustness", exact=True).wait_for(timeout=TIMEOUT_MS)
+    page.get_by_test_id("stToast").filter(has_text="The link sets rob_n to “77”").wait_for(timeout=TIMEOUT_MS)
+    # Opened by its address, a page first asks the server under its path and gets a 404 (Streamlit's client).
     assert all("404" in e for e in page.console_errors), page.console_errors
     page.console_errors.clear()
     assert_healthy(page)
