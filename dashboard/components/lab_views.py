@@ -109,11 +109,14 @@ def decimals(step: float) -> int:
     return int(min(max(3, -math.floor(math.log10(step)) + 1), 6)) if step > 0 else 3
 
 
-def png_bytes(x: np.ndarray) -> bytes:
-    """A C×H×W image in [0,1] as an 8-bit PNG at its native size."""
+def png_bytes(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> bytes:
+    """The C×H×W adversarial image ``x_adv`` as an 8-bit PNG at its native size, rounded to levels that keep it
+    inside the ε-ball around the clean ``x`` (plain rounding left it up to 0.002 outside)."""
     from PIL import Image
 
-    array = np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+    from core.evaluation.lab import to_8bit
+
+    array, _ = to_8bit(x, x_adv, eps, norm)
     image = Image.fromarray(array[0], mode="L") if x.shape[0] == 1 else Image.fromarray(array.transpose(1, 2, 0))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -270,9 +273,10 @@ def numbers_table(sweep: Any, index: int, flip: dict[str, Any], classes: Sequenc
 
 
 def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[str], *, label: str,
-                key: str, trace_label: str | None, attack: str, image_height: int = 200) -> None:
+                key: str, trace_label: str | None, attack: str, norm: str, image_height: int = 200) -> None:
     """Everything for one model at one ε: verdict, three images, key numbers, probabilities, loss, downloads.
-    ``attack`` names the attack with its parameters ("PGD (ℓ∞), 10 steps, untargeted") for the slide;
+    ``attack`` names the attack with its parameters ("PGD (ℓ∞), 10 steps, untargeted") for the slide, ``norm``
+    its threat model ("linf" or "l2");
     ``image_height`` is the images' figure height (taller for a projector)."""
     eps = float(sweep.eps_grid[index])
     x_adv = sweep.x_adv[index]
@@ -310,7 +314,7 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
                             config={"displayModeBar": False})
         else:  # a flat line on an axis from −1 to 1 said nothing
             st.caption(f"At ε = 0 the attack cannot move the image: no {trace_label} curve to draw.")
-    _downloads(sweep, index, classes, label=label, key=key, attack=attack, scale=scale)
+    _downloads(sweep, index, classes, label=label, key=key, attack=attack, norm=norm, scale=scale)
 
 
 def download_stem(model: str, attack: str, cls: str, eps: float) -> str:
@@ -319,7 +323,7 @@ def download_stem(model: str, attack: str, cls: str, eps: float) -> str:
     return f"{slug(model)}_{slug(attack)}_class-{slug(cls)}_eps-{eps:.4g}"
 
 
-def _downloads(sweep: Any, index: int, classes: Sequence[str], *, label: str, key: str, attack: str,
+def _downloads(sweep: Any, index: int, classes: Sequence[str], *, label: str, key: str, attack: str, norm: str,
                scale: float) -> None:
     """The slide strip and the adversarial image as PNG buttons. Both files are made only when clicked (a
     callable): bytes would be re-registered under a new URL on every slider move, and the browser's check of the
@@ -335,7 +339,9 @@ def _downloads(sweep: Any, index: int, classes: Sequence[str], *, label: str, ke
                          icon=":material/download:", on_click="ignore",
                          help="Clean | perturbation | adversarial, enlarged with crisp pixels and labelled with "
                               "the attack, ε and the model: for slides and reports.")
-    right.download_button("Adversarial PNG", functools.partial(png_bytes, x_adv), file_name=f"adversarial_{stem}.png",
-                          mime="image/png", key=f"{key}_png", icon=":material/download:", on_click="ignore",
+    right.download_button("Adversarial PNG", functools.partial(png_bytes, sweep.x, x_adv, eps, norm),
+                          file_name=f"adversarial_{stem}.png", mime="image/png", key=f"{key}_png",
+                          icon=":material/download:", on_click="ignore",
                           help="The adversarial image itself at its native resolution, 8-bit, to feed to another "
-                               "tool: rounding to 8 bits can undo a very small perturbation.")
+                               "tool. Its levels are rounded inside the ε-ball, so it keeps the budget; rounding "
+                               "can still undo a very small perturbation.")

@@ -235,3 +235,43 @@ def test_a_truncated_image_is_refused() -> None:
 def test_non_image_datasets_refuse_uploads() -> None:
     with pytest.raises(DataError, match="not an image"):
         image_to_input(png(Image.new("L", (8, 8))), (2,))
+
+
+@pytest.mark.parametrize("norm,attack", [("linf", "pgd"), ("l2", "pgd")])
+def test_the_adversarial_png_keeps_the_budget(erm, norm: str, attack: str) -> None:
+    """Rounding each pixel to 8 bits moved an exported example up to 0.002 outside its ε-ball (ℓ∞ 0.102 at
+    ε = 0.1); the PNG's levels now stay inside and differ from plain rounding only where they had to."""
+    from dashboard.components.lab_views import png_bytes
+
+    model, data = erm
+    grid = GRID if norm == "linf" else GRID * 10
+    hits = 0
+    for i in range(6):
+        x, y = data.x[i], int(data.y[i])
+        sweep = sweep_example(model, x, y, attack, {"steps": 10, "norm": norm}, grid)
+        for eps, x_adv in zip(grid[1::5], sweep.x_adv[1::5]):
+            image = np.asarray(Image.open(io.BytesIO(png_bytes(sweep.x, x_adv, float(eps), norm))), dtype=float)
+            saved = image[None] / 255
+            naive = np.rint(np.clip(x_adv.astype(float), 0, 1) * 255) / 255
+            dist = threat_norm(torch.from_numpy(saved - sweep.x)[None], norm).item()
+            assert dist <= eps + 1e-9, (norm, eps, dist)
+            hits += threat_norm(torch.from_numpy(naive - sweep.x)[None], norm).item() > eps + 1e-9
+            changed = saved != naive
+            assert np.abs(saved - naive)[changed].max(initial=0) < 1.5 / 255, "one level at most"
+            if norm == "linf":  # exactly the pixels whose nearest level broke the budget moved
+                assert (changed == (np.abs(naive - sweep.x) > eps + 1e-9)).all()
+    assert hits, "plain rounding does leave the ball here: the test sees the bug"
+
+
+def test_8_bit_levels_on_an_image_off_the_levels() -> None:
+    """digits' pixels are multiples of 1/16, not of 1/255: a perturbation smaller than a level cannot be kept in
+    ℓ2, and the distance returned says how far the file is (never beyond the nearest levels)."""
+    from core.evaluation.lab import to_8bit
+
+    x = np.full((1, 2, 2), 1 / 16)
+    levels, dist = to_8bit(x, x + 1e-4, 1e-4 * 2, "l2")
+    assert dist == pytest.approx(2 * abs(np.rint(255 / 16) / 255 - 1 / 16))
+    levels, dist = to_8bit(x, x + 0.1, 0.1, "linf")
+    assert dist <= 0.1 and (levels == np.floor((1 / 16 + 0.1) * 255)).all()
+    with pytest.raises(ConfigError):
+        to_8bit(x, x, 0.1, "l2patch")
