@@ -27,6 +27,8 @@ PREFERRED_COMPARISON = ("erm",)
 # to a colleague, opens the same models instead of the defaults.
 URL_KEYS = {DATASET: "dataset", PRIMARY_RUN: "primary", COMPARISON_RUN: "comparison"}
 NO_COMPARISON = "none"
+# Teaching mode is on by default; a URL says only that it is off (?teaching=off).
+TEACHING_PARAM = "teaching"
 # A page's own view settings (the Attack Lab's example, attack and ε; a chart's norm, ε, sample size…) go in the URL
 # by Streamlit's widget binding: ``bind=IN_URL`` with the widget's key as the parameter's name. A parameter is left
 # out while its widget is at its default, is dropped on leaving the page, and an invalid value is ignored (the
@@ -108,19 +110,23 @@ def read_url(datasets: list[str]) -> None:
         st.session_state[PRIMARY_RUN] = params["primary"]
     if params.get("comparison"):
         st.session_state[COMPARISON_RUN] = None if params["comparison"] == NO_COMPARISON else params["comparison"]
+    if params.get(TEACHING_PARAM) == "off":  # a reload kept the models but brought the explanations back
+        st.session_state[TEACHING] = False
     # What the link asked for, so ensure_models can say which of it is not here rather than swap it silently.
     st.session_state["_url_asked"] = {key: st.session_state[key] for key in (PRIMARY_RUN, COMPARISON_RUN)
                                       if params.get(URL_KEYS[key]) and st.session_state[key]}
 
 
 def write_url(models: int) -> None:
-    """Put the current dataset and models in the URL (only the parts that changed: each write is a browser
-    history update). A model that is not there leaves the URL; "none" is written only when the user could have
-    picked a comparison (``models`` ≥ 2), so a dataset with one model does not pin "no comparison" for later."""
+    """Put the current dataset, models and teaching mode in the URL (only the parts that changed: each write is a
+    browser history update). A model that is not there leaves the URL; "none" is written only when the user could
+    have picked a comparison (``models`` ≥ 2), so a dataset with one model does not pin "no comparison" for later;
+    teaching mode appears only when it is off."""
     comparison = st.session_state[COMPARISON_RUN] or (NO_COMPARISON if models >= 2 else None)
     values = {DATASET: st.session_state[DATASET], PRIMARY_RUN: st.session_state[PRIMARY_RUN],
               COMPARISON_RUN: comparison}
-    for key, name in URL_KEYS.items():
+    values[TEACHING] = None if st.session_state[TEACHING] else "off"
+    for key, name in {**URL_KEYS, TEACHING: TEACHING_PARAM}.items():
         if not values[key]:
             if name in st.query_params:
                 del st.query_params[name]

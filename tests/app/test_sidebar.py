@@ -204,3 +204,21 @@ def test_a_picker_the_browser_clears_keeps_the_models() -> None:
     assert at.selectbox(key="_sb_comparison").value == before[1]
     at.selectbox(key="_sb_comparison").select("").run()  # the user's own "— none —" is still taken
     assert at.session_state["comparison_run"] is None
+
+
+def test_teaching_mode_off_survives_a_reload() -> None:
+    """A teacher switched the explanations off for a lecture; a reload (or the link sent to students) brought them
+    back on, while the models came back as chosen."""
+    at = open_app()
+    assert "teaching" not in at.query_params, "on is the default: the URL says nothing"
+    at.toggle(key="_sb_teaching").set_value(False).run()
+    assert at.query_params["teaching"] == "off"
+    reloaded = AppTest.from_file(APP, default_timeout=90)
+    reloaded.query_params.update(dict(at.query_params))
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.toggle(key="_sb_teaching").value is False
+    assert not any(e.label == "What am I looking at?" for e in reloaded.expander)
+    reloaded.toggle(key="_sb_teaching").set_value(True).run()
+    assert "teaching" not in reloaded.query_params
+    assert any(e.label == "What am I looking at?" for e in reloaded.expander)
