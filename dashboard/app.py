@@ -65,7 +65,8 @@ with st.sidebar:
         st.session_state["_sb_labels"] = labels
         state.sync_widget("_sb_primary", st.session_state[state.PRIMARY_RUN], force=relabelled)
         # index=None: a value the browser clears reaches the callback as None, which it refuses, instead of as the
-        # first option (Streamlit's deserializer maps "no value" to the default index).
+        # first option (Streamlit's deserializer maps "no value" to the default index). assets/style.css hides the
+        # clear button that index=None brings.
         st.selectbox("Primary model", ids, index=None, key="_sb_primary", format_func=labels.__getitem__,
                      on_change=state.set_model_from_widget, args=(state.PRIMARY_RUN, "_sb_primary", ids))
         # "" is "none": a selectbox whose value is None shows its placeholder ("Choose an option") instead.

@@ -174,4 +174,6 @@ def test_a_model_renamed_in_another_tab_leaves_an_open_robustness_page_working(s
     assert selected(page, "Primary model").startswith("renamed in another tab")
     assert selected(page, "Comparison model").startswith("digits SmallCNN · ERM")
     assert f"primary={run['id']}" in page.url
+    # No clear button on the pickers (index=None brings one; a cleared primary would be set straight back).
+    assert page.locator('[data-testid="stSidebar"] button[aria-label="Clear value"]:visible').count() == 0
     assert_healthy(page)
