@@ -140,7 +140,6 @@ def minimal_flip(model: nn.Module, x: torch.Tensor, y: int, norm: str, *, seed: 
             "note": ""}
 
 
-
 def to_8bit(x: np.ndarray, x_adv: np.ndarray, eps: float, norm: str) -> tuple[np.ndarray, float]:
     """``x_adv`` (values in [0, 1]) as 8-bit levels that stay inside the ε-ball around ``x``, and the distance
     ‖levels/255 − x‖ they keep.
