@@ -114,7 +114,10 @@ st.session_state["_url_page"] = page.url_path
 try:
     page.run()
 finally:
-    for key, values in state.refused_url_values(asked) if arrived else ():
-        st.toast(f"The link sets {md(key)} to “{md(', '.join(values))}”, which this page does not offer: it shows "
-                 "its default instead.", icon=":material/link_off:")
+    for key, values, shown in state.refused_url_values(asked) if arrived else ():
+        label = state.url_label(key)
+        control = f"{md(label)} ({md(key)})" if label else md(key)
+        shown = ", ".join(shown) if isinstance(shown, list) else shown
+        st.toast(f"The link sets {control} to “{md(', '.join(values))}”, which this page does not offer: it shows "
+                 f"“{md(shown or 'nothing')}” instead.", icon=":material/link_off:")
 cache.warm_engine()

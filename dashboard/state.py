@@ -64,11 +64,41 @@ def write_carried_to_url(keys: tuple[str, ...]) -> None:
             session.query_params.set_corrected_value(key, meta.serializer(value), meta.value_type)
 
 
-def refused_url_values(asked: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+# What each page's own URL parameter is called on screen, for the message about a link value the page refused (a
+# key ending in "_" stands for every key it begins, e.g. rob_eps_linf). tests/app/test_url_labels.py checks each
+# label against its widget's, so a renamed control fails there.
+URL_LABELS = {
+    "lab_mode": "Example", "lab_class": "Class", "lab_which": "Which one", "lab_index": "Test index",
+    "lab_flip": "PGD-10 flips", "lab_attack": "Attack", "lab_norm_": "Norm", "lab_steps_": "Steps",
+    "lab_restarts": "Restarts", "lab_temperature": "Temperature T", "lab_queries": "Queries",
+    "lab_target_": "Target class", "lab_eps": "ε", "lab_large": "Large images",
+    "rob_models": "Models", "rob_norm": "Norm", "rob_eps_": "ε", "rob_n": "Test points", "rob_focus": "Model",
+    "geo_index": "Test point", "geo_plane": "Plane", "geo_plane_from": "Direction û of",
+    "geo_other": "Other test input", "geo_norm": "Norm", "geo_eps_": "ε", "geo_path": "Attack path", "geo_colour": "Colour by",
+    "geo_res": "Finest grid points per side", "geo_zoom": "Zoom out", "geo_steps": "Path steps",
+    "geo_sample_n": "Test inputs",
+    "lat_layer": "Layer", "lat_projection": "Projection", "lat_n": "Points", "lat_split": "Split",
+    "lat_attack": "Attack", "lat_norm": "Norm", "lat_eps": "ε",
+    "feat_method": "Attribution", "feat_n": "Sample", "feat_example": "Example", "feat_layer": "Layer for units",
+    "feat_k": "Switch off the k most attack-sensitive useful units",
+}
+
+
+def url_label(key: str) -> str | None:
+    """The on-screen label of the control behind URL parameter ``key`` (None for a key not in URL_LABELS)."""
+    if key in URL_LABELS:
+        return URL_LABELS[key]
+    return next((label for prefix, label in URL_LABELS.items() if prefix.endswith("_") and key.startswith(prefix)),
+                None)
+
+
+def refused_url_values(asked: dict[str, list[str]]) -> list[tuple[str, list[str], str | list[str]]]:
     """The parameters of ``asked`` (the URL before the page ran) bound to a widget drawn in this run that are no
-    longer in the URL as asked: Streamlit drops a value its widget refuses and the widget keeps its default. Uses
-    the same internals as :func:`write_carried_to_url`."""
+    longer in the URL as asked: Streamlit drops a value its widget refuses and the widget keeps its default. Each
+    comes with the value the widget shows instead, written as in a URL. Uses the same internals as
+    :func:`write_carried_to_url`."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
+    from streamlit.runtime.state.query_params import _coerce_value_for_query_url
 
     ctx = get_script_run_ctx()
     if ctx is None:
@@ -83,7 +113,8 @@ def refused_url_values(asked: dict[str, list[str]]) -> list[tuple[str, list[str]
         if widget_id not in ctx.shared.widget_ids_this_run or meta is None or meta.bind != IN_URL:
             continue
         if st.query_params.get_all(key) != values:
-            refused.append((key, values))
+            shown = _coerce_value_for_query_url(meta.serializer(st.session_state[key]), meta.value_type)
+            refused.append((key, values, shown))
     return refused
 
 

@@ -131,13 +131,15 @@ def test_a_link_value_the_page_refuses_is_named_not_dropped_silently(server: str
     page.get_by_role("heading", name="Attack Lab").wait_for(timeout=TIMEOUT_MS)
     toast = page.get_by_test_id("stToast").filter(has_text=REFUSED)
     toast.wait_for(timeout=TIMEOUT_MS)
-    assert "The link sets lab_eps to “-3”" in toast.inner_text()
+    assert "The link sets ε (lab_eps) to “-3”" in toast.inner_text()
+    assert "it shows “0.1” instead" in toast.inner_text()
     assert toast.count() == 1, "only the refused value is named"
     assert selected(page, "Attack") == "FGSM"
     assert "lab_eps" not in page.url
     page.goto(f"{server}/robustness?rob_n=77", wait_until="domcontentloaded")
     page.get_by_role("heading", name="Robustness", exact=True).wait_for(timeout=TIMEOUT_MS)
-    page.get_by_test_id("stToast").filter(has_text="The link sets rob_n to “77”").wait_for(timeout=TIMEOUT_MS)
+    named = "The link sets Test points (rob_n) to “77”"
+    page.get_by_test_id("stToast").filter(has_text=named).wait_for(timeout=TIMEOUT_MS)
     # Opened by its address, a page first asks the server under its path and gets a 404 (Streamlit's client).
     assert all("404" in e for e in page.console_errors), page.console_errors
     page.console_errors.clear()
