@@ -23,3 +23,8 @@ class CheckpointError(AtlasError):
 
 class RegistryError(AtlasError):
     """The run registry does not know a run, or refuses a change (e.g. deleting a shipped model)."""
+
+
+class TrainingDiverged(AtlasError):
+    """The training loss stopped being a finite number: the run cannot go on, and resuming it would repeat the same
+    steps (its Resume is not offered; a run's error names this class first, see core.jobs.queue)."""

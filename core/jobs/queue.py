@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import AtlasError, RegistryError
-from core.jobs.reuse import RESUMABLE_JOB, job_run_id, train_run_id, trained_run_problem
+from core.jobs.reuse import RESUMABLE_JOB, diverged, job_run_id, train_run_id, trained_run_problem
 from core.store.registry import Registry, decode_row, pid_alive, process_start
 from core.store.schema import JOB_ACTIVE
 from core.utils import REPO_ROOT
@@ -130,13 +130,16 @@ def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
     """Training jobs whose Resume continues their run, newest first, however old: cancelled, failed or interrupted;
     their run not completed; no newer job for the same run (that one is resumed instead); a failed job only once
     its run exists (one that failed before its run was registered has no epoch to go on from and would fail
-    again); not a job whose run was deleted since."""
+    again); not a job whose run was deleted since, nor one whose run diverged (TrainingDiverged)."""
     reconcile_jobs(registry)
     registry.reconcile()
     with registry.connect() as con:
         jobs = [decode_row(r) for r in con.execute("SELECT * FROM jobs WHERE kind = 'train'"
                                                    " ORDER BY created_at DESC").fetchall()]
-        run_status = {r["id"]: r["status"] for r in con.execute("SELECT id, status FROM runs").fetchall()}
+        runs = con.execute("SELECT id, status, error FROM runs").fetchall()
+    run_status = {r["id"]: r["status"] for r in runs}
+    # A run whose loss diverged would diverge again from its last checkpoint with the same settings.
+    gone_wrong = {r["id"] for r in runs if diverged(r)}
     newer: set[str] = set()
     out = []
     for job in jobs:
@@ -147,6 +150,8 @@ def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
         status = run_status.get(run_id)
         if job["run_id"] and status is None:
             continue  # its run was deleted: nothing to go on from (Resume started it over without a word)
+        if run_id in gone_wrong:
+            continue
         if job["status"] in RESUMABLE_JOB and status != "completed" and (status or job["status"] != "failed"):
             out.append(job)
     return out

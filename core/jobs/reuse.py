@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any, Mapping
 
-from core.errors import AtlasError
+from core.errors import AtlasError, TrainingDiverged
 from core.store.registry import pid_alive
 from core.store.schema import ACTIVE_STATUSES
 
@@ -46,15 +46,24 @@ def _epochs(run: Mapping[str, Any]) -> Any:
     return (run["config"] or {}).get("epochs", "?")
 
 
+def diverged(run: Mapping[str, Any]) -> bool:
+    """Whether ``run`` (a registry row) failed because its loss diverged (the same settings would diverge again)."""
+    return run["status"] == "failed" and (run["error"] or "").startswith(f"{TrainingDiverged.__name__}: ")
+
+
 def trained_run_problem(run: Mapping[str, Any] | None) -> str | None:
     """Why a new training job must not be queued for ``run`` (the registry row its settings name), or None: the run
-    is completed (training it again would change nothing), or a live process outside the job queue trains it."""
+    is completed (training it again would change nothing), its loss diverged (it would again), or a live process
+    outside the job queue trains it."""
     if run is None:
         return None
     if run["status"] == "completed":
         return (f"these settings were already trained as run {run['id']} ('{run['name']}', completed {_when(run)}): "
                 "change the seed or a setting to train another model (a new name alone does not), or analyse that "
                 "run: it is listed with the other models")
+    if diverged(run):
+        return (f"these settings diverged as run {run['id']} ('{run['name']}'): {run['error'].split(': ', 1)[1]} "
+                f"To try them once more anyway, delete that run first: `python -m core runs delete {run['id']}`.")
     if run["status"] in ACTIVE_STATUSES and pid_alive(run["pid"], run["pid_start"]):
         return (f"run {run['id']} ('{run['name']}') is being trained right now by process {run['pid']} "
                 f"({run['epochs_done']} of {_epochs(run)} epochs done): wait for it to finish, or stop that process "

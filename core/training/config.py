@@ -81,11 +81,20 @@ def eps_problem(method: str, eps: float, shown: str | None = None) -> str | None
     return None
 
 
+# The largest class weight taken. Only the weights' ratios matter (each batch's loss is divided by its total
+# weight); beyond float32's range (3.4e38) a weight became inf and the loss NaN.
+MAX_CLASS_WEIGHT = 1e6
+
+
 def class_weights_problem(weights: Sequence[Any]) -> str | None:
-    """The first class weight that is not a positive finite number, described; None when all are."""
+    """The first class weight that is not a positive finite number up to MAX_CLASS_WEIGHT, described; None when all
+    are."""
     for i, w in enumerate(weights):
         if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w <= 0:
             return f"the weight of class {i} must be a positive finite number, got {w!r}"
+        if w > MAX_CLASS_WEIGHT:
+            return (f"the weight of class {i} is {w:g}; at most {MAX_CLASS_WEIGHT:g} (only the weights' ratios "
+                    "matter: scale them all down)")
     return None
 
 

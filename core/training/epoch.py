@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,6 +15,7 @@ from core.attacks.base import autocast_for
 from core.attacks.shard import batch_shard
 from core.data import Dataset
 from core.distributed import SINGLE, DistContext, StepCarrier
+from core.errors import TrainingDiverged
 from core.training.classwise import sample_weights, weighted_mean
 from core.training.config import TrainConfig
 from core.training.methods import Method, MethodState, shares_clean_pass
@@ -22,7 +24,8 @@ from core.utils import derive_seed, make_generator
 
 ProgressFn = Callable[[dict[str, Any]], None]
 StopFn = Callable[[], bool]
-# Seconds between two per-batch progress events (each reads the loss off the device; the last batch always reports).
+# Seconds between two per-batch progress events and checks that the loss is finite (each reads the loss off the
+# device; the last batch always reports and checks).
 PROGRESS_EVERY = 0.25
 
 
@@ -148,15 +151,31 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
         if method.after_step is not None:
             method.after_step(state, parts, config)
         correct += (logits.argmax(1) == y).sum()
-        if on_progress is not None and dist.is_main and (
-                b == batches - 1 or time.perf_counter() - last_report >= PROGRESS_EVERY):
+        # Under torchrun only at the epoch's end, which every rank reaches at the same step (the loss is the global
+        # one on each): a rank that stopped alone would leave the others waiting in a collective.
+        if b == batches - 1 or (not dist.enabled and time.perf_counter() - last_report >= PROGRESS_EVERY):
             last_report = time.perf_counter()
-            on_progress({"kind": "batch", "epoch": epoch, "batch": b + 1, "batches": batches,
-                         "loss": float(batch_loss)})
+            if not math.isfinite(float(loss_sum)):
+                raise TrainingDiverged(diverged_text(config, optimizer, epoch, b + 1, batches, float(loss_sum)))
+            if on_progress is not None and dist.is_main:
+                on_progress({"kind": "batch", "epoch": epoch, "batch": b + 1, "batches": batches,
+                             "loss": float(batch_loss)})
     if dist.enabled:
         state.reduce_robust(dist)
     return EpochStats(float(loss_sum) / batches, _global_count(dist, int(correct), device) / n,
                       time.perf_counter() - start, False)
+
+
+def diverged_text(config: TrainConfig, optimizer: torch.optim.Optimizer, epoch: int, batch: int, batches: int,
+                  loss: float) -> str:
+    """Why the run stopped and what to change: the loss is no longer a number, so every weight is garbage."""
+    lr = max(group["lr"] for group in optimizer.param_groups)
+    causes = [f"lower the learning rate (it was {lr:.3g} at that step)"]
+    if config.method in ("trades", "mart"):
+        causes.append(f"lower {'TRADES' if config.method == 'trades' else 'MART'} β")
+    return (f"training diverged in epoch {epoch} (by batch {batch} of {batches}): the loss became "
+            f"{'NaN' if math.isnan(loss) else 'infinite'}. Nothing of that epoch was saved. Resuming would repeat "
+            f"the same steps: start a new run with other settings — {'; '.join(causes)}.")
 
 
 def amp_context(config: TrainConfig, device: torch.device) -> Callable[[], Any]:

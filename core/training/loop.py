@@ -20,7 +20,7 @@ import torch
 from core import __version__
 from core.data import Dataset, load_dataset
 from core.distributed import SINGLE, DistContext, StepCarrier, lost_peer, lost_peer_text
-from core.errors import ConfigError, RegistryError
+from core.errors import ConfigError, RegistryError, TrainingDiverged
 from core.evaluation.headline import headline_metrics
 from core.models import ARCHS, build_model, save_checkpoint
 from core.store import Registry
@@ -186,7 +186,11 @@ def train(config: TrainConfig, *, on_progress: ProgressFn | None = None, should_
     run_id = run_id_for(config)
 
     def finished() -> RunResult | None:
+        from core.jobs.reuse import diverged, trained_run_problem
+
         existing = registry.find_run(run_id)
+        if existing is not None and diverged(existing):
+            raise TrainingDiverged(trained_run_problem(existing))
         return _result_of(registry, existing) if existing is not None and existing["status"] == "completed" else None
 
     done = dist.on_main(finished)

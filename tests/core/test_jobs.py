@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import RegistryError
 from core.jobs import (cancel_job, create_job, eta_seconds, get_job, list_jobs, reconcile_jobs, submit_job,
-                       update_job)
+                       resumable_jobs, update_job)
 from core.store import Registry
 from core.training import TrainConfig
 
@@ -93,6 +93,17 @@ def test_a_bad_job_fails_with_its_message(registry: Registry) -> None:
     assert "does not fit moons" in get_job(registry, job_id)["error"]
     assert job_id in {j["id"] for j in list_jobs(registry)}
     assert list_jobs(registry, active_only=True) == []
+
+
+def test_a_job_whose_loss_diverges_fails_with_the_reason_and_is_neither_resumable_nor_queued_again(
+        registry: Registry) -> None:
+    args = job_args(dataset="digits", arch="smallcnn", method="erm", lr=1e6, schedule="constant", epochs=2)
+    job_id = submit_job(registry, "train", args)
+    wait_until(lambda: get_job(registry, job_id)["status"] == "failed", 180, "the failure")
+    assert get_job(registry, job_id)["error"].startswith("training diverged in epoch 1")
+    assert resumable_jobs(registry) == []
+    with pytest.raises(RegistryError, match="these settings diverged as run"):
+        create_job(registry, "train", args)
 
 
 def test_a_job_outlives_the_process_that_started_it(registry: Registry, subprocess_env: dict) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.errors import ConfigError
+from core.errors import ConfigError, TrainingDiverged
 from core.models import load_checkpoint
 from core.store import Registry
 from core.training import METHODS, TrainConfig, run_id_for, train
@@ -297,3 +297,30 @@ def test_a_compiled_training_step_trains_the_eager_weights() -> None:
     initial = torch.cat([p.detach().flatten() for p in build_model("smallcnn", seed=0).parameters()])
     assert (weights[0] - initial).abs().max() > 1e-3  # the epoch trained
     torch.testing.assert_close(weights[1], weights[0], atol=1e-4, rtol=1e-3)
+
+
+def test_a_diverging_run_stops_with_a_reason_and_is_not_trained_again(tmp_path: Path) -> None:
+    """A learning rate of 1e6 made the loss NaN in the first epoch; training went on to the end of the epoch and
+    failed only when the checkpoint refused NaN weights ("refusing to save: tensor 'body.0.weight' contains NaN"),
+    and a resume or the same settings again repeated it."""
+    from core.jobs.reuse import trained_run_problem
+
+    registry = Registry(tmp_path)
+    config = TrainConfig(**{**FAST, "lr": 1e6, "schedule": "constant"}, method="erm", epochs=2)
+    with pytest.raises(TrainingDiverged, match=r"training diverged in epoch 1 \(by batch \d+ of \d+\): the loss became "
+                                               r"(NaN|infinite).*lower the learning rate \(it was 1e\+06"):
+        train(config, registry=registry)
+    run = registry.get_run(run_id_for(config))
+    assert run["status"] == "failed" and run["epochs_done"] == 0 and run["checkpoint_path"] is None
+    assert run["error"].startswith("TrainingDiverged: training diverged in epoch 1")
+    assert "diverged as run" in trained_run_problem(run)
+    with pytest.raises(TrainingDiverged, match="delete that run first"):
+        train(config, registry=registry)
+    assert registry.get_run(run["id"])["error"] == run["error"], "the refusal changes nothing"
+
+
+def test_class_weights_beyond_a_million_are_refused() -> None:
+    """Only their ratios matter; 1e39 became inf in float32 and made the loss NaN."""
+    with pytest.raises(ConfigError, match="the weight of class 9 is 1e\\+39; at most 1e\\+06"):
+        TrainConfig(dataset="digits", class_weighting="fixed", class_weights=(1.0,) * 9 + (1e39,))
+    TrainConfig(dataset="digits", class_weighting="fixed", class_weights=(1.0,) * 9 + (1e6,))
