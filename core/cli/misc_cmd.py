@@ -20,12 +20,17 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+# The mark on an unfinished run's figures: its last epoch's check, not the final (headline) measurement.
+EPOCH_MARK = "*"
+
+
 def _accuracies(registry: Any, run: dict[str, Any]) -> tuple[str, str]:
-    """Clean and robust accuracy: the final ones, or an unfinished run's last finished epoch's."""
-    metrics = run["final_metrics"]
+    """Clean and robust accuracy: the final ones, or an unfinished run's last finished epoch's, marked."""
+    metrics, mark = run["final_metrics"], ""
     if "clean_acc" not in metrics and run["epochs_done"]:
-        metrics = registry.epochs(run["id"])[-1]["metrics"]
-    return _fmt(metrics.get("clean_acc")), _fmt(metrics.get("robust_acc"))
+        metrics, mark = registry.epochs(run["id"])[-1]["metrics"], EPOCH_MARK
+    return (_fmt(metrics.get("clean_acc")) + (mark if "clean_acc" in metrics else ""),
+            _fmt(metrics.get("robust_acc")) + (mark if "robust_acc" in metrics else ""))
 
 
 def _status(run: dict[str, Any]) -> str:
@@ -58,6 +63,9 @@ def _runs(args: argparse.Namespace) -> int:
         for row in [header, *rows]:
             print(" ".join(cell.rjust(w) if i in right else cell.ljust(w)
                            for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        if any(cell.endswith(EPOCH_MARK) for row in rows for cell in row[6:8]):
+            print(f"{EPOCH_MARK} an unfinished run's last epoch's check (PGD on its held-out points, the eval_n of its "
+                  "config), not the final PGD-20 test measurement of the other rows")
         return 0
     if action == "show":
         run = registry.get_run(args.run_id)

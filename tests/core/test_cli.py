@@ -259,12 +259,16 @@ def test_ctrl_c_keeps_the_run_and_exits_130(atlas_home: Path, subprocess_env: di
     assert run["status"] == "cancelled" and 1 <= run["epochs_done"] < 50
     assert out.strip().startswith(f"run {run['id']}: cancelled after {run['epochs_done']} epoch(s); clean ")
     assert "no robust accuracy (--eval-n 0)" in out and "nan" not in out
-    # The listing shows the stopped run's last finished epoch, and how far it got (it showed "-" for both).
+    # The listing shows the stopped run's last finished epoch, and how far it got (it showed "-" for both), marked
+    # as that epoch's check: it sat unmarked beside the other rows' final PGD-20 test figures.
     listed = subprocess.run([sys.executable, "-m", "core", "runs"], env=subprocess_env, cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     (line,) = [row for row in listed.stdout.splitlines() if row.startswith(run["id"])]
     last = Registry(atlas_home).epochs(run["id"])[-1]["metrics"]
-    assert f"{last['clean_acc']:.3f}" in line and f"cancelled {run['epochs_done']}/50" in line
+    assert f"{last['clean_acc']:.3f}* " in line and f"cancelled {run['epochs_done']}/50" in line
+    assert listed.stdout.splitlines()[-1].startswith("* an unfinished run's last epoch's check")
+    (shipped,) = [row for row in listed.stdout.splitlines() if row.startswith("shipped-digits-smallcnn-erm ")]
+    assert "*" not in shipped
 
 
 def test_parser_choices_match_the_engine() -> None:
