@@ -47,6 +47,15 @@ class EpsSweep:
     y: int
     pred_clean: int
     seconds: float
+    # G: the grid point whose attack result is shown at each ε; itself unless the attack flipped the example at a
+    # smaller ε but not at this one (see kept_flips).
+    source: np.ndarray | None = None
+
+    def carried(self, index: int) -> int | None:
+        """The smaller grid point whose flip is shown at ``index`` (None when its own result is shown)."""
+        if self.source is None or int(self.source[index]) == index:
+            return None
+        return int(self.source[index])
 
     def flip_index(self) -> int | None:
         """Index of the smallest grid ε at which the prediction is no longer the true label (None: never)."""
@@ -87,6 +96,21 @@ def lab_eps_grid(top: float, model_eps: float | None, max_points: int = 41) -> t
     return tuple(float(v) for v in np.round(np.arange(points) * step, 6))
 
 
+def kept_flips(flipped: np.ndarray) -> np.ndarray:
+    """For each grid point, the grid point whose result to show: itself, or, where the attack did not flip the
+    example but did at a smaller ε, the largest such ε. An adversarial example inside a smaller ball lies inside
+    every larger one, so "fooled at 0.12, correct at 0.13" only says the attack missed at 0.13 (an FGSM step that
+    overshoots, a PGD run that stalls): the worst case found up to each ε is shown, and the curve cannot go back."""
+    source = np.arange(len(flipped))
+    last = -1
+    for i, hit in enumerate(np.asarray(flipped, dtype=bool)):
+        if hit:
+            last = i
+        elif last >= 0:
+            source[i] = last
+    return source
+
+
 def _frozen(array: torch.Tensor) -> np.ndarray:
     out = array.detach().cpu().numpy()
     out.setflags(write=False)
@@ -118,10 +142,17 @@ def sweep_example(model: nn.Module, x: torch.Tensor, y: int, attack_name: str, a
         model.train(was_training)
     seconds = time.perf_counter() - start
     trace = result.loss_trace if result.loss_trace.dim() == 2 else torch.empty(0, grid_size)
-    return EpsSweep(eps_grid=_frozen(eps_t), x=_frozen(x), x_adv=_frozen(result.x_adv),
-                    probs_clean=_frozen(probs_clean), probs_adv=_frozen(torch.softmax(result.logits_adv, dim=1)),
-                    pred_adv=_frozen(result.logits_adv.argmax(1)), loss_trace=_frozen(trace), y=int(y),
-                    pred_clean=int(probs_clean.argmax()), seconds=seconds)
+    pred = result.logits_adv.argmax(1)
+    # Only for an example the model gets right: otherwise there is no flip to keep.
+    source = kept_flips((pred != int(y)).cpu().numpy()) if int(probs_clean.argmax()) == int(y) \
+        else np.arange(grid_size)
+    pick = torch.as_tensor(source, device=device)
+    source.setflags(write=False)
+    return EpsSweep(eps_grid=_frozen(eps_t), x=_frozen(x), x_adv=_frozen(result.x_adv[pick]),
+                    probs_clean=_frozen(probs_clean),
+                    probs_adv=_frozen(torch.softmax(result.logits_adv[pick], dim=1)), pred_adv=_frozen(pred[pick]),
+                    loss_trace=_frozen(trace[:, pick.to(trace.device)]), y=int(y),
+                    pred_clean=int(probs_clean.argmax()), seconds=seconds, source=source)
 
 
 def minimal_flip(model: nn.Module, x: torch.Tensor, y: int, norm: str, *, seed: int = 0,

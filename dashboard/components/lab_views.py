@@ -212,11 +212,24 @@ def _wrap(value: str, font: Any, width: float) -> list[str]:
     return lines
 
 
-def slide_footer(model: str, attack: str, eps: float, scale: float) -> str:
-    """The slide's caption: the attack with its parameters and ε, the δ scale, then the model on a second line,
-    so slides of two attacks on one example tell themselves apart."""
+def slide_footer(model: str, attack: str, eps: float, scale: float, found_at: float | None = None) -> str:
+    """The slide's caption: the attack with its parameters and ε (and the smaller ε whose flip is shown, when it
+    is carried), the δ scale, then the model on a second line, so slides of two attacks on one example tell
+    themselves apart."""
     shown = f"δ shown ±{scale:.3g} (red brighter, blue darker)" if scale > 0 else "no perturbation"
-    return f"{attack} · attacked at ε = {eps:.3g} · {shown}\nModel: {model}"
+    carried = "" if found_at is None else f" (its flip found at ε = {found_at:.3g})"
+    return f"{attack} · attacked at ε = {eps:.3g}{carried} · {shown}\nModel: {model}"
+
+
+def carried_sentence(sweep: Any, index: int) -> str | None:
+    """Why the images at this ε come from a smaller one (None when they do not): the attack missed here what it
+    found with less budget, and an example fooled inside a smaller ball is fooled inside this one too."""
+    found = sweep.carried(index)
+    if found is None:
+        return None
+    return (f"At ε = {float(sweep.eps_grid[index]):.3f} the attack's own run did not flip it, but its run at "
+            f"ε = {float(sweep.eps_grid[found]):.3f} did: that adversarial image lies inside this larger budget too, "
+            "so it is the one shown (a larger ε never makes a model more robust; the miss was the attack's).")
 
 
 def smallest_flip(sweep: Any, flip: dict[str, Any]) -> tuple[float | None, str]:
@@ -302,6 +315,8 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     else:
         st.caption("No perturbation: δ is zero everywhere" + (" at ε = 0." if eps == 0 else
                                                                  " (the attack left the image unchanged)."))
+    if (carried := carried_sentence(sweep, index)) is not None:
+        st.caption(carried)
     table, how = numbers_table(sweep, index, flip, classes)
     st.container(key=f"{key}_numbers").markdown(table)
     if not wrong_clean:  # else the caption under the panel says it is already misclassified
@@ -310,7 +325,8 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
                     config={"displayModeBar": False})
     if trace_label and sweep.loss_trace.size and sweep.loss_trace.shape[0] > 1:
         if eps > 0:
-            st.plotly_chart(loss_figure(sweep.loss_trace[:, index], eps, trace_label), key=f"{key}_loss",
+            ran_at = float(sweep.eps_grid[sweep.carried(index) if sweep.carried(index) is not None else index])
+            st.plotly_chart(loss_figure(sweep.loss_trace[:, index], ran_at, trace_label), key=f"{key}_loss",
                             config={"displayModeBar": False})
         else:  # a flat line on an axis from −1 to 1 said nothing
             st.caption(f"At ε = 0 the attack cannot move the image: no {trace_label} curve to draw.")
@@ -333,7 +349,8 @@ def _downloads(sweep: Any, index: int, classes: Sequence[str], *, label: str, ke
     stem = download_stem(name, attack, classes[sweep.y], eps)
     left, right = st.columns(2)
     titles = (f"clean → {classes[sweep.pred_clean]}", "perturbation δ", f"adversarial → {classes[pred]}")
-    footer = slide_footer(name, attack, eps, scale)
+    found = sweep.carried(index)
+    footer = slide_footer(name, attack, eps, scale, None if found is None else float(sweep.eps_grid[found]))
     left.download_button("Slide PNG", functools.partial(strip_png, sweep.x, x_adv, titles, footer),
                          file_name=f"attack-lab_{stem}.png", mime="image/png", key=f"{key}_strip",
                          icon=":material/download:", on_click="ignore",

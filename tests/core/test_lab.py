@@ -16,7 +16,8 @@ from core.attacks import threat_norm
 from core.data import load_dataset
 from core.data.upload import MAX_UPLOAD_BYTES, image_to_input
 from core.errors import ConfigError, DataError
-from core.evaluation.lab import LAB_STEP_BUDGET, lab_eps_grid, minimal_flip, sweep_cost, sweep_example
+from core.evaluation.lab import (LAB_STEP_BUDGET, kept_flips, lab_eps_grid, minimal_flip, sweep_cost,
+                                 sweep_example)
 from core.models import load_checkpoint
 
 MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -275,3 +276,38 @@ def test_8_bit_levels_on_an_image_off_the_levels() -> None:
     assert dist <= 0.1 and (levels == np.floor((1 / 16 + 0.1) * 255)).all()
     with pytest.raises(ConfigError):
         to_8bit(x, x, 0.1, "l2patch")
+
+
+def test_kept_flips_carries_the_last_flip_forward_only() -> None:
+    assert kept_flips(np.array([False, True, False, True, False, False])).tolist() == [0, 1, 1, 3, 3, 3]
+    assert kept_flips(np.array([False, False, False])).tolist() == [0, 1, 2]
+
+
+def test_a_flip_found_at_a_smaller_eps_is_shown_at_every_larger_one(erm) -> None:
+    """PGD-10 on the ERM model flipped test #4 at some ε and not at a larger one (4 of the first 60 test points,
+    8 on PGD-AT): the slider went fooled → correct → fooled. The worst case found up to each ε is shown instead,
+    with the grid point it comes from, and stays inside the ε-ball of both."""
+    from dashboard.components.lab_views import carried_sentence, slide_footer
+
+    model, data = erm
+    grid = np.array(lab_eps_grid(0.3, 0.1, 31))
+    x, y = data.x[4], int(data.y[4])
+    sweep = sweep_example(model, x, y, "pgd", {"norm": "linf"}, grid)
+    carried = [i for i in range(len(grid)) if sweep.carried(i) is not None]
+    assert carried, "test #4 no longer shows the miss this test is about"
+    flipped = sweep.pred_adv != y
+    first = sweep.flip_index()
+    assert not flipped[:first].any() and flipped[first:].all(), "once fooled, fooled at every larger ε"
+    delta = torch.from_numpy(sweep.x_adv - sweep.x[None])
+    source_eps = torch.from_numpy(grid[sweep.source]).float()
+    assert (threat_norm(delta, "linf") <= source_eps + 1e-6).all() and (sweep.source <= np.arange(len(grid))).all()
+    with torch.no_grad():
+        again = model(torch.from_numpy(np.array(sweep.x_adv))).argmax(1).numpy()
+    assert (again == sweep.pred_adv).all(), "the prediction shown is the shown image's"
+    i = carried[0]
+    found = float(grid[sweep.carried(i)])
+    assert sweep.loss_trace[:, i].tolist() == sweep.loss_trace[:, sweep.carried(i)].tolist()
+    assert f"its run at ε = {found:.3f} did" in carried_sentence(sweep, i)
+    assert carried_sentence(sweep, first) is None
+    assert f"attacked at ε = {grid[i]:.3g} (its flip found at ε = {found:.3g})" in slide_footer(
+        "m", "PGD", float(grid[i]), 0.1, found)
