@@ -65,6 +65,13 @@ def test_the_logit_bias_is_tuned_and_reported() -> None:
     drop = table.loc["clean accuracy", "without bias"] - table.loc["clean accuracy", "with bias"]
     assert table.loc["worst-class robust accuracy", "with bias"] >= 0 and drop < 5, "percent points"
     assert table.to_numpy().max() <= 100 and table.loc["clean accuracy", "without bias"] > 50
+    # The biased class and the weakest class on each side are named (the table said "worst-class" only).
+    [biased] = [row for row in table.index if row.endswith("robust accuracy (biased)")]
+    assert table.loc[biased, "without bias"] >= table.loc["worst-class robust accuracy", "without bias"]
+    caption = next(c.value for c in at.caption if c.value.startswith("Bias "))
+    klass = biased.split()[1]
+    assert f"on class {klass}'s logit (the weakest on the tuning half)" in caption
+    assert "where the weakest is class " in caption
 
 
 def test_the_launch_form_lists_every_problem_at_once() -> None:
