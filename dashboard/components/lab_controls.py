@@ -23,6 +23,8 @@ NORM_CHOICE = "lab_norm_choice"
 # Non-widget key: the id of the upload whose true class the picker holds; another file resets the picker.
 UPLOAD_SEEN = "lab_upload_seen"
 UPLOAD_LABEL = "lab_upload_label"
+# The uploaded image's preview, in CSS pixels.
+PREVIEW_PX = 112
 # Below this temperature the tempered softmax is one-hot to float precision on a confident example.
 LOW_TEMPERATURE = 0.1
 MODES = ("By class", "By index", "At random", "Among those that flip", "Upload your own")
@@ -98,7 +100,9 @@ def _upload(data: Any) -> Example | None:
     invert = left.radio("Invert", ("auto", "yes", "no"), horizontal=True, key="lab_invert",
                         help="Digits and MNIST are light strokes on black; 'auto' inverts a dark drawing on white.")
     if file is None:
-        st.info("Upload an image; it is converted to the dataset's size and channels.")
+        st.info("Upload an image; it is converted to the dataset's size and channels. (A link or a reload opens "
+                "this uploader empty: an uploaded image is never put in a link. To share a view, pick a test image "
+                "by class or by index.)")
         return None
     if st.session_state.get(UPLOAD_SEEN) != file.file_id:
         # A new file (even after a removal in between) must not be attacked under the previous file's class.
@@ -117,7 +121,12 @@ def _upload(data: Any) -> Example | None:
     label = right.selectbox("True class of your image", range(len(data.classes)), index=None,
                             key=UPLOAD_LABEL, placeholder="choose its class",
                             format_func=lambda c: str(data.classes[c]))
-    st.caption("Converted: " + "; ".join(notes) + ".")
+    # What the model will see, before the class is chosen: a drawing that came out inverted or cropped shows here.
+    picture, notes_column = st.columns([1, 6], vertical_alignment="center")
+    picture.image(preview_pixels(array), width=PREVIEW_PX)
+    size = " × ".join(str(n) for n in data.input_shape[1:])
+    notes_column.caption(f"Beside this: what the model sees ({size} pixels, enlarged). Converted: "
+                         + "; ".join(notes) + ".")
     if label is None:
         st.info("Choose the **true class of your image** above: nothing is attacked until then, because an attack "
                 "pushes the prediction away from the true class.")
@@ -125,6 +134,17 @@ def _upload(data: Any) -> Example | None:
     digest = hashlib.sha256(raw).hexdigest()[:16]
     return Example(key=f"upload:{digest}:{invert}", x=torch.from_numpy(array), y=int(label),
                    label=f"your upload {file.name} (class {data.classes[label]})")
+
+
+def preview_pixels(array: np.ndarray, size: int | None = None) -> np.ndarray:
+    """An input (C × H × W in [0, 1]) as 8-bit pixels enlarged by whole repeats to about ``size`` (PREVIEW_PX) px,
+    so an 8 × 8 digit stays crisp instead of blurred by the browser's scaling."""
+    size = size or PREVIEW_PX
+    image = np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0)
+    image = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
+    factor = max(1, size // max(image.shape[:2]))
+    image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+    return np.round(image * 255).astype(np.uint8)
 
 
 # The example picker's keys: in the URL, and shared by the two pages that show the picker (Attack Lab, Geometry).

@@ -162,6 +162,8 @@ def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: 
     page.get_by_text("Upload your own", exact=True).click()
     chooser = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     chooser.wait_for(state="attached", timeout=TIMEOUT_MS)
+    # A link to this mode opened an empty uploader without a word on why.
+    page.get_by_text("an uploaded image is never put in a link").wait_for(timeout=TIMEOUT_MS)
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
     chooser.set_input_files(str(bad))
@@ -174,6 +176,12 @@ def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: 
     # Nothing is attacked until the user says which digit it is (a silent default of 0 made most uploads "wrong").
     page.get_by_text("nothing is attacked until then").wait_for(timeout=TIMEOUT_MS)
     assert page.get_by_role("slider").count() == 0
+    # ... and sees what the model will see before saying it: the converted 8 × 8 image, enlarged with crisp pixels.
+    page.get_by_text("Beside this: what the model sees (8 × 8 pixels, enlarged)").wait_for(timeout=TIMEOUT_MS)
+    preview = page.get_by_test_id("stImage").locator("img")
+    assert preview.count() == 1
+    assert preview.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [112, 112]
+    shot(page, artifacts, "lab-upload-preview")
     choose(page, "True class of your image", "1")
     page.get_by_text("your upload one.png").wait_for(timeout=TIMEOUT_MS)
     page.get_by_role("slider").wait_for(timeout=TIMEOUT_MS)
