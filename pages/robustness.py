@@ -123,14 +123,17 @@ st.caption(f"Lines: one {results[0].bundle.curve.attack.upper()} run per model (
            + (" (none yet where the attacks at ε have not run)." if pending else "."))
 summary = pd.concat([ev.summary_rows(r) for r in results])
 order = list(dict.fromkeys(summary["attack"]))
+table = 100 * summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
+    index=order, columns=[r.name for r in results]).rename(columns=dict(zip([r.name for r in results], short)))
+missing = table.isna().to_numpy().any()
 # In percent with one decimal, like every accuracy on the page (Streamlit's "percent" format drops trailing zeros).
-st.dataframe(100 * summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
-                 index=order, columns=[r.name for r in results]).rename(columns=dict(zip([r.name for r in results],
-                                                                                           short))),
-             column_config={name: st.column_config.NumberColumn(format="%.1f%%") for name in short},
-             key="rob_summary")
+st.dataframe(ev.percent_cells(table) if missing else table,
+             column_config=None if missing else {name: st.column_config.NumberColumn(format="%.1f%%")
+                                                 for name in short}, key="rob_summary")
 st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].curve)} test points"
-           + (f"; every model here is a {shared} model." if shared else "."))
+           + (f"; every model here is a {shared} model" if shared else "")
+           + ("; “not run”: that attack has not been run on that model (the full ensemble runs per model, below)."
+              if missing else "."))
 
 st.subheader("Per class")
 focus = results[0]
@@ -144,18 +147,20 @@ m = st.columns(4)
 m[0].metric("mean class robustness", f"{spread['mean']:.1%}")
 m[1].metric("least robust class", f"{spread['worst']} · {spread['worst_acc']:.1%}")
 m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}")
-# worst − mean is ≤ 0; the further below 0, the more unequal the classes: red (Streamlit's "normal" for a fall).
-# Both in percentage points: the std of accuracies given in %, and the worst class's distance below their mean.
-m[3].metric("spread (std) · worst − mean", f"{spread['std'] * 100:.1f} points",
-            f"{spread['worst_gap'] * 100:+.1f} points", delta_color="normal")
+# Both in percentage points: the std of accuracies given in %, and how far the worst class lies below their mean
+# (worst − mean ≤ 0), said in words under a red down arrow: "↓ -14.1 points" read as a double negative.
+m[3].metric("spread (std) of class accuracies", f"{spread['std'] * 100:.1f} points",
+            f"worst class {abs(spread['worst_gap']) * 100:.1f} points below the mean", delta_color="red",
+            delta_arrow="down" if spread["worst_gap"] < 0 else "off")
 left, right = panels(2, "rob-classes")
 left.plotly_chart(charts.class_bars(per_class, eps, "worst case" if focus.complete else "minimal-norm attack only"),
                   key="rob_bars")
-left.caption("Blue: clean accuracy; orange: robust accuracy, worst case over all attacks at ε."
-             if focus.complete else "Blue: clean accuracy; orange: robust accuracy against the minimal-norm "
+left.caption("Blue: clean accuracy; rust red: robust accuracy, worst case over all attacks at ε."
+             if focus.complete else "Blue: clean accuracy; rust red: robust accuracy against the minimal-norm "
              "attack alone (the other attacks at this ε have not run).")
 right.plotly_chart(charts.class_eps_heatmap(ev.class_eps(focus, classes)), key="rob_heat")
-right.caption("Rows are classes, columns ε (from the minimal-norm run): where each class gives way.")
+right.caption("Rows are classes, columns ε (from the minimal-norm run): where each class gives way "
+              "(dark purple = easily attacked, yellow = robust).")
 combined = combine(focus.tables, eps)
 left, right = panels(2, "rob-flips")
 flips, clean_errors = views.flip_matrix(combined, eps, len(classes)), views.clean_errors(combined)

@@ -149,6 +149,12 @@ def summary_rows(results: ModelResults) -> pd.DataFrame:
     return frame
 
 
+def percent_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Percentages as text with one decimal, and "not run" where a model lacks that attack: the full ensemble runs
+    per model, and Streamlit printed the empty cell as "None"."""
+    return table.map(lambda v: "not run" if pd.isna(v) else f"{v:.1f}%")
+
+
 def queued_eval_ids() -> set[str]:
     """The eval ids that a queued or running background job is computing."""
     ids = set()

@@ -140,7 +140,7 @@ def _live_charts(job: dict[str, Any]) -> None:
     heat = per_class_heatmap(epochs, "Per-class robust accuracy")
     if heat is not None:
         right.plotly_chart(heat, key=f"train_heat_{job['id']}")
-        right.caption("Rows are classes, columns epochs; red = easily attacked, green = robust.")
+        right.caption("Rows are classes, columns epochs; dark purple = easily attacked, yellow = robust.")
 
 
 @st.fragment(run_every=1.0)

@@ -222,7 +222,7 @@ def _pick_example(data: Any, run_id: str, device: str) -> Example | None:
         if len(flipping) == 0:
             st.info(f"PGD-10 at ε = {eps:g} flips none of this model's test points; pick another way.")
             return None
-        index = st.selectbox(f"{len(flipping)} test points PGD-10 flips at the model's ε = {eps:g}",
+        index = st.selectbox(f"{len(flipping)} test points that PGD-10 flips at the model's ε = {eps:g}",
                              flipping.tolist(), key="lab_flip", bind=state.IN_URL,
                              format_func=lambda i: f"#{i} (class {data.classes[int(data.y[i])]})")
         return _from_dataset(data, int(index), "flips under PGD-10")

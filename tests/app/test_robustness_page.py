@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from pathlib import Path
 
@@ -279,3 +280,21 @@ def test_a_new_primary_in_the_sidebar_replaces_the_models_analysed() -> None:
     at.selectbox(key="_sb_primary").select("shipped-digits-smallcnn-trades").run()
     assert not at.exception, at.exception
     assert at.multiselect(key="rob_models").value == ["shipped-digits-smallcnn-trades", "shipped-digits-smallcnn-erm"]
+
+
+def test_an_attack_run_on_one_model_only_reads_not_run_and_the_captions_name_the_colours_drawn() -> None:
+    """The tester's finds: the full ensemble row said "None" under ERM (run on PGD-AT only); the heatmap
+    captions said red/green (Train) or nothing about colours over Viridis; the bars' caption said orange for rust
+    red; the spread metric read "↓ -14.1 points"."""
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page("../pages/robustness.py").run()
+    assert not at.exception, at.exception
+    from dashboard.components.evaluations import percent_cells
+
+    table = pd.DataFrame({"PGD-AT": [91.6667, 90.0], "ERM": [52.2222, np.nan]}, index=["PGD-10", "full ensemble"])
+    assert percent_cells(table).to_numpy().tolist() == [["91.7%", "52.2%"], ["90.0%", "not run"]]
+    captions = " ".join(c.value for c in at.caption)
+    assert charts.ACCURACY_SCALE == "Viridis" and "dark purple = easily attacked, yellow = robust" in captions
+    assert "rust red: robust accuracy" in captions and "orange" not in captions
+    [spread] = [m for m in at.metric if m.label.startswith("spread")]
+    assert re.fullmatch(r"worst class \d+\.\d points below the mean", spread.delta), spread.delta
