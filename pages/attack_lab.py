@@ -119,7 +119,7 @@ def live_panel() -> None:
     # gives the images the page's width.
     large = row.toggle("Large images", key="lab_large", bind=state.IN_URL,
                        help="One model per row, for a projector.")
-    columns = [st.container() for _ in runs] if large else panels(len(runs), "lab-models", "large")
+    columns = [st.container() for _ in runs] if large else panels(len(runs), "lab-models", "large", kind="models")
     for column, run_id in zip(columns, runs):
         with column:
             sweep = sweeps[run_id]

@@ -111,7 +111,7 @@ def _panel(role: str, run: runner.PlaygroundRun, x: np.ndarray, y: np.ndarray) -
 def live() -> None:
     """Redraws both runs from their latest frames; stops polling once both have finished."""
     x, y = runs["standard"].data.train.x.numpy(), runs["standard"].data.train.y.numpy()
-    for column, (role, _) in zip(panels(2, "pg-runs", "large"), ROLES):
+    for column, (role, _) in zip(panels(2, "pg-runs", "large", kind="models"), ROLES):
         with column:
             _panel(role, runs[role], x, y)
     st.caption("Colours: the predicted class (pale = unsure). Markers: filled = robust at ε, open = correct but "

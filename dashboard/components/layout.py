@@ -13,13 +13,15 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 # Minimum width of each panel in px, by the key prefix that assets/style.css gives it: keep the two in step.
-KINDS = {"chart": ("panels-", 400), "controls": ("groups-", 190)}
+# "models": one model's panel beside the other's (Attack Lab, Playground): side by side on a 1280 px projector with
+# the sidebar open (820 px for both, "large" gap included), stacked on a 1024 px laptop.
+KINDS = {"chart": ("panels-", 400), "models": ("models-", 360), "controls": ("groups-", 190)}
 
 
 def panels(n: int, key: str, gap: str = "medium", kind: str = "chart") -> list[DeltaGenerator]:
     """``n`` containers side by side where the page is wide enough, else wrapped onto more lines. ``kind`` "chart"
-    keeps each at least 400 px wide (two charts stack on a 1024 px laptop with the sidebar open), "controls" at
-    least 190 px (four groups of inputs go two by two there). ``key`` names the row; it must be unique on the
+    keeps each at least 400 px wide (two charts stack on a 1024 px laptop with the sidebar open), "models" at least
+    360 px, "controls" at least 190 px (four groups of inputs go two by two there). ``key`` names the row; it must be unique on the
     page."""
     prefix, _ = KINDS[kind]
     row = st.container(horizontal=True, gap=gap, key=prefix + key)
