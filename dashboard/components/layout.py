@@ -21,8 +21,8 @@ KINDS = {"chart": ("panels-", 400), "models": ("models-", 360), "controls": ("gr
 def panels(n: int, key: str, gap: str = "medium", kind: str = "chart") -> list[DeltaGenerator]:
     """``n`` containers side by side where the page is wide enough, else wrapped onto more lines. ``kind`` "chart"
     keeps each at least 400 px wide (two charts stack on a 1024 px laptop with the sidebar open), "models" at least
-    360 px, "controls" at least 190 px (four groups of inputs go two by two there). ``key`` names the row; it must be unique on the
-    page."""
+    360 px, "controls" at least 190 px (four groups of inputs go two by two there). ``key`` names the row; it must
+    be unique on the page."""
     prefix, _ = KINDS[kind]
     row = st.container(horizontal=True, gap=gap, key=prefix + key)
     return [row.container() for _ in range(n)]
