@@ -14,6 +14,7 @@ from core.errors import AtlasError
 from core.evaluation.bundle import eps_range
 from core.evaluation.lab import LAB_STEP_BUDGET, lab_eps_grid, sweep_cost
 from dashboard import cache, state
+from dashboard.components import lab_views
 from dashboard.components.labels import md
 from dashboard.components.train_form import checked_number
 
@@ -123,7 +124,7 @@ def _upload(data: Any) -> Example | None:
                             format_func=lambda c: str(data.classes[c]))
     # What the model will see, before the class is chosen: a drawing that came out inverted or cropped shows here.
     picture, notes_column = st.columns([1, 6], vertical_alignment="center")
-    picture.image(preview_pixels(array), width=PREVIEW_PX)
+    picture.image(lab_views.enlarged_rgb(array, PREVIEW_PX), width=PREVIEW_PX)
     size = " × ".join(str(n) for n in data.input_shape[1:])
     notes_column.caption(f"Beside this: what the model sees ({size} pixels, enlarged). Converted: "
                          + "; ".join(notes) + ".")
@@ -134,17 +135,6 @@ def _upload(data: Any) -> Example | None:
     digest = hashlib.sha256(raw).hexdigest()[:16]
     return Example(key=f"upload:{digest}:{invert}", x=torch.from_numpy(array), y=int(label),
                    label=f"your upload {file.name} (class {data.classes[label]})")
-
-
-def preview_pixels(array: np.ndarray, size: int | None = None) -> np.ndarray:
-    """An input (C × H × W in [0, 1]) as 8-bit pixels enlarged by whole repeats to about ``size`` (PREVIEW_PX) px,
-    so an 8 × 8 digit stays crisp instead of blurred by the browser's scaling."""
-    size = size or PREVIEW_PX
-    image = np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0)
-    image = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
-    factor = max(1, size // max(image.shape[:2]))
-    image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
-    return np.round(image * 255).astype(np.uint8)
 
 
 # The example picker's keys: in the URL, and shared by the two pages that show the picker (Attack Lab, Geometry).

@@ -135,6 +135,13 @@ def _rgb(x: np.ndarray) -> np.ndarray:
     return np.repeat(array[0][..., None], 3, axis=2) if x.shape[0] == 1 else array.transpose(1, 2, 0)
 
 
+def enlarged_rgb(x: np.ndarray, size: int) -> np.ndarray:
+    """A C×H×W image in [0,1] as H×W×3 uint8 scaled up by a whole factor (crisp pixels) to about ``size`` px: the
+    browser's own scaling blurred an 8 × 8 digit."""
+    factor = max(1, size // max(x.shape[1:]))
+    return np.repeat(np.repeat(_rgb(np.clip(x, 0.0, 1.0)), factor, axis=0), factor, axis=1)
+
+
 def _delta_rgb(delta: np.ndarray, scale: float) -> np.ndarray:
     """δ (H×W) in the triptych's colours (DELTA_SCALE, ±scale full): red where the image got brighter, blue where
     darker. A white-to-end blend of its own made the slide's δ paler than the screen's."""
@@ -325,7 +332,8 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
                     config={"displayModeBar": False})
     if trace_label and sweep.loss_trace.size and sweep.loss_trace.shape[0] > 1:
         if eps > 0:
-            ran_at = float(sweep.eps_grid[sweep.carried(index) if sweep.carried(index) is not None else index])
+            # The run whose image is shown: a carried flip's curve is the smaller ε's.
+            ran_at = float(sweep.eps_grid[sweep.source[index]]) if sweep.source is not None else eps
             st.plotly_chart(loss_figure(sweep.loss_trace[:, index], ran_at, trace_label), key=f"{key}_loss",
                             config={"displayModeBar": False})
         else:  # a flat line on an axis from −1 to 1 said nothing

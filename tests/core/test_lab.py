@@ -314,11 +314,10 @@ def test_a_flip_found_at_a_smaller_eps_is_shown_at_every_larger_one(erm) -> None
 
 
 def test_an_upload_preview_is_the_models_input_enlarged_by_whole_repeats() -> None:
-    from dashboard.components.lab_controls import preview_pixels
+    from dashboard.components.lab_views import enlarged_rgb
 
     grey = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
-    out = preview_pixels(grey)
-    assert out.shape == (112, 112) and out.dtype == np.uint8
-    assert (out[::14, ::14] == np.round(grey[0] * 255)).all() and (out[13::14, 13::14] == out[::14, ::14]).all()
-    colour = preview_pixels(np.random.default_rng(1).random((3, 32, 32)))
-    assert colour.shape == (96, 96, 3)
+    out = enlarged_rgb(grey, 112)
+    assert out.shape == (112, 112, 3) and out.dtype == np.uint8
+    assert (out[::14, ::14, 0] == np.rint(grey[0] * 255)).all() and (out[13::14, 13::14] == out[::14, ::14]).all()
+    assert enlarged_rgb(np.random.default_rng(1).random((3, 32, 32)), 112).shape == (96, 96, 3)
