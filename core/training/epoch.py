@@ -151,11 +151,14 @@ def _train_epoch(model: nn.Module, train_model: nn.Module, optimizer: torch.opti
         if method.after_step is not None:
             method.after_step(state, parts, config)
         correct += (logits.argmax(1) == y).sum()
-        # Under torchrun only at the epoch's end, which every rank reaches at the same step (the loss is the global
-        # one on each): a rank that stopped alone would leave the others waiting in a collective.
-        if b == batches - 1 or (not dist.enabled and time.perf_counter() - last_report >= PROGRESS_EVERY):
+        # Under torchrun at every step: the loss is then already a host number, the global batch's, the same on
+        # every rank, so all ranks stop at the same step (one that stopped alone would leave the others waiting in
+        # a collective). In one process every 0.25 s, since reading the loss waits for the GPU.
+        if dist.enabled and not math.isfinite(batch_loss):
+            raise TrainingDiverged(diverged_text(config, optimizer, epoch, b + 1, batches, batch_loss))
+        if b == batches - 1 or time.perf_counter() - last_report >= PROGRESS_EVERY:
             last_report = time.perf_counter()
-            if not math.isfinite(float(loss_sum)):
+            if not dist.enabled and not math.isfinite(float(loss_sum)):
                 raise TrainingDiverged(diverged_text(config, optimizer, epoch, b + 1, batches, float(loss_sum)))
             if on_progress is not None and dist.is_main:
                 on_progress({"kind": "batch", "epoch": epoch, "batch": b + 1, "batches": batches,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -307,6 +308,24 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_anythi
     with pytest.raises(ConfigError, match=r"batch size 64 .* 3 processes .* use 63 or 66"):
         train(CONFIG, registry=registry, dist=DistContext(rank=0, world_size=3))
     assert registry.list_runs() == []
+
+
+def test_a_diverging_ddp_run_stops_at_the_step_it_diverged_on_every_rank(tmp_path: Path) -> None:
+    """Under torchrun the loss was checked only at the epoch's end, so a learning rate of 1e6 trained on NaN
+    weights for the rest of the epoch. Now every rank stops at the same step (the loss is the global one on each):
+    a rank that stopped alone would leave the other waiting in the all-reduce until the timeout."""
+    flags = [f for f in TRAIN_FLAGS if f != "--quiet"]
+    flags[flags.index("--epochs") + 1] = "2"
+    started = time.monotonic()
+    code, out, err = finish(torchrun(["train", *flags, "--lr", "1e6", "--schedule", "constant"], tmp_path), 120)
+    assert code != 0 and time.monotonic() - started < 100, ranks_said(err)
+    [run] = Registry(tmp_path).list_runs()
+    assert run["status"] == "failed" and run["epochs_done"] == 0 and run["checkpoint_path"] is None
+    said = re.fullmatch(r"TrainingDiverged: training diverged in epoch 1 \(by batch (\d+) of (\d+)\): the loss "
+                        r"became (NaN|infinite)\. .*lower the learning rate \(it was 1e\+06.*", run["error"])
+    assert said, run["error"]
+    assert int(said[1]) < int(said[2]) == 22, "stopped at the step, not at the epoch's end (22 batches of 64)"
+    assert err.count("training diverged in epoch 1 (by batch") >= 2, ranks_said(err)  # both ranks said it
 
 
 def test_a_training_job_with_two_processes_runs_under_torchrun(tmp_path: Path) -> None:
