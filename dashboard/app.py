@@ -26,8 +26,10 @@ if st.get_option("server.fileWatcherType") == "none" and code_version.changed_si
                "dashboard** (`bash scripts/dashboard.sh`): until then a page may call code that is not loaded yet "
                "and fail. Training jobs already running carry on.", icon=":material/restart_alt:")
 
+# The name sits in the sidebar's header (empty otherwise), so that the model pickers below the page links fit a
+# 1280 × 720 projector; with the sidebar closed, the shield alone.
+st.logo(ROOT / "assets" / "logo.svg", size="large", icon_image=ROOT / "assets" / "favicon.png")
 with st.sidebar:
-    st.markdown("## :material/shield: Robustness Atlas")
     specs = cache.dataset_specs()
     names = sorted(specs, key=lambda n: (specs[n]["needs_files"], n))
     state.read_url(names)

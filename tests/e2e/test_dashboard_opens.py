@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ pytestmark = pytest.mark.e2e
 
 def test_every_page_renders(server: str, page, artifacts: Path) -> None:
     open_app(page, server)
-    assert "Robustness Atlas" in page.locator('[data-testid="stSidebar"]').inner_text()
+    logo = page.get_by_test_id("stSidebar").get_by_test_id("stSidebarLogo").get_attribute("src")
+    assert "Robustness Atlas" in base64.b64decode(logo.split(",", 1)[1]).decode(), "the name in the sidebar's header"
     shot(page, artifacts, "page-hub")
     for link, heading, name in (("Train", "Train a model", "page-train"), ("Learn", "Learn", "page-learn"),
                                 ("Theory Lab", "Theory Lab", "page-theory"), ("Features", "Features", "page-features"),

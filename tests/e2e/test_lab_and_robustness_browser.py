@@ -39,6 +39,10 @@ def test_a_laptop_window_shows_the_slider_and_both_models_images_without_scrolli
         box = triptychs.nth(i).bounding_box()
         assert box["y"] + box["height"] <= height, f"model {i}'s images end at {box['y'] + box['height']:.0f} px"
     assert slider["y"] + slider["height"] <= height
+    # The model to show is picked in the sidebar, under the twelve page links: at 720 px its label sat at 814 px.
+    picker = page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(has_text="Primary model")
+    box = picker.bounding_box()
+    assert box["y"] + box["height"] <= height, f"the Primary model picker ends at {box['y'] + box['height']:.0f} px"
     shot(page, artifacts, f"lab-{width}x{height}")
     # The page starts below Streamlit's header: an alert that came first lost its top 25 px under it.
     header = page.get_by_test_id("stHeader").bounding_box()
