@@ -64,21 +64,22 @@ else:
     event = st.dataframe(
         shown, hide_index=True, key=f"hub_table_{table_key}",
         on_select="rerun", selection_mode="single-row",
-        # Widths that fit every column in the ~800 px a 1280 px screen leaves beside the sidebar; a long name is
-        # cut (the full name shows when its row is selected).
+        # Widths that fit every column in the ~800 px a 1280 px screen leaves beside the sidebar, the most for the
+        # name: a run trained here ends in what tells it apart ("· 1 ep · seed 1 · 4256"). A longer name is cut (the
+        # full name shows when its row is selected).
         column_order=["name", "method", "threat", "clean acc", "robust acc", "status", "created"],
-        column_config={"name": st.column_config.TextColumn(width=210),
-                       "method": st.column_config.TextColumn(width=72),
+        column_config={"name": st.column_config.TextColumn(width=256),
+                       "method": st.column_config.TextColumn(width=66),
                        "threat": st.column_config.TextColumn(
                            "norm · ε", width=78, help="The norm and ε of the robust accuracy: an adversarially trained "
                            "model's training ε; for a standard model, the dataset's usual ε (it was not trained with "
                            "one)."),
-                       "status": st.column_config.TextColumn(width=86),
+                       "status": st.column_config.TextColumn(width=80),
                        "clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",
-                                                                    width=112),
+                                                                    width=98),
                        "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",
-                                                                     width=112),
-                       "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD", width=92)})
+                                                                     width=98),
+                       "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD", width=86)})
     st.caption("Click a column header to sort; select a row to act on that model.")
     rows = event.selection.rows
     # The table's key follows its ids, so a model deleted elsewhere (another tab, the CLI) clears the selection:

@@ -17,7 +17,12 @@ def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
 
 
 def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
+    """At most ``width`` characters, cut in the middle: runs trained here end in what tells them apart (seed, id),
+    and two of them cut at the end read the same ("digits SmallCNN · ERM · 1 ep · …")."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) // 3
+    return text[:width - 1 - tail] + "…" + text[len(text) - tail:]
 
 
 # The mark on an unfinished run's figures: its last epoch's check, not the final (headline) measurement.
@@ -54,7 +59,7 @@ def _runs(args: argparse.Namespace) -> int:
             print(json.dumps(runs, sort_keys=True, default=str))
             return 0
         # Columns as wide as their longest value: run ids and plugin architecture names have no fixed length.
-        rows = [(r["id"], _short(r["name"] or "", 32), r["dataset"], r["arch"], r["method"], _fmt(r["eps"], "{:.3g}"),
+        rows = [(r["id"], _short(r["name"] or "", 56), r["dataset"], r["arch"], r["method"], _fmt(r["eps"], "{:.3g}"),
                  *_accuracies(registry, r), _status(r),
                  datetime.fromtimestamp(r["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M")) for r in runs]
         header = ("id", "name", "dataset", "arch", "method", "eps", "clean", "robust", "status", "created")

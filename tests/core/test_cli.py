@@ -371,3 +371,17 @@ def test_eval_reports_the_trust_checks_on_request(cli: Cli) -> None:
     assert {c["key"] for c in checks} >= {"gradients", "blackbox", "large_eps", "softmax"}
     assert all(c["status"] in ("green", "amber", "red") for c in checks)
     assert next(c for c in checks if c["key"] == "softmax")["status"] == "green"
+
+
+def test_long_run_names_are_cut_in_the_middle_and_stay_apart() -> None:
+    """Names of runs trained here end in what tells them apart; cut at 32 characters, two runs of different seeds
+    both read "digits SmallCNN · ERM · 1 ep · …"."""
+    from core.cli.misc_cmd import _short
+
+    names = [f"digits SmallCNN · ERM · 1 ep · seed {s} · {'4256' if s == 1 else '4371'}" for s in (1, 2)]
+    assert [_short(n, 56) for n in names] == names, "a trained run's usual name fits whole"
+    long = [f"my favourite adversarially trained SmallCNN on digits, try {s} · {i}" for s, i in ((1, "a2e5"),
+                                                                                              (2, "b3f6"))]
+    cut = [_short(n, 56) for n in long]
+    assert all(len(c) == 56 and "…" in c for c in cut)
+    assert cut[0] != cut[1] and cut[0].startswith("my favourite") and cut[0].endswith("try 1 · a2e5"), cut
