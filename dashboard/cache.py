@@ -60,9 +60,9 @@ def runs_table(dataset: str | None = None) -> pd.DataFrame:
         rows.append({"id": run["id"], "name": run["name"], "dataset": run["dataset"], "arch": run["arch"],
                      "method": run["method"], "norm": run["norm"], "ε": run["eps"],
                      "clean acc": metrics.get("clean_acc"), "robust acc": metrics.get("robust_acc"),
-                     "source": run["source"], "status": run["status"],
+                     "attack": metrics.get("attack"), "source": run["source"], "status": run["status"],
                      "created": pd.to_datetime(run["created_at"], unit="s")})
-    columns = ["id", "name", "dataset", "arch", "method", "norm", "ε", "clean acc", "robust acc", "source",
+    columns = ["id", "name", "dataset", "arch", "method", "norm", "ε", "clean acc", "robust acc", "attack", "source",
                "status", "created"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -12,7 +12,7 @@ from core.utils import config_hash
 from dashboard import cache, state
 from dashboard.components import imports
 from dashboard.components.cards import masked_note, model_card, threat_text
-from dashboard.components.charts import pareto_figure
+from dashboard.components.charts import pareto_figure, robust_measure
 from dashboard.components.labels import md, slug
 from dashboard.components.layout import panels
 from dashboard.components.plugins import plugin_notices
@@ -23,14 +23,15 @@ st.title("Model hub")
 if "hub_flash" in st.session_state:
     st.success(st.session_state.pop("hub_flash"))
 plugin_notices()
+table = cache.runs_table(dataset)
+measure = robust_measure(table["attack"])
 explain("Every model the Atlas knows for this dataset, each measured the same way: **clean accuracy** on the test "
-        "split and **robust accuracy** under PGD-20 of radius ε (the model's own training ε), on the first 1000 "
-        "test points at most (the whole split for the built-in datasets). Adversarial training "
+        f"split and **robust accuracy** under {measure[1]} of radius ε (the model's own training ε), on the first "
+        f"{HEADLINE_N} test points at most (the whole split for the built-in datasets). Adversarial training "
         "raises robust accuracy a lot; on hard datasets (CIFAR-10) it usually costs clean accuracy, while on the "
         "small digits set the cost is negligible. Ringed models are *Pareto-optimal*: no other model beats them on "
         "both axes (the dotted staircase joins them when there are several).", "madry", "dale")
 
-table = cache.runs_table(dataset)
 runs = {r["id"]: r for r in cache.runs(dataset)}
 if table.empty:
     files = (f" Its standard files are not on this machine: run `python -m core data download {dataset}` (with a "
@@ -43,8 +44,8 @@ else:
         st.plotly_chart(pareto_figure(table, highlight={primary: "primary", comparison: "comparison"}),
                         key="hub_pareto")
         st.caption("Each dot is a model (circles shipped, diamonds trained or imported here); up and right is better. "
-                   f"Robust accuracy is PGD-{HEADLINE_STEPS} at each model's own ε (its training ε; a standard "
-                   "model's is the dataset's usual one). "
+                   f"Robust accuracy is {measure[1]} at each model's own ε (its training ε; "
+                   "a standard model's is the dataset's usual one). "
                    "The labelled dots are the primary and comparison models, rings the Pareto-optimal ones; an "
                    "inset zooms in where dots overlap. Hover for names.")
         masked_note(runs.values())

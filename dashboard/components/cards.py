@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 import streamlit as st
 
+from dashboard.components.charts import robust_measure
 from dashboard.components.labels import NORM_LABELS, md
 
 SOURCE_BADGE = {"shipped": ("shipped", "gray"), "imported": ("imported", "violet"), "trained": ("trained", "blue")}
@@ -36,7 +37,8 @@ def model_card(run: dict[str, Any], role: str | None = None) -> None:
         st.markdown(f":{colour}-badge[{label}] :orange-badge[{run['method']}{eps}] :blue-badge[{run['arch']}]"
                     + status)
         # Plain text, not st.metric: a metric's big value is cut to "10…" in a narrow card (a 1024 px projector).
-        attack = f"{metrics.get('attack', 'PGD').upper()} at ε={metrics.get('eps', run['eps'])}"
+        measured = robust_measure([metrics["attack"]])[1] if metrics.get("attack") else "PGD"
+        attack = f"{measured} at ε={metrics.get('eps', run['eps'])}"
         points = f"{metrics['n']} test points" if metrics.get("n") else "the test split"
         st.markdown(f"Clean **{fmt_pct(metrics.get('clean_acc'))}** · robust **{fmt_pct(metrics.get('robust_acc'))}**",
                     help=f"On {points}: clean accuracy, and robust accuracy under {attack}.")

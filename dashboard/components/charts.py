@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.evaluation import pareto_front
+from core.evaluation.protocol import HEADLINE_STEPS
 from core.utils import round_step
 from dashboard.components.labels import SHORT_METHOD_LABELS, label
 
@@ -58,12 +59,27 @@ def run_colours(methods: Mapping[str, str]) -> dict[str, str]:
     return colours
 
 
+def robust_measure(attacks: Iterable[Any]) -> tuple[str, str]:
+    """What the robust accuracies of these runs measured, short (an axis title) and in words (a caption), from
+    their final metrics' ``attack``: PGD-20 for models trained or imported here, the worst case over PGD and a
+    probe for the shipped patch models (their axis said "PGD-20" beside a note that said otherwise)."""
+    kinds = {str(a) for a in attacks if isinstance(a, str) and a}
+    pgd = sorted((k for k in kinds if k.startswith("pgd-")), key=lambda k: int(k[4:]) if k[4:].isdigit() else 0)
+    other = sorted(kinds - set(pgd))
+    short = [k.upper() for k in pgd] + ["worst case" if k.startswith("worst of") else k for k in other]
+    words = [k.upper() for k in pgd] + [f"the {k.replace('worst of', 'worst case of', 1)}" for k in other]
+    if not short:
+        return f"PGD-{HEADLINE_STEPS}", f"PGD-{HEADLINE_STEPS}"
+    return " or ".join(short), " or ".join(words)
+
+
 def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[str] = ()) -> go.Figure:
     """Clean vs robust accuracy of all runs with metrics, the Pareto front as a staircase. ``highlight`` maps run ids
     to a short label written next to their (larger) point, e.g. {id: "primary"}; a plain sequence of ids enlarges
     them without a label. Crowded points are drawn again in a zoomed inset."""
     roles = dict(highlight) if isinstance(highlight, Mapping) else dict.fromkeys(highlight, "")
     data = table.dropna(subset=["clean acc", "robust acc"])
+    measure = robust_measure(data["attack"] if "attack" in data else ())[0]
     clean, robust = data["clean acc"].to_numpy(float), data["robust acc"].to_numpy(float)
     x_axis, y_axis = percent_axis(clean), percent_axis(robust)
     inset = _inset(clean, robust, x_axis["range"], y_axis["range"])
@@ -83,7 +99,7 @@ def pareto_figure(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[s
     # Fixed-width legend entries pack several to a row; sized by their text, a narrow chart (1024 px screen) stacks
     # them one per row over the x-axis title.
     fig.update_layout(title="Clean vs robust accuracy", height=440, xaxis=dict(title="clean test accuracy", **x_axis),
-                      yaxis=dict(title="robust accuracy (PGD-20, own ε)", **y_axis), **(inset or {}),
+                      yaxis=dict(title=f"robust accuracy ({measure}, own ε)", **y_axis), **(inset or {}),
                       **{**LAYOUT, "legend": {**LAYOUT["legend"], "entrywidth": 96, "entrywidthmode": "pixels",
                                               "y": -0.2, "font": {"size": 12}}})
     return fig
