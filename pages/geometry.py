@@ -81,6 +81,8 @@ with st.container(border=True):
                               bind=state.IN_URL,
                               help="Whose DeepFool normal or gradient defines the plane; both models are drawn "
                                    "on the same plane.")
+    # Whose normal or gradient û is, said wherever û is named when two models share the plane.
+    owner = plane_from if comparison and plane_kind in ("deepfool", "gradient") else None
     other = other_key = None
     if plane_kind == "image":
         other_index = c1.number_input(f"Other test input (0–{len(data) - 1})", 0, len(data) - 1,
@@ -145,7 +147,7 @@ def section_tab(view: PlaneComparison, spec: SectionSpec) -> None:
     for column, (run_id, label) in zip(columns, labels):
         local = view.results[label]
         with column:
-            st.plotly_chart(views.section_figure(local, view, data.classes, label, colour_by=colour_by,
+            st.plotly_chart(views.section_figure(local, view, data.classes, label, colour_by=colour_by, owner=owner,
                                                  eps_label=eps_label, margin_limit=margin_limit),
                             key=f"geo_section_{run_id}")
             if local.prediction != example.y:
@@ -195,7 +197,7 @@ with tab_curv:
     if view is None:
         st.info(NEEDS_EPS + " The statistics over a sample below do not need it.", icon=":material/tune:")
     else:
-        st.plotly_chart(views.profile_figure(results, view.plane, colours), key="geo_profile")
+        st.plotly_chart(views.profile_figure(results, view.plane, colours, owner), key="geo_profile")
         st.caption("Solid: the margin along û falls to the boundary quickly. Dotted: along a random direction it "
                    "barely moves — the boundary is far and flat there. Each model has its own y scale: read where "
                    "each line crosses 0 and how steeply, not their heights against each other. A flatter solid line "

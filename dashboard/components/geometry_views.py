@@ -109,11 +109,18 @@ def _class_scale(num_classes: int) -> list[list[Any]]:
     return scale
 
 
+def u_text(plane: Any, owner: str | None = None) -> str:
+    """What û is, with whose it is when two models share a plane made from one of them ("DeepFool normal of the
+    primary"): the comparison's panel said "DeepFool normal" alone, which read as its own."""
+    return plane.u_label if owner is None else f"{plane.u_label} of the {owner}"
+
+
 def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *, colour_by: str = "class",
-                   eps_label: str = "", margin_limit: float | None = None, height: int = 470) -> go.Figure:
+                   eps_label: str = "", margin_limit: float | None = None, height: int = 470,
+                   owner: str | None = None) -> go.Figure:
     """Predicted class (or logit margin) over the plane, the boundary, the ε-ball's section, the attack path.
     ``margin_limit`` fixes the margin colour range (±limit); pass ``shared_margin_limit`` for panels compared side by
-    side."""
+    side. ``owner``: whose direction û is, when two models are drawn (``u_text``)."""
     section, plane = local.section, view.plane
     k = len(classes)
     fig = go.Figure()
@@ -161,7 +168,7 @@ def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *,
                              color="#111", line=dict(color="white", width=1)), hoverinfo="name"))
     # The y title on two lines: the square aspect makes a plane wider than tall a short plot, and "b along v̂
     # (random, orthogonal)" on one line was cut at its ends.
-    fig.update_layout(title=title, height=height, xaxis_title=f"a along û ({plane.u_label})",
+    fig.update_layout(title=title, height=height, xaxis_title=f"a along û ({u_text(plane, owner)})",
                       yaxis_title=f"b along v̂<br>({plane.v_label})", **LAYOUT)
     fig.update_xaxes(range=[section.a[0], section.a[-1]], constrain="domain")
     fig.update_yaxes(range=[section.b[0], section.b[-1]], scaleanchor="x", scaleratio=1, constrain="domain",
@@ -169,15 +176,17 @@ def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *,
     return fig
 
 
-def profile_figure(results: dict[str, Any], plane: Any, colours: Mapping[str, str] | None = None) -> go.Figure:
+def profile_figure(results: dict[str, Any], plane: Any, colours: Mapping[str, str] | None = None,
+                   owner: str | None = None) -> go.Figure:
     """Logit margin of x's class along the normal (solid) and along the random direction (dotted), one panel per
-    model with its own y axis: a robust model's margins (±0.3) vanished on an axis sized for a standard one's (±15)."""
+    model with its own y axis: a robust model's margins (±0.3) vanished on an axis sized for a standard one's (±15).
+    ``owner``: whose direction û is (``u_text``)."""
     names = list(results)
     fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=[f"{name} (its own y scale)" for name in names])
     for row, ((name, local), colour) in enumerate(zip(results.items(), model_colours(results, colours)), start=1):
         p = local.profile
-        fig.add_trace(go.Scatter(x=p.t, y=p.margin_normal, name=f"{short_name(name)}: along û ({plane.u_label})",
+        fig.add_trace(go.Scatter(x=p.t, y=p.margin_normal, name=f"{short_name(name)}: along û ({u_text(plane, owner)})",
                                  line=dict(color=colour, width=2.5)), row=row, col=1)
         fig.add_trace(go.Scatter(x=p.t, y=p.margin_random, name=f"{short_name(name)}: along v̂ (random)",
                                  line=dict(color=colour, width=2, dash="dot")), row=row, col=1)

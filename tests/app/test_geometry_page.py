@@ -45,7 +45,8 @@ def test_sections_of_both_models_on_one_plane_and_every_plane_type() -> None:
         names = [t.get("name") for t in fig["data"]]
         assert "boundary of x's class" in names and "PGD path" in names and "x" in names
         assert any(n and n.startswith("ε-ball section") for n in names)
-        assert "DeepFool normal" in fig["layout"]["xaxis"]["title"]["text"]
+        # Whose normal: the comparison's panel said "DeepFool normal" alone, which read as its own.
+        assert fig["layout"]["xaxis"]["title"]["text"] == "a along û (DeepFool normal of the primary)"
     # The two sections share their axes: the same plane and extent for both models.
     assert sections[0]["layout"]["xaxis"]["range"] == sections[1]["layout"]["xaxis"]["range"]
     # One column per model (a table that fits at any width), one row per quantity.
@@ -242,6 +243,8 @@ def test_primary_comes_first_on_the_comparisons_plane_and_the_loss_caption_is_me
     assert [c.split(":")[0] for c in table.columns] == ["Primary", "Comparison"]
     profile = next(f for f in charts(at) if f["layout"]["title"]["text"].startswith("Margin profile"))
     assert [a["text"].split(":")[0] for a in profile["layout"]["annotations"][:2]] == ["Primary", "Comparison"]
+    along = [t["name"].split(": ")[1] for t in profile["data"][::2]]
+    assert along == ["along û (DeepFool normal of the comparison)"] * 2, "whose normal, in both panels' legend"
     caption = next(c.value for c in at.caption if "Cross-entropy loss of the true class" in c.value)
     assert "flatter, wider valley" not in caption
     assert re.search(r"outline\): Primary's loss (stays at|goes from) [\d.]+.*; "
