@@ -6,7 +6,8 @@ non-widget keys; the sidebar widgets write them through callbacks.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Sequence
 
 import streamlit as st
 
@@ -116,6 +117,37 @@ def refused_url_values(asked: dict[str, list[str]]) -> list[tuple[str, list[str]
             shown = _coerce_value_for_query_url(meta.serializer(st.session_state[key]), meta.value_type)
             refused.append((key, values, shown))
     return refused
+
+
+def snap_url_number(key: str, grid: Sequence[float]) -> None:
+    """A link's number for the slider ``key`` that lies between the slider's steps (ε = 0.123 on the Attack Lab's
+    0.01 grid) was drawn as given while the results shown were the nearest step's, without a word. Before the slider
+    is drawn, on the run a link arrives with, the URL's value moves to the nearest step; the page's link check
+    (:func:`refused_url_values`) then names both. Other values (not a number, out of range) the slider refuses
+    itself."""
+    raw = st.query_params.get(key)
+    if raw is None or not len(grid):
+        return
+    try:
+        value = float(raw)
+    except ValueError:
+        return
+    if not math.isfinite(value) or not grid[0] <= value <= grid[-1]:
+        return
+    nearest = min(grid, key=lambda g: abs(g - value))
+    if abs(nearest - value) <= 1e-9 * max(1.0, abs(value)):
+        return
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    snapped = str(round(float(nearest), 10))
+    st.query_params[key] = snapped
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        # The widget takes its first value from the URL as the page arrived (Streamlit's snapshot), not from
+        # st.query_params: the snapshot gets the moved value too. Internals, as in refused_url_values.
+        initial = ctx.session_state._state.query_params._initial_query_params
+        if key in initial:
+            initial[key] = [snapped]
 
 
 def init_state() -> None:

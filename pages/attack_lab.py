@@ -102,6 +102,7 @@ def live_panel() -> None:
     ctx = get_script_run_ctx()
     if ctx is None or not ctx.fragment_ids_this_run:
         st.session_state["lab_eps"] = float(start)
+        state.snap_url_number("lab_eps", [float(g) for g in grid])
     # The slider and the projector toggle share a row, so the images start higher (at 1366 × 768 they began at
     # the window's bottom edge).
     row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")

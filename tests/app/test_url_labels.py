@@ -74,3 +74,15 @@ def test_a_refused_link_value_names_the_control_and_the_value_shown_instead() ->
     at = open_page("robustness", {"rob_n": "77"})
     assert [t.value for t in at.toast] == [
         "The link sets Test points (rob\\_n) to “77”, which this page does not offer: it shows “360” instead."]
+
+
+def test_a_link_eps_between_the_grids_budgets_moves_to_the_nearest_and_says_so() -> None:
+    """`?lab_eps=0.123`: the slider read 0.123 while every panel showed the results at ε = 0.12, without a word."""
+    at = open_page("attack_lab", {"lab_eps": "0.123"})
+    assert at.slider(key="lab_eps").value == pytest.approx(0.12)
+    assert at.query_params["lab_eps"] == "0.12"
+    assert [t.value for t in at.toast] == [
+        "The link sets ε (lab\\_eps) to “0.123”, which this page does not offer: it shows “0.12” instead."]
+    assert "at ε = 0.12" in " ".join(m.value for m in at.markdown)
+    at = open_page("attack_lab", {"lab_eps": "0.13"})
+    assert at.slider(key="lab_eps").value == pytest.approx(0.13) and not at.toast, "a budget of the grid is taken"
