@@ -52,7 +52,8 @@ adversarial examples — and what adversarial training changes inside them.
 9. **Playground** — for the first minutes of a class: two-moon data, a small network trained live, standard and
    adversarial side by side; turn on the ε-balls and arrows to show which points an attacker can flip, and the
    Langevin panel shows DALE's cloud of perturbations collapsing to PGD's single point as the temperature goes
-   to 0.
+   to 0 (at T = 0 exactly, onto the open star where PGD's fixed steps stop when they zigzag across a kink of the
+   loss; the least noise lets the chains slide on to the filled star, where PGD's climb ends).
 10. Ask the room: *why would training on attacked images make a model harder to attack, and what does it cost?*
    Then open the papers below.
 """)

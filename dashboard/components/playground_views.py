@@ -263,7 +263,8 @@ def lattice_note(panel: LangevinPanel) -> str | None:
     if panel.norm != "linf" or not len(panel.samples):
         return None
     distinct = len(np.unique(np.round((panel.samples - panel.x) / panel.step_size).astype(np.int64), axis=0))
-    return (f"The {len(panel.samples)} samples sit on {distinct} distinct points of a grid: each Langevin step moves "
+    where = "one point" if distinct == 1 else f"{distinct} distinct points"
+    return (f"The {len(panel.samples)} samples sit on {where} of a grid: each Langevin step moves "
             f"each coordinate by exactly ± the step η = {panel.step_size:g} (a signed step, as PGD's; the noise only "
             "changes which sign), so every chain from x lands on points η apart, and many chains share one.")
 
@@ -300,6 +301,14 @@ def langevin_figure(panel: LangevinPanel, class_name: str, height: int = 520) ->
     data.append(dict(type="scatter", x=[panel.x[0]], y=[panel.x[1]], mode="markers",
                      name=f"the point x (class {class_name})", hoverinfo="skip",
                      marker=dict(symbol="circle", size=12, color="#0ea5e9", line=dict(width=2, color="white"))))
+    if float(np.abs(panel.fixed_step_point - panel.pgd_point).max()) > panel.step_size / 2:
+        # Where PGD's fixed steps stopped, zigzagging across a kink, short of the star (the climb's end): at T = 0
+        # every chain sits here, so the cloud "jumped away from PGD" on the slider's last notch without it.
+        data.append(dict(type="scatter", x=[panel.fixed_step_point[0]], y=[panel.fixed_step_point[1]],
+                         mode="markers", hoverinfo="skip",
+                         name=f"PGD's fixed steps stopped here (loss {loss_text(panel.fixed_step_loss)}; every "
+                              "sample at T = 0)",
+                         marker=dict(symbol="star-open", size=18, color="#ef4444", line=dict(width=2.5))))
     data.append(dict(type="scatter", x=[panel.pgd_point[0]], y=[panel.pgd_point[1]], mode="markers",
                      name=f"PGD's point (loss {loss_text(panel.pgd_loss)})", hoverinfo="skip",
                      marker=dict(symbol="star", size=20, color="#ef4444", line=dict(width=1.5, color="white"))))

@@ -197,10 +197,17 @@ def loss_curves(histories: dict[str, list[dict[str, Any]]], rho: dict[str, float
     """ℓ_nom (solid) and ℓ_ro (dashed) per epoch with a dotted line at each DALE run's ρ; the patch simulation's
     training loss per iteration t."""
     fig = _curves(histories, step, LOSS_SERIES[step], ".3f", colours)
+    # Each ρ labelled once, in its line's colour, the labels of successive ρ on alternate sides: two DALE runs at
+    # ρ = 0.1 and 0.2 printed "ρ = 0.1" in grey under "ρ = 0.2", struck through by the 0.2 line.
+    labelled: set[float] = set()
     for i, name in enumerate(histories):
         if name in rho:
-            fig.add_hline(y=rho[name], line=dict(color=_colour(colours, name, i), dash="dot", width=1.5),
-                          annotation_text=f"ρ = {rho[name]:g}", annotation_position="top left")
+            colour = _colour(colours, name, i)
+            label = {} if rho[name] in labelled else dict(
+                annotation_text=f"ρ = {rho[name]:g}", annotation_font_color=colour,
+                annotation_position="top left" if len(labelled) % 2 == 0 else "top right")
+            fig.add_hline(y=rho[name], line=dict(color=colour, dash="dot", width=1.5), **label)
+            labelled.add(rho[name])
     per = "mean per epoch" if step == "epoch" else "on the whole training set"
     fig.update_layout(title="Clean and robust training loss" if step == "epoch" else "Training loss",
                       xaxis_title=STEP_TITLES[step], yaxis_title=f"training loss ({per})", **LAYOUT)

@@ -164,3 +164,5 @@ def test_the_langevin_panel_says_why_its_samples_sit_on_a_grid() -> None:
     note = lattice_note(panel)
     assert note.startswith("The 4 samples sit on 3 distinct points of a grid") and "η = 0.01" in note
     assert lattice_note(SimpleNamespace(norm="l2", x=x, step_size=0.01, samples=panel.samples)) is None
+    cold = SimpleNamespace(norm="linf", x=x, step_size=0.01, samples=x + 0.01 * np.array([[2, 3]] * 5))
+    assert lattice_note(cold).startswith("The 5 samples sit on one point of a grid"), "not “on 1 distinct points”"

@@ -241,6 +241,17 @@ def test_the_loss_legend_tells_runs_by_colour_and_losses_by_line_style() -> None
     assert [t.line.dash for t in pgd_lines] == ["dash"] and pgd_lines[0].line.color == runs[1].line.color
 
 
+def test_each_rho_is_labelled_once_in_its_lines_colour_on_alternate_sides() -> None:
+    """DALE runs at ρ = 0.1 and 0.2: both labels sat top left in grey, "ρ = 0.1" struck through by the 0.2 line."""
+    dale = [{"epoch": e, "loss_nom": 1 / e, "loss_ro": 2 / e} for e in (1, 2, 3)]
+    fig = tc.loss_curves({"a": dale, "b": dale, "c": dale}, {"a": 0.1, "b": 0.2, "c": 0.1},
+                         colours={"a": "#111111", "b": "#222222", "c": "#333333"})
+    lines = [s for s in fig.layout.shapes if s.line.dash == "dot"]
+    assert [(s.y0, s.line.color) for s in lines] == [(0.1, "#111111"), (0.2, "#222222"), (0.1, "#333333")]
+    labels = [(a.text, a.font.color, a.xanchor) for a in fig.layout.annotations if a.text.startswith("ρ")]
+    assert labels == [("ρ = 0.1", "#111111", "left"), ("ρ = 0.2", "#222222", "right")]
+
+
 def test_the_clean_vs_robust_scatter_separates_crowded_points_and_kinds_of_model() -> None:
     """The four robust shipped models sat in one corner, covering each other, and a trained run looked shipped."""
     table = pd.DataFrame({

@@ -18,6 +18,7 @@ from core.playground import (
     robust_points, train_playground,
 )
 from core.utils import make_generator
+from dashboard.components.playground_views import langevin_figure
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,15 @@ def test_pgd_point_is_a_local_maximum_where_fixed_signed_steps_zigzag_across_a_k
                                                    reduction="none")
     assert len(ring) >= 8 and float(around.max()) <= panel.pgd_loss
     assert panel.pgd_loss > panel.fixed_step_loss + 0.02 and panel.samples_above_pgd == 0.0
+    # At T = 0 every sample sits on the fixed steps' end: the figure marks it, or the cloud seemed to leave PGD.
+    traces = {t.name: t for t in langevin_figure(panel, "0").data}
+    stopped = next(t for name, t in traces.items() if name.startswith("PGD's fixed steps stopped here"))
+    np.testing.assert_allclose([stopped.x[0], stopped.y[0]], panel.fixed_step_point)
+    np.testing.assert_allclose(panel.samples, np.repeat(panel.fixed_step_point[None], 10, 0), atol=1e-6)
+    calm = langevin_panel(model, torch.tensor([0.3, 0.5]), 0, eps=0.07, temperature=0.0, samples=10, steps=40,
+                          resolution=5)
+    assert not any(t.name.startswith("PGD's fixed steps") for t in langevin_figure(calm, "0").data), \
+        "no second star where the fixed steps end on the star"
 
 
 def test_sizes_above_their_limits_are_capped_with_a_note() -> None:
