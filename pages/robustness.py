@@ -39,7 +39,13 @@ default = [r for r in (st.session_state.get(state.PRIMARY_RUN), st.session_state
            if r in names]
 spec = cache.dataset_specs()[dataset]
 primary = cache.registry().get_run(default[0] if default else runs[0]["id"])
-norms = ("linf", "l2") if primary["norm"] != "l2patch" else ("l2patch",)
+if primary["norm"] == "l2patch":
+    # Before any control: the models, ε (0.25 to 16) and test points were drawn live above this dead end.
+    st.info("The patch models' per-patch ℓ2 threat model has no minimal-norm attack; the **Theory Lab** shows their "
+            "robustness over training. Pick digits or a toy dataset in the sidebar for this page.",
+            icon=":material/info:")
+    st.stop()
+norms = ("linf", "l2")
 
 # The sidebar's primary and comparison are what the list starts from, and a change there replaces it: the list kept
 # the models it was first drawn with (a keyed widget ignores a new default), so the page went on with the old pair
@@ -78,10 +84,6 @@ n_choice = cols[2].selectbox("Test points", points, index=points.index(PAGE_POIN
                              help="The first N points of the test split; larger is slower but tighter.")
 if not chosen:
     st.info("Choose at least one model.")
-    st.stop()
-if norm == "l2patch":
-    st.info("The patch models' per-patch ℓ2 threat model has no minimal-norm attack; the Theory Lab shows their "
-            "robustness over training. Pick digits or a toy dataset for this page.")
     st.stop()
 
 # In the default view (the primary model's own norm and ε) every attack runs, or comes from the store (shipped with
@@ -133,7 +135,11 @@ st.dataframe(ev.percent_cells(table) if missing else table,
 st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].curve)} test points"
            + (f"; every model here is a {shared} model" if shared else "")
            + ("; “not run”: that attack has not been run on that model (the full ensemble runs per model, below)."
-              if missing else "."))
+              if missing else ".")
+           # Otherwise the FMN row's figure appeared again as "worst case per point", read as a verdict.
+           + (f" For {', '.join(short[results.index(r)] for r in pending)} only "
+              f"{pending[0].bundle.curve.attack.upper()} has run at this ε so far: its worst case per point is that "
+              "one attack's until the attacks at ε (above) run." if pending else ""))
 
 st.subheader("Per class")
 focus = results[0]

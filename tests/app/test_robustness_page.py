@@ -109,6 +109,9 @@ def test_defaults_come_from_the_shipped_evaluations_and_other_choices_are_comput
     assert at.button(key="rob_compute_now") and at.button(key="rob_compute_bg")
     assert any("appear once the attacks at" in i.value for i in at.info)
     assert any("minimal-norm attack alone" in c.value for c in at.caption)
+    # The table's "worst case per point" row repeated the FMN row's figure, which read as a verdict.
+    table_caption = next(c.value for c in at.caption if c.value.startswith("Robust accuracy (%) at ε"))
+    assert "only FMN has run at this ε so far: its worst case per point is that one attack's" in table_caption
 
     # In the background: one job per model, in its own process (it runs while the page computes another ε below).
     at.button(key="rob_compute_bg").click().run()
@@ -299,3 +302,14 @@ def test_an_attack_run_on_one_model_only_reads_not_run_and_the_captions_name_the
     [spread] = [m for m in at.metric if m.label.startswith("spread")]
     assert re.fullmatch(r"worst \d+\.\d below mean", spread.delta), spread.delta  # "points bel…" was cut off
     assert "least robust class" in spread.help and "percentage points" in spread.help
+
+
+def test_the_patch_models_dead_end_draws_no_controls() -> None:
+    """On patches the page said "Pick digits or a toy dataset" under live model chips and an ε slider (0.25 to 16)."""
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.selectbox(key="_sb_dataset").select("patches").run()
+    at.switch_page("../pages/robustness.py").run()
+    assert not at.exception, at.exception
+    assert any("Theory Lab" in i.value and "Pick digits or a toy dataset" in i.value for i in at.info)
+    assert at.selectbox(key="_sb_dataset").value == "patches" and not at.multiselect and not at.select_slider
+    assert not [s for s in at.selectbox if s.key in ("rob_norm", "rob_n")]

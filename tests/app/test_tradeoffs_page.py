@@ -72,6 +72,7 @@ def test_the_logit_bias_is_tuned_and_reported() -> None:
     klass = biased.split()[1]
     assert f"on class {klass}'s logit (the weakest on the tuning half)" in caption
     assert "where the weakest is class " in caption
+    assert "clean accuracy allowed to drop by at most 1 percentage point there" in caption, "not “by ≤ 1 points”"
 
 
 def test_the_launch_form_lists_every_problem_at_once() -> None:
