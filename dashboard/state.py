@@ -76,7 +76,8 @@ URL_LABELS = {
     "rob_models": "Models", "rob_norm": "Norm", "rob_eps_": "ε", "rob_n": "Test points", "rob_focus": "Model",
     "geo_index": "Test point", "geo_plane": "Plane", "geo_plane_from": "Direction û of",
     "geo_other": "Other test input", "geo_norm": "Norm", "geo_eps_": "ε", "geo_path": "Attack path",
-    "geo_colour": "Colour by", "geo_res": "Finest grid points per side", "geo_zoom": "Zoom out", "geo_steps": "Path steps",
+    "geo_colour": "Colour by", "geo_res": "Finest grid points per side", "geo_zoom": "Zoom out",
+    "geo_steps": "Path steps",
     "geo_sample_n": "Test inputs",
     "lat_layer": "Layer", "lat_projection": "Projection", "lat_n": "Points", "lat_split": "Split",
     "lat_attack": "Attack", "lat_norm": "Norm", "lat_eps": "ε",
@@ -124,9 +125,17 @@ def snap_url_number(key: str, grid: Sequence[float]) -> None:
     0.01 grid) was drawn as given while the results shown were the nearest step's, without a word. Before the slider
     is drawn, on the run a link arrives with, the URL's value moves to the nearest step; the page's link check
     (:func:`refused_url_values`) then names both. Other values (not a number, out of range) the slider refuses
-    itself."""
+    itself. Once the slider is drawn its value comes from the session, and Streamlit refuses to have a bound
+    parameter set (after a norm switch the URL still held 0.13 of the ℓ∞ grid): nothing to do then.
+    Internals, as in :func:`refused_url_values` (tests/app/test_url_labels.py fails if they change)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
     raw = st.query_params.get(key)
-    if raw is None or not len(grid):
+    if ctx is None or raw is None or not len(grid):
+        return
+    store = ctx.session_state._state.query_params
+    if store.is_bound(key):
         return
     try:
         value = float(raw)
@@ -137,17 +146,13 @@ def snap_url_number(key: str, grid: Sequence[float]) -> None:
     nearest = min(grid, key=lambda g: abs(g - value))
     if abs(nearest - value) <= 1e-9 * max(1.0, abs(value)):
         return
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
     snapped = str(round(float(nearest), 10))
     st.query_params[key] = snapped
-    ctx = get_script_run_ctx()
-    if ctx is not None:
-        # The widget takes its first value from the URL as the page arrived (Streamlit's snapshot), not from
-        # st.query_params: the snapshot gets the moved value too. Internals, as in refused_url_values.
-        initial = ctx.session_state._state.query_params._initial_query_params
-        if key in initial:
-            initial[key] = [snapped]
+    # The widget takes its first value from the URL as the page arrived (Streamlit's snapshot), not from
+    # st.query_params: the snapshot gets the moved value too (without it, the link's toast still says it all).
+    initial = getattr(store, "_initial_query_params", None)
+    if isinstance(initial, dict) and key in initial:
+        initial[key] = [snapped]
 
 
 def init_state() -> None:

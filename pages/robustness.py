@@ -128,6 +128,8 @@ order = list(dict.fromkeys(summary["attack"]))
 table = 100 * summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
     index=order, columns=[r.name for r in results]).rename(columns=dict(zip([r.name for r in results], short)))
 missing = table.isna().to_numpy().any()
+# Models with no attack at ε yet (one partway through a background job has some): their worst case is the curve's.
+curve_only = [name for r, name in zip(results, short) if not r.at_eps]
 # In percent with one decimal, like every accuracy on the page (Streamlit's "percent" format drops trailing zeros).
 st.dataframe(ev.percent_cells(table) if missing else table,
              column_config=None if missing else {name: st.column_config.NumberColumn(format="%.1f%%")
@@ -137,9 +139,9 @@ st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].cu
            + ("; “not run”: that attack has not been run on that model (the full ensemble runs per model, below)."
               if missing else ".")
            # Otherwise the FMN row's figure appeared again as "worst case per point", read as a verdict.
-           + (f" For {', '.join(short[results.index(r)] for r in pending)} only "
-              f"{pending[0].bundle.curve.attack.upper()} has run at this ε so far: its worst case per point is that "
-              "one attack's until the attacks at ε (above) run." if pending else ""))
+           + (f" For {', '.join(curve_only)} only {results[0].bundle.curve.attack.upper()} has run at this ε so "
+              "far: its worst case per point is that one attack's until the attacks at ε (above) run."
+              if curve_only else ""))
 
 st.subheader("Per class")
 focus = results[0]
@@ -156,7 +158,7 @@ m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}"
 # Both in percentage points: the std of accuracies given in %, and how far the worst class lies below their mean
 # (worst − mean ≤ 0), said in words under a red down arrow: "↓ -14.1 points" read as a double negative. Short
 # enough for a quarter of the page ("worst class 14.1 points bel…" was cut at 1280 px); the help says it in full.
-m[3].metric("spread (std) of class accuracies", f"{spread['std'] * 100:.1f} points",
+m[3].metric("spread (std) by class", f"{spread['std'] * 100:.1f} points",
             f"worst {abs(spread['worst_gap']) * 100:.1f} below mean", delta_color="red",
             delta_arrow="down" if spread["worst_gap"] < 0 else "off",
             help="The standard deviation of the per-class robust accuracies, and how far the least robust class "

@@ -158,9 +158,10 @@ else:
                      f"class {before['worst_class']} without the bias, class {after['worst_class']} with it")
             st.caption(f"Bias {max(result.bias):g} on class {biased}'s logit (the weakest on the tuning half), "
                        f"chosen on half of the test split (clean accuracy allowed to drop by at most {bound:g} "
-                       f"percentage point{'' if bound == 1 else 's'} there) and reported on the other half, where the weakest is {worst}. Worst-class accuracy "
-                       "is the lowest over all classes, so it can stay put when lifting one class leaves another as "
-                       "weak. Each candidate is attacked afresh with the bias in place (white-box).")
+                       f"percentage point{'' if bound == 1 else 's'} there) and reported on the other half, where the "
+                       f"weakest is {worst}. Worst-class accuracy is the lowest over all classes, so it can stay put "
+                       "when lifting one class leaves another as weak. Each candidate is attacked afresh with the bias "
+                       "in place (white-box).")
         except AtlasError as exc:
             st.error(str(exc))
 

@@ -64,10 +64,12 @@ def robust_measure(attacks: Iterable[Any]) -> tuple[str, str]:
     their final metrics' ``attack``: PGD-20 for models trained or imported here, the worst case over PGD and a
     probe for the shipped patch models (their axis said "PGD-20" beside a note that said otherwise)."""
     kinds = {str(a) for a in attacks if isinstance(a, str) and a}
-    pgd = sorted((k for k in kinds if k.startswith("pgd-")), key=lambda k: int(k[4:]) if k[4:].isdigit() else 0)
-    other = sorted(kinds - set(pgd))
-    short = [k.upper() for k in pgd] + ["worst case" if k.startswith("worst of") else k for k in other]
-    words = [k.upper() for k in pgd] + [f"the {k.replace('worst of', 'worst case of', 1)}" for k in other]
+    named = sorted((k for k in kinds if not k.startswith("worst of")),
+                   key=lambda k: (not k.startswith("pgd-"), int(k[4:]) if k[4:].isdigit() else 0, k))
+    worst = sorted(kinds - set(named))
+    # An attack's name in capitals ("pgd-20" → PGD-20); a description ("worst of PGD-10 … and the probe") as it is.
+    short = [k.upper() for k in named] + ["worst case"] * bool(worst)
+    words = [k.upper() for k in named] + [f"the {k.replace('worst of', 'worst case of', 1)}" for k in worst]
     if not short:
         return f"PGD-{HEADLINE_STEPS}", f"PGD-{HEADLINE_STEPS}"
     return " or ".join(short), " or ".join(words)

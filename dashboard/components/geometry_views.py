@@ -112,7 +112,9 @@ def _class_scale(num_classes: int) -> list[list[Any]]:
 def u_text(plane: Any, owner: str | None = None) -> str:
     """What û is, with whose it is when two models share a plane made from one of them ("DeepFool normal of the
     primary"): the comparison's panel said "DeepFool normal" alone, which read as its own."""
-    return plane.u_label if owner is None else f"{plane.u_label} of the {owner}"
+    # A plane that fell back to random directions (no gradient, no boundary) is nobody's.
+    mine = owner is not None and plane.kind in ("deepfool", "gradient")
+    return f"{plane.u_label} of the {owner}" if mine else plane.u_label
 
 
 def section_figure(local: Any, view: Any, classes: Sequence[str], title: str, *, colour_by: str = "class",

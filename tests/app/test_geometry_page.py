@@ -317,3 +317,12 @@ def test_the_eps_outline_follows_the_loss_surface() -> None:
     surface = SimpleNamespace(a=coords, b=coords.copy(), loss=np.add.outer(2 * coords, 3 * coords))  # 2b + 3a
     points = np.array([[0.0, 0.0], [0.5, -0.5], [0.3, 0.7], [-1.0, 1.0]])
     assert np.allclose(views._on_grid(surface, points), 3 * points[:, 0] + 2 * points[:, 1])
+
+
+def test_a_plane_that_fell_back_to_random_is_nobodys() -> None:
+    """With no gradient or boundary the plane falls back to random directions; "random of the primary" misled."""
+    random = SimpleNamespace(kind="random", u_label="random")
+    normal = SimpleNamespace(kind="deepfool", u_label="DeepFool normal")
+    assert views.u_text(random, "primary") == "random"
+    assert views.u_text(normal, "primary") == "DeepFool normal of the primary"
+    assert views.u_text(normal) == "DeepFool normal"

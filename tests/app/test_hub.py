@@ -28,3 +28,12 @@ def test_the_hub_names_what_its_robust_accuracy_measured() -> None:
     helps = [m.proto.help for m in at.markdown if m.value.startswith("Clean **")]
     assert len(helps) == 2 and all("robust accuracy under the worst case of PGD-10" in h for h in helps), helps
     assert not any("WORST" in h for h in helps)
+
+
+def test_the_measure_is_named_once_per_kind() -> None:
+    """Two "worst of …" descriptions read "worst case or worst case"; other attacks' names were left in lower case."""
+    from dashboard.components.charts import robust_measure
+
+    assert robust_measure(["worst of A", "worst of B"]) == ("worst case", "the worst case of A or the worst case of B")
+    assert robust_measure(["fgsm", "pgd-100", "pgd-20", None]) == ("PGD-20 or PGD-100 or FGSM",) * 2
+    assert robust_measure([float("nan")]) == ("PGD-20", "PGD-20"), "no measure recorded: the headline one"

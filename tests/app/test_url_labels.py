@@ -86,3 +86,10 @@ def test_a_link_eps_between_the_grids_budgets_moves_to_the_nearest_and_says_so()
     assert "at ε = 0.12" in " ".join(m.value for m in at.markdown)
     at = open_page("attack_lab", {"lab_eps": "0.13"})
     assert at.slider(key="lab_eps").value == pytest.approx(0.13) and not at.toast, "a budget of the grid is taken"
+    # Moved on the page, then another norm: the URL still held the ℓ∞ grid's 0.13, and setting a parameter bound
+    # to a drawn slider raised "Cannot directly set query parameter 'lab_eps'".
+    at.slider(key="lab_eps").set_value(0.13).run()
+    norm = next(s for s in at.selectbox if s.key.startswith("lab_norm_"))
+    norm.select("l2").run()
+    assert not at.exception, at.exception
+    assert at.slider(key="lab_eps").label.startswith("ε (ℓ2 budget")

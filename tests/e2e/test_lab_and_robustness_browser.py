@@ -223,6 +223,12 @@ def test_the_robustness_page_draws_every_view(server: str, page, artifacts: Path
     assert download.value.suggested_filename.endswith(".csv")
     shot(page, artifacts, "robustness")
     assert crowded_ticks(page) == []
+    # Each metric's label and delta whole at 1280 px: "worst class 14.1 points bel…", then "spread (std) of class
+    # accura…" once it had a help icon.
+    cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMetric"] *')]
+        .filter(e => getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth)
+        .map(e => e.textContent)""")
+    assert cut == [], cut
     # A lecture laptop: at 1024 px the class × ε heatmap's ε ticks ran into each other (0.050.10.15…).
     page.set_viewport_size({"width": 1024, "height": 768})
     page.wait_for_timeout(1500)
