@@ -81,8 +81,8 @@ with st.container(border=True):
                               bind=state.IN_URL,
                               help="Whose DeepFool normal or gradient defines the plane; both models are drawn "
                                    "on the same plane.")
-    # Whose normal or gradient û is, said wherever û is named when two models share the plane.
-    owner = plane_from if comparison and plane_kind in ("deepfool", "gradient") else None
+    # Whose û it is, said wherever û is named when two models share the plane (views.u_text: planes of a model only).
+    owner = plane_from if comparison else None
     other = other_key = None
     if plane_kind == "image":
         other_index = c1.number_input(f"Other test input (0–{len(data) - 1})", 0, len(data) - 1,
