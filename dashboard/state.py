@@ -7,7 +7,7 @@ non-widget keys; the sidebar widgets write them through callbacks.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import streamlit as st
 
@@ -127,11 +127,24 @@ def snap_url_number(key: str, grid: Sequence[float]) -> None:
     itself. Once the slider is drawn its value comes from the session, and Streamlit refuses to have a bound
     parameter set (after a norm switch the URL still held 0.13 of the ℓ∞ grid): nothing to do then.
     Internals, as in :func:`refused_url_values` (tests/app/test_url_labels.py fails if they change)."""
+    if len(grid):
+        _move_url_number(key, lambda v: min(grid, key=lambda g: abs(g - v)) if grid[0] <= v <= grid[-1] else v)
+
+
+def clamp_url_number(key: str, low: float, high: float) -> None:
+    """As :func:`snap_url_number`, for a number field without browser bounds (``checked_number``): a link's value
+    outside [low, high] (``?feat_example=99999`` for a sample of 50) moves to the nearer end, and the page's link
+    check names both, where the field would otherwise stop the page with a red error a link's reader cannot fix
+    from the link alone."""
+    _move_url_number(key, lambda v: min(max(v, low), high))
+
+
+def _move_url_number(key: str, move: Callable[[float], float]) -> None:
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()
     raw = st.query_params.get(key)
-    if ctx is None or raw is None or not len(grid):
+    if ctx is None or raw is None:
         return
     store = ctx.session_state._state.query_params
     if store.is_bound(key):
@@ -140,18 +153,20 @@ def snap_url_number(key: str, grid: Sequence[float]) -> None:
         value = float(raw)
     except ValueError:
         return
-    if not math.isfinite(value) or not grid[0] <= value <= grid[-1]:
+    if not math.isfinite(value):
         return
-    nearest = min(grid, key=lambda g: abs(g - value))
-    if abs(nearest - value) <= 1e-9 * max(1.0, abs(value)):
+    moved = move(value)
+    if abs(moved - value) <= 1e-9 * max(1.0, abs(value)):
         return
-    snapped = str(round(float(nearest), 10))
-    st.query_params[key] = snapped
+    written = str(round(float(moved), 10))
+    if written.endswith(".0"):
+        written = written[:-2]  # an integer field reads "49", not "49.0"
+    st.query_params[key] = written
     # The widget takes its first value from the URL as the page arrived (Streamlit's snapshot), not from
     # st.query_params: the snapshot gets the moved value too (without it, the link's toast still says it all).
     initial = getattr(store, "_initial_query_params", None)
     if isinstance(initial, dict) and key in initial:
-        initial[key] = [snapped]
+        initial[key] = [written]
 
 
 def init_state() -> None:

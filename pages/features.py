@@ -8,7 +8,7 @@ import streamlit as st
 from core.errors import AtlasError
 from core.features import LABELS, METHODS
 from dashboard import cache, state
-from dashboard.components import feature_views as views
+from dashboard.components import feature_views as views, lab_controls
 from dashboard.components.cards import no_model_yet
 from dashboard.components.charts import run_colours
 from dashboard.components.labels import md
@@ -49,6 +49,8 @@ eps = float(own["eps"] or 0.1)
 c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
 method = c1.selectbox("Attribution", METHODS, format_func=LABELS.__getitem__, index=1, key="feat_method",
                      bind=state.IN_URL)
+
+
 def _keep_in_sample() -> None:
     """A smaller sample: its last point, not a refusal, for an example past its end."""
     if st.session_state.get("feat_example", 0) >= st.session_state["feat_n"]:
@@ -57,6 +59,11 @@ def _keep_in_sample() -> None:
 
 n = c2.selectbox("Sample", (20, 50, 100, 200), index=1, key="feat_n", bind=state.IN_URL,
                  help="The first N test points.", on_change=_keep_in_sample)
+# The Attack Lab's or Geometry's last test point where the sample holds it (a teacher's digit stays on screen), unless
+# a link or an earlier choice here says otherwise.
+picked = lab_controls.picked_test_index(dataset)
+if picked is not None and picked < n and not any("feat_example" in s for s in (st.session_state, st.query_params)):
+    st.session_state["feat_example"] = picked
 # No help icon: its "Help for Example" button would make the field's label ambiguous (as in train_form).
 example, problem = checked_number(c3, "Example", 0, int(n) - 1, value=0, step=1, key="feat_example",
                                   bind=state.IN_URL)
@@ -67,8 +74,19 @@ if problem:
     st.error(f"Not drawn: {problem}", icon=":material/error:")
     st.stop()
 norm_label = "ℓ∞" if norm == "linf" else "ℓ2"
-st.caption(f"Adversarial inputs: PGD-10 at ε = {eps:g} ({norm_label}), the primary model's own budget, for both "
-           "models. Attributions are toward the true class.")
+data = cache.run_dataset(primary, dataset)
+classes = [str(c) for c in data.classes]
+i = int(example)
+if picked == i:
+    where = " (the Attack Lab's and Geometry's example too)"
+elif picked is not None and picked >= n:
+    where = (f". The Attack Lab's and Geometry's example, test #{picked}, is not among the first {n}"
+             + (": a larger sample holds it" if picked < 200 else ""))
+else:
+    where = ""
+st.caption(f"Example {i} is test #{i} (class {classes[int(data.y[i])]}){where}. Adversarial inputs: PGD-10 at "
+           f"ε = {eps:g} ({norm_label}), the primary model's own budget, for both models. Attributions are toward "
+           "the true class.")
 
 reports = {}
 with st.spinner(f"Attacking {n} points and computing {LABELS[method]} maps…"):
@@ -77,9 +95,6 @@ with st.spinner(f"Attacking {n} points and computing {LABELS[method]} maps…"):
             reports[run_id] = cache.attributions(run_id, dataset, int(n), eps, norm, method, device)
         except AtlasError as exc:
             st.error(f"{md(names[run_id])}: {exc}")
-data = cache.run_dataset(primary, dataset)
-classes = [str(c) for c in data.classes]
-i = int(example)
 for run_id, rep in reports.items():
     sample = cache.feature_sample(run_id, dataset, int(n), eps, norm, device)
     pred = classes[int(sample["pred_adv"][i])]

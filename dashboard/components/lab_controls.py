@@ -37,6 +37,7 @@ class Example:
     x: Any          # torch tensor, the dataset's input shape
     y: int
     label: str
+    index: int | None = None  # its test index; None for an upload
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _flipping_indices(run_id: str, device: str, dataset: str, eps: float, norm: 
 def _from_dataset(data: Any, index: int, how: str) -> Example:
     y = int(data.y[index])
     return Example(key=f"{data.name}:{data.split}:{index}", x=data.x[index], y=y,
-                   label=f"{data.name} test #{index} (class {data.classes[y]}, {how})")
+                   label=f"{data.name} test #{index} (class {data.classes[y]}, {how})", index=index)
 
 
 def _upload(data: Any) -> Example | None:
@@ -141,6 +142,16 @@ def _upload(data: Any) -> Example | None:
 PICKER_KEYS = ("lab_mode", "lab_class", "lab_which", "lab_index", "lab_flip")
 
 
+# The dataset and test index of the picker's last example: the Features page starts on it where its sample holds it.
+PICKED_TEST = "_picked_test"
+
+
+def picked_test_index(dataset: str) -> int | None:
+    """The test index the Attack Lab or Geometry showed last, if it was a test point of ``dataset``."""
+    picked = st.session_state.get(PICKED_TEST)
+    return picked[1] if picked and picked[0] == dataset else None
+
+
 def _carry_picker(page: str) -> bool:
     """On the first run after switching to ``page``, give the picker's widgets their values again through the
     Session State API, and say whether it did. The values are still in ``st.session_state``, but a widget that took
@@ -160,6 +171,8 @@ def pick_example(data: Any, run_id: str, device: str, page: str) -> Example | No
     Geometry; its choice is in the URL and goes along from one of the two pages to the other."""
     carried = _carry_picker(page)
     example = _pick_example(data, run_id, device)
+    if example is not None and example.index is not None:
+        st.session_state[PICKED_TEST] = (data.name, example.index)
     if carried:
         # Carried values are shown at once but reach the URL only at the next rerun: a reload would lose them.
         state.write_carried_to_url(PICKER_KEYS)

@@ -15,7 +15,7 @@ from core.jobs import resume_note, submit_job, train_run_id
 from core.training import TrainConfig
 from core.training.config import DALE_NOISES, MAX_EPS, class_weights_problem, eps_problem
 from core.training.preflight import preflight
-from dashboard import cache
+from dashboard import cache, state
 from dashboard.components.labels import NOISE_LABELS, SHORT_METHOD_LABELS, WEIGHTING_LABELS, input_scale
 
 DALE_METHODS = ("dale", "dale-kl")
@@ -88,7 +88,10 @@ class RangedFields:
 def checked_number(container: Any, label: str, low: float, high: float, **kwargs: Any) -> tuple[Any, str | None]:
     """``container.number_input(label, **kwargs)`` without browser bounds, and what is wrong with its value (None
     when it is in [low, high]) for the caller to show and act on. With the bounds in the browser an entry outside
-    them only turned red and the page went on with the previous value. For fields outside a form."""
+    them only turned red and the page went on with the previous value. For fields outside a form. A field bound to
+    the URL takes a link's value outside the range as the nearer end (the app's link toast names both)."""
+    if kwargs.get("bind") == state.IN_URL:
+        state.clamp_url_number(kwargs["key"], low, high)
     value = container.number_input(label, **kwargs)
     return value, _out_of_range(label, value, low, high)
 

@@ -90,3 +90,33 @@ def test_a_smaller_sample_keeps_the_example_inside_it() -> None:
     at.selectbox(key="feat_n").set_value(20).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.number_input(key="feat_example").value == 19
+
+
+def test_features_starts_on_the_attack_labs_example() -> None:
+    """A teacher attacked test #13 on the Attack Lab; Features showed test #0, another digit, with nothing said."""
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.session_state["lab_mode"] = "By index"
+    at.session_state["lab_index"] = 13
+    at.session_state["feat_n"] = 20
+    at.switch_page("../pages/attack_lab.py").run()
+    assert not at.exception, at.exception
+    at.switch_page("../pages/features.py").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="feat_example").value == 13
+    captions = " ".join(c.value for c in at.caption)
+    assert "Example 13 is test #13 (class " in captions and "the Attack Lab's and Geometry's example too" in captions
+    at.number_input(key="feat_example").set_value(2).run()
+    assert "Example 2 is test #2 (class " in " ".join(c.value for c in at.caption)
+
+
+def test_a_links_example_past_the_sample_is_its_last_point_and_a_toast_says_so() -> None:
+    """`?feat_example=99999` stopped the page with a red error its reader could not fix from the link."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["feat_example"] = "99999"
+    at.query_params["feat_n"] = "20"
+    at.run()
+    at.switch_page("../pages/features.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.number_input(key="feat_example").value == 19
+    assert [t.value for t in at.toast] == [
+        "The link sets Example (feat\\_example) to “99999”, which this page does not offer: it shows “19” instead."]
