@@ -105,7 +105,7 @@ def live_panel() -> None:
         state.snap_url_number("lab_eps", [float(g) for g in grid])
     # The slider and the projector toggle share a row, so the images start higher (at 1366 × 768 they began at
     # the window's bottom edge).
-    row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium", key="lab_eps_row")
     eps = row.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
                      max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
                      format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,

@@ -48,6 +48,20 @@ def test_a_laptop_window_shows_the_slider_and_both_models_images_without_scrolli
     header = page.get_by_test_id("stHeader").bounding_box()
     padding = page.get_by_test_id("stMainBlockContainer").evaluate("e => parseFloat(getComputedStyle(e).paddingTop)")
     assert padding >= header["y"] + header["height"], (padding, header)
+    # Large images for a projector: one model per row, the comparison's ~1,400 px further down. Scrolled to it, the
+    # slider that moves it stays in view above it.
+    page.get_by_test_id("stCheckbox").filter(has_text="Large images").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some("
+                           "e => e.textContent.includes('perturbation δ') && e.getBoundingClientRect().height > 300)",
+                           timeout=TIMEOUT_MS)
+    page.wait_for_timeout(1000)
+    triptychs.nth(1).evaluate("e => e.scrollIntoView({block: 'end'})")
+    page.wait_for_timeout(500)
+    images, slider = triptychs.nth(1).bounding_box(), page.get_by_role("slider").bounding_box()
+    assert images["y"] + images["height"] <= height + 1
+    assert header["y"] + header["height"] <= slider["y"] and slider["y"] + slider["height"] <= images["y"], \
+        (slider, images)
+    shot(page, artifacts, f"lab-large-{width}x{height}")
     assert_healthy(page)
 
 
