@@ -235,7 +235,7 @@ def ball_loss_text(results: dict[str, Any], dim: int) -> str:
              and loss_text(r.ball_loss.at_x) == loss_text(r.ball_loss.highest) else
              f"{short_name(label)}'s loss goes from {loss_text(r.ball_loss.at_x)} to "
              f"{loss_text(r.ball_loss.highest)}" for label, r in results.items()]
-    text = "Inside the ε-ball's section (the dashed outline): " + "; ".join(parts) + ". "
+    text = "Inside the ε-ball's section (the dashed outline around x, the orange diamond): " + "; ".join(parts) + ". "
     rising = {name: rise for name, rise in rises.items() if rise >= FLAT_RISE}
     if not rising:
         return text + (f"Neither rises inside it on this plane: the section holds 2 of the input's {dim:,} "
@@ -263,6 +263,10 @@ def _on_grid(surface: Any, points: np.ndarray) -> np.ndarray:
             + tb * ((1 - ta) * loss[i + 1, j] + ta * loss[i + 1, j + 1]))
 
 
+# x on the loss surface: readable on the surface's dark low-loss floor and on the white scene behind it.
+X_COLOUR = "#ea580c"
+
+
 def surface_figure(local: Any, title: str, loss_range: tuple[float, float] | None = None,
                    ball: np.ndarray | None = None) -> go.Figure:
     """Loss over the plane as a 3-D surface; ``loss_range`` fixes the height and colour range (shared panels);
@@ -278,12 +282,20 @@ def surface_figure(local: Any, title: str, loss_range: tuple[float, float] | Non
         fig.add_trace(go.Scatter3d(x=ball[:, 0], y=ball[:, 1], z=_on_grid(s, ball) + lift, mode="lines",
                                    line=dict(color="white", width=5, dash="dash"), name="ε-ball section",
                                    showlegend=False, hoverinfo="skip"))
+    # x itself, named: at the default zoom the ε-ball's section is a few pixels across, and alone it read as a
+    # stray dot on the surface.
+    origin = np.zeros((1, 2))
+    fig.add_trace(go.Scatter3d(x=[0.0], y=[0.0], z=_on_grid(s, origin) + 0.02 * (high - low), mode="markers+text",
+                               marker=dict(size=6, color=X_COLOUR, symbol="diamond", line=dict(color="white", width=1)),
+                               text=["<b>x</b>"], textposition="top center", textfont=dict(size=16, color=X_COLOUR),
+                               name="x", showlegend=False,
+                               hovertemplate="x, the test point: loss %{z:.3f}<extra></extra>"))
     # Short axis titles: the scene's corners clip long ones ("…ss-entropy") in a half-width column. The height's is
     # the colour bar's ("loss"): the scene's left edge cut its own to "ss".
     fig.update_layout(title=title, height=540, scene=dict(xaxis_title="a (û)", yaxis_title="b (v̂)",
                                                           zaxis=dict(title=dict(text=""), range=[low, high]),
                                                           aspectmode="cube",
-                                                          camera=dict(eye=dict(x=2.1, y=-2.1, z=1.3))),
+                                                          camera=dict(eye=dict(x=-1.5, y=-1.5, z=0.95))),
                       **{**PLAIN, "margin": dict(l=0, r=0, t=70, b=10)})
     return fig
 

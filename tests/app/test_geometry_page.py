@@ -247,7 +247,7 @@ def test_primary_comes_first_on_the_comparisons_plane_and_the_loss_caption_is_me
     assert along == ["along û (DeepFool normal of the comparison)"] * 2, "whose normal, in both panels' legend"
     caption = next(c.value for c in at.caption if "Cross-entropy loss of the true class" in c.value)
     assert "flatter, wider valley" not in caption
-    assert re.search(r"outline\): Primary's loss (stays at|goes from) [\d.]+.*; "
+    assert re.search(r"diamond\): Primary's loss (stays at|goes from) [\d.]+.*; "
                      r"Comparison's loss (stays at|goes from)", caption)
     surfaces = [f for f in charts(at) if f["data"] and f["data"][0]["type"] == "surface"]
     # The ε-ball's section, dashed on each surface, a hair above it (its heights are the surface's, interpolated).
@@ -255,6 +255,12 @@ def test_primary_comes_first_on_the_comparisons_plane_and_the_loss_caption_is_me
         outline = fig["data"][1]
         assert outline["type"] == "scatter3d" and outline["line"]["dash"] == "dash"
         assert (values(outline["z"]) >= 0).all()
+        # x named on the surface (alone, the few-pixel outline read as a stray dot), and seen from the −û side:
+        # from the +û side the climb past the boundary along the DeepFool normal hid x behind it.
+        (point,) = [t for t in fig["data"] if t.get("name") == "x"]
+        assert values(point["x"]).tolist() == [0.0] and values(point["y"]).tolist() == [0.0]
+        assert point["text"] == ["<b>x</b>"] and values(point["z"])[0] >= 0
+        assert fig["layout"]["scene"]["camera"]["eye"]["x"] < 0
 
 
 def test_the_loss_caption_names_the_flatter_model_only_from_its_numbers() -> None:
