@@ -82,7 +82,10 @@ def _plane_layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
     return dict(BASE, title=dict(text=title), height=height, margin=dict(l=55, r=10, t=45, b=10),
                 xaxis=dict(axis, title=dict(text="x₁ (input units)")),
                 yaxis=dict(axis, title=dict(text="x₂ (input units)"), scaleanchor="x", scaleratio=1),
-                legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=11)),
+                # Two entries a row: one a row (each wrapped alone in a half-width column) took 7 rows.
+                # ("normal": "grouped", the default with legend groups, gave each group a row of its own.)
+                legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=11),
+                            entrywidth=0.5, entrywidthmode="fraction", traceorder="normal"),
                 **extra)
 
 
@@ -96,7 +99,12 @@ def regions_trace(probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
                  [1.0, f"rgb{tuple(int(v) for v in high)}"]]
         return dict(type="heatmap", x=axis, y=axis, z=probs[:, :, 1], zmin=0, zmax=1, colorscale=scale,
                     name="p(class)", showscale=True, hoverongaps=False,
-                    colorbar=dict(title=dict(text=f"p({classes[1]})", side="right"), thickness=12, len=0.75),
+                    # Over the plane, not beside it: beside it, bar, ticks and title took ~60 px of a half-width
+                    # column's ~380 and left the plane 213 px square at 1280 px. (Under it, it met the x-axis
+                    # title at some widths: the offset is a share of the plane's height.)
+                    colorbar=dict(title=dict(text=f"p({classes[1]})", side="right"), thickness=10, len=0.6,
+                                  orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom",
+                                  tickfont=dict(size=11)),
                     hovertemplate=f"x₁ %{{x:.2f}}, x₂ %{{y:.2f}}: p({classes[1]}) = %{{z:.2f}}<extra></extra>")
     colours = np.stack([_hex_to_rgb(CLASS_COLOURS[k % len(CLASS_COLOURS)]) for k in range(probs.shape[2])])
     confidence = probs.max(axis=2, keepdims=True)
@@ -214,7 +222,7 @@ def arrow_traces(x: np.ndarray, frame: Frame) -> list[dict[str, Any]]:
 
 def decision_figure(frame: Frame, x: np.ndarray, y: np.ndarray, classes: Sequence[str], *, eps: float, norm: str,
                     title: str, show_balls: bool = True, show_arrows: bool = True,
-                    selected: int | None = None, height: int = 620) -> go.Figure:
+                    selected: int | None = None, height: int = 660) -> go.Figure:
     """Decision regions of the frame's model with the training points, their ε-balls and adversarial arrows."""
     data: list[dict[str, Any]] = [regions_trace(frame.probs, classes)]
     boundary = boundary_trace(frame.probs)
