@@ -16,13 +16,35 @@ from core.attacks import (APGD, FGSM, FMN, PGD, Attack, CarliniWagnerL2, DeepFoo
                           Square, TemperaturePGD)
 from core.data import DATASETS, Dataset, load_dataset
 from core.distributed import DistContext
-from core.errors import ConfigError, DataError
+from core.errors import CheckpointError, ConfigError, DataError
 from core.evaluation import eps_column, per_sample_table, summarize
 from core.models import load_checkpoint
 from core.training.config import MAX_EPS
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def check_checkpoint_argument(text: str) -> None:
+    """Refuse a --checkpoint that names no checkpoint before anything is loaded, naming the file the user gave: a
+    pickle (.pt, .pth, .pkl, .ckpt …), with how to convert it as ``runs import`` and the hub say, or another file
+    that is not NAME.safetensors (the loader would look for "notes.txt.safetensors" and call that missing). NAME,
+    NAME.safetensors and NAME.json all stand for the checkpoint NAME.safetensors with NAME.json beside it."""
+    from core.models.checkpoint import checkpoint_paths
+    from core.store.imports import PICKLE_SUFFIXES, weights_file_problem
+
+    given = Path(text)
+    if given.is_dir():
+        raise CheckpointError(f"{given} is a folder, not a checkpoint: give NAME.safetensors (with NAME.json beside "
+                              "it)")
+    weights, _ = checkpoint_paths(given)
+    problem = weights_file_problem(given)
+    if problem is None or given.suffix == ".json" or weights.is_file():
+        return  # the loader says what is wrong with NAME.safetensors or NAME.json, if anything
+    if given.suffix.lower() in PICKLE_SUFFIXES or given.is_file():
+        raise CheckpointError(problem)
+    if given.suffix:
+        raise CheckpointError(f"no checkpoint at {given}: neither {given} nor {weights} exists")
 
 
 def _checkpoint_path(args: argparse.Namespace) -> Path:
@@ -134,6 +156,8 @@ def check_flags(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_flags(args)
+    if args.checkpoint:
+        check_checkpoint_argument(args.checkpoint)
     from core.distributed import init_distributed, shutdown
 
     dist, device = init_distributed(args.device)
@@ -147,7 +171,12 @@ def _run(args: argparse.Namespace, dist: DistContext, device: torch.device) -> i
     """Evaluate; under torchrun the attacked batches are shared out and rank 0 reports the merged table."""
     path = _checkpoint_path(args) if dist.is_main else None
     path = dist.broadcast(path)
-    model, meta = load_checkpoint(path)
+    try:
+        model, meta = load_checkpoint(path)
+    except CheckpointError as exc:
+        from core.store.imports import with_convert_hint
+
+        raise CheckpointError(with_convert_hint(str(exc))) from exc
     model.to(device)
     dataset = args.dataset or meta.get("dataset")
     if dataset not in DATASETS:

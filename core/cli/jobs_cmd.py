@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from core.errors import ConfigError
 from core.jobs import cancel_job, eta_seconds, list_jobs, submit_job
@@ -18,10 +19,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(jobs, sort_keys=True, default=str))
             return 0
-        for job in jobs:
-            eta = eta_seconds(job)
-            print(f"{job['id']:<24} {job['kind']:<6} {job['status']:<11} {job['progress']:>6.1%} "
-                  f"{'' if eta is None else f'ETA {eta:.0f} s':<10} {job['message'] or job['error'] or ''}")
+        print_jobs(jobs)
         return 0
     if args.action == "cancel":
         cancel_job(registry, args.job_id)
@@ -42,3 +40,31 @@ def run(args: argparse.Namespace) -> int:
         return 0
     status = run_job(args.job_id, registry)
     return 0 if status in ("completed", "cancelled") else 1
+
+
+def _detail(job: dict[str, Any]) -> str:
+    """What the job says beyond its status: a failed job's error, else its last message unless that only repeats
+    the status (a finished job's message is its final status: "cancelled 17.4% cancelled" read twice)."""
+    if job["status"] == "failed" and job["error"]:
+        return job["error"].strip().splitlines()[0]  # one row per job, even for an error of several lines
+    message = job["message"] or ""
+    return "" if message == job["status"] else message
+
+
+def print_jobs(jobs: list[dict[str, Any]]) -> None:
+    """The jobs as a table under a header, columns as wide as their values: id, kind, status, progress, time left,
+    run and what the job last said."""
+    if not jobs:
+        print("no jobs (the dashboard's background work and `python -m core jobs submit-train` make them)")
+        return
+    header = ("id", "kind", "status", "progress", "eta", "run", "detail")
+    rows = []
+    for job in jobs:
+        eta = eta_seconds(job)
+        rows.append((job["id"], job["kind"], job["status"], f"{job['progress']:.1%}",
+                     "-" if eta is None else f"{eta:.0f} s", job["run_id"] or "-", _detail(job)))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    right = {3, 4}
+    for row in [header, *rows]:
+        print(" ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip())

@@ -27,17 +27,52 @@ MAX_IMPORT_BYTES = 50 * 1024 * 1024
 # reads the weights once and decodes them once (about twice the file's size at the peak).
 MAX_FILE_IMPORT_BYTES = 4 * 1024**3
 MAX_META_BYTES = 1024 * 1024
-_HUB_DELETE_HINT = "pick dataset {dataset} in the sidebar and delete that model here first"
-_CLI_DELETE_HINT = "delete that run first: python -m core runs delete {run_id}"
+# How to remove a run whose weights are imported again, in the words of where the refusal is shown: the Model hub
+# (its default) or a terminal (`python -m core runs import`, scripts): the caller of import_checkpoint chooses.
+HUB_DELETE_HINT = "pick dataset {dataset} in the sidebar and delete that model here first"
+CLI_DELETE_HINT = "delete that run first: python -m core runs delete {run_id}"
+# Checkpoints are NAME.safetensors with NAME.json beside it. Files with these suffixes are pickles (torch.save,
+# Lightning's .ckpt, pickle.dump): unpickling one runs any code it holds, so it is refused by its name before a byte
+# is read (the loader refuses a pickle under another name by its first bytes).
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# How to turn a pickled model into a checkpoint: said wherever a pickle is refused (runs import, eval, the hub).
+CONVERT_HINT = ("to convert it, in your own Python and only for a file you trust, load its weights into "
+                "core.models.build_model(ARCH, **ARCH_KWARGS) with load_state_dict(torch.load(FILE, "
+                "weights_only=True)), then core.models.save_checkpoint(model, {\"dataset\": …}, \"NAME\") writes "
+                "NAME.safetensors and NAME.json (examples/plugins/export_weights.py shows the steps)")
+# The loader's words for a pickle in disguise (core/models/checkpoint.py), to which CONVERT_HINT is added.
+_LOADER_PICKLE_WORDS = "pickle/zip (torch.save) file"
+
+
+def weights_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be a checkpoint's weights file, by its name alone: a pickle (.pt, .pth, .pkl, .ckpt …)
+    or any other file that is not NAME.safetensors; None for a .safetensors name. Nothing is read."""
+    suffix = Path(path).suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        return (f"{path} is a pickle/zip (torch.save) file by its name ({suffix}), not safetensors; refusing to load "
+                "it: unpickling runs any code the file holds, so the Atlas reads checkpoints only as "
+                f"NAME.safetensors with NAME.json beside it; {CONVERT_HINT}")
+    if suffix != ".safetensors":
+        return (f"{path} is not a checkpoint: checkpoints are NAME.safetensors (the weights) with NAME.json (their "
+                "metadata: format, arch, arch_kwargs, sha256, dataset) beside it")
+    return None
+
+
+def with_convert_hint(message: str) -> str:
+    """A loader error, with how to convert the file added when it refused a pickle in disguise."""
+    return f"{message}; {CONVERT_HINT}" if _LOADER_PICKLE_WORDS in message and CONVERT_HINT not in message else message
 
 
 def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, name: str | None = None,
-                      max_bytes: int = MAX_IMPORT_BYTES, measure: bool = True,
-                      device: str = "cpu") -> dict[str, Any]:
+                      max_bytes: int = MAX_IMPORT_BYTES, measure: bool = True, device: str = "cpu",
+                      delete_hint: str = HUB_DELETE_HINT) -> dict[str, Any]:
     """Validate and register an uploaded checkpoint; return its run row. Raises CheckpointError, saying why.
 
     ``measure=False`` keeps the .json file's own accuracy (marked ``reported``) instead of measuring the model; the
-    model is still checked against its dataset. ``device`` runs the measurement (auto, cpu or cuda[:N])."""
+    model is still checked against its dataset. ``device`` runs the measurement (auto, cpu or cuda[:N]).
+    ``delete_hint`` says, when these weights are already imported, how to delete that run where the message is
+    shown: the hub's sidebar (the default, HUB_DELETE_HINT) or, from a script in a terminal, CLI_DELETE_HINT;
+    ``{dataset}`` and ``{run_id}`` in it are filled in."""
     if len(weights) > max_bytes:
         raise CheckpointError(f"the weights file is {len(weights) / 2**20:.1f} MiB; the limit is "
                               f"{max_bytes / 2**20:.0f} MiB")
@@ -49,7 +84,7 @@ def import_checkpoint(registry: Registry, weights: bytes, meta_json: bytes, *, n
         staged.with_suffix(".json").write_bytes(meta_json)
 
     return _import_staged(registry, stage, ("the .safetensors file", "the .json file"), name=name,
-                          max_bytes=max_bytes, measure=measure, device=device, delete_hint=_HUB_DELETE_HINT)
+                          max_bytes=max_bytes, measure=measure, device=device, delete_hint=delete_hint)
 
 
 def import_checkpoint_file(registry: Registry, weights_path: str | os.PathLike[str],
@@ -64,6 +99,8 @@ def import_checkpoint_file(registry: Registry, weights_path: str | os.PathLike[s
     if weights_path.suffix == ".json":
         raise CheckpointError(f"{weights_path} is the .json metadata; give the .safetensors weights file "
                               "(its .json beside it is found by name)")
+    if (problem := weights_file_problem(weights_path)) is not None:
+        raise CheckpointError(problem)
     for path, what in ((weights_path, "weights file"), (meta_path, "metadata file")):
         if not path.exists():
             hint = " (give another with --meta PATH.json)" if what == "metadata file" else ""
@@ -88,7 +125,7 @@ def import_checkpoint_file(registry: Registry, weights_path: str | os.PathLike[s
                                   f"({exc.filename or weights_path})") from exc
 
     return _import_staged(registry, stage, (str(weights_path), str(meta_path)), name=name, max_bytes=max_bytes,
-                          measure=measure, device=device, delete_hint=_CLI_DELETE_HINT)
+                          measure=measure, device=device, delete_hint=CLI_DELETE_HINT)
 
 
 def _import_staged(registry: Registry, stage: Callable[[Path], None], labels: tuple[str, str], *,
@@ -109,7 +146,7 @@ def _import_staged(registry: Registry, stage: Callable[[Path], None], labels: tu
             json_file = str(staged.with_suffix(".json"))
             text = str(exc).replace(f"checkpoint metadata {json_file}", labels[1])
             text = text.replace(json_file, labels[1])
-            raise CheckpointError(text.replace(str(staged), labels[0])) from exc
+            raise CheckpointError(with_convert_hint(text.replace(str(staged), labels[0]))) from exc
         _check_meta(meta)
         # The loader has checked that the JSON's sha256 is the weights' own: the id is the weights' digest.
         run_id = f"import-{meta['sha256'][:12]}"
@@ -162,7 +199,7 @@ def _refuse_imported(registry: Registry, run_id: str, delete_hint: str) -> None:
     existing = registry.find_run(run_id)
     if existing is not None:
         # An import from before the dataset was required may sit under "unknown", which the sidebar does not offer.
-        hint = (delete_hint if existing["dataset"] in DATASETS else _CLI_DELETE_HINT).format(
+        hint = (delete_hint if existing["dataset"] in DATASETS else CLI_DELETE_HINT).format(
             dataset=existing["dataset"], run_id=run_id)
         raise CheckpointError(
             f"these weights are already imported as “{existing['name']}” (run {run_id}) for dataset "

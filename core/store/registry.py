@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from core.errors import RegistryError
-from core.store.schema import ACTIVE_STATUSES, SCHEMA, SCHEMA_VERSION
+from core.store.schema import ACTIVE_STATUSES, JOB_ACTIVE, SCHEMA, SCHEMA_VERSION
 from core.utils import atlas_home
 
 # The longest name a run may have: a rename as a training run's (core.training.config.MAX_NAME takes it from here).
@@ -229,9 +229,23 @@ class Registry:
         """Delete a run's rows (its folder is left for the caller to remove). Shipped runs are refused."""
         run = self._require_writable(run_id, "delete")
         if run["status"] == "running" and pid_alive(run["pid"], run["pid_start"]):
-            raise RegistryError(f"run {run_id} is still training (pid {run['pid']}); cancel it first")
+            raise RegistryError(self._still_training(run_id, run["pid"]))
         with self.transaction() as con:
             con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def _still_training(self, run_id: str, pid: int) -> str:
+        """Why a run cannot be deleted yet, and how to stop its training: a job is cancelled as a job (its run's pid
+        is the job's process, or under torchrun one of its ranks); `python -m core train` is stopped where it runs."""
+        with self.connect() as con:
+            job = con.execute(f"SELECT id FROM jobs WHERE kind = 'train' AND (run_id = ? OR pid = ?) AND status IN "
+                              f"({','.join('?' * len(JOB_ACTIVE))}) ORDER BY created_at DESC",
+                              (run_id, pid, *JOB_ACTIVE)).fetchone()
+        if job is not None:
+            return (f"run {run_id} is still training in job {job['id']} (pid {pid}); cancel it first: python -m core "
+                    f"jobs cancel {job['id']} (it stops after its current batch), then delete the run")
+        return (f"run {run_id} is still being trained by process {pid}, not a job (`python -m core train` in a "
+                f"terminal); stop it first: Ctrl-C in the terminal that trains it, or kill {pid} (it keeps its last "
+                "finished epoch), then delete the run")
 
     def _require_writable(self, run_id: str, action: str) -> dict[str, Any]:
         run = self.get_run(run_id)

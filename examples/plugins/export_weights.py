@@ -104,10 +104,12 @@ def main() -> int:
     if args.import_now:
         from core.errors import AtlasError
         from core.store import Registry
-        from core.store.imports import import_checkpoint
+        from core.store.imports import CLI_DELETE_HINT, import_checkpoint
 
         try:
-            run = import_checkpoint(Registry(), weights.read_bytes(), weights.with_suffix(".json").read_bytes())
+            # The hub's checks and run id; a refusal names the terminal's way to delete a run, not the sidebar's.
+            run = import_checkpoint(Registry(), weights.read_bytes(), weights.with_suffix(".json").read_bytes(),
+                                    delete_hint=CLI_DELETE_HINT)
         except AtlasError as exc:
             print(f"import refused: {exc}", file=sys.stderr)
             return 1

@@ -23,7 +23,8 @@ from core.cli.parser import main
 from core.errors import CheckpointError
 from core.models import build_model, load_checkpoint, plugins, save_checkpoint
 from core.store import Registry
-from core.store.imports import MAX_FILE_IMPORT_BYTES, MAX_IMPORT_BYTES, import_checkpoint, import_checkpoint_file
+from core.store.imports import (CONVERT_HINT, MAX_FILE_IMPORT_BYTES, MAX_IMPORT_BYTES, import_checkpoint,
+                                import_checkpoint_file)
 from tests.core.test_plugins import TINYNET as PLUGIN_TINYNET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +158,7 @@ def test_a_malformed_file_is_refused_in_one_line_and_stores_nothing(tmp_path: Pa
     out = run_cli(["runs", "import", str(weights)], subprocess_env)
     assert out.returncode == 2, out.stderr
     assert one_line(out.stderr) == (f"python -m core runs: error: {weights} is a pickle/zip (torch.save) file, not "
-                                    "safetensors; refusing to load it")
+                                    f"safetensors; refusing to load it; {CONVERT_HINT}")
     assert out.stdout == ""
     assert_nothing_stored(Registry())
 
