@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import pickle
 import subprocess
 import sys
@@ -17,33 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from core.cli.parser import build_parser, main
+from core.cli.parser import build_parser
 from core.errors import CheckpointError
 from core.jobs import create_job, update_job
 from core.jobs.reuse import train_run_id
 from core.models import build_model, save_checkpoint
 from core.store import Registry
 from core.store.imports import CONVERT_HINT, import_checkpoint, weights_file_problem
+from tests.core.test_cli_import import call_main
 
 ROOT = Path(__file__).resolve().parents[2]
 META = {"name": "my cnn", "dataset": "digits", "method": "erm", "norm": "linf", "eps": 0.1}
-
-
-def call_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``python -m core ARGS`` in this process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    root = logging.getLogger()
-    saved = root.handlers[:]
-    root.handlers = []
-    try:
-        try:
-            code = main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-    finally:
-        root.handlers = saved
-    return int(code or 0), out, err
 
 
 def error_line(err: str, command: str) -> str:
