@@ -276,12 +276,35 @@ def flip_sentence(sweep: Any, classes: Sequence[str]) -> str:
     return f"On this grid the prediction first changes at ε = {sweep.eps_grid[first]:.3f}."
 
 
+def missed_flip(sweep: Any, index: int, flip: dict[str, Any]) -> float | None:
+    """The minimal-norm search's flipping ε when it lies inside this budget although the chosen attack left the
+    example correct here (None otherwise): the example is not robust at this ε, whatever the badge of the chosen
+    attack alone would say. A tester found "still 0 (correct)" beside "smallest flipping ε 0.086" at ε = 0.1."""
+    found = flip.get("eps")
+    correct = int(sweep.pred_clean) == int(sweep.y) and int(sweep.pred_adv[index]) == int(sweep.y)
+    if found is None or not correct or found > float(sweep.eps_grid[index]) + 1e-9:
+        return None
+    return float(found)
+
+
+def missed_sentence(sweep: Any, index: int, flip: dict[str, Any]) -> str | None:
+    found = missed_flip(sweep, index, flip)
+    if found is None:
+        return None
+    method = (flip.get("method") or "minimal-norm").upper()
+    return (f"Not robust at ε = {float(sweep.eps_grid[index]):.3f}: the chosen attack missed, but {method}'s "
+            f"minimal-norm search flipped it at ε = {found:.3f}, inside this budget. More steps, restarts or "
+            "another attack (APGD-CE, the quick ensemble) may find it too.")
+
+
 def numbers_table(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[str]) -> tuple[str, str]:
     """The panel's key numbers as a 2-column markdown table, one number per row (cells wrap in a narrow column
     instead of cutting the number off, as st.metric did at 1024 px), and where the smallest ε comes from."""
     pred = int(sweep.pred_adv[index])
     wrong_clean = int(sweep.pred_clean) != int(sweep.y)
     state = "already wrong" if wrong_clean else "fooled" if pred != sweep.y else "correct"
+    if missed_flip(sweep, index, flip) is not None:
+        state = f"correct against this attack; {(flip.get('method') or 'minimal-norm').upper()} flips it"
     p_adv, p_clean = float(sweep.probs_adv[index][sweep.y]), float(sweep.probs_clean[sweep.y])
     value, how = smallest_flip(sweep, flip)
     flip_cell = "— (already wrong)" if wrong_clean else "— (none found)" if value is None else f"**{value:.3f}**"
@@ -305,14 +328,20 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     # An upload's true class is the user's word: when the clean image is already misclassified, nothing the attack
     # does is a success, and the badge must not credit it.
     wrong_clean = int(sweep.pred_clean) != int(sweep.y)
+    missed = missed_flip(sweep, index, flip)
     verdict = (f":orange-badge[misclassified before any attack → {classes[pred]}]" if wrong_clean
-               else f":red-badge[fooled → {classes[pred]}]" if flipped else f":green-badge[still {classes[pred]}]")
-    # Role, name and verdict on one line of body text (it wraps where narrow), not a heading: a heading wrapped to
-    # 3 lines in a 1024 px window and pushed one model's images below the other's; on three lines they pushed the
-    # images below a 1366 × 768 window.
+               else f":red-badge[fooled → {classes[pred]}]" if flipped
+               else f":orange-badge[still {classes[pred]} · not robust]" if missed is not None
+               else f":green-badge[still {classes[pred]}]")
+    # Role, name and verdict on one line of body text, not a heading: a heading wrapped to 3 lines in a 1024 px
+    # window and pushed one model's images below the other's. The verdict keeps its width and the name gives way,
+    # cut with "…" (assets/style.css): wrapped, a long name or a long verdict put one model's images a line below
+    # the other's, and a 120-character name pushed them below a 1280 × 720 window.
     role, _, name = label.partition(": ")
     head = f"**{role}**: {md(name)}" if name else f"**{md(label)}**"
-    st.container(key=f"{key}_verdict").markdown(f"{head} {verdict}")  # keyed: browser tests and benches find it
+    row = st.container(key=f"{key}_verdict", horizontal=True, vertical_alignment="center", gap="small")
+    row.markdown(head, width="content")  # keyed row: browser tests and benches find it
+    row.markdown(verdict, width="content")
     fig, scale = triptych(sweep.x, x_adv, (f"clean<br>→ {classes[sweep.pred_clean]}", "perturbation δ",
                                            f"adversarial<br>→ {classes[pred]}"), image_height)
     st.plotly_chart(fig, key=f"{key}_images", config={"displayModeBar": False})
@@ -324,6 +353,8 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
                                                                  " (the attack left the image unchanged)."))
     if (carried := carried_sentence(sweep, index)) is not None:
         st.caption(carried)
+    if (missed_text := missed_sentence(sweep, index, flip)) is not None:
+        st.caption(f":orange[{missed_text}]")
     table, how = numbers_table(sweep, index, flip, classes)
     st.container(key=f"{key}_numbers").markdown(table)
     if not wrong_clean:  # else the caption under the panel says it is already misclassified
