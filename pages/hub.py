@@ -6,7 +6,8 @@ import streamlit as st
 
 from core.errors import AtlasError
 from core.evaluation.protocol import HEADLINE_N, HEADLINE_STEPS
-from core.store.imports import delete_run_files, import_checkpoint, same_weights
+from core.store.imports import (PICKLE_SUFFIXES, delete_run_files, import_checkpoint, same_weights,
+                                weights_file_problem)
 from core.store.registry import MAX_NAME
 from core.utils import config_hash
 from dashboard import cache, state
@@ -21,7 +22,10 @@ from dashboard.components.teaching import explain
 dataset = st.session_state[state.DATASET]
 st.title("Model hub")
 if "hub_flash" in st.session_state:
-    st.success(st.session_state.pop("hub_flash"))
+    # A toast too: the message sits at the page's top, out of view of a user who imported or renamed further down.
+    flash = st.session_state.pop("hub_flash")
+    st.success(flash)
+    st.toast(flash, icon=":material/check_circle:")
 plugin_notices()
 table = cache.runs_table(dataset)
 measure = robust_measure(table["attack"])
@@ -115,13 +119,19 @@ else:
                                             file_name=f"{stem}.json", key="hub_dl_json")
             if not run["readonly"]:
                 with cols[4].popover("Rename / delete"):
-                    new_name = st.text_input("New name", value=run["name"], key="hub_rename_text", max_chars=MAX_NAME)
+                    # No max_chars: the browser dropped a longer pasted name without a word and the old name went
+                    # back as the new one ("Renamed to lr10."); the registry's refusal names the length instead.
+                    new_name = st.text_input("New name", value=run["name"], key="hub_rename_text",
+                                             help=f"At most {MAX_NAME} characters, unique among this dataset's models.")
                     if st.button("Rename", key="hub_rename"):
                         try:
-                            cache.registry().rename_run(run["id"], new_name)
-                            state.after_table_change(f"Renamed to **{md(new_name.strip())}**.")
-                            cache.runs.clear()
-                            st.rerun()
+                            if new_name.strip() == run["name"]:
+                                st.info("That is its name already: nothing to rename.", icon=":material/info:")
+                            else:
+                                cache.registry().rename_run(run["id"], new_name)
+                                state.after_table_change(f"Renamed to **{md(new_name.strip())}**.")
+                                cache.runs.clear()
+                                st.rerun()
                         except AtlasError as exc:
                             st.error(str(exc))
                     sure = st.checkbox(f"Yes, delete “{md(run['name'])}” and its files",
@@ -160,7 +170,11 @@ with st.expander("Import a checkpoint", icon=":material/upload_file:"):
         weights = [f for f in uploads if f.name.endswith(".safetensors")]
         metas = [f for f in uploads if f.name.endswith(".json")]
         others = [f.name for f in uploads if not f.name.endswith((".safetensors", ".json"))]
-        if others:
+        pickles = [problem for name in others if Path(name).suffix.lower() in PICKLE_SUFFIXES
+                   and (problem := weights_file_problem(name))]
+        if pickles:  # the words `runs import` and `eval` use, with how to convert it
+            st.error(f"Refused: {pickles[0]}. Remove it from the list above (its ×).")
+        elif others:
             st.error(f"Refused: {', '.join(others)} {'is' if len(others) == 1 else 'are'} neither a .safetensors "
                      "weights file nor a .json metadata file; remove it from the list above (its ×).")
         elif missing := imports.missing_file_message(weights, metas, limit_mb, bigger):

@@ -108,9 +108,15 @@ def test_a_lower_server_limit_is_shown_with_how_to_raise_it(max_upload_mb: int) 
 
 
 def test_a_file_of_another_kind_is_still_refused_by_name() -> None:
+    """A pickle is refused in the words of `runs import` and `eval`, with how to convert it."""
+    from core.store.imports import CONVERT_HINT
+
     _, meta = shipped()
     errors = press_import(upload(open_hub(), ("model.pt", b"\x80\x04junk"), ("model.json", meta)))
-    assert len(errors) == 1 and errors[0].startswith("Refused: model.pt is neither a .safetensors")
+    assert len(errors) == 1 and errors[0].startswith("Refused: model.pt is a pickle/zip (torch.save) file by its name")
+    assert CONVERT_HINT in errors[0]
+    errors = press_import(upload(open_hub(), ("notes.txt", b"hello"), ("model.json", meta)))
+    assert len(errors) == 1 and errors[0].startswith("Refused: notes.txt is neither a .safetensors")
 
 
 def test_a_malformed_checkpoint_is_refused_with_the_loaders_reason_and_nothing_is_stored() -> None:
