@@ -113,7 +113,9 @@ def tune_logit_bias(model: nn.Module, tune: Dataset, *, eps: float, norm: str, m
                     steps: int = 10, grid: Sequence[float] = BIAS_GRID, evaluate_on: Dataset | None = None,
                     seed: int = 0) -> BiasResult:
     """Bias the worst class's logit by the grid value that most lifts its robust accuracy on ``tune`` while mean
-    clean accuracy on ``tune`` drops by at most ``max_clean_drop`` (0 is always allowed). ``before``/``after``
+    clean accuracy on ``tune`` drops by at most ``max_clean_drop`` (0 is always allowed). A bias that leaves the
+    worst-class robust accuracy where it was is not chosen, whatever it does to the mean (a tester was offered one
+    that raised the tuning half's mean and lowered the held-out one): then the bias is 0. ``before``/``after``
     report ``evaluate_on`` (default: ``tune``) without and with the chosen bias."""
     if not np.isfinite(max_clean_drop) or max_clean_drop < 0:
         raise ConfigError(f"the clean-accuracy bound must be a number ≥ 0, got {max_clean_drop!r}")
@@ -132,7 +134,7 @@ def tune_logit_bias(model: nn.Module, tune: Dataset, *, eps: float, norm: str, m
                      "biased_class_robust_acc": report["per_class_robust_acc"][base["worst_class"]],
                      "worst_robust_acc": report["worst_robust_acc"], "allowed": bool(allowed)})
         key = (report["worst_robust_acc"], report["robust_acc"])
-        if allowed and key > best_key:
+        if allowed and report["worst_robust_acc"] > base["worst_robust_acc"] and key > best_key:
             best_value, best_key = float(value), key
     chosen = torch.zeros(len(classes), device=device)
     chosen[worst] = best_value
