@@ -88,8 +88,7 @@ def form_fields() -> dict:
                 name=name.strip(), device=st.session_state[state.DEVICE])
 
 
-if submitted and (job_id := queue_training(form_fields, exclusive=not parallel, processes=processes)):
-    st.success(f"Queued job `{job_id}`. Progress appears below.")
+queued = queue_training(form_fields, exclusive=not parallel, processes=processes) if submitted else None
 
 st.subheader("Jobs")
-jobs_panel()
+jobs_panel(queued=queued)  # it says "Queued job …" while that job is queued or running

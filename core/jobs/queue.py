@@ -157,6 +157,44 @@ def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
     return out
 
 
+def resumed_by(registry: Registry) -> dict[str, dict[str, Any]]:
+    """{training job id: the newest training job for the same run}, for every job that a newer one for its run
+    followed (a Resume, or the same settings queued again): such a stopped job is no open problem any more, the
+    newer job carries its run on. Jobs whose run cannot be told (options that no longer validate) are left out."""
+    with registry.connect() as con:
+        jobs = [decode_row(r) for r in con.execute("SELECT * FROM jobs WHERE kind = 'train'"
+                                                   " ORDER BY created_at DESC").fetchall()]
+    newest: dict[str, dict[str, Any]] = {}
+    out = {}
+    for job in jobs:
+        run_id = job_run_id(job)
+        if run_id is None:
+            continue
+        if run_id in newest:
+            out[job["id"]] = newest[run_id]
+        else:
+            newest[run_id] = job
+    return out
+
+
+def kept_epochs(registry: Registry, job: dict[str, Any]) -> int | None:
+    """How many finished epochs a stopped (cancelled, failed, interrupted) training job left its run: the run's
+    epochs recorded before the job ended, which a Resume goes on from (the run's own count has moved on once a
+    newer job resumed it). 0 for a job stopped before its run existed; None for any other job, or when its run
+    was deleted since."""
+    if job["kind"] != "train" or job["status"] not in RESUMABLE_JOB or not job["finished_at"]:
+        return None
+    run_id = job_run_id(job)
+    if run_id is None:
+        return None
+    with registry.connect() as con:
+        if con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            return None if job["run_id"] else 0
+        row = con.execute("SELECT MAX(epoch) FROM epochs WHERE run_id = ? AND created_at <= ?",
+                          (run_id, job["finished_at"])).fetchone()
+    return int(row[0] or 0)
+
+
 def update_job(registry: Registry, job_id: str, **fields: Any) -> None:
     allowed = {"status", "pid", "pid_start", "progress", "message", "started_at", "finished_at", "heartbeat_at",
                "error", "run_id"}

@@ -9,7 +9,8 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.errors import AtlasError
-from core.jobs import cancel_job, count_jobs, eta_seconds, list_jobs, resumable_jobs, submit_job
+from core.jobs import (RESUMABLE_JOB, cancel_job, count_jobs, eta_seconds, job_run_id, kept_epochs, list_jobs,
+                       resumable_jobs, resumed_by, submit_job)
 from dashboard import cache
 from dashboard.components.charts import per_class_heatmap, training_curves
 from dashboard.components.labels import ARCH_LABELS, NORM_LABELS, SHORT_METHOD_LABELS, label, plural
@@ -21,7 +22,10 @@ SHOWN = 6  # the most recent jobs shown as cards; older ones that can be resumed
 NOUNS = {"train": "training job", "eval": "evaluation job"}
 
 
-def _title(job: dict[str, Any]) -> str:
+def _title(job: dict[str, Any], run: dict[str, Any] | None = None) -> str:
+    """A job's title. A training job's starts with its dataset (the jobs of every dataset share the panel: one
+    device trains them in turn) and names its run as the registry does now (``run``: the run's row, None before the
+    run exists): a run renamed in the hub or with `runs rename` kept its old name here."""
     a = job["args"]
     if job["kind"] == "eval":
         specs = a.get("specs") or [a["spec"]]
@@ -30,8 +34,10 @@ def _title(job: dict[str, Any]) -> str:
         attacks = ", ".join(dict.fromkeys(s["attack"] for s in specs)) + (" + trust checks" if a.get("trust") else "")
         return (f"Evaluate {run['name'] if run else specs[0]['run_id']}: {attacks} at ε = {eps} "
                 f"({specs[0]['dataset']})")
-    name = a.get("name") or (f"{a.get('dataset')} · {label(ARCH_LABELS, a.get('arch'))} · "
-                             f"{label(SHORT_METHOD_LABELS, a.get('method'))}")
+    name = _run_name(a, run) or a.get("name") or (f"{a.get('dataset')} · {label(ARCH_LABELS, a.get('arch'))} · "
+                                                  f"{label(SHORT_METHOD_LABELS, a.get('method'))}")
+    if a.get("dataset") and not name.startswith(f"{a['dataset']} "):
+        name = f"{a['dataset']} · {name}"
     details = [f"{label(NORM_LABELS, a.get('norm', 'linf'))} ε = {a.get('eps'):g}" if a.get("method") != "erm"
                else "clean inputs", plural(a.get("epochs"), "epoch")]
     if str(a.get("method", "")).startswith("dale"):  # two DALE jobs differing in ρ looked the same
@@ -43,6 +49,23 @@ def _title(job: dict[str, Any]) -> str:
     elif a.get("class_weighting") == "fixed":
         details.append("fixed class weights " + ", ".join(f"{w:g}" for w in a.get("class_weights", [])))
     return f"{name} ({', '.join(details)})"
+
+
+def _run_name(args: dict[str, Any], run: dict[str, Any] | None) -> str | None:
+    """The run's name in the registry, unless it is the name training gave a job without one and nobody renamed it
+    (for such a job the title's dataset · architecture · method says the same in fewer words)."""
+    if run is None:
+        return None
+    if not args.get("name"):
+        from core.training import TrainConfig
+        from core.training.loop import default_name
+
+        try:
+            if run["name"] == default_name(TrainConfig.from_dict(run["config"]), run["id"]):
+                return None
+        except (AtlasError, TypeError, ValueError):
+            pass  # a run trained by an older version: its name is as good as any
+    return run["name"]
 
 
 def _identity(job: dict[str, Any]) -> str:
@@ -87,15 +110,34 @@ def progress_bar(job: dict[str, Any]) -> tuple[float, str]:
     return fraction, text or " "
 
 
-def _job_row(job: dict[str, Any], resumable: set[str], *, compact: bool = False) -> None:
-    """A job's card: title, status, identity, progress (not when ``compact``), error, Cancel or Resume."""
+def _stopped(job: dict[str, Any], newer: dict[str, Any] | None) -> str | None:
+    """For a training job that stopped before its run was complete: the epochs it kept and, when a newer job took
+    its run on since, that job (it is no open problem then); else where a Resume would go on from."""
+    if job["kind"] != "train" or job["status"] not in RESUMABLE_JOB:
+        return None
+    kept = kept_epochs(cache.registry(), job)
+    total = job["args"].get("epochs")
+    text = "" if kept is None else (f"Kept {kept} of {plural(total, 'epoch')}." if kept else
+                                    f"No epoch of {total} finished: none kept.")
+    if newer is not None:
+        return f"{text} :material/replay: Resumed since by job `{newer['id']}` (now {newer['status']}).".strip()
+    return text or None
+
+
+def _job_row(job: dict[str, Any], resumable: set[str], *, compact: bool = False, run: dict[str, Any] | None = None,
+             newer: dict[str, Any] | None = None) -> None:
+    """A job's card: title, status, identity, what it kept or produced, progress (not when ``compact``), error,
+    Cancel or Resume. ``run``: its run's registry row; ``newer``: the newest job for the same run, when there is a
+    newer one (a stopped job then reads as taken over, in gray, not as an open problem)."""
     with st.container(border=True, key=f"job_{job['id']}"):
         head, actions = st.columns([5, 1])
-        colour = STATUS_COLOUR.get(job["status"], "gray")
-        head.markdown(f"**{_title(job)}**  :{colour}-badge[{job['status']}]")
+        colour = "gray" if newer is not None else STATUS_COLOUR.get(job["status"], "gray")
+        head.markdown(f"**{_title(job, run)}**  :{colour}-badge[{job['status']}]")
         head.caption(_identity(job))
         if (result := _result(job)) is not None:
             head.markdown(result)
+        if (stopped := _stopped(job, newer)) is not None:
+            head.markdown(stopped)
         if not compact:
             # Under the columns, not in the title's: there the bar stopped at 5/6 of the card even when complete.
             st.progress(*progress_bar(job))
@@ -107,6 +149,8 @@ def _job_row(job: dict[str, Any], resumable: set[str], *, compact: bool = False)
                     cancel_job(cache.registry(), job["id"])
                 except AtlasError as exc:
                     st.error(str(exc))
+                else:
+                    _rerun_panel()  # the card says "cancelling" and the "Queued job" note goes at once
         elif job["id"] in resumable:
             if actions.button("Resume", key=f"train_resume_{job['id']}",
                               help="Continue its run from the last finished epoch"):
@@ -123,6 +167,18 @@ def _rerun_panel() -> None:
     way), the whole page when it came in a full run (AppTest's way; ``scope="fragment"`` is refused there)."""
     ctx = get_script_run_ctx()
     st.rerun(scope="fragment" if ctx is not None and ctx.fragment_ids_this_run else "app")
+
+
+def _runs_of(jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{job id: its run's registry row} for the training jobs whose run exists (a queued job's run, too, when its
+    settings name one that exists: it resumes that run, under that run's name)."""
+    runs = {r["id"]: r for r in cache.runs()}
+    out = {}
+    for job in jobs:
+        run_id = job["run_id"] or (job_run_id(job) if job["kind"] == "train" else None)
+        if run_id in runs:
+            out[job["id"]] = runs[run_id]
+    return out
 
 
 def _live_charts(job: dict[str, Any]) -> None:
@@ -144,19 +200,26 @@ def _live_charts(job: dict[str, Any]) -> None:
 
 
 @st.fragment(run_every=1.0)
-def jobs_panel(kind: str = "train") -> None:
+def jobs_panel(kind: str = "train", queued: str | None = None) -> None:
     """Re-runs every second on its own, so progress moves without rerunning the page. Shows the most recent jobs of
-    ``kind`` and, for training, every older job that can still be resumed (else its Resume would be out of reach)."""
+    ``kind`` and, for training, every older job that can still be resumed (else its Resume would be out of reach).
+
+    ``queued``: the job the page's form has just queued, announced here while it is queued or running. Shown by the
+    page itself, the note stayed on screen after that job was cancelled: these reruns do not touch the page."""
     registry = cache.registry()
     jobs = list_jobs(registry, limit=50, kind=kind)
+    if queued is not None and any(j["id"] == queued and j["status"] in ("queued", "running") for j in jobs):
+        st.success(f"Queued job `{queued}`. Progress appears below.")
     if not jobs:
         st.info("No training jobs yet. Fill in the form above and press **Start training**." if kind == "train"
                 else "No background evaluations yet.")
         return
     resumable = resumable_jobs(registry) if kind == "train" else []
     resumable_ids = {j["id"] for j in resumable}
+    newer = resumed_by(registry) if kind == "train" else {}
+    runs = _runs_of(jobs) if kind == "train" else {}
     for job in jobs[:SHOWN]:
-        _job_row(job, resumable_ids)
+        _job_row(job, resumable_ids, run=runs.get(job["id"]), newer=newer.get(job["id"]))
     older = [j for j in resumable if j["id"] not in {shown["id"] for shown in jobs[:SHOWN]}]
     total = count_jobs(registry, kind=kind)
     if total > SHOWN:
@@ -169,7 +232,7 @@ def jobs_panel(kind: str = "train") -> None:
             st.caption("Cancelled, failed or interrupted before their run was complete: Resume continues the run "
                        "from its last finished epoch.")
             for job in older:
-                _job_row(job, resumable_ids, compact=True)
+                _job_row(job, resumable_ids, compact=True, run=_runs_of([job]).get(job["id"]))
     # A finished job changes the page's numbers (a new run in the Trade-offs charts and the sidebar's model lists,
     # an evaluation's results): rerun the whole page once when one completes.
     finished = {j["id"] for j in jobs if j["status"] == "completed"}
@@ -180,7 +243,8 @@ def jobs_panel(kind: str = "train") -> None:
         st.rerun(scope="app")
     if kind != "train":
         return
-    labels = {j["id"]: _title(j) + f" — {j['status']} (job {j['id']})" for j in jobs if j["kind"] == "train"}
+    labels = {j["id"]: _title(j, runs.get(j["id"])) + f" — {j['status']} (job {j['id']})" for j in jobs
+              if j["kind"] == "train"}
     if labels:
         # Follow the newest job whenever one appears (queued here, on the other page or in another tab); between
         # new jobs, the one the user picked stays.

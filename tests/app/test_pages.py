@@ -202,7 +202,7 @@ def test_job_titles_are_readable() -> None:
     assert _title({"kind": "train", "args": args}).endswith("(ℓ∞ ε = 0.1, 3 epochs, adaptive class weights "
                                                             "(strength 0.5))")
     args.update(class_weighting="fixed", class_weights=[1.0, 2.0], name="mine")
-    assert _title({"kind": "train", "args": args}) == "mine (ℓ∞ ε = 0.1, 3 epochs, fixed class weights 1, 2)"
+    assert _title({"kind": "train", "args": args}) == "digits · mine (ℓ∞ ε = 0.1, 3 epochs, fixed class weights 1, 2)"
     # Two DALE jobs differing in ρ, or two seeds, looked the same.
     args.update(method="dale", dale_rho=0.05, seed=3, class_weighting="none", class_weights=[], name="")
     assert _title({"kind": "train", "args": args}) == ("digits · SmallCNN · DALE (ℓ∞ ε = 0.1, 3 epochs, ρ = 0.05, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -52,11 +53,13 @@ def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-home")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, server_home: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def dashboard_server(home: Path, log_dir: Path, **env_extra: str) -> Iterator[str]:
+    """The README's launch command on a free port with ATLAS_HOME ``home``; its URL while it runs. A traceback in the
+    server's log fails the test that started it."""
     port = free_port()
-    env = {**os.environ, "ATLAS_HOME": str(server_home), "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path_factory.mktemp("e2e-log") / "server.log", "w+")
+    env = {**os.environ, "ATLAS_HOME": str(home), "PYTHONPATH": str(ROOT), **env_extra}
+    log = open(log_dir / "server.log", "w+")
     # The README's launch command itself (it finds .venv ready and starts streamlit with these extra flags).
     proc = subprocess.Popen(
         ["bash", "scripts/dashboard.sh", "--server.port", str(port), "--server.address", "127.0.0.1"],
@@ -76,6 +79,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, server_home: Path) -> Itera
         log.close()
         if "Traceback" in tail:
             pytest.fail(f"the server logged a traceback:\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, server_home: Path) -> Iterator[str]:
+    with dashboard_server(server_home, tmp_path_factory.mktemp("e2e-log")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
