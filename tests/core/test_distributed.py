@@ -230,7 +230,7 @@ CARRIER_PROBE = """
 import copy, json
 import torch, torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
-from core.distributed import StepCarrier
+from core.distributed import StepCarrier, shutdown
 tdist.init_process_group("gloo")
 rank = tdist.get_rank()
 torch.manual_seed(0)
@@ -252,7 +252,10 @@ carried(x).sum().backward()
 out["unsent"] = carrier.take()
 with open(f"rank{rank}.json", "w") as f:  # the ranks' stdout interleaves
     json.dump(out, f)
-tdist.destroy_process_group()
+# shutdown(), not destroy_process_group(): the first DDP wrapper's reference cycle kept the gloo group alive, and
+# freed at interpreter exit it aborted a rank ("terminate called without an active exception", seen under load).
+del plain, carried
+shutdown()
 """
 
 

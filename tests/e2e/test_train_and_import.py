@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.ui import TIMEOUT_MS, assert_healthy, choose, go_to, open_app, options_of, selected, shot
 
@@ -44,8 +45,8 @@ def test_train_from_the_form_while_a_second_session_watches(server: str, browser
     # Back on Train, the form shows what was sent, not its defaults (10 epochs beside the job's 3: a second Start
     # would have launched a longer run).
     go_to(page, "Train", "Train a model")
-    page.wait_for_timeout(1000)
-    assert page.get_by_label("Epochs").input_value() == "3"
+    # Waited for, not read once after a second: under load the form was still being drawn (read "10").
+    expect(page.get_by_label("Epochs")).to_have_value("3", timeout=TIMEOUT_MS)
     assert page.get_by_label("Name (optional)").input_value() == "e2e pgd run"
     assert_healthy(page)
     assert_healthy(other)
