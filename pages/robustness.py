@@ -153,7 +153,11 @@ per_class = ev.worst_per_class(focus, classes)
 spread = views.disparity(per_class)
 m = st.columns(4)
 m[0].metric("mean class robustness", f"{spread['mean']:.1%}")
-m[1].metric("least robust class", f"{spread['worst']} · {spread['worst_acc']:.1%}")
+tied = spread["worst_all"]
+m[1].metric("least robust class" if len(tied) < 2 else f"least robust class ({len(tied)} tied)",
+            f"{spread['worst']}{f' +{len(tied) - 1}' if len(tied) > 1 else ''} · {spread['worst_acc']:.1%}",
+            help=None if len(tied) < 2 else f"Classes {', '.join(tied[:-1])} and {tied[-1]} are all at "
+                                            f"{spread['worst_acc']:.1%}.")
 m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}")
 # Both in percentage points: the std of accuracies given in %, and how far the worst class lies below their mean
 # (worst − mean ≤ 0), said in words under a red down arrow: "↓ -14.1 points" read as a double negative. Short

@@ -108,6 +108,14 @@ def test_per_class_views_are_consistent(registry: Registry) -> None:
     assert norms.shape == (10,) and (norms > 0).all()
 
 
+def test_the_least_robust_class_names_every_class_tied_with_it() -> None:
+    """"least robust class 2 · 0.0 %" while classes 5, 8 and 9 were at 0.0 % too."""
+    per_class = pd.DataFrame({"class": ["1", "2", "5", "8", "9"], "robust_acc": [0.4, 0.0, 0.0, 0.0, 0.0]})
+    spread = views.disparity(per_class)
+    assert spread["worst"] == "2" and spread["worst_all"] == ["2", "5", "8", "9"]
+    assert views.disparity(per_class.iloc[:2])["worst_all"] == ["2"]
+
+
 def test_flip_matrix_counts_only_points_the_attack_flipped() -> None:
     """A point already wrong on the clean input is no attack's flip, even when it is wrong after the attack."""
     table = pd.DataFrame({"y": [0, 0, 1, 2, 2], "pred_clean": [0, 0, 2, 2, 2], "pred_adv@0.1": [1, 0, 2, 0, 2],
