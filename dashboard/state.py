@@ -153,10 +153,13 @@ def _move_url_number(key: str, move: Callable[[float], float]) -> None:
         value = float(raw)
     except ValueError:
         return
-    if not math.isfinite(value):
+    if math.isnan(value):
         return
     moved = move(value)
-    if abs(moved - value) <= 1e-9 * max(1.0, abs(value)):
+    # ±inf is moved too (to an end of the range): Streamlit's int fields raise OverflowError on it, not a refusal.
+    if math.isfinite(value) and abs(moved - value) <= 1e-9 * max(1.0, abs(value)):
+        return
+    if not math.isfinite(moved):
         return
     written = str(round(float(moved), 10))
     if written.endswith(".0"):

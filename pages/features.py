@@ -62,11 +62,15 @@ n = c2.selectbox("Sample", (20, 50, 100, 200), index=1, key="feat_n", bind=state
 # The Attack Lab's or Geometry's last test point where the sample holds it (a teacher's digit stays on screen), unless
 # a link or an earlier choice here says otherwise.
 picked = lab_controls.picked_test_index(dataset)
-if picked is not None and picked < n and not any("feat_example" in s for s in (st.session_state, st.query_params)):
+adopted = picked is not None and picked < n and not any("feat_example" in s for s in (st.session_state,
+                                                                                     st.query_params))
+if adopted:
     st.session_state["feat_example"] = picked
 # No help icon: its "Help for Example" button would make the field's label ambiguous (as in train_form).
 example, problem = checked_number(c3, "Example", 0, int(n) - 1, value=0, step=1, key="feat_example",
                                   bind=state.IN_URL)
+if adopted:  # shown at once, but in the URL only at the next rerun: a reload would lose it (state.write_carried_to_url)
+    state.write_carried_to_url(("feat_example",))
 layer_names = cache.layers(primary, device)
 layer = c4.selectbox("Layer for units", list(layer_names), format_func=layer_names.__getitem__, key="feat_layer",
                      bind=state.IN_URL)

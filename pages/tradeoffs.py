@@ -127,7 +127,7 @@ def show_bias(result: Any, bound: float) -> None:
     before, after, biased = result.before, result.after, result.worst_class
     if max(result.bias) == 0:
         st.info(f"No bias on the grid lifts the weakest class (class {biased}, "
-                f"{100 * before['worst_robust_acc']:.1f} % robust on the evaluation half) on the tuning half "
+                f"{100 * result.rows[0]['biased_class_robust_acc']:.1f} % robust on the tuning half) there "
                 f"within the clean-accuracy bound of {bound:g} percentage point{'' if bound == 1 else 's'}: "
                 "leave this model unbiased.", icon=":material/info:")
         return
@@ -160,7 +160,9 @@ def show_bias(result: Any, bound: float) -> None:
                     if after["worst_robust_acc"] <= before["worst_robust_acc"] else [])
         problems += [f"costs {drop:.1f} points of clean accuracy, over the {bound:g} allowed"] \
             if drop > bound + 1e-9 else []
-        st.warning(f"On the held-out half this bias {' and '.join(problems)}: its gain on the tuning half "
+        other = (f" (there the weakest is class {before['worst_class']}, not class {biased}, the one biased)"
+                 if before["worst_class"] != biased else "")
+        st.warning(f"On the held-out half this bias {' and '.join(problems)}{other}: its gain on the tuning half "
                    "did not carry over, so leave the model unbiased (or tune on more data).",
                    icon=":material/warning:")
 

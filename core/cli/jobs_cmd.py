@@ -46,7 +46,7 @@ def _detail(job: dict[str, Any]) -> str:
     """What the job says beyond its status: a failed job's error, else its last message unless that only repeats
     the status (a finished job's message is its final status: "cancelled 17.4% cancelled" read twice)."""
     if job["status"] == "failed" and job["error"]:
-        return job["error"].strip().splitlines()[0]  # one row per job, even for an error of several lines
+        return next(iter(job["error"].strip().splitlines()), "")  # one row per job, even for an error of several lines
     message = job["message"] or ""
     return "" if message == job["status"] else message
 

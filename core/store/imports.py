@@ -99,7 +99,8 @@ def import_checkpoint_file(registry: Registry, weights_path: str | os.PathLike[s
     if weights_path.suffix == ".json":
         raise CheckpointError(f"{weights_path} is the .json metadata; give the .safetensors weights file "
                               "(its .json beside it is found by name)")
-    if (problem := weights_file_problem(weights_path)) is not None:
+    # A pickle by its name; another suffix is read and judged by its bytes (weights.bin holding safetensors is fine).
+    if weights_path.suffix.lower() in PICKLE_SUFFIXES and (problem := weights_file_problem(weights_path)):
         raise CheckpointError(problem)
     for path, what in ((weights_path, "weights file"), (meta_path, "metadata file")):
         if not path.exists():

@@ -173,6 +173,8 @@ def pick_example(data: Any, run_id: str, device: str, page: str) -> Example | No
     example = _pick_example(data, run_id, device)
     if example is not None and example.index is not None:
         st.session_state[PICKED_TEST] = (data.name, example.index)
+    else:  # an upload, or a refused choice: no test point to carry to Features
+        st.session_state.pop(PICKED_TEST, None)
     if carried:
         # Carried values are shown at once but reach the URL only at the next rerun: a reload would lose them.
         state.write_carried_to_url(PICKER_KEYS)

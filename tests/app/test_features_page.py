@@ -119,4 +119,12 @@ def test_a_links_example_past_the_sample_is_its_last_point_and_a_toast_says_so()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.number_input(key="feat_example").value == 19
     assert [t.value for t in at.toast] == [
-        "The link sets Example (feat\\_example) to “99999”, which this page does not offer: it shows “19” instead."]
+        "The link sets Example (feat\\_example) to “99999”, which this page does not offer: it shows “19” "
+        "instead."]
+    # ∞ too: Streamlit's int field raised OverflowError on it (a crash, not a refusal).
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["feat_example"] = "inf"
+    at.query_params["feat_n"] = "20"
+    at.run()
+    at.switch_page("../pages/features.py").run()
+    assert not at.exception and at.number_input(key="feat_example").value == 19

@@ -247,3 +247,16 @@ def test_a_taken_name_is_suffixed_and_the_cli_says_so(tmp_path: Path, capsys: py
     assert run["name"] == "my MLP (2)"
     assert (f"note: another digits model is already called 'my MLP', so this one is called 'my MLP (2)'; "
             f"`python -m core runs rename {run['id']} NAME`") in out
+
+
+def test_weights_under_another_suffix_are_judged_by_their_bytes(tmp_path: Path) -> None:
+    """`runs import weights.bin --meta m.json` with safetensors inside was taken before the pickle-name check, and
+    is still: only a pickle's suffix is refused by name."""
+    model = build_model("mlp", seed=0, in_features=64, num_classes=10, hidden=[8])
+    weights = save_checkpoint(model, {**META, "name": "bin suffix"}, tmp_path / "m")
+    renamed = weights.rename(tmp_path / "weights.bin")
+    run = import_checkpoint_file(Registry(), renamed, meta_path=weights.with_suffix(".json"), measure=False)
+    assert run["name"] == "bin suffix"
+    with pytest.raises(CheckpointError, match="pickle"):
+        import_checkpoint_file(Registry(), renamed.rename(tmp_path / "weights.pt"),
+                               meta_path=weights.with_suffix(".json"), measure=False)
