@@ -241,8 +241,9 @@ class Registry:
                               f"({','.join('?' * len(JOB_ACTIVE))}) ORDER BY created_at DESC",
                               (run_id, pid, *JOB_ACTIVE)).fetchone()
         if job is not None:
-            return (f"run {run_id} is still training in job {job['id']} (pid {pid}); cancel it first: python -m core "
-                    f"jobs cancel {job['id']} (it stops after its current batch), then delete the run")
+            return (f"run {run_id} is still training in job {job['id']} (pid {pid}); cancel it first: its Cancel "
+                    f"button on the Train page, or python -m core jobs cancel {job['id']} (it stops after its current "
+                    "batch), then delete the run")
         return (f"run {run_id} is still being trained by process {pid}, not a job (`python -m core train` in a "
                 f"terminal); stop it first: Ctrl-C in the terminal that trains it, or kill {pid} (it keeps its last "
                 "finished epoch), then delete the run")

@@ -198,8 +198,9 @@ def test_deleting_a_run_a_job_trains_names_the_job_to_cancel(
     code, _, err = call_main(["runs", "delete", run_id], capsys)
     assert code == 2
     assert error_line(err, "runs") == (f"run {run_id} is still training in job {job_id} (pid {live_process.pid}); "
-                                       f"cancel it first: python -m core jobs cancel {job_id} (it stops after its "
-                                       "current batch), then delete the run")
+                                       "cancel it first: its Cancel button on the Train page, or python -m core "
+                                       f"jobs cancel {job_id} (it stops after its current batch), then delete the "
+                                       "run")
     assert registry.find_run(run_id) is not None
 
 
