@@ -230,6 +230,7 @@ def test_uploads_are_converted_or_refused_clearly(server: str, page, artifacts: 
     # ... and sees what the model will see before saying it: the converted 8 × 8 image, enlarged with crisp pixels.
     page.get_by_text("Beside this: what the model sees (8 × 8 pixels, enlarged)").wait_for(timeout=TIMEOUT_MS)
     preview = page.get_by_test_id("stImage").locator("img")
+    preview.first.wait_for(timeout=TIMEOUT_MS)  # drawn with its caption, but it can reach the page a moment later
     assert preview.count() == 1
     assert preview.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [112, 112]
     shot(page, artifacts, "lab-upload-preview")
