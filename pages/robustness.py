@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from core.errors import AtlasError
@@ -123,25 +121,7 @@ st.caption(f"Lines: one {results[0].bundle.curve.attack.upper()} run per model (
            f"perturbation exceeds ε). Circles: PGD-10 at four ε; largest gap to the line in points — {gaps}. "
            "Stars: worst case per point over every attack at the chosen ε"
            + (" (none yet where the attacks at ε have not run)." if pending else "."))
-summary = pd.concat([ev.summary_rows(r) for r in results])
-order = list(dict.fromkeys(summary["attack"]))
-table = 100 * summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
-    index=order, columns=[r.name for r in results]).rename(columns=dict(zip([r.name for r in results], short)))
-missing = table.isna().to_numpy().any()
-# Models with no attack at ε yet (one partway through a background job has some): their worst case is the curve's.
-curve_only = [name for r, name in zip(results, short) if not r.at_eps]
-# In percent with one decimal, like every accuracy on the page (Streamlit's "percent" format drops trailing zeros).
-st.dataframe(ev.percent_cells(table) if missing else table,
-             column_config=None if missing else {name: st.column_config.NumberColumn(format="%.1f%%")
-                                                 for name in short}, key="rob_summary")
-st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].curve)} test points"
-           + (f"; every model here is a {shared} model" if shared else "")
-           + ("; “not run”: that attack has not been run on that model (the full ensemble runs per model, below)."
-              if missing else ".")
-           # Otherwise the FMN row's figure appeared again as "worst case per point", read as a verdict.
-           + (f" For {', '.join(curve_only)} only {results[0].bundle.curve.attack.upper()} has run at this ε so "
-              "far: its worst case per point is that one attack's until the attacks at ε (above) run."
-              if curve_only else ""))
+ev.summary_table(results, short, shared, eps)
 
 st.subheader("Per class")
 focus = results[0]
@@ -150,23 +130,7 @@ if len(results) > 1:
                                 bind=state.IN_URL)
     focus = next((r for r in results if r.name == pick), results[0])
 per_class = ev.worst_per_class(focus, classes)
-spread = views.disparity(per_class)
-m = st.columns(4)
-m[0].metric("mean class robustness", f"{spread['mean']:.1%}")
-tied = spread["worst_all"]
-m[1].metric("least robust class" if len(tied) < 2 else f"least robust class ({len(tied)} tied)",
-            f"{spread['worst']}{f' +{len(tied) - 1}' if len(tied) > 1 else ''} · {spread['worst_acc']:.1%}",
-            help=None if len(tied) < 2 else f"Classes {', '.join(tied[:-1])} and {tied[-1]} are all at "
-                                            f"{spread['worst_acc']:.1%}.")
-m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}")
-# Both in percentage points: the std of accuracies given in %, and how far the worst class lies below their mean
-# (worst − mean ≤ 0), said in words under a red down arrow: "↓ -14.1 points" read as a double negative. Short
-# enough for a quarter of the page ("worst class 14.1 points bel…" was cut at 1280 px); the help says it in full.
-m[3].metric("spread (std) by class", f"{spread['std'] * 100:.1f} points",
-            f"worst {abs(spread['worst_gap']) * 100:.1f} below mean", delta_color="red",
-            delta_arrow="down" if spread["worst_gap"] < 0 else "off",
-            help="The standard deviation of the per-class robust accuracies, and how far the least robust class "
-                 f"({spread['worst']}) lies below their mean, both in percentage points.")
+ev.class_metrics(views.disparity(per_class))
 left, right = panels(2, "rob-classes")
 left.plotly_chart(charts.class_bars(per_class, eps, "worst case" if focus.complete else "minimal-norm attack only"),
                   key="rob_bars")
@@ -210,7 +174,7 @@ if sweep is not None:
 try:
     model, _ = cache.model(focus.run_id, device)
     w = views.class_weight_norms(model, len(classes))
-    corr = float(np.corrcoef(w, per_class["robust_acc"].to_numpy())[0, 1]) if len(w) > 2 else float("nan")
+    corr = ev.weight_correlation(w, per_class)
     left, right = panels(2, "rob-weights")
     left.plotly_chart(charts.weight_norm_scatter(per_class, w), key="rob_wnorm")
     left.caption(f"One dot per class: the norm of its classifier row against its robustness (Pearson r = {corr:.2f}).")

@@ -206,3 +206,55 @@ def at_eps_notice(pending: Sequence[ModelResults], references: dict[str, Bundle]
             submit_job(cache.registry(), "eval", args, device=device)
         st.toast(f"Queued {len(waiting)} background evaluation(s) at ε = {eps:g}.")
         st.rerun()
+
+
+def summary_table(results: Sequence[ModelResults], short: Sequence[str], shared: str, eps: float) -> None:
+    """The robust-accuracy table (attack × model, %) at ε and its caption; ``short``: the models' names without the
+    part they all share (``shared``)."""
+    summary = pd.concat([summary_rows(r) for r in results])
+    order = list(dict.fromkeys(summary["attack"]))
+    table = 100 * summary.pivot(index="attack", columns="model", values="robust_acc").reindex(
+        index=order, columns=[r.name for r in results]).rename(columns=dict(zip([r.name for r in results], short)))
+    missing = table.isna().to_numpy().any()
+    # Models with no attack at ε yet (one partway through a background job has some): their worst case is the curve's.
+    curve_only = [name for r, name in zip(results, short) if not r.at_eps]
+    # In percent with one decimal, like every accuracy on the page (Streamlit's "percent" format drops trailing zeros).
+    st.dataframe(percent_cells(table) if missing else table,
+                 column_config=None if missing else {name: st.column_config.NumberColumn(format="%.1f%%")
+                                                     for name in short}, key="rob_summary")
+    attack = results[0].bundle.curve.attack.upper()
+    st.caption(f"Robust accuracy (%) at ε = {eps:g} on the first {len(results[0].curve)} test points"
+               + (f"; every model here is a {shared} model" if shared else "")
+               + ("; “not run”: that attack has not been run on that model (the full ensemble runs per model, below)."
+                  if missing else ".")
+               # Otherwise the FMN row's figure appeared again as "worst case per point", read as a verdict.
+               + (f" For {', '.join(curve_only)} only {attack} has run at this ε so far: its worst case per point is "
+                  "that one attack's until the attacks at ε (above) run." if curve_only else ""))
+
+
+def class_metrics(spread: dict[str, Any]) -> None:
+    """Four metrics of how unequal robustness is across classes (``spread``: core.evaluation.views.disparity)."""
+    m = st.columns(4)
+    m[0].metric("mean class robustness", f"{spread['mean']:.1%}")
+    tied = spread["worst_all"]
+    # Every class at the lowest figure: "least robust class 2 · 0.0 %" hid that 5, 8 and 9 were at 0 too.
+    m[1].metric("least robust class" if len(tied) < 2 else f"least robust class ({len(tied)} tied)",
+                f"{spread['worst']}{f' +{len(tied) - 1}' if len(tied) > 1 else ''} · {spread['worst_acc']:.1%}",
+                help=None if len(tied) < 2 else f"Classes {', '.join(tied[:-1])} and {tied[-1]} are all at "
+                                                f"{spread['worst_acc']:.1%}.")
+    m[2].metric("most robust class", f"{spread['best']} · {spread['best_acc']:.1%}")
+    # Both in percentage points: the std of accuracies given in %, and how far the worst class lies below their mean
+    # (worst − mean ≤ 0), said in words under a red down arrow: "↓ -14.1 points" read as a double negative. Short
+    # enough for a quarter of the page ("worst class 14.1 points bel…" was cut at 1280 px); the help says it in full.
+    m[3].metric("spread (std) by class", f"{spread['std'] * 100:.1f} points",
+                f"worst {abs(spread['worst_gap']) * 100:.1f} below mean", delta_color="red",
+                delta_arrow="down" if spread["worst_gap"] < 0 else "off",
+                help="The standard deviation of the per-class robust accuracies, and how far the least robust class "
+                     f"({spread['worst']}) lies below their mean, both in percentage points.")
+
+
+def weight_correlation(weight_norms: np.ndarray, per_class: pd.DataFrame) -> float:
+    """Pearson r between each class's classifier-row norm and its robust accuracy (NaN for fewer than 3 classes)."""
+    if len(weight_norms) <= 2:
+        return float("nan")
+    return float(np.corrcoef(weight_norms, per_class["robust_acc"].to_numpy())[0, 1])

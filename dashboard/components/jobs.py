@@ -61,10 +61,11 @@ def _run_name(args: dict[str, Any], run: dict[str, Any] | None) -> str | None:
         from core.training.loop import default_name
 
         try:
-            if run["name"] == default_name(TrainConfig.from_dict(run["config"]), run["id"]):
-                return None
-        except (AtlasError, TypeError, ValueError):
-            pass  # a run trained by an older version: its name is as good as any
+            config = TrainConfig.from_dict(run["config"])
+        except AtlasError:  # options an older version wrote that no longer validate: its name is as good as any
+            return run["name"]
+        if run["name"] == default_name(config, run["id"]):
+            return None
     return run["name"]
 
 
