@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--small", action="store_true", help="width-16 network, 2 batches of 16: smoke run")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN time its algorithms per shape (the product leaves it off)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     import torch
@@ -65,7 +67,7 @@ def main() -> None:
     device = torch.device(args.device)
     if args.small:
         args.batch, args.batches, args.repeats = 16, 2, 1
-    torch.backends.cudnn.benchmark = device.type == "cuda"
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark  # as the product: off unless asked
     model = build_model("preact_resnet18", seed=0, width=16 if args.small else 64).to(device).eval()
     gen = torch.Generator().manual_seed(0)
     xs = [torch.rand(args.batch, 3, 32, 32, generator=gen).to(device) for _ in range(args.batches)]
@@ -108,7 +110,8 @@ def main() -> None:
         results[name] = (throughput(fn, points, args.repeats, sync), fn())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     peer = results.get("torchattacks PGD fp32", results["ours fp32"])[0]
-    lines = ["", f"### GPU attack throughput on {name} (`python bench/gpu_attacks.py --batch {args.batch}`)", "",
+    flag = " --cudnn-benchmark" if args.cudnn_benchmark else ""
+    lines = ["", f"### GPU attack throughput on {name} (`python bench/gpu_attacks.py --batch {args.batch}{flag}`)", "",
              f"PreAct-ResNet-18 (untrained), {points} CIFAR-shaped points in batches of {args.batch}, PGD-{STEPS} "
              f"ℓ∞ ε = 8/255, median of {args.repeats}. Ratio: against torchattacks PGD in the same run "
              "(target ours fp32 ≥ 1.0×).", "", "| attack | points/s | ratio | robust acc |", "|---|---|---|---|"]

@@ -27,6 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2560)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN time its algorithms per shape (the product leaves it off)")
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--top", type=int, default=12)
@@ -42,7 +44,7 @@ def main() -> None:
     if args.small:
         args.n, args.batch = 64, 32
     cuda = device.type == "cuda"
-    torch.backends.cudnn.benchmark = cuda
+    torch.backends.cudnn.benchmark = cuda and args.cudnn_benchmark  # as the product: off unless asked
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     fns = gpu_train.loops(SimpleNamespace(n=args.n, batch=args.batch, amp=args.amp, channels_last=args.channels_last,

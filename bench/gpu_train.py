@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--small", action="store_true", help="width 16, 64 points: smoke run")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN time its algorithms per shape (the product leaves it off)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     import torch
@@ -126,12 +128,12 @@ def main() -> None:
     device = torch.device(args.device)
     if args.small:
         args.n, args.batch, args.repeats = 64, 32, 1
-    torch.backends.cudnn.benchmark = device.type == "cuda"
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark  # as the product: off unless asked
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fns = loops(args, device)
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
-        fn()  # warm-up: cudnn autotuning, allocator
+        fn()  # warm-up: kernels, allocator, cuDNN's search if asked
     for rep in range(args.repeats):
         for name in list(fns) if rep % 2 == 0 else list(fns)[::-1]:
             sync()
@@ -142,7 +144,8 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in samples.items()}
     fgsm = med["FGSM-RS (ours)"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    flags = " ".join(f for f, on in (("--amp", args.amp), ("--channels-last", args.channels_last)) if on)
+    flags = " ".join(f for f, on in (("--amp", args.amp), ("--channels-last", args.channels_last),
+                                   ("--cudnn-benchmark", args.cudnn_benchmark)) if on)
     lines = ["", f"### GPU training epochs on {name} (`python bench/gpu_train.py --n {args.n} {flags}`)", "",
              f"PreAct-ResNet-18, {args.points} {args.source} images, batch {args.batch}, "
              f"median of {args.repeats} epochs (interleaved). Targets: PGD-10 AT ≤ 3.6× FGSM-RS; FGSM-RS ≤ 1.0× "
