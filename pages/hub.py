@@ -16,7 +16,7 @@ from dashboard.components.cards import masked_note, model_card, threat_text
 from dashboard.components.charts import pareto_figure, robust_measure
 from dashboard.components.labels import md, slug
 from dashboard.components.layout import panels
-from dashboard.components.plugins import plugin_notices
+from dashboard.components.plugins import plugin_notices, unloaded_archs
 from dashboard.components.teaching import explain
 
 dataset = st.session_state[state.DATASET]
@@ -37,6 +37,10 @@ explain("Every model the Atlas knows for this dataset, each measured the same wa
         "both axes (the dotted staircase joins them when there are several).", "madry", "dale")
 
 runs = {r["id"]: r for r in cache.runs(dataset)}
+# Models whose architecture's plugin is not loaded: listed with the accuracy measured when they were added, but no page
+# can load them (they looked like any other until a page failed on them).
+unloaded = unloaded_archs(run["arch"] for run in runs.values())
+needs_plugin = {run_id: unloaded[run["arch"]] for run_id, run in runs.items() if run["arch"] in unloaded}
 if table.empty:
     files = (f" Its standard files are not on this machine: run `python -m core data download {dataset}` (with a "
              "network) or place them in the data folder before training." if cache.files_missing(dataset) else "")
@@ -57,6 +61,8 @@ else:
         for run_id, role in ((primary, "primary"), (comparison, "comparison")):
             if run_id in runs:
                 model_card(runs[run_id], role)
+                if run_id in needs_plugin:
+                    st.warning(needs_plugin[run_id], icon=":material/extension_off:")
 
     st.subheader("All models")
     # Keyed by the ids it shows: when runs appear or go (a job finishes, a delete), the row selection resets
@@ -65,7 +71,9 @@ else:
     # Every row is on this dataset: its name's leading "digits " only pushed the telling part out of the cut-off
     # column (two "digits SmallCNN · DALE ε=0.1 · 1 ep…" rows looked the same).
     shown = table.assign(threat=[threat_text(n, e) for n, e in zip(table["norm"], table["ε"])],
-                         name=[n.removeprefix(f"{dataset} ") for n in table["name"]])
+                         name=[n.removeprefix(f"{dataset} ") for n in table["name"]],
+                         status=["needs plugin" if run_id in needs_plugin else status
+                                 for run_id, status in zip(table["id"], table["status"])])
     event = st.dataframe(
         shown, hide_index=True, key=f"hub_table_{table_key}",
         on_select="rerun", selection_mode="single-row",
@@ -99,8 +107,11 @@ else:
             st.session_state["hub_selected"] = (run["id"], run["name"])
             st.markdown(f"**Selected:** {md(run['name'])}")
             cols = st.columns(5)
-            usable = bool(run["checkpoint_path"])
-            why = None if usable else f"This run has no final model to analyse (status: {run['status']})."
+            usable = bool(run["checkpoint_path"]) and run["id"] not in needs_plugin
+            why = (needs_plugin.get(run["id"]) if run["checkpoint_path"] else
+                   f"This run has no final model to analyse (status: {run['status']}).")
+            if run["id"] in needs_plugin:
+                st.warning(needs_plugin[run["id"]], icon=":material/extension_off:")
             if cols[0].button("Make primary", key="hub_make_primary", disabled=not usable, help=why):
                 state.assign_role(state.PRIMARY_RUN, run["id"])
                 st.rerun()

@@ -261,7 +261,7 @@ def _inset(x: np.ndarray, y: np.ndarray, x_range: Sequence[float], y_range: Sequ
             break
     else:
         return None
-    ticks = dict(nticks=4, showline=True, mirror=True, linecolor="#94a3b8", tickfont=dict(size=10), showgrid=True,
+    ticks = dict(nticks=4, showline=True, mirror=True, linecolor="#94a3b8", tickfont=dict(size=11), showgrid=True,
                  gridcolor="#eef2f7", zeroline=False)
     return dict(xaxis2=dict(domain=list(spot_x), range=ranges[0], anchor="y2", tickformat=_zoom_format(ranges[0]),
                             **ticks),
@@ -271,7 +271,7 @@ def _inset(x: np.ndarray, y: np.ndarray, x_range: Sequence[float], y_range: Sequ
                              y1=ranges[1][1], line=dict(color="#94a3b8", width=1, dash="dot"))],
                 annotations=[dict(text="zoom of the dotted box", xref="paper", yref="paper", showarrow=False,
                                   x=spot_x[0], y=spot_y[1], xanchor="left", yanchor="bottom",
-                                  font=dict(size=10, color="#64748b"))])
+                                  font=dict(size=11, color="#64748b"))])
 
 
 def percent_axis(values: np.ndarray) -> dict[str, Any]:
