@@ -81,13 +81,13 @@ else:
         # name: a run trained here ends in what tells it apart ("· 1 ep · seed 1 · 4256"). A longer name is cut (the
         # full name shows when its row is selected).
         column_order=["name", "method", "threat", "clean acc", "robust acc", "status", "created"],
-        column_config={"name": st.column_config.TextColumn(width=256),
+        column_config={"name": st.column_config.TextColumn(width=244),
                        "method": st.column_config.TextColumn(width=66),
                        "threat": st.column_config.TextColumn(
                            "norm · ε", width=78, help="The norm and ε of the robust accuracy: an adversarially trained "
                            "model's training ε; for a standard model, the dataset's usual ε (it was not trained with "
                            "one)."),
-                       "status": st.column_config.TextColumn(width=80),
+                       "status": st.column_config.TextColumn(width=92),  # "needs plugin" whole
                        "clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",
                                                                     width=98),
                        "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",
@@ -106,12 +106,12 @@ else:
         if run is not None:
             st.session_state["hub_selected"] = (run["id"], run["name"])
             st.markdown(f"**Selected:** {md(run['name'])}")
-            cols = st.columns(5)
             usable = bool(run["checkpoint_path"]) and run["id"] not in needs_plugin
             why = (needs_plugin.get(run["id"]) if run["checkpoint_path"] else
                    f"This run has no final model to analyse (status: {run['status']}).")
             if run["id"] in needs_plugin:
                 st.warning(needs_plugin[run["id"]], icon=":material/extension_off:")
+            cols = st.columns(5)
             if cols[0].button("Make primary", key="hub_make_primary", disabled=not usable, help=why):
                 state.assign_role(state.PRIMARY_RUN, run["id"])
                 st.rerun()
