@@ -9,7 +9,7 @@ from core.errors import AtlasError
 from core.evaluation.bundle import eps_range
 from core.latent import LatentSpec
 from core.latent.maps import eps_grid
-from core.latent.projection import LABELS
+from core.latent.projection import LABELS, tsne_max_clean_points
 from dashboard import cache, state
 from dashboard.components import latent_views as views
 from dashboard.components.cards import no_model_yet
@@ -66,31 +66,50 @@ with st.form("lat_form", border=False):
     layer = cols[0].selectbox("Layer", list(layer_labels), format_func=layer_labels.__getitem__, key="lat_layer",
                               bind=state.IN_URL,
                               help="Features are read from this layer by a forward hook.")
+    # Split and norm come first (each in its own column): the Points choices and t-SNE's cap depend on them.
+    split = cols[3].selectbox("Split", ("test", "train"), key="lat_split", bind=state.IN_URL)
+    norms = ("linf", "l2")
+    norm = cols[5].selectbox("Norm", norms, key="lat_norm", bind=state.IN_URL,
+                             format_func={"linf": "ℓ∞", "l2": "ℓ2"}.__getitem__,
+                             index=norms.index(primary_run["norm"]) if primary_run["norm"] in norms else 0)
+    own_eps = primary_run["eps"] if primary_run["norm"] == norm else None
+    grid, first_eps = eps_grid(eps_range(norm, spec_shape, own_eps), own_eps)
+    # A split that does not load is reported after the form: stopping inside it would leave it without its button.
+    split_error = ""
+    try:
+        split_size = len(cache.run_dataset(primary, dataset, split))
+    except AtlasError as exc:
+        split_error, split_size = str(exc), len(data)
     projection = cols[1].selectbox("Projection", ("umap", "pca", "tsne"), format_func=LABELS.__getitem__,
                                    key="lat_projection", bind=state.IN_URL,
                                    help="UMAP: fitted on the clean points, adversarial points placed into that map. "
                                         "PCA: linear, instant. t-SNE: cannot place new points, so clean and "
                                         "adversarial features are embedded together in one fit (slowest: about a "
-                                        "minute for 450 points and several ε on 2 cores).")
-    n_points = cols[2].selectbox("Points", (100, 200, 450, 1000, 2000), index=2, key="lat_n", bind=state.IN_URL,
-                                 help="The first N points of the split.")
-    split = cols[3].selectbox("Split", ("test", "train"), key="lat_split", bind=state.IN_URL)
+                                        "minute for 450 points and several ε on 2 cores). That fit holds at most "
+                                        f"{tsne_max_clean_points(len(grid))} clean points at these {len(grid)} ε; "
+                                        "more are cut to that, with a note, before anything runs.")
+    choices = views.point_choices(split_size)
+    asked = st.session_state.get("lat_n")
+    n = cols[2].selectbox("Points", choices, index=views.default_point_choice(choices), key="lat_n",
+                          bind=state.IN_URL, format_func=views.point_label(split_size),
+                          help=f"The first N points of the {split} split, which has {split_size}. The choices "
+                               "follow the split in use: after switching split, draw once to see the new split's.")
     attack = cols[4].selectbox("Attack", ("pgd", "fgsm"), key="lat_attack", bind=state.IN_URL,
                                format_func={"pgd": "PGD-10", "fgsm": "FGSM"}.__getitem__)
-    norms = ("linf", "l2")
-    norm = cols[5].selectbox("Norm", norms, key="lat_norm", bind=state.IN_URL,
-                             format_func={"linf": "ℓ∞", "l2": "ℓ2"}.__getitem__,
-                             index=norms.index(primary_run["norm"]) if primary_run["norm"] in norms else 0)
     st.form_submit_button("Draw the maps", icon=":material/scatter_plot:")
     st.caption("Changes take effect when you press **Draw the maps**. Another projection or layer of the same points "
                "reuses their attack.")
 
-split_size = len(cache.run_dataset(primary, dataset, split))
-n = min(int(n_points), split_size)
-if n < n_points:
-    st.info(f"The {split} split of {dataset} has {split_size} points: the maps use all {split_size}.")
-own_eps = primary_run["eps"] if primary_run["norm"] == norm else None
-grid, first_eps = eps_grid(eps_range(norm, spec_shape, own_eps), own_eps)
+if split_error:
+    st.error(split_error)
+    st.stop()
+if isinstance(asked, int) and asked > split_size:
+    st.info(f"The {split} split of {dataset} has {split_size} points, fewer than the {asked} chosen before: the "
+            f"maps use {views.point_label(split_size)(n)}.")
+if projection == "tsne":
+    n, tsne_note = views.tsne_points(n, len(grid))
+    if tsne_note:
+        st.info(tsne_note, icon=":material/info:")
 
 maps, notes = {}, []
 with st.spinner(f"Attacking {n} points at {len(grid)} budgets and projecting their features…"):
@@ -106,9 +125,6 @@ with st.spinner(f"Attacking {n} points at {len(grid)} budgets and projecting the
             st.error(f"{md(names[run_id])}: {exc}")
 if not maps:
     st.stop()
-for latent in maps.values():
-    if latent.info["note"]:
-        notes.append(latent.info["note"])
 for note in dict.fromkeys(notes):
     st.warning(note)
 images = cache.run_dataset(primary, dataset, split).x[:n].numpy()
@@ -138,16 +154,11 @@ def scrub() -> None:
     selected: dict[str, np.ndarray] = {}
     for column, (run_id, latent) in zip(columns, maps.items()):
         role = "primary" if run_id == primary else "comparison"
-        title = f"{'Primary' if role == 'primary' else 'Comparison'}: {names[run_id]}"
+        title = views.map_title(f"{'Primary' if role == 'primary' else 'Comparison'}: {names[run_id]}", latent)
         fig, rows = views.latent_figure(latent, index, classes, layers, title, pick, animate)
         event = column.plotly_chart(fig, key=f"lat_chart_{role}", on_select="rerun", selection_mode=("box", "lasso"))
         selected[run_id] = views.selected_rows(event, rows)
-        secs = latent.info["seconds"]
-        column.caption(
-            f"{latent.info['method_label']} of {latent.info['layer_label']} ({latent.info['feature_dim']} features), "
-            f"{len(latent.y)} points. Dots: clean, by true class; ×: adversarial, by predicted class. "
-            + ("Read from the store." if latent.info.get("cached") else
-               f"Computed in {sum(secs.values()):.1f} s (attack {secs['attack']:.1f} s, fit {secs['fit']:.1f} s)."))
+        column.caption(views.map_caption(latent, projection))
     by_name = {("Primary" if r == primary else "Comparison") + f": {names[r]}": m for r, m in maps.items()}
     st.markdown("**Measures on the clean points**" if index == 0 else f"**Measures at ε = {pick}**")
     left, right = panels(2, "lat-measures")

@@ -33,7 +33,7 @@ from core.data import Dataset
 from core.errors import ConfigError
 from core.latent import metrics
 from core.latent.hooks import PENULTIMATE, describe_layer, extract_features
-from core.latent.projection import LABELS, METHODS, fit_projector, tsne_joint
+from core.latent.projection import LABELS, METHODS, fit_projector, tsne_joint, tsne_max_clean_points
 from core.training.config import MAX_EPS
 from core.utils import REPO_ROOT, atomic_write_bytes, config_hash, make_generator
 
@@ -45,6 +45,16 @@ ATTACKS = ("pgd", "fgsm")
 SHIPPED_LATENT_DIR = REPO_ROOT / "assets" / "latent"
 PAGE_POINTS = 450  # the page's default number of points
 MAX_FEATURE_VALUES = 60_000_000  # adversarial features held at once: E × N × D floats (~240 MB)
+
+
+def _check_tsne_size(n: int, eps_count: int) -> None:
+    """Refuse a t-SNE map too large for one fit before anything is attacked (a map used to be attacked for half a
+    minute and then drawn as PCA instead)."""
+    most = tsne_max_clean_points(eps_count)
+    if n > most:
+        raise ConfigError(f"t-SNE embeds each clean point with its {eps_count} adversarial twins in one fit, so it "
+                          f"maps at most {most} points at {eps_count} ε; got {n}. Use fewer points or ε values, "
+                          "or UMAP.")
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,8 @@ class LatentSpec:
         if min(grid) <= 0 or max(grid) > MAX_EPS[self.norm] or list(grid) != sorted(set(grid)):
             raise ConfigError(f"ε values must be increasing, distinct, in (0, {MAX_EPS[self.norm]:g}] for "
                               f"{self.norm}; got {grid!r}")
+        if self.projection == "tsne":
+            _check_tsne_size(self.n, len(grid))
 
     def latent_id(self, weights_sha256: str) -> str:
         return config_hash({**asdict(self), "weights_sha256": weights_sha256, "version": 1})
@@ -169,6 +181,8 @@ def compute_map(model: nn.Module, data: Dataset, spec: LatentSpec, *, weights: s
     if clean_f.shape[1] * n * grid > MAX_FEATURE_VALUES:
         raise ConfigError(f"layer {spec.layer} has {clean_f.shape[1]} features per point: {n} points × {grid} ε "
                           "would not fit in memory. Choose a later layer, fewer points or fewer ε values.")
+    if spec.projection == "tsne":
+        _check_tsne_size(n, grid)
     timings["features"] = time.perf_counter() - start
     start = time.perf_counter()
     x_adv, pred_adv = _attack_grid(model, data, spec) if weights is None else _attacked(model, data, spec, weights)
@@ -178,19 +192,15 @@ def compute_map(model: nn.Module, data: Dataset, spec: LatentSpec, *, weights: s
     method, note = spec.projection, ""
     start = time.perf_counter()
     if method == "tsne":
-        try:
-            clean_xy, adv_xy = tsne_joint(clean_f, list(adv_f), seed=spec.seed)
-        except ConfigError as exc:
-            method, note = "pca", f"{exc} This map is PCA instead."
-    if method != "tsne":
-        projector, clean_xy, fallback = fit_projector(method, clean_f, seed=spec.seed)
-        method, note = ("pca", fallback) if fallback else (method, note)
+        clean_xy, adv_xy = tsne_joint(clean_f, list(adv_f), seed=spec.seed)
+        timings["fit"] = time.perf_counter() - start
+    else:
+        projector, clean_xy, note = fit_projector(method, clean_f, seed=spec.seed)
+        method = "pca" if note else method
         timings["fit"] = time.perf_counter() - start
         start = time.perf_counter()
         adv_xy = projector.transform(adv_f.reshape(grid * n, -1)).reshape(grid, n, 2)
         timings["transform"] = time.perf_counter() - start
-    else:
-        timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     scores = _scores(clean_f, adv_f, y, len(data.classes))
     timings["measures"] = time.perf_counter() - start

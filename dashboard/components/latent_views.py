@@ -4,18 +4,51 @@ drift matrix and the gallery of selected points."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.latent.maps import PAGE_POINTS
+from core.latent.projection import LABELS, tsne_max_clean_points
 from dashboard.components.lab_views import BASE, GRID
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 WEBGL_ABOVE = 1000
+# The Points choices, below the split's size; the whole split is the last where it holds no more than the largest.
+POINT_SIZES = (100, 200, PAGE_POINTS, 1000, 2000)
+
+
+def point_choices(split_size: int) -> tuple[int, ...]:
+    """The sample sizes the page offers for a split of ``split_size`` points: only those below it (digits' test
+    split has 450 points; 1000 and 2000 were offered there), then the whole split where it is not too many."""
+    sizes = tuple(p for p in POINT_SIZES if p < split_size)
+    return (*sizes, split_size) if split_size <= POINT_SIZES[-1] else sizes
+
+
+def default_point_choice(choices: Sequence[int]) -> int:
+    """Index of the page's default: 450 points, or the whole split where it is smaller."""
+    return choices.index(PAGE_POINTS) if PAGE_POINTS in choices else len(choices) - 1
+
+
+def point_label(split_size: int) -> Callable[[int], str]:
+    """Labels of the Points choices: the whole split reads "all 450"."""
+    return lambda n: f"all {n}" if n == split_size else str(n)
+
+
+def tsne_points(n: int, eps_count: int) -> tuple[int, str]:
+    """(points a t-SNE map of ``n`` chosen points at ``eps_count`` ε draws, a note saying why if fewer). t-SNE
+    embeds each point with all its adversarial twins in one fit; the cap is stated before any attack runs instead
+    of the page attacking everything and then drawing PCA."""
+    most = tsne_max_clean_points(eps_count)
+    if n <= most:
+        return n, ""
+    return most, (f"t-SNE embeds each clean point together with its {eps_count} adversarial twins in one fit, so it "
+                  f"maps at most {most} points at {eps_count} ε: these maps use the first {most} of the {n} "
+                  f"points chosen. UMAP and PCA map all {n}.")
 
 
 @dataclass(frozen=True)
@@ -105,6 +138,25 @@ def latent_figure(latent: Any, index: int, classes: Sequence[str], layers: Layer
         annotations=[dict(text=f"ε = {eps_label}", x=1.0, y=1.0, xref="paper", yref="paper", xanchor="right",
                           yanchor="bottom", showarrow=False, font=dict(size=13))])
     return go.Figure(data=data, layout=layout, frames=frames), rows
+
+
+def map_title(role_title: str, latent: Any) -> str:
+    """The chart's title names the projection it shows, so a screenshot says whether it is UMAP, PCA or t-SNE."""
+    return f"{role_title} · {latent.info['method_label']}"
+
+
+def map_caption(latent: Any, asked: str) -> str:
+    """How to read one map, and where it came from. A projection other than the one chosen (UMAP needs more than
+    16 points and draws PCA below that) is said here, beside the chart, not only in a banner above."""
+    info, secs = latent.info, latent.info["seconds"]
+    instead = ""
+    if info["method"] != asked:
+        instead = f"**{info['method_label']} instead of {LABELS[asked]}**" + (f": {info['note']} " if info["note"]
+                                                                             else ". ")
+    source = ("Read from the store." if info.get("cached") else
+              f"Computed in {sum(secs.values()):.1f} s (attack {secs['attack']:.1f} s, fit {secs['fit']:.1f} s).")
+    return (f"{instead}{info['method_label']} of {info['layer_label']} ({info['feature_dim']} features), "
+            f"{len(latent.y)} points. Dots: clean, by true class; ×: adversarial, by predicted class. {source}")
 
 
 def selected_rows(event: Any, rows: Sequence[np.ndarray]) -> np.ndarray:

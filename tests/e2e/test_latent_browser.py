@@ -1,4 +1,5 @@
-"""The Latent page in a real browser: the UMAP maps draw, ε scrubs, a box selection shows the chosen images."""
+"""The Latent page in a real browser: the UMAP maps draw, ε scrubs, a box selection shows the chosen images, the
+Points choices stop at the split's size and no chart text is too small to read."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.ui import TIMEOUT_MS, assert_healthy, go_to, open_app, shot
+from tests.e2e.ui import TIMEOUT_MS, assert_healthy, crowded_ticks, go_to, open_app, options_of, shot
 
 pytestmark = pytest.mark.e2e
 MAP_TIMEOUT_MS = 240_000  # first UMAP map on a cold server: compile (if the warm-up has not finished) + attack
+SMALL_CHART_TEXT_JS = """() => [...document.querySelectorAll('.js-plotly-plot text')]
+  .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+  .map(t => [t.textContent.slice(0, 30), parseFloat(getComputedStyle(t).fontSize)]).filter(([, px]) => px < 11)"""
 
 
 def test_latent_maps_scrub_and_select(server: str, page, artifacts: Path) -> None:
@@ -20,6 +24,12 @@ def test_latent_maps_scrub_and_select(server: str, page, artifacts: Path) -> Non
     charts = page.locator('[data-testid="stPlotlyChart"]')
     assert page.get_by_text("Primary: digits SmallCNN · PGD-AT").count() == 1
     assert page.get_by_text(re.compile(r"^UMAP of penultimate")).count() == 2, "both maps are UMAP"
+    assert page.get_by_text(re.compile(r"^Primary: .* · UMAP$")).count() == 1, "the map's title names its projection"
+    # digits' test split has 450 points: 1000 and 2000 were offered.
+    assert options_of(page, "Points") == ["100", "200", "all 450"]
+    page.locator(".js-plotly-plot .legend").first.wait_for(timeout=TIMEOUT_MS)
+    assert page.evaluate(SMALL_CHART_TEXT_JS) == [], "chart text under 11 px"
+    assert crowded_ticks(page) == []
     shot(page, artifacts, "latent-start")
 
     # Scrub to the largest ε: the adversarial points move, the drift matrices stay.
