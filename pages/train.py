@@ -91,4 +91,4 @@ def form_fields() -> dict:
 queued = queue_training(form_fields, exclusive=not parallel, processes=processes) if submitted else None
 
 st.subheader("Jobs")
-jobs_panel(queued=queued)  # it says "Queued job …" while that job is queued or running
+jobs_panel(queued=queued)  # the notes on waiting and resuming jobs come from the queue, at every rerun

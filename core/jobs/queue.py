@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import AtlasError, RegistryError
-from core.jobs.reuse import RESUMABLE_JOB, diverged, job_run_id, train_run_id, trained_run_problem
+from core.jobs.reuse import (RESUMABLE_JOB, diverged, job_run_id, resume_note, train_run_id,
+                             trained_run_problem)
 from core.store.registry import Registry, decode_row, pid_alive, process_start
 from core.store.schema import JOB_ACTIVE
 from core.utils import REPO_ROOT
@@ -126,27 +127,48 @@ def _where(active_only: bool, kind: str | None) -> tuple[str, tuple[Any, ...]]:
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
-def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
-    """Training jobs whose Resume continues their run, newest first, however old: cancelled, failed or interrupted;
-    their run not completed; no newer job for the same run (that one is resumed instead); a failed job only once
-    its run exists (one that failed before its run was registered has no epoch to go on from and would fail
-    again); not a job whose run was deleted since, nor one whose run diverged (TrainingDiverged)."""
-    reconcile_jobs(registry)
-    registry.reconcile()
+def never_started(job: dict[str, Any]) -> bool:
+    """Whether ``job`` stopped (cancelled, failed, interrupted) while it was still queued: it never ran, so it
+    trained nothing and took no run over."""
+    return job["status"] in RESUMABLE_JOB and not job["started_at"]
+
+
+def _train_jobs(registry: Registry) -> list[tuple[dict[str, Any], str]]:
+    """Every training job, newest first, with the run it trains (jobs whose run cannot be told are left out)."""
     with registry.connect() as con:
         jobs = [decode_row(r) for r in con.execute("SELECT * FROM jobs WHERE kind = 'train'"
                                                    " ORDER BY created_at DESC").fetchall()]
+    return [(job, run_id) for job in jobs if (run_id := job_run_id(job)) is not None]
+
+
+def _carriers(jobs: list[tuple[dict[str, Any], str]]) -> dict[str, dict[str, Any]]:
+    """{run id: the job that carries the run on}: its newest job that ran or is still to run, or, when every job of
+    the run stopped while queued, the newest of those. A job cancelled while queued took nothing over: the job
+    before it still carries the run (its card keeps the Resume; it read "resumed since" by a job that never ran)."""
+    carriers: dict[str, dict[str, Any]] = {}
+    for job, run_id in jobs:
+        held = carriers.get(run_id)
+        if held is None or (never_started(held) and not never_started(job)):
+            carriers[run_id] = job
+    return carriers
+
+
+def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
+    """Training jobs whose Resume continues their run, newest first, however old: cancelled, failed or interrupted;
+    their run not completed; the job that carries their run (no newer job for it, but for jobs stopped while queued:
+    that one is resumed instead); a failed job only once its run exists (one that failed before its run was
+    registered has no epoch to go on from and would fail again); not a job whose run was deleted since, nor one
+    whose run diverged (TrainingDiverged)."""
+    reconcile_jobs(registry)
+    registry.reconcile()
+    jobs = _train_jobs(registry)
+    with registry.connect() as con:
         runs = con.execute("SELECT id, status, error FROM runs").fetchall()
     run_status = {r["id"]: r["status"] for r in runs}
     # A run whose loss diverged would diverge again from its last checkpoint with the same settings.
     gone_wrong = {r["id"] for r in runs if diverged(r)}
-    newer: set[str] = set()
     out = []
-    for job in jobs:
-        run_id = job_run_id(job)
-        if run_id is None or run_id in newer:
-            continue
-        newer.add(run_id)
+    for run_id, job in _carriers(jobs).items():
         status = run_status.get(run_id)
         if job["run_id"] and status is None:
             continue  # its run was deleted: nothing to go on from (Resume started it over without a word)
@@ -154,35 +176,27 @@ def resumable_jobs(registry: Registry) -> list[dict[str, Any]]:
             continue
         if job["status"] in RESUMABLE_JOB and status != "completed" and (status or job["status"] != "failed"):
             out.append(job)
-    return out
+    return sorted(out, key=lambda job: job["created_at"], reverse=True)
 
 
 def resumed_by(registry: Registry) -> dict[str, dict[str, Any]]:
-    """{training job id: the newest training job for the same run}, for every job that a newer one for its run
-    followed (a Resume, or the same settings queued again): such a stopped job is no open problem any more, the
-    newer job carries its run on. Jobs whose run cannot be told (options that no longer validate) are left out."""
-    with registry.connect() as con:
-        jobs = [decode_row(r) for r in con.execute("SELECT * FROM jobs WHERE kind = 'train'"
-                                                   " ORDER BY created_at DESC").fetchall()]
-    newest: dict[str, dict[str, Any]] = {}
-    out = {}
-    for job in jobs:
-        run_id = job_run_id(job)
-        if run_id is None:
-            continue
-        if run_id in newest:
-            out[job["id"]] = newest[run_id]
-        else:
-            newest[run_id] = job
-    return out
+    """{training job id: the job that carries its run on now}, for every job that a newer one for its run followed
+    (a Resume, or the same settings queued again): such a stopped job is no open problem any more, the newer job
+    carries its run on. A newer job that was cancelled while queued does not count: it never ran. Jobs whose run
+    cannot be told (options that no longer validate) are left out."""
+    jobs = _train_jobs(registry)
+    carriers = _carriers(jobs)
+    return {job["id"]: carriers[run_id] for job, run_id in jobs
+            if job["created_at"] < carriers[run_id]["created_at"]}
 
 
 def kept_epochs(registry: Registry, job: dict[str, Any]) -> int | None:
     """How many finished epochs a stopped (cancelled, failed, interrupted) training job left its run: the run's
     epochs recorded before the job ended, which a Resume goes on from (the run's own count has moved on once a
-    newer job resumed it). 0 for a job stopped before its run existed; None for any other job, or when its run
-    was deleted since."""
-    if job["kind"] != "train" or job["status"] not in RESUMABLE_JOB or not job["finished_at"]:
+    newer job resumed it). 0 for a job stopped before its run existed; None for any other job, for one that stopped
+    while queued (it kept nothing: the epochs are its run's, from earlier jobs; see :func:`never_started`), or when
+    its run was deleted since."""
+    if job["kind"] != "train" or job["status"] not in RESUMABLE_JOB or not job["finished_at"] or never_started(job):
         return None
     run_id = job_run_id(job)
     if run_id is None:
@@ -190,9 +204,43 @@ def kept_epochs(registry: Registry, job: dict[str, Any]) -> int | None:
     with registry.connect() as con:
         if con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             return None if job["run_id"] else 0
-        row = con.execute("SELECT MAX(epoch) FROM epochs WHERE run_id = ? AND created_at <= ?",
-                          (run_id, job["finished_at"])).fetchone()
+        return _epochs_before(con, run_id, job["finished_at"])
+
+
+def _epochs_before(con: Any, run_id: str, when: float) -> int:
+    row = con.execute("SELECT MAX(epoch) FROM epochs WHERE run_id = ? AND created_at <= ?", (run_id, when)).fetchone()
     return int(row[0] or 0)
+
+
+def resume_text(registry: Registry, job: dict[str, Any]) -> str | None:
+    """What a queued or running training job does with its run when that run was started before it, as the
+    registry says now: a queued one where it will go on from (:func:`resume_note`), a running one the epoch it went
+    on from. None for a new run, and for a job that is neither queued nor running (once it is cancelled, nothing
+    resumes)."""
+    if job["kind"] != "train" or job["status"] not in ("queued", "running"):
+        return None
+    run_id = job_run_id(job)
+    run = None if run_id is None else registry.find_run(run_id)
+    if run is None:
+        return None
+    if job["status"] == "queued":
+        return resume_note(run, job["args"].get("name") or "")
+    with registry.connect() as con:
+        kept = _epochs_before(con, run_id, job["started_at"])
+    if not kept:
+        return None
+    return (f"Job `{job['id']}` resumed run {run_id} ('{run['name']}') from epoch {kept + 1}: "
+            f"{'epoch 1 was' if kept == 1 else f'epochs 1–{kept} were'} trained before it.")
+
+
+def waiting_for(registry: Registry, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The job that a queued exclusive ``job`` waits for: the one running on its device, else the oldest one queued
+    there before it (first come, first served); None when it waits for none (its process is about to start it)."""
+    if job["status"] != "queued" or not job["exclusive"]:
+        return None
+    with registry.connect() as con:
+        ahead = _ahead(con, job["id"], job["device"], job["created_at"])
+    return next((decode_row(row) for row in ahead if pid_alive(row["pid"], row["pid_start"])), None)
 
 
 def update_job(registry: Registry, job_id: str, **fields: Any) -> None:
@@ -225,11 +273,15 @@ def try_start(registry: Registry, job_id: str) -> str:
 
 def _device_taken(con: Any, job_id: str, device: str, created_at: float) -> bool:
     """Another exclusive job runs on the device, or an older exclusive one waits for it (first come first served)."""
-    busy = con.execute("SELECT pid, pid_start FROM jobs WHERE device = ? AND exclusive = 1 AND status IN"
-                       " ('running', 'cancelling') AND id != ?", (device, job_id)).fetchall()
-    earlier = con.execute("SELECT pid, pid_start FROM jobs WHERE device = ? AND exclusive = 1 AND"
-                          " status = 'queued' AND created_at < ?", (device, created_at)).fetchall()
-    return any(pid_alive(r["pid"], r["pid_start"]) for r in (*busy, *earlier))
+    return any(pid_alive(r["pid"], r["pid_start"]) for r in _ahead(con, job_id, device, created_at))
+
+
+def _ahead(con: Any, job_id: str, device: str, created_at: float) -> list[Any]:
+    """The exclusive jobs before this one on the device, alive or not: running ones first, then the queued ones
+    submitted before it, oldest first."""
+    return con.execute("SELECT * FROM jobs WHERE device = ? AND exclusive = 1 AND ((status IN ('running', "
+                       "'cancelling') AND id != ?) OR (status = 'queued' AND created_at < ?))"
+                       " ORDER BY status = 'queued', created_at", (device, job_id, created_at)).fetchall()
 
 
 def cancel_job(registry: Registry, job_id: str) -> None:
@@ -246,7 +298,9 @@ def cancel_job(registry: Registry, job_id: str) -> None:
 
 
 def reconcile_jobs(registry: Registry) -> list[str]:
-    """Jobs whose process died (killed, crashed, machine restarted) become 'interrupted'."""
+    """Jobs whose process died (killed, crashed, machine restarted) become 'interrupted'; 'cancelled' when they were
+    being cancelled: a cancel in the first seconds after Start ends the process by SIGTERM before its handler is in
+    place, and the card showed a red "interrupted" for a job the user had cancelled."""
     with registry.connect() as con:
         rows = con.execute(f"SELECT id, pid, pid_start FROM jobs WHERE status IN "
                            f"({','.join('?' * len(JOB_ACTIVE))})", JOB_ACTIVE).fetchall()
@@ -255,7 +309,8 @@ def reconcile_jobs(registry: Registry) -> list[str]:
         if row["pid"] is None or pid_alive(row["pid"], row["pid_start"]):
             continue
         with registry.transaction() as con:
-            cur = con.execute("UPDATE jobs SET status = 'interrupted', finished_at = ? WHERE id = ? AND pid IS ?"
+            cur = con.execute("UPDATE jobs SET status = CASE status WHEN 'cancelling' THEN 'cancelled' ELSE"
+                              " 'interrupted' END, finished_at = ? WHERE id = ? AND pid IS ?"
                               f" AND status IN ({','.join('?' * len(JOB_ACTIVE))})",
                               (time.time(), row["id"], row["pid"], *JOB_ACTIVE))
         if cur.rowcount:

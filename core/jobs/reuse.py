@@ -51,12 +51,21 @@ def diverged(run: Mapping[str, Any]) -> bool:
     return run["status"] == "failed" and (run["error"] or "").startswith(f"{TrainingDiverged.__name__}: ")
 
 
+def ended_at_chance(run: Mapping[str, Any]) -> bool:
+    """Whether ``run`` (a registry row) completed at chance level: it learned nothing usable, and its final metrics'
+    warning says why and what to change (core.training.epoch.chance_warning)."""
+    return bool((run["final_metrics"] or {}).get("at_chance"))
+
+
 def trained_run_problem(run: Mapping[str, Any] | None) -> str | None:
     """Why a new training job must not be queued for ``run`` (the registry row its settings name), or None: the run
-    is completed (training it again would change nothing), its loss diverged (it would again), or a live process
-    outside the job queue trains it."""
+    is completed (training it again would change nothing; at chance level, the message says so and why), its loss
+    diverged (it would again), or a live process outside the job queue trains it."""
     if run is None:
         return None
+    if run["status"] == "completed" and ended_at_chance(run):
+        return (f"these settings were already trained as run {run['id']} ('{run['name']}', completed {_when(run)}), "
+                f"and {run['final_metrics']['warning']} (A new name alone does not make another run.)")
     if run["status"] == "completed":
         return (f"these settings were already trained as run {run['id']} ('{run['name']}', completed {_when(run)}): "
                 "change the seed or a setting to train another model (a new name alone does not), or analyse that "

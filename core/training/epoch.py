@@ -173,12 +173,65 @@ def diverged_text(config: TrainConfig, optimizer: torch.optim.Optimizer, epoch: 
                   loss: float) -> str:
     """Why the run stopped and what to change: the loss is no longer a number, so every weight is garbage."""
     lr = max(group["lr"] for group in optimizer.param_groups)
-    causes = [f"lower the learning rate (it was {lr:.3g} at that step)"]
-    if config.method in ("trades", "mart"):
-        causes.append(f"lower {'TRADES' if config.method == 'trades' else 'MART'} β")
+    causes = [f"lower the learning rate (it was {lr:.3g} at that step)", *beta_cause(config)]
     return (f"training diverged in epoch {epoch} (by batch {batch} of {batches}): the loss became "
             f"{'NaN' if math.isnan(loss) else 'infinite'}. Nothing of that epoch was saved. Resuming would repeat "
             f"the same steps: start a new run with other settings — {'; '.join(causes)}.")
+
+
+def beta_cause(config: TrainConfig) -> list[str]:
+    """The other setting that makes the steps too large, for the methods that weigh a KL term by β."""
+    if config.method in ("trades", "mart"):
+        return [f"lower {'TRADES' if config.method == 'trades' else 'MART'} β"]
+    return []
+
+
+def chance_level(y: torch.Tensor, num_classes: int) -> tuple[float, float]:
+    """What a model that learned nothing scores on the points labelled ``y``: the share of the most common class
+    (always answering it; 1/num_classes on balanced data), and the margin above it that still reads as chance: two
+    standard errors of that score on this many points, at least 2 points of percentage."""
+    counts = torch.bincount(y.flatten().long().cpu(), minlength=num_classes)
+    n = max(int(counts.sum()), 1)
+    share = max(float(counts.max()) / n, 1 / num_classes)
+    return share, max(0.02, 2 * math.sqrt(share * (1 - share) / n))
+
+
+def chance_warning(config: TrainConfig, history: list[dict[str, Any]], final: dict[str, Any], y: torch.Tensor,
+                   num_classes: int, steps: int) -> str | None:
+    """Why a run whose final clean accuracy (``final``, measured on the points labelled ``y``) is at chance level
+    learned nothing, and what to change; None when it is above chance. ``history``: its epochs' metrics; ``steps``:
+    the optimizer steps it took. Not an error (TrainingDiverged) as a non-finite loss is: a run of a few steps also
+    ends here (one epoch of digits at batch 256 does, at the default learning rate), and its weights are what they
+    are; the warning goes with its final metrics (the CLI prints it, the job card and the hub show it)."""
+    clean = final.get("clean_acc")
+    if clean is None or not history or not len(y):
+        return None
+    share, margin = chance_level(y, num_classes)
+    if clean > share + margin:
+        return None
+    text = (f"training ended at chance level: clean accuracy {_pct(clean)} on {len(y)} test points, where always "
+            f"answering the most common class scores {_pct(share)} ({num_classes} classes). The model has learned "
+            "nothing usable" + (", and its robust accuracy says nothing about robustness." if "robust_acc" in final
+                                else "."))
+    guess = math.log(num_classes)  # the cross-entropy of a uniform guess
+    peak = max(history, key=lambda m: m["loss"] if math.isfinite(m["loss"]) else -math.inf)
+    best = max(history, key=lambda m: m.get("clean_acc", 0.0))
+    if peak["loss"] > 3 * guess:
+        text += (f" Its training loss reached {peak['loss']:.3g} in epoch {peak['epoch']} (a uniform guess scores "
+                 f"{guess:.2f}): the steps were too large.")
+    elif best.get("clean_acc", 0.0) > share + margin:
+        text += (f" Its clean accuracy was {_pct(best['clean_acc'])} after epoch {best['epoch']}, then fell back to "
+                 "chance: the steps were too large.")
+    else:
+        return (f"{text} It never rose above chance in {steps} optimizer steps: train more epochs; if it stays at "
+                f"chance, use a smaller learning rate (this run's was {config.lr:g}).")
+    smaller = TrainConfig.lr if config.lr > TrainConfig.lr else config.lr / 10
+    return (f"{text} Train again with a smaller learning rate (this run's was {config.lr:g}; try {smaller:g})"
+            + "".join(f", or {cause}" for cause in beta_cause(config)) + ".")
+
+
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.1f} %"
 
 
 def amp_context(config: TrainConfig, device: torch.device) -> Callable[[], Any]:

@@ -21,13 +21,13 @@ from core import __version__
 from core.data import Dataset, load_dataset
 from core.distributed import SINGLE, DistContext, StepCarrier, lost_peer, lost_peer_text
 from core.errors import ConfigError, RegistryError, TrainingDiverged
-from core.evaluation.headline import headline_metrics
+from core.evaluation.headline import headline_metrics, headline_points
 from core.models import ARCHS, build_model, save_checkpoint
 from core.store import Registry
 from core.training.classwise import check_class_weights, weights_for_epoch
 from core.training.config import TrainConfig, norm_problem
-from core.training.epoch import (ProgressFn, StopFn, detect_catastrophic_overfitting, evaluate_epoch,
-                                 train_epoch)
+from core.training.epoch import (ProgressFn, StopFn, chance_warning, detect_catastrophic_overfitting,
+                                 evaluate_epoch, train_epoch)
 from core.training.methods import METHODS, MethodState
 from core.training.state import last_epoch, load_epoch_state, publish_epoch, save_epoch_state
 from core.utils import atomic_write_text, config_hash, derive_seed, make_generator, resolve_device
@@ -312,6 +312,7 @@ def _train_run(config: TrainConfig, setup: _Setup, registry: Registry | None, ru
         # The figures the hub compares models by are the headline protocol's (core/evaluation/headline.py), the
         # same as a shipped or imported model's; the last epoch's held-out check stays in the epoch history.
         metrics = {**history[-1], **headline_metrics(model, setup.test_data, config.norm, config.eps, device)}
+        metrics = _with_chance_warning(config, setup, history, metrics)
         final = save_checkpoint(model, _checkpoint_meta(config, run_id, metrics, registry), run_dir / "model")
         atomic_write_text(run_dir / "done", f"{time.time()}\n")
         registry.update_run(run_id, status="completed", pid=None, finished_at=time.time(),
@@ -320,6 +321,21 @@ def _train_run(config: TrainConfig, setup: _Setup, registry: Registry | None, ru
 
     checkpoint, final = dist.on_main(finish)
     return RunResult(run_id, "completed", len(history), run_dir, checkpoint, history, final)
+
+
+def _with_chance_warning(config: TrainConfig, setup: _Setup, history: list[dict[str, Any]],
+                         final: dict[str, Any]) -> dict[str, Any]:
+    """``final`` with ``at_chance`` and the warning of :func:`chance_warning` when the run ended at chance level
+    (before the last epoch's own warning, if it had one: the bigger problem first)."""
+    steps = -(-len(setup.train_data) // config.batch_size) * config.epochs
+    warning = chance_warning(config, history, final, headline_points(setup.test_data).y, setup.test_data.num_classes,
+                             steps)
+    if warning is None:
+        return final
+    log.warning("%s", warning)
+    earlier = final.get("warning")
+    return {**final, "at_chance": True,
+            "warning": warning + (f" Also, in the last epoch: {earlier}." if earlier else "")}
 
 
 def _finish_epoch(config: TrainConfig, setup: _Setup, optimizer: torch.optim.Optimizer, registry: Registry,

@@ -42,6 +42,12 @@ def model_card(run: dict[str, Any], role: str | None = None) -> None:
         points = f"{metrics['n']} test points" if metrics.get("n") else "the test split"
         st.markdown(f"Clean **{fmt_pct(metrics.get('clean_acc'))}** · robust **{fmt_pct(metrics.get('robust_acc'))}**",
                     help=f"On {points}: clean accuracy, and robust accuracy under {attack}.")
+        if metrics.get("at_chance"):
+            # Listed with the others, it read like any model: a comparison with it says nothing.
+            st.warning("**Ended at chance level**: it has learned nothing usable, so comparing with it says nothing.",
+                       icon=":material/warning:")
+            why = metrics.get("warning", "")
+            st.caption(why[:1].upper() + why[1:])
         created = datetime.fromtimestamp(run["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         reported = (" · **accuracy as reported by its .json file** (the dataset's files are not here to measure it)"
                     if metrics.get("reported") else "")

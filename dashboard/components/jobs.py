@@ -10,7 +10,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.errors import AtlasError
 from core.jobs import (RESUMABLE_JOB, cancel_job, count_jobs, eta_seconds, job_run_id, kept_epochs, list_jobs,
-                       resumable_jobs, resumed_by, submit_job)
+                       never_started, resumable_jobs, resume_text, resumed_by, submit_job, waiting_for)
 from dashboard import cache
 from dashboard.components.charts import per_class_heatmap, training_curves
 from dashboard.components.labels import ARCH_LABELS, NORM_LABELS, SHORT_METHOD_LABELS, label, plural
@@ -79,14 +79,15 @@ def _identity(job: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _result(job: dict[str, Any]) -> str | None:
-    """What a completed training job produced: its run's final clean and robust accuracy (None before that)."""
+def _result(job: dict[str, Any]) -> tuple[str | None, str | None]:
+    """What a completed training job produced: its run's final clean and robust accuracy, and the warning that came
+    with them (a run that ended at chance level says so and what to change); None before that."""
     if job["kind"] != "train" or job["status"] != "completed" or not job["run_id"]:
-        return None
+        return None, None
     run = cache.registry().find_run(job["run_id"])
     metrics = (run or {}).get("final_metrics") or {}
     if metrics.get("clean_acc") is None:
-        return None
+        return None, None
     text = f"Final: clean **{100 * metrics['clean_acc']:.1f} %**"
     if metrics.get("robust_acc") is not None:
         # A run trained before the headline protocol has its last epoch's held-out check here, without "n".
@@ -94,7 +95,7 @@ def _result(job: dict[str, Any]) -> str | None:
         if "n" in metrics:
             how += f" on {metrics['n']} test points, as every model in the hub"
         text += f" · robust **{100 * metrics['robust_acc']:.1f} %** ({how})"
-    return text
+    return text, metrics.get("warning")
 
 
 def _clock(timestamp: float) -> str:
@@ -112,14 +113,17 @@ def progress_bar(job: dict[str, Any]) -> tuple[float, str]:
 
 
 def _stopped(job: dict[str, Any], newer: dict[str, Any] | None) -> str | None:
-    """For a training job that stopped before its run was complete: the epochs it kept and, when a newer job took
-    its run on since, that job (it is no open problem then); else where a Resume would go on from."""
+    """For a training job that stopped before its run was complete: the epochs it kept, or that it never ran (it
+    stopped while queued), and, when a newer job took its run on since, that job (it is no open problem then)."""
     if job["kind"] != "train" or job["status"] not in RESUMABLE_JOB:
         return None
-    kept = kept_epochs(cache.registry(), job)
     total = job["args"].get("epochs")
-    text = "" if kept is None else (f"Kept {kept} of {plural(total, 'epoch')}." if kept else
-                                    f"No epoch of {total} finished: none kept.")
+    if never_started(job):
+        text = f"{job['status'].capitalize()} while queued: it never ran, so it trained no epoch."
+    else:
+        kept = kept_epochs(cache.registry(), job)
+        text = "" if kept is None else (f"Kept {kept} of {plural(total, 'epoch')}." if kept else
+                                        f"No epoch of {total} finished: none kept.")
     if newer is not None:
         return f"{text} :material/replay: Resumed since by job `{newer['id']}` (now {newer['status']}).".strip()
     return text or None
@@ -135,8 +139,11 @@ def _job_row(job: dict[str, Any], resumable: set[str], *, compact: bool = False,
         colour = "gray" if newer is not None else STATUS_COLOUR.get(job["status"], "gray")
         head.markdown(f"**{_title(job, run)}**  :{colour}-badge[{job['status']}]")
         head.caption(_identity(job))
-        if (result := _result(job)) is not None:
+        result, warning = _result(job)
+        if result is not None:
             head.markdown(result)
+        if warning is not None:
+            head.warning(warning[:1].upper() + warning[1:], icon=":material/warning:")
         if (stopped := _stopped(job, newer)) is not None:
             head.markdown(stopped)
         if not compact:
@@ -200,22 +207,47 @@ def _live_charts(job: dict[str, Any]) -> None:
         right.caption("Rows are classes, columns epochs; dark purple = easily attacked, yellow = robust.")
 
 
+def queued_text(job: dict[str, Any], blocker: dict[str, Any] | None) -> str:
+    """The note for a job waiting for its turn (``blocker``: the job it waits for, None when it waits for none)."""
+    text = f"Queued job `{job['id']}`"
+    if blocker is not None:
+        where = "running" if blocker["status"] != "queued" else "queued before it"
+        text += (f": it waits for {NOUNS.get(blocker['kind'], 'job')} `{blocker['id']}` ({where} on "
+                 f"{blocker['device']}) and starts when that one is done")
+    return text + ". Progress appears below."
+
+
+def _queue_notes(jobs: list[dict[str, Any]], queued: str | None) -> None:
+    """The notes above the training cards, all read from the queue and the registry at every rerun, so a page
+    switch, a reload or a full rerun keeps them and a cancel takes them away: "Queued job …" for every job waiting
+    for its turn (and for ``queued``, the job the form has just queued, once it runs), and for a job that resumes a
+    run, where it goes on from (the form's note stayed after that job was cancelled, and kept its old epoch)."""
+    registry = cache.registry()
+    for job in jobs:
+        if job["status"] == "queued" or (job["id"] == queued and job["status"] == "running"):
+            st.success(queued_text(job, waiting_for(registry, job)))
+        if (note := resume_text(registry, job)) is not None:
+            st.info(note, icon=":material/replay:")
+
+
 @st.fragment(run_every=1.0)
 def jobs_panel(kind: str = "train", queued: str | None = None) -> None:
     """Re-runs every second on its own, so progress moves without rerunning the page. Shows the most recent jobs of
     ``kind`` and, for training, every older job that can still be resumed (else its Resume would be out of reach).
 
-    ``queued``: the job the page's form has just queued, announced here while it is queued or running. Shown by the
-    page itself, the note stayed on screen after that job was cancelled: these reruns do not touch the page."""
+    ``queued``: the job the page's form has just queued; the panel announces it while it runs too (every waiting
+    training job is announced anyway, see :func:`_queue_notes`). Shown by the page itself, the note stayed on
+    screen after that job was cancelled: these reruns do not touch the page."""
     registry = cache.registry()
     jobs = list_jobs(registry, limit=50, kind=kind)
-    if queued is not None and any(j["id"] == queued and j["status"] in ("queued", "running") for j in jobs):
-        st.success(f"Queued job `{queued}`. Progress appears below.")
+    # Before the notes: it marks runs whose process died as interrupted, as the resume notes must read them.
+    resumable = resumable_jobs(registry) if kind == "train" else []
+    if kind == "train":
+        _queue_notes(jobs, queued)
     if not jobs:
         st.info("No training jobs yet. Fill in the form above and press **Start training**." if kind == "train"
                 else "No background evaluations yet.")
         return
-    resumable = resumable_jobs(registry) if kind == "train" else []
     resumable_ids = {j["id"] for j in resumable}
     newer = resumed_by(registry) if kind == "train" else {}
     runs = _runs_of(jobs) if kind == "train" else {}

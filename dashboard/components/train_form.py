@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.distributed import DistContext
 from core.errors import AtlasError, ConfigError
-from core.jobs import resume_note, submit_job, train_run_id
+from core.jobs import submit_job
 from core.training import TrainConfig
 from core.training.config import DALE_NOISES, MAX_EPS, class_weights_problem, eps_problem
 from core.training.preflight import preflight
@@ -260,8 +260,9 @@ def queue_training(fields: Callable[[], dict[str, Any]], *, exclusive: bool = Tr
                    processes: int = 1) -> str | None:
     """Read the form (``fields`` raises ConfigError on a value it cannot use), validate it as a TrainConfig, run
     the preflight checks and queue the job. A refusal is shown (``Not started: …``) and gives None: among them,
-    settings whose run is already completed (core/jobs/reuse.py). Settings whose run exists unfinished resume it,
-    and a note says so."""
+    settings whose run is already completed (core/jobs/reuse.py). Settings whose run exists unfinished resume it:
+    the jobs panel says so while the job is queued or running (core.jobs.resume_text), not a note written here
+    once, which stayed after the job was cancelled."""
     try:
         config = TrainConfig(**fields())
         preflight(config)
@@ -269,15 +270,9 @@ def queue_training(fields: Callable[[], dict[str, Any]], *, exclusive: bool = Tr
         if processes > 1:
             DistContext(world_size=processes).check_batch(config.batch_size)
             args["processes"] = processes
-        registry = cache.registry()
-        registry.reconcile()  # a run whose process died reads as interrupted, not running, in the note
-        run = registry.find_run(train_run_id(args))
-        job_id = submit_job(registry, "train", args, device=config.device, exclusive=exclusive)
+        return submit_job(cache.registry(), "train", args, device=config.device, exclusive=exclusive)
     except AtlasError as exc:
         st.error(f"Not started: {exc}")
         # The message sits under the form, often below the fold when the button is at the bottom of the view.
         st.toast("Not started: see the message under the form.", icon=":material/error:")
         return None
-    if (note := resume_note(run, config.name)) is not None:
-        st.info(note, icon=":material/replay:")
-    return job_id
