@@ -236,7 +236,10 @@ def launcher() -> None:
                     **dale, **weight_fields(), device=device)
 
     if launched and (job_id := queue_training(fields)):
-        st.success(f"Queued job `{job_id}`; its live charts are below and it is listed on the Train page too.")
+        # A toast, not a note: this fragment is not rerun by a Cancel in the jobs panel, so a note stayed after it
+        # (the panel itself announces a job while it waits for its turn).
+        st.toast(f"Queued job `{job_id}`: its live charts are below, and it is listed on the Train page too.",
+                 icon=":material/check_circle:")
 
 
 launcher()

@@ -133,7 +133,7 @@ def test_a_class_weighted_dale_run_is_queued_and_its_live_charts_follow_it() -> 
     assert at.selectbox(key="to_weighting").options == ["None", "Adaptive", "Fixed"]
     assert at.selectbox(key="train_chart_job").value == old
     at = launch(at, to_weighting="adaptive", to_epochs=1)
-    assert any("Queued job" in s.value for s in at.success)
+    assert any("Queued job" in t.value for t in at.toast)
     jobs = list_jobs(cache.registry())
     try:
         assert len(jobs) == 2 and jobs[0]["args"]["method"] == "dale", jobs
