@@ -41,6 +41,14 @@ runs = {r["id"]: r for r in cache.runs(dataset)}
 # can load them (they looked like any other until a page failed on them).
 unloaded = unloaded_archs(run["arch"] for run in runs.values())
 needs_plugin = {run_id: unloaded[run["arch"]] for run_id, run in runs.items() if run["arch"] in unloaded}
+
+
+def _status(run_id: str, status: str) -> str:
+    """The table's status: what stops a model from being analysed, or what makes comparing with it meaningless
+    (a run that ended at chance level, core.jobs.ended_at_chance), before the run's own status."""
+    if run_id in needs_plugin:
+        return "needs plugin"
+    return "at chance" if (runs.get(run_id, {}).get("final_metrics") or {}).get("at_chance") else status
 if table.empty:
     files = (f" Its standard files are not on this machine: run `python -m core data download {dataset}` (with a "
              "network) or place them in the data folder before training." if cache.files_missing(dataset) else "")
@@ -72,8 +80,7 @@ else:
     # column (two "digits SmallCNN · DALE ε=0.1 · 1 ep…" rows looked the same).
     shown = table.assign(threat=[threat_text(n, e) for n, e in zip(table["norm"], table["ε"])],
                          name=[n.removeprefix(f"{dataset} ") for n in table["name"]],
-                         status=["needs plugin" if run_id in needs_plugin else status
-                                 for run_id, status in zip(table["id"], table["status"])])
+                         status=[_status(run_id, status) for run_id, status in zip(table["id"], table["status"])])
     event = st.dataframe(
         shown, hide_index=True, key=f"hub_table_{table_key}",
         on_select="rerun", selection_mode="single-row",

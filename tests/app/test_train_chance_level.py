@@ -62,3 +62,13 @@ def test_the_model_card_of_a_run_that_ended_at_chance_warns_against_comparing_wi
     healthy = {**run, "final_metrics": {k: v for k, v in FINAL.items() if k not in ("at_chance", "warning")}}
     at = AppTest.from_function(show_card, args=(healthy,)).run()
     assert not at.exception and not at.warning
+
+
+def test_the_hub_table_marks_a_run_that_ended_at_chance(atlas_home: Path) -> None:
+    completed_at_chance(Registry(atlas_home))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py"),
+                           default_timeout=300).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    status = dict(zip(table["name"], table["status"]))
+    assert status.pop("lr10") == "at chance" and set(status.values()) == {"shipped"}, status
