@@ -47,7 +47,7 @@ def _status(run_id: str, status: str) -> str:
     """The table's status: what stops a model from being analysed, or what makes comparing with it meaningless
     (a run that ended at chance level, core.jobs.ended_at_chance), before the run's own status."""
     if run_id in needs_plugin:
-        return "needs plugin"
+        return "no plugin"
     return "at chance" if (runs.get(run_id, {}).get("final_metrics") or {}).get("at_chance") else status
 if table.empty:
     files = (f" Its standard files are not on this machine: run `python -m core data download {dataset}` (with a "
@@ -88,13 +88,13 @@ else:
         # name: a run trained here ends in what tells it apart ("· 1 ep · seed 1 · 4256"). A longer name is cut (the
         # full name shows when its row is selected).
         column_order=["name", "method", "threat", "clean acc", "robust acc", "status", "created"],
-        column_config={"name": st.column_config.TextColumn(width=244),
+        column_config={"name": st.column_config.TextColumn(width=256),
                        "method": st.column_config.TextColumn(width=66),
                        "threat": st.column_config.TextColumn(
                            "norm · ε", width=78, help="The norm and ε of the robust accuracy: an adversarially trained "
                            "model's training ε; for a standard model, the dataset's usual ε (it was not trained with "
                            "one)."),
-                       "status": st.column_config.TextColumn(width=92),  # "needs plugin" whole
+                       "status": st.column_config.TextColumn(width=80),
                        "clean acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",
                                                                     width=98),
                        "robust acc": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent",

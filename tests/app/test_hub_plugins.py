@@ -47,7 +47,7 @@ def test_a_model_whose_plugin_is_not_loaded_says_so_in_the_hub(plugin_run: dict)
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     status = dict(zip(table["name"], table["status"]))
-    assert status["plugin MLP"] == "needs plugin", status
+    assert status["plugin MLP"] == "no plugin", status
     assert {s for name, s in status.items() if name != "plugin MLP"} == {"shipped"}, status
     (warning,) = [w.value for w in at.warning if NOT_LOADED in w.value]  # under the primary model's card
     assert "`example_tiny_mlp`" in warning and "`ATLAS_PLUGINS` is not set" in warning, warning
@@ -61,5 +61,5 @@ def test_with_its_plugin_loaded_the_model_is_like_any_other(plugin_run: dict) ->
     at.run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert "needs plugin" not in set(table["status"]), table
+    assert "no plugin" not in set(table["status"]), table
     assert not [w.value for w in at.warning if NOT_LOADED in w.value]

@@ -218,13 +218,13 @@ def test_a_completed_training_job_shows_what_it_produced(atlas_home: Path) -> No
                         eps=0.1, config={}, source="trained")
     registry.update_run("done-run", status="completed", final_metrics={"clean_acc": 0.987, "robust_acc": 0.8123})
     job = {"kind": "train", "status": "completed", "run_id": "done-run"}
-    assert _result(job) == "Final: clean **98.7 %** · robust **81.2 %** (PGD at ε = 0.1)"
+    assert _result(job) == ("Final: clean **98.7 %** · robust **81.2 %** (PGD at ε = 0.1)", None)
     # A run measured by the headline protocol says how: the same attack and points as every model in the hub.
     registry.update_run("done-run", final_metrics={"clean_acc": 0.987, "robust_acc": 0.8123, "n": 450,
                                                    "attack": "pgd-20"})
     assert _result(job) == ("Final: clean **98.7 %** · robust **81.2 %** (PGD-20 at ε = 0.1 on 450 test points, as "
-                            "every model in the hub)")
-    assert _result({**job, "status": "running"}) is None and _result({**job, "run_id": None}) is None
+                            "every model in the hub)", None)
+    assert _result({**job, "status": "running"}) == (None, None) == _result({**job, "run_id": None})
 
 
 def test_the_hub_renders_without_importing_torch(subprocess_env: dict) -> None:
