@@ -10,6 +10,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+from streamlit.runtime.scriptrunner import StopException  # noqa: E402
 
 from core.runtime import tune_allocator  # noqa: E402
 from dashboard import cache, code_version, state  # noqa: E402
@@ -32,7 +33,7 @@ st.logo(ROOT / "assets" / "logo.svg", size="large", icon_image=ROOT / "assets" /
 with st.sidebar:
     specs = cache.dataset_specs()
     names = sorted(specs, key=lambda n: (specs[n]["needs_files"], n))
-    state.read_url(names)
+    state.read_url(names, lambda: {r["id"]: r["dataset"] for r in cache.runs() if r["checkpoint_path"]})
     st.selectbox("Dataset", names, index=names.index(st.session_state[state.DATASET]), key="_sb_dataset",
                  on_change=state.set_from_widget, args=(state.DATASET, "_sb_dataset"),
                  format_func=lambda n: n + (" (files needed)" if specs[n]["needs_files"] else ""))
@@ -40,10 +41,20 @@ with st.sidebar:
     # the hub's table (with its status) but is not offered here.
     runs = [r for r in cache.runs(st.session_state[state.DATASET]) if r["checkpoint_path"]]
     state.ensure_models(runs)
+    shown_dataset = st.session_state[state.DATASET]
+    elsewhere = st.session_state.pop("_url_elsewhere", {})
     for missing in st.session_state.pop("_url_missing", []):
-        st.toast(f"The link names the model {md(missing)}, which is not in this Atlas for "
-                 f"{st.session_state[state.DATASET]} (deleted, or trained elsewhere): the default model is shown "
-                 "instead.", icon=":material/link_off:")
+        if missing in elsewhere:
+            st.toast(f"The link names the model {md(missing)}, which is a model of {md(elsewhere[missing])}, not of "
+                     f"{shown_dataset}: the default {shown_dataset} model is shown instead. To see it, pick "
+                     f"{md(elsewhere[missing])} under Dataset in the sidebar, then the model.",
+                     icon=":material/link_off:")
+        else:
+            st.toast(f"The link names the model {md(missing)}, which is not in this Atlas for {shown_dataset} "
+                     "(deleted, or trained elsewhere): the default model is shown instead.", icon=":material/link_off:")
+    if (moved := st.session_state.pop("_url_moved_dataset", None)) is not None:
+        st.toast(f"The link names the dataset {moved[0]}, but its models are models of {moved[1]}: {moved[1]} is "
+                 "shown, with them.", icon=":material/swap_horiz:")
     if (unknown := st.session_state.pop("_url_unknown_dataset", None)) is not None:
         # Escaped: text from a link must not put its own markdown (a link, say) into the Atlas's message.
         st.toast(f"The link names the dataset “{md(unknown)}”, which this Atlas does not have (it has "
@@ -55,6 +66,10 @@ with st.sidebar:
         st.toast(f"The link names {md(names_of[twice])} as both the primary and the comparison model: the "
                  f"comparison is {md(names_of[comparison]) if comparison else 'none'} instead.",
                  icon=":material/link_off:")
+    if (teaching := st.session_state.pop("_url_bad_teaching", None)) is not None:
+        st.toast(f"The link sets Teaching mode ({state.TEACHING_PARAM}) to “{md(teaching)}”, which it does not "
+                 f"offer (a link says “{state.TEACHING_PARAM}=off”, or nothing for on): teaching mode is "
+                 f"{'on' if st.session_state[state.TEACHING] else 'off'}.", icon=":material/link_off:")
     state.write_url(len(runs))
     labels = cache.run_labels(runs)
     ids = list(labels)
@@ -113,8 +128,13 @@ page = st.navigation({
 asked = {key: st.query_params.get_all(key) for key in st.query_params}
 arrived = st.session_state.get("_url_page") != page.url_path
 st.session_state["_url_page"] = page.url_path
+st.session_state[state.LINK] = asked if arrived else {}
+stopped = None
 try:
     page.run()
+except StopException as stop:  # raised again below, after the toasts it would have swallowed (state.take_back_stop)
+    state.take_back_stop()
+    stopped = stop
 finally:
     for key, values, shown in state.refused_url_values(asked) if arrived else ():
         label = state.url_label(key)
@@ -122,4 +142,9 @@ finally:
         shown = ", ".join(shown) if isinstance(shown, list) else shown
         st.toast(f"The link sets {control} to “{md(', '.join(values))}”, which this page does not offer: it shows "
                  f"“{md(shown or 'nothing')}” instead.", icon=":material/link_off:")
+    # A parameter no page has (?th_runs=abc) was kept in the URL and ignored without a word.
+    state.refuse_link_params({key: "which this page does not take from a link"
+                              for key in (state.unknown_url_params(asked) if arrived else ())})
+if stopped is not None:
+    raise stopped
 cache.warm_engine()

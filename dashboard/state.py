@@ -119,6 +119,24 @@ def refused_url_values(asked: dict[str, list[str]]) -> list[tuple[str, list[str]
     return refused
 
 
+def take_back_stop() -> None:
+    """After a page's ``st.stop()``: Streamlit keeps the stop request, and every later ``st.*`` call raises its
+    StopException again, so the toasts app.py gives after the page about the link (:func:`refused_url_values`) were
+    lost on a page that stopped (the Theory Lab before its first run, the Attack Lab without an example yet). The
+    request is taken back; app.py raises the stop again after its toasts, so the run still ends as stopped.
+    Internals (the run's ScriptRequests); tests/app/test_url_links_refusals.py fails if they change."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
+
+    ctx = get_script_run_ctx()
+    requests = getattr(ctx, "script_requests", None)
+    if requests is None:
+        return
+    with requests._lock:
+        if requests._state == ScriptRequestType.STOP:
+            requests._state = ScriptRequestType.CONTINUE
+
+
 def snap_url_number(key: str, grid: Sequence[float]) -> None:
     """A link's number for the slider ``key`` that lies between the slider's steps (ε = 0.123 on the Attack Lab's
     0.01 grid) was drawn as given while the results shown were the nearest step's, without a word. Before the slider
@@ -165,11 +183,78 @@ def _move_url_number(key: str, move: Callable[[float], float]) -> None:
     if written.endswith(".0"):
         written = written[:-2]  # an integer field reads "49", not "49.0"
     st.query_params[key] = written
-    # The widget takes its first value from the URL as the page arrived (Streamlit's snapshot), not from
-    # st.query_params: the snapshot gets the moved value too (without it, the link's toast still says it all).
+    _set_initial(store, key, written)
+
+
+def _set_initial(store: Any, key: str, value: str | None) -> None:
+    """A widget takes its first value from the URL as the page arrived (Streamlit's snapshot), not from
+    st.query_params: the snapshot gets the moved value too, or loses a parameter taken out of the URL (without it,
+    the link's toast still says it all)."""
     initial = getattr(store, "_initial_query_params", None)
     if isinstance(initial, dict) and key in initial:
-        initial[key] = [written]
+        if value is None:
+            del initial[key]
+        else:
+            initial[key] = [value]
+
+
+# The URL's parameters as the page arrived with them (app.py sets it before the page runs; {} on the page's later
+# runs): a page checks a link's values against its own state only once, not after every click.
+LINK = "_url_link"
+# Streamlit's own parameters (?embed=true), never a page's.
+STREAMLIT_PARAMS = ("embed", "embed_options")
+
+
+def link_params() -> dict[str, list[str]]:
+    """The parameters of the link the page arrived with in this run; {} on its later runs."""
+    return st.session_state.get(LINK, {})
+
+
+def refuse_link_params(refusals: dict[str, str]) -> None:
+    """For each parameter ``key → why`` of the link the page arrived with that the page cannot use in its present
+    state (``why``, as "which is for …"), a toast naming the control, the value and why; the parameter leaves the
+    URL, so the address does not claim a setting the page does not show and a later widget does not take it up.
+    A parameter bound to a widget drawn meanwhile is the widget's (refused_url_values speaks for it)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from dashboard.components.labels import md
+
+    ctx = get_script_run_ctx()
+    link = link_params()
+    for key, why in refusals.items():
+        if key not in link or key not in st.query_params or ctx is None:
+            continue
+        store = ctx.session_state._state.query_params
+        if store.is_bound(key):
+            continue
+        label = url_label(key)
+        control = f"{md(label)} ({md(key)})" if label else f"“{md(key)}”"
+        st.toast(f"The link sets {control} to “{md(', '.join(link[key]))}”, {why}: it is left out.",
+                 icon=":material/link_off:")
+        del st.query_params[key]
+        _set_initial(store, key, None)
+
+
+def unknown_url_params(asked: dict[str, list[str]]) -> list[str]:
+    """The parameters of ``asked`` that are no setting of any page (``?th_runs=abc``, ``?pg_point=9``): not the
+    shared selections, not in URL_LABELS and not bound to a widget drawn in this run."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return []
+    session = ctx.session_state._state
+    shared = {*URL_KEYS.values(), TEACHING_PARAM, *STREAMLIT_PARAMS}
+    unknown = []
+    for key in asked:
+        if key in shared or url_label(key) is not None:
+            continue
+        widget_id = session._key_id_mapper.get_id_from_key(key, None)
+        meta = session._new_widget_state.widget_metadata.get(widget_id)
+        if widget_id in ctx.shared.widget_ids_this_run and meta is not None and meta.bind == IN_URL:
+            continue
+        unknown.append(key)
+    return unknown
 
 
 def init_state() -> None:
@@ -177,9 +262,11 @@ def init_state() -> None:
         st.session_state.setdefault(key, value)
 
 
-def read_url(datasets: list[str]) -> None:
+def read_url(datasets: list[str], run_datasets: Callable[[], dict[str, str]]) -> None:
     """Once per session, before the sidebar is drawn: take the dataset and models from the URL. A dataset the Atlas
-    does not know is ignored; run ids are checked by :func:`ensure_models` (an unknown one gets the default)."""
+    does not know is ignored; run ids are checked by :func:`ensure_models` (an unknown one gets the default).
+    ``run_datasets()`` gives each model's dataset: a link whose models all belong to another dataset than its own
+    (or that names none) opens theirs, and a model of another dataset is said to be one, not to be missing."""
     if st.session_state.get("_url_read"):
         return
     st.session_state["_url_read"] = True
@@ -188,6 +275,9 @@ def read_url(datasets: list[str]) -> None:
         st.session_state[DATASET] = params["dataset"]
     elif params.get("dataset"):
         st.session_state["_url_unknown_dataset"] = params["dataset"]
+    named = [params[name] for name in URL_KEYS.values() if name != "dataset" and params.get(name)
+             and params[name] != NO_COMPARISON]
+    _follow_models(named, datasets, run_datasets() if named else {}, params.get("dataset") in datasets)
     if params.get("primary") or params.get("comparison"):
         # The models named belong to this dataset: ensure_models must check them, not reset them as after a switch.
         st.session_state["_models_for_dataset"] = st.session_state[DATASET]
@@ -195,11 +285,28 @@ def read_url(datasets: list[str]) -> None:
         st.session_state[PRIMARY_RUN] = params["primary"]
     if params.get("comparison"):
         st.session_state[COMPARISON_RUN] = None if params["comparison"] == NO_COMPARISON else params["comparison"]
-    if params.get(TEACHING_PARAM) == "off":  # a reload kept the models but brought the explanations back
+    teaching = params.get(TEACHING_PARAM)
+    if teaching == "off":  # a reload kept the models but brought the explanations back
         st.session_state[TEACHING] = False
+    elif teaching is not None and teaching != "on":
+        st.session_state["_url_bad_teaching"] = teaching  # said by the sidebar; write_url takes it out
     # What the link asked for, so ensure_models can say which of it is not here rather than swap it silently.
     st.session_state["_url_asked"] = {key: st.session_state[key] for key in (PRIMARY_RUN, COMPARISON_RUN)
                                       if params.get(URL_KEYS[key]) and st.session_state[key]}
+
+
+def _follow_models(named: list[str], datasets: list[str], homes: dict[str, str], dataset_given: bool) -> None:
+    """A link named a moons model under digits (or under no dataset): it was called "not in this Atlas". When none
+    of the models named belongs to the link's dataset, the first one's dataset is shown (said by the sidebar when
+    the link named a dataset); a model left in another dataset is named with it (``_url_elsewhere``)."""
+    current = st.session_state[DATASET]
+    found = [homes[run_id] for run_id in named if run_id in homes]
+    if found and current not in found and found[0] in datasets:
+        st.session_state[DATASET] = found[0]
+        if dataset_given:
+            st.session_state["_url_moved_dataset"] = (current, found[0])
+    st.session_state["_url_elsewhere"] = {run_id: homes[run_id] for run_id in named
+                                          if homes.get(run_id, st.session_state[DATASET]) != st.session_state[DATASET]}
 
 
 def write_url(models: int) -> None:

@@ -53,10 +53,11 @@ if not runs:
 lead = runs[0]  # the primary when it loads: the examples that flip and the attack's defaults are its
 
 example = lab_controls.pick_example(data, lead, device, "attack_lab")
-if example is None:
-    st.stop()
+# Without an example (a choice out of range, an upload waiting for its class) the attack's controls are still drawn,
+# the message at the example's field: hidden, they lost their values (the attack came back as PGD) and left the URL.
+# The ε slider and the projector toggle wait for an example (the live panel keeps their values meanwhile).
 attack = lab_controls.pick_attack(data, lead, example)
-if attack is None:
+if attack is None or example is None:
     st.stop()
 
 if not lab_controls.within_budget(attack, runs):
@@ -92,7 +93,8 @@ def live_panel() -> None:
     grid = np.asarray(attack.grid)
     where = f"{dataset}:{attack.norm}"
     kept = st.session_state.get(KEPT_EPS, {}).get(where)
-    start = grid[min(attack.start_index, len(grid) - 1)] if kept is None else grid[np.abs(grid - kept).argmin()]
+    default = float(grid[min(attack.start_index, len(grid) - 1)])
+    start = default if kept is None else grid[np.abs(grid - kept).argmin()]
     # Written on every full run, not only when it differs: after a run that drew no slider (an upload waiting for
     # its class) the browser drew a new one at its default while the session still held 0.25, and the panels showed
     # ε = 0.25 under a slider at 0.1. Not on this fragment's own reruns (the slider moved): the browser shows the
@@ -106,10 +108,12 @@ def live_panel() -> None:
     # The slider and the projector toggle share a row, so the images start higher (at 1366 × 768 they began at
     # the window's bottom edge).
     row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium", key="lab_eps_row")
+    # value: the attack's own start is the slider's default, left out of the URL (with none, the default was 0 and
+    # the start written above put ?lab_eps=0.1 in the URL at the next click anywhere on the page).
     eps = row.slider(f"ε ({'ℓ∞' if attack.norm == 'linf' else 'ℓ2'} budget, image scale 0–1)", min_value=0.0,
-                     max_value=float(grid[-1]), step=float(grid[1] - grid[0]),
+                     max_value=float(grid[-1]), value=default, step=float(grid[1] - grid[0]),
                      format=f"%.{decimals(float(grid[1] - grid[0]))}f", key="lab_eps", on_change=_keep_eps,
-                     args=(where,), bind=state.IN_URL,
+                     args=(where,), bind=state.IN_URL, persist_state="page",
                      help="Moving the slider only looks up the precomputed grid.")
     if eps != st.session_state.get(KEPT_EPS, {}).get(where, start):
         # The ε came from the page's URL (a reload or a shared link: the URL wins over the value written above on a
@@ -118,7 +122,8 @@ def live_panel() -> None:
     index = int(np.abs(grid - eps).argmin())
     # For a lecture hall: side by side, a digit is ~110 px wide at 1280 px and ~50 px at 1024; one model per row
     # gives the images the page's width.
-    large = row.toggle("Large images", key="lab_large", bind=state.IN_URL,
+    # persist_state: kept, and put back in the URL, across runs without an example (a choice out of range).
+    large = row.toggle("Large images", key="lab_large", bind=state.IN_URL, persist_state="page",
                        help="One model per row, for a projector.")
     columns = [st.container() for _ in runs] if large else panels(len(runs), "lab-models", "large", kind="models")
     for column, run_id in zip(columns, runs):

@@ -60,13 +60,11 @@ default_eps = {run_norm: run_eps, "l2" if run_norm == "linf" else "linf":
 
 if is_image:
     example = lab_controls.pick_example(data, primary, device, "geometry")
+    # The 2-D data's point field is not drawn for images: its link value was ignored without a word.
+    state.refuse_link_params({"geo_index": f"which picks a point of 2-D data; a {dataset} test image is picked "
+                                           "with Example (By index: Test index)"})
 else:
-    index = st.number_input(f"Test point (0–{len(data) - 1})", 0, len(data) - 1, 0, key="geo_index",
-                            bind=state.IN_URL)
-    example = lab_controls.Example(key=f"{data.name}:{data.split}:{index}", x=data.x[int(index)],
-                                   y=int(data.y[int(index)]), label=f"{data.name} test #{index}")
-if example is None:
-    st.stop()
+    example = lab_controls.pick_point(data)
 
 with st.container(border=True):
     # Short option texts: a group is ~190 px at 1280 px, and "DeepFool normal, random" was cut off there.
@@ -85,12 +83,14 @@ with st.container(border=True):
     owner = plane_from if comparison else None
     other = other_key = None
     if plane_kind == "image":
+        state.clamp_url_number("geo_other", 0, len(data) - 1)  # ?geo_other=inf stopped the page with a traceback
         other_index = c1.number_input(f"Other test input (0–{len(data) - 1})", 0, len(data) - 1,
                                       min(1, len(data) - 1), key="geo_other", bind=state.IN_URL)
         other, other_key = data.x[int(other_index)], f"{data.name}:{data.split}:{int(other_index)}"
         c1.caption(f"class {data.classes[int(data.y[int(other_index)])]}")
     norm = c2.segmented_control("Norm", ("linf", "l2"), default=run_norm, key="geo_norm", bind=state.IN_URL,
                                 format_func=lambda n: "ℓ∞" if n == "linf" else "ℓ2") or "linf"
+    state.clamp_url_number(f"geo_eps_{norm}", 0.0, MAX_EPS[norm])
     eps = c2.number_input("ε", value=round(default_eps[norm], 3), step=0.01,
                           format="%g", key=f"geo_eps_{norm}", bind=state.IN_URL,
                           help=f"The budget whose ball is drawn and the PGD path's budget ({scale}).")
@@ -107,8 +107,13 @@ with st.container(border=True):
                                            "boundary crosses are refined, level by level.")
         zoom = c2.slider("Zoom out", 0.25, 4.0, 1.0, 0.25, key="geo_zoom", bind=state.IN_URL,
                          help="× the automatic half-width (1.6 × the farthest DeepFool boundary or ε-ball reach)")
+        state.clamp_url_number("geo_steps", 1, MAX_PATH_STEPS)
         steps = c3.number_input("Path steps", 1, MAX_PATH_STEPS, 10, key="geo_steps", bind=state.IN_URL)
 
+# With no example (a choice out of range, an upload waiting for its class) the controls above are still drawn, so
+# they keep their values and their place in the URL; the message is at the example's field.
+if example is None:
+    st.stop()
 NEEDS_EPS = "Set ε above 0 (the inputs above) to draw this view."
 view = spec = None
 if not math.isfinite(eps) or eps <= 0:

@@ -69,6 +69,12 @@ top, grid, own = page_view(primary["norm"], primary["eps"], norm, spec["input_sh
 eps = cols[1].select_slider("ε (the table, the stars, the per-class views, the checks)", options=sorted({*grid, own}),
                             value=own,
                             key=f"rob_eps_{norm}", format_func=lambda v: f"{v:g}", bind=state.IN_URL)
+# A link's ε of the other norm (?rob_eps_l2=… while the page shows ℓ∞) stayed in the URL, ignored without a word.
+other_eps = {key: key.removeprefix("rob_eps_") for key in state.link_params()
+             if key.startswith("rob_eps_") and key != f"rob_eps_{norm}"}
+state.refuse_link_params({key: f"which is the ε of {charts.NORM_LABEL[other]}, while the page shows "
+                               f"{charts.NORM_LABEL[norm]} (Norm)" if other in norms else
+                               "which is the ε of no norm this page has" for key, other in other_eps.items()})
 # Only sizes below the test split's own ("all" is the whole split): 1000 was offered on digits' 450 points.
 try:
     test_size = len(cache.run_dataset(primary["id"], dataset))

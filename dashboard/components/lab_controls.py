@@ -181,6 +181,18 @@ def pick_example(data: Any, run_id: str, device: str, page: str) -> Example | No
     return example
 
 
+def pick_point(data: Any) -> Example | None:
+    """Geometry's picker for 2-D data: a test point by its index. A value out of range (typed, or ``?geo_index=inf``
+    in a link, which stopped the page with a traceback) is named at the field; a link's moves to the nearer end."""
+    index, problem = checked_number(st, f"Test point (0–{len(data) - 1})", 0, len(data) - 1, value=0, step=1,
+                                    key="geo_index", bind=state.IN_URL)
+    if problem:
+        st.error(problem, icon=":material/error:")
+        return None
+    return Example(key=f"{data.name}:{data.split}:{int(index)}", x=data.x[int(index)], y=int(data.y[int(index)]),
+                   label=f"{data.name} test #{int(index)}", index=int(index))
+
+
 def _pick_example(data: Any, run_id: str, device: str) -> Example | None:
     # The way to pick and its inputs on one row where the page is wide enough (they wrap below it where not): on
     # two rows they pushed the Attack Lab's images below a 1366 × 768 window.
@@ -234,7 +246,8 @@ def _pick_example(data: Any, run_id: str, device: str) -> Example | None:
     return _upload(data)
 
 
-def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None:
+def pick_attack(data: Any, run_id: str, example: Example | None) -> AttackChoice | None:
+    """The attack and its parameters; ``example`` None (none picked yet) skips the check of a target class."""
     from core.attacks import ATTACKS
 
     run = cache.registry().get_run(run_id)
@@ -277,7 +290,7 @@ def pick_attack(data: Any, run_id: str, example: Example) -> AttackChoice | None
             chosen = target.selectbox("Target class", options, key=f"lab_target_{name}", bind=state.IN_URL,
                                       format_func=lambda c: "untargeted" if c < 0 else str(data.classes[c]))
             if chosen >= 0:
-                if chosen == example.y:
+                if example is not None and chosen == example.y:
                     st.error(f"The target class {data.classes[chosen]} is this example's true class: a targeted "
                              "attack needs another class.")
                     return None

@@ -52,6 +52,7 @@ def bound_widgets(at: AppTest) -> dict[str, str]:
     ("attack_lab", {"lab_mode": "Among those that flip", "lab_attack": "FGSM"}),
     ("robustness", {}),
     ("geometry", {"geo_plane": "toward the other image"}),
+    ("geometry", {"dataset": "moons"}),
     ("features", {}),
 ])
 def test_each_url_bound_control_has_its_on_screen_label(page: str, params: dict[str, str]) -> None:
