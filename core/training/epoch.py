@@ -214,20 +214,29 @@ def chance_warning(config: TrainConfig, history: list[dict[str, Any]], final: di
             "nothing usable" + (", and its robust accuracy says nothing about robustness." if "robust_acc" in final
                                 else "."))
     guess = math.log(num_classes)  # the cross-entropy of a uniform guess
+    # The loss recorded is the method's own (an adversarial loss, CE + β·KL): on 2 classes a healthy run can pass
+    # 3·ln 2, so only a loss far past any healthy one (10 nats) says the steps blew up.
     peak = max(history, key=lambda m: m["loss"] if math.isfinite(m["loss"]) else -math.inf)
-    best = max(history, key=lambda m: m.get("clean_acc", 0.0))
-    if peak["loss"] > 3 * guess:
+    # Not the last epoch: its held-out figure is on other points than the final one, and "then fell back" after
+    # the epoch the run ended on would be false.
+    best = max(history[:-1] or history[:1], key=lambda m: m.get("clean_acc", 0.0))
+    # An adversarial run can also sit at chance because ε is too large for the data (the classes closer than 2ε):
+    # then no learning rate helps.
+    eps_cause = ([f"a smaller ε if the classes lie closer than 2ε (this run's was {config.eps:g})"]
+                 if config.method != "erm" and config.eps > 0 else [])
+    if peak["loss"] > max(3 * guess, 10.0):
         text += (f" Its training loss reached {peak['loss']:.3g} in epoch {peak['epoch']} (a uniform guess scores "
-                 f"{guess:.2f}): the steps were too large.")
-    elif best.get("clean_acc", 0.0) > share + margin:
+                 f"{guess:.2f}): the steps were most likely too large.")
+    elif len(history) > 1 and best.get("clean_acc", 0.0) > share + margin:
         text += (f" Its clean accuracy was {_pct(best['clean_acc'])} after epoch {best['epoch']}, then fell back to "
-                 "chance: the steps were too large.")
+                 "chance: the steps were most likely too large.")
     else:
         return (f"{text} It never rose above chance in {steps} optimizer steps: train more epochs; if it stays at "
-                f"chance, use a smaller learning rate (this run's was {config.lr:g}).")
+                f"chance, use a smaller learning rate (this run's was {config.lr:g})"
+                + "".join(f", or {cause}" for cause in eps_cause) + ".")
     smaller = TrainConfig.lr if config.lr > TrainConfig.lr else config.lr / 10
     return (f"{text} Train again with a smaller learning rate (this run's was {config.lr:g}; try {smaller:g})"
-            + "".join(f", or {cause}" for cause in beta_cause(config)) + ".")
+            + "".join(f", or {cause}" for cause in (*beta_cause(config), *eps_cause)) + ".")
 
 
 def _pct(fraction: float) -> str:

@@ -32,8 +32,9 @@ def test_training_with_lr_10_ends_at_chance_and_says_so_and_why(tmp_path: Path, 
     warning = final["warning"]
     assert warning.startswith("training ended at chance level: clean accuracy "), warning
     assert "The model has learned nothing usable, and its robust accuracy says nothing about robustness." in warning
-    assert warning.endswith("the steps were too large. Train again with a smaller learning rate (this run's was 10; "
-                            "try 0.05)."), warning
+    assert warning.endswith("the steps were most likely too large. Train again with a smaller learning rate (this "
+                            "run's was 10; try 0.05), or a smaller ε if the classes lie closer than 2ε (this run's "
+                            "was 0.1)."), warning
 
     run = registry.get_run(result.run_id)
     assert run["final_metrics"]["warning"] == warning and ended_at_chance(run), "the run's record says it"
@@ -71,11 +72,18 @@ def test_chance_is_what_always_answering_the_most_common_class_scores() -> None:
 @pytest.mark.parametrize("history, advice", [
     pytest.param([{"epoch": 1, "loss": 2.3, "clean_acc": 0.098}],
                  "It never rose above chance in 6 optimizer steps: train more epochs; if it stays at chance, use a "
-                 "smaller learning rate (this run's was 0.05).", id="too-few-steps"),
+                 "smaller learning rate (this run's was 0.05), or a smaller ε if the classes lie closer than 2ε "
+                 "(this run's was 0.1).", id="too-few-steps"),
     pytest.param([{"epoch": 1, "loss": 2.26, "clean_acc": 0.278}, {"epoch": 2, "loss": 2.43, "clean_acc": 0.1}],
-                 "Its clean accuracy was 27.8 % after epoch 1, then fell back to chance: the steps were too large. "
-                 "Train again with a smaller learning rate (this run's was 0.05; try 0.005), or lower TRADES β.",
+                 "Its clean accuracy was 27.8 % after epoch 1, then fell back to chance: the steps were most likely "
+                 "too large. Train again with a smaller learning rate (this run's was 0.05; try 0.005), or lower "
+                 "TRADES β, or a smaller ε if the classes lie closer than 2ε (this run's was 0.1).",
                  id="learned-then-lost-it"),
+    # The best figure was the last epoch's: the run ended there, it did not fall back.
+    pytest.param([{"epoch": 1, "loss": 2.5, "clean_acc": 0.098}, {"epoch": 2, "loss": 2.4, "clean_acc": 0.2}],
+                 "It never rose above chance in 6 optimizer steps: train more epochs; if it stays at chance, use a "
+                 "smaller learning rate (this run's was 0.05), or a smaller ε if the classes lie closer than 2ε "
+                 "(this run's was 0.1).", id="no-blow-up-no-fall-back"),
 ])
 def test_the_warning_says_why_from_the_run_s_history(history: list, advice: str) -> None:
     config = TrainConfig(dataset="digits", method="trades", eps=0.1)
@@ -84,3 +92,12 @@ def test_the_warning_says_why_from_the_run_s_history(history: list, advice: str)
                        "answering the most common class scores 10.0 % (10 classes). The model has learned nothing "
                        f"usable. {advice}")
     assert chance_warning(config, history, {"clean_acc": 0.13}, DIGITS_TEST, 10, 6) is None, "above chance + margin"
+
+
+def test_a_two_class_robust_loss_of_a_few_nats_is_not_called_a_blow_up() -> None:
+    """The loss recorded is the method's own: PGD-AT on moons at a healthy lr can pass 3·ln 2 = 2.08."""
+    config = TrainConfig(dataset="moons", arch="mlp", method="pgd-at", eps=0.3, lr=0.05)
+    history = [{"epoch": 1, "loss": 2.5, "clean_acc": 0.5}, {"epoch": 2, "loss": 2.2, "clean_acc": 0.5}]
+    warning = chance_warning(config, history, {"clean_acc": 0.5}, torch.arange(400) % 2, 2, 20)
+    assert "steps were most likely too large" not in warning and "never rose above chance" in warning, warning
+    assert warning.endswith("or a smaller ε if the classes lie closer than 2ε (this run's was 0.3)."), warning
