@@ -14,6 +14,7 @@ from streamlit.runtime.scriptrunner import StopException  # noqa: E402
 
 from core.runtime import tune_allocator  # noqa: E402
 from dashboard import cache, code_version, state  # noqa: E402
+from dashboard.components import plugins  # noqa: E402
 from dashboard.components.labels import md  # noqa: E402
 
 tune_allocator()  # once per process: freed tensor memory is reused, not page-faulted back in (core/runtime.py)
@@ -40,11 +41,17 @@ with st.sidebar:
     # Only runs with a final checkpoint are models to analyse: a running, failed or cancelled training run stays in
     # the hub's table (with its status) but is not offered here.
     runs = [r for r in cache.runs(st.session_state[state.DATASET]) if r["checkpoint_path"]]
+    # Nor a model whose architecture's plugin is not loaded: no page can load it (the hub lists it and says why).
+    unloaded = plugins.unloaded_runs(runs)
+    runs = [r for r in runs if r["id"] not in unloaded]
     state.ensure_models(runs)
     shown_dataset = st.session_state[state.DATASET]
     elsewhere = st.session_state.pop("_url_elsewhere", {})
     for missing in st.session_state.pop("_url_missing", []):
-        if missing in elsewhere:
+        if missing in unloaded:
+            st.toast(f"The link names the model {md(missing)}. {unloaded[missing]} The default model is shown "
+                     "instead.", icon=":material/extension_off:")
+        elif missing in elsewhere:
             st.toast(f"The link names the model {md(missing)}, which is a model of {md(elsewhere[missing])}, not of "
                      f"{shown_dataset}: the default {shown_dataset} model is shown instead. To see it, pick "
                      f"{md(elsewhere[missing])} under Dataset in the sidebar, then the model.",

@@ -12,11 +12,11 @@ from core.store.registry import MAX_NAME
 from core.utils import config_hash
 from dashboard import cache, state
 from dashboard.components import imports
-from dashboard.components.cards import masked_note, model_card, threat_text
+from dashboard.components.cards import masked_note, model_card, status_text, threat_text
 from dashboard.components.charts import pareto_figure, robust_measure
 from dashboard.components.labels import md, slug
 from dashboard.components.layout import panels
-from dashboard.components.plugins import plugin_notices, unloaded_archs
+from dashboard.components.plugins import plugin_notices, unloaded_runs
 from dashboard.components.teaching import explain
 
 dataset = st.session_state[state.DATASET]
@@ -39,16 +39,8 @@ explain("Every model the Atlas knows for this dataset, each measured the same wa
 runs = {r["id"]: r for r in cache.runs(dataset)}
 # Models whose architecture's plugin is not loaded: listed with the accuracy measured when they were added, but no page
 # can load them (they looked like any other until a page failed on them).
-unloaded = unloaded_archs(run["arch"] for run in runs.values())
-needs_plugin = {run_id: unloaded[run["arch"]] for run_id, run in runs.items() if run["arch"] in unloaded}
+needs_plugin = unloaded_runs(runs.values())
 
-
-def _status(run_id: str, status: str) -> str:
-    """The table's status: what stops a model from being analysed, or what makes comparing with it meaningless
-    (a run that ended at chance level, core.jobs.ended_at_chance), before the run's own status."""
-    if run_id in needs_plugin:
-        return "no plugin"
-    return "at chance" if (runs.get(run_id, {}).get("final_metrics") or {}).get("at_chance") else status
 if table.empty:
     files = (f" Its standard files are not on this machine: run `python -m core data download {dataset}` (with a "
              "network) or place them in the data folder before training." if cache.files_missing(dataset) else "")
@@ -69,8 +61,6 @@ else:
         for run_id, role in ((primary, "primary"), (comparison, "comparison")):
             if run_id in runs:
                 model_card(runs[run_id], role)
-                if run_id in needs_plugin:
-                    st.warning(needs_plugin[run_id], icon=":material/extension_off:")
 
     st.subheader("All models")
     # Keyed by the ids it shows: when runs appear or go (a job finishes, a delete), the row selection resets
@@ -80,7 +70,8 @@ else:
     # column (two "digits SmallCNN · DALE ε=0.1 · 1 ep…" rows looked the same).
     shown = table.assign(threat=[threat_text(n, e) for n, e in zip(table["norm"], table["ε"])],
                          name=[n.removeprefix(f"{dataset} ") for n in table["name"]],
-                         status=[_status(run_id, status) for run_id, status in zip(table["id"], table["status"])])
+                         status=[status_text(runs.get(run_id, {"status": status}), run_id in needs_plugin)
+                                 for run_id, status in zip(table["id"], table["status"])])
     event = st.dataframe(
         shown, hide_index=True, key=f"hub_table_{table_key}",
         on_select="rerun", selection_mode="single-row",

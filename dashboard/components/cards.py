@@ -25,6 +25,15 @@ def threat_text(norm: str | None, eps: float | None) -> str:
     return text if eps is None or math.isnan(eps) else f"{text} {eps:g}"
 
 
+def status_text(run: dict[str, Any], unloaded: bool) -> str:
+    """A model's status in the hub's table: what stops it from being analysed (its plugin is not loaded), or what
+    makes comparing with it meaningless (it ended at chance level, core.jobs.ended_at_chance), before the run's own
+    status."""
+    if unloaded:
+        return "no plugin"
+    return "at chance" if (run.get("final_metrics") or {}).get("at_chance") else run["status"]
+
+
 def model_card(run: dict[str, Any], role: str | None = None) -> None:
     """A bordered card: name, badges, clean and robust accuracy, architecture and provenance."""
     metrics = run["final_metrics"]

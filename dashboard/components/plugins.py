@@ -65,3 +65,10 @@ def unloaded_archs(archs: Iterable[str]) -> dict[str, str]:
                    "dashboard with the plugin's module in `ATLAS_PLUGINS` (README, *Bring your own model*) to "
                    "analyse it. Its accuracy was measured when it was added.")
             for arch in foreign if arch not in ARCHS}
+
+
+def unloaded_runs(runs: Iterable[dict]) -> dict[str, str]:
+    """{run id: why it cannot be analysed} for the runs in ``runs`` whose architecture's plugin is not loaded."""
+    runs = list(runs)
+    unloaded = unloaded_archs(run["arch"] for run in runs)
+    return {run["id"]: unloaded[run["arch"]] for run in runs if run["arch"] in unloaded}
