@@ -201,8 +201,10 @@ def _set_initial(store: Any, key: str, value: str | None) -> None:
 # The URL's parameters as the page arrived with them (app.py sets it before the page runs; {} on the page's later
 # runs): a page checks a link's values against its own state only once, not after every click.
 LINK = "_url_link"
-# Streamlit's own parameters (?embed=true), never a page's.
+# Streamlit's own parameters (?embed=true), and the ones other sites add to a shared link (?utm_source=…,
+# ?fbclid=…): never a page's, and no reason for a toast.
 STREAMLIT_PARAMS = ("embed", "embed_options")
+FOREIGN_PARAMS = ("fbclid", "gclid", "msclkid")
 
 
 def link_params() -> dict[str, list[str]]:
@@ -247,7 +249,7 @@ def unknown_url_params(asked: dict[str, list[str]]) -> list[str]:
     shared = {*URL_KEYS.values(), TEACHING_PARAM, *STREAMLIT_PARAMS}
     unknown = []
     for key in asked:
-        if key in shared or url_label(key) is not None:
+        if key in shared or url_label(key) is not None or key in FOREIGN_PARAMS or key.startswith("utm_"):
             continue
         widget_id = session._key_id_mapper.get_id_from_key(key, None)
         meta = session._new_widget_state.widget_metadata.get(widget_id)

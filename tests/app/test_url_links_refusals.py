@@ -8,6 +8,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from dashboard import state
 from tests.app.test_url_labels import open_page
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +84,34 @@ def test_parameters_that_no_page_takes_are_refused() -> None:
         assert toasts(at) == [f"The link sets “{escaped}” to “{value}”, which this page does not take from a link: "
                               "it is left out."]
         assert key not in at.query_params
+    # What other sites add to a shared link is not the Atlas's to refuse.
+    at = arrive("theory", {"utm_source": "mail", "fbclid": "x1"})
+    assert toasts(at) == []
+
+
+def test_every_url_bound_control_has_a_label() -> None:
+    """A control bound to the URL whose key state.URL_LABELS does not cover would have its link value refused as a
+    parameter no page takes (state.unknown_url_params): every ``bind=state.IN_URL`` key in the code is checked here,
+    also those of controls drawn only in some states, which the drawn-widget checks of test_url_labels miss."""
+    import ast
+
+    keys = []
+    for path in [*(ROOT / "pages").glob("*.py"), *(ROOT / "dashboard").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            kwargs = {k.arg: k.value for k in node.keywords}
+            bind, key = kwargs.get("bind"), kwargs.get("key")
+            if not (isinstance(bind, ast.Attribute) and bind.attr == "IN_URL") or key is None:
+                continue
+            if isinstance(key, ast.Constant):
+                keys.append((path.name, key.value))
+            elif isinstance(key, ast.JoinedStr) and isinstance(key.values[0], ast.Constant):
+                keys.append((path.name, key.values[0].value + "x"))  # f"geo_eps_{norm}": a prefix key
+            elif not isinstance(key, ast.Name):  # key=key in a helper (the lab's norm picker: lab_norm_*)
+                keys.append((path.name, ast.unparse(key)))
+    assert len(keys) > 30, keys
+    assert [(name, key) for name, key in keys if state.url_label(key) is None] == []
 
 
 def test_a_teaching_value_other_than_off_is_refused() -> None:
