@@ -31,10 +31,11 @@ N_NEIGHBORS = 15
 MIN_DIST = 0.1
 N_EPOCHS = 200
 # t-SNE embeds every clean point with its adversarial twin at each ε in one fit: this bounds that fit's size and
-# time (1,800 points: 5.3 s in bench/RESULTS.md). tsne_max_clean_points turns it into a cap on clean points,
-# which LatentSpec checks before any attack runs.
+# time (1,800 points took 5.3 s in bench/RESULTS.md; a fit near this cap took 1–2 minutes on 2 busy cores, not
+# benchmarked). tsne_max_clean_points turns it into a cap on clean points, which LatentSpec checks before any
+# attack runs.
 TSNE_MAX_POINTS = 6000
-# 250 early-exaggeration iterations + 250 more instead of scikit-learn's 1000: on the page's default 1,800 points,
+# 250 early-exaggeration iterations + 250 more instead of scikit-learn's 1000: on 1,800 points (bench_tsne's),
 # 1.6× faster for 10-NN trustworthiness 0.9951 against 0.9955 (bench/bench_tsne.py, bench/RESULTS.md).
 TSNE_ITERATIONS = 500
 
