@@ -432,7 +432,8 @@ def test_large_images_put_one_model_per_row_with_taller_images() -> None:
 
 def test_a_primary_that_cannot_load_leaves_the_comparison_shown(tmp_path: Path, restore_plugins: None) -> None:
     """A plugin model as primary after its plugin was unset: the Attack Lab showed only that error, and the
-    comparison model vanished with it."""
+    comparison model vanished with it. Now such a model is not offered at all: the link's primary is named with
+    the reason, the default primary is shown, and the comparison stays."""
     from core.models import build_model, load_plugins, save_checkpoint
     from core.models.plugins import unload_plugins
     from core.store import Registry
@@ -448,11 +449,13 @@ def test_a_primary_that_cannot_load_leaves_the_comparison_shown(tmp_path: Path, 
     at = AppTest.from_file(APP, default_timeout=240)
     at.query_params.update(dataset="digits", primary=run["id"], comparison="shipped-digits-smallcnn-erm")
     at.run()
+    (toast,) = [t.value for t in at.toast if "comes from a plugin that is not loaded here" in t.value]
+    assert "`test_tinynet`" in toast, toast
     at.switch_page("../pages/attack_lab.py").run()
     assert not at.exception, at.exception
-    (error,) = [e.value for e in at.error]
-    assert error.startswith("Primary: my tiny net:") and "test_tinynet" in error
-    assert len(numbers(at)) == 1, "the comparison model's panel is still drawn"
+    assert at.session_state["primary_run"] not in (None, run["id"])
+    assert at.session_state["comparison_run"] == "shipped-digits-smallcnn-erm"
+    assert not at.error and len(numbers(at)) == 2, "both models' panels are drawn"
 
 
 def test_an_attack_setting_outside_its_range_is_refused_not_replaced() -> None:
