@@ -33,11 +33,15 @@ def runs(dataset: str | None = None) -> list[dict[str, Any]]:
 
 def run_labels(runs_: list[dict[str, Any]]) -> dict[str, str]:
     """{run id: label} for pickers: the run's name, with its id added where two runs share a name (registries from
-    before names were kept unique), since Streamlit tells a picker's options apart by their labels."""
+    before names were kept unique), since Streamlit tells a picker's options apart by their labels, and "at chance"
+    where the run ended at chance level (the hub says so; a picker alone made it look like any other model)."""
+    from core.jobs import ended_at_chance
+
     counts: dict[str, int] = {}
     for run in runs_:
         counts[run["name"]] = counts.get(run["name"], 0) + 1
-    return {r["id"]: _with_method(r) if counts[r["name"]] == 1 else f"{_with_method(r)} · {r['id']}" for r in runs_}
+    labels = {r["id"]: _with_method(r) if counts[r["name"]] == 1 else f"{_with_method(r)} · {r['id']}" for r in runs_}
+    return {r["id"]: labels[r["id"]] + (" · at chance" if ended_at_chance(r) else "") for r in runs_}
 
 
 def _with_method(run: dict[str, Any]) -> str:

@@ -54,7 +54,7 @@ def diverged(run: Mapping[str, Any]) -> bool:
 def ended_at_chance(run: Mapping[str, Any]) -> bool:
     """Whether ``run`` (a registry row) completed at chance level: it learned nothing usable, and its final metrics'
     warning says why and what to change (core.training.epoch.chance_warning)."""
-    return bool((run["final_metrics"] or {}).get("at_chance"))
+    return bool((run.get("final_metrics") or {}).get("at_chance"))
 
 
 def trained_run_problem(run: Mapping[str, Any] | None) -> str | None:

@@ -111,6 +111,16 @@ def test_pickers_say_what_a_model_is_when_its_name_does_not() -> None:
                                 "f": "thermal · ERM", "g": "my dale-kl-x · DALE ε=0.1"}, "whole words only"
 
 
+def test_pickers_mark_a_model_that_ended_at_chance_level() -> None:
+    """The hub said "at chance" but the sidebar offered such a model like any other."""
+    from dashboard.cache import run_labels
+
+    runs = [{"id": "a", "name": "lr10", "method": "erm", "eps": None, "final_metrics": {"at_chance": True}},
+            {"id": "b", "name": "fine", "method": "erm", "eps": None, "final_metrics": {"clean_acc": 0.97}},
+            {"id": "c", "name": "running", "method": "erm", "eps": None, "final_metrics": None}]
+    assert run_labels(runs) == {"a": "lr10 · ERM · at chance", "b": "fine · ERM", "c": "running · ERM"}
+
+
 def test_the_url_keeps_the_chosen_models_across_a_reload() -> None:
     """A browser reload reset Primary to PGD-AT: the selections now live in the URL as well."""
     at = open_app()
