@@ -79,12 +79,16 @@ def _plane_layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
     """A square [0, 1]² plane with equal aspect, axis titles and the legend under the plot."""
     axis = dict(GRID, range=[0, 1], constrain="domain", showgrid=False, zeroline=False, mirror=True,
                 showline=True, linecolor="#94a3b8")
-    return dict(BASE, title=dict(text=title), height=height, margin=dict(l=55, r=10, t=45, b=10),
+    # The legend sits at the figure's bottom edge (container coordinates) in a fixed margin: placed as a share of
+    # the plot's height (y = -0.2) it left ~80 px of blank under the x-axis title and ~50 px over the plane at
+    # 1280 px, as the figure's height was spent on margins the equal-aspect plane could not use.
+    return dict(BASE, title=dict(text=title), height=height, margin=dict(l=55, r=10, t=45, b=110),
                 xaxis=dict(axis, title=dict(text="x₁ (input units)")),
                 yaxis=dict(axis, title=dict(text="x₂ (input units)"), scaleanchor="x", scaleratio=1),
                 # Two entries a row: one a row (each wrapped alone in a half-width column) took 7 rows.
                 # ("normal": "grouped", the default with legend groups, gave each group a row of its own.)
-                legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=11),
+                legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0,
+                            font=dict(size=11),
                             entrywidth=0.5, entrywidthmode="fraction", traceorder="normal"),
                 **extra)
 
@@ -222,7 +226,7 @@ def arrow_traces(x: np.ndarray, frame: Frame) -> list[dict[str, Any]]:
 
 def decision_figure(frame: Frame, x: np.ndarray, y: np.ndarray, classes: Sequence[str], *, eps: float, norm: str,
                     title: str, show_balls: bool = True, show_arrows: bool = True,
-                    selected: int | None = None, height: int = 660) -> go.Figure:
+                    selected: int | None = None, height: int = 580) -> go.Figure:
     """Decision regions of the frame's model with the training points, their ε-balls and adversarial arrows."""
     data: list[dict[str, Any]] = [regions_trace(frame.probs, classes)]
     boundary = boundary_trace(frame.probs)

@@ -42,6 +42,11 @@ def test_the_decision_regions_fill_their_half_of_a_1280_projector(server: str, p
         assert not _overlap(bar, area) and not _overlap(bar, x_title), (bar, area, x_title)
         rows = {round(box["y"]) for box in (t.bounding_box() for t in plane.locator(".legend .traces").all())}
         assert len(rows) <= 4, f"legend rows at {sorted(rows)}"
-        assert plane.locator(".legend").bounding_box()["y"] >= x_title["y"] + x_title["height"]
+        legend = plane.locator(".legend").bounding_box()
+        assert legend["y"] >= x_title["y"] + x_title["height"]
+        # The figure's height goes to the plane, not to blank bands: with the legend placed as a share of the plot's
+        # height there were ~50 px between colour bar and plane and ~80 px between x-axis title and legend.
+        assert area["y"] - (bar["y"] + bar["height"]) <= 40, (bar, area)
+        assert legend["y"] - (x_title["y"] + x_title["height"]) <= 55, (x_title, legend)
     shot(page, artifacts, "playground-1280")
     assert_healthy(page)
