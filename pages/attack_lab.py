@@ -131,7 +131,8 @@ def live_panel() -> None:
             sweep = sweeps[run_id]
             model_panel(sweep, index, flips[run_id], data.classes, label=titles[run_id],
                         key=f"lab_{'primary' if run_id == primary else 'comparison'}", trace_label=attack.trace_label,
-                        attack=attack.summary, norm=attack.norm, image_height=330 if large else 200)
+                        attack=attack.summary, norm=attack.norm, image_height=330 if large else 200,
+                        target=dict(attack.items).get("target"))
             st.caption(f"{flip_sentence(sweep, data.classes)} Grid of {len(grid)} budgets computed in "
                        f"{sweep.seconds * 1000:.0f} ms.")
 

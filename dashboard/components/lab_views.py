@@ -316,11 +316,12 @@ def numbers_table(sweep: Any, index: int, flip: dict[str, Any], classes: Sequenc
 
 
 def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[str], *, label: str,
-                key: str, trace_label: str | None, attack: str, norm: str, image_height: int = 200) -> None:
+                key: str, trace_label: str | None, attack: str, norm: str, image_height: int = 200,
+                target: int | None = None) -> None:
     """Everything for one model at one ε: verdict, three images, key numbers, probabilities, loss, downloads.
     ``attack`` names the attack with its parameters ("PGD (ℓ∞), 10 steps, untargeted") for the slide, ``norm``
     its threat model ("linf" or "l2");
-    ``image_height`` is the images' figure height (taller for a projector)."""
+    ``image_height`` is the images' figure height (taller for a projector); ``target`` a targeted attack's class."""
     eps = float(sweep.eps_grid[index])
     x_adv = sweep.x_adv[index]
     pred = int(sweep.pred_adv[index])
@@ -330,6 +331,9 @@ def model_panel(sweep: Any, index: int, flip: dict[str, Any], classes: Sequence[
     wrong_clean = int(sweep.pred_clean) != int(sweep.y)
     missed = missed_flip(sweep, index, flip)
     verdict = (f":orange-badge[misclassified before any attack → {classes[pred]}]" if wrong_clean
+               # A targeted attack that flips the prediction to another class has missed what was asked for.
+               else f":orange-badge[fooled → {classes[pred]}, not the target {classes[target]}]"
+               if flipped and target is not None and pred != target
                else f":red-badge[fooled → {classes[pred]}]" if flipped
                else f":orange-badge[still {classes[pred]} · not robust]" if missed is not None
                else f":green-badge[still {classes[pred]}]")

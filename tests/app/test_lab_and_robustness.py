@@ -484,3 +484,24 @@ def test_another_class_keeps_which_one_inside_it() -> None:
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.number_input(key="lab_which").value == counts[small]
 
+
+
+def test_a_targeted_attack_that_lands_on_another_class_says_it_missed_its_target() -> None:
+    """Target 3, ε = 0.25: the PGD-AT model's digit went to 2 and the badge read "fooled → 2" as if the attack had
+    done what was asked."""
+    at = open_page("attack_lab")
+    at.selectbox(key="lab_target_pgd").set_value(3).run()
+    assert not at.exception and not at.error
+    seen = set()
+    for eps in (0.15, 0.2, 0.25, 0.3):
+        at.slider(key="lab_eps").set_value(eps).run()
+        badges = [m.value for m in at.markdown if "-badge[" in m.value]
+        assert len(badges) == 2 == len(verdicts(at)), badges
+        for pred, badge in zip(verdicts(at), badges):
+            if pred not in ("0", "3"):
+                assert badge == f":orange-badge[fooled → {pred}, not the target 3]", (eps, badge)
+                seen.add("missed")
+            elif pred == "3":
+                assert badge == ":red-badge[fooled → 3]", (eps, badge)
+                seen.add("hit")
+    assert seen == {"missed", "hit"}, f"the shipped models both miss and reach class 3 over ε 0.15–0.3: {seen}"
