@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.components.charts import (LAYOUT, OWN_SYMBOL, SHIPPED_SYMBOL, add_legend_keys, method_colour,
-                                         pareto_figure, percent_axis)
+                                         pareto_figure, percent_axis, robust_measure)
 from dashboard.components.labels import SHORT_METHOD_LABELS
 
 STEP_TITLES = {"epoch": "epoch", "t": "iteration t (gradient steps on the whole training set)"}
@@ -47,8 +47,8 @@ def class_table(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
         worst = min(per_class, key=per_class.get)
         rows.append({"id": run["id"], "name": run["name"], "method": run["method"], "source": run["source"],
                      "mean": float(np.mean(list(per_class.values()))), "worst": float(per_class[worst]),
-                     "worst class": worst})
-    return pd.DataFrame(rows, columns=["id", "name", "method", "source", "mean", "worst", "worst class"])
+                     "worst class": worst, "attack": run["final_metrics"].get("attack")})
+    return pd.DataFrame(rows, columns=["id", "name", "method", "source", "mean", "worst", "worst class", "attack"])
 
 
 def pareto(table: pd.DataFrame, highlight: Mapping[str, str] | Sequence[str] = ()) -> go.Figure:
@@ -72,8 +72,11 @@ def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
     add_legend_keys(fig, table)
     fig.add_trace(go.Scatter(x=np.array([0.0, 1.0]), y=np.array([0.0, 1.0]), mode="lines", name="worst = mean",
                              line=dict(dash="dot", color="#94a3b8"), hoverinfo="skip"))
-    fig.update_layout(title="Worst class vs mean robust accuracy", xaxis_title="mean per-class robust accuracy",
-                      yaxis_title="robust accuracy of the worst class", **LAYOUT)
+    # The measure in the title, as the clean vs robust chart beside it says it on its axis ("PGD-20, own ε").
+    measure = robust_measure(table["attack"] if "attack" in table else ())[0]
+    fig.update_layout(title=f"Worst class vs mean robust accuracy ({measure}, own ε)",
+                      xaxis_title="mean per-class robust accuracy", yaxis_title="robust accuracy of the worst class",
+                      **LAYOUT)
     _legend_under_axis_title(fig)
     both = table[["worst", "mean"]].to_numpy(float).ravel()
     fig.update_xaxes(**percent_axis(both))

@@ -50,7 +50,8 @@ def test_the_shipped_dale_run_shows_its_constraint_curves() -> None:
     assert "shipped-digits-smallcnn-dale" in chosen
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Dual variable" in t for t in titles) and any("ρ = 0.1" in t for t in titles)
-    assert any("Worst class vs mean" in t for t in titles)
+    # The measure is named, as on the clean vs robust chart beside it (the shipped digits runs: PGD-20).
+    assert any("Worst class vs mean robust accuracy (PGD-20, own ε)" in t for t in titles)
     nu = next(c.value for c in at.caption if c.value.startswith("ν rises"))
     assert "dual-ascent" in nu and "toward 0" not in nu, "ν falls by η_d·(ℓ_nom − ρ) per step, not to 0"
     assert "(η_d = 0.001, ρ = 0.1): ℓ_nom is under ρ from epoch 5" in nu and "at most η_d·ρ = 0.0001 per step" in nu
