@@ -153,7 +153,7 @@ def map_caption(latent: Any, asked: str) -> str:
     if info["method"] != asked:
         instead = f"**{info['method_label']} instead of {LABELS[asked]}**" + (f": {info['note']} " if info["note"]
                                                                              else ". ")
-    source = ("Read from the store." if info.get("cached") else
+    source = ("Computed earlier and stored: shown without recomputing." if info.get("cached") else
               f"Computed in {sum(secs.values()):.1f} s (attack {secs['attack']:.1f} s, fit {secs['fit']:.1f} s).")
     return (f"{instead}{info['method_label']} of {info['layer_label']} ({info['feature_dim']} features), "
             f"{len(latent.y)} points. Dots: clean, by true class; ×: adversarial, by predicted class. {source}")

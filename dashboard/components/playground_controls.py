@@ -19,7 +19,7 @@ SIZE_NOTE = (f"Points n, width and hidden layers are capped at {LIMITS['n']:,}, 
              "the defaults.")
 LANGEVIN_TEXT = (
     "The heatmap is the loss of the true class (log colour scale) at every place the attacker may move "
-    "the point to; the cyan line is the decision boundary inside the ball. **PGD** climbs the loss to a "
+    "the point to; the cyan line, where the ball reaches it, is the decision boundary. **PGD** climbs the loss to a "
     "peak, the star: a local maximum. The loss of a neural network is not concave, so the ball may hold "
     "a higher peak elsewhere. **DALE** (Robey et al., 2021) trains on samples of a distribution that "
     "favours high loss, drawn by Langevin steps: PGD's signed gradient steps plus Laplace noise inside "
