@@ -73,7 +73,7 @@ def worst_vs_mean(table: pd.DataFrame) -> go.Figure:
     fig.add_trace(go.Scatter(x=np.array([0.0, 1.0]), y=np.array([0.0, 1.0]), mode="lines", name="worst = mean",
                              line=dict(dash="dot", color="#94a3b8"), hoverinfo="skip"))
     # The measure in the title, as the clean vs robust chart beside it says it on its axis ("PGD-20, own ε").
-    measure = robust_measure(table["attack"] if "attack" in table else ())[0]
+    measure = robust_measure(table["attack"])[0]
     fig.update_layout(title=f"Worst class vs mean robust accuracy ({measure}, own ε)",
                       xaxis_title="mean per-class robust accuracy", yaxis_title="robust accuracy of the worst class",
                       **LAYOUT)
